@@ -1,0 +1,336 @@
+//! The HDF5 side of the results format (see `docs/file-format.md`).
+
+use super::{AttrValue, Field, Output, Provenance, Step, RESERVED_ATTRIBUTES};
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{Axis, BoundaryKind, Grid};
+use hdf5::types::VarLenUnicode;
+use hdf5::{Group, Location};
+use ndarray::ArrayD;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Version of the file layout written by this build. Readers refuse newer versions.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Value of the root `format` attribute that marks an otgrid file.
+const FORMAT_NAME: &str = "otgrid";
+
+fn text(s: &str) -> VarLenUnicode {
+    // VarLenUnicode rejects interior NULs only; strip them rather than fail.
+    s.replace('\0', "").parse().expect("no interior NUL")
+}
+
+fn put_text(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    loc.new_attr::<VarLenUnicode>()
+        .shape(())
+        .create(name)?
+        .write_scalar(&text(value))
+}
+
+fn put_texts(loc: &Location, name: &str, values: &[&str]) -> hdf5::Result<()> {
+    let v: Vec<VarLenUnicode> = values.iter().map(|s| text(s)).collect();
+    loc.new_attr::<VarLenUnicode>()
+        .shape(v.len())
+        .create(name)?
+        .write_raw(&v)
+}
+
+fn put_f64s(loc: &Location, name: &str, values: &[f64]) -> hdf5::Result<()> {
+    loc.new_attr::<f64>()
+        .shape(values.len())
+        .create(name)?
+        .write_raw(values)
+}
+
+fn put_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Result<()> {
+    match value {
+        AttrValue::Text(s) => put_text(loc, name, s),
+        AttrValue::Number(x) => loc
+            .new_attr::<f64>()
+            .shape(())
+            .create(name)?
+            .write_scalar(x),
+        AttrValue::Integer(i) => loc
+            .new_attr::<i64>()
+            .shape(())
+            .create(name)?
+            .write_scalar(i),
+    }
+}
+
+fn write_field(group: &Group, name: &str, field: &Field) -> hdf5::Result<()> {
+    let ds = group
+        .new_dataset_builder()
+        .with_data(field.data())
+        .create(name)?;
+    put_text(&ds, "kind", field.kind())?;
+    put_text(&ds, "centering", "cell")?;
+    Ok(())
+}
+
+/// Writes `output` to `tmp` (an HDF5 file created there); `shown` names it in errors.
+pub(super) fn write(output: &Output, prov: &Provenance, tmp: &Path, shown: &Path) -> Result<()> {
+    write_inner(output, prov, tmp).map_err(|e| Error::hdf5(shown, e))
+}
+
+fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<()> {
+    let file = hdf5::File::create(tmp)?;
+    put_text(&file, "format", FORMAT_NAME)?;
+    file.new_attr::<u32>()
+        .shape(())
+        .create("format_version")?
+        .write_scalar(&prov.format_version)?;
+    put_text(&file, "otgrid_version", &prov.otgrid_version)?;
+    put_text(&file, "command_line", &prov.command_line)?;
+    put_text(&file, "created", &prov.created)?;
+    for (name, value) in output.attributes() {
+        put_attr(&file, name, value)?;
+    }
+
+    let grid = output.grid();
+    let g = file.create_group("grid")?;
+    g.new_attr::<u32>()
+        .shape(())
+        .create("dim")?
+        .write_scalar(&(grid.dim() as u32))?;
+    let shape: Vec<u64> = grid.shape().iter().map(|&n| n as u64).collect();
+    g.new_attr::<u64>()
+        .shape(shape.len())
+        .create("shape")?
+        .write_raw(&shape)?;
+    put_f64s(&g, "lower", &grid.lower())?;
+    put_f64s(&g, "upper", &grid.upper())?;
+    put_f64s(&g, "spacing", &grid.spacing())?;
+    let bc: Vec<&str> = grid.boundaries().iter().map(|b| b.name()).collect();
+    put_texts(&g, "boundary", &bc)?;
+    put_text(&g, "axis_order", "x,y,z")?;
+    put_text(
+        &g,
+        "storage_order",
+        if grid.dim() == 3 {
+            "[z][y][x]"
+        } else {
+            "[y][x]"
+        },
+    )?;
+    put_text(&g, "centering", "cell")?;
+
+    let fields = file.create_group("fields")?;
+    for (name, field) in output.fields() {
+        write_field(&fields, name, field)?;
+    }
+    if !output.steps().is_empty() {
+        let steps = file.create_group("steps")?;
+        for (k, step) in output.steps().iter().enumerate() {
+            let s = steps.create_group(&k.to_string())?;
+            s.new_attr::<f64>()
+                .shape(())
+                .create("time")?
+                .write_scalar(&step.time)?;
+            for (name, field) in &step.fields {
+                write_field(&s, name, field)?;
+            }
+        }
+    }
+    if !output.diagnostics().is_empty() {
+        let d = file.create_group("diagnostics")?;
+        for (name, values) in output.diagnostics() {
+            d.new_dataset_builder()
+                .with_data(values.as_slice())
+                .create(name.as_str())?;
+        }
+    }
+    file.flush()?;
+    Ok(())
+}
+
+fn get_text(loc: &Location, name: &str) -> hdf5::Result<String> {
+    Ok(loc
+        .attr(name)?
+        .read_scalar::<VarLenUnicode>()?
+        .as_str()
+        .to_string())
+}
+
+fn get_texts(loc: &Location, name: &str) -> hdf5::Result<Vec<String>> {
+    Ok(loc
+        .attr(name)?
+        .read_raw::<VarLenUnicode>()?
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect())
+}
+
+fn read_attr(loc: &Location, name: &str) -> hdf5::Result<AttrValue> {
+    let attr = loc.attr(name)?;
+    let dtype = attr.dtype()?;
+    if dtype.is::<f64>() || dtype.is::<f32>() {
+        Ok(AttrValue::Number(attr.read_scalar::<f64>()?))
+    } else if dtype.is::<i64>() || dtype.is::<i32>() || dtype.is::<u32>() || dtype.is::<u64>() {
+        Ok(AttrValue::Integer(attr.read_scalar::<i64>()?))
+    } else {
+        Ok(AttrValue::Text(
+            attr.read_scalar::<VarLenUnicode>()?.as_str().to_string(),
+        ))
+    }
+}
+
+/// Reads an otgrid HDF5 file.
+pub(super) fn read(path: &Path) -> Result<Output> {
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
+    let file = hdf5::File::open(path)
+        .map_err(|_| Error::format(path, "not an HDF5 file (or not readable)"))?;
+    let bad = |m: String| Error::format(path, m);
+    let h5err = |e: hdf5::Error| Error::hdf5(path, e);
+
+    match get_text(&file, "format") {
+        Ok(f) if f == FORMAT_NAME => {}
+        _ => {
+            return Err(bad(
+                "not an otgrid results file (no root attribute format=\"otgrid\")".into(),
+            ))
+        }
+    }
+    let version: u32 = file
+        .attr("format_version")
+        .and_then(|a| a.read_scalar())
+        .map_err(|_| bad("missing root attribute 'format_version'".into()))?;
+    if version > FORMAT_VERSION {
+        return Err(bad(format!(
+            "file format version {version} is newer than this otgrid supports ({FORMAT_VERSION}); upgrade otgrid"
+        )));
+    }
+    let provenance = Provenance {
+        format_version: version,
+        otgrid_version: get_text(&file, "otgrid_version").unwrap_or_default(),
+        command_line: get_text(&file, "command_line").unwrap_or_default(),
+        created: get_text(&file, "created").unwrap_or_default(),
+    };
+    let mut attributes = BTreeMap::new();
+    for name in file.attr_names().map_err(h5err)? {
+        if !RESERVED_ATTRIBUTES.contains(&name.as_str()) {
+            attributes.insert(name.clone(), read_attr(&file, &name).map_err(h5err)?);
+        }
+    }
+
+    for group in ["grid", "fields"] {
+        if !file.link_exists(group) {
+            return Err(bad(format!(
+                "missing group /{group}: not a complete otgrid results file"
+            )));
+        }
+    }
+    let g = file.group("grid").map_err(h5err)?;
+    let grid = (|| -> hdf5::Result<std::result::Result<Grid, String>> {
+        let shape = g.attr("shape")?.read_raw::<u64>()?;
+        let lower = g.attr("lower")?.read_raw::<f64>()?;
+        let upper = g.attr("upper")?.read_raw::<f64>()?;
+        let bc = get_texts(&g, "boundary")?;
+        let d = shape.len();
+        if lower.len() != d || upper.len() != d || bc.len() != d {
+            return Ok(Err(
+                "/grid attributes shape, lower, upper, boundary differ in length".into(),
+            ));
+        }
+        let mut axes = Vec::with_capacity(d);
+        for a in 0..d {
+            let boundary: BoundaryKind = match bc[a].parse() {
+                Ok(b) => b,
+                Err(e) => return Ok(Err(format!("/grid: {e}"))),
+            };
+            axes.push(Axis {
+                cells: shape[a] as usize,
+                lower: lower[a],
+                upper: upper[a],
+                boundary,
+            });
+        }
+        Ok(Grid::new(axes).map_err(|e| format!("/grid: {e}")))
+    })()
+    .map_err(|e| {
+        bad(format!(
+            "unreadable /grid group: {}",
+            crate::error::one_line(&e.to_string())
+        ))
+    })?
+    .map_err(bad)?;
+
+    let read_group_fields = |group: &Group, where_: &str| -> Result<BTreeMap<String, Field>> {
+        let mut out = BTreeMap::new();
+        for ds in group.datasets().map_err(h5err)? {
+            let full = ds.name();
+            let name = full.rsplit('/').next().unwrap_or(&full).to_string();
+            let data: ArrayD<f64> = ds.read_dyn().map_err(h5err)?;
+            let kind = get_text(&ds, "kind").unwrap_or_else(|_| "scalar".into());
+            let field = match kind.as_str() {
+                "scalar" => ScalarField::new(grid.clone(), data).map(Field::Scalar),
+                "vector" => VectorField::new(grid.clone(), data).map(Field::Vector),
+                other => {
+                    return Err(bad(format!(
+                        "{where_}/{name}: unknown field kind '{other}'"
+                    )))
+                }
+            }
+            .map_err(|e| bad(format!("{where_}/{name}: {e}")))?;
+            out.insert(name, field);
+        }
+        Ok(out)
+    };
+
+    let fields = read_group_fields(&file.group("fields").map_err(h5err)?, "/fields")?;
+    let mut steps = Vec::new();
+    if file.link_exists("steps") {
+        let sg = file.group("steps").map_err(h5err)?;
+        let mut indexed: Vec<(usize, Group)> = Vec::new();
+        for s in sg.groups().map_err(h5err)? {
+            let n = s.name();
+            let k = n.rsplit('/').next().unwrap_or("").parse::<usize>();
+            match k {
+                Ok(k) => indexed.push((k, s)),
+                Err(_) => {
+                    return Err(bad(format!(
+                        "{n}: step groups must be named by their index"
+                    )))
+                }
+            }
+        }
+        indexed.sort_by_key(|(k, _)| *k);
+        for (k, s) in indexed {
+            let time: f64 = s
+                .attr("time")
+                .and_then(|a| a.read_scalar())
+                .map_err(|_| bad(format!("/steps/{k}: missing attribute 'time'")))?;
+            steps.push(Step {
+                time,
+                fields: read_group_fields(&s, &format!("/steps/{k}"))?,
+            });
+        }
+    }
+    let mut diagnostics = BTreeMap::new();
+    if file.link_exists("diagnostics") {
+        for ds in file
+            .group("diagnostics")
+            .map_err(h5err)?
+            .datasets()
+            .map_err(h5err)?
+        {
+            let full = ds.name();
+            let name = full.rsplit('/').next().unwrap_or(&full).to_string();
+            diagnostics.insert(name, ds.read_raw::<f64>().map_err(h5err)?);
+        }
+    }
+    Ok(Output {
+        grid,
+        fields,
+        steps,
+        diagnostics,
+        attributes,
+        provenance: Some(provenance),
+    })
+}

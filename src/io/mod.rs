@@ -1,0 +1,301 @@
+//! Results on disk: HDF5 files in the layout of `docs/file-format.md`, each with an XDMF
+//! sidecar that ParaView opens directly.
+//!
+//! [`Output`] collects what a run produces — fields on one grid, an optional time series,
+//! solver diagnostics and attributes — and [`Output::write`] stores it as `NAME.h5` plus
+//! `NAME.xmf`, both written to temporary names and renamed only when complete.
+//! [`Output::read`] loads such a file back, checking its format version.
+
+mod atomic;
+mod h5;
+mod xdmf;
+
+pub use atomic::AtomicFile;
+pub use h5::FORMAT_VERSION;
+pub use xdmf::render as render_xdmf;
+
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::Grid;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A scalar or vector field stored in an output.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Field {
+    Scalar(ScalarField),
+    Vector(VectorField),
+}
+
+impl Field {
+    /// The grid the field lives on.
+    pub fn grid(&self) -> &Grid {
+        match self {
+            Field::Scalar(f) => f.grid(),
+            Field::Vector(f) => f.grid(),
+        }
+    }
+
+    /// The stored array (C order, vector components last).
+    pub fn data(&self) -> &ndarray::ArrayD<f64> {
+        match self {
+            Field::Scalar(f) => f.data(),
+            Field::Vector(f) => f.data(),
+        }
+    }
+
+    /// `"scalar"` or `"vector"`, as stored in the `kind` attribute.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Field::Scalar(_) => "scalar",
+            Field::Vector(_) => "vector",
+        }
+    }
+}
+
+impl From<ScalarField> for Field {
+    fn from(f: ScalarField) -> Self {
+        Field::Scalar(f)
+    }
+}
+
+impl From<VectorField> for Field {
+    fn from(f: VectorField) -> Self {
+        Field::Vector(f)
+    }
+}
+
+/// One snapshot of a time series: fields at time `time`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub time: f64,
+    pub fields: BTreeMap<String, Field>,
+}
+
+/// A root attribute value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    Text(String),
+    Number(f64),
+    Integer(i64),
+}
+
+impl std::fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttrValue::Text(s) => f.write_str(s),
+            AttrValue::Number(x) => write!(f, "{x}"),
+            AttrValue::Integer(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+/// Who wrote a file, when and how (root attributes, filled in by [`Output::write`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provenance {
+    pub format_version: u32,
+    pub otgrid_version: String,
+    pub command_line: String,
+    pub created: String,
+}
+
+/// Everything one run writes: fields on one grid, a time series, diagnostics, attributes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    grid: Grid,
+    fields: BTreeMap<String, Field>,
+    steps: Vec<Step>,
+    diagnostics: BTreeMap<String, Vec<f64>>,
+    attributes: BTreeMap<String, AttrValue>,
+    /// Set on files read back; on write, taken from the running process unless set.
+    pub provenance: Option<Provenance>,
+}
+
+/// Paths of the two files written by [`Output::write`].
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub hdf5: PathBuf,
+    pub xdmf: PathBuf,
+}
+
+/// Root attribute names that otgrid itself writes.
+pub const RESERVED_ATTRIBUTES: [&str; 5] = [
+    "format",
+    "format_version",
+    "otgrid_version",
+    "command_line",
+    "created",
+];
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{what} name '{name}' must be non-empty ASCII letters, digits, '_' or '-'"
+        )))
+    }
+}
+
+impl Output {
+    /// An empty output on `grid`.
+    pub fn new(grid: Grid) -> Output {
+        Output {
+            grid,
+            fields: BTreeMap::new(),
+            steps: Vec::new(),
+            diagnostics: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+            provenance: None,
+        }
+    }
+
+    /// The grid every field lives on.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
+
+    /// Static fields by name.
+    pub fn fields(&self) -> &BTreeMap<String, Field> {
+        &self.fields
+    }
+
+    /// Time series snapshots, in increasing time.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Diagnostic histories (residuals, mass, …) by name.
+    pub fn diagnostics(&self) -> &BTreeMap<String, Vec<f64>> {
+        &self.diagnostics
+    }
+
+    /// User attributes (method, parameters, summary numbers) by name.
+    pub fn attributes(&self) -> &BTreeMap<String, AttrValue> {
+        &self.attributes
+    }
+
+    fn check_field(&self, name: &str, field: &Field) -> Result<()> {
+        check_name("field", name)?;
+        if field.grid() != &self.grid {
+            return Err(Error::invalid(format!(
+                "field '{name}' lives on {} but the output grid is {}",
+                field.grid(),
+                self.grid
+            )));
+        }
+        Ok(())
+    }
+
+    /// Adds (or replaces) a static field stored at `/fields/<name>`.
+    pub fn add_field(&mut self, name: &str, field: impl Into<Field>) -> Result<()> {
+        let field = field.into();
+        self.check_field(name, &field)?;
+        self.fields.insert(name.to_string(), field);
+        Ok(())
+    }
+
+    /// Appends a snapshot at `time` (stored at `/steps/<k>/<name>`); times must increase.
+    pub fn add_step(&mut self, time: f64, fields: Vec<(&str, Field)>) -> Result<()> {
+        if !time.is_finite() {
+            return Err(Error::invalid(format!("step time {time} is not finite")));
+        }
+        if let Some(last) = self.steps.last() {
+            if time <= last.time {
+                return Err(Error::invalid(format!(
+                    "step times must increase: {time} after {}",
+                    last.time
+                )));
+            }
+        }
+        let mut map = BTreeMap::new();
+        for (name, field) in fields {
+            self.check_field(name, &field)?;
+            map.insert(name.to_string(), field);
+        }
+        self.steps.push(Step { time, fields: map });
+        Ok(())
+    }
+
+    /// Adds a diagnostic history stored at `/diagnostics/<name>`.
+    pub fn add_diagnostic(&mut self, name: &str, values: Vec<f64>) -> Result<()> {
+        check_name("diagnostic", name)?;
+        self.diagnostics.insert(name.to_string(), values);
+        Ok(())
+    }
+
+    /// Sets a root attribute (not one of [`RESERVED_ATTRIBUTES`]).
+    pub fn set_attribute(&mut self, name: &str, value: AttrValue) -> Result<()> {
+        check_name("attribute", name)?;
+        if RESERVED_ATTRIBUTES.contains(&name) {
+            return Err(Error::invalid(format!(
+                "attribute name '{name}' is reserved"
+            )));
+        }
+        self.attributes.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    /// Writes `path` (HDF5) and its XDMF sidecar (`path` with extension `.xmf`), each via a
+    /// temporary file renamed on success; on error neither file is left behind.
+    pub fn write(&self, path: &Path) -> Result<Written> {
+        let xdmf_path = path.with_extension("xmf");
+        if xdmf_path == path {
+            return Err(Error::invalid(format!(
+                "output {} must not end in .xmf (that name is for the XDMF sidecar); use .h5",
+                path.display()
+            )));
+        }
+        let h5_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            Error::invalid(format!("output path {} has no file name", path.display()))
+        })?;
+        let h5_tmp = AtomicFile::new(path)?;
+        let xmf_tmp = AtomicFile::new(&xdmf_path)?;
+        let provenance = self.provenance.clone().unwrap_or_else(Provenance::current);
+        h5::write(self, &provenance, h5_tmp.path(), path)?;
+        let xml = xdmf::render(self, h5_name);
+        std::fs::write(xmf_tmp.path(), xml).map_err(|e| Error::io(&xdmf_path, e))?;
+        let hdf5 = h5_tmp.commit()?;
+        let xdmf = xmf_tmp.commit()?;
+        Ok(Written { hdf5, xdmf })
+    }
+
+    /// Reads an otgrid HDF5 file back.
+    pub fn read(path: &Path) -> Result<Output> {
+        h5::read(path)
+    }
+}
+
+impl Provenance {
+    /// This process: the current format and crate version, command line and UTC time.
+    pub fn current() -> Provenance {
+        Provenance {
+            format_version: FORMAT_VERSION,
+            otgrid_version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: command_line(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+}
+
+/// The process's arguments, shell-quoted where needed.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,20 @@
+//! # otgrid
+//!
+//! Optimal transport and PDE solvers on regular 2D/3D grids, with results written as HDF5
+//! plus an XDMF sidecar that ParaView opens directly.
+//!
+//! Layout mirrors the mathematics:
+//! - [`grid`]: cell-centred regular grids with a boundary kind per axis;
+//! - [`field`]: scalar and vector fields on a grid (C-order `[z][y][x]` storage);
+//! - [`io`]: the HDF5 results format (`docs/file-format.md`) and its XDMF sidecar;
+//! - [`progress`]: progress bars for long loops (hidden when stderr is not a terminal).
+
+pub mod error;
+pub mod field;
+pub mod grid;
+pub mod io;
+pub mod progress;
+
+pub use error::{Error, Result};
+pub use field::{ScalarField, VectorField};
+pub use grid::{BoundaryKind, Grid};
