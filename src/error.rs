@@ -40,31 +40,19 @@ impl Error {
     }
 
     pub(crate) fn config(path: &Path, message: impl Into<String>) -> Self {
-        Error::Config {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        Error::Config { path: path.to_path_buf(), message: message.into() }
     }
 
     pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
-        Error::Format {
-            path: path.to_path_buf(),
-            message: message.into(),
-        }
+        Error::Format { path: path.to_path_buf(), message: message.into() }
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.to_path_buf(), source }
     }
 
     pub(crate) fn hdf5(path: &Path, source: hdf5::Error) -> Self {
-        Error::Hdf5 {
-            path: path.to_path_buf(),
-            message: one_line(&source.to_string()),
-        }
+        Error::Hdf5 { path: path.to_path_buf(), message: one_line(&source.to_string()) }
     }
 
     /// The process exit status the CLI uses for this error.

@@ -14,11 +14,7 @@ pub fn set_quiet(quiet: bool) {
 /// A bar over `len` steps labelled `message`; hidden when stderr is not a TTY or when quiet.
 pub fn bar(len: u64, message: &str) -> ProgressBar {
     let visible = !QUIET.load(Ordering::Relaxed) && std::io::stderr().is_terminal();
-    let target = if visible {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
+    let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
         ProgressStyle::with_template(

@@ -36,27 +36,14 @@ fn gaussian_parameters(grid: &Grid) -> (Vec<f64>, Vec<f64>) {
         .enumerate()
         .map(|(a, ax)| ax.lower + rel_mean[a] * ax.length())
         .collect();
-    let sigma = grid
-        .axes()
-        .iter()
-        .enumerate()
-        .map(|(a, ax)| rel_sigma[a] * ax.length())
-        .collect();
+    let sigma = grid.axes().iter().enumerate().map(|(a, ax)| rel_sigma[a] * ax.length()).collect();
     (mean, sigma)
 }
 
 /// Gaussian density N(mean, diag(var)) at `p` (not truncated to the box).
 fn gaussian_at(p: &[f64], mean: &[f64], var: &[f64]) -> f64 {
-    let norm: f64 = var
-        .iter()
-        .map(|v| (2.0 * std::f64::consts::PI * v).sqrt())
-        .product();
-    let q: f64 = p
-        .iter()
-        .zip(mean)
-        .zip(var)
-        .map(|((x, m), v)| (x - m).powi(2) / v)
-        .sum();
+    let norm: f64 = var.iter().map(|v| (2.0 * std::f64::consts::PI * v).sqrt()).product();
+    let q: f64 = p.iter().zip(mean).zip(var).map(|((x, m), v)| (x - m).powi(2) / v).sum();
     (-0.5 * q).exp() / norm
 }
 
@@ -70,12 +57,10 @@ fn gaussian(grid: &Grid, mean: &[f64], var: &[f64]) -> (ScalarField, f64) {
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     if !(args.t_end > 0.0 && args.t_end.is_finite()) {
-        return Err(Error::invalid(format!(
-            "--t-end must be positive, got {}",
-            args.t_end
-        )));
+        return Err(Error::invalid(format!("--t-end must be positive, got {}", args.t_end)));
     }
     let grid = args.grid.resolve("unit_square_128")?;
+    otgrid::io::check_output_path(&args.out)?;
     tracing::info!("demo on {grid}");
     let (mean, sigma) = gaussian_parameters(&grid);
     let var0: Vec<f64> = sigma.iter().map(|s| s * s).collect();
@@ -107,20 +92,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     out.add_diagnostic("unnormalised_mass", masses)?;
     for (a, name) in ["x", "y", "z"].iter().take(grid.dim()).enumerate() {
         out.set_attribute(&format!("gaussian_mean_{name}"), AttrValue::Number(mean[a]))?;
-        out.set_attribute(
-            &format!("gaussian_sigma_{name}"),
-            AttrValue::Number(sigma[a]),
-        )?;
+        out.set_attribute(&format!("gaussian_sigma_{name}"), AttrValue::Number(sigma[a]))?;
     }
-    out.set_attribute(
-        "description",
-        AttrValue::Text("otgrid demo field set".into()),
-    )?;
+    out.set_attribute("description", AttrValue::Text("otgrid demo field set".into()))?;
     let written = out.write(&args.out)?;
-    println!(
-        "wrote {} and {}",
-        written.hdf5.display(),
-        written.xdmf.display()
-    );
+    println!("wrote {} and {}", written.hdf5.display(), written.xdmf.display());
     Ok(())
 }

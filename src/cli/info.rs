@@ -53,20 +53,13 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     println!("grid         {grid}");
     println!(
         "             spacing {}, {} cells, cell volume {:.6e}",
-        grid.spacing()
-            .iter()
-            .map(|h| format!("{h:.6e}"))
-            .collect::<Vec<_>>()
-            .join(" x "),
+        grid.spacing().iter().map(|h| format!("{h:.6e}")).collect::<Vec<_>>().join(" x "),
         grid.num_cells(),
         grid.cell_volume()
     );
     println!("fields       {} in /fields", out.fields().len());
     if !out.fields().is_empty() {
-        println!(
-            "  {:<16} {:<10} {:>13} {:>13} {:>13}",
-            "name", "kind", "min", "max", "mass"
-        );
+        println!("  {:<16} {:<10} {:>13} {:>13} {:>13}", "name", "kind", "min", "max", "mass");
         for (name, f) in out.fields() {
             println!("{}", field_row(name, f));
         }
@@ -87,10 +80,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         for (name, v) in out.diagnostics() {
             match (v.first(), v.last()) {
                 (Some(a), Some(b)) => {
-                    println!(
-                        "  {name:<16} {} values, first {a:.6e}, last {b:.6e}",
-                        v.len()
-                    )
+                    println!("  {name:<16} {} values, first {a:.6e}, last {b:.6e}", v.len())
                 }
                 _ => println!("  {name:<16} empty"),
             }

@@ -18,7 +18,7 @@ use otgrid::{Grid, Result};
     propagate_version = true
 )]
 struct Cli {
-    /// More log output (-v debug, -vv trace).
+    /// More log output (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Only errors; no progress bars.
@@ -47,12 +47,7 @@ pub struct GridArgs {
     #[arg(long, value_name = "NXxNY[xNZ]")]
     pub grid: Option<String>,
     /// Box as lower,upper per axis, x first: 0,1,0,1[,0,1] (default: unit box).
-    #[arg(
-        long,
-        value_name = "X0,X1,Y0,Y1[,Z0,Z1]",
-        requires = "grid",
-        allow_hyphen_values = true
-    )]
+    #[arg(long, value_name = "X0,X1,Y0,Y1[,Z0,Z1]", requires = "grid", allow_hyphen_values = true)]
     pub domain: Option<String>,
     /// Boundary kind: periodic, neumann or dirichlet; one for all axes or one per axis (comma-separated). Default neumann.
     #[arg(long, value_name = "KIND[,KIND…]", requires = "grid")]
@@ -75,8 +70,9 @@ impl GridArgs {
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => tracing::Level::ERROR,
-        (false, 0) => tracing::Level::INFO,
-        (false, 1) => tracing::Level::DEBUG,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        (false, 2) => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
     let _ = tracing_subscriber::fmt()

@@ -31,24 +31,19 @@ where
 {
     let shape = grid.storage_shape();
     let inner: usize = shape[1..].iter().product::<usize>() * per_cell;
-    let slice = data
-        .as_slice_mut()
-        .expect("fields are contiguous in C order");
-    slice
-        .par_chunks_mut(inner)
-        .enumerate()
-        .for_each(|(outer, chunk)| {
-            let mut index = vec![0usize; shape.len()];
-            index[0] = outer;
-            for (flat, out) in chunk.chunks_mut(per_cell).enumerate() {
-                let mut rem = flat;
-                for a in (1..shape.len()).rev() {
-                    index[a] = rem % shape[a];
-                    rem /= shape[a];
-                }
-                f(&index, out);
+    let slice = data.as_slice_mut().expect("fields are contiguous in C order");
+    slice.par_chunks_mut(inner).enumerate().for_each(|(outer, chunk)| {
+        let mut index = vec![0usize; shape.len()];
+        index[0] = outer;
+        for (flat, out) in chunk.chunks_mut(per_cell).enumerate() {
+            let mut rem = flat;
+            for a in (1..shape.len()).rev() {
+                index[a] = rem % shape[a];
+                rem /= shape[a];
             }
-        });
+            f(&index, out);
+        }
+    });
 }
 
 impl ScalarField {
@@ -62,20 +57,14 @@ impl ScalarField {
                 expected
             )));
         }
-        let data = if data.is_standard_layout() {
-            data
-        } else {
-            data.as_standard_layout().into_owned()
-        };
+        let data =
+            if data.is_standard_layout() { data } else { data.as_standard_layout().into_owned() };
         Ok(ScalarField { grid, data })
     }
 
     /// The zero field.
     pub fn zeros(grid: &Grid) -> Self {
-        ScalarField {
-            data: ArrayD::zeros(IxDyn(&grid.storage_shape())),
-            grid: grid.clone(),
-        }
+        ScalarField { data: ArrayD::zeros(IxDyn(&grid.storage_shape())), grid: grid.clone() }
     }
 
     /// Samples `f(point)` at every cell centre; `point` is in x, y, z order.
@@ -150,11 +139,8 @@ impl VectorField {
                 expected
             )));
         }
-        let data = if data.is_standard_layout() {
-            data
-        } else {
-            data.as_standard_layout().into_owned()
-        };
+        let data =
+            if data.is_standard_layout() { data } else { data.as_standard_layout().into_owned() };
         Ok(VectorField { grid, data })
     }
 
@@ -162,10 +148,7 @@ impl VectorField {
     pub fn zeros(grid: &Grid) -> Self {
         let mut shape = grid.storage_shape();
         shape.push(grid.dim());
-        VectorField {
-            data: ArrayD::zeros(IxDyn(&shape)),
-            grid: grid.clone(),
-        }
+        VectorField { data: ArrayD::zeros(IxDyn(&shape)), grid: grid.clone() }
     }
 
     /// Samples `f(point, value)` at every cell centre; both are in x, y, z order.
@@ -185,11 +168,8 @@ impl VectorField {
 
     /// Stacks `dim` scalar fields (x component first) into a vector field.
     pub fn from_components(components: &[ScalarField]) -> Result<Self> {
-        let grid = components
-            .first()
-            .ok_or_else(|| Error::invalid("no components"))?
-            .grid()
-            .clone();
+        let grid =
+            components.first().ok_or_else(|| Error::invalid("no components"))?.grid().clone();
         if components.len() != grid.dim() || components.iter().any(|c| c.grid() != &grid) {
             return Err(Error::invalid(format!(
                 "a vector field on a {}D grid needs {} components on that grid",
@@ -229,11 +209,9 @@ impl VectorField {
     pub fn magnitude(&self) -> ScalarField {
         let mut out = ScalarField::zeros(&self.grid);
         let last = self.data.ndim() - 1;
-        Zip::from(out.data_mut())
-            .and(self.data.lanes(NdAxis(last)))
-            .par_for_each(|m, v| {
-                *m = v.iter().map(|c| c * c).sum::<f64>().sqrt();
-            });
+        Zip::from(out.data_mut()).and(self.data.lanes(NdAxis(last))).par_for_each(|m, v| {
+            *m = v.iter().map(|c| c * c).sum::<f64>().sqrt();
+        });
         out
     }
 }
@@ -261,13 +239,8 @@ mod tests {
 
     #[test]
     fn from_fn_uses_c_order_with_x_fastest() {
-        let g = Grid::uniform(
-            &[4, 3, 2],
-            &[0.0; 3],
-            &[4.0, 3.0, 2.0],
-            BoundaryKind::Neumann,
-        )
-        .unwrap();
+        let g =
+            Grid::uniform(&[4, 3, 2], &[0.0; 3], &[4.0, 3.0, 2.0], BoundaryKind::Neumann).unwrap();
         let f = ScalarField::from_fn(&g, |p| p[0] + 10.0 * p[1] + 100.0 * p[2]);
         assert_eq!(f.data().shape(), &[2, 3, 4]);
         assert_eq!(f.data()[[0, 0, 1]] - f.data()[[0, 0, 0]], 1.0);
@@ -321,10 +294,7 @@ mod tests {
             .collect();
         for w in errors.windows(2) {
             let order = (w[0] / w[1]).log2();
-            assert!(
-                order > 1.95 && order < 2.05,
-                "observed order {order}, errors {errors:?}"
-            );
+            assert!(order > 1.95 && order < 2.05, "observed order {order}, errors {errors:?}");
         }
     }
 

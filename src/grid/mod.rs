@@ -31,11 +31,8 @@ pub enum BoundaryKind {
 
 impl BoundaryKind {
     /// All kinds, in the order they are documented.
-    pub const ALL: [BoundaryKind; 3] = [
-        BoundaryKind::Periodic,
-        BoundaryKind::Neumann,
-        BoundaryKind::Dirichlet,
-    ];
+    pub const ALL: [BoundaryKind; 3] =
+        [BoundaryKind::Periodic, BoundaryKind::Neumann, BoundaryKind::Dirichlet];
 
     /// Lower-case name as written in TOML, HDF5 and on the command line.
     pub fn name(self) -> &'static str {
@@ -57,14 +54,11 @@ impl FromStr for BoundaryKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim().to_ascii_lowercase();
-        BoundaryKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "unknown boundary kind '{s}' (expected periodic, neumann or dirichlet)"
-                ))
-            })
+        BoundaryKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown boundary kind '{s}' (expected periodic, neumann or dirichlet)"
+            ))
+        })
     }
 }
 
@@ -111,10 +105,7 @@ impl Grid {
     /// Builds a grid from its axes (x first), validating dimension, counts and extents.
     pub fn new(axes: Vec<Axis>) -> Result<Grid> {
         if !(2..=3).contains(&axes.len()) {
-            return Err(Error::invalid(format!(
-                "grids must be 2D or 3D, got {} axes",
-                axes.len()
-            )));
+            return Err(Error::invalid(format!("grids must be 2D or 3D, got {} axes", axes.len())));
         }
         let mut cells: usize = 1;
         for (a, axis) in axes.iter().enumerate() {
@@ -129,24 +120,18 @@ impl Grid {
                 )));
             }
             let h = axis.spacing();
-            if !(h > 0.0) || !h.is_finite() {
+            if h.is_nan() || h <= 0.0 || h.is_infinite() {
                 return Err(Error::invalid(format!(
                     "axis {name} has zero or negative spacing (lower {} must be below upper {})",
                     axis.lower, axis.upper
                 )));
             }
-            cells = cells
-                .checked_mul(axis.cells)
-                .filter(|&c| c <= MAX_CELLS)
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "grid {} has too many cells (limit {MAX_CELLS})",
-                        axes.iter()
-                            .map(|a| a.cells.to_string())
-                            .collect::<Vec<_>>()
-                            .join("x")
-                    ))
-                })?;
+            cells = cells.checked_mul(axis.cells).filter(|&c| c <= MAX_CELLS).ok_or_else(|| {
+                Error::invalid(format!(
+                    "grid {} has too many cells (limit {MAX_CELLS})",
+                    axes.iter().map(|a| a.cells.to_string()).collect::<Vec<_>>().join("x")
+                ))
+            })?;
         }
         Ok(Grid { axes })
     }
@@ -168,12 +153,7 @@ impl Grid {
         }
         Grid::new(
             (0..shape.len())
-                .map(|a| Axis {
-                    cells: shape[a],
-                    lower: lower[a],
-                    upper: upper[a],
-                    boundary,
-                })
+                .map(|a| Axis { cells: shape[a], lower: lower[a], upper: upper[a], boundary })
                 .collect(),
         )
     }
@@ -274,11 +254,8 @@ impl fmt::Display for Grid {
     /// `2D 256x256 cells on [0, 1] x [0, 1], boundary neumann/neumann`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shape: Vec<String> = self.axes.iter().map(|a| a.cells.to_string()).collect();
-        let domain: Vec<String> = self
-            .axes
-            .iter()
-            .map(|a| format!("[{}, {}]", a.lower, a.upper))
-            .collect();
+        let domain: Vec<String> =
+            self.axes.iter().map(|a| format!("[{}, {}]", a.lower, a.upper)).collect();
         let bc: Vec<&str> = self.axes.iter().map(|a| a.boundary.name()).collect();
         write!(
             f,
@@ -297,13 +274,9 @@ mod tests {
 
     #[test]
     fn centres_spacing_and_storage_order() {
-        let g = Grid::uniform(
-            &[4, 2, 8],
-            &[0.0, -1.0, 0.0],
-            &[1.0, 1.0, 2.0],
-            BoundaryKind::Neumann,
-        )
-        .unwrap();
+        let g =
+            Grid::uniform(&[4, 2, 8], &[0.0, -1.0, 0.0], &[1.0, 1.0, 2.0], BoundaryKind::Neumann)
+                .unwrap();
         assert_eq!(g.shape(), vec![4, 2, 8]);
         assert_eq!(g.storage_shape(), vec![8, 2, 4]);
         assert_eq!(g.spacing(), vec![0.25, 1.0, 0.25]);
@@ -317,9 +290,7 @@ mod tests {
     #[test]
     fn rejects_bad_axes() {
         let bad = |shape: &[usize], lo: &[f64], hi: &[f64]| {
-            Grid::uniform(shape, lo, hi, BoundaryKind::Periodic)
-                .unwrap_err()
-                .to_string()
+            Grid::uniform(shape, lo, hi, BoundaryKind::Periodic).unwrap_err().to_string()
         };
         assert!(bad(&[0, 4], &[0.0, 0.0], &[1.0, 1.0]).contains("zero cells"));
         assert!(bad(&[4, 4], &[0.0, 1.0], &[1.0, 1.0]).contains("zero or negative spacing"));

@@ -17,30 +17,12 @@ use std::path::Path;
 
 /// The meshes shipped in `meshes/`, by name.
 const BUILTIN_MESHES: &[(&str, &str)] = &[
-    (
-        "unit_square_128",
-        include_str!("../../meshes/unit_square_128.toml"),
-    ),
-    (
-        "unit_square_256",
-        include_str!("../../meshes/unit_square_256.toml"),
-    ),
-    (
-        "unit_square_512",
-        include_str!("../../meshes/unit_square_512.toml"),
-    ),
-    (
-        "unit_torus_256",
-        include_str!("../../meshes/unit_torus_256.toml"),
-    ),
-    (
-        "unit_cube_64",
-        include_str!("../../meshes/unit_cube_64.toml"),
-    ),
-    (
-        "unit_cube_128",
-        include_str!("../../meshes/unit_cube_128.toml"),
-    ),
+    ("unit_square_128", include_str!("../../meshes/unit_square_128.toml")),
+    ("unit_square_256", include_str!("../../meshes/unit_square_256.toml")),
+    ("unit_square_512", include_str!("../../meshes/unit_square_512.toml")),
+    ("unit_torus_256", include_str!("../../meshes/unit_torus_256.toml")),
+    ("unit_cube_64", include_str!("../../meshes/unit_cube_64.toml")),
+    ("unit_cube_128", include_str!("../../meshes/unit_cube_128.toml")),
 ];
 
 /// Names of the built-in meshes (the files in `meshes/` without `.toml`).
@@ -97,17 +79,10 @@ impl GridSpec {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
             return GridSpec::parse(&text, path)?.to_grid(path);
         }
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or(name_or_path);
-        let is_plain_name = path
-            .parent()
-            .is_none_or(|p| p.as_os_str().is_empty() || p == Path::new("meshes"));
-        if let Some((_, text)) = BUILTIN_MESHES
-            .iter()
-            .find(|(n, _)| is_plain_name && *n == stem)
-        {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name_or_path);
+        let is_plain_name =
+            path.parent().is_none_or(|p| p.as_os_str().is_empty() || p == Path::new("meshes"));
+        if let Some((_, text)) = BUILTIN_MESHES.iter().find(|(n, _)| is_plain_name && *n == stem) {
             return GridSpec::parse(text, path)?.to_grid(path);
         }
         Err(Error::invalid(format!(
@@ -172,9 +147,7 @@ impl GridSpec {
             })?;
         let d = cells.len();
         if !(2..=3).contains(&d) {
-            return Err(Error::invalid(format!(
-                "--grid '{shape}' must have 2 or 3 sizes"
-            )));
+            return Err(Error::invalid(format!("--grid '{shape}' must have 2 or 3 sizes")));
         }
         let (lower, upper) = match domain {
             None => (vec![0.0; d], vec![1.0; d]),
@@ -193,10 +166,7 @@ impl GridSpec {
                         2 * d
                     )));
                 }
-                (
-                    (0..d).map(|a| v[2 * a]).collect(),
-                    (0..d).map(|a| v[2 * a + 1]).collect(),
-                )
+                ((0..d).map(|a| v[2 * a]).collect(), (0..d).map(|a| v[2 * a + 1]).collect())
             }
         };
         let kinds: Vec<BoundaryKind> = match boundary {
@@ -252,24 +222,17 @@ mod tests {
         )
         .unwrap();
         let g = s.to_grid(Path::new("t.toml")).unwrap();
-        assert_eq!(
-            g.boundaries(),
-            vec![BoundaryKind::Periodic, BoundaryKind::Dirichlet]
-        );
+        assert_eq!(g.boundaries(), vec![BoundaryKind::Periodic, BoundaryKind::Dirichlet]);
         assert_eq!(g.spacing(), vec![0.25, 0.25]);
     }
 
     #[test]
     fn malformed_toml_gives_one_line_error_with_line_number() {
         let p = Path::new("bad.toml");
-        let e = GridSpec::parse("shape = [8, 8]\nlower = [0.0, 0.0\n", p)
-            .unwrap_err()
-            .to_string();
+        let e = GridSpec::parse("shape = [8, 8]\nlower = [0.0, 0.0\n", p).unwrap_err().to_string();
         assert!(e.starts_with("bad.toml: line"), "{e}");
         assert!(!e.contains('\n'));
-        let e = GridSpec::parse("shape = [8, 8]\nspacing = 0.1\n", p)
-            .unwrap_err()
-            .to_string();
+        let e = GridSpec::parse("shape = [8, 8]\nspacing = 0.1\n", p).unwrap_err().to_string();
         assert!(e.contains("unknown field `spacing`"), "{e}");
         let e = GridSpec::parse("shape = [8, 8]\nboundary = \"robin\"\n", p).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
@@ -287,10 +250,7 @@ mod tests {
         assert_eq!(g.shape(), vec![32, 16]);
         assert_eq!(g.lower(), vec![0.0, -1.0]);
         assert_eq!(g.upper(), vec![2.0, 1.0]);
-        assert_eq!(
-            g.boundaries(),
-            vec![BoundaryKind::Periodic, BoundaryKind::Neumann]
-        );
+        assert_eq!(g.boundaries(), vec![BoundaryKind::Periodic, BoundaryKind::Neumann]);
         let g = GridSpec::from_flags("8x8x8", None, Some("dirichlet")).unwrap();
         assert_eq!(g.boundaries(), vec![BoundaryKind::Dirichlet; 3]);
         for (s, d, b) in [

@@ -24,20 +24,18 @@ impl AtomicFile {
             )));
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("output");
-        let temp = tempfile::Builder::new()
+        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("output");
+        let mut builder = tempfile::Builder::new();
+        // Ordinary file permissions (0666 less the umask), not tempfile's private 0600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let temp = builder
             .prefix(&format!(".{name}."))
             .suffix(".tmp")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(target, e))?
             .into_temp_path();
-        Ok(AtomicFile {
-            temp,
-            target: target.to_path_buf(),
-        })
+        Ok(AtomicFile { temp, target: target.to_path_buf() })
     }
 
     /// Where to write the content.
@@ -48,9 +46,7 @@ impl AtomicFile {
     /// Renames the temporary file onto the target.
     pub fn commit(self) -> Result<PathBuf> {
         let target = self.target;
-        self.temp
-            .persist(&target)
-            .map_err(|e| Error::io(&target, e.error))?;
+        self.temp.persist(&target).map_err(|e| Error::io(&target, e.error))?;
         Ok(target)
     }
 }

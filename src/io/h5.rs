@@ -22,48 +22,28 @@ fn text(s: &str) -> VarLenUnicode {
 }
 
 fn put_text(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    loc.new_attr::<VarLenUnicode>()
-        .shape(())
-        .create(name)?
-        .write_scalar(&text(value))
+    loc.new_attr::<VarLenUnicode>().shape(()).create(name)?.write_scalar(&text(value))
 }
 
 fn put_texts(loc: &Location, name: &str, values: &[&str]) -> hdf5::Result<()> {
     let v: Vec<VarLenUnicode> = values.iter().map(|s| text(s)).collect();
-    loc.new_attr::<VarLenUnicode>()
-        .shape(v.len())
-        .create(name)?
-        .write_raw(&v)
+    loc.new_attr::<VarLenUnicode>().shape(v.len()).create(name)?.write_raw(&v)
 }
 
 fn put_f64s(loc: &Location, name: &str, values: &[f64]) -> hdf5::Result<()> {
-    loc.new_attr::<f64>()
-        .shape(values.len())
-        .create(name)?
-        .write_raw(values)
+    loc.new_attr::<f64>().shape(values.len()).create(name)?.write_raw(values)
 }
 
 fn put_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Result<()> {
     match value {
         AttrValue::Text(s) => put_text(loc, name, s),
-        AttrValue::Number(x) => loc
-            .new_attr::<f64>()
-            .shape(())
-            .create(name)?
-            .write_scalar(x),
-        AttrValue::Integer(i) => loc
-            .new_attr::<i64>()
-            .shape(())
-            .create(name)?
-            .write_scalar(i),
+        AttrValue::Number(x) => loc.new_attr::<f64>().shape(()).create(name)?.write_scalar(x),
+        AttrValue::Integer(i) => loc.new_attr::<i64>().shape(()).create(name)?.write_scalar(i),
     }
 }
 
 fn write_field(group: &Group, name: &str, field: &Field) -> hdf5::Result<()> {
-    let ds = group
-        .new_dataset_builder()
-        .with_data(field.data())
-        .create(name)?;
+    let ds = group.new_dataset_builder().with_data(field.data()).create(name)?;
     put_text(&ds, "kind", field.kind())?;
     put_text(&ds, "centering", "cell")?;
     Ok(())
@@ -90,30 +70,16 @@ fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<(
 
     let grid = output.grid();
     let g = file.create_group("grid")?;
-    g.new_attr::<u32>()
-        .shape(())
-        .create("dim")?
-        .write_scalar(&(grid.dim() as u32))?;
+    g.new_attr::<u32>().shape(()).create("dim")?.write_scalar(&(grid.dim() as u32))?;
     let shape: Vec<u64> = grid.shape().iter().map(|&n| n as u64).collect();
-    g.new_attr::<u64>()
-        .shape(shape.len())
-        .create("shape")?
-        .write_raw(&shape)?;
+    g.new_attr::<u64>().shape(shape.len()).create("shape")?.write_raw(&shape)?;
     put_f64s(&g, "lower", &grid.lower())?;
     put_f64s(&g, "upper", &grid.upper())?;
     put_f64s(&g, "spacing", &grid.spacing())?;
     let bc: Vec<&str> = grid.boundaries().iter().map(|b| b.name()).collect();
     put_texts(&g, "boundary", &bc)?;
     put_text(&g, "axis_order", "x,y,z")?;
-    put_text(
-        &g,
-        "storage_order",
-        if grid.dim() == 3 {
-            "[z][y][x]"
-        } else {
-            "[y][x]"
-        },
-    )?;
+    put_text(&g, "storage_order", if grid.dim() == 3 { "[z][y][x]" } else { "[y][x]" })?;
     put_text(&g, "centering", "cell")?;
 
     let fields = file.create_group("fields")?;
@@ -124,10 +90,7 @@ fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<(
         let steps = file.create_group("steps")?;
         for (k, step) in output.steps().iter().enumerate() {
             let s = steps.create_group(&k.to_string())?;
-            s.new_attr::<f64>()
-                .shape(())
-                .create("time")?
-                .write_scalar(&step.time)?;
+            s.new_attr::<f64>().shape(()).create("time")?.write_scalar(&step.time)?;
             for (name, field) in &step.fields {
                 write_field(&s, name, field)?;
             }
@@ -136,21 +99,17 @@ fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<(
     if !output.diagnostics().is_empty() {
         let d = file.create_group("diagnostics")?;
         for (name, values) in output.diagnostics() {
-            d.new_dataset_builder()
-                .with_data(values.as_slice())
-                .create(name.as_str())?;
+            d.new_dataset_builder().with_data(values.as_slice()).create(name.as_str())?;
         }
     }
     file.flush()?;
-    Ok(())
+    drop((g, fields));
+    // Close explicitly: the file must be complete and unlocked before it is renamed.
+    file.close()
 }
 
 fn get_text(loc: &Location, name: &str) -> hdf5::Result<String> {
-    Ok(loc
-        .attr(name)?
-        .read_scalar::<VarLenUnicode>()?
-        .as_str()
-        .to_string())
+    Ok(loc.attr(name)?.read_scalar::<VarLenUnicode>()?.as_str().to_string())
 }
 
 fn get_texts(loc: &Location, name: &str) -> hdf5::Result<Vec<String>> {
@@ -170,19 +129,14 @@ fn read_attr(loc: &Location, name: &str) -> hdf5::Result<AttrValue> {
     } else if dtype.is::<i64>() || dtype.is::<i32>() || dtype.is::<u32>() || dtype.is::<u64>() {
         Ok(AttrValue::Integer(attr.read_scalar::<i64>()?))
     } else {
-        Ok(AttrValue::Text(
-            attr.read_scalar::<VarLenUnicode>()?.as_str().to_string(),
-        ))
+        Ok(AttrValue::Text(attr.read_scalar::<VarLenUnicode>()?.as_str().to_string()))
     }
 }
 
 /// Reads an otgrid HDF5 file.
 pub(super) fn read(path: &Path) -> Result<Output> {
     if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        ));
+        return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
     }
     let file = hdf5::File::open(path)
         .map_err(|_| Error::format(path, "not an HDF5 file (or not readable)"))?;
@@ -193,7 +147,7 @@ pub(super) fn read(path: &Path) -> Result<Output> {
         Ok(f) if f == FORMAT_NAME => {}
         _ => {
             return Err(bad(
-                "not an otgrid results file (no root attribute format=\"otgrid\")".into(),
+                "not an otgrid results file (no root attribute format=\"otgrid\")".into()
             ))
         }
     }
@@ -221,9 +175,7 @@ pub(super) fn read(path: &Path) -> Result<Output> {
 
     for group in ["grid", "fields"] {
         if !file.link_exists(group) {
-            return Err(bad(format!(
-                "missing group /{group}: not a complete otgrid results file"
-            )));
+            return Err(bad(format!("missing group /{group}: not a complete otgrid results file")));
         }
     }
     let g = file.group("grid").map_err(h5err)?;
@@ -235,7 +187,7 @@ pub(super) fn read(path: &Path) -> Result<Output> {
         let d = shape.len();
         if lower.len() != d || upper.len() != d || bc.len() != d {
             return Ok(Err(
-                "/grid attributes shape, lower, upper, boundary differ in length".into(),
+                "/grid attributes shape, lower, upper, boundary differ in length".into()
             ));
         }
         let mut axes = Vec::with_capacity(d);
@@ -254,10 +206,7 @@ pub(super) fn read(path: &Path) -> Result<Output> {
         Ok(Grid::new(axes).map_err(|e| format!("/grid: {e}")))
     })()
     .map_err(|e| {
-        bad(format!(
-            "unreadable /grid group: {}",
-            crate::error::one_line(&e.to_string())
-        ))
+        bad(format!("unreadable /grid group: {}", crate::error::one_line(&e.to_string())))
     })?
     .map_err(bad)?;
 
@@ -271,11 +220,7 @@ pub(super) fn read(path: &Path) -> Result<Output> {
             let field = match kind.as_str() {
                 "scalar" => ScalarField::new(grid.clone(), data).map(Field::Scalar),
                 "vector" => VectorField::new(grid.clone(), data).map(Field::Vector),
-                other => {
-                    return Err(bad(format!(
-                        "{where_}/{name}: unknown field kind '{other}'"
-                    )))
-                }
+                other => return Err(bad(format!("{where_}/{name}: unknown field kind '{other}'"))),
             }
             .map_err(|e| bad(format!("{where_}/{name}: {e}")))?;
             out.insert(name, field);
@@ -294,9 +239,7 @@ pub(super) fn read(path: &Path) -> Result<Output> {
             match k {
                 Ok(k) => indexed.push((k, s)),
                 Err(_) => {
-                    return Err(bad(format!(
-                        "{n}: step groups must be named by their index"
-                    )))
+                    return Err(bad(format!("{n}: step groups must be named by their index")))
                 }
             }
         }
@@ -306,31 +249,16 @@ pub(super) fn read(path: &Path) -> Result<Output> {
                 .attr("time")
                 .and_then(|a| a.read_scalar())
                 .map_err(|_| bad(format!("/steps/{k}: missing attribute 'time'")))?;
-            steps.push(Step {
-                time,
-                fields: read_group_fields(&s, &format!("/steps/{k}"))?,
-            });
+            steps.push(Step { time, fields: read_group_fields(&s, &format!("/steps/{k}"))? });
         }
     }
     let mut diagnostics = BTreeMap::new();
     if file.link_exists("diagnostics") {
-        for ds in file
-            .group("diagnostics")
-            .map_err(h5err)?
-            .datasets()
-            .map_err(h5err)?
-        {
+        for ds in file.group("diagnostics").map_err(h5err)?.datasets().map_err(h5err)? {
             let full = ds.name();
             let name = full.rsplit('/').next().unwrap_or(&full).to_string();
             diagnostics.insert(name, ds.read_raw::<f64>().map_err(h5err)?);
         }
     }
-    Ok(Output {
-        grid,
-        fields,
-        steps,
-        diagnostics,
-        attributes,
-        provenance: Some(provenance),
-    })
+    Ok(Output { grid, fields, steps, diagnostics, attributes, provenance: Some(provenance) })
 }

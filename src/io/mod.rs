@@ -119,19 +119,12 @@ pub struct Written {
 }
 
 /// Root attribute names that otgrid itself writes.
-pub const RESERVED_ATTRIBUTES: [&str; 5] = [
-    "format",
-    "format_version",
-    "otgrid_version",
-    "command_line",
-    "created",
-];
+pub const RESERVED_ATTRIBUTES: [&str; 5] =
+    ["format", "format_version", "otgrid_version", "command_line", "created"];
 
 fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !name.starts_with('-');
     if ok {
         Ok(())
@@ -233,9 +226,7 @@ impl Output {
     pub fn set_attribute(&mut self, name: &str, value: AttrValue) -> Result<()> {
         check_name("attribute", name)?;
         if RESERVED_ATTRIBUTES.contains(&name) {
-            return Err(Error::invalid(format!(
-                "attribute name '{name}' is reserved"
-            )));
+            return Err(Error::invalid(format!("attribute name '{name}' is reserved")));
         }
         self.attributes.insert(name.to_string(), value);
         Ok(())
@@ -244,13 +235,7 @@ impl Output {
     /// Writes `path` (HDF5) and its XDMF sidecar (`path` with extension `.xmf`), each via a
     /// temporary file renamed on success; on error neither file is left behind.
     pub fn write(&self, path: &Path) -> Result<Written> {
-        let xdmf_path = path.with_extension("xmf");
-        if xdmf_path == path {
-            return Err(Error::invalid(format!(
-                "output {} must not end in .xmf (that name is for the XDMF sidecar); use .h5",
-                path.display()
-            )));
-        }
+        let xdmf_path = sidecar_path(path)?;
         let h5_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             Error::invalid(format!("output path {} has no file name", path.display()))
         })?;
@@ -271,6 +256,27 @@ impl Output {
     }
 }
 
+/// The XDMF sidecar's path for the HDF5 output `path` (same name, extension `.xmf`).
+pub fn sidecar_path(path: &Path) -> Result<PathBuf> {
+    let xdmf_path = path.with_extension("xmf");
+    if xdmf_path == path {
+        return Err(Error::invalid(format!(
+            "output {} must not end in .xmf (that name is for the XDMF sidecar); use .h5",
+            path.display()
+        )));
+    }
+    Ok(xdmf_path)
+}
+
+/// Checks, before any long computation, that [`Output::write`] will be able to create `path`
+/// and its sidecar (directory exists or can be made, is writable, name is usable).
+pub fn check_output_path(path: &Path) -> Result<()> {
+    let xdmf = sidecar_path(path)?;
+    AtomicFile::new(path)?;
+    AtomicFile::new(&xdmf)?;
+    Ok(())
+}
+
 impl Provenance {
     /// This process: the current format and crate version, command line and UTC time.
     pub fn current() -> Provenance {
@@ -288,8 +294,7 @@ fn command_line() -> String {
     std::env::args()
         .map(|a| {
             if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+                && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
             {
                 a
             } else {

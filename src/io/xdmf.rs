@@ -12,17 +12,11 @@ use super::{Field, Output};
 use std::fmt::Write;
 
 fn join<T: std::fmt::Display>(v: impl IntoIterator<Item = T>) -> String {
-    v.into_iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    v.into_iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// The XDMF document for `output`, whose HDF5 file is `h5_name` (relative to the .xmf).
@@ -101,12 +95,7 @@ pub fn render(output: &Output, h5_name: &str) -> String {
             let _ = writeln!(x, "        <Time Value=\"{:e}\"/>", step.time);
             x.push_str(&mesh("        "));
             for (name, f) in &step.fields {
-                x.push_str(&attribute(
-                    "        ",
-                    name,
-                    f,
-                    &format!("/steps/{k}/{name}"),
-                ));
+                x.push_str(&attribute("        ", name, f, &format!("/steps/{k}/{name}")));
             }
             x.push_str(&static_fields("        ", &|n| step.fields.contains_key(n)));
             x.push_str("      </Grid>\n");

@@ -1,0 +1,76 @@
+# otgrid — two commands: `make demo` runs the main job, `make test` runs every check.
+# Both install what a fresh Debian machine with only Rust lacks (idempotently, via apt-get).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/otgrid
+OUT ?= demo-output
+
+# Needed to build (hdf5-metno links the system HDF5) and to inspect files (h5dump).
+APT_BUILD := libhdf5-dev pkg-config hdf5-tools
+# Needed by the ParaView integration test (pvpython with Debian's python3).
+APT_PARAVIEW := paraview python3-paraview
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# $(call apt_install,PACKAGES): install the missing ones only; refresh the index first,
+# since a stale index can make dependencies look uninstallable.
+define apt_install
+	@missing=""; \
+	for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "error: missing$$missing and apt-get is not available; install them with your package manager" >&2; exit 1; \
+	fi; \
+	echo "installing:$$missing"; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
+endef
+
+.PHONY: all build deps deps-build deps-paraview demo test lint fmt bench doc clean
+
+all: build
+
+deps-build:
+	$(call apt_install,$(APT_BUILD))
+
+deps-paraview:
+	$(call apt_install,$(APT_PARAVIEW))
+
+deps: deps-build deps-paraview
+
+build: deps-build
+	$(CARGO) build --release
+
+# The main job on built-in defaults: a demo field set on a 2D and a 3D grid, with XDMF sidecars.
+demo: build
+	mkdir -p $(OUT)
+	$(BIN) demo --mesh unit_square_256 --out $(OUT)/demo2d.h5
+	$(BIN) demo --mesh unit_cube_64 --out $(OUT)/demo3d.h5
+	$(BIN) info $(OUT)/demo2d.h5
+	$(BIN) info $(OUT)/demo3d.h5
+	@echo "Open $(OUT)/demo2d.xmf or $(OUT)/demo3d.xmf in ParaView (File > Open)."
+
+lint: deps-build
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+# Every check: formatting, clippy, and all tests in release mode including the ParaView and
+# h5dump checks (which must run here, not skip).
+test: deps lint
+	OTGRID_REQUIRE_PARAVIEW=1 $(CARGO) test --release
+
+bench: deps-build
+	$(CARGO) bench
+
+fmt:
+	$(CARGO) fmt --all
+
+doc:
+	$(CARGO) doc --no-deps
+
+clean:
+	$(CARGO) clean
+	rm -rf $(OUT)
