@@ -9,11 +9,14 @@
 //! - [`io`]: the HDF5 results format (`docs/file-format.md`) and its XDMF sidecar;
 //! - [`progress`]: progress bars for long loops (hidden when stderr is not a terminal).
 
+pub mod analytic;
 pub mod error;
 pub mod field;
 pub mod grid;
 pub mod io;
+pub mod operators;
 pub mod progress;
+pub mod spectral;
 
 pub use error::{Error, Result};
 pub use field::{ScalarField, VectorField};

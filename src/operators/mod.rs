@@ -1,0 +1,167 @@
+//! Matrix-free finite-difference operators on cell-centred grids, with homogeneous boundary
+//! conditions imposed through ghost cells on each face:
+//!
+//! | kind      | ghost value `u_{−1}` for the scalar `u` | meaning                    |
+//! |-----------|------------------------------------------|----------------------------|
+//! | periodic  | `u_{n−1}`                                | wrap around                |
+//! | Neumann   | `u_0`                                    | ∂u/∂n = 0 on the face      |
+//! | Dirichlet | `−u_0`                                   | u = 0 on the face          |
+//!
+//! * [`apply_shifted_laplacian`]: `(−Δ_h + c) u` with the 3-point second difference per axis
+//!   (5-point in 2D, 7-point in 3D): second order; the operator the spectral solver inverts.
+//! * [`gradient`]: centred differences `(u_{i+1} − u_{i−1})/2h`; at a Dirichlet face the
+//!   one-sided quadratic `(u_0 + u_1/3)/h` (through u = 0 on the face): second order.
+//! * [`divergence`]: centred differences of each component along its axis; on the cells next
+//!   to a non-periodic face, the one-sided second-order difference `(−3v_0 + 4v_1 − v_2)/2h`
+//!   (it assumes nothing about the vector field on the face): second order.
+
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{BoundaryKind, Grid};
+use ndarray::ArrayViewMutD;
+use rayon::prelude::*;
+
+/// Strides of the C-order storage, x first: `[1, nx, nx·ny]`.
+pub(crate) fn strides(grid: &Grid) -> Vec<usize> {
+    let mut s = Vec::with_capacity(grid.dim());
+    let mut acc = 1;
+    for a in grid.axes() {
+        s.push(acc);
+        acc *= a.cells;
+    }
+    s
+}
+
+/// Index of cell `flat` moved by ±1 along an axis, or `None` outside a non-periodic axis.
+#[inline]
+fn neighbour(
+    flat: usize,
+    i: usize,
+    n: usize,
+    stride: usize,
+    up: bool,
+    kind: BoundaryKind,
+) -> Option<usize> {
+    match (up, i) {
+        (false, 0) => (kind == BoundaryKind::Periodic).then(|| flat + (n - 1) * stride),
+        (false, _) => Some(flat - stride),
+        (true, _) if i + 1 == n => {
+            (kind == BoundaryKind::Periodic).then(|| flat - (n - 1) * stride)
+        }
+        (true, _) => Some(flat + stride),
+    }
+}
+
+/// Value of the scalar `u` at the neighbour of `flat` (ghost rule at a face).
+#[inline]
+fn scalar_neighbour(
+    u: &[f64],
+    flat: usize,
+    i: usize,
+    n: usize,
+    stride: usize,
+    up: bool,
+    kind: BoundaryKind,
+) -> f64 {
+    match neighbour(flat, i, n, stride, up, kind) {
+        Some(j) => u[j],
+        None => match kind {
+            BoundaryKind::Neumann => u[flat],
+            BoundaryKind::Dirichlet => -u[flat],
+            BoundaryKind::Periodic => unreachable!("periodic axes always have a neighbour"),
+        },
+    }
+}
+
+/// Computes `out = (−Δ_h + shift) u` for C-order slices on `grid` (homogeneous ghosts).
+pub fn apply_shifted_laplacian(grid: &Grid, shift: f64, u: &[f64], out: &mut [f64]) {
+    let st = strides(grid);
+    let axes: Vec<(usize, usize, f64, BoundaryKind)> = grid
+        .axes()
+        .iter()
+        .zip(&st)
+        .map(|(a, &s)| (a.cells, s, 1.0 / (a.spacing() * a.spacing()), a.boundary))
+        .collect();
+    out.par_iter_mut().enumerate().for_each(|(flat, o)| {
+        let mut acc = shift * u[flat];
+        for &(n, s, ih2, kind) in &axes {
+            let i = (flat / s) % n;
+            let l = scalar_neighbour(u, flat, i, n, s, false, kind);
+            let r = scalar_neighbour(u, flat, i, n, s, true, kind);
+            acc += (2.0 * u[flat] - l - r) * ih2;
+        }
+        *o = acc;
+    });
+}
+
+/// `∇_h u` by centred differences (see the module table for the faces).
+pub fn gradient(u: &ScalarField) -> VectorField {
+    let grid = u.grid();
+    let st = strides(grid);
+    let src = u.data().as_slice().expect("contiguous");
+    let d = grid.dim();
+    let mut g = VectorField::zeros(grid);
+    g.data_mut().as_slice_mut().expect("contiguous").par_chunks_mut(d).enumerate().for_each(
+        |(flat, out)| {
+            for (a, ax) in grid.axes().iter().enumerate() {
+                let (n, s, h) = (ax.cells, st[a], ax.spacing());
+                let i = (flat / s) % n;
+                let left = neighbour(flat, i, n, s, false, ax.boundary);
+                let right = neighbour(flat, i, n, s, true, ax.boundary);
+                out[a] = match (left, right, ax.boundary) {
+                    (Some(l), Some(r), _) => (src[r] - src[l]) / (2.0 * h),
+                    (None, Some(r), BoundaryKind::Dirichlet) => (src[flat] + src[r] / 3.0) / h,
+                    (Some(l), None, BoundaryKind::Dirichlet) => -(src[flat] + src[l] / 3.0) / h,
+                    (None, Some(r), _) => (src[r] - src[flat]) / (2.0 * h),
+                    (Some(l), None, _) => (src[flat] - src[l]) / (2.0 * h),
+                    (None, None, _) => 0.0,
+                };
+            }
+        },
+    );
+    g
+}
+
+/// `∇_h · v` by centred differences of each component along its own axis.
+pub fn divergence(v: &VectorField) -> ScalarField {
+    let grid = v.grid();
+    let st = strides(grid);
+    let d = grid.dim();
+    let src = v.data().as_slice().expect("contiguous");
+    let mut out = ScalarField::zeros(grid);
+    out.data_mut().as_slice_mut().expect("contiguous").par_iter_mut().enumerate().for_each(
+        |(flat, o)| {
+            let mut acc = 0.0;
+            for (a, ax) in grid.axes().iter().enumerate() {
+                let (n, s, h) = (ax.cells, st[a], ax.spacing());
+                let i = (flat / s) % n;
+                let v = |j: usize| src[j * d + a];
+                let left = neighbour(flat, i, n, s, false, ax.boundary);
+                let right = neighbour(flat, i, n, s, true, ax.boundary);
+                acc += match (left, right) {
+                    (Some(l), Some(r)) => (v(r) - v(l)) / (2.0 * h),
+                    (None, Some(r)) if n >= 3 => {
+                        (-3.0 * v(flat) + 4.0 * v(r) - v(r + s)) / (2.0 * h)
+                    }
+                    (Some(l), None) if n >= 3 => {
+                        (3.0 * v(flat) - 4.0 * v(l) + v(l - s)) / (2.0 * h)
+                    }
+                    (None, Some(r)) => (v(r) - v(flat)) / h,
+                    (Some(l), None) => (v(flat) - v(l)) / h,
+                    (None, None) => 0.0,
+                };
+            }
+            *o = acc;
+        },
+    );
+    out
+}
+
+/// Removes the mean of a field in place (the projection used with singular operators).
+pub fn remove_mean(mut u: ArrayViewMutD<'_, f64>) -> f64 {
+    let mean = u.mean().unwrap_or(0.0);
+    u.par_mapv_inplace(|v| v - mean);
+    mean
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,120 @@
+use super::*;
+use crate::analytic::manufactured::{error_norms, observed_orders, Manufactured};
+use crate::grid::Axis;
+
+pub(crate) fn grid_with(kinds: &[BoundaryKind], n: usize) -> Grid {
+    // Different extents per axis so that axis mix-ups show.
+    let extents = [(0.0, 1.0), (-0.5, 1.5), (0.25, 1.0)];
+    Grid::new(
+        kinds
+            .iter()
+            .enumerate()
+            .map(|(a, &k)| Axis {
+                cells: n * (4 + a) / 4,
+                lower: extents[a].0,
+                upper: extents[a].1,
+                boundary: k,
+            })
+            .collect(),
+    )
+    .unwrap()
+}
+
+/// Every boundary-kind combination tested: each kind alone, and mixed.
+pub(crate) fn kind_sets(dim: usize) -> Vec<Vec<BoundaryKind>> {
+    use BoundaryKind::*;
+    let mut v: Vec<Vec<BoundaryKind>> = BoundaryKind::ALL.iter().map(|&k| vec![k; dim]).collect();
+    v.push([Periodic, Neumann, Dirichlet][..dim].to_vec());
+    v.push([Dirichlet, Periodic, Neumann][..dim].to_vec());
+    v
+}
+
+fn assert_order(what: &str, h: &[f64], e: &[f64], min: f64) {
+    let orders = observed_orders(h, e);
+    assert!(
+        orders.iter().all(|&p| p >= min),
+        "{what}: orders {orders:?} (errors {e:?}), need ≥ {min}"
+    );
+}
+
+#[test]
+fn laplacian_is_second_order_for_every_boundary_kind() {
+    for dim in [2, 3] {
+        for kinds in kind_sets(dim) {
+            let ns: &[usize] = if dim == 2 { &[32, 64, 128] } else { &[20, 40, 80] };
+            let (mut h, mut el2, mut emax) = (vec![], vec![], vec![]);
+            for &n in ns {
+                let g = grid_with(&kinds, n);
+                let m = Manufactured::for_grid(&g);
+                let u = ScalarField::from_fn(&g, |p| m.value(p));
+                let exact = ScalarField::from_fn(&g, |p| -m.laplacian(p) + 2.0 * m.value(p));
+                let mut out = vec![0.0; g.num_cells()];
+                apply_shifted_laplacian(&g, 2.0, u.data().as_slice().unwrap(), &mut out);
+                let (l2, mx) = error_norms(&g, &out, exact.data().as_slice().unwrap());
+                h.push(g.axis(0).spacing());
+                el2.push(l2);
+                emax.push(mx);
+            }
+            // Truncation error: O(h²) in the interior; the ghost-cell Dirichlet face is O(1)
+            // locally on one cell layer (global solution error stays O(h²), see spectral tests),
+            // so the L2 truncation order there is ≥ 0.5 and we check the interior-sensitive L2
+            // order only where no axis is Dirichlet.
+            if !kinds.contains(&BoundaryKind::Dirichlet) {
+                assert_order(&format!("{dim}D {kinds:?} L2"), &h, &el2, 1.9);
+                assert_order(&format!("{dim}D {kinds:?} max"), &h, &emax, 1.9);
+            }
+        }
+    }
+}
+
+#[test]
+fn gradient_is_second_order_for_every_boundary_kind() {
+    for dim in [2, 3] {
+        for kinds in kind_sets(dim) {
+            let ns: &[usize] = if dim == 2 { &[32, 64, 128] } else { &[20, 40, 80] };
+            let (mut h, mut el2, mut emax) = (vec![], vec![], vec![]);
+            for &n in ns {
+                let g = grid_with(&kinds, n);
+                let m = Manufactured::for_grid(&g);
+                let u = ScalarField::from_fn(&g, |p| m.value(p));
+                let exact = VectorField::from_fn(&g, |p, out| m.gradient(p, out));
+                let got = gradient(&u);
+                let (l2, mx) = error_norms(
+                    &g,
+                    got.data().as_slice().unwrap(),
+                    exact.data().as_slice().unwrap(),
+                );
+                h.push(g.axis(0).spacing());
+                el2.push(l2);
+                emax.push(mx);
+            }
+            assert_order(&format!("{dim}D {kinds:?} gradient L2"), &h, &el2, 1.9);
+            assert_order(&format!("{dim}D {kinds:?} gradient max"), &h, &emax, 1.9);
+        }
+    }
+}
+
+#[test]
+fn divergence_of_exact_gradient_is_second_order() {
+    for dim in [2, 3] {
+        for kinds in kind_sets(dim) {
+            let ns: &[usize] = if dim == 2 { &[32, 64, 128] } else { &[20, 40, 80] };
+            let (mut h, mut el2) = (vec![], vec![]);
+            for &n in ns {
+                let g = grid_with(&kinds, n);
+                let m = Manufactured::for_grid(&g);
+                let v = VectorField::from_fn(&g, |p, out| m.gradient(p, out));
+                let exact = ScalarField::from_fn(&g, |p| m.laplacian(p));
+                let got = divergence(&v);
+                let (l2, _) = error_norms(
+                    &g,
+                    got.data().as_slice().unwrap(),
+                    exact.data().as_slice().unwrap(),
+                );
+                h.push(g.axis(0).spacing());
+                el2.push(l2);
+            }
+            assert_order(&format!("{dim}D {kinds:?} divergence L2"), &h, &el2, 1.9);
+        }
+    }
+}
