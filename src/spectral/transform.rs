@@ -13,14 +13,18 @@
 //! | Dirichlet | DST-II / DST-III                    | sin(π(k+1)(i+½)/n)              | 4 sin²(π(k+1)/(2n)) |
 //!
 //! The continuous (spectral) symbols are (2πk/L)², (πk/L)² and (π(k+1)/L)².
-//! `inverse(forward(x)) = scale · x` with scale n (FFT) or n/2 (DCT/DST; rustdct's DCT-III
-//! already halves X₀).
+//!
+//! DCT-II is computed by Makhoul's algorithm: permute `v = [x_0, x_2, x_4, …, x_5, x_3, x_1]`,
+//! take one real FFT `V` of the same length, and `X_k = Re(e^{−iπk/2n} V_k)`; its inverse
+//! reverses each step. DST-II reduces to it: `DST(x)_k = DCT((−1)^i x_i)_{n−1−k}`. This costs
+//! one real FFT of length n per line, the same as a periodic axis (a DCT through a complex FFT
+//! of length n costs about twice as much). Every transform satisfies
+//! `inverse(forward(x)) = n · x`.
 
 use crate::grid::BoundaryKind;
 use rayon::prelude::*;
 use realfft::num_complex::Complex;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
-use rustdct::{DctPlanner, TransformType2And3};
 use std::sync::Arc;
 
 /// Which eigenvalues of the Laplacian to divide by.
@@ -34,11 +38,24 @@ pub enum Symbol {
     Continuous,
 }
 
-/// A planned transform of one axis.
-pub(crate) enum LineTransform {
-    Periodic { r2c: Arc<dyn RealToComplex<f64>>, c2r: Arc<dyn ComplexToReal<f64>> },
-    Cosine(Arc<dyn TransformType2And3<f64>>),
-    Sine(Arc<dyn TransformType2And3<f64>>),
+/// The kind of real-to-real transform of one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Real FFT, half-complex packed.
+    Fourier,
+    /// DCT-II / its inverse.
+    Cosine,
+    /// DST-II / its inverse.
+    Sine,
+}
+
+/// A planned transform of one axis: a real FFT of the line's length plus, for the cosine
+/// and sine transforms, Makhoul's twiddles `e^{−iπk/2n}`.
+pub(crate) struct LineTransform {
+    kind: Kind,
+    r2c: Arc<dyn RealToComplex<f64>>,
+    c2r: Arc<dyn ComplexToReal<f64>>,
+    twiddle: Vec<Complex<f64>>,
 }
 
 /// Per-worker scratch for line transforms, sized once at plan time.
@@ -50,82 +67,101 @@ pub(crate) struct LineWork {
 
 impl LineTransform {
     pub(crate) fn plan(kind: BoundaryKind, n: usize) -> LineTransform {
-        match kind {
-            BoundaryKind::Periodic => {
-                let mut planner = RealFftPlanner::<f64>::new();
-                LineTransform::Periodic {
-                    r2c: planner.plan_fft_forward(n),
-                    c2r: planner.plan_fft_inverse(n),
-                }
-            }
-            BoundaryKind::Neumann => LineTransform::Cosine(DctPlanner::new().plan_dct2(n)),
-            BoundaryKind::Dirichlet => LineTransform::Sine(DctPlanner::new().plan_dct2(n)),
+        let mut planner = RealFftPlanner::<f64>::new();
+        let kind = match kind {
+            BoundaryKind::Periodic => Kind::Fourier,
+            BoundaryKind::Neumann => Kind::Cosine,
+            BoundaryKind::Dirichlet => Kind::Sine,
+        };
+        let twiddle = if kind == Kind::Fourier {
+            Vec::new()
+        } else {
+            (0..n)
+                .map(|k| {
+                    Complex::from_polar(1.0, -std::f64::consts::PI * k as f64 / (2.0 * n as f64))
+                })
+                .collect()
+        };
+        LineTransform {
+            kind,
+            r2c: planner.plan_fft_forward(n),
+            c2r: planner.plan_fft_inverse(n),
+            twiddle,
         }
     }
 
     /// `inverse(forward(x)) = scale() · x`.
     pub(crate) fn scale(&self, n: usize) -> f64 {
-        match self {
-            LineTransform::Periodic { .. } => n as f64,
-            _ => n as f64 / 2.0,
-        }
+        n as f64
     }
 
     /// Grows `work` to fit this transform.
     pub(crate) fn reserve(&self, n: usize, work: &mut LineWork) {
-        let (c, cs, rs) = match self {
-            LineTransform::Periodic { r2c, c2r } => {
-                (n / 2 + 1, r2c.get_scratch_len().max(c2r.get_scratch_len()), 0)
-            }
-            LineTransform::Cosine(t) | LineTransform::Sine(t) => (0, 0, t.get_scratch_len()),
-        };
-        let grow_c = |v: &mut Vec<Complex<f64>>, len: usize| {
-            if v.len() < len {
-                v.resize(len, Complex::new(0.0, 0.0));
-            }
-        };
-        grow_c(&mut work.spectrum, c);
-        grow_c(&mut work.complex_scratch, cs);
-        if work.real_scratch.len() < rs {
-            work.real_scratch.resize(rs, 0.0);
+        let cs = self.r2c.get_scratch_len().max(self.c2r.get_scratch_len());
+        if work.spectrum.len() < n / 2 + 1 {
+            work.spectrum.resize(n / 2 + 1, Complex::new(0.0, 0.0));
+        }
+        if work.complex_scratch.len() < cs {
+            work.complex_scratch.resize(cs, Complex::new(0.0, 0.0));
+        }
+        if work.real_scratch.len() < n {
+            work.real_scratch.resize(n, 0.0);
         }
     }
 
     /// Forward transform of one contiguous line, in place. Periodic lines are stored
     /// half-complex: `[Re X_0, Re X_1, …, Re X_{n/2}, Im X_{(n−1)/2}, …, Im X_1]`, so entry j
-    /// belongs to frequency `min(j, n − j)`.
+    /// belongs to frequency `min(j, n − j)`; cosine entry k to frequency k; sine entry k to
+    /// frequency k + 1.
     pub(crate) fn forward(&self, line: &mut [f64], work: &mut LineWork) {
-        match self {
-            LineTransform::Periodic { r2c, .. } => {
-                let n = line.len();
-                let spec = &mut work.spectrum[..n / 2 + 1];
-                let scratch = &mut work.complex_scratch[..r2c.get_scratch_len()];
-                r2c.process_with_scratch(line, spec, scratch).expect("lengths planned");
-                line[0] = spec[0].re;
-                for k in 1..=n / 2 {
+        let n = line.len();
+        let spec = &mut work.spectrum[..n / 2 + 1];
+        let scratch = &mut work.complex_scratch[..self.r2c.get_scratch_len()];
+        match self.kind {
+            Kind::Fourier => {
+                self.r2c.process_with_scratch(line, spec, scratch).expect("lengths planned");
+                for k in 0..=n / 2 {
                     line[k] = spec[k].re;
                 }
                 for k in 1..n.div_ceil(2) {
                     line[n - k] = spec[k].im;
                 }
             }
-            LineTransform::Cosine(t) => {
-                let s = &mut work.real_scratch[..t.get_scratch_len()];
-                t.process_dct2_with_scratch(line, s)
-            }
-            LineTransform::Sine(t) => {
-                let s = &mut work.real_scratch[..t.get_scratch_len()];
-                t.process_dst2_with_scratch(line, s)
+            Kind::Cosine | Kind::Sine => {
+                let v = &mut work.real_scratch[..n];
+                let sign =
+                    |i: usize| if self.kind == Kind::Sine && i % 2 == 1 { -1.0 } else { 1.0 };
+                for m in 0..n.div_ceil(2) {
+                    v[m] = sign(2 * m) * line[2 * m];
+                }
+                for m in 0..n / 2 {
+                    v[n - 1 - m] = sign(2 * m + 1) * line[2 * m + 1];
+                }
+                self.r2c.process_with_scratch(v, spec, scratch).expect("lengths planned");
+                // X_k = Re(w_k V_k) and X_{n−k} = −Im(w_k V_k).
+                let mut put = |k: usize, x: f64| {
+                    let idx = if self.kind == Kind::Sine { n - 1 - k } else { k };
+                    line[idx] = x;
+                };
+                put(0, spec[0].re);
+                for k in 1..=n / 2 {
+                    let z = self.twiddle[k] * spec[k];
+                    put(k, z.re);
+                    if n - k != k {
+                        put(n - k, -z.im);
+                    }
+                }
             }
         }
     }
 
     /// Inverse of [`forward`](Self::forward) up to the factor [`scale`](Self::scale).
     pub(crate) fn inverse(&self, line: &mut [f64], work: &mut LineWork) {
-        match self {
-            LineTransform::Periodic { c2r, .. } => {
-                let n = line.len();
-                let spec = &mut work.spectrum[..n / 2 + 1];
+        let n = line.len();
+        let spec = &mut work.spectrum[..n / 2 + 1];
+        let scratch = &mut work.complex_scratch[..self.c2r.get_scratch_len()];
+        match self.kind {
+            Kind::Fourier => {
                 spec[0] = Complex::new(line[0], 0.0);
                 for k in 1..n.div_ceil(2) {
                     spec[k] = Complex::new(line[k], line[n - k]);
@@ -133,16 +169,29 @@ impl LineTransform {
                 if n % 2 == 0 && n > 1 {
                     spec[n / 2] = Complex::new(line[n / 2], 0.0);
                 }
-                let scratch = &mut work.complex_scratch[..c2r.get_scratch_len()];
-                c2r.process_with_scratch(spec, line, scratch).expect("lengths planned");
+                self.c2r.process_with_scratch(spec, line, scratch).expect("lengths planned");
             }
-            LineTransform::Cosine(t) => {
-                let s = &mut work.real_scratch[..t.get_scratch_len()];
-                t.process_dct3_with_scratch(line, s)
-            }
-            LineTransform::Sine(t) => {
-                let s = &mut work.real_scratch[..t.get_scratch_len()];
-                t.process_dst3_with_scratch(line, s)
+            Kind::Cosine | Kind::Sine => {
+                let get =
+                    |k: usize| if self.kind == Kind::Sine { line[n - 1 - k] } else { line[k] };
+                // V_k = conj(w_k) (X_k − i X_{n−k}), V_0 = X_0.
+                spec[0] = Complex::new(get(0), 0.0);
+                for k in 1..=n / 2 {
+                    spec[k] = self.twiddle[k].conj() * Complex::new(get(k), -get(n - k));
+                }
+                if n % 2 == 0 && n > 1 {
+                    spec[n / 2].im = 0.0;
+                }
+                let v = &mut work.real_scratch[..n];
+                self.c2r.process_with_scratch(spec, v, scratch).expect("lengths planned");
+                let sign =
+                    |i: usize| if self.kind == Kind::Sine && i % 2 == 1 { -1.0 } else { 1.0 };
+                for m in 0..n.div_ceil(2) {
+                    line[2 * m] = sign(2 * m) * v[m];
+                }
+                for m in 0..n / 2 {
+                    line[2 * m + 1] = sign(2 * m + 1) * v[n - 1 - m];
+                }
             }
         }
     }
@@ -282,6 +331,36 @@ mod tests {
                         "{kind} n={n} j={j}: {} vs {}",
                         lu[j],
                         lam[j] * x[j]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The Makhoul DCT-II and the DST-II built on it agree with rustdct's reference transforms.
+    #[test]
+    fn cosine_and_sine_transforms_match_rustdct() {
+        for n in [1usize, 2, 3, 8, 15, 64, 100] {
+            let x: Vec<f64> = (0..n).map(|i| ((i * 13 + 5) % 17) as f64 - 7.5).collect();
+            let reference = rustdct::DctPlanner::new().plan_dct2(n);
+            for kind in [BoundaryKind::Neumann, BoundaryKind::Dirichlet] {
+                let t = LineTransform::plan(kind, n);
+                let mut work = LineWork::new();
+                t.reserve(n, &mut work);
+                let mut ours = x.clone();
+                t.forward(&mut ours, &mut work);
+                let mut theirs = x.clone();
+                if kind == BoundaryKind::Neumann {
+                    reference.process_dct2(&mut theirs);
+                } else {
+                    reference.process_dst2(&mut theirs);
+                }
+                for k in 0..n {
+                    assert!(
+                        (ours[k] - theirs[k]).abs() < 1e-10,
+                        "{kind} n={n} k={k}: {} vs {}",
+                        ours[k],
+                        theirs[k]
                     );
                 }
             }
