@@ -25,6 +25,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A linear or nonlinear solver failed to converge or broke down.
+    #[error("{0}")]
+    Solver(String),
     /// A failure reported by the HDF5 library while reading or writing a named file.
     #[error("{path}: HDF5: {message}")]
     Hdf5 { path: PathBuf, message: String },

@@ -16,6 +16,7 @@ pub mod grid;
 pub mod io;
 pub mod operators;
 pub mod progress;
+pub mod sparse;
 pub mod spectral;
 
 pub use error::{Error, Result};

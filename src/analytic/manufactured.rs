@@ -17,6 +17,7 @@ use std::f64::consts::PI;
 #[derive(Clone, Debug)]
 pub struct Manufactured {
     axes: Vec<(BoundaryKind, f64, f64)>,
+    generic: bool,
 }
 
 impl Manufactured {
@@ -24,7 +25,15 @@ impl Manufactured {
     pub fn for_grid(grid: &Grid) -> Manufactured {
         Manufactured {
             axes: grid.axes().iter().map(|a| (a.boundary, a.lower, a.length())).collect(),
+            generic: false,
         }
+    }
+
+    /// A solution that satisfies no homogeneous condition on the non-periodic axes
+    /// (φ(s) = exp(0.7 s) + cos 2s there), for testing inhomogeneous boundary data;
+    /// periodic axes keep their periodic profile.
+    pub fn generic(grid: &Grid) -> Manufactured {
+        Manufactured { generic: true, ..Manufactured::for_grid(grid) }
     }
 
     /// φ, φ', φ'' of axis `a` at coordinate `x`.
@@ -32,6 +41,14 @@ impl Manufactured {
         let (kind, lower, len) = self.axes[a];
         let s = (x - lower) / len;
         let (v, d1, d2) = match kind {
+            BoundaryKind::Neumann | BoundaryKind::Dirichlet if self.generic => {
+                let e = (0.7 * s).exp();
+                (
+                    e + (2.0 * s).cos(),
+                    0.7 * e - 2.0 * (2.0 * s).sin(),
+                    0.49 * e - 4.0 * (2.0 * s).cos(),
+                )
+            }
             BoundaryKind::Periodic => {
                 let w = 2.0 * PI;
                 let e = (0.5 * (w * s).sin()).exp();

@@ -1,0 +1,20 @@
+//! Sparse finite-difference operators (faer) and the linear solvers that invert them.
+//!
+//! [`assemble`] turns `−∇·(a∇u) + b·∇u + c u` with per-face [`BoundaryConditions`]
+//! (Dirichlet, Neumann, Robin, periodic) into a faer `SparseColMat` plus the boundary data's
+//! right-hand side; [`LinearSolver`] is the one interface of the direct ([`Cholesky`],
+//! [`Lu`]) and Krylov ([`Cg`], [`BiCgStab`]) solvers.
+
+mod assemble;
+mod bc;
+mod solver;
+
+pub use assemble::{assemble, AdvectionScheme, Assembled, Coefficient, OperatorSpec};
+pub use bc::{BoundaryConditions, BoundaryValue, FaceCondition};
+pub use solver::{
+    matvec, relative_residual, BiCgStab, Cg, Cholesky, Converged, KrylovSettings, LinearSolver, Lu,
+    Preconditioner, SolveReport,
+};
+
+#[cfg(test)]
+mod tests;
