@@ -13,7 +13,7 @@ pub use assemble::{assemble, AdvectionScheme, Assembled, Coefficient, OperatorSp
 pub use bc::{BoundaryConditions, BoundaryValue, FaceCondition};
 pub use solver::{
     matvec, relative_residual, BiCgStab, Cg, Cholesky, Converged, KrylovSettings, LinearSolver, Lu,
-    Preconditioner, SolveReport,
+    Preconditioner, RowMatrix, SolveReport,
 };
 
 #[cfg(test)]

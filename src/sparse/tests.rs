@@ -270,22 +270,18 @@ fn solvers_agree_and_report() {
     let poisson = PoissonSolver::new(&g, 0.0, Symbol::Discrete).unwrap();
     let mut solvers: Vec<Box<dyn LinearSolver>> = vec![
         Box::new(Lu::new(&sys.matrix).unwrap()),
-        Box::new(Cg { matrix: sys.matrix.clone(), preconditioner: Preconditioner::None, settings }),
-        Box::new(Cg {
-            matrix: sys.matrix.clone(),
-            preconditioner: Preconditioner::jacobi(&sys.matrix).unwrap(),
+        Box::new(Cg::new(sys.matrix.clone(), Preconditioner::None, settings)),
+        Box::new(Cg::new(
+            sys.matrix.clone(),
+            Preconditioner::jacobi(&sys.matrix).unwrap(),
             settings,
-        }),
-        Box::new(Cg {
-            matrix: sys.matrix.clone(),
-            preconditioner: Preconditioner::spectral(poisson, 1.5),
+        )),
+        Box::new(Cg::new(sys.matrix.clone(), Preconditioner::spectral(poisson, 1.5), settings)),
+        Box::new(BiCgStab::new(
+            sys.matrix.clone(),
+            Preconditioner::jacobi(&sys.matrix).unwrap(),
             settings,
-        }),
-        Box::new(BiCgStab {
-            matrix: sys.matrix.clone(),
-            preconditioner: Preconditioner::jacobi(&sys.matrix).unwrap(),
-            settings,
-        }),
+        )),
     ];
     let mut iterations = std::collections::BTreeMap::new();
     for s in solvers.iter_mut() {
@@ -305,19 +301,19 @@ fn solvers_agree_and_report() {
 #[test]
 fn non_convergence_is_an_error() {
     let (_, sys, f) = test_system(32, &[BoundaryKind::Dirichlet; 2], 1.0);
-    let mut cg = Cg {
-        matrix: sys.matrix.clone(),
-        preconditioner: Preconditioner::None,
-        settings: KrylovSettings { rel_tolerance: 1e-12, max_iterations: 3 },
-    };
+    let mut cg = Cg::new(
+        sys.matrix.clone(),
+        Preconditioner::None,
+        KrylovSettings { rel_tolerance: 1e-12, max_iterations: 3 },
+    );
     let mut x = vec![0.0; f.len()];
     let e = cg.solve(&f, &mut x).unwrap_err().to_string();
     assert!(e.contains("did not converge"), "{e}");
-    let mut bi = BiCgStab {
-        matrix: sys.matrix.clone(),
-        preconditioner: Preconditioner::None,
-        settings: KrylovSettings { rel_tolerance: 1e-12, max_iterations: 2 },
-    };
+    let mut bi = BiCgStab::new(
+        sys.matrix.clone(),
+        Preconditioner::None,
+        KrylovSettings { rel_tolerance: 1e-12, max_iterations: 2 },
+    );
     assert!(bi.solve(&f, &mut x).unwrap_err().to_string().contains("did not converge"));
     // Singular matrix (pure Neumann, no reaction): Cholesky refuses or reports inaccuracy.
     let (_, sing, f2) = test_system(8, &[BoundaryKind::Neumann; 2], 1.0);
