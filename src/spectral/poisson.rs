@@ -37,6 +37,8 @@ pub struct PoissonSolver {
     /// Product of the per-axis round-trip scales.
     scale: f64,
     singular: bool,
+    /// Cells per axis, x first.
+    shape: Vec<usize>,
     scratch: Vec<f64>,
     work: Vec<LineWork>,
 }
@@ -94,6 +96,7 @@ impl PoissonSolver {
             lambda,
             scale,
             singular,
+            shape: grid.shape(),
             scratch: vec![0.0; grid.num_cells()],
             work,
         })
@@ -153,9 +156,8 @@ impl PoissonSolver {
             )));
         }
         out.copy_from_slice(rhs);
-        let shape = self.grid.shape();
+        let PoissonSolver { transforms, lambda, scratch, work, shape, .. } = self;
         let (nx, ny) = (shape[0], shape[1]);
-        let PoissonSolver { transforms, lambda, scratch, work, .. } = self;
         let scratch = scratch.as_mut_slice();
         transform_lines(out, nx, &transforms[0], true, work);
         if shape.len() == 2 {
