@@ -293,7 +293,8 @@ fn solvers_agree_and_report() {
         assert!(diff < 1e-8 * size, "{}: differs from Cholesky by {diff:e}", s.name());
         iterations.insert(s.name(), rep.iterations);
     }
-    // The spectral (H¹) preconditioner makes CG's iteration count grid-independent and small.
+    eprintln!("iterations: {iterations:?}");
+    // The spectral (H¹) preconditioner makes CG's iteration count small.
     assert!(iterations["cg+spectral"] < iterations["cg+jacobi"] / 3, "{iterations:?}");
     assert!(iterations["cg+spectral"] < 40, "{iterations:?}");
 }
