@@ -40,7 +40,11 @@ fn main() -> otgrid::Result<()> {
     apply_shifted_laplacian(&grid, 0.0, &u, &mut back);
     let residual = back.iter().zip(rhs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let field_mib = grid.scalar_bytes() as f64 / (1 << 20) as f64;
-    println!("grid {n}^3 neumann: plan {:.1} ms, solve median {:.1} ms (5 runs)", plan.as_secs_f64() * 1e3, times[2] * 1e3);
+    println!(
+        "grid {n}^3 neumann: plan {:.1} ms, solve median {:.1} ms (5 runs)",
+        plan.as_secs_f64() * 1e3,
+        times[2] * 1e3
+    );
     println!("max |(-Δ_h u) - f| = {residual:.2e}");
     println!(
         "one field {field_mib:.0} MiB; peak RSS {:.0} MiB (rhs + solution + solver scratch + this check's buffer)",

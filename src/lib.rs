@@ -9,6 +9,9 @@
 //! - [`io`]: the HDF5 results format (`docs/file-format.md`) and its XDMF sidecar;
 //! - [`progress`]: progress bars for long loops (hidden when stderr is not a terminal).
 
+// Numerical kernels index several arrays with one index; index loops say that best.
+#![allow(clippy::needless_range_loop)]
+
 pub mod analytic;
 pub mod error;
 pub mod field;

@@ -17,11 +17,14 @@ use crate::error::{Error, Result};
 use crate::grid::{BoundaryKind, Grid, AXIS_NAMES};
 use std::sync::Arc;
 
+/// A shared function of a point (x, y, z order).
+pub type PointFn = Arc<dyn Fn(&[f64]) -> f64 + Send + Sync>;
+
 /// Boundary data: a constant or a function of the point on the face (x, y, z order).
 #[derive(Clone)]
 pub enum BoundaryValue {
     Constant(f64),
-    Function(Arc<dyn Fn(&[f64]) -> f64 + Send + Sync>),
+    Function(PointFn),
 }
 
 impl BoundaryValue {

@@ -10,7 +10,7 @@ mod bc;
 mod solver;
 
 pub use assemble::{assemble, AdvectionScheme, Assembled, Coefficient, OperatorSpec};
-pub use bc::{BoundaryConditions, BoundaryValue, FaceCondition};
+pub use bc::{BoundaryConditions, BoundaryValue, FaceCondition, PointFn};
 pub use solver::{
     matvec, relative_residual, BiCgStab, Cg, Cholesky, Converged, KrylovSettings, LinearSolver, Lu,
     Preconditioner, RowMatrix, SolveReport,

@@ -7,6 +7,7 @@ use crate::spectral::{PoissonSolver, Symbol};
 use std::f64::consts::PI;
 
 /// a(x) = 1.5 + 0.5 Π cos(2π s_a): smooth, positive, periodic on every axis.
+#[allow(clippy::type_complexity)]
 fn diffusivity(
     grid: &Grid,
 ) -> (impl Fn(&[f64]) -> f64 + Clone, impl Fn(&[f64], &mut [f64]) + Clone) {
