@@ -10,6 +10,12 @@
 //! The tools come from Debian's `paraview`, `python3-paraview` and `hdf5-tools` (`make deps`).
 //! When they are missing the test fails if `OTGRID_REQUIRE_PARAVIEW` is set (as `make test`
 //! does) and is skipped with a message otherwise.
+//!
+//! The spawned readers run with `HDF5_USE_FILE_LOCKING=FALSE`: tests run in parallel threads
+//! of one process, and HDF5 opens files without close-on-exec, so a `pvpython` forked while
+//! another thread is writing a file inherits that descriptor and its lock for its whole run,
+//! and a concurrent `h5dump` of that file then fails to lock it (seen here, intermittently).
+//! The readers only read, so they need no lock.
 
 use otgrid::io::{Field, Output};
 use otgrid::{BoundaryKind, Grid, ScalarField, VectorField};
@@ -62,6 +68,7 @@ fn paraview_view(pvpython: &Path, xmf: &Path, reader: &str) -> serde_json::Value
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", std::env::temp_dir())
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
         .arg(&script)
         .arg(xmf)
         .arg(reader)
@@ -122,8 +129,15 @@ fn check_paraview(pvpython: &Path, grid: &Grid, xmf: &Path, reader: &str, times:
     }
 }
 
+/// `h5dump` without HDF5 file locking (see the module docs).
+fn h5dump_command(h5dump: &Path) -> Command {
+    let mut c = Command::new(h5dump);
+    c.env("HDF5_USE_FILE_LOCKING", "FALSE");
+    c
+}
+
 fn h5dump_dims(h5dump: &Path, h5: &Path, dataset: &str) -> String {
-    let out = Command::new(h5dump).arg("-H").arg("-d").arg(dataset).arg(h5).output().unwrap();
+    let out = h5dump_command(h5dump).arg("-H").arg("-d").arg(dataset).arg(h5).output().unwrap();
     assert!(
         out.status.success(),
         "h5dump failed on {dataset}: {}",
@@ -184,7 +198,7 @@ fn h5dump_sees_c_order_datasets() {
         assert!(h5dump_dims(&h5dump, &h5, "/fields/position").contains(vexpect));
         assert!(h5dump_dims(&h5dump, &h5, "/steps/2/shifted_x").contains(expect));
         let header =
-            Command::new(&h5dump).arg("-A").arg("-g").arg("/grid").arg(&h5).output().unwrap();
+            h5dump_command(&h5dump).arg("-A").arg("-g").arg("/grid").arg(&h5).output().unwrap();
         let text = String::from_utf8_lossy(&header.stdout);
         for attr in ["shape", "lower", "upper", "spacing", "boundary"] {
             assert!(text.contains(&format!("ATTRIBUTE \"{attr}\"")), "{text}");
