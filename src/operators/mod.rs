@@ -31,9 +31,10 @@ pub(crate) fn strides(grid: &Grid) -> Vec<usize> {
     s
 }
 
-/// Index of cell `flat` moved by ±1 along an axis, or `None` outside a non-periodic axis.
+/// Index of cell `flat` (at position `i` of `n` along an axis of the given stride) moved by
+/// ±1 along that axis, wrapping on periodic axes; `None` across a non-periodic face.
 #[inline]
-fn neighbour(
+pub(crate) fn neighbour(
     flat: usize,
     i: usize,
     n: usize,

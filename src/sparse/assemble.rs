@@ -17,8 +17,8 @@
 use super::bc::BoundaryConditions;
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
-use crate::grid::{BoundaryKind, Grid};
-use crate::operators::strides;
+use crate::grid::Grid;
+use crate::operators::{neighbour, strides};
 use faer::sparse::{SparseColMat, Triplet};
 use rayon::prelude::*;
 
@@ -162,17 +162,10 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
                 let mut w = [0.0f64; 3];
                 if let Some(acoef) = &spec.diffusion {
                     let ai = acoef.at(row);
-                    for (side, nb) in
-                        [(0usize, i.checked_sub(1)), (1, (i + 1 < cells).then_some(i + 1))]
-                    {
-                        let af = match nb {
+                    for side in 0..2 {
+                        let af = match neighbour(row, i, cells, s, side == 1, ax.boundary) {
                             Some(j) => {
-                                let aj = acoef.at(row + j * s - i * s);
-                                2.0 * ai * aj / (ai + aj)
-                            }
-                            None if ax.boundary == BoundaryKind::Periodic => {
-                                let j = if side == 0 { cells - 1 } else { 0 };
-                                let aj = acoef.at(row + j * s - i * s);
+                                let aj = acoef.at(j);
                                 2.0 * ai * aj / (ai + aj)
                             }
                             None => ai,
@@ -201,20 +194,13 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
                 v[0] += w[1];
                 for side in 0..2 {
                     let slot = 1 + 2 * a + side;
-                    let nb =
-                        if side == 0 { i.checked_sub(1) } else { (i + 1 < cells).then_some(i + 1) };
                     let weight = w[2 * side];
-                    match (nb, ax.boundary) {
-                        (Some(j), _) => {
-                            c[slot] = row + j * s - i * s;
+                    match neighbour(row, i, cells, s, side == 1, ax.boundary) {
+                        Some(j) => {
+                            c[slot] = j;
                             v[slot] = weight;
                         }
-                        (None, BoundaryKind::Periodic) => {
-                            let j = if side == 0 { cells - 1 } else { 0 };
-                            c[slot] = row + j * s - i * s;
-                            v[slot] = weight;
-                        }
-                        (None, _) => {
+                        None => {
                             // Ghost γ u_i + δ: γ·weight on the diagonal, −δ·weight to the rhs.
                             grid.cell_center(&storage_index(grid, row), &mut point);
                             point[a] = if side == 0 { ax.lower } else { ax.upper };

@@ -165,6 +165,12 @@ fn direct_solve(
     Ok(SolveReport { iterations: 0, residual, reason: Converged::Direct })
 }
 
+/// Whether two matrices have the same sparsity pattern.
+fn same_pattern(a: &SparseColMat<usize, f64>, b: &SparseColMat<usize, f64>) -> bool {
+    a.symbolic().col_ptr() == b.symbolic().col_ptr()
+        && a.symbolic().row_idx() == b.symbolic().row_idx()
+}
+
 /// Sparse Cholesky `A = L Lᵀ` for symmetric positive definite matrices.
 pub struct Cholesky {
     symbolic: SymbolicLlt<usize>,
@@ -194,9 +200,7 @@ impl Cholesky {
     /// New numeric factorisation of `a`, which must have the pattern of the first matrix;
     /// reuses the symbolic analysis.
     pub fn refactor(&mut self, a: &SparseColMat<usize, f64>) -> Result<()> {
-        if a.symbolic().col_ptr() != self.matrix.symbolic().col_ptr()
-            || a.symbolic().row_idx() != self.matrix.symbolic().row_idx()
-        {
+        if !same_pattern(a, &self.matrix) {
             return Err(Error::invalid("cholesky: refactor needs the same sparsity pattern"));
         }
         self.numeric = Self::numeric(&self.symbolic, a)?;
@@ -237,9 +241,7 @@ impl Lu {
 
     /// New numeric factorisation reusing the symbolic analysis (same pattern required).
     pub fn refactor(&mut self, a: &SparseColMat<usize, f64>) -> Result<()> {
-        if a.symbolic().col_ptr() != self.matrix.symbolic().col_ptr()
-            || a.symbolic().row_idx() != self.matrix.symbolic().row_idx()
-        {
+        if !same_pattern(a, &self.matrix) {
             return Err(Error::invalid("lu: refactor needs the same sparsity pattern"));
         }
         self.numeric =
