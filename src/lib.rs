@@ -14,10 +14,12 @@
 
 pub mod analytic;
 pub mod error;
+pub mod expr;
 pub mod field;
 pub mod grid;
 pub mod io;
 pub mod operators;
+pub mod pde;
 pub mod progress;
 pub mod sparse;
 pub mod spectral;

@@ -12,8 +12,8 @@ mod solver;
 pub use assemble::{assemble, AdvectionScheme, Assembled, Coefficient, OperatorSpec};
 pub use bc::{BoundaryConditions, BoundaryValue, FaceCondition, PointFn};
 pub use solver::{
-    matvec, relative_residual, BiCgStab, Cg, Cholesky, Converged, KrylovSettings, LinearSolver, Lu,
-    Preconditioner, RowMatrix, SolveReport,
+    matvec, relative_residual, BiCgStab, Cg, Cholesky, Converged, Direct, KrylovSettings,
+    LinearSolver, Lu, Preconditioner, RowMatrix, SolveReport,
 };
 
 #[cfg(test)]

@@ -263,6 +263,42 @@ impl LinearSolver for Lu {
     }
 }
 
+/// A direct factorisation chosen by symmetry: Cholesky for symmetric matrices, LU otherwise.
+pub enum Direct {
+    Cholesky(Cholesky),
+    Lu(Lu),
+}
+
+impl Direct {
+    /// Factorises `a` (Cholesky when `symmetric`).
+    pub fn new(a: &SparseColMat<usize, f64>, symmetric: bool) -> Result<Direct> {
+        Ok(if symmetric { Direct::Cholesky(Cholesky::new(a)?) } else { Direct::Lu(Lu::new(a)?) })
+    }
+
+    /// Refactorises a matrix with the same pattern, reusing the symbolic analysis.
+    pub fn refactor(&mut self, a: &SparseColMat<usize, f64>) -> Result<()> {
+        match self {
+            Direct::Cholesky(c) => c.refactor(a),
+            Direct::Lu(l) => l.refactor(a),
+        }
+    }
+}
+
+impl LinearSolver for Direct {
+    fn name(&self) -> String {
+        match self {
+            Direct::Cholesky(c) => c.name(),
+            Direct::Lu(l) => l.name(),
+        }
+    }
+    fn solve(&mut self, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
+        match self {
+            Direct::Cholesky(c) => c.solve(b, x),
+            Direct::Lu(l) => l.solve(b, x),
+        }
+    }
+}
+
 /// Preconditioner `M ≈ A⁻¹` for the Krylov solvers.
 pub enum Preconditioner {
     None,

@@ -1,0 +1,263 @@
+//! Fokker–Planck `∂ₜρ = ∇·(D∇ρ + ρ∇V − ρ b)` by finite volumes with Scharfetter–Gummel
+//! fluxes, implicit Euler in time.
+//!
+//! Across the face between cells i and j = i + 1 along an axis (width h), with
+//! `δ = (V_j − V_i − h b_f)/D` (`b_f` the drift's face average) and the Bernoulli function
+//! `B(z) = z/(eᶻ − 1)`, the flux is
+//!
+//! `J = (D/h) [B(δ) ρ_i − B(−δ) ρ_j]`,
+//!
+//! exact for the stationary profile `ρ ∝ e^{−V/D}` when b = 0 (so that profile is the
+//! discrete stationary state), and `dρ_i/dt = −Σ_faces ±J/h`. No-flux faces carry J = 0,
+//! periodic axes wrap. Every flux leaves one cell and enters another, so the columns of the
+//! generator sum to zero (mass is conserved to round-off), and `I + Δt K` is an M-matrix for
+//! every Δt > 0 (B > 0), so implicit Euler keeps ρ ≥ 0 for any step and the relative
+//! entropy to the stationary state decreases.
+//!
+//! Round-off: the stored diagonal is a rounded sum of its face terms, so each column of
+//! `I + Δt K` sums to 1 only to `O(ε Δt ‖K‖)` and the mass drifts by about that much per step
+//! (3e-13 per step at Δt D/h² ≈ 3000, measured). Each step therefore measures its raw mass
+//! defect, fails if it exceeds 1e-10 (that would be a bug, not round-off), and otherwise
+//! rescales ρ by M₀/M, which keeps ρ ≥ 0; the raw defects are reported in
+//! [`FokkerPlanckRun::mass_defect`].
+
+use super::stepper::ThetaStepper;
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{BoundaryKind, Grid};
+use crate::operators::{neighbour, strides};
+use faer::sparse::{SparseColMat, Triplet};
+use rayon::prelude::*;
+
+/// A Fokker–Planck problem.
+#[derive(Clone, Debug)]
+pub struct FokkerPlanckProblem {
+    pub grid: Grid,
+    /// Diffusion coefficient D > 0.
+    pub diffusion: f64,
+    /// Potential V at the cell centres.
+    pub potential: ScalarField,
+    /// Optional extra drift velocity b (ρ is advected by −∇V + b).
+    pub drift: Option<VectorField>,
+    /// Initial density (non-negative).
+    pub initial: ScalarField,
+}
+
+/// `B(z) = z/(eᶻ − 1)`, with `B(0) = 1`.
+pub fn bernoulli(z: f64) -> f64 {
+    if z.abs() < 1e-8 {
+        1.0 - z / 2.0
+    } else {
+        z / z.exp_m1()
+    }
+}
+
+/// What a Fokker–Planck run produces.
+#[derive(Clone, Debug)]
+pub struct FokkerPlanckRun {
+    /// `(t, ρ)` at t = 0 and at each snapshot.
+    pub snapshots: Vec<(f64, ScalarField)>,
+    /// Step end times.
+    pub times: Vec<f64>,
+    /// Total mass after each step.
+    pub mass: Vec<f64>,
+    /// Relative mass defect of each step's solve before the round-off correction.
+    pub mass_defect: Vec<f64>,
+    /// Relative entropy `∫ ρ log(ρ/ρ∞)` after each step (b = 0 only, else empty).
+    pub entropy: Vec<f64>,
+    /// Smallest density value after each step.
+    pub min_density: Vec<f64>,
+}
+
+impl FokkerPlanckProblem {
+    /// Checks the data: D > 0, finite V and drift, ρ₀ ≥ 0 with positive mass, and only
+    /// no-flux (neumann) or periodic boundaries.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.diffusion > 0.0 && self.diffusion.is_finite()) {
+            return Err(Error::invalid(format!(
+                "diffusion must be positive, got {}",
+                self.diffusion
+            )));
+        }
+        if let Some(k) = self.grid.boundaries().iter().find(|k| **k == BoundaryKind::Dirichlet) {
+            return Err(Error::invalid(format!(
+                "Fokker–Planck supports no-flux (neumann) and periodic boundaries, not {k}"
+            )));
+        }
+        for (name, f) in [("potential", &self.potential), ("initial density", &self.initial)] {
+            if f.grid() != &self.grid {
+                return Err(Error::invalid(format!("{name} lives on another grid")));
+            }
+            if f.first_non_finite().is_some() {
+                return Err(Error::invalid(format!("{name} has NaN or infinite values")));
+            }
+        }
+        if let Some(b) = &self.drift {
+            if b.grid() != &self.grid || b.data().iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid("drift is not a finite vector field on the grid"));
+            }
+        }
+        let min = self.initial.min();
+        if min < 0.0 {
+            return Err(Error::invalid(format!(
+                "initial density has negative values (min {min:e})"
+            )));
+        }
+        if !(self.initial.integral() > 0.0) {
+            return Err(Error::invalid("initial density has zero mass"));
+        }
+        Ok(())
+    }
+
+    /// The generator K with `dρ/dt = −K ρ` (columns sum to zero).
+    pub fn generator(&self) -> Result<SparseColMat<usize, f64>> {
+        self.validate()?;
+        let grid = &self.grid;
+        let d = grid.dim();
+        let n = grid.num_cells();
+        let st = strides(grid);
+        let v = self.potential.data().as_slice().expect("contiguous");
+        let b = self.drift.as_ref().map(|b| b.data().as_slice().expect("contiguous"));
+        let dc = self.diffusion;
+        let slots = 2 * d + 1;
+        let mut cols = vec![0usize; n * slots];
+        let mut vals = vec![0.0f64; n * slots];
+        cols.par_chunks_mut(slots).zip(vals.par_chunks_mut(slots)).enumerate().for_each(
+            |(i, (c, w))| {
+                c[0] = i;
+                for (a, ax) in grid.axes().iter().enumerate() {
+                    let (cells, s, h) = (ax.cells, st[a], ax.spacing());
+                    let pos = (i / s) % cells;
+                    for side in 0..2 {
+                        let slot = 1 + 2 * a + side;
+                        c[slot] = i;
+                        let Some(j) = neighbour(i, pos, cells, s, side == 1, ax.boundary) else {
+                            continue; // no-flux face
+                        };
+                        if j == i {
+                            continue; // a one-cell periodic axis has no flux
+                        }
+                        // Orient the face from `lo` to `hi` along +axis.
+                        let (lo, hi) = if side == 1 { (i, j) } else { (j, i) };
+                        let bf = b.map_or(0.0, |b| 0.5 * (b[lo * d + a] + b[hi * d + a]));
+                        let delta = (v[hi] - v[lo] - h * bf) / dc;
+                        let k = dc / (h * h);
+                        // J = k h [B(δ) ρ_lo − B(−δ) ρ_hi]; row i gains +J/h on its upper
+                        // face, −J/h on its lower face.
+                        if side == 1 {
+                            w[0] += k * bernoulli(delta);
+                            w[slot] = -k * bernoulli(-delta);
+                        } else {
+                            w[0] += k * bernoulli(-delta);
+                            w[slot] = -k * bernoulli(delta);
+                        }
+                        c[slot] = j;
+                    }
+                }
+            },
+        );
+        let triplets: Vec<Triplet<usize, usize, f64>> =
+            (0..n * slots).map(|k| Triplet::new(k / slots, cols[k], vals[k])).collect();
+        SparseColMat::try_new_from_triplets(n, n, &triplets)
+            .map_err(|e| Error::invalid(format!("Fokker–Planck assembly failed: {e:?}")))
+    }
+
+    /// The discrete stationary state `e^{−V/D}/Z` (unit discrete mass) for b = 0.
+    pub fn stationary_state(&self) -> ScalarField {
+        let vmin = self.potential.min();
+        let mut rho = self.potential.clone();
+        rho.data_mut().mapv_inplace(|v| (-(v - vmin) / self.diffusion).exp());
+        let m = rho.integral();
+        rho.data_mut().mapv_inplace(|v| v / m);
+        rho
+    }
+
+    /// Integrates with implicit Euler and step `dt` (adjusted to divide `t_end`).
+    pub fn run(
+        &self,
+        t_end: f64,
+        dt: f64,
+        snapshots: usize,
+        mut on_step: impl FnMut(f64),
+    ) -> Result<FokkerPlanckRun> {
+        if !(t_end > 0.0 && t_end.is_finite()) {
+            return Err(Error::invalid(format!("t_end must be positive, got {t_end}")));
+        }
+        if !(dt > 0.0 && dt.is_finite()) {
+            return Err(Error::invalid(format!("time step dt must be positive, got {dt}")));
+        }
+        let k = self.generator()?;
+        let steps = (t_end / dt).ceil().max(1.0) as usize;
+        let dt = t_end / steps as f64;
+        let mut stepper = ThetaStepper::new(&k, false, 1.0, dt)?;
+        let stationary = self.drift.is_none().then(|| self.stationary_state());
+        let vol = self.grid.cell_volume();
+        let mut rho: Vec<f64> = self.initial.data().iter().copied().collect();
+        let mass0: f64 = rho.iter().sum::<f64>() * vol;
+        let mut run = FokkerPlanckRun {
+            snapshots: vec![(0.0, self.initial.clone())],
+            times: vec![],
+            mass: vec![],
+            mass_defect: vec![],
+            entropy: vec![],
+            min_density: vec![],
+        };
+        let every = (steps / snapshots.max(1)).max(1);
+        for step in 1..=steps {
+            stepper.step(&mut rho, None, None)?;
+            let t = t_end * step as f64 / steps as f64;
+            let mass = rho.iter().sum::<f64>() * vol;
+            let defect = (mass - mass0) / mass0;
+            if !(defect.abs() <= 1e-10) {
+                return Err(Error::Solver(format!(
+                    "Fokker–Planck step at t = {t} changed the mass by {defect:.3e} (relative), beyond round-off"
+                )));
+            }
+            let fix = mass0 / mass;
+            rho.iter_mut().for_each(|r| *r *= fix);
+            run.mass_defect.push(defect);
+            run.times.push(t);
+            run.mass.push(rho.iter().sum::<f64>() * vol);
+            run.min_density.push(rho.iter().copied().fold(f64::INFINITY, f64::min));
+            if let Some(st) = &stationary {
+                run.entropy.push(relative_entropy(
+                    &rho,
+                    mass0,
+                    st.data().as_slice().expect("contiguous"),
+                    vol,
+                ));
+            }
+            if step % every == 0 || step == steps {
+                let f = ScalarField::new(
+                    self.grid.clone(),
+                    ndarray::ArrayD::from_shape_vec(
+                        ndarray::IxDyn(&self.grid.storage_shape()),
+                        rho.clone(),
+                    )
+                    .expect("shape"),
+                )?;
+                if run.snapshots.last().map(|(tt, _)| *tt) != Some(t) {
+                    run.snapshots.push((t, f));
+                }
+            }
+            on_step(t);
+        }
+        Ok(run)
+    }
+}
+
+/// `∫ (ρ/M) log((ρ/M)/ρ∞)` with ρ∞ of unit mass (0 log 0 = 0).
+pub fn relative_entropy(rho: &[f64], mass: f64, stationary: &[f64], cell_volume: f64) -> f64 {
+    rho.par_iter()
+        .zip(stationary)
+        .map(|(r, s)| {
+            let p = r / mass;
+            if p > 0.0 {
+                p * (p / s).ln()
+            } else {
+                0.0
+            }
+        })
+        .sum::<f64>()
+        * cell_volume
+}
