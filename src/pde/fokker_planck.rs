@@ -103,7 +103,8 @@ impl FokkerPlanckProblem {
                 "initial density has negative values (min {min:e})"
             )));
         }
-        if !(self.initial.integral() > 0.0) {
+        let mass = self.initial.integral();
+        if mass.is_nan() || mass <= 0.0 {
             return Err(Error::invalid("initial density has zero mass"));
         }
         Ok(())
@@ -208,7 +209,7 @@ impl FokkerPlanckProblem {
             let t = t_end * step as f64 / steps as f64;
             let mass = rho.iter().sum::<f64>() * vol;
             let defect = (mass - mass0) / mass0;
-            if !(defect.abs() <= 1e-10) {
+            if defect.is_nan() || defect.abs() > 1e-10 {
                 return Err(Error::Solver(format!(
                     "Fokker–Planck step at t = {t} changed the mass by {defect:.3e} (relative), beyond round-off"
                 )));

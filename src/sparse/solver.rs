@@ -265,14 +265,18 @@ impl LinearSolver for Lu {
 
 /// A direct factorisation chosen by symmetry: Cholesky for symmetric matrices, LU otherwise.
 pub enum Direct {
-    Cholesky(Cholesky),
-    Lu(Lu),
+    Cholesky(Box<Cholesky>),
+    Lu(Box<Lu>),
 }
 
 impl Direct {
     /// Factorises `a` (Cholesky when `symmetric`).
     pub fn new(a: &SparseColMat<usize, f64>, symmetric: bool) -> Result<Direct> {
-        Ok(if symmetric { Direct::Cholesky(Cholesky::new(a)?) } else { Direct::Lu(Lu::new(a)?) })
+        Ok(if symmetric {
+            Direct::Cholesky(Box::new(Cholesky::new(a)?))
+        } else {
+            Direct::Lu(Box::new(Lu::new(a)?))
+        })
     }
 
     /// Refactorises a matrix with the same pattern, reusing the symbolic analysis.
