@@ -5,6 +5,7 @@
 
 mod demo;
 mod info;
+mod pde;
 
 use clap::{Args, Parser, Subcommand};
 use otgrid::grid::GridSpec;
@@ -34,6 +35,12 @@ enum Command {
     Info(info::InfoArgs),
     /// Write a demo field set (Gaussian density, its gradient, a heat-kernel time series) with its XDMF sidecar.
     Demo(demo::DemoArgs),
+    /// Solve −∇·(a∇u) + b·∇u + c u = s from a problem file.
+    Elliptic(pde::ProblemArgs),
+    /// Solve ∂ₜu = ∇·(a∇u) − b·∇u − c u + s (θ-scheme) from a problem file; writes a time series.
+    Parabolic(pde::TimeArgs),
+    /// Solve ∂ₜρ = ∇·(D∇ρ + ρ∇V) (Scharfetter–Gummel, implicit Euler) from a problem file.
+    FokkerPlanck(pde::TimeArgs),
 }
 
 /// Grid selection shared by every subcommand that builds a grid: a mesh file or built-in
@@ -92,6 +99,9 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Elliptic(args) => pde::elliptic(args),
+        Command::Parabolic(args) => pde::parabolic(args),
+        Command::FokkerPlanck(args) => pde::fokker_planck(args),
     };
     match result {
         Ok(()) => 0,

@@ -118,6 +118,32 @@ impl ScalarField {
         sum * self.grid.cell_volume()
     }
 
+    /// This non-negative field normalised to unit mass (a probability density), with the
+    /// mass it had. Negative values beyond round-off (below −1e-10 max|u|) or zero mass are
+    /// errors; round-off negatives are set to zero.
+    pub fn to_density(&self) -> Result<(ScalarField, f64)> {
+        if let Some(i) = self.first_non_finite() {
+            return Err(Error::invalid(format!(
+                "field has a NaN or infinite value at index {i:?}"
+            )));
+        }
+        let scale = self.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let min = self.min();
+        if min < -1e-10 * scale {
+            return Err(Error::invalid(format!(
+                "cannot be a density: it has negative values (min {min:.3e}, max |u| {scale:.3e})"
+            )));
+        }
+        let mut rho = self.clone();
+        rho.data.mapv_inplace(|v| v.max(0.0));
+        let mass = rho.integral();
+        if mass.is_nan() || mass <= 0.0 {
+            return Err(Error::invalid("cannot be a density: its mass is zero"));
+        }
+        rho.data.mapv_inplace(|v| v / mass);
+        Ok((rho, mass))
+    }
+
     /// First index (C order) of a NaN or infinite value, if any.
     pub fn first_non_finite(&self) -> Option<Vec<usize>> {
         self.data
@@ -296,6 +322,18 @@ mod tests {
             let order = (w[0] / w[1]).log2();
             assert!(order > 1.95 && order < 2.05, "observed order {order}, errors {errors:?}");
         }
+    }
+
+    #[test]
+    fn densities() {
+        let g = Grid::unit(2, 8, BoundaryKind::Neumann).unwrap();
+        let (rho, mass) = ScalarField::from_fn(&g, |p| 2.0 * p[0]).to_density().unwrap();
+        assert!((mass - 1.0).abs() < 1e-14 && (rho.integral() - 1.0).abs() < 1e-14);
+        let e = ScalarField::from_fn(&g, |p| p[0] - 0.5).to_density().unwrap_err();
+        assert!(e.to_string().contains("negative values"));
+        assert!(ScalarField::zeros(&g).to_density().unwrap_err().to_string().contains("zero"));
+        let tiny_negative = ScalarField::from_fn(&g, |p| if p[0] < 0.1 { -1e-14 } else { 1.0 });
+        assert!(tiny_negative.to_density().unwrap().0.min() >= 0.0);
     }
 
     #[test]

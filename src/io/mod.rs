@@ -7,6 +7,7 @@
 //! [`Output::read`] loads such a file back, checking its format version.
 
 mod atomic;
+pub mod config;
 mod h5;
 mod xdmf;
 

@@ -1,0 +1,319 @@
+//! Problem files (TOML) for `otgrid elliptic`, `otgrid parabolic` and `otgrid fokker-planck`.
+//! Every key is documented in `docs/problem-files.md`; unknown keys are errors.
+//!
+//! A *value* is a number, a math expression of x, y, z, t (see [`crate::expr`]), or a
+//! dataset reference `"FILE.h5:/fields/NAME"` (path relative to the problem file) holding
+//! cell values on the problem's grid.
+
+use crate::error::{one_line, Error, Result};
+use crate::expr::Expression;
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{Grid, GridSpec, AXIS_NAMES};
+use crate::pde::{StepControl, TimeScheme, TimeSettings};
+use crate::sparse::{
+    AdvectionScheme, BoundaryConditions, BoundaryValue, Coefficient, FaceCondition,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A number, an expression, or a dataset reference.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    Number(f64),
+    Text(String),
+}
+
+/// The grid: a mesh file path or built-in name, or the keys of a mesh file inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum GridChoice {
+    Mesh(String),
+    Inline(GridSpec),
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Output HDF5 file (relative to the working directory).
+    pub file: Option<PathBuf>,
+    /// Snapshots written for time-dependent runs (besides t = 0).
+    pub snapshots: Option<usize>,
+}
+
+/// One face in `[boundary]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceSpec {
+    /// `dirichlet` (u = value), `neumann` (∂u/∂n = value), `robin` (alpha·u + ∂u/∂n = value).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Boundary data (number or expression of the face point and t); default 0.
+    pub value: Option<Value>,
+    /// Robin coefficient.
+    pub alpha: Option<f64>,
+}
+
+/// `[equation]` of elliptic and parabolic problems: `−∇·(a∇u) + b·∇u + c u = s`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EquationSection {
+    pub diffusion: Option<Value>,
+    pub advection: Option<Vec<Value>>,
+    pub advection_scheme: Option<String>,
+    pub reaction: Option<Value>,
+    pub source: Option<Value>,
+    /// Initial condition (parabolic only).
+    pub initial: Option<Value>,
+}
+
+/// `[time]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSection {
+    pub t_end: f64,
+    pub dt: f64,
+    pub scheme: Option<TimeScheme>,
+    pub adaptive: Option<bool>,
+    pub tolerance: Option<f64>,
+}
+
+/// `[solver]` of elliptic problems.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverSection {
+    /// `direct` (default) or `iterative`.
+    pub method: Option<String>,
+    pub tolerance: Option<f64>,
+    pub max_iterations: Option<usize>,
+}
+
+/// An elliptic or parabolic problem file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffusionProblemFile {
+    pub grid: GridChoice,
+    pub equation: EquationSection,
+    pub boundary: Option<BTreeMap<String, FaceSpec>>,
+    pub time: Option<TimeSection>,
+    pub solver: Option<SolverSection>,
+    pub output: Option<OutputSection>,
+}
+
+/// `[equation]` of Fokker–Planck problems: `∂ₜρ = ∇·(D∇ρ + ρ∇V − ρ b)`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FokkerPlanckEquation {
+    pub diffusion: f64,
+    pub potential: Value,
+    pub drift: Option<Vec<Value>>,
+    pub initial: Value,
+}
+
+/// A Fokker–Planck problem file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FokkerPlanckFile {
+    pub grid: GridChoice,
+    pub equation: FokkerPlanckEquation,
+    pub time: TimeSection,
+    pub output: Option<OutputSection>,
+}
+
+/// Reads and parses a problem file; syntax errors, unknown keys and wrong types name the
+/// key and line.
+pub fn read_problem<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let msg = one_line(e.message());
+        match line {
+            Some(l) => Error::config(path, format!("line {l}: {msg}")),
+            None => Error::config(path, msg),
+        }
+    })
+}
+
+impl GridChoice {
+    /// The grid (mesh paths are relative to the problem file, then the working directory).
+    pub fn grid(&self, base: &Path) -> Result<Grid> {
+        match self {
+            GridChoice::Mesh(name) => {
+                let local = base.join(name);
+                if local.is_file() {
+                    GridSpec::load(&local.to_string_lossy())
+                } else {
+                    GridSpec::load(name)
+                }
+            }
+            GridChoice::Inline(spec) => spec.to_grid(Path::new("[grid]")),
+        }
+    }
+}
+
+impl Value {
+    /// A dataset reference's (file, dataset) parts, if this is one.
+    fn dataset(&self) -> Option<(&str, &str)> {
+        match self {
+            Value::Text(s) => s
+                .split_once(".h5:")
+                .map(|(f, d)| (&s[..f.len() + 3], d))
+                .or_else(|| s.split_once(".hdf5:").map(|(f, d)| (&s[..f.len() + 5], d))),
+            Value::Number(_) => None,
+        }
+    }
+
+    /// The expression, if this value is an expression (not a number or dataset).
+    pub fn expression(&self, what: &str) -> Result<Option<Expression>> {
+        match self {
+            Value::Text(s) if self.dataset().is_none() => Expression::parse(s, what).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The value sampled on the grid at time t.
+    pub fn field(&self, grid: &Grid, t: f64, what: &str, base: &Path) -> Result<ScalarField> {
+        if let Some((file, dataset)) = self.dataset() {
+            return read_dataset(&base.join(file), dataset, grid, what);
+        }
+        match (self, self.expression(what)?) {
+            (Value::Number(x), _) if x.is_finite() => Ok(ScalarField::from_fn(grid, |_| *x)),
+            (Value::Number(x), _) => {
+                Err(Error::invalid(format!("{what}: value {x} is not finite")))
+            }
+            (_, Some(expr)) => expr.sample(grid, t, what),
+            (_, None) => unreachable!("text values are expressions or datasets"),
+        }
+    }
+
+    /// As a sparse-assembly coefficient (constants stay constants).
+    pub fn coefficient(&self, grid: &Grid, what: &str, base: &Path) -> Result<Coefficient> {
+        match self {
+            Value::Number(x) => Ok(Coefficient::Constant(*x)),
+            _ => Ok(Coefficient::Field(self.field(grid, 0.0, what, base)?)),
+        }
+    }
+
+    /// Whether the value depends on t.
+    pub fn depends_on_time(&self) -> bool {
+        matches!(self.expression("value"), Ok(Some(e)) if e.depends_on_time())
+    }
+}
+
+/// A vector of values sampled on the grid.
+pub fn vector_field(values: &[Value], grid: &Grid, what: &str, base: &Path) -> Result<VectorField> {
+    if values.len() != grid.dim() {
+        return Err(Error::invalid(format!(
+            "{what} has {} components, the grid is {}D",
+            values.len(),
+            grid.dim()
+        )));
+    }
+    let comps: Vec<ScalarField> = values
+        .iter()
+        .enumerate()
+        .map(|(a, v)| v.field(grid, 0.0, &format!("{what}[{}]", AXIS_NAMES[a]), base))
+        .collect::<Result<_>>()?;
+    VectorField::from_components(&comps)
+}
+
+/// Reads a dataset of cell values on `grid` from an HDF5 file (e.g. an otgrid output).
+pub fn read_dataset(path: &Path, dataset: &str, grid: &Grid, what: &str) -> Result<ScalarField> {
+    if !path.is_file() {
+        return Err(Error::invalid(format!("{what}: no such file {}", path.display())));
+    }
+    let file = hdf5::File::open(path)
+        .map_err(|_| Error::format(path, "not an HDF5 file (or not readable)"))?;
+    let ds = file
+        .dataset(dataset.trim_start_matches('/'))
+        .map_err(|_| Error::format(path, format!("{what}: missing dataset {dataset}")))?;
+    let data: ndarray::ArrayD<f64> = ds.read_dyn().map_err(|e| Error::hdf5(path, e))?;
+    let field = ScalarField::new(grid.clone(), data)
+        .map_err(|e| Error::format(path, format!("{what}: dataset {dataset}: {e}")))?;
+    if field.first_non_finite().is_some() {
+        return Err(Error::format(
+            path,
+            format!("{what}: dataset {dataset} has NaN or infinite values"),
+        ));
+    }
+    Ok(field)
+}
+
+/// Per-face boundary conditions from `[boundary]` (faces not listed keep the homogeneous
+/// condition of the grid's kind).
+pub fn boundary_conditions(
+    grid: &Grid,
+    faces: Option<&BTreeMap<String, FaceSpec>>,
+) -> Result<BoundaryConditions> {
+    let mut bcs = BoundaryConditions::homogeneous(grid);
+    let Some(faces) = faces else { return Ok(bcs) };
+    let names: Vec<String> = (0..grid.dim())
+        .flat_map(|a| ["lower", "upper"].map(|s| format!("{}_{s}", AXIS_NAMES[a])))
+        .collect();
+    for (name, spec) in faces {
+        let Some(k) = names.iter().position(|n| n == name) else {
+            return Err(Error::invalid(format!(
+                "[boundary]: unknown face '{name}' (expected one of {})",
+                names.join(", ")
+            )));
+        };
+        let (axis, side) = (k / 2, k % 2);
+        let what = format!("boundary {name}");
+        let value = match &spec.value {
+            None => BoundaryValue::Constant(0.0),
+            Some(Value::Number(x)) => BoundaryValue::Constant(*x),
+            Some(v) => {
+                let e = v.expression(&what)?.ok_or_else(|| {
+                    Error::invalid(format!("{what}: dataset values are not supported on faces"))
+                })?;
+                BoundaryValue::function(move |p| e.eval(p, 0.0))
+            }
+        };
+        let cond = match (spec.kind.as_str(), spec.alpha) {
+            ("dirichlet", None) => FaceCondition::Dirichlet(value),
+            ("neumann", None) => FaceCondition::Neumann(value),
+            ("robin", Some(alpha)) => FaceCondition::Robin { alpha, value },
+            ("robin", None) => return Err(Error::invalid(format!("{what}: robin needs alpha"))),
+            ("dirichlet" | "neumann", Some(_)) => {
+                return Err(Error::invalid(format!("{what}: alpha is only for robin faces")))
+            }
+            (other, _) => {
+                return Err(Error::invalid(format!(
+                    "{what}: unknown type '{other}' (dirichlet, neumann or robin)"
+                )))
+            }
+        };
+        bcs = bcs.set(axis, side, cond);
+    }
+    bcs.validate(grid)?;
+    Ok(bcs)
+}
+
+/// The advection scheme from its name (default upwind).
+pub fn advection_scheme(name: Option<&str>) -> Result<AdvectionScheme> {
+    match name.unwrap_or("upwind") {
+        "upwind" => Ok(AdvectionScheme::Upwind),
+        "centred" | "centered" => Ok(AdvectionScheme::Centred),
+        other => Err(Error::invalid(format!("advection_scheme '{other}' (upwind or centred)"))),
+    }
+}
+
+impl TimeSection {
+    /// Time settings with `snapshots` snapshots.
+    pub fn settings(&self, snapshots: usize) -> Result<TimeSettings> {
+        let scheme = self.scheme.unwrap_or(TimeScheme::CrankNicolson);
+        let control = if self.adaptive.unwrap_or(false) {
+            StepControl::Adaptive { dt_initial: self.dt, tolerance: self.tolerance.unwrap_or(1e-5) }
+        } else {
+            if self.tolerance.is_some() {
+                return Err(Error::invalid("[time] tolerance is only used with adaptive = true"));
+            }
+            StepControl::Fixed { dt: self.dt }
+        };
+        let settings = TimeSettings { t_end: self.t_end, scheme, control, snapshots };
+        crate::pde::parabolic::check_time(&settings)?;
+        Ok(settings)
+    }
+}
