@@ -2,7 +2,8 @@
 //!
 //! Per axis with cell width h, for cell i and its neighbour j across a face:
 //! * diffusion: `(a_f/h²)(u_i − u_j)` with the harmonic face average
-//!   `a_f = 2 a_i a_j/(a_i + a_j)` (exact flux continuity for piecewise-constant a);
+//!   `a_f = 2 a_i a_j/(a_i + a_j)` (exact flux continuity for piecewise-constant a); on a
+//!   boundary face, a extrapolated to the face `(3a_0 − a_1)/2`;
 //! * advection, centred: `b_i (u_{i+1} − u_{i−1})/2h`; upwind: `b_i (u_i − u_{i−1})/h` for
 //!   `b_i > 0`, `b_i (u_{i+1} − u_i)/h` otherwise (first order, monotone);
 //! * reaction: `c_i u_i`.
@@ -168,7 +169,21 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
                                 let aj = acoef.at(j);
                                 2.0 * ai * aj / (ai + aj)
                             }
-                            None => ai,
+                            // A boundary face: a extrapolated to the face at second order,
+                            // (3a_0 − a_1)/2 from the two cells inside (a_0 if that is not
+                            // positive). The cell value alone would make the boundary flux,
+                            // and so the solution, only first-order accurate.
+                            None => match neighbour(row, i, cells, s, side == 0, ax.boundary) {
+                                Some(j) => {
+                                    let e = 1.5 * ai - 0.5 * acoef.at(j);
+                                    if e > 0.0 {
+                                        e
+                                    } else {
+                                        ai
+                                    }
+                                }
+                                None => ai,
+                            },
                         };
                         w[1] += af / (h * h);
                         w[2 * side] -= af / (h * h);
