@@ -160,7 +160,8 @@ pub fn integrate(
         StepControl::Fixed { dt } => {
             let n = (settings.t_end / dt).ceil().max(1.0) as usize;
             let dt = settings.t_end / n as f64;
-            let mut stepper = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt)?;
+            let iterative = ThetaStepper::prefers_iterative(grid.dim(), grid.num_cells());
+            let mut stepper = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt, iterative)?;
             for k in 1..=n {
                 let t_new = settings.t_end * k as f64 / n as f64;
                 let g_new = forcing(t_new)?;
@@ -182,8 +183,10 @@ pub fn integrate(
         StepControl::Adaptive { dt_initial, tolerance } => {
             let p = settings.scheme.order() as i32;
             let mut dt = dt_initial.min(settings.t_end);
-            let mut full = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt)?;
-            let mut half = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt / 2.0)?;
+            let iterative = ThetaStepper::prefers_iterative(grid.dim(), grid.num_cells());
+            let mut full = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt, iterative)?;
+            let mut half =
+                ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt / 2.0, iterative)?;
             let mut attempts = 0usize;
             while t < settings.t_end * (1.0 - 1e-12) {
                 attempts += 1;

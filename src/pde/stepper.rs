@@ -7,7 +7,9 @@
 //! analysis reused, and a fixed Δt factorises once for the whole run.
 
 use crate::error::{Error, Result};
-use crate::sparse::{Direct, LinearSolver, RowMatrix};
+use crate::sparse::{
+    BiCgStab, Cg, Direct, KrylovSettings, LinearSolver, Preconditioner, RowMatrix,
+};
 use faer::sparse::SparseColMat;
 
 /// Time discretisation.
@@ -38,7 +40,40 @@ impl TimeScheme {
     }
 }
 
-/// A θ-scheme stepper with its factorised left-hand side.
+/// Largest 3D system the stepper factorises directly; larger 3D systems (whose sparse
+/// factors fill in too much) use a Jacobi-preconditioned Krylov method warm-started from the
+/// previous step.
+pub const DIRECT_3D_LIMIT: usize = 150_000;
+
+/// How the left-hand side `I + θΔt A` is solved.
+enum Lhs {
+    Direct(Direct),
+    Krylov(Box<dyn LinearSolver + Send>),
+}
+
+impl Lhs {
+    fn build(m: &SparseColMat<usize, f64>, symmetric: bool, iterative: bool) -> Result<Lhs> {
+        if !iterative {
+            return Ok(Lhs::Direct(Direct::new(m, symmetric)?));
+        }
+        let settings = KrylovSettings { rel_tolerance: 1e-13, max_iterations: 2000 };
+        let pre = Preconditioner::jacobi(m)?;
+        Ok(Lhs::Krylov(if symmetric {
+            Box::new(Cg::new(m.clone(), pre, settings))
+        } else {
+            Box::new(BiCgStab::new(m.clone(), pre, settings))
+        }))
+    }
+
+    fn solve(&mut self, b: &[f64], x: &mut [f64]) -> Result<()> {
+        match self {
+            Lhs::Direct(d) => d.solve(b, x).map(|_| ()),
+            Lhs::Krylov(k) => k.solve(b, x).map(|_| ()),
+        }
+    }
+}
+
+/// A θ-scheme stepper with its factorised (or preconditioned) left-hand side.
 pub struct ThetaStepper {
     theta: f64,
     dt: f64,
@@ -47,7 +82,8 @@ pub struct ThetaStepper {
     symmetric: bool,
     /// Positions of the diagonal entries in `a.val()`.
     diag: Vec<usize>,
-    lhs: Direct,
+    lhs: Lhs,
+    iterative: bool,
     au: Vec<f64>,
     rhs: Vec<f64>,
     /// Number of numeric factorisations so far.
@@ -66,18 +102,21 @@ fn diagonal_positions(a: &SparseColMat<usize, f64>) -> Result<Vec<usize>> {
 }
 
 impl ThetaStepper {
-    /// Plans the stepper for `A` (`symmetric` selects Cholesky over LU) with step `dt`.
+    /// Plans the stepper for `A` (`symmetric` selects Cholesky over LU, CG over BiCGSTAB)
+    /// with step `dt`; `iterative` chooses a Krylov solver instead of a factorisation (see
+    /// [`ThetaStepper::prefers_iterative`]).
     pub fn new(
         a: &SparseColMat<usize, f64>,
         symmetric: bool,
         theta: f64,
         dt: f64,
+        iterative: bool,
     ) -> Result<ThetaStepper> {
-        if !(dt > 0.0 && dt.is_finite()) {
+        if dt.is_nan() || dt <= 0.0 || dt.is_infinite() {
             return Err(Error::invalid(format!("time step must be positive, got {dt}")));
         }
         let diag = diagonal_positions(a)?;
-        let lhs = Direct::new(&Self::lhs_matrix(a, &diag, theta, dt), symmetric)?;
+        let lhs = Lhs::build(&Self::lhs_matrix(a, &diag, theta, dt), symmetric, iterative)?;
         let n = a.nrows();
         Ok(ThetaStepper {
             theta,
@@ -87,6 +126,7 @@ impl ThetaStepper {
             symmetric,
             diag,
             lhs,
+            iterative,
             au: vec![0.0; n],
             rhs: vec![0.0; n],
             factorisations: 1,
@@ -108,6 +148,12 @@ impl ThetaStepper {
         m
     }
 
+    /// Whether a grid of `cells` cells in `dim` dimensions is stepped iteratively
+    /// (3D with more than [`DIRECT_3D_LIMIT`] cells).
+    pub fn prefers_iterative(dim: usize, cells: usize) -> bool {
+        dim == 3 && cells > DIRECT_3D_LIMIT
+    }
+
     /// The current step.
     pub fn dt(&self) -> f64 {
         self.dt
@@ -115,12 +161,16 @@ impl ThetaStepper {
 
     /// Changes the step, refactorising (symbolic analysis reused) if it differs.
     pub fn set_dt(&mut self, dt: f64) -> Result<()> {
-        if !(dt > 0.0 && dt.is_finite()) {
+        if dt.is_nan() || dt <= 0.0 || dt.is_infinite() {
             return Err(Error::invalid(format!("time step must be positive, got {dt}")));
         }
         if dt != self.dt {
             self.dt = dt;
-            self.lhs.refactor(&Self::lhs_matrix(&self.a, &self.diag, self.theta, dt))?;
+            let m = Self::lhs_matrix(&self.a, &self.diag, self.theta, dt);
+            match &mut self.lhs {
+                Lhs::Direct(d) => d.refactor(&m)?,
+                Lhs::Krylov(_) => self.lhs = Lhs::build(&m, self.symmetric, self.iterative)?,
+            }
             self.factorisations += 1;
         }
         Ok(())
@@ -132,7 +182,7 @@ impl ThetaStepper {
     }
 
     /// Advances `u` by one step; `g_old`, `g_new` are the forcing at `t^n`, `t^{n+1}`
-    /// (`None` for zero forcing).
+    /// (`None` for zero forcing). An iterative solve starts from `u^n`.
     pub fn step(
         &mut self,
         u: &mut [f64],

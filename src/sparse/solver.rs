@@ -17,6 +17,7 @@ use faer::matrix_free::conjugate_gradient::{
     conjugate_gradient, conjugate_gradient_scratch, CgError, CgParams,
 };
 use faer::matrix_free::{InitialGuessStatus, LinOp, Precond};
+use faer::reborrow::ReborrowMut;
 use faer::sparse::linalg::solvers::{Llt, Lu as FaerLu, SymbolicLlt, SymbolicLu};
 use faer::sparse::SparseColMat;
 use faer::{MatMut, MatRef, Par, Side};
@@ -400,16 +401,11 @@ impl LinOp<f64> for PrecondOp<'_> {
         _par: Par,
         _stack: &mut MemStack,
     ) {
-        let mut a = vec![0.0; self.n];
-        let mut b = vec![0.0; self.n];
         for j in 0..rhs.ncols() {
-            for i in 0..self.n {
-                a[i] = rhs[(i, j)];
-            }
-            self.inner.apply_column(&mut b, &a);
-            for i in 0..self.n {
-                out[(i, j)] = b[i];
-            }
+            let r = column(rhs, j);
+            let o =
+                out.rb_mut().col_mut(j).try_as_col_major_mut().expect("contiguous Krylov vectors");
+            self.inner.apply_column(o.as_slice_mut(), &r);
         }
     }
     fn conj_apply(
@@ -424,6 +420,53 @@ impl LinOp<f64> for PrecondOp<'_> {
 }
 
 impl Precond<f64> for PrecondOp<'_> {}
+
+/// Column `j` of `m` as a slice when contiguous (faer's Krylov vectors are), else a copy.
+fn column<'a>(m: MatRef<'a, f64>, j: usize) -> std::borrow::Cow<'a, [f64]> {
+    match m.col(j).try_as_col_major() {
+        Some(c) => std::borrow::Cow::Borrowed(c.as_slice()),
+        None => std::borrow::Cow::Owned((0..m.nrows()).map(|i| m[(i, j)]).collect()),
+    }
+}
+
+/// `A x` through the row-major copy (parallel over rows) for faer's Krylov methods.
+#[derive(Debug)]
+struct RowOp<'a>(&'a RowMatrix, usize);
+
+impl LinOp<f64> for RowOp<'_> {
+    fn apply_scratch(&self, _rhs_ncols: usize, _par: Par) -> dyn_stack::StackReq {
+        dyn_stack::StackReq::EMPTY
+    }
+    fn nrows(&self) -> usize {
+        self.1
+    }
+    fn ncols(&self) -> usize {
+        self.1
+    }
+    fn apply(
+        &self,
+        mut out: MatMut<'_, f64>,
+        rhs: MatRef<'_, f64>,
+        _par: Par,
+        _stack: &mut MemStack,
+    ) {
+        for j in 0..rhs.ncols() {
+            let x = column(rhs, j);
+            let o =
+                out.rb_mut().col_mut(j).try_as_col_major_mut().expect("contiguous Krylov vectors");
+            self.0.apply(&x, o.as_slice_mut());
+        }
+    }
+    fn conj_apply(
+        &self,
+        out: MatMut<'_, f64>,
+        rhs: MatRef<'_, f64>,
+        par: Par,
+        stack: &mut MemStack,
+    ) {
+        self.apply(out, rhs, par, stack)
+    }
+}
 
 /// Settings of the Krylov solvers.
 #[derive(Clone, Copy, Debug)]
@@ -505,11 +548,11 @@ impl LinearSolver for Cg {
         let n = self.matrix.nrows();
         check_sizes(&name, n, b, x)?;
         let precond = PrecondOp { inner: &self.preconditioner, n };
-        let a = self.matrix.as_ref();
+        let a = RowOp(&self.rows, n);
         let rhs = MatRef::from_column_major_slice(b, n, 1);
         let out = MatMut::from_column_major_slice_mut(x, n, 1);
         let par = Par::rayon(0);
-        let mut mem = MemBuffer::new(conjugate_gradient_scratch(&precond, a, 1, par));
+        let mut mem = MemBuffer::new(conjugate_gradient_scratch(&precond, &a, 1, par));
         // MaybeNonZero: faer's Zero path can report a spurious non-definite operator.
         let params = CgParams {
             initial_guess: InitialGuessStatus::MaybeNonZero,
@@ -518,8 +561,16 @@ impl LinearSolver for Cg {
             max_iters: self.settings.max_iterations,
             ..Default::default()
         };
-        let result =
-            conjugate_gradient(out, &precond, a, rhs, params, |_| {}, par, MemStack::new(&mut mem));
+        let result = conjugate_gradient(
+            out,
+            &precond,
+            &a,
+            rhs,
+            params,
+            |_| {},
+            par,
+            MemStack::new(&mut mem),
+        );
         match result {
             Ok(info) => krylov_report(&name, &self.rows, b, x, info.iter_count, self.settings.rel_tolerance),
             Err(CgError::NoConvergence { rel_residual, .. }) => Err(Error::Solver(format!(
@@ -546,11 +597,11 @@ impl LinearSolver for BiCgStab {
         check_sizes(&name, n, b, x)?;
         let identity = PrecondOp { inner: &Preconditioner::None, n };
         let precond = PrecondOp { inner: &self.preconditioner, n };
-        let a = self.matrix.as_ref();
+        let a = RowOp(&self.rows, n);
         let rhs = MatRef::from_column_major_slice(b, n, 1);
         let out = MatMut::from_column_major_slice_mut(x, n, 1);
         let par = Par::rayon(0);
-        let mut mem = MemBuffer::new(bicgstab_scratch(&identity, &precond, a, 1, par));
+        let mut mem = MemBuffer::new(bicgstab_scratch(&identity, &precond, &a, 1, par));
         let params = BicgParams {
             initial_guess: InitialGuessStatus::MaybeNonZero,
             abs_tolerance: 0.0,
