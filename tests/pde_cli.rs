@@ -160,6 +160,7 @@ fn bad_problem_files_fail_cleanly() {
         ("elliptic", "dataset.toml", "grid = \"unit_square_128\"\n[equation]\nsource = \"missing.h5:/fields/x\"\n", "no such file"),
         ("elliptic", "badtoml.toml", "grid = \"unit_square_128\"\n[equation\n", "line 2"),
         ("parabolic", "dt.toml", "grid = \"unit_square_128\"\n[equation]\ninitial = 0.0\n[time]\nt_end = 1.0\ndt = 0.0\n", "dt must be positive"),
+        ("parabolic", "bct.toml", "grid = \"unit_square_128\"\n[equation]\ninitial = 0.0\n[boundary]\nx_lower = { type = \"dirichlet\", value = \"sin(t)\" }\n[time]\nt_end = 1.0\ndt = 0.1\n", "must not depend on t"),
         ("parabolic", "notime.toml", "grid = \"unit_square_128\"\n[equation]\ninitial = 0.0\n", "missing [time]"),
         ("fokker-planck", "fpneg.toml", "grid = \"unit_square_128\"\n[equation]\ndiffusion = 1.0\npotential = 0.0\ninitial = \"x - 0.5\"\n[time]\nt_end = 1.0\ndt = 0.1\n", "negative values"),
         ("fokker-planck", "fpdir.toml", "[grid]\nshape = [8, 8]\nboundary = \"dirichlet\"\n[equation]\ndiffusion = 1.0\npotential = 0.0\ninitial = 1.0\n[time]\nt_end = 1.0\ndt = 0.1\n", "no-flux"),

@@ -268,6 +268,11 @@ pub fn boundary_conditions(
                 let e = v.expression(&what)?.ok_or_else(|| {
                     Error::invalid(format!("{what}: dataset values are not supported on faces"))
                 })?;
+                if e.depends_on_time() {
+                    return Err(Error::invalid(format!(
+                        "{what}: boundary values must not depend on t"
+                    )));
+                }
                 BoundaryValue::function(move |p| e.eval(p, 0.0))
             }
         };

@@ -337,7 +337,8 @@ fn fokker_planck_periodic_with_drift_conserves_mass_and_positivity() {
 
 /// Ornstein–Uhlenbeck (V = |x|²/2, D = 1) from a Gaussian: implicit Euler's moments follow
 /// m_{k+1} = m_k/(1+τ), v_{k+1} = (v_k + 2τ)/(1 + 2τ) exactly in continuous space, so the
-/// difference is the spatial error and converges at second order; with small τ the moments
+/// difference is the spatial error and converges at second order (the Fokker–Planck
+/// solver's space-order test); with small τ the moments
 /// match the exact m(t) = m₀e^{−t}, v(t) = 1 + (v₀ − 1)e^{−2t}.
 #[test]
 fn ornstein_uhlenbeck_moments() {
@@ -383,7 +384,8 @@ fn ornstein_uhlenbeck_moments() {
         }
     }
     let orders = observed_orders(&h, &err);
-    assert!(orders.iter().all(|&o| o >= 1.8), "moment errors {err:?}, orders {orders:?}");
+    // Measured: orders 2.14, 2.00 (errors 1.1e-2, 2.5e-3, 6.3e-4).
+    assert!(orders.iter().all(|&o| o >= 1.9), "moment errors {err:?}, orders {orders:?}");
     let _ = relative_entropy;
 }
 
