@@ -19,6 +19,7 @@ pub mod field;
 pub mod grid;
 pub mod io;
 pub mod operators;
+pub mod ot;
 pub mod pde;
 pub mod progress;
 pub mod sparse;

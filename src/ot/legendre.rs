@@ -1,0 +1,203 @@
+//! The discrete Legendre transform on grids, in linear time.
+//!
+//! For φ sampled at the cell centres x of a grid X, and the cell centres y of a grid Y,
+//!
+//! `φ*(y) = max_{x ∈ X} ( x·y − φ(x) )`,
+//!
+//! computed exactly (the maximum over all grid points, not an approximation of it). The
+//! transform is separable: `φ*(y₁, y₂) = max_{x₂} [ x₂y₂ − ( −max_{x₁} [x₁y₁ − φ(x₁, x₂)] ) ]`,
+//! so it is a sequence of 1D transforms along each axis, negating between passes. In 1D,
+//! the maximiser of `x_i y − f_i` over i is a vertex of the lower convex hull of the points
+//! `(x_i, f_i)`, and it moves monotonically along the hull as y increases; so one hull
+//! construction (monotone chain) and one sweep give all outputs in `O(n + m)` per line.
+//! Lines are processed in parallel (rayon).
+
+use crate::error::{Error, Result};
+use crate::field::ScalarField;
+use crate::grid::Grid;
+use ndarray::{ArrayD, Axis as NdAxis, IxDyn, Zip};
+
+/// 1D transform: `out[j] = max_i (x_i y_j − f[i])` with `x_i = x0 + i·hx`, `y_j = y0 + j·hy`
+/// (`hy > 0`); `hull` is scratch.
+pub fn legendre_1d(
+    x0: f64,
+    hx: f64,
+    f: &[f64],
+    y0: f64,
+    hy: f64,
+    out: &mut [f64],
+    hull: &mut Vec<usize>,
+) {
+    let n = f.len();
+    hull.clear();
+    // Lower convex hull of (x_i, f_i), x increasing (monotone chain).
+    for i in 0..n {
+        while hull.len() >= 2 {
+            let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+            // Remove b if it lies on or above the segment a–i:
+            // slope(a,b) ≥ slope(b,i)  ⇔  (f_b − f_a)(i − b) ≥ (f_i − f_b)(b − a)  (uniform x).
+            if (f[b] - f[a]) * (i - b) as f64 >= (f[i] - f[b]) * (b - a) as f64 {
+                hull.pop();
+            } else {
+                break;
+            }
+        }
+        hull.push(i);
+    }
+    // Sweep y upwards; advance along the hull while the next vertex is at least as good.
+    let mut k = 0;
+    for (j, o) in out.iter_mut().enumerate() {
+        let y = y0 + j as f64 * hy;
+        let value = |i: usize| (x0 + i as f64 * hx) * y - f[i];
+        while k + 1 < hull.len() && value(hull[k + 1]) >= value(hull[k]) {
+            k += 1;
+        }
+        *o = value(hull[k]);
+    }
+}
+
+/// `φ*` on grid `ygrid` of `φ` given on grid `xgrid` (same dimension; boundary kinds are
+/// ignored: this is the transform on the point sets of cell centres).
+pub fn legendre_transform(phi: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
+    let xgrid = phi.grid();
+    if xgrid.dim() != ygrid.dim() {
+        return Err(Error::invalid(format!(
+            "Legendre transform from a {}D to a {}D grid",
+            xgrid.dim(),
+            ygrid.dim()
+        )));
+    }
+    if phi.first_non_finite().is_some() {
+        return Err(Error::invalid("Legendre transform of a function with NaN or infinite values"));
+    }
+    let d = xgrid.dim();
+    let mut cur: ArrayD<f64> = phi.data().clone();
+    for a in 0..d {
+        let k = d - 1 - a; // storage axis of grid axis a
+        let (xa, ya) = (xgrid.axis(a), ygrid.axis(a));
+        let (x0, hx) = (xa.center(0), xa.spacing());
+        let (y0, hy) = (ya.center(0), ya.spacing());
+        let sign = if a == 0 { 1.0 } else { -1.0 };
+        let mut shape = cur.shape().to_vec();
+        shape[k] = ya.cells;
+        let mut next = ArrayD::<f64>::zeros(IxDyn(&shape));
+        Zip::from(next.lanes_mut(NdAxis(k))).and(cur.lanes(NdAxis(k))).par_for_each(|mut o, i| {
+            let f: Vec<f64> = i.iter().map(|v| sign * v).collect();
+            let mut out = vec![0.0; o.len()];
+            let mut hull = Vec::with_capacity(f.len());
+            legendre_1d(x0, hx, &f, y0, hy, &mut out, &mut hull);
+            for (dst, src) in o.iter_mut().zip(&out) {
+                *dst = *src;
+            }
+        });
+        cur = next;
+    }
+    ScalarField::new(ygrid.clone(), cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::BoundaryKind;
+    use ndarray::Dimension;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(7);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_dimensional_transform_equals_brute_force() {
+        let mut hull = Vec::new();
+        for (n, m, seed) in
+            [(1usize, 5usize, 1u64), (2, 3, 2), (17, 40, 3), (64, 13, 4), (200, 200, 5)]
+        {
+            let f = pseudo_random(n, seed); // non-convex data
+            let (x0, hx, y0, hy) = (-0.3, 0.07, -2.0, 0.11);
+            let mut fast = vec![0.0; m];
+            legendre_1d(x0, hx, &f, y0, hy, &mut fast, &mut hull);
+            for j in 0..m {
+                let y = y0 + j as f64 * hy;
+                let brute = (0..n)
+                    .map(|i| (x0 + i as f64 * hx) * y - f[i])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                assert!((fast[j] - brute).abs() < 1e-13, "n={n} j={j}: {} vs {brute}", fast[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn separable_transform_equals_brute_force_in_2d_and_3d() {
+        for dim in [2usize, 3] {
+            let xg = Grid::uniform(
+                &vec![7; dim][..],
+                &vec![-1.0; dim],
+                &vec![0.5; dim],
+                BoundaryKind::Neumann,
+            )
+            .unwrap();
+            let yg = Grid::uniform(
+                &[5, 6, 4][..dim],
+                &vec![-2.0; dim],
+                &[1.0, 3.0, 2.0][..dim],
+                BoundaryKind::Neumann,
+            )
+            .unwrap();
+            let vals = pseudo_random(xg.num_cells(), dim as u64);
+            let phi = ScalarField::new(
+                xg.clone(),
+                ArrayD::from_shape_vec(IxDyn(&xg.storage_shape()), vals).unwrap(),
+            )
+            .unwrap();
+            let star = legendre_transform(&phi, &yg).unwrap();
+            let xs: Vec<(Vec<f64>, f64)> = phi
+                .data()
+                .indexed_iter()
+                .map(|(ix, v)| {
+                    let mut p = [0.0; 3];
+                    xg.cell_center(&ix.as_array_view().to_vec(), &mut p);
+                    (p[..dim].to_vec(), *v)
+                })
+                .collect();
+            for (iy, got) in star.data().indexed_iter() {
+                let mut q = [0.0; 3];
+                yg.cell_center(&iy.as_array_view().to_vec(), &mut q);
+                let brute = xs
+                    .iter()
+                    .map(|(p, v)| p.iter().zip(&q).map(|(a, b)| a * b).sum::<f64>() - v)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                assert!((got - brute).abs() < 1e-12, "{dim}D at {iy:?}: {got} vs {brute}");
+            }
+        }
+    }
+
+    /// |x|²/2 is its own Legendre transform; on a grid the discrete maximum is within h²/8 of
+    /// it wherever y lies inside the x-range.
+    #[test]
+    fn half_squared_norm_is_self_dual() {
+        let g =
+            Grid::uniform(&[200, 160], &[-1.0, -1.0], &[1.0, 1.0], BoundaryKind::Neumann).unwrap();
+        let phi = ScalarField::from_fn(&g, |p| 0.5 * (p[0] * p[0] + p[1] * p[1]));
+        // y on another grid, inside the x-range, so the discrete maximum is not attained at y.
+        let yg =
+            Grid::uniform(&[150, 130], &[-0.9, -0.9], &[0.9, 0.9], BoundaryKind::Neumann).unwrap();
+        let star = legendre_transform(&phi, &yg).unwrap();
+        let h2: f64 = g.spacing().iter().map(|h| h * h / 8.0).sum();
+        let mut worst = 0.0f64;
+        for (ix, v) in star.data().indexed_iter() {
+            let mut p = [0.0; 3];
+            yg.cell_center(&ix.as_array_view().to_vec(), &mut p);
+            let exact = 0.5 * (p[0] * p[0] + p[1] * p[1]);
+            assert!(*v <= exact + 1e-14 && exact - v <= h2 + 1e-14, "at {p:?}: {v} vs {exact}");
+            worst = worst.max(exact - v);
+        }
+        assert!(worst > 0.1 * h2, "the bound is approached, so the test can fail: {worst:e}");
+    }
+}
