@@ -1,4 +1,5 @@
 //! Closed-form solutions used to verify the solvers: manufactured solutions for the PDE
-//! operators (and, as the OT solvers land, analytic Brenier maps and densities).
+//! operators, and analytic Brenier maps (Gaussian → Gaussian so far).
 
+pub mod gaussian;
 pub mod manufactured;
