@@ -64,6 +64,17 @@ impl Error {
     }
 }
 
+/// Parses TOML text into `T`; errors name `origin`, the line and the key, on one line.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let msg = one_line(e.message());
+        match e.span().map(|s| text[..s.start].lines().count().max(1)) {
+            Some(line) => Error::config(origin, format!("line {line}: {msg}")),
+            None => Error::config(origin, msg),
+        }
+    })
+}
+
 /// Collapses a possibly multi-line message (HDF5 error stacks, TOML snippets) onto one line.
 pub fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")

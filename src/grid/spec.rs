@@ -12,7 +12,7 @@
 //! binary, so `--mesh unit_square_256` works from any directory.
 
 use super::{Axis, BoundaryKind, Grid};
-use crate::error::{one_line, Error, Result};
+use crate::error::{Error, Result};
 use std::path::Path;
 
 /// The meshes shipped in `meshes/`, by name.
@@ -61,14 +61,7 @@ pub struct GridSpec {
 impl GridSpec {
     /// Parses mesh TOML text; `origin` names the source in error messages.
     pub fn parse(text: &str, origin: &Path) -> Result<GridSpec> {
-        toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-            let msg = one_line(e.message());
-            match line {
-                Some(l) => Error::config(origin, format!("line {l}: {msg}")),
-                None => Error::config(origin, msg),
-            }
-        })
+        crate::error::parse_toml(text, origin)
     }
 
     /// Loads a grid from a mesh file path, or from a built-in mesh name

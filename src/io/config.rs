@@ -5,7 +5,7 @@
 //! dataset reference `"FILE.h5:/fields/NAME"` (path relative to the problem file) holding
 //! cell values on the problem's grid.
 
-use crate::error::{one_line, Error, Result};
+use crate::error::{Error, Result};
 use crate::expr::Expression;
 use crate::field::{ScalarField, VectorField};
 use crate::grid::{Grid, GridSpec, AXIS_NAMES};
@@ -126,14 +126,7 @@ pub struct FokkerPlanckFile {
 /// key and line.
 pub fn read_problem<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-        let msg = one_line(e.message());
-        match line {
-            Some(l) => Error::config(path, format!("line {l}: {msg}")),
-            None => Error::config(path, msg),
-        }
-    })
+    crate::error::parse_toml(&text, path)
 }
 
 impl GridChoice {

@@ -153,6 +153,17 @@ pub fn integrate(
         .map(|k| settings.t_end * k as f64 / settings.snapshots.max(1) as f64)
         .collect();
     let mut next_snap = 0;
+    // Records an accepted step ending at t, and the snapshots whose time it reached.
+    let t_end = settings.t_end;
+    let record =
+        |series: &mut TimeSeries, next: &mut usize, snaps: &[f64], t: f64, dt: f64, u: &[f64]| {
+            series.times.push(t);
+            series.dt.push(dt);
+            while *next < snaps.len() && t >= snaps[*next] - 1e-12 * t_end {
+                series.snapshots.push((t, field(grid, u)));
+                *next += 1;
+            }
+        };
     let theta = settings.scheme.theta();
     let mut t = 0.0;
     let mut g_old = forcing(0.0)?;
@@ -168,14 +179,7 @@ pub fn integrate(
                 stepper.step(&mut u, g_old.as_deref(), g_new.as_deref())?;
                 g_old = g_new;
                 t = t_new;
-                series.times.push(t);
-                series.dt.push(dt);
-                while next_snap < snap_times.len()
-                    && t >= snap_times[next_snap] - 1e-12 * settings.t_end
-                {
-                    series.snapshots.push((t, field(grid, &u)));
-                    next_snap += 1;
-                }
+                record(&mut series, &mut next_snap, &snap_times, t, dt, &u);
                 on_step(t);
             }
             series.factorisations = stepper.factorisations;
@@ -218,15 +222,8 @@ pub fn integrate(
                     u = u_half;
                     t += h;
                     g_old = g_new;
-                    series.times.push(t);
-                    series.dt.push(h);
                     series.error_estimates.push(err);
-                    while next_snap < snap_times.len()
-                        && t >= snap_times[next_snap] - 1e-12 * settings.t_end
-                    {
-                        series.snapshots.push((t, field(grid, &u)));
-                        next_snap += 1;
-                    }
+                    record(&mut series, &mut next_snap, &snap_times, t, h, &u);
                     on_step(t);
                     dt = h * factor.clamp(0.2, 2.0);
                     // Quantise to powers of 2 of dt_initial so refactorisations repeat rarely.
