@@ -15,7 +15,8 @@
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
-use ndarray::{ArrayD, Axis as NdAxis, IxDyn, Zip};
+use ndarray::{ArrayD, Axis as NdAxis, IxDyn};
+use rayon::prelude::*;
 
 /// 1D transform: `out[j] = max_i (x_i y_j − f[i])` with `x_i = x0 + i·hx`, `y_j = y0 + j·hy`
 /// (`hy > 0`); `hull` is scratch.
@@ -81,15 +82,21 @@ pub fn legendre_transform(phi: &ScalarField, ygrid: &Grid) -> Result<ScalarField
         let mut shape = cur.shape().to_vec();
         shape[k] = ya.cells;
         let mut next = ArrayD::<f64>::zeros(IxDyn(&shape));
-        Zip::from(next.lanes_mut(NdAxis(k))).and(cur.lanes(NdAxis(k))).par_for_each(|mut o, i| {
-            let f: Vec<f64> = i.iter().map(|v| sign * v).collect();
-            let mut out = vec![0.0; o.len()];
-            let mut hull = Vec::with_capacity(f.len());
-            legendre_1d(x0, hx, &f, y0, hy, &mut out, &mut hull);
-            for (dst, src) in o.iter_mut().zip(&out) {
-                *dst = *src;
-            }
-        });
+        let inputs: Vec<_> = cur.lanes(NdAxis(k)).into_iter().collect();
+        let mut outputs: Vec<_> = next.lanes_mut(NdAxis(k)).into_iter().collect();
+        // Line buffers are reused per rayon worker (gathered from strided lanes).
+        outputs.par_iter_mut().zip(inputs.par_iter()).for_each_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(f, out, hull), (o, i)| {
+                f.clear();
+                f.extend(i.iter().map(|v| sign * v));
+                out.resize(o.len(), 0.0);
+                legendre_1d(x0, hx, f, y0, hy, out, hull);
+                for (dst, src) in o.iter_mut().zip(out.iter()) {
+                    *dst = *src;
+                }
+            },
+        );
         cur = next;
     }
     ScalarField::new(ygrid.clone(), cur)
