@@ -1,0 +1,232 @@
+//! Push-forward of a density by a map, on grids: `ν = T#μ`.
+//!
+//! Each source cell i carries the mass `μ_i |X-cell|` to the point `T(x_i)`, which is
+//! deposited on the target cell centres by cloud-in-cell (multilinear) weights. Points are
+//! clamped into the target box (the second boundary condition: no mass leaves), periodic
+//! axes wrap, and on non-periodic axes a weight beyond the first or last centre goes to that
+//! cell. Every deposit's weights sum to one, so mass is conserved to round-off, and linear
+//! weights reproduce positions, so the mean is exact; the deposit smooths second moments by
+//! O(h²). The result is a density (mass per target cell volume) — but note that for a map
+//! that compresses or stretches the lattice, one deposit per cell aliases: the pointwise
+//! density carries an O(1) moiré error that refinement does not remove (measured L1 ≈ 0.08
+//! for the Gaussian test pair). Density-accurate push-forwards use the Jacobian of the map
+//! (`μ(T⁻¹y)/det DT`) instead. Deposition is parallel (one accumulation
+//! buffer per rayon worker, summed at the end).
+
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{BoundaryKind, Grid};
+use rayon::prelude::*;
+
+/// `T#μ` on `target` for the density `mu` and the map `map` (both on the source grid).
+pub fn push_forward(mu: &ScalarField, map: &VectorField, target: &Grid) -> Result<ScalarField> {
+    let source = mu.grid();
+    if map.grid() != source {
+        return Err(Error::invalid("push-forward: the map lives on another grid than the density"));
+    }
+    if target.dim() != source.dim() {
+        return Err(Error::invalid("push-forward: source and target grids differ in dimension"));
+    }
+    if map.data().iter().any(|v| !v.is_finite()) || mu.first_non_finite().is_some() {
+        return Err(Error::invalid("push-forward: density or map has NaN or infinite values"));
+    }
+    let d = source.dim();
+    let vol_x = source.cell_volume();
+    let n_out = target.num_cells();
+    let mut strides = vec![1usize; d];
+    for a in 1..d {
+        strides[a] = strides[a - 1] * target.axis(a - 1).cells;
+    }
+    let m = mu.data().as_slice().expect("contiguous");
+    let t = map.data().as_slice().expect("contiguous");
+    let deposit = |mut acc: Vec<f64>, i: usize| {
+        let mass = m[i] * vol_x;
+        if mass == 0.0 {
+            return acc;
+        }
+        // Per axis: two (index, weight) pairs.
+        let mut idx = [[0usize; 2]; 3];
+        let mut wts = [[0.0f64; 2]; 3];
+        for a in 0..d {
+            let ax = target.axis(a);
+            let (n, h) = (ax.cells, ax.spacing());
+            let y = t[i * d + a];
+            let s = if ax.boundary == BoundaryKind::Periodic {
+                (y - ax.lower) / h - 0.5
+            } else {
+                (y.clamp(ax.lower, ax.upper) - ax.lower) / h - 0.5
+            };
+            let f = s.floor();
+            let w = s - f;
+            let i0 = f as i64;
+            let fix = |k: i64| -> usize {
+                if ax.boundary == BoundaryKind::Periodic {
+                    k.rem_euclid(n as i64) as usize
+                } else {
+                    k.clamp(0, n as i64 - 1) as usize
+                }
+            };
+            idx[a] = [fix(i0), fix(i0 + 1)];
+            wts[a] = [1.0 - w, w];
+        }
+        for corner in 0..(1usize << d) {
+            let mut flat = 0;
+            let mut weight = mass;
+            for a in 0..d {
+                let bit = (corner >> a) & 1;
+                flat += idx[a][bit] * strides[a];
+                weight *= wts[a][bit];
+            }
+            acc[flat] += weight;
+        }
+        acc
+    };
+    let masses = (0..source.num_cells()).into_par_iter().fold(|| vec![0.0; n_out], deposit).reduce(
+        || vec![0.0; n_out],
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        },
+    );
+    let vol_y = target.cell_volume();
+    let density = ndarray::ArrayD::from_shape_vec(
+        ndarray::IxDyn(&target.storage_shape()),
+        masses.into_iter().map(|v| v / vol_y).collect(),
+    )
+    .expect("target shape");
+    ScalarField::new(target.clone(), density)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytic::gaussian::{Gaussian, GaussianMap};
+
+    fn blob(g: &Grid) -> ScalarField {
+        ScalarField::from_fn(g, |p| {
+            (-(p.iter().map(|x| (x - 0.5) * (x - 0.5)).sum::<f64>()) / 0.01).exp()
+        })
+    }
+
+    #[test]
+    fn identity_reproduces_and_mass_is_conserved() {
+        for dim in [2, 3] {
+            let g = Grid::unit(dim, 24, BoundaryKind::Neumann).unwrap();
+            let mu = blob(&g);
+            let id = VectorField::from_fn(&g, |p, v| v.copy_from_slice(p));
+            let nu = push_forward(&mu, &id, &g).unwrap();
+            let diff = nu
+                .data()
+                .iter()
+                .zip(mu.data().iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(diff < 1e-12 * mu.max(), "{dim}D identity");
+            // A map that sends mass outside the box and across a coarser grid keeps all of it.
+            let wild = VectorField::from_fn(&g, |p, v| {
+                for a in 0..p.len() {
+                    v[a] = 3.0 * p[a] - 1.0 + 0.3 * (9.0 * p[(a + 1) % p.len()]).sin();
+                }
+            });
+            let coarse = Grid::uniform(
+                &vec![10; dim],
+                &vec![0.0; dim],
+                &vec![1.0; dim],
+                BoundaryKind::Neumann,
+            )
+            .unwrap();
+            let nu = push_forward(&mu, &wild, &coarse).unwrap();
+            assert!(((nu.integral() - mu.integral()) / mu.integral()).abs() < 1e-14, "{dim}D mass");
+            assert!(nu.min() >= 0.0);
+        }
+    }
+
+    #[test]
+    fn whole_cell_translation_shifts_exactly_and_periodic_axes_wrap() {
+        let g = Grid::unit(2, 16, BoundaryKind::Periodic).unwrap();
+        let mu =
+            ScalarField::from_fn(&g, |p| 1.0 + (2.0 * std::f64::consts::PI * p[0]).sin() * p[1]);
+        let h = g.axis(0).spacing();
+        // Shift by 3 cells in x (wrapping) and −1 cell in y.
+        let shift = VectorField::from_fn(&g, |p, v| {
+            v[0] = p[0] + 3.0 * h;
+            v[1] = p[1] - h;
+        });
+        let nu = push_forward(&mu, &shift, &g).unwrap();
+        for j in 0..16 {
+            for i in 0..16 {
+                let got = nu.data()[[(j + 15) % 16, (i + 3) % 16]];
+                assert!((got - mu.data()[[j, i]]).abs() < 1e-12);
+            }
+        }
+    }
+
+    /// Pushing N(m₁, Σ₁) through its analytic Brenier map gives the moments of N(m₂, Σ₂):
+    /// the mean exactly up to the clamped tail mass (linear weights reproduce positions), the covariance up to the
+    /// O(h²) smoothing of the deposit. (The pointwise density does not converge: a deformed
+    /// lattice deposited one particle per cell aliases, L1 error ≈ 0.08 at 64²–256² here.)
+    #[test]
+    fn gaussian_through_its_brenier_map_has_the_target_moments() {
+        let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
+        let t =
+            Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0012], vec![0.0012, 0.01]]).unwrap();
+        let map = GaussianMap::new(s.clone(), t.clone()).unwrap();
+        let (mut h, mut cov_err) = (vec![], vec![]);
+        for n in [64usize, 128, 256] {
+            let g = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+            let mu = ScalarField::from_fn(&g, |p| s.density(p));
+            let tmap = VectorField::from_fn(&g, |p, v| map.apply(p, v));
+            let nu = push_forward(&mu, &tmap, &g).unwrap();
+            let moment = |f: &dyn Fn(&[f64]) -> f64, rho: &ScalarField| {
+                let mut p = [0.0; 3];
+                rho.data()
+                    .indexed_iter()
+                    .map(|(ix, v)| {
+                        g.cell_center(&[ix[0], ix[1]], &mut p);
+                        f(&p[..2]) * v
+                    })
+                    .sum::<f64>()
+                    * g.cell_volume()
+            };
+            // The mean of T#μ is the mean of T over μ (the discrete source), exactly.
+            let mean_t: Vec<f64> = (0..2)
+                .map(|a| {
+                    let mut out = [0.0; 2];
+                    let mut p = [0.0; 3];
+                    mu.data()
+                        .indexed_iter()
+                        .map(|(ix, v)| {
+                            g.cell_center(&[ix[0], ix[1]], &mut p);
+                            map.apply(&p[..2], &mut out);
+                            out[a] * v
+                        })
+                        .sum::<f64>()
+                        * g.cell_volume()
+                })
+                .collect();
+            let mass = nu.integral();
+            for a in 0..2 {
+                let m = moment(&|p| p[a], &nu);
+                // Exact except for mass mapped outside the box or into the outer half-cells,
+                // which is clamped to the edge (here a tail of ~1e-6 of the mass).
+                assert!((m - mean_t[a]).abs() < 1e-6, "n={n}: mean {m} vs {}", mean_t[a]);
+            }
+            let mx = moment(&|p| p[0], &nu) / mass;
+            let my = moment(&|p| p[1], &nu) / mass;
+            let cxx = moment(&|p| (p[0] - mx).powi(2), &nu) / mass;
+            let cxy = moment(&|p| (p[0] - mx) * (p[1] - my), &nu) / mass;
+            let cyy = moment(&|p| (p[1] - my).powi(2), &nu) / mass;
+            let e = (cxx - t.covariance[(0, 0)])
+                .abs()
+                .max((cxy - t.covariance[(0, 1)]).abs())
+                .max((cyy - t.covariance[(1, 1)]).abs());
+            h.push(1.0 / n as f64);
+            cov_err.push(e);
+        }
+        let orders = crate::analytic::manufactured::observed_orders(&h, &cov_err);
+        assert!(
+            orders.iter().all(|&o| o >= 1.8),
+            "covariance errors {cov_err:?}, orders {orders:?}"
+        );
+    }
+}
