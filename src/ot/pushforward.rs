@@ -10,7 +10,7 @@
 //! that compresses or stretches the lattice, one deposit per cell aliases: the pointwise
 //! density carries an O(1) moiré error that refinement does not remove (measured L1 ≈ 0.08
 //! for the Gaussian test pair). Density-accurate push-forwards use the Jacobian of the map
-//! (`μ(T⁻¹y)/det DT`) instead. Deposition is parallel (one accumulation
+//! (`μ(T⁻¹y)/det DT`) instead: [`push_forward_by_inverse_potential`]. Deposition is parallel (one accumulation
 //! buffer per rayon worker, summed at the end).
 
 use crate::error::{Error, Result};
@@ -228,5 +228,156 @@ mod tests {
             orders.iter().all(|&o| o >= 1.8),
             "covariance errors {cov_err:?}, orders {orders:?}"
         );
+    }
+}
+
+/// Second-order derivative of line values `f` (spacing h) at index i: centred inside,
+/// one-sided `(∓3f₀ ± 4f₁ ∓ f₂)/2h` at the two ends (needs n ≥ 3).
+fn d1(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
+    if periodic {
+        return (f((i + 1) % n) - f((i + n - 1) % n)) / (2.0 * h);
+    }
+    if i == 0 {
+        (-3.0 * f(0) + 4.0 * f(1) - f(2)) / (2.0 * h)
+    } else if i + 1 == n {
+        (3.0 * f(n - 1) - 4.0 * f(n - 2) + f(n - 3)) / (2.0 * h)
+    } else {
+        (f(i + 1) - f(i - 1)) / (2.0 * h)
+    }
+}
+
+/// Multilinear interpolation of the cell values `field` at point `p` (clamped to the range
+/// of cell centres on non-periodic axes).
+fn interpolate(field: &ScalarField, p: &[f64]) -> f64 {
+    let g = field.grid();
+    let d = g.dim();
+    let data = field.data().as_slice().expect("contiguous");
+    let mut base = [0usize; 3];
+    let mut next = [0usize; 3];
+    let mut w = [0.0f64; 3];
+    let mut stride = 1usize;
+    let mut strides = [0usize; 3];
+    for a in 0..d {
+        let ax = g.axis(a);
+        let n = ax.cells;
+        let s = (p[a] - ax.lower) / ax.spacing() - 0.5;
+        if ax.boundary == BoundaryKind::Periodic {
+            let f = s.floor();
+            base[a] = (f as i64).rem_euclid(n as i64) as usize;
+            next[a] = (base[a] + 1) % n;
+            w[a] = s - f;
+        } else {
+            let s = s.clamp(0.0, (n - 1) as f64);
+            let f = s.floor().min((n.max(2) - 2) as f64);
+            base[a] = f as usize;
+            next[a] = (base[a] + 1).min(n - 1);
+            w[a] = s - f;
+        }
+        strides[a] = stride;
+        stride *= n;
+    }
+    let mut v = 0.0;
+    for corner in 0..(1usize << d) {
+        let mut flat = 0;
+        let mut weight = 1.0;
+        for a in 0..d {
+            let bit = (corner >> a) & 1;
+            flat += if bit == 0 { base[a] } else { next[a] } * strides[a];
+            weight *= if bit == 0 { 1.0 - w[a] } else { w[a] };
+        }
+        v += weight * data[flat];
+    }
+    v
+}
+
+/// The push-forward density by the change of variables
+/// `(T#μ)(y) = μ(∇u(y)) det D²u(y)`, where `u` (on the target grid) is the convex potential
+/// of the *inverse* map `T⁻¹ = ∇u` (e.g. the Legendre transform of the Brenier potential).
+/// ∇u and D²u are second-order finite differences (one-sided at non-periodic faces), μ is
+/// interpolated multilinearly, and negative determinants (a non-convex u) count as zero.
+/// Unlike [`push_forward`] this converges pointwise (second order for smooth data).
+pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> Result<ScalarField> {
+    let yg = u.grid();
+    let d = yg.dim();
+    if mu.grid().dim() != d {
+        return Err(Error::invalid("push-forward: source and target grids differ in dimension"));
+    }
+    if yg.axes().iter().any(|a| a.cells < 4) {
+        return Err(Error::invalid(
+            "push-forward: the target grid needs at least 4 cells per axis",
+        ));
+    }
+    if u.first_non_finite().is_some() || mu.first_non_finite().is_some() {
+        return Err(Error::invalid(
+            "push-forward: density or potential has NaN or infinite values",
+        ));
+    }
+    let st = crate::operators::strides(yg);
+    let uval = u.data().as_slice().expect("contiguous");
+    // ∇u, then D²u as derivatives of ∇u (symmetrised).
+    let grad = |flat: usize, a: usize, vals: &dyn Fn(usize) -> f64| -> f64 {
+        let ax = yg.axis(a);
+        let (n, s) = (ax.cells, st[a]);
+        let i = (flat / s) % n;
+        let line0 = flat - i * s;
+        d1(|k| vals(line0 + k * s), i, n, ax.spacing(), ax.boundary == BoundaryKind::Periodic)
+    };
+    let n = yg.num_cells();
+    let gradients: Vec<Vec<f64>> = (0..d)
+        .map(|a| (0..n).into_par_iter().map(|f| grad(f, a, &|k| uval[k])).collect())
+        .collect();
+    let mut out = ScalarField::zeros(yg);
+    out.data_mut().as_slice_mut().expect("contiguous").par_iter_mut().enumerate().for_each(
+        |(flat, o)| {
+            let mut hess = nalgebra::DMatrix::<f64>::zeros(d, d);
+            for a in 0..d {
+                for b in 0..d {
+                    hess[(a, b)] = grad(flat, b, &|k| gradients[a][k]);
+                }
+            }
+            let hess = (&hess + hess.transpose()) * 0.5;
+            let x: Vec<f64> = (0..d).map(|a| gradients[a][flat]).collect();
+            *o = interpolate(mu, &x) * hess.determinant().max(0.0);
+        },
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod jacobian_tests {
+    use super::*;
+    use crate::analytic::gaussian::{Gaussian, GaussianMap};
+    use crate::analytic::manufactured::observed_orders;
+
+    /// N(m₁, Σ₁) pushed to N(m₂, Σ₂) through the inverse map's potential: the density
+    /// converges at second order (max error over the bulk, where ν > 1% of its maximum).
+    #[test]
+    fn gaussian_density_converges_at_second_order() {
+        let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
+        let t =
+            Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0012], vec![0.0012, 0.01]]).unwrap();
+        let inverse = GaussianMap::new(t.clone(), s.clone()).unwrap();
+        let (mut h, mut e) = (vec![], vec![]);
+        for n in [64usize, 128, 256] {
+            let g = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+            let mu = ScalarField::from_fn(&g, |p| s.density(p));
+            let u = ScalarField::from_fn(&g, |p| inverse.potential(p));
+            let nu = push_forward_by_inverse_potential(&mu, &u).unwrap();
+            let exact = ScalarField::from_fn(&g, |p| t.density(p));
+            let peak = exact.max();
+            let err = nu
+                .data()
+                .iter()
+                .zip(exact.data().iter())
+                .filter(|(_, x)| **x > 0.01 * peak)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+                / peak;
+            h.push(1.0 / n as f64);
+            e.push(err);
+        }
+        // Measured: 8.6e-3, 2.3e-3, 5.8e-4 (orders 1.91, 1.97).
+        let orders = observed_orders(&h, &e);
+        assert!(orders.iter().all(|&o| o >= 1.9), "relative bulk errors {e:?}, orders {orders:?}");
     }
 }
