@@ -67,6 +67,15 @@ impl ScalarField {
         ScalarField { data: ArrayD::zeros(IxDyn(&grid.storage_shape())), grid: grid.clone() }
     }
 
+    /// Wraps a flat C-order vector of `grid.num_cells()` values.
+    pub fn from_vec(grid: &Grid, values: Vec<f64>) -> Result<Self> {
+        let n = values.len();
+        let data = ArrayD::from_shape_vec(IxDyn(&grid.storage_shape()), values).map_err(|_| {
+            Error::invalid(format!("{n} values for a grid of {} cells", grid.num_cells()))
+        })?;
+        Ok(ScalarField { grid: grid.clone(), data })
+    }
+
     /// Samples `f(point)` at every cell centre; `point` is in x, y, z order.
     pub fn from_fn<F>(grid: &Grid, f: F) -> Self
     where

@@ -33,10 +33,7 @@ pub fn push_forward(mu: &ScalarField, map: &VectorField, target: &Grid) -> Resul
     let d = source.dim();
     let vol_x = source.cell_volume();
     let n_out = target.num_cells();
-    let mut strides = vec![1usize; d];
-    for a in 1..d {
-        strides[a] = strides[a - 1] * target.axis(a - 1).cells;
-    }
+    let strides = crate::operators::strides(target);
     let m = mu.data().as_slice().expect("contiguous");
     let t = map.data().as_slice().expect("contiguous");
     let deposit = |mut acc: Vec<f64>, i: usize| {
@@ -89,12 +86,7 @@ pub fn push_forward(mu: &ScalarField, map: &VectorField, target: &Grid) -> Resul
         },
     );
     let vol_y = target.cell_volume();
-    let density = ndarray::ArrayD::from_shape_vec(
-        ndarray::IxDyn(&target.storage_shape()),
-        masses.into_iter().map(|v| v / vol_y).collect(),
-    )
-    .expect("target shape");
-    ScalarField::new(target.clone(), density)
+    ScalarField::from_vec(target, masses.into_iter().map(|v| v / vol_y).collect())
 }
 
 #[cfg(test)]
@@ -329,15 +321,26 @@ pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> R
     let mut out = ScalarField::zeros(yg);
     out.data_mut().as_slice_mut().expect("contiguous").par_iter_mut().enumerate().for_each(
         |(flat, o)| {
-            let mut hess = nalgebra::DMatrix::<f64>::zeros(d, d);
+            // Symmetrised Hessian in a fixed-size array (no allocation per cell).
+            let mut raw = [[0.0f64; 3]; 3];
             for a in 0..d {
                 for b in 0..d {
-                    hess[(a, b)] = grad(flat, b, &|k| gradients[a][k]);
+                    raw[a][b] = grad(flat, b, &|k| gradients[a][k]);
                 }
             }
-            let hess = (&hess + hess.transpose()) * 0.5;
-            let x: Vec<f64> = (0..d).map(|a| gradients[a][flat]).collect();
-            *o = interpolate(mu, &x) * hess.determinant().max(0.0);
+            let hs = |a: usize, b: usize| 0.5 * (raw[a][b] + raw[b][a]);
+            let det = if d == 2 {
+                hs(0, 0) * hs(1, 1) - hs(0, 1) * hs(1, 0)
+            } else {
+                hs(0, 0) * (hs(1, 1) * hs(2, 2) - hs(1, 2) * hs(2, 1))
+                    - hs(0, 1) * (hs(1, 0) * hs(2, 2) - hs(1, 2) * hs(2, 0))
+                    + hs(0, 2) * (hs(1, 0) * hs(2, 1) - hs(1, 1) * hs(2, 0))
+            };
+            let mut x = [0.0f64; 3];
+            for a in 0..d {
+                x[a] = gradients[a][flat];
+            }
+            *o = interpolate(mu, &x[..d]) * det.max(0.0);
         },
     );
     Ok(out)

@@ -53,7 +53,7 @@ impl EllipticProblem {
                     let all_periodic_neumann =
                         self.grid.boundaries().iter().all(|k| *k != BoundaryKind::Dirichlet);
                     let shift = if c > 0.0 || !all_periodic_neumann { c / a } else { 0.0 };
-                    let pre = PoissonSolver::new(&self.grid.clone(), shift, Symbol::Discrete)?
+                    let pre = PoissonSolver::new(&self.grid, shift, Symbol::Discrete)?
                         .with_mean_policy(MeanPolicy::Project);
                     Cg::new(sys.matrix, Preconditioner::spectral(pre, a), settings)
                         .solve(&rhs, &mut u)?
@@ -63,11 +63,7 @@ impl EllipticProblem {
                 }
             }
         };
-        let u = ScalarField::new(
-            self.grid.clone(),
-            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&self.grid.storage_shape()), u)
-                .expect("shape"),
-        )?;
+        let u = ScalarField::from_vec(&self.grid, u)?;
         Ok((u, report))
     }
 }

@@ -230,14 +230,7 @@ impl FokkerPlanckProblem {
                 ));
             }
             if step % every == 0 || step == steps {
-                let f = ScalarField::new(
-                    self.grid.clone(),
-                    ndarray::ArrayD::from_shape_vec(
-                        ndarray::IxDyn(&self.grid.storage_shape()),
-                        rho.clone(),
-                    )
-                    .expect("shape"),
-                )?;
+                let f = ScalarField::from_vec(&self.grid, rho.clone())?;
                 if run.snapshots.last().map(|(tt, _)| *tt) != Some(t) {
                     run.snapshots.push((t, f));
                 }

@@ -111,12 +111,7 @@ fn to_vec(f: Option<ScalarField>, bc: &[f64]) -> Vec<f64> {
 }
 
 fn field(grid: &Grid, v: &[f64]) -> ScalarField {
-    ScalarField::new(
-        grid.clone(),
-        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&grid.storage_shape()), v.to_vec())
-            .expect("shape"),
-    )
-    .expect("grid shape")
+    ScalarField::from_vec(grid, v.to_vec()).expect("one value per cell")
 }
 
 /// Integrates the problem to `t_end`; `on_step(t)` is called after each accepted step.
