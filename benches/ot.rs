@@ -1,7 +1,7 @@
 //! OT building blocks: the discrete Legendre transform. `cargo bench --bench ot`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use otgrid::ot::legendre_transform;
+use otgrid::ot::{legendre_transform, Maximum};
 use otgrid::{BoundaryKind, Grid, ScalarField};
 
 fn bench(c: &mut Criterion) {
@@ -16,7 +16,9 @@ fn bench(c: &mut Criterion) {
             0.5 * p.iter().map(|x| x * x).sum::<f64>()
                 + 0.01 * (7.0 * p[0]).sin() * (5.0 * p[1]).cos()
         });
-        g.bench_function(name, |b| b.iter(|| legendre_transform(&phi, &grid).unwrap()));
+        g.bench_function(name, |b| {
+            b.iter(|| legendre_transform(&phi, &grid, Maximum::Discrete).unwrap())
+        });
     }
     g.finish();
 }

@@ -5,6 +5,7 @@
 
 mod demo;
 mod info;
+mod ot;
 mod pde;
 
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Write a demo field set (Gaussian density, its gradient, a heat-kernel time series) with its XDMF sidecar.
     Demo(demo::DemoArgs),
+    /// Brenier map between two densities (quadratic cost): potentials, map, inverse map, push-forward, W₂².
+    Ot(ot::OtArgs),
     /// Solve −∇·(a∇u) + b·∇u + c u = s from a problem file.
     Elliptic(pde::ProblemArgs),
     /// Solve ∂ₜu = ∇·(a∇u) − b·∇u − c u + s (θ-scheme) from a problem file; writes a time series.
@@ -99,6 +102,7 @@ pub fn main() -> i32 {
     let result = match &cli.command {
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Ot(args) => ot::run(args),
         Command::Elliptic(args) => pde::elliptic(args),
         Command::Parabolic(args) => pde::parabolic(args),
         Command::FokkerPlanck(args) => pde::fokker_planck(args),

@@ -1,10 +1,25 @@
-//! Optimal transport on grids (quadratic cost). Building blocks so far: [`legendre`], the
-//! exact discrete Legendre transform in linear time, and [`pushforward`]: the mass-conserving
-//! deposit of a density along a map, and the density-accurate change of variables through the
-//! inverse map's potential; both are what the back-and-forth method is built from.
+//! Optimal transport on grids (quadratic cost).
+//!
+//! - [`problem`]: the shared [`Problem`] / [`Options`] / [`Solution`] shape, the [`Solver`]
+//!   trait and the [`Method`] registry (one file per method);
+//! - [`bfm`]: the back-and-forth method (default);
+//! - [`legendre`]: discrete Legendre and c-transforms in linear time;
+//! - [`pushforward`]: push-forwards of densities by maps (deposit, change of variables);
+//! - [`density`]: density specifications (Gaussian presets, uniform, HDF5 datasets,
+//!   expressions); [`verify`]: errors against closed-form maps.
 
+pub mod bfm;
+pub mod density;
 pub mod legendre;
+pub mod problem;
 pub mod pushforward;
+pub mod verify;
 
-pub use legendre::{legendre_1d, legendre_transform};
-pub use pushforward::{push_forward, push_forward_by_inverse_potential};
+pub use bfm::BackAndForth;
+pub use density::DensitySpec;
+pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
+pub use problem::{IterationRecord, Method, Options, Problem, Solution, Solver};
+pub use pushforward::{
+    push_forward, push_forward_by_inverse_potential, push_forward_subsampled, JacobianPushForward,
+};
+pub use verify::{map_error, MapError};

@@ -1,0 +1,110 @@
+//! `otgrid ot`: the Brenier map between two densities on a grid.
+
+use super::GridArgs;
+use otgrid::analytic::gaussian::GaussianMap;
+use otgrid::error::{Error, Result};
+use otgrid::io::{check_output_path, AttrValue};
+use otgrid::ot::{map_error, DensitySpec, Method, Options, Problem};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct OtArgs {
+    /// Source density μ: gaussian:MEAN:COV, uniform, FILE.h5:/DATASET or an expression in x,y,z.
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub source: String,
+    /// Target density ν (same forms as --source).
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub target: String,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Solver: bfm (back-and-forth dual ascent).
+    #[arg(long, default_value = "bfm")]
+    pub method: String,
+    /// Stop when both marginal errors (H⁻¹ norm, a length) are at most this.
+    #[arg(long, default_value_t = Options::default().tolerance)]
+    pub tol: f64,
+    /// Give up after this many iterations (all levels together).
+    #[arg(long, default_value_t = Options::default().max_iterations)]
+    pub max_iterations: usize,
+    /// Output HDF5 file; the XDMF sidecar goes next to it.
+    #[arg(short, long, default_value = "ot.h5")]
+    pub out: PathBuf,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the result even if the solver did not converge (marked converged = 0).
+    #[arg(long)]
+    pub keep_unconverged: bool,
+}
+
+pub fn run(args: &OtArgs) -> Result<()> {
+    let method = Method::from_name(&args.method)?;
+    let grid = args.grid.resolve("unit_square_256")?;
+    check_output_path(&args.out)?;
+    let options =
+        Options { tolerance: args.tol, max_iterations: args.max_iterations, progress: !args.json };
+    options.validate()?;
+    let base = Path::new(".");
+    let source_spec = DensitySpec::parse(&args.source, "source")?;
+    let target_spec = DensitySpec::parse(&args.target, "target")?;
+    let mu = source_spec.sample(&grid, "source", base)?;
+    let nu = target_spec.sample(&grid, "target", base)?;
+    let problem = Problem::new(&mu, &nu)?;
+    let (ms, mt) = problem.masses();
+    for (what, m) in [("source", ms), ("target", mt)] {
+        if (m - 1.0).abs() > 1e-2 {
+            tracing::warn!("{what} density had mass {m:.6e}; normalised to 1");
+        } else {
+            tracing::info!("{what} density had mass {m:.6e}; normalised to 1");
+        }
+    }
+    let solution = method.solve(&problem, &options)?;
+    let exact = match (source_spec.gaussian(), target_spec.gaussian()) {
+        (Some(s), Some(t)) => Some(GaussianMap::new(s.clone(), t.clone())?),
+        _ => None,
+    };
+    let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.apply(x, y)));
+    let mut summary = vec![
+        ("method", format!("\"{}\"", solution.method)),
+        ("grid", format!("\"{}\"", grid)),
+        ("converged", solution.converged.to_string()),
+        ("iterations", solution.iterations.to_string()),
+        ("w2_squared", format!("{:.8e}", solution.w2_squared())),
+        ("marginal_error_hm1", format!("{:.3e}", solution.marginal_error)),
+        ("seconds", format!("{:.3}", solution.seconds)),
+        ("source_mass", format!("{ms:.6e}")),
+        ("target_mass", format!("{mt:.6e}")),
+    ];
+    if let (Some(e), Some(exact)) = (error, &exact) {
+        summary.push(("exact_w2_squared", format!("{:.8e}", exact.w2_squared())));
+        summary.push(("map_error_l2_bulk", format!("{:.3e}", e.l2)));
+        summary.push(("map_error_max_bulk", format!("{:.3e}", e.max)));
+    }
+    if !solution.converged && !args.keep_unconverged {
+        return Err(Error::Solver(format!(
+            "{} did not converge: {}; nothing written (--keep-unconverged writes it anyway)",
+            solution.method, solution.stop_reason
+        )));
+    }
+    let mut output = solution.to_output(&problem)?;
+    output.set_attribute("source_spec", AttrValue::Text(args.source.clone()))?;
+    output.set_attribute("target_spec", AttrValue::Text(args.target.clone()))?;
+    if let Some(e) = error {
+        output.set_attribute("map_error_l2_bulk", AttrValue::Number(e.l2))?;
+        output.set_attribute("map_error_max_bulk", AttrValue::Number(e.max))?;
+    }
+    let written = output.write(&args.out)?;
+    summary.push(("output", format!("\"{}\"", written.hdf5.display())));
+    if args.json {
+        let body: Vec<String> = summary.iter().map(|(k, v)| format!("  \"{k}\": {v}")).collect();
+        println!("{{\n{}\n}}", body.join(",\n"));
+    } else {
+        for (k, v) in &summary {
+            println!("{k:<20} {}", v.trim_matches('"'));
+        }
+        if !solution.converged {
+            println!("warning: not converged ({})", solution.stop_reason);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! The shape shared by every OT solver: a [`Problem`] (two probability densities on one grid),
+//! [`Options`], and a [`Solution`] (the potentials, from which the map, its inverse, the
+//! push-forward and W₂² follow), plus the [`Solver`] trait and the [`Method`] registry.
+//!
+//! Potentials are stored in displacement form: the Brenier potential is
+//! `φ(x) = |x|²/2 + p(x)` (so `T(x) = x + ∇p(x)`) and its Legendre transform is
+//! `ψ(y) = φ*(y) = |y|²/2 + q(y)` (so `T⁻¹(y) = y + ∇q(y)`). `−p` and `−q` are the Kantorovich
+//! potentials; on periodic axes p and q are periodic, which is why this form is the stored one.
+
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{BoundaryKind, Grid};
+use crate::io::{AttrValue, Output};
+use crate::operators::gradient;
+
+/// Source density μ and target density ν, both probability densities on the same grid.
+///
+/// The grid's axes are non-periodic (a box, with the second boundary condition `T(X) = X`)
+/// or periodic (a torus), or a mix (a box in some directions, periodic in others).
+#[derive(Clone, Debug)]
+pub struct Problem {
+    source: ScalarField,
+    target: ScalarField,
+    source_mass: f64,
+    target_mass: f64,
+}
+
+impl Problem {
+    /// Checks and normalises the two densities (finite, non-negative, positive mass, same
+    /// grid, no Dirichlet axes); the masses they had are kept ([`Problem::masses`]).
+    pub fn new(source: &ScalarField, target: &ScalarField) -> Result<Problem> {
+        if source.grid() != target.grid() {
+            return Err(Error::invalid(format!(
+                "source and target densities live on different grids ({} vs {})",
+                source.grid(),
+                target.grid()
+            )));
+        }
+        if source.grid().boundaries().contains(&BoundaryKind::Dirichlet) {
+            return Err(Error::invalid(
+                "optimal transport needs neumann (box) or periodic axes, not dirichlet",
+            ));
+        }
+        if source.grid().axes().iter().any(|a| a.cells < 4) {
+            return Err(Error::invalid("optimal transport needs at least 4 cells per axis"));
+        }
+        let (mu, source_mass) =
+            source.to_density().map_err(|e| Error::invalid(format!("source density: {e}")))?;
+        let (nu, target_mass) =
+            target.to_density().map_err(|e| Error::invalid(format!("target density: {e}")))?;
+        Ok(Problem { source: mu, target: nu, source_mass, target_mass })
+    }
+
+    /// The grid both densities live on.
+    pub fn grid(&self) -> &Grid {
+        self.source.grid()
+    }
+
+    /// μ, normalised to unit mass.
+    pub fn source(&self) -> &ScalarField {
+        &self.source
+    }
+
+    /// ν, normalised to unit mass.
+    pub fn target(&self) -> &ScalarField {
+        &self.target
+    }
+
+    /// The masses (integrals) the densities had before normalisation: (source, target).
+    pub fn masses(&self) -> (f64, f64) {
+        (self.source_mass, self.target_mass)
+    }
+}
+
+/// Stopping and reporting settings shared by the solvers.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Stop when both marginal errors `‖ν − T#μ‖_H⁻¹` and `‖μ − T⁻¹#ν‖_H⁻¹` are at most this
+    /// (a length: the H⁻¹ norm of a density difference is a linearised W₂ distance).
+    pub tolerance: f64,
+    /// Give up (unconverged) after this many iterations.
+    pub max_iterations: usize,
+    /// Show a progress bar (when stderr is a terminal and not `--quiet`).
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { tolerance: 1.5e-3, max_iterations: 500, progress: false }
+    }
+}
+
+impl Options {
+    /// Rejects a tolerance that is not positive and finite and a zero iteration limit.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
+            return Err(Error::invalid(format!(
+                "tolerance must be positive and finite, got {}",
+                self.tolerance
+            )));
+        }
+        if self.max_iterations == 0 {
+            return Err(Error::invalid("max_iterations must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// One iteration's record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IterationRecord {
+    /// Marginal error in the dual norm of H¹ (a linearised W₂ distance):
+    /// `max(‖ν − T#μ‖_H⁻¹, ‖μ − T⁻¹#ν‖_H⁻¹)`, `‖r‖²_H⁻¹ = ∫ r (−Δ)⁻¹ r`, at the start of the
+    /// iteration. This is what the tolerance applies to.
+    pub marginal_error: f64,
+    /// The same marginals' L1 error (includes the deposit's grid-scale aliasing, so it
+    /// levels off near 0.1 rather than tending to zero).
+    pub l1_marginal_error: f64,
+    /// Dual value `∫(−p) dμ + ∫(−q) dν` (tends to W₂²/2 from below).
+    pub dual_value: f64,
+    /// Step size used.
+    pub step: f64,
+}
+
+/// What a solver returns: potentials in displacement form, convergence facts and history.
+#[derive(Clone, Debug)]
+pub struct Solution {
+    /// Registry name of the method that produced it.
+    pub method: &'static str,
+    /// `p = φ − |x|²/2` on the grid (Brenier potential minus the identity's).
+    pub p: ScalarField,
+    /// `q = ψ − |y|²/2`, ψ = φ*.
+    pub q: ScalarField,
+    /// Whether the stopping criterion was met.
+    pub converged: bool,
+    /// Why the iteration stopped, in words.
+    pub stop_reason: String,
+    /// Final marginal error (see [`IterationRecord::marginal_error`]).
+    pub marginal_error: f64,
+    /// Final dual value; `2 × dual_value` is the W₂² estimate.
+    pub dual_value: f64,
+    /// Iterations performed.
+    pub iterations: usize,
+    /// Wall-clock seconds spent in the solver.
+    pub seconds: f64,
+    /// Per-iteration records.
+    pub history: Vec<IterationRecord>,
+}
+
+fn half_square_norm(grid: &Grid) -> ScalarField {
+    ScalarField::from_fn(grid, |x| x.iter().map(|v| 0.5 * v * v).sum::<f64>())
+}
+
+fn identity_plus(displacement: VectorField) -> VectorField {
+    let grid = displacement.grid().clone();
+    let identity = VectorField::from_fn(&grid, |x, out| out.copy_from_slice(x));
+    let mut t = displacement;
+    *t.data_mut() += identity.data();
+    t
+}
+
+impl Solution {
+    /// The W₂² estimate from the dual value: `2 (∫(−p) dμ + ∫(−q) dν)`.
+    pub fn w2_squared(&self) -> f64 {
+        2.0 * self.dual_value
+    }
+
+    /// The Brenier potential `φ = |x|²/2 + p` (unwrapped on periodic axes).
+    pub fn potential(&self) -> ScalarField {
+        let mut phi = half_square_norm(self.p.grid());
+        *phi.data_mut() += self.p.data();
+        phi
+    }
+
+    /// Its Legendre transform `ψ = |y|²/2 + q`.
+    pub fn conjugate_potential(&self) -> ScalarField {
+        let mut psi = half_square_norm(self.q.grid());
+        *psi.data_mut() += self.q.data();
+        psi
+    }
+
+    /// The displacement `T(x) − x = ∇p(x)` (second-order differences).
+    pub fn displacement(&self) -> VectorField {
+        gradient(&self.p)
+    }
+
+    /// The map `T = ∇φ` (on periodic axes, not wrapped back into the period).
+    pub fn map(&self) -> VectorField {
+        identity_plus(self.displacement())
+    }
+
+    /// The inverse map `T⁻¹ = ∇ψ`.
+    pub fn inverse_map(&self) -> VectorField {
+        identity_plus(gradient(&self.q))
+    }
+
+    /// `T#μ` on the grid, by the solver's own mass-conserving deposit (2×2 sub-cells in 2D).
+    pub fn push_forward(&self, problem: &Problem) -> Result<ScalarField> {
+        let s = if problem.grid().dim() == 2 { 2 } else { 1 };
+        super::pushforward::push_forward_subsampled(
+            problem.source(),
+            &self.map(),
+            problem.grid(),
+            s,
+        )
+    }
+
+    /// The primal cost of the computed map, `∫ |T(x) − x|² dμ` (an upper-side W₂² estimate
+    /// when T pushes μ to ν exactly).
+    pub fn transport_cost(&self, problem: &Problem) -> f64 {
+        let disp = self.displacement();
+        let d = disp.grid().dim();
+        let v = disp.data().as_slice().expect("contiguous");
+        let mu = problem.source().data().as_slice().expect("contiguous");
+        let sum: f64 = mu
+            .iter()
+            .enumerate()
+            .map(|(i, m)| m * v[i * d..(i + 1) * d].iter().map(|c| c * c).sum::<f64>())
+            .sum();
+        sum * problem.grid().cell_volume()
+    }
+
+    /// Everything as an [`Output`]: fields `source`, `target`, `phi`, `psi`, `map`,
+    /// `displacement`, `inverse_map`, `push_forward`; diagnostics `marginal_error`,
+    /// `dual_value`, `step`; attributes `method`, `converged`, `iterations`, `w2_squared`,
+    /// `transport_cost`, `marginal_error`, `seconds`, `stop_reason`, the masses.
+    pub fn to_output(&self, problem: &Problem) -> Result<Output> {
+        let mut out = Output::new(problem.grid().clone());
+        out.add_field("source", problem.source().clone())?;
+        out.add_field("target", problem.target().clone())?;
+        out.add_field("phi", self.potential())?;
+        out.add_field("psi", self.conjugate_potential())?;
+        out.add_field("map", self.map())?;
+        out.add_field("displacement", self.displacement())?;
+        out.add_field("inverse_map", self.inverse_map())?;
+        out.add_field("push_forward", self.push_forward(problem)?)?;
+        let column = |f: fn(&IterationRecord) -> f64| self.history.iter().map(f).collect();
+        out.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
+        out.add_diagnostic("l1_marginal_error", column(|r| r.l1_marginal_error))?;
+        out.add_diagnostic("dual_value", column(|r| r.dual_value))?;
+        out.add_diagnostic("step", column(|r| r.step))?;
+        let (ms, mt) = problem.masses();
+        for (k, v) in [
+            ("method", AttrValue::Text(self.method.into())),
+            ("converged", AttrValue::Integer(self.converged as i64)),
+            ("stop_reason", AttrValue::Text(self.stop_reason.clone())),
+            ("iterations", AttrValue::Integer(self.iterations as i64)),
+            ("w2_squared", AttrValue::Number(self.w2_squared())),
+            ("transport_cost", AttrValue::Number(self.transport_cost(problem))),
+            ("marginal_error", AttrValue::Number(self.marginal_error)),
+            ("seconds", AttrValue::Number(self.seconds)),
+            ("source_mass", AttrValue::Number(ms)),
+            ("target_mass", AttrValue::Number(mt)),
+        ] {
+            out.set_attribute(k, v)?;
+        }
+        Ok(out)
+    }
+}
+
+/// An OT solver: one file per method under `ot/`, registered in [`Method`].
+pub trait Solver {
+    /// Solves `problem`; an unconverged run returns `Ok` with `converged == false`, and errors
+    /// are reserved for input that cannot be solved at all.
+    fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution>;
+}
+
+/// The OT methods by name (the CLI's `--method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Back-and-forth dual ascent (Jacobs–Léger), the default.
+    BackAndForth,
+}
+
+impl Method {
+    /// Every method, default first.
+    pub const ALL: [Method; 1] = [Method::BackAndForth];
+
+    /// The registry name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::BackAndForth => "bfm",
+        }
+    }
+
+    /// Looks a method up by name.
+    pub fn from_name(name: &str) -> Result<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
+            let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+            Error::invalid(format!("unknown OT method '{name}' (known: {})", names.join(", ")))
+        })
+    }
+
+    /// Runs this method with its default settings.
+    pub fn solve(self, problem: &Problem, options: &Options) -> Result<Solution> {
+        match self {
+            Method::BackAndForth => super::bfm::BackAndForth::default().solve(problem, options),
+        }
+    }
+}
