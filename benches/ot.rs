@@ -23,5 +23,27 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The back-and-forth solver on the reference Gaussian pair, default multilevel settings.
+fn bench_bfm(c: &mut Criterion) {
+    use otgrid::analytic::gaussian::Gaussian;
+    use otgrid::ot::{BackAndForth, Options, Problem, Solver};
+    let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
+    let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
+    let mut g = c.benchmark_group("bfm gaussians");
+    g.sample_size(10);
+    for n in [256usize, 512] {
+        let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+        let problem = Problem::new(
+            &ScalarField::from_fn(&grid, |p| s.density(p)),
+            &ScalarField::from_fn(&grid, |p| t.density(p)),
+        )
+        .unwrap();
+        g.bench_function(format!("{n}^2 tol 1.5e-3"), |b| {
+            b.iter(|| BackAndForth::default().solve(&problem, &Options::default()).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_bfm);
 criterion_main!(benches);
