@@ -417,11 +417,6 @@ impl JacobianPushForward {
         self.evaluate(q, out, |x, det| interpolate(mu, x) * det.max(0.0));
     }
 
-    /// Writes `det(I + D²q)` (unclamped) into `out`.
-    pub fn determinants(&mut self, q: &[f64], out: &mut [f64]) {
-        self.evaluate(q, out, |_, det| det);
-    }
-
     /// `out[cell] = f(y + ∇q(y), det(I + D²q(y)))`.
     fn evaluate<F>(&mut self, q: &[f64], out: &mut [f64], f: F)
     where
