@@ -192,7 +192,7 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
         },
     );
     let mut q = legendre_transform(&phi, ygrid, Maximum::Quadratic)?;
-    let half_sq = ScalarField::from_fn(ygrid, |y| y.iter().map(|v| 0.5 * v * v).sum::<f64>());
+    let half_sq = super::problem::half_square_norm(ygrid);
     *q.data_mut() -= half_sq.data();
     Ok(q)
 }

@@ -147,7 +147,8 @@ pub struct Solution {
     pub history: Vec<IterationRecord>,
 }
 
-fn half_square_norm(grid: &Grid) -> ScalarField {
+/// `|x|²/2` at the cell centres (the potential of the identity map).
+pub(crate) fn half_square_norm(grid: &Grid) -> ScalarField {
     ScalarField::from_fn(grid, |x| x.iter().map(|v| 0.5 * v * v).sum::<f64>())
 }
 

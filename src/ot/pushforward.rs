@@ -362,9 +362,8 @@ pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> R
         ));
     }
     let mut plan = JacobianPushForward::new(yg)?;
-    let q = ScalarField::from_fn(yg, |p| -p.iter().map(|v| 0.5 * v * v).sum::<f64>());
-    let mut q = q.into_data();
-    q += u.data();
+    let mut q = u.data().clone();
+    q -= super::problem::half_square_norm(yg).data();
     let mut out = ScalarField::zeros(yg);
     plan.apply(
         mu,
