@@ -56,6 +56,9 @@ fn bad_input_fails_with_one_line_and_no_file() {
         ("uniform", "uniform", "--method=simplex", "unknown OT method"),
         ("uniform", "uniform", "--tol=-1", "tolerance"),
         (SOURCE, TARGET, "--max-iterations=2", "did not converge"),
+        ("case:nope", "uniform", "", "unknown case 'nope'"),
+        ("case:periodic-2d", "case:periodic-2d", "", "needs periodic boundaries"),
+        ("abs(x - 0.5) + x - 0.5", "uniform", "--method=newton", "strictly positive"),
     ] {
         let mut args = vec!["ot", "--source", source, "--target", target, "--grid", "32x32"];
         if !extra.is_empty() {
@@ -70,4 +73,62 @@ fn bad_input_fails_with_one_line_and_no_file() {
         assert!(err.contains(needle), "{needle} not in {err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} left files");
     }
+}
+
+/// Newton on the manufactured periodic case given by presets: converged, with the error
+/// against the closed-form map in the summary.
+#[test]
+fn newton_on_a_preset_case_reports_its_map_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "ot",
+        "--source",
+        "case:periodic-2d",
+        "--target",
+        "case:periodic-2d",
+        "--grid",
+        "64x64",
+        "--bc",
+        "periodic",
+        "--method",
+        "newton",
+        "--out",
+        "m.h5",
+        "--json",
+    ];
+    let o = otgrid(&args, dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = String::from_utf8_lossy(&o.stdout);
+    assert!(json.contains("\"converged\": true") && json.contains("\"method\": \"newton\""));
+    let error: f64 = json
+        .lines()
+        .find(|l| l.contains("map_error_l2_bulk"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|v| v.trim().trim_end_matches(',').parse().unwrap())
+        .expect("map error in the summary");
+    assert!(error < 1e-4, "map error {error}");
+    let r = Results::read(&dir.path().join("m.h5")).unwrap();
+    assert!(matches!(r.attributes().get("method"), Some(AttrValue::Text(m)) if m == "newton"));
+}
+
+/// `otgrid verify` prints one row per resolution with observed orders; Newton's on the
+/// separable box case are second order.
+#[test]
+fn verify_prints_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let args =
+        ["verify", "--case", "separable-2d", "--method", "newton", "--sizes", "16,32,64", "--json"];
+    let o = otgrid(&args, dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = String::from_utf8_lossy(&o.stdout);
+    let orders: Vec<f64> = json
+        .split("\"order\": ")
+        .skip(1)
+        .filter_map(|t| t.split('}').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(orders.len(), 2, "{json}");
+    assert!(orders.iter().all(|&o| o > 1.9), "{orders:?}");
+    let bad = otgrid(&["verify", "--sizes", "3"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cell count"));
 }

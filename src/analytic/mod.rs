@@ -1,5 +1,7 @@
 //! Closed-form solutions used to verify the solvers: manufactured solutions for the PDE
-//! operators, and analytic Brenier maps (Gaussian → Gaussian so far).
+//! operators, and analytic Brenier maps: Gaussian → Gaussian ([`gaussian`]), the manufactured
+//! periodic case and separable products ([`maps`]).
 
 pub mod gaussian;
 pub mod manufactured;
+pub mod maps;

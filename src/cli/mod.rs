@@ -7,6 +7,7 @@ mod demo;
 mod info;
 mod ot;
 mod pde;
+mod verify;
 
 use clap::{Args, Parser, Subcommand};
 use otgrid::grid::GridSpec;
@@ -38,6 +39,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Brenier map between two densities (quadratic cost): potentials, map, inverse map, push-forward, W₂².
     Ot(ot::OtArgs),
+    /// Run the OT solvers on cases with closed-form Brenier maps at several resolutions; print errors, W₂² errors, observed orders, iterations, times.
+    Verify(verify::VerifyArgs),
     /// Solve −∇·(a∇u) + b·∇u + c u = s from a problem file.
     Elliptic(pde::ProblemArgs),
     /// Solve ∂ₜu = ∇·(a∇u) − b·∇u − c u + s (θ-scheme) from a problem file; writes a time series.
@@ -103,6 +106,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Ot(args) => ot::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Elliptic(args) => pde::elliptic(args),
         Command::Parabolic(args) => pde::parabolic(args),
         Command::FokkerPlanck(args) => pde::fokker_planck(args),

@@ -4,6 +4,9 @@
 //!   covariance `COV` (d² numbers, row-major; must be symmetric positive definite), e.g.
 //!   `gaussian:0.4,0.45:0.0064,0,0,0.0064`;
 //! - `uniform` — the constant density on the grid's box;
+//! - `case:NAME` — the source (for `--source`) or target (for `--target`) density of a
+//!   verification case with a closed-form map ([`Case`]: gaussian-2d, gaussian-3d,
+//!   separable-2d, periodic-2d, periodic-3d);
 //! - `FILE.h5:/DATASET` — a dataset on the same grid (for example `/fields/density` written by
 //!   `otgrid fokker-planck --as-density`);
 //! - anything else is an expression in x, y, z (see docs/problem-files.md), e.g.
@@ -12,6 +15,7 @@
 //! The result is sampled at cell centres and is not yet normalised ([`super::Problem::new`]
 //! checks and normalises it).
 
+use super::verify::{Case, Role};
 use crate::analytic::gaussian::Gaussian;
 use crate::error::{Error, Result};
 use crate::expr::Expression;
@@ -24,6 +28,7 @@ use std::path::Path;
 pub enum DensitySpec {
     Gaussian(Gaussian),
     Uniform,
+    Case(Case),
     Dataset { file: String, dataset: String },
     Expression(String),
 }
@@ -49,6 +54,11 @@ impl DensitySpec {
         }
         if text == "uniform" {
             return Ok(DensitySpec::Uniform);
+        }
+        if let Some(name) = text.strip_prefix("case:") {
+            return Case::from_name(name)
+                .map(DensitySpec::Case)
+                .map_err(|e| Error::invalid(format!("{what}: {e}")));
         }
         if let Some(rest) = text.strip_prefix("gaussian:") {
             let (mean, cov) = rest.split_once(':').ok_or_else(|| {
@@ -83,9 +93,14 @@ impl DensitySpec {
         Ok(DensitySpec::Expression(text.to_string()))
     }
 
-    /// Samples the density on `grid` (datasets are read relative to `base`).
+    /// Samples the density on `grid` (datasets are read relative to `base`); a `case:`
+    /// preset gives its target density when `what` is "target", else its source density.
     pub fn sample(&self, grid: &Grid, what: &str, base: &Path) -> Result<ScalarField> {
         match self {
+            DensitySpec::Case(case) => {
+                let role = if what == "target" { Role::Target } else { Role::Source };
+                case.sample(grid, role).map_err(|e| Error::invalid(format!("{what}: {e}")))
+            }
             DensitySpec::Uniform => Ok(ScalarField::from_fn(grid, |_| 1.0)),
             DensitySpec::Gaussian(g) => {
                 if g.mean.len() != grid.dim() {

@@ -3,6 +3,7 @@
 //! - [`problem`]: the shared [`Problem`] / [`Options`] / [`Solution`] shape, the [`Solver`]
 //!   trait and the [`Method`] registry (one file per method);
 //! - [`bfm`]: the back-and-forth method (default);
+//! - [`newton`]: damped Newton for the Monge–Ampère equation (smooth positive densities);
 //! - [`legendre`]: discrete Legendre and c-transforms in linear time;
 //! - [`pushforward`]: push-forwards of densities by maps (deposit, change of variables);
 //! - [`density`]: density specifications (Gaussian presets, uniform, HDF5 datasets,
@@ -11,6 +12,7 @@
 pub mod bfm;
 pub mod density;
 pub mod legendre;
+pub mod newton;
 pub mod problem;
 pub mod pushforward;
 pub mod verify;
@@ -18,8 +20,9 @@ pub mod verify;
 pub use bfm::BackAndForth;
 pub use density::DensitySpec;
 pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
+pub use newton::Newton;
 pub use problem::{IterationRecord, Method, Options, Problem, Solution, Solver};
 pub use pushforward::{
     push_forward, push_forward_by_inverse_potential, push_forward_subsampled, JacobianPushForward,
 };
-pub use verify::{map_error, MapError};
+pub use verify::{map_error, verify_case, Case, Exact, MapError, Role, VerifyRow};

@@ -1,8 +1,15 @@
 //! Errors of a computed map against a closed-form Brenier map, measured as in
 //! `../shared/reference/analytic-maps.md`: over the bulk (cells where μ exceeds 1% of its
-//! maximum, which excludes the truncated tails of box problems) and weighted by μ.
+//! maximum, which excludes the truncated tails of box problems) and weighted by μ; and the
+//! verification suite: named [`Case`]s with closed-form maps, solved at several resolutions
+//! by [`verify_case`] (`otgrid verify`).
 
-use super::problem::{Problem, Solution};
+use super::problem::{Method, Options, Problem, Solution};
+use crate::analytic::gaussian::{Gaussian, GaussianMap};
+use crate::analytic::maps::{PeriodicManufactured, Separable};
+use crate::error::{Error, Result};
+use crate::field::ScalarField;
+use crate::grid::{BoundaryKind, Grid};
 
 /// Map errors over the bulk of μ.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -49,4 +56,236 @@ where
         max = max.max(e2.sqrt());
     }
     MapError { l2: (num / den).sqrt(), max, bulk_mass: den / total }
+}
+
+/// Which density of a case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+/// The named verification cases with closed-form Brenier maps
+/// (`../shared/reference/analytic-maps.md`), used by `otgrid verify` and by the density
+/// presets of `otgrid ot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Case {
+    /// μ = N((0.4,0.45), 0.08²I) → ν = N((0.6,0.55), diag(0.06², 0.10²)) on the unit box.
+    Gaussian2d,
+    /// μ = N((0.4,0.45,0.5), 0.08²I) → ν = N((0.6,0.55,0.5), [[0.0036,0,0],[0,0.01,0.002],
+    /// [0,0.002,0.0064]]) on the unit cube (full covariance).
+    Gaussian3d,
+    /// [`Separable::standard`] products on the unit box.
+    Separable2d,
+    /// [`PeriodicManufactured::standard`] on the unit torus, 2D.
+    Periodic2d,
+    /// The same in 3D.
+    Periodic3d,
+}
+
+impl Case {
+    /// Every case.
+    pub const ALL: [Case; 5] =
+        [Case::Gaussian2d, Case::Gaussian3d, Case::Separable2d, Case::Periodic2d, Case::Periodic3d];
+
+    /// The registry name (`otgrid verify --case NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::Gaussian2d => "gaussian-2d",
+            Case::Gaussian3d => "gaussian-3d",
+            Case::Separable2d => "separable-2d",
+            Case::Periodic2d => "periodic-2d",
+            Case::Periodic3d => "periodic-3d",
+        }
+    }
+
+    /// Looks a case up by name.
+    pub fn from_name(name: &str) -> Result<Case> {
+        Case::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| {
+            let names: Vec<_> = Case::ALL.iter().map(|c| c.name()).collect();
+            Error::invalid(format!("unknown case '{name}' (known: {})", names.join(", ")))
+        })
+    }
+
+    /// Space dimension.
+    pub fn dim(self) -> usize {
+        match self {
+            Case::Gaussian3d | Case::Periodic3d => 3,
+            _ => 2,
+        }
+    }
+
+    /// Periodic (torus) or box (second boundary condition).
+    pub fn boundary(self) -> BoundaryKind {
+        match self {
+            Case::Periodic2d | Case::Periodic3d => BoundaryKind::Periodic,
+            _ => BoundaryKind::Neumann,
+        }
+    }
+
+    /// The unit grid with `n` cells per axis.
+    pub fn grid(self, n: usize) -> Result<Grid> {
+        Grid::unit(self.dim(), n, self.boundary())
+    }
+
+    /// Default resolutions of `otgrid verify`.
+    pub fn sizes(self) -> &'static [usize] {
+        match self {
+            Case::Gaussian2d => &[64, 128, 256],
+            Case::Separable2d | Case::Periodic2d => &[32, 64, 128],
+            Case::Gaussian3d => &[16, 24, 32],
+            Case::Periodic3d => &[24, 32, 48],
+        }
+    }
+
+    /// Methods the case is meant for (Newton needs densities bounded away from zero).
+    pub fn methods(self) -> &'static [Method] {
+        match self {
+            Case::Gaussian2d | Case::Gaussian3d => &[Method::BackAndForth],
+            _ => &[Method::Newton, Method::BackAndForth],
+        }
+    }
+
+    fn gaussians(self) -> Option<GaussianMap> {
+        let (s, t) = match self {
+            Case::Gaussian2d => (
+                Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]),
+                Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]),
+            ),
+            Case::Gaussian3d => (
+                Gaussian::new(
+                    vec![0.4, 0.45, 0.5],
+                    vec![vec![0.0064, 0.0, 0.0], vec![0.0, 0.0064, 0.0], vec![0.0, 0.0, 0.0064]],
+                ),
+                Gaussian::new(
+                    vec![0.6, 0.55, 0.5],
+                    vec![vec![0.0036, 0.0, 0.0], vec![0.0, 0.01, 0.002], vec![0.0, 0.002, 0.0064]],
+                ),
+            ),
+            _ => return None,
+        };
+        Some(GaussianMap::new(s.ok()?, t.ok()?).expect("valid Gaussian pair"))
+    }
+
+    /// The closed forms of this case.
+    pub fn exact(self) -> Exact {
+        match self {
+            Case::Gaussian2d | Case::Gaussian3d => {
+                Exact::Gaussian(self.gaussians().expect("a Gaussian case"))
+            }
+            Case::Separable2d => Exact::Separable(Separable::standard(2)),
+            Case::Periodic2d => Exact::Periodic(PeriodicManufactured::standard(2)),
+            Case::Periodic3d => Exact::Periodic(PeriodicManufactured::standard(3)),
+        }
+    }
+
+    /// The source or target density sampled on `grid` (which must match the case's dimension
+    /// and boundary kind).
+    pub fn sample(self, grid: &Grid, role: Role) -> Result<ScalarField> {
+        if grid.dim() != self.dim() {
+            return Err(Error::invalid(format!(
+                "case {} is {}D but the grid is {}D",
+                self.name(),
+                self.dim(),
+                grid.dim()
+            )));
+        }
+        if grid.boundaries().iter().any(|&b| b != self.boundary()) {
+            return Err(Error::invalid(format!(
+                "case {} needs {} boundaries on every axis (--bc {})",
+                self.name(),
+                self.boundary().name(),
+                self.boundary().name()
+            )));
+        }
+        let exact = self.exact();
+        Ok(ScalarField::from_fn(grid, |x| exact.density(role, x)))
+    }
+}
+
+/// The closed forms of a [`Case`].
+#[derive(Clone, Debug)]
+pub enum Exact {
+    Gaussian(GaussianMap),
+    Separable(Separable),
+    Periodic(PeriodicManufactured),
+}
+
+impl Exact {
+    /// μ's or ν's density at `x`.
+    pub fn density(&self, role: Role, x: &[f64]) -> f64 {
+        match (self, role) {
+            (Exact::Gaussian(m), Role::Source) => m.source.density(x),
+            (Exact::Gaussian(m), Role::Target) => m.target.density(x),
+            (Exact::Separable(s), Role::Source) => s.source_density(x),
+            (Exact::Separable(s), Role::Target) => s.target_density(x),
+            (Exact::Periodic(p), Role::Source) => p.source_density(x),
+            (Exact::Periodic(p), Role::Target) => p.target_density(x),
+        }
+    }
+
+    /// The exact map `T(x)` into `out`.
+    pub fn map(&self, x: &[f64], out: &mut [f64]) {
+        match self {
+            Exact::Gaussian(m) => m.apply(x, out),
+            Exact::Separable(s) => s.map(x, out),
+            Exact::Periodic(p) => p.map(x, out),
+        }
+    }
+
+    /// The exact W₂² (for Gaussians that of the untruncated pair).
+    pub fn w2_squared(&self) -> f64 {
+        match self {
+            Exact::Gaussian(m) => m.w2_squared(),
+            Exact::Separable(s) => s.w2_squared(),
+            Exact::Periodic(p) => p.w2_squared(),
+        }
+    }
+}
+
+/// One row of the verification table.
+#[derive(Clone, Debug)]
+pub struct VerifyRow {
+    pub case: Case,
+    pub method: Method,
+    pub cells: usize,
+    pub converged: bool,
+    pub iterations: usize,
+    pub seconds: f64,
+    pub error: MapError,
+    /// `|W₂²_h − W₂²| / W₂²`.
+    pub w2_relative_error: f64,
+    /// Observed order of the L2 map error against the previous (coarser) row, if any.
+    pub order: Option<f64>,
+}
+
+/// Solves `case` with `method` (its default settings and tolerance, see
+/// [`Method::default_tolerance`]) at each of `sizes` cells per axis.
+pub fn verify_case(case: Case, method: Method, sizes: &[usize]) -> Result<Vec<VerifyRow>> {
+    let exact = case.exact();
+    let w2 = exact.w2_squared();
+    let mut rows: Vec<VerifyRow> = Vec::new();
+    for &n in sizes {
+        let grid = case.grid(n)?;
+        let problem =
+            Problem::new(&case.sample(&grid, Role::Source)?, &case.sample(&grid, Role::Target)?)?;
+        let options = Options { tolerance: method.default_tolerance(), ..Default::default() };
+        let solution = method.solve(&problem, &options)?;
+        let error = map_error(&solution, &problem, |x, y| exact.map(x, y));
+        let order = rows
+            .last()
+            .map(|prev| (prev.error.l2 / error.l2).ln() / (n as f64 / prev.cells as f64).ln());
+        rows.push(VerifyRow {
+            case,
+            method,
+            cells: n,
+            converged: solution.converged,
+            iterations: solution.iterations,
+            seconds: solution.seconds,
+            error,
+            w2_relative_error: (solution.w2_squared() - w2).abs() / w2,
+            order,
+        });
+    }
+    Ok(rows)
 }

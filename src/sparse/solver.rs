@@ -250,6 +250,7 @@ impl Lu {
                 Error::Solver(format!("lu: factorisation failed ({e:?}); the matrix is singular"))
             })?;
         self.matrix = a.clone();
+        self.rows = RowMatrix::new(a);
         Ok(())
     }
 }
@@ -518,6 +519,15 @@ impl BiCgStab {
         settings: KrylovSettings,
     ) -> BiCgStab {
         BiCgStab { rows: RowMatrix::new(&matrix), matrix, preconditioner, settings }
+    }
+
+    /// Hands back a spectral preconditioner's planned solver (to reuse its plans with the
+    /// next matrix); `None` for other preconditioners.
+    pub fn into_spectral(self) -> Option<PoissonSolver> {
+        match self.preconditioner {
+            Preconditioner::Spectral { solver, .. } => solver.into_inner().ok(),
+            _ => None,
+        }
     }
 }
 

@@ -1,0 +1,668 @@
+//! Damped Newton method for the Monge–Ampère equation of quadratic-cost OT, for smooth,
+//! strictly positive densities, on boxes (second boundary condition) and tori (periodic).
+//!
+//! Unknown: the displacement potential `u = φ − |x|²/2` at the cell centres. Equation:
+//!
+//! `F(u) = log det(I + D²u) + log g(x + ∇u) − log f = c`,  `Σ u = 0`,
+//!
+//! with `c` an unknown constant (the discrete problem is solvable only up to it; `c → 0` as
+//! `h → 0`).
+//!
+//! * Discretisation: central differences — `∇_h` (2 points), `D_kk` (3 points), `D_kl`
+//!   (4 diagonal points) — all second order. On a box face the ghost cell mirrors the cell
+//!   inside (`∂ₙu = 0`): for a box mapped onto itself that is exactly the second boundary
+//!   condition (each face of the box goes to the same face, `T_k = x_k` there). Periodic axes
+//!   wrap. `log g` is interpolated multilinearly at `x + ∇_h u`.
+//! * Newton step: `J v − δc = −(F(u) − c)` (then `v` made mean-free) with the exact linearisation of the
+//!   discrete `F`, `J v = tr((I + D²_h u)⁻¹ D²_h v) + ∇log g(x + ∇_h u)·∇_h v` (the gradient
+//!   of the interpolant), a bordered sparse system (one pinned value, one column for `δc`)
+//!   factorised by faer's LU (symbolic analysis once, numeric refactorisation per step).
+//! * Damping: the step `θ v` starts at `θ = 1` and halves until `I + D²_h u` stays positive
+//!   definite in every cell (discrete convexity) and the residual's RMS decreases by the
+//!   Armijo factor `1 − 10⁻⁴ θ`.
+//! * Stopping: `max |F − mean F| ≤ tolerance`. The residual is the logarithm of the
+//!   relative density mismatch `g(T) det DT / f`, i.e. the marginal error of the pull-back
+//!   of ν in a relative max norm. Newton converges quadratically near the solution, so the
+//!   final residual is usually far below the tolerance.
+//!
+//! The solution's `q` is the c-transform of `p` ([`c_transform`]); the dual value then gives
+//! the W₂² estimate as for every method.
+
+use super::legendre::c_transform;
+use super::problem::{IterationRecord, Options, Problem, Solution, Solver};
+use super::pushforward::interpolate_with_gradient;
+use crate::error::{Error, Result};
+use crate::field::ScalarField;
+use crate::grid::{BoundaryKind, Grid};
+use crate::sparse::{BiCgStab, KrylovSettings, LinearSolver, Lu, Preconditioner};
+use crate::spectral::{PoissonSolver, Symbol};
+use faer::sparse::{SparseColMat, Triplet};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// How each Newton step's linear system is solved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NewtonLinearSolver {
+    /// Sparse LU of the bordered Jacobian (exact Newton steps; fill grows fast in 3D).
+    Direct,
+    /// BiCGSTAB on `(−J + εI) v = F − c`, right-preconditioned by the planned FFT/DCT solver
+    /// of `(−Δ_h + ε)`. The shift removes J's kernel (the constants) and perturbs the step by
+    /// `O(ε/λ₁)` relative, λ₁ ≈ 4π² the first nonzero eigenvalue, so the quadratic
+    /// convergence becomes linear with that tiny factor.
+    Krylov {
+        /// The shift ε.
+        shift: f64,
+        /// Relative residual tolerance of each linear solve.
+        tolerance: f64,
+    },
+    /// Krylov (ε = 10⁻², tolerance 10⁻⁶); when a Krylov solve fails (strongly anisotropic
+    /// Hessians defeat the Laplacian preconditioner), the direct solver on 2D grids of at
+    /// most `direct_cells` cells.
+    Auto {
+        /// Largest 2D grid the fallback solves directly.
+        direct_cells: usize,
+    },
+}
+
+/// Newton solver settings.
+#[derive(Clone, Debug)]
+pub struct Newton {
+    /// Most halvings of the step in the line search before giving up.
+    pub max_halvings: usize,
+    /// Starting displacement potential (on the problem's grid, `I + D²_h u` positive
+    /// definite); zero when `None`.
+    pub initial: Option<ScalarField>,
+    /// The linear solver of each step.
+    pub linear_solver: NewtonLinearSolver,
+}
+
+impl Default for Newton {
+    fn default() -> Self {
+        Newton {
+            max_halvings: 30,
+            initial: None,
+            linear_solver: NewtonLinearSolver::Auto { direct_cells: 300_000 },
+        }
+    }
+}
+
+const KRYLOV_DEFAULT: NewtonLinearSolver =
+    NewtonLinearSolver::Krylov { shift: 1e-2, tolerance: 1e-6 };
+
+/// The state a Newton step linearises around: `F`'s cells, residual and constant `c`.
+struct Linearisation<'a> {
+    ma: &'a MongeAmpere,
+    cells: &'a [CellLinearisation],
+    residual: &'a [f64],
+    c: f64,
+}
+
+/// The planned solver of the Newton steps (factorisation and FFT plans kept between steps).
+struct StepSolver {
+    choice: NewtonLinearSolver,
+    lu: Option<Lu>,
+    preconditioner: Option<PoissonSolver>,
+}
+
+impl StepSolver {
+    fn new(choice: NewtonLinearSolver) -> StepSolver {
+        StepSolver { choice, lu: None, preconditioner: None }
+    }
+
+    /// The step `v` (mean-free) with `J v ≈ c − F`, `c = mean F`.
+    fn step(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
+        match self.choice {
+            NewtonLinearSolver::Direct => self.direct(at, v)?,
+            NewtonLinearSolver::Krylov { shift, tolerance } => {
+                self.krylov(at, v, shift, tolerance)?
+            }
+            NewtonLinearSolver::Auto { direct_cells } => {
+                let NewtonLinearSolver::Krylov { shift, tolerance } = KRYLOV_DEFAULT else {
+                    unreachable!("the default is a Krylov setting")
+                };
+                if let Err(e) = self.krylov(at, v, shift, tolerance) {
+                    if at.ma.dim > 2 || at.ma.len() > direct_cells {
+                        return Err(e);
+                    }
+                    tracing::debug!("newton: {e}; falling back to the direct solver");
+                    self.direct(at, v)?;
+                }
+            }
+        }
+        let shift = mean(v);
+        v.iter_mut().for_each(|x| *x -= shift);
+        Ok(())
+    }
+
+    fn direct(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
+        let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
+        let n = ma.len();
+        let jac = ma.jacobian(lin, None)?;
+        match self.lu.as_mut() {
+            Some(solver) => solver.refactor(&jac)?,
+            None => self.lu = Some(Lu::new(&jac)?),
+        }
+        let mut rhs: Vec<f64> = residual.iter().map(|r| c - r).collect();
+        rhs.push(0.0);
+        v.clear();
+        v.resize(n + 1, 0.0);
+        self.lu.as_mut().expect("factorised").solve(&rhs, v)?;
+        v.truncate(n);
+        Ok(())
+    }
+
+    fn krylov(
+        &mut self,
+        at: &Linearisation,
+        v: &mut Vec<f64>,
+        shift: f64,
+        tolerance: f64,
+    ) -> Result<()> {
+        let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
+        let matrix = ma.jacobian(lin, Some(shift))?;
+        let poisson = match self.preconditioner.take() {
+            Some(p) if p.shift() == shift => p,
+            _ => PoissonSolver::new(&ma.grid, shift, Symbol::Discrete)?,
+        };
+        let settings = KrylovSettings { rel_tolerance: tolerance, max_iterations: 1000 };
+        let mut krylov = BiCgStab::new(matrix, Preconditioner::spectral(poisson, 1.0), settings);
+        let rhs: Vec<f64> = residual.iter().map(|r| r - c).collect();
+        v.clear();
+        v.resize(ma.len(), 0.0);
+        let result = krylov.solve(&rhs, v);
+        self.preconditioner = krylov.into_spectral();
+        result.map(|_| ())
+    }
+}
+
+/// What the Jacobian needs from one cell: `(I + D²_h u)⁻¹` and `∇ log g` at `x + ∇_h u`.
+#[derive(Clone, Copy, Debug, Default)]
+struct CellLinearisation {
+    inverse_hessian: [[f64; 3]; 3],
+    drift: [f64; 3],
+}
+
+/// The discrete operator `F` on one grid.
+struct MongeAmpere {
+    grid: Grid,
+    dim: usize,
+    spacing: [f64; 3],
+    cells: [usize; 3],
+    strides: [usize; 3],
+    periodic: [bool; 3],
+    log_f: Vec<f64>,
+    log_g: ScalarField,
+}
+
+/// Cholesky factorisation of a small symmetric matrix: `(log det, inverse)`, or `None` when it
+/// is not positive definite.
+fn spd_log_det_inverse(a: &[[f64; 3]; 3], d: usize) -> Option<(f64, [[f64; 3]; 3])> {
+    let mut l = [[0.0f64; 3]; 3];
+    let mut log_det = 0.0;
+    for i in 0..d {
+        for j in 0..=i {
+            let s = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
+            if i == j {
+                if s.is_nan() || s <= 0.0 {
+                    return None;
+                }
+                l[i][i] = s.sqrt();
+                log_det += 2.0 * l[i][i].ln();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    // Columns of the inverse: solve L Lᵀ x = e_c.
+    let mut inv = [[0.0f64; 3]; 3];
+    for c in 0..d {
+        let mut y = [0.0f64; 3];
+        for i in 0..d {
+            let rhs = if i == c { 1.0 } else { 0.0 };
+            y[i] = (rhs - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+        }
+        for i in (0..d).rev() {
+            let s = y[i] - (i + 1..d).map(|k| l[k][i] * inv[k][c]).sum::<f64>();
+            inv[i][c] = s / l[i][i];
+        }
+    }
+    Some((log_det, inv))
+}
+
+impl MongeAmpere {
+    fn new(problem: &Problem) -> Result<MongeAmpere> {
+        let grid = problem.grid().clone();
+        for (what, density) in [("source", problem.source()), ("target", problem.target())] {
+            if density.min() <= 0.0 {
+                return Err(Error::invalid(format!(
+                    "newton needs strictly positive densities, but the {what} vanishes \
+                     somewhere (use --method bfm)"
+                )));
+            }
+        }
+        let dim = grid.dim();
+        let (mut spacing, mut cells, mut strides, mut periodic) =
+            ([1.0; 3], [1; 3], [0; 3], [false; 3]);
+        let mut stride = 1;
+        for a in 0..dim {
+            let axis = grid.axis(a);
+            spacing[a] = axis.spacing();
+            cells[a] = axis.cells;
+            strides[a] = stride;
+            stride *= axis.cells;
+            periodic[a] = axis.boundary == BoundaryKind::Periodic;
+        }
+        let log = |f: &ScalarField| f.data().iter().map(|v| v.ln()).collect::<Vec<f64>>();
+        let log_f = log(problem.source());
+        let log_g = ScalarField::from_vec(&grid, log(problem.target()))?;
+        Ok(MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g })
+    }
+
+    fn len(&self) -> usize {
+        self.grid.num_cells()
+    }
+
+    fn index(&self, flat: usize) -> [usize; 3] {
+        let mut index = [0; 3];
+        for a in 0..self.dim {
+            index[a] = (flat / self.strides[a]) % self.cells[a];
+        }
+        index
+    }
+
+    /// The neighbour of `flat` one cell up or down axis `a`: wrapped on periodic axes, the
+    /// cell itself across a box face (the mirror ghost of `∂ₙu = 0`).
+    #[inline]
+    fn shift(&self, flat: usize, index: &[usize; 3], a: usize, up: bool) -> usize {
+        let (i, n, s) = (index[a], self.cells[a], self.strides[a]);
+        match (up, i) {
+            (true, _) if i + 1 < n => flat + s,
+            (true, _) if self.periodic[a] => flat - (n - 1) * s,
+            (false, 0) if self.periodic[a] => flat + (n - 1) * s,
+            (false, 0) | (true, _) => flat,
+            (false, _) => flat - s,
+        }
+    }
+
+    /// The stencil of cell `flat`: `(column, ∇_h weights per axis, D²_h weights)` are applied
+    /// through `visit(column, gradient_weight[a], hessian_weight[a][b])`.
+    fn stencil(&self, flat: usize, mut visit: impl FnMut(usize, [f64; 3], [[f64; 3]; 3])) {
+        let d = self.dim;
+        let index = self.index(flat);
+        let h = self.spacing;
+        let zero3 = [0.0; 3];
+        let zero33 = [[0.0; 3]; 3];
+        for a in 0..d {
+            for (up, sign) in [(true, 1.0), (false, -1.0)] {
+                let nb = self.shift(flat, &index, a, up);
+                let mut g = zero3;
+                g[a] = sign / (2.0 * h[a]);
+                let mut hh = zero33;
+                hh[a][a] = 1.0 / (h[a] * h[a]);
+                visit(nb, g, hh);
+            }
+            let mut hh = zero33;
+            hh[a][a] = -2.0 / (h[a] * h[a]);
+            visit(flat, zero3, hh);
+            for b in a + 1..d {
+                for (ua, sa) in [(true, 1.0), (false, -1.0)] {
+                    for (ub, sb) in [(true, 1.0), (false, -1.0)] {
+                        let nb = self.shift(self.shift(flat, &index, a, ua), &index, b, ub);
+                        let w = sa * sb / (4.0 * h[a] * h[b]);
+                        let mut hh = zero33;
+                        hh[a][b] = w;
+                        hh[b][a] = w;
+                        visit(nb, zero3, hh);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `F` at one cell and its linearisation; `None` where `I + D²_h u` is not positive
+    /// definite.
+    fn cell(&self, u: &[f64], flat: usize) -> Option<(f64, CellLinearisation)> {
+        let d = self.dim;
+        let mut grad = [0.0f64; 3];
+        let mut hess = [[0.0f64; 3]; 3];
+        self.stencil(flat, |col, g, hh| {
+            let v = u[col];
+            for a in 0..d {
+                grad[a] += g[a] * v;
+                for b in 0..d {
+                    hess[a][b] += hh[a][b] * v;
+                }
+            }
+        });
+        for (a, row) in hess.iter_mut().enumerate().take(d) {
+            row[a] += 1.0;
+        }
+        let (log_det, inverse_hessian) = spd_log_det_inverse(&hess, d)?;
+        let index = self.index(flat);
+        let mut x = [0.0f64; 3];
+        for a in 0..d {
+            x[a] = self.grid.axis(a).center(index[a]) + grad[a];
+        }
+        let mut drift = [0.0f64; 3];
+        let log_g = interpolate_with_gradient(&self.log_g, &x[..d], Some(&mut drift[..d]));
+        let residual = log_det + log_g - self.log_f[flat];
+        residual.is_finite().then_some((residual, CellLinearisation { inverse_hessian, drift }))
+    }
+
+    /// `F(u)` and the cells' linearisations; `None` when `u` is not discretely convex.
+    fn evaluate(&self, u: &[f64]) -> Option<(Vec<f64>, Vec<CellLinearisation>)> {
+        let cells: Option<Vec<(f64, CellLinearisation)>> =
+            (0..self.len()).into_par_iter().map(|i| self.cell(u, i)).collect();
+        Some(cells?.into_iter().unzip())
+    }
+
+    /// The bordered Jacobian `[[J, −s·1], [s·e₀ᵀ, 0]]` for the unknowns `(v, δc/s)`: the
+    /// last row pins `v₀ = 0` (J's kernel is the constants; the step is made mean-free
+    /// afterwards) and the single dense column carries `δc`. It is nonsingular because the
+    /// constants are not in J's range. `s = 1/h²` balances the scales. (A dense mean row
+    /// instead of the pin made faer's LU fill in: 300 s at 128².)
+    /// With `shift = Some(ε)`, instead the unbordered `εI − J` (for the Krylov path).
+    fn jacobian(
+        &self,
+        lin: &[CellLinearisation],
+        shift: Option<f64>,
+    ) -> Result<SparseColMat<usize, f64>> {
+        let n = self.len();
+        let d = self.dim;
+        let s = 1.0 / self.spacing[..d].iter().fold(f64::INFINITY, |m, &h| m.min(h * h));
+        let rows: Vec<Vec<(usize, f64)>> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let c = &lin[i];
+                let mut entries: Vec<(usize, f64)> = Vec::with_capacity(20);
+                self.stencil(i, |col, g, hh| {
+                    let mut w = 0.0;
+                    for a in 0..d {
+                        w += c.drift[a] * g[a];
+                        for b in 0..d {
+                            w += c.inverse_hessian[a][b] * hh[a][b];
+                        }
+                    }
+                    entries.push((col, w));
+                });
+                entries.sort_unstable_by_key(|e| e.0);
+                let mut merged: Vec<(usize, f64)> = Vec::with_capacity(entries.len() + 1);
+                for (col, w) in entries {
+                    match merged.last_mut() {
+                        Some(last) if last.0 == col => last.1 += w,
+                        _ => merged.push((col, w)),
+                    }
+                }
+                match shift {
+                    None => merged.push((n, -s)),
+                    Some(eps) => {
+                        for e in merged.iter_mut() {
+                            e.1 = if e.0 == i { eps - e.1 } else { -e.1 };
+                        }
+                    }
+                }
+                merged
+            })
+            .collect();
+        let mut triplets: Vec<Triplet<usize, usize, f64>> =
+            Vec::with_capacity(rows.iter().map(Vec::len).sum::<usize>() + n);
+        for (i, row) in rows.iter().enumerate() {
+            triplets.extend(row.iter().map(|&(col, w)| Triplet::new(i, col, w)));
+        }
+        let size = if shift.is_some() { n } else { n + 1 };
+        if shift.is_none() {
+            triplets.push(Triplet::new(n, 0, s));
+        }
+        SparseColMat::try_new_from_triplets(size, size, &triplets)
+            .map_err(|e| Error::Solver(format!("newton: Jacobian assembly failed: {e:?}")))
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.par_iter().sum::<f64>() / v.len() as f64
+}
+
+/// `(max |r|, RMS r)` of `r = F − mean F`.
+fn residual_norms(f: &[f64]) -> (f64, f64) {
+    let c = mean(f);
+    let (max, sq) = f
+        .par_iter()
+        .map(|v| ((v - c).abs(), (v - c) * (v - c)))
+        .reduce(|| (0.0, 0.0), |a, b| (a.0.max(b.0), a.1 + b.1));
+    (max, (sq / f.len() as f64).sqrt())
+}
+
+impl Solver for Newton {
+    fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
+        options.validate()?;
+        let start = Instant::now();
+        let ma = MongeAmpere::new(problem)?;
+        let grid = problem.grid().clone();
+        let n = ma.len();
+        let mut u = match &self.initial {
+            Some(p) if p.grid() == &grid => p.data().iter().copied().collect::<Vec<f64>>(),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "initial potential lives on another grid than the problem",
+                ))
+            }
+            None => vec![0.0; n],
+        };
+        let shift = mean(&u);
+        u.iter_mut().for_each(|v| *v -= shift);
+        let (mut residual, mut lin) = ma.evaluate(&u).ok_or_else(|| {
+            Error::invalid("newton: the initial potential is not discretely convex")
+        })?;
+        let bar = if options.progress {
+            crate::progress::bar(options.max_iterations as u64, "newton")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let f = problem.source().data().iter().copied().collect::<Vec<f64>>();
+        let vol = grid.cell_volume();
+        let mut step_solver = StepSolver::new(self.linear_solver);
+        let mut history = Vec::new();
+        let mut converged = false;
+        let mut stop_reason = String::new();
+        let mut error = f64::INFINITY;
+        let mut step_solution = Vec::with_capacity(n + 1);
+        for iteration in 0..=options.max_iterations {
+            let (max, rms) = residual_norms(&residual);
+            error = max;
+            let c = mean(&residual);
+            let l1 = residual
+                .par_iter()
+                .zip(f.par_iter())
+                .map(|(r, f)| f * ((r - c).exp() - 1.0).abs())
+                .sum::<f64>()
+                * vol;
+            let p = ScalarField::from_vec(&grid, u.clone())?;
+            let dual_value = dual_value(problem, &p)?;
+            history.push(IterationRecord {
+                marginal_error: max,
+                l1_marginal_error: l1,
+                dual_value,
+                step: 0.0,
+            });
+            if max <= options.tolerance {
+                converged = true;
+                stop_reason = format!(
+                    "Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}",
+                    options.tolerance
+                );
+                break;
+            }
+            if iteration == options.max_iterations {
+                stop_reason = format!(
+                    "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
+                    options.max_iterations, options.tolerance
+                );
+                break;
+            }
+            let at = Linearisation { ma: &ma, cells: &lin, residual: &residual, c };
+            step_solver.step(&at, &mut step_solution)?;
+            let v = &step_solution;
+            let mut theta = 1.0;
+            let mut accepted = None;
+            for _ in 0..=self.max_halvings {
+                let trial: Vec<f64> =
+                    u.par_iter().zip(v.par_iter()).map(|(a, b)| a + theta * b).collect();
+                if let Some((r, l)) = ma.evaluate(&trial) {
+                    if residual_norms(&r).1 <= (1.0 - 1e-4 * theta) * rms {
+                        accepted = Some((trial, r, l));
+                        break;
+                    }
+                }
+                theta *= 0.5;
+            }
+            match accepted {
+                Some((trial, r, l)) => {
+                    u = trial;
+                    residual = r;
+                    lin = l;
+                    history.last_mut().expect("recorded").step = theta;
+                }
+                None => {
+                    stop_reason = format!(
+                        "line search failed after {} halvings with residual {max:.3e}",
+                        self.max_halvings
+                    );
+                    break;
+                }
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let shift = mean(&u);
+        u.iter_mut().for_each(|v| *v -= shift);
+        let p = ScalarField::from_vec(&grid, u)?;
+        let q = c_transform(&p, &grid)?;
+        let dual_value = history.last().map_or(0.0, |r| r.dual_value);
+        Ok(Solution {
+            method: "newton",
+            converged,
+            stop_reason,
+            marginal_error: error,
+            dual_value,
+            iterations: history.len() - 1,
+            seconds: start.elapsed().as_secs_f64(),
+            history,
+            p,
+            q,
+        })
+    }
+}
+
+/// `∫(−p) dμ + ∫(−p^c) dν`.
+fn dual_value(problem: &Problem, p: &ScalarField) -> Result<f64> {
+    let q = c_transform(p, problem.grid())?;
+    let s = |a: &ScalarField, w: &ScalarField| -> f64 {
+        a.data().iter().zip(w.data().iter()).map(|(x, y)| x * y).sum()
+    };
+    Ok(-(s(p, problem.source()) + s(&q, problem.target())) * problem.grid().cell_volume())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytic::manufactured::observed_orders;
+    use crate::analytic::maps::{PeriodicManufactured, Separable};
+    use crate::ot::verify::map_error;
+
+    fn problem_on(
+        grid: &Grid,
+        f: impl Fn(&[f64]) -> f64 + Sync,
+        g: impl Fn(&[f64]) -> f64 + Sync,
+    ) -> Problem {
+        Problem::new(&ScalarField::from_fn(grid, f), &ScalarField::from_fn(grid, g)).unwrap()
+    }
+
+    const TIGHT: Options = Options { tolerance: 1e-10, max_iterations: 50, progress: false };
+
+    /// μ-weighted L2 map errors of the manufactured periodic case on `sizes`, with their orders.
+    fn periodic_orders(dim: usize, sizes: &[usize]) -> (Vec<f64>, Vec<f64>) {
+        let case = PeriodicManufactured::standard(dim);
+        let (mut hs, mut errors) = (Vec::new(), Vec::new());
+        for &n in sizes {
+            let grid = Grid::unit(dim, n, BoundaryKind::Periodic).unwrap();
+            let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
+            let solution = Newton::default().solve(&problem, &TIGHT).unwrap();
+            assert!(solution.converged, "{dim}D {n}: {}", solution.stop_reason);
+            // Newton: a handful of steps, full steps near the solution.
+            assert!(solution.iterations <= 8, "{dim}D {n}: {} iterations", solution.iterations);
+            let e = map_error(&solution, &problem, |x, y| case.map(x, y));
+            hs.push(1.0 / n as f64);
+            errors.push(e.l2);
+        }
+        (observed_orders(&hs, &errors), errors)
+    }
+
+    /// The manufactured periodic case (source and target both non-uniform): the map error
+    /// converges at second order (measured 1.99, 1.99), and W₂² matches the closed form.
+    #[test]
+    fn periodic_manufactured_case_converges_at_second_order() {
+        let (orders, errors) = periodic_orders(2, &[32, 64, 128]);
+        assert!(orders.iter().all(|&o| o >= 1.9), "{orders:?} {errors:?}");
+        assert!(errors[2] < 2e-5, "{errors:?}");
+        let case = PeriodicManufactured::standard(2);
+        let grid = Grid::unit(2, 128, BoundaryKind::Periodic).unwrap();
+        let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
+        let solution = Newton::default().solve(&problem, &TIGHT).unwrap();
+        let rel = (solution.w2_squared() - case.w2_squared()).abs() / case.w2_squared();
+        assert!(rel < 1e-4, "W2² {} vs {}", solution.w2_squared(), case.w2_squared());
+        // The residual falls superlinearly: each of the last steps gains > 2 digits.
+        let h = &solution.history;
+        let k = h.len() - 1;
+        assert!(h[k].marginal_error < 1e-2 * h[k - 1].marginal_error, "{h:?}");
+    }
+
+    /// The same in 3D (Krylov steps): measured orders 1.98, 1.97 on 24³, 32³, 48³.
+    #[test]
+    fn periodic_manufactured_case_in_3d_converges_at_second_order() {
+        let (orders, errors) = periodic_orders(3, &[24, 32, 48]);
+        assert!(orders.iter().all(|&o| o >= 1.9), "{orders:?} {errors:?}");
+    }
+
+    /// Separable products on the box (second boundary condition as a mirror ghost): second
+    /// order in the μ-weighted L2 norm (measured 1.96, 1.97); the direct and Krylov steps
+    /// agree.
+    #[test]
+    fn separable_box_case_converges_at_second_order() {
+        let case = Separable::standard(2);
+        let (mut hs, mut errors) = (Vec::new(), Vec::new());
+        for n in [32, 64, 128] {
+            let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+            let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
+            let direct = Newton { linear_solver: NewtonLinearSolver::Direct, ..Default::default() };
+            let solution = direct.solve(&problem, &TIGHT).unwrap();
+            assert!(solution.converged, "{n}: {}", solution.stop_reason);
+            let e = map_error(&solution, &problem, |x, y| case.map(x, y));
+            hs.push(1.0 / n as f64);
+            errors.push(e.l2);
+            if n == 64 {
+                let krylov = Newton { linear_solver: KRYLOV_DEFAULT, ..Default::default() };
+                let other = krylov.solve(&problem, &TIGHT).unwrap();
+                let diff = other.p.data() - solution.p.data();
+                assert!(diff.iter().all(|d| d.abs() < 1e-9), "direct and Krylov steps differ");
+                let rel = (solution.w2_squared() - case.w2_squared()).abs() / case.w2_squared();
+                assert!(rel < 1e-3, "W2² {} vs {}", solution.w2_squared(), case.w2_squared());
+            }
+        }
+        let orders = observed_orders(&hs, &errors);
+        assert!(orders.iter().all(|&o| o >= 1.9), "{orders:?} {errors:?}");
+    }
+
+    #[test]
+    fn vanishing_densities_and_unconverged_runs_are_reported() {
+        let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
+        let problem = problem_on(&grid, |x| if x[0] < 0.3 { 0.0 } else { 1.0 }, |_| 1.0);
+        let msg = Newton::default().solve(&problem, &TIGHT).unwrap_err().to_string();
+        assert!(msg.contains("strictly positive") && msg.contains("source"), "{msg}");
+        let case = Separable::standard(2);
+        let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
+        let one = Options { max_iterations: 1, ..TIGHT };
+        let solution = Newton::default().solve(&problem, &one).unwrap();
+        assert!(!solution.converged && solution.stop_reason.contains("iteration limit"));
+        assert_eq!(solution.iterations, 1);
+    }
+}
