@@ -1,4 +1,5 @@
-//! OT building blocks: the discrete Legendre transform. `cargo bench --bench ot`
+//! OT: the discrete Legendre transform, the back-and-forth solver and Newton.
+//! `cargo bench --bench ot`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use otgrid::ot::{legendre_transform, Maximum};
@@ -45,5 +46,27 @@ fn bench_bfm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_bfm);
+/// Newton on the manufactured periodic case (2D 256², 512²; 3D 64³), tolerance 1e-8.
+fn bench_newton(c: &mut Criterion) {
+    use otgrid::ot::{Case, Method, Options, Problem, Role};
+    let mut g = c.benchmark_group("newton periodic");
+    g.sample_size(10);
+    for (case, n) in [(Case::Periodic2d, 256usize), (Case::Periodic2d, 512), (Case::Periodic3d, 64)]
+    {
+        let grid = case.grid(n).unwrap();
+        let problem = Problem::new(
+            &case.sample(&grid, Role::Source).unwrap(),
+            &case.sample(&grid, Role::Target).unwrap(),
+        )
+        .unwrap();
+        let options =
+            Options { tolerance: Method::Newton.default_tolerance(), ..Default::default() };
+        g.bench_function(format!("{} n={n}", case.name()), |b| {
+            b.iter(|| Method::Newton.solve(&problem, &options).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_bfm, bench_newton);
 criterion_main!(benches);
