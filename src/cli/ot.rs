@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct OtArgs {
-    /// Source density μ: gaussian:MEAN:COV, uniform, FILE.h5:/DATASET or an expression in x,y,z.
+    /// Source density μ: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET, FILE.png or an expression in x,y,z.
     #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
     pub source: String,
     /// Target density ν (same forms as --source).

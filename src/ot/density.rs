@@ -9,6 +9,9 @@
 //!   separable-2d, periodic-2d, periodic-3d);
 //! - `FILE.h5:/DATASET` — a dataset on the same grid (for example `/fields/density` written by
 //!   `otgrid fokker-planck --as-density`);
+//! - `FILE.png` — a grayscale (or RGB, converted to luminance) PNG image whose width × height
+//!   equals the 2D grid's cells; the top image row is the largest y (as displayed); values are
+//!   the pixel intensities scaled to [0, 1];
 //! - anything else is an expression in x, y, z (see docs/problem-files.md), e.g.
 //!   `1 + 0.5*cos(2*pi*x)`.
 //!
@@ -30,6 +33,7 @@ pub enum DensitySpec {
     Uniform,
     Case(Case),
     Dataset { file: String, dataset: String },
+    Image(String),
     Expression(String),
 }
 
@@ -81,6 +85,9 @@ impl DensitySpec {
                 Gaussian::new(mean, rows).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
             return Ok(DensitySpec::Gaussian(g));
         }
+        if text.to_ascii_lowercase().ends_with(".png") {
+            return Ok(DensitySpec::Image(text.to_string()));
+        }
         for ext in [".h5:", ".hdf5:"] {
             if let Some((file, dataset)) = text.split_once(ext) {
                 return Ok(DensitySpec::Dataset {
@@ -112,6 +119,7 @@ impl DensitySpec {
                 }
                 Ok(ScalarField::from_fn(grid, |p| g.density(p)))
             }
+            DensitySpec::Image(file) => read_png(&base.join(file), grid, what),
             DensitySpec::Dataset { file, dataset } => {
                 crate::io::config::read_dataset(&base.join(file), dataset, grid, what)
             }
@@ -126,6 +134,51 @@ impl DensitySpec {
             _ => None,
         }
     }
+}
+
+/// Reads a PNG as intensities in [0, 1] on a 2D grid of the image's size (top row = top).
+fn read_png(path: &Path, grid: &Grid, what: &str) -> Result<ScalarField> {
+    let fail = |m: String| Error::invalid(format!("{what}: {}: {m}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string().to_lowercase()))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader =
+        decoder.read_info().map_err(|e| fail(format!("cannot read the image ({e})")))?;
+    let size = reader.output_buffer_size().ok_or_else(|| fail("image too large".into()))?;
+    let mut buf = vec![0u8; size];
+    let info = reader.next_frame(&mut buf).map_err(|e| fail(format!("cannot decode ({e})")))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    if grid.dim() != 2 || grid.shape() != [w, h] {
+        return Err(fail(format!(
+            "image is {w}x{h} pixels but the grid is {} (use --grid {w}x{h})",
+            grid.shape().iter().map(|n| n.to_string()).collect::<Vec<_>>().join("x")
+        )));
+    }
+    let channels = info.color_type.samples();
+    let wide = info.bit_depth == png::BitDepth::Sixteen;
+    let bytes = if wide { 2 } else { 1 };
+    let max = if wide { 65535.0 } else { 255.0 };
+    let sample = |k: usize| -> f64 {
+        if wide {
+            u16::from_be_bytes([buf[2 * k], buf[2 * k + 1]]) as f64 / max
+        } else {
+            buf[k] as f64 / max
+        }
+    };
+    let stride = info.line_size / bytes;
+    let mut values = vec![0.0; w * h];
+    for j in 0..h {
+        let row = (h - 1 - j) * stride;
+        for i in 0..w {
+            let base = row + i * channels;
+            // Luminance (Rec. 709) for colour images; alpha is ignored.
+            values[j * w + i] = match channels {
+                1 | 2 => sample(base),
+                _ => 0.2126 * sample(base) + 0.7152 * sample(base + 1) + 0.0722 * sample(base + 2),
+            };
+        }
+    }
+    ScalarField::from_vec(grid, values)
 }
 
 #[cfg(test)]
@@ -159,7 +212,48 @@ mod tests {
         let missing = DensitySpec::parse("nope.h5:/fields/density", "target").unwrap();
         let msg = missing.sample(&g, "target", here).unwrap_err().to_string();
         assert!(msg.contains("no such file"), "{msg}");
+        let msg = DensitySpec::parse("nope.png", "source").unwrap().sample(&g, "source", here);
+        assert!(msg.unwrap_err().to_string().contains("no such file"));
         let g3 = DensitySpec::parse("gaussian:0.5,0.5,0.5:1,0,0,0,1,0,0,0,1", "s").unwrap();
         assert!(g3.sample(&g, "s", here).unwrap_err().to_string().contains("3D Gaussian on a 2D"));
+    }
+}
+
+#[cfg(test)]
+mod png_tests {
+    use super::*;
+    use crate::grid::BoundaryKind;
+
+    /// A 4×3 grayscale PNG whose top-left pixel is bright: it lands at the largest y, smallest
+    /// x; the wrong size and a non-image file are one-line errors.
+    #[test]
+    fn png_images_are_read_upright() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img.png");
+        let (w, h) = (4u32, 3u32);
+        let mut pixels = vec![10u8; (w * h) as usize];
+        pixels[0] = 255; // top-left
+        pixels[(w * h - 1) as usize] = 51; // bottom-right
+        {
+            let file = std::fs::File::create(&path).unwrap();
+            let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.set_depth(png::BitDepth::Eight);
+            enc.write_header().unwrap().write_image_data(&pixels).unwrap();
+        }
+        let grid = Grid::uniform(&[4, 3], &[0.0, 0.0], &[1.0, 1.0], BoundaryKind::Neumann).unwrap();
+        let spec = DensitySpec::parse("img.png", "source").unwrap();
+        let f = spec.sample(&grid, "source", dir.path()).unwrap();
+        let v = f.data().as_slice().unwrap().to_vec(); // x fastest, y upwards
+        assert_eq!(v[2 * 4], 1.0, "top-left pixel at (x0, y_max)");
+        assert!((v[3] - 0.2).abs() < 1e-12, "bottom-right pixel at (x_max, y0)");
+        assert!((v[0] - 10.0 / 255.0).abs() < 1e-12);
+        let wrong = Grid::unit(2, 8, BoundaryKind::Neumann).unwrap();
+        let msg = spec.sample(&wrong, "source", dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("4x3 pixels") && !msg.contains('\n'), "{msg}");
+        std::fs::write(dir.path().join("bad.png"), b"not a png").unwrap();
+        let bad = DensitySpec::parse("bad.png", "target").unwrap();
+        let msg = bad.sample(&grid, "target", dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("cannot read the image"), "{msg}");
     }
 }
