@@ -34,6 +34,7 @@ use super::pushforward::interpolate_with_gradient;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{BoundaryKind, Grid};
+use crate::operators::neighbour;
 use crate::sparse::{BiCgStab, KrylovSettings, LinearSolver, Lu, Preconditioner};
 use crate::spectral::{PoissonSolver, Symbol};
 use faer::sparse::{SparseColMat, Triplet};
@@ -274,14 +275,8 @@ impl MongeAmpere {
     /// cell itself across a box face (the mirror ghost of `∂ₙu = 0`).
     #[inline]
     fn shift(&self, flat: usize, index: &[usize; 3], a: usize, up: bool) -> usize {
-        let (i, n, s) = (index[a], self.cells[a], self.strides[a]);
-        match (up, i) {
-            (true, _) if i + 1 < n => flat + s,
-            (true, _) if self.periodic[a] => flat - (n - 1) * s,
-            (false, 0) if self.periodic[a] => flat + (n - 1) * s,
-            (false, 0) | (true, _) => flat,
-            (false, _) => flat - s,
-        }
+        let kind = if self.periodic[a] { BoundaryKind::Periodic } else { BoundaryKind::Neumann };
+        neighbour(flat, index[a], self.cells[a], self.strides[a], up, kind).unwrap_or(flat)
     }
 
     /// The stencil of cell `flat`: `(column, ∇_h weights per axis, D²_h weights)` are applied
@@ -466,6 +461,7 @@ impl Solver for Newton {
         let mut stop_reason = String::new();
         let mut error = f64::INFINITY;
         let mut step_solution = Vec::with_capacity(n + 1);
+        let mut q = ScalarField::zeros(&grid);
         for iteration in 0..=options.max_iterations {
             let (max, rms) = residual_norms(&residual);
             error = max;
@@ -477,7 +473,8 @@ impl Solver for Newton {
                 .sum::<f64>()
                 * vol;
             let p = ScalarField::from_vec(&grid, u.clone())?;
-            let dual_value = dual_value(problem, &p)?;
+            let (dual_value, conjugate) = dual_value(problem, &p)?;
+            q = conjugate;
             history.push(IterationRecord {
                 marginal_error: max,
                 l1_marginal_error: l1,
@@ -533,10 +530,8 @@ impl Solver for Newton {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let shift = mean(&u);
-        u.iter_mut().for_each(|v| *v -= shift);
+        // u was recorded (mean-free, with its c-transform q) at the last iteration.
         let p = ScalarField::from_vec(&grid, u)?;
-        let q = c_transform(&p, &grid)?;
         let dual_value = history.last().map_or(0.0, |r| r.dual_value);
         Ok(Solution {
             method: "newton",
@@ -553,13 +548,14 @@ impl Solver for Newton {
     }
 }
 
-/// `∫(−p) dμ + ∫(−p^c) dν`.
-fn dual_value(problem: &Problem, p: &ScalarField) -> Result<f64> {
+/// `(∫(−p) dμ + ∫(−q) dν, q)` with `q = p^c`.
+fn dual_value(problem: &Problem, p: &ScalarField) -> Result<(f64, ScalarField)> {
     let q = c_transform(p, problem.grid())?;
     let s = |a: &ScalarField, w: &ScalarField| -> f64 {
         a.data().iter().zip(w.data().iter()).map(|(x, y)| x * y).sum()
     };
-    Ok(-(s(p, problem.source()) + s(&q, problem.target())) * problem.grid().cell_volume())
+    let value = -(s(p, problem.source()) + s(&q, problem.target())) * problem.grid().cell_volume();
+    Ok((value, q))
 }
 
 #[cfg(test)]

@@ -167,17 +167,35 @@ fn direct_solve(
 }
 
 /// Whether two matrices have the same sparsity pattern.
-fn same_pattern(a: &SparseColMat<usize, f64>, b: &SparseColMat<usize, f64>) -> bool {
-    a.symbolic().col_ptr() == b.symbolic().col_ptr()
-        && a.symbolic().row_idx() == b.symbolic().row_idx()
+/// The matrix a direct solver factorised, with the row copy its residual check uses; both
+/// are replaced together on refactorisation.
+struct Factored {
+    matrix: SparseColMat<usize, f64>,
+    rows: RowMatrix,
+}
+
+impl Factored {
+    fn new(a: &SparseColMat<usize, f64>) -> Factored {
+        Factored { matrix: a.clone(), rows: RowMatrix::new(a) }
+    }
+
+    /// Refuses a matrix with another sparsity pattern (`name` labels the error).
+    fn check_pattern(&self, a: &SparseColMat<usize, f64>, name: &str) -> Result<()> {
+        let same = a.symbolic().col_ptr() == self.matrix.symbolic().col_ptr()
+            && a.symbolic().row_idx() == self.matrix.symbolic().row_idx();
+        if same {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("{name}: refactor needs the same sparsity pattern")))
+        }
+    }
 }
 
 /// Sparse Cholesky `A = L Lᵀ` for symmetric positive definite matrices.
 pub struct Cholesky {
     symbolic: SymbolicLlt<usize>,
     numeric: Llt<usize, f64>,
-    matrix: SparseColMat<usize, f64>,
-    rows: RowMatrix,
+    factored: Factored,
 }
 
 impl Cholesky {
@@ -186,7 +204,7 @@ impl Cholesky {
         let symbolic = SymbolicLlt::try_new(a.symbolic(), Side::Lower)
             .map_err(|e| Error::Solver(format!("cholesky: symbolic analysis failed: {e:?}")))?;
         let numeric = Self::numeric(&symbolic, a)?;
-        Ok(Cholesky { symbolic, numeric, matrix: a.clone(), rows: RowMatrix::new(a) })
+        Ok(Cholesky { symbolic, numeric, factored: Factored::new(a) })
     }
 
     fn numeric(
@@ -201,12 +219,9 @@ impl Cholesky {
     /// New numeric factorisation of `a`, which must have the pattern of the first matrix;
     /// reuses the symbolic analysis.
     pub fn refactor(&mut self, a: &SparseColMat<usize, f64>) -> Result<()> {
-        if !same_pattern(a, &self.matrix) {
-            return Err(Error::invalid("cholesky: refactor needs the same sparsity pattern"));
-        }
+        self.factored.check_pattern(a, "cholesky")?;
         self.numeric = Self::numeric(&self.symbolic, a)?;
-        self.matrix = a.clone();
-        self.rows = RowMatrix::new(a);
+        self.factored = Factored::new(a);
         Ok(())
     }
 }
@@ -217,7 +232,7 @@ impl LinearSolver for Cholesky {
     }
     fn solve(&mut self, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         let numeric = &self.numeric;
-        direct_solve("cholesky", &self.rows, b, x, |rhs| numeric.solve_in_place(rhs))
+        direct_solve("cholesky", &self.factored.rows, b, x, |rhs| numeric.solve_in_place(rhs))
     }
 }
 
@@ -225,8 +240,7 @@ impl LinearSolver for Cholesky {
 pub struct Lu {
     symbolic: SymbolicLu<usize>,
     numeric: FaerLu<usize, f64>,
-    matrix: SparseColMat<usize, f64>,
-    rows: RowMatrix,
+    factored: Factored,
 }
 
 impl Lu {
@@ -234,23 +248,24 @@ impl Lu {
     pub fn new(a: &SparseColMat<usize, f64>) -> Result<Lu> {
         let symbolic = SymbolicLu::try_new(a.symbolic())
             .map_err(|e| Error::Solver(format!("lu: symbolic analysis failed: {e:?}")))?;
-        let numeric = FaerLu::try_new_with_symbolic(symbolic.clone(), a.as_ref()).map_err(|e| {
+        let numeric = Self::numeric(&symbolic, a)?;
+        Ok(Lu { symbolic, numeric, factored: Factored::new(a) })
+    }
+
+    fn numeric(
+        symbolic: &SymbolicLu<usize>,
+        a: &SparseColMat<usize, f64>,
+    ) -> Result<FaerLu<usize, f64>> {
+        FaerLu::try_new_with_symbolic(symbolic.clone(), a.as_ref()).map_err(|e| {
             Error::Solver(format!("lu: factorisation failed ({e:?}); the matrix is singular"))
-        })?;
-        Ok(Lu { symbolic, numeric, matrix: a.clone(), rows: RowMatrix::new(a) })
+        })
     }
 
     /// New numeric factorisation reusing the symbolic analysis (same pattern required).
     pub fn refactor(&mut self, a: &SparseColMat<usize, f64>) -> Result<()> {
-        if !same_pattern(a, &self.matrix) {
-            return Err(Error::invalid("lu: refactor needs the same sparsity pattern"));
-        }
-        self.numeric =
-            FaerLu::try_new_with_symbolic(self.symbolic.clone(), a.as_ref()).map_err(|e| {
-                Error::Solver(format!("lu: factorisation failed ({e:?}); the matrix is singular"))
-            })?;
-        self.matrix = a.clone();
-        self.rows = RowMatrix::new(a);
+        self.factored.check_pattern(a, "lu")?;
+        self.numeric = Self::numeric(&self.symbolic, a)?;
+        self.factored = Factored::new(a);
         Ok(())
     }
 }
@@ -261,7 +276,7 @@ impl LinearSolver for Lu {
     }
     fn solve(&mut self, b: &[f64], x: &mut [f64]) -> Result<SolveReport> {
         let numeric = &self.numeric;
-        direct_solve("lu", &self.rows, b, x, |rhs| numeric.solve_in_place(rhs))
+        direct_solve("lu", &self.factored.rows, b, x, |rhs| numeric.solve_in_place(rhs))
     }
 }
 
