@@ -155,6 +155,12 @@ impl ScalarField {
 
     /// First index (C order) of a NaN or infinite value, if any.
     pub fn first_non_finite(&self) -> Option<Vec<usize>> {
+        // Fast scan first: the dynamic-dimension indexed iterator costs ~10 ns per element.
+        if let Some(all) = self.data.as_slice() {
+            if all.par_iter().all(|v| v.is_finite()) {
+                return None;
+            }
+        }
         self.data
             .indexed_iter()
             .find(|(_, v)| !v.is_finite())

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{Axis, BoundaryKind, Grid};
-use ndarray::{ArrayD, Axis as NdAxis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
 /// How the maximum over x is taken.
@@ -45,6 +45,23 @@ pub fn legendre_1d(
     hull: &mut Vec<usize>,
     maximum: Maximum,
 ) {
+    let mut slopes = Vec::new();
+    legendre_1d_with(x0, hx, f, y0, hy, out, hull, &mut slopes, maximum);
+}
+
+/// [`legendre_1d`] with the hull-edge slopes as caller-owned scratch too.
+#[allow(clippy::too_many_arguments)]
+fn legendre_1d_with(
+    x0: f64,
+    hx: f64,
+    f: &[f64],
+    y0: f64,
+    hy: f64,
+    out: &mut [f64],
+    hull: &mut Vec<usize>,
+    slopes: &mut Vec<f64>,
+    maximum: Maximum,
+) {
     let n = f.len();
     hull.clear();
     // Lower convex hull of (x_i, f_i), x increasing (monotone chain).
@@ -61,23 +78,37 @@ pub fn legendre_1d(
         }
         hull.push(i);
     }
-    // Sweep y upwards; advance along the hull while the next vertex is at least as good.
+    // Slope of hull edge k (vertex k to k+1): the maximiser moves past vertex k once y
+    // reaches it (ties go to the later vertex, as a `>=` comparison of values would).
+    slopes.clear();
+    // (Adjacent vertices, the common case for smooth data, need no division.)
+    let inv_hx = 1.0 / hx;
+    slopes.extend(hull.windows(2).map(|w| {
+        let rise = f[w[1]] - f[w[0]];
+        if w[1] == w[0] + 1 {
+            rise * inv_hx
+        } else {
+            rise / ((w[1] - w[0]) as f64 * hx)
+        }
+    }));
+    let quadratic = maximum == Maximum::Quadratic;
     let mut k = 0;
     for (j, o) in out.iter_mut().enumerate() {
         let y = y0 + j as f64 * hy;
-        let value = |i: usize| (x0 + i as f64 * hx) * y - f[i];
-        while k + 1 < hull.len() && value(hull[k + 1]) >= value(hull[k]) {
+        while k < slopes.len() && y >= slopes[k] {
             k += 1;
         }
-        *o = value(hull[k]);
-        if maximum == Maximum::Quadratic && k > 0 && k + 1 < hull.len() {
+        let b = hull[k];
+        let xb = x0 + b as f64 * hx;
+        *o = xb * y - f[b];
+        if quadratic && k > 0 && k < slopes.len() {
             // Parabola P through hull vertices a < b < c (Newton form), maximise x·y − P(x)
             // over [x_a, x_c]: P'(x*) = y.
-            let (a, b, c) = (hull[k - 1], hull[k], hull[k + 1]);
-            let (xa, xb, xc) = (x0 + a as f64 * hx, x0 + b as f64 * hx, x0 + c as f64 * hx);
-            let d_ab = (f[b] - f[a]) / (xb - xa);
-            let d_bc = (f[c] - f[b]) / (xc - xb);
-            let c2 = (d_bc - d_ab) / (xc - xa);
+            let (a, c) = (hull[k - 1], hull[k + 1]);
+            let (xa, xc) = (x0 + a as f64 * hx, x0 + c as f64 * hx);
+            let (d_ab, d_bc) = (slopes[k - 1], slopes[k]);
+            let c2 =
+                if c == a + 2 { (d_bc - d_ab) * (0.5 * inv_hx) } else { (d_bc - d_ab) / (xc - xa) };
             if c2 > 0.0 {
                 let xs = (((y - d_ab) / c2 + xa + xb) * 0.5).clamp(xa, xc);
                 let p = f[a] + d_ab * (xs - xa) + c2 * (xs - xa) * (xs - xb);
@@ -85,6 +116,94 @@ pub fn legendre_1d(
             }
         }
     }
+}
+
+/// Lanes transformed together on strided axes: their values are gathered and scattered in
+/// runs of this many contiguous elements.
+const LANE_BLOCK: usize = 16;
+
+/// A raw pointer that rayon tasks may share; every task writes a disjoint set of elements.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f64);
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// (A method, so that closures capture the whole `Sync` wrapper, not the raw field.)
+    fn at(self, offset: usize) -> *mut f64 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// One separable pass: the 1D transform of `sign · input` along storage axis `k` of a C-order
+/// array of shape `shape`, the output having `m` points along that axis (the line from `y0`
+/// with step `hy`); `x0`, `hx` describe the input points.
+#[allow(clippy::too_many_arguments)]
+fn transform_axis(
+    input: &[f64],
+    shape: &[usize],
+    k: usize,
+    m: usize,
+    sign: f64,
+    (x0, hx): (f64, f64),
+    (y0, hy): (f64, f64),
+    maximum: Maximum,
+) -> Vec<f64> {
+    let n = shape[k];
+    let outer: usize = shape[..k].iter().product();
+    let inner: usize = shape[k + 1..].iter().product();
+    let mut output = vec![0.0; outer * m * inner];
+    let scratch = || (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if inner == 1 {
+        output.par_chunks_mut(m).zip(input.par_chunks(n)).for_each_init(
+            scratch,
+            |(f, _, hull, slopes, _), (o, i)| {
+                f.clear();
+                f.extend(i.iter().map(|v| sign * v));
+                legendre_1d_with(x0, hx, f, y0, hy, o, hull, slopes, maximum);
+            },
+        );
+        return output;
+    }
+    let blocks = inner.div_ceil(LANE_BLOCK);
+    let out = SharedOut(output.as_mut_ptr());
+    (0..outer * blocks).into_par_iter().for_each_init(
+        scratch,
+        |(f, line, hull, slopes, res), t| {
+            let (o, r0) = (t / blocks, (t % blocks) * LANE_BLOCK);
+            let width = LANE_BLOCK.min(inner - r0);
+            // Gather: f[b·n + i] = sign · input[o, i, r0 + b].
+            f.clear();
+            f.resize(width * n, 0.0);
+            for i in 0..n {
+                let src = &input[(o * n + i) * inner + r0..][..width];
+                for (b, v) in src.iter().enumerate() {
+                    f[b * n + i] = sign * v;
+                }
+            }
+            res.clear();
+            res.resize(width * m, 0.0);
+            line.resize(m, 0.0);
+            for b in 0..width {
+                legendre_1d_with(x0, hx, &f[b * n..][..n], y0, hy, line, hull, slopes, maximum);
+                for (j, v) in line.iter().enumerate() {
+                    res[j * width + b] = *v;
+                }
+            }
+            for j in 0..m {
+                // SAFETY: task (o, r0) alone writes output[o, j, r0..r0 + width] for every j;
+                // these ranges are in bounds and disjoint between tasks.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        res[j * width..].as_ptr(),
+                        out.at((o * m + j) * inner + r0),
+                        width,
+                    );
+                }
+            }
+        },
+    );
+    output
 }
 
 /// `φ*` on grid `ygrid` of `φ` given on grid `xgrid` (same dimension; boundary kinds are
@@ -107,34 +226,26 @@ pub fn legendre_transform(
         return Err(Error::invalid("Legendre transform of a function with NaN or infinite values"));
     }
     let d = xgrid.dim();
-    let mut cur: ArrayD<f64> = phi.data().clone();
+    let mut shape = xgrid.storage_shape();
+    let mut cur: Vec<f64> = phi.data().iter().copied().collect();
     for a in 0..d {
         let k = d - 1 - a; // storage axis of grid axis a
         let (xa, ya) = (xgrid.axis(a), ygrid.axis(a));
-        let (x0, hx) = (xa.center(0), xa.spacing());
-        let (y0, hy) = (ya.center(0), ya.spacing());
+        // Negate between passes: max_x [x·y − φ] = max_{x₂}[x₂y₂ − (−max_{x₁}[x₁y₁ − φ])].
         let sign = if a == 0 { 1.0 } else { -1.0 };
-        let mut shape = cur.shape().to_vec();
-        shape[k] = ya.cells;
-        let mut next = ArrayD::<f64>::zeros(IxDyn(&shape));
-        let inputs: Vec<_> = cur.lanes(NdAxis(k)).into_iter().collect();
-        let mut outputs: Vec<_> = next.lanes_mut(NdAxis(k)).into_iter().collect();
-        // Line buffers are reused per rayon worker (gathered from strided lanes).
-        outputs.par_iter_mut().zip(inputs.par_iter()).for_each_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(f, out, hull), (o, i)| {
-                f.clear();
-                f.extend(i.iter().map(|v| sign * v));
-                out.resize(o.len(), 0.0);
-                legendre_1d(x0, hx, f, y0, hy, out, hull, maximum);
-                for (dst, src) in o.iter_mut().zip(out.iter()) {
-                    *dst = *src;
-                }
-            },
+        cur = transform_axis(
+            &cur,
+            &shape,
+            k,
+            ya.cells,
+            sign,
+            (xa.center(0), xa.spacing()),
+            (ya.center(0), ya.spacing()),
+            maximum,
         );
-        cur = next;
+        shape[k] = ya.cells;
     }
-    ScalarField::new(ygrid.clone(), cur)
+    ScalarField::new(ygrid.clone(), ArrayD::from_shape_vec(IxDyn(&shape), cur).expect("shape"))
 }
 
 /// The c-transform for the quadratic cost, in displacement form:
@@ -170,30 +281,60 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
             })
             .collect(),
     )?;
-    let pdata = p.data().as_slice().expect("contiguous");
+    // φ = |x|²/2 + p on the padded grid, p wrapped on periodic axes. Per axis: the source
+    // offset (index times stride) and x²/2 of every padded index, so each value is a sum.
     let strides = crate::operators::strides(xgrid);
+    let per_axis: Vec<Vec<(usize, f64)>> = (0..d)
+        .map(|a| {
+            let (n, ax) = (xgrid.axis(a).cells, padded.axis(a));
+            (0..ax.cells)
+                .map(|i| {
+                    let j = (i + n * (pad[a] / n + 1) - pad[a]) % n;
+                    let x = ax.center(i);
+                    (j * strides[a], 0.5 * x * x)
+                })
+                .collect()
+        })
+        .collect();
+    let pdata = p.data().as_slice().expect("contiguous");
     let mut phi = ScalarField::zeros(&padded);
-    let pshape: Vec<usize> = padded.axes().iter().map(|a| a.cells).collect();
-    phi.data_mut().as_slice_mut().expect("contiguous").par_iter_mut().enumerate().for_each(
-        |(flat, v)| {
-            let mut rest = flat;
-            let mut src = 0;
-            let mut sq = 0.0;
-            for a in 0..d {
-                let i = rest % pshape[a];
-                rest /= pshape[a];
-                let n = xgrid.axis(a).cells;
-                let j = (i + n * (pad[a] / n + 1) - pad[a]) % n;
-                src += j * strides[a];
-                let x = padded.axis(a).center(i);
-                sq += 0.5 * x * x;
+    let row = padded.axis(0).cells;
+    phi.data_mut().as_slice_mut().expect("contiguous").par_chunks_mut(row).enumerate().for_each(
+        |(r, out)| {
+            // Storage row r fixes the indices of axes 1.. (axis 1 fastest after axis 0).
+            let (mut rest, mut base, mut sq) = (r, 0, 0.0);
+            for axis in per_axis.iter().skip(1) {
+                let (off, s) = axis[rest % axis.len()];
+                rest /= axis.len();
+                base += off;
+                sq += s;
             }
-            *v = sq + pdata[src];
+            for (v, &(off, s)) in out.iter_mut().zip(&per_axis[0]) {
+                *v = sq + s + pdata[base + off];
+            }
         },
     );
     let mut q = legendre_transform(&phi, ygrid, Maximum::Quadratic)?;
-    let half_sq = super::problem::half_square_norm(ygrid);
-    *q.data_mut() -= half_sq.data();
+    // q = ψ − |y|²/2.
+    let half_sq: Vec<Vec<f64>> = (0..d)
+        .map(|a| {
+            let ax = ygrid.axis(a);
+            (0..ax.cells).map(|i| 0.5 * ax.center(i) * ax.center(i)).collect()
+        })
+        .collect();
+    let row = ygrid.axis(0).cells;
+    q.data_mut().as_slice_mut().expect("contiguous").par_chunks_mut(row).enumerate().for_each(
+        |(r, out)| {
+            let (mut rest, mut sq) = (r, 0.0);
+            for axis in half_sq.iter().skip(1) {
+                sq += axis[rest % axis.len()];
+                rest /= axis.len();
+            }
+            for (v, s) in out.iter_mut().zip(&half_sq[0]) {
+                *v -= sq + s;
+            }
+        },
+    );
     Ok(q)
 }
 
@@ -236,14 +377,12 @@ mod tests {
 
     #[test]
     fn separable_transform_equals_brute_force_in_2d_and_3d() {
-        for dim in [2usize, 3] {
-            let xg = Grid::uniform(
-                &vec![7; dim][..],
-                &vec![-1.0; dim],
-                &vec![0.5; dim],
-                BoundaryKind::Neumann,
-            )
-            .unwrap();
+        // 2D with 37 × 23 points spans several lane blocks plus a partial one.
+        for (dim, nx) in [(2usize, 7usize), (3, 7), (2, 37)] {
+            let shape: Vec<usize> = if nx == 37 { vec![37, 23] } else { vec![nx; dim] };
+            let xg =
+                Grid::uniform(&shape[..], &vec![-1.0; dim], &vec![0.5; dim], BoundaryKind::Neumann)
+                    .unwrap();
             let yg = Grid::uniform(
                 &[5, 6, 4][..dim],
                 &vec![-2.0; dim],

@@ -23,6 +23,7 @@ pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
 pub use newton::Newton;
 pub use problem::{IterationRecord, Method, Options, Problem, Solution, Solver};
 pub use pushforward::{
-    push_forward, push_forward_by_inverse_potential, push_forward_subsampled, JacobianPushForward,
+    push_forward, push_forward_adaptive, push_forward_by_inverse_potential,
+    push_forward_subsampled, JacobianPushForward,
 };
 pub use verify::{map_error, verify_case, Case, Exact, MapError, Role, VerifyRow};

@@ -34,6 +34,36 @@ pub fn push_forward_subsampled(
     s: usize,
 ) -> Result<ScalarField> {
     let s = s.max(1);
+    deposit_cells(mu, map, target, s, s)
+}
+
+/// Largest number of sub-cells per axis that [`push_forward_adaptive`] uses.
+pub const MAX_SUBCELLS: usize = 64;
+
+/// [`push_forward_subsampled`] with the number of sub-cells chosen per source cell and axis:
+/// at least `min_s`, and enough (up to [`MAX_SUBCELLS`]) that the images of neighbouring
+/// sub-cell centres are at most one target cell apart — as the reference back-and-forth
+/// code does. Where the map stretches a cell over many target cells a fixed count leaves
+/// holes (measured: a Gaussian of width 0.1 pushed onto the uniform density stalled at an H⁻¹
+/// marginal error of 3.7e-3 with 2 × 2 sub-cells).
+pub fn push_forward_adaptive(
+    mu: &ScalarField,
+    map: &VectorField,
+    target: &Grid,
+    min_s: usize,
+) -> Result<ScalarField> {
+    let min_s = min_s.clamp(1, MAX_SUBCELLS);
+    deposit_cells(mu, map, target, min_s, MAX_SUBCELLS)
+}
+
+/// The deposit behind the push-forwards: sub-cell counts per axis in `min_s..=max_s`.
+fn deposit_cells(
+    mu: &ScalarField,
+    map: &VectorField,
+    target: &Grid,
+    min_s: usize,
+    max_s: usize,
+) -> Result<ScalarField> {
     let source = mu.grid();
     if map.grid() != source {
         return Err(Error::invalid("push-forward: the map lives on another grid than the density"));
@@ -51,88 +81,147 @@ pub fn push_forward_subsampled(
     let m = mu.data().as_slice().expect("contiguous");
     let t = map.data().as_slice().expect("contiguous");
     let src_strides = crate::operators::strides(source);
-    let sub_count = s.pow(d as u32);
-    let deposit_point =
-        |mut acc: Vec<f64>, i: usize, offset: &[f64; 3], slope: &[[f64; 3]; 3], mass: f64| {
-            // Per axis: two (index, weight) pairs.
-            let mut idx = [[0usize; 2]; 3];
-            let mut wts = [[0.0f64; 2]; 3];
+    let source_axes: Vec<(usize, usize, bool)> = (0..d)
+        .map(|b| {
+            let ax = source.axis(b);
+            (ax.cells, src_strides[b], ax.boundary == BoundaryKind::Periodic)
+        })
+        .collect();
+    if max_s > 1 && source_axes.iter().any(|&(n, _, p)| n < 3 && !p) {
+        return Err(Error::invalid("push-forward with sub-cells needs at least 3 cells per axis"));
+    }
+    // Per target axis: cells, 1/h, lower, upper, periodic.
+    let axes: Vec<(usize, f64, f64, f64, bool)> = target
+        .axes()
+        .iter()
+        .map(|a| {
+            (a.cells, 1.0 / a.spacing(), a.lower, a.upper, a.boundary == BoundaryKind::Periodic)
+        })
+        .collect();
+    let deposit_point = |acc: &mut [f64], y: &[f64; 3], mass: f64| {
+        // Per axis: two (index, weight) pairs.
+        let mut idx = [[0usize; 2]; 3];
+        let mut wts = [[0.0f64; 2]; 3];
+        for (a, &(n, inv_h, lower, upper, periodic)) in axes.iter().enumerate() {
+            let yc = if periodic { y[a] } else { y[a].clamp(lower, upper) };
+            let s = (yc - lower) * inv_h - 0.5;
+            // floor without the libm call (s > −2⁴⁰ here: clamped, or one period off at most
+            // for a sane periodic map)
+            let i0 = (s + 1_099_511_627_776.0) as i64 - 1_099_511_627_776;
+            let w = s - i0 as f64;
+            let (i0, i1) = if periodic {
+                let n = n as i64;
+                (i0.rem_euclid(n) as usize, (i0 + 1).rem_euclid(n) as usize)
+            } else {
+                let top = n as i64 - 1;
+                (i0.clamp(0, top) as usize, (i0 + 1).clamp(0, top) as usize)
+            };
+            idx[a] = [i0 * strides[a], i1 * strides[a]];
+            wts[a] = [1.0 - w, w];
+        }
+        if d == 2 {
+            let (x0, x1) = (mass * wts[0][0], mass * wts[0][1]);
+            let ([a0, a1], [b0, b1]) = (idx[0], idx[1]);
+            acc[a0 + b0] += x0 * wts[1][0];
+            acc[a1 + b0] += x1 * wts[1][0];
+            acc[a0 + b1] += x0 * wts[1][1];
+            acc[a1 + b1] += x1 * wts[1][1];
+            return;
+        }
+        for corner in 0..(1usize << d) {
+            let mut flat = 0;
+            let mut weight = mass;
             for a in 0..d {
-                let ax = target.axis(a);
-                let (n, h) = (ax.cells, ax.spacing());
-                let mut y = t[i * d + a];
-                for b in 0..d {
-                    y += slope[a][b] * offset[b];
-                }
-                let s = if ax.boundary == BoundaryKind::Periodic {
-                    (y - ax.lower) / h - 0.5
-                } else {
-                    (y.clamp(ax.lower, ax.upper) - ax.lower) / h - 0.5
-                };
-                let f = s.floor();
-                let w = s - f;
-                let i0 = f as i64;
-                let fix = |k: i64| -> usize {
-                    if ax.boundary == BoundaryKind::Periodic {
-                        k.rem_euclid(n as i64) as usize
-                    } else {
-                        k.clamp(0, n as i64 - 1) as usize
-                    }
-                };
-                idx[a] = [fix(i0), fix(i0 + 1)];
-                wts[a] = [1.0 - w, w];
+                let bit = (corner >> a) & 1;
+                flat += idx[a][bit];
+                weight *= wts[a][bit];
             }
-            for corner in 0..(1usize << d) {
-                let mut flat = 0;
-                let mut weight = mass;
-                for a in 0..d {
-                    let bit = (corner >> a) & 1;
-                    flat += idx[a][bit] * strides[a];
-                    weight *= wts[a][bit];
-                }
-                acc[flat] += weight;
-            }
-            acc
-        };
-    let deposit = |mut acc: Vec<f64>, i: usize| {
-        let mass = m[i] * vol_x / sub_count as f64;
-        if mass == 0.0 {
-            return acc;
+            acc[flat] += weight;
         }
-        // Slopes of each map component along each source axis (only needed when s > 1).
+    };
+    let inv_h: Vec<f64> = target.axes().iter().map(|a| 1.0 / a.spacing()).collect();
+    let deposit = |acc: &mut [f64], i: usize| {
+        if m[i] == 0.0 {
+            return;
+        }
+        let mut centre = [0.0f64; 3];
+        centre[..d].copy_from_slice(&t[i * d..i * d + d]);
+        if max_s == 1 {
+            deposit_point(acc, &centre, m[i] * vol_x);
+            return;
+        }
+        // Slopes of each map component along each source axis (per source cell).
         let mut slope = [[0.0f64; 3]; 3];
-        if s > 1 {
-            for b in 0..d {
-                let ax = source.axis(b);
-                let (n, st) = (ax.cells, src_strides[b]);
-                let k = (i / st) % n;
-                let line0 = i - k * st;
-                let periodic = ax.boundary == BoundaryKind::Periodic;
-                for a in 0..d {
-                    slope[a][b] = d1(|j| t[(line0 + j * st) * d + a], k, n, 1.0, periodic);
-                }
+        for (b, &(n, st, periodic)) in source_axes.iter().enumerate() {
+            let k = (i / st) % n;
+            // Neighbours along b (one-sided second-order differences at non-periodic ends).
+            let at = |j: usize, a: usize| t[(i + j * st - k * st) * d + a];
+            for (a, row) in slope.iter_mut().enumerate().take(d) {
+                row[b] = if periodic || (k > 0 && k + 1 < n) {
+                    let (up, down) = ((k + 1) % n, (k + n - 1) % n);
+                    0.5 * (at(up, a) - at(down, a))
+                } else if k == 0 {
+                    0.5 * (-3.0 * at(0, a) + 4.0 * at(1, a) - at(2, a))
+                } else {
+                    0.5 * (3.0 * at(n - 1, a) - 4.0 * at(n - 2, a) + at(n - 3, a))
+                };
             }
         }
-        for sub in 0..sub_count {
+        // Sub-cells along source axis b: enough that neighbouring samples land at most one
+        // target cell apart (the image of the cell spans |slope[a][b]|/h_a target cells).
+        let mut count = [1usize; 3];
+        for (b, c) in count.iter_mut().enumerate().take(d) {
+            let span = (0..d).map(|a| slope[a][b].abs() * inv_h[a]).fold(0.0, f64::max);
+            *c = (span.ceil() as usize).clamp(min_s, max_s);
+        }
+        let total: usize = count[..d].iter().product();
+        let mass = m[i] * vol_x / total as f64;
+        for sub in 0..total {
             let mut offset = [0.0f64; 3];
             let mut r = sub;
-            for o in offset.iter_mut().take(d) {
-                *o = ((r % s) as f64 + 0.5) / s as f64 - 0.5;
-                r /= s;
+            for (o, &c) in offset.iter_mut().zip(&count).take(d) {
+                *o = ((r % c) as f64 + 0.5) / c as f64 - 0.5;
+                r /= c;
             }
-            acc = deposit_point(acc, i, &offset, &slope, mass);
+            let mut y = centre;
+            for a in 0..d {
+                for b in 0..d {
+                    y[a] += slope[a][b] * offset[b];
+                }
+            }
+            deposit_point(acc, &y, mass);
         }
-        acc
     };
-    let masses = (0..source.num_cells()).into_par_iter().fold(|| vec![0.0; n_out], deposit).reduce(
-        || vec![0.0; n_out],
-        |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        },
-    );
     let vol_y = target.cell_volume();
-    ScalarField::from_vec(target, masses.into_iter().map(|v| v / vol_y).collect())
+    let masses = deposit_in_parts(source.num_cells(), n_out, deposit);
+    ScalarField::from_vec(target, masses.into_par_iter().map(|v| v / vol_y).collect())
+}
+
+/// Runs `deposit` over `0..items` in one contiguous part per rayon thread, each part with
+/// its own accumulation buffer of length `n_out`, and sums the buffers. (A rayon `fold`
+/// allocates one buffer per work-stealing split: measured 35 ms instead of 6 ms at 512².)
+pub(crate) fn deposit_in_parts<F>(items: usize, n_out: usize, deposit: F) -> Vec<f64>
+where
+    F: Fn(&mut [f64], usize) + Sync,
+{
+    let parts = rayon::current_num_threads().clamp(1, items.max(1));
+    let len = items.div_ceil(parts);
+    let mut partials: Vec<Vec<f64>> = (0..parts)
+        .into_par_iter()
+        .map(|k| {
+            let mut acc = vec![0.0; n_out];
+            (k * len..((k + 1) * len).min(items)).for_each(|i| deposit(&mut acc, i));
+            acc
+        })
+        .collect();
+    let mut total = partials.swap_remove(0);
+    total.par_chunks_mut(4096).enumerate().for_each(|(c, out)| {
+        for other in &partials {
+            let src = &other[c * 4096..c * 4096 + out.len()];
+            out.iter_mut().zip(src).for_each(|(x, y)| *x += y);
+        }
+    });
+    total
 }
 
 #[cfg(test)]
@@ -144,6 +233,30 @@ mod tests {
         ScalarField::from_fn(g, |p| {
             (-(p.iter().map(|x| (x - 0.5) * (x - 0.5)).sum::<f64>()) / 0.01).exp()
         })
+    }
+
+    /// A map that stretches [0.4, 0.6]² onto the unit square five-fold: the adaptive deposit
+    /// fills the target (uniform to a few per cent), one point per cell leaves holes.
+    #[test]
+    fn adaptive_sub_cells_fill_a_stretched_image() {
+        // 80 cells: [0.4, 0.6] is exactly 16 of them.
+        let g = Grid::unit(2, 80, BoundaryKind::Neumann).unwrap();
+        let inside = |x: f64| (0.4..0.6).contains(&x);
+        let mu =
+            ScalarField::from_fn(&g, |p| if inside(p[0]) && inside(p[1]) { 25.0 } else { 0.0 });
+        let map = VectorField::from_fn(&g, |p, v| {
+            for (o, x) in v.iter_mut().zip(p) {
+                *o = 0.5 + 5.0 * (x - 0.5);
+            }
+        });
+        let l1 = |rho: &ScalarField| {
+            rho.data().iter().map(|r| (r - 1.0).abs()).sum::<f64>() * g.cell_volume()
+        };
+        let adaptive = push_forward_adaptive(&mu, &map, &g, 1).unwrap();
+        let single = push_forward(&mu, &map, &g).unwrap();
+        assert!((adaptive.integral() - mu.integral()).abs() < 1e-12);
+        assert!(l1(&adaptive) < 0.06, "adaptive L1 {}", l1(&adaptive));
+        assert!(l1(&single) > 0.5, "single-point L1 {}", l1(&single));
     }
 
     #[test]

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Side-by-side: otgrid (back-and-forth, default settings) against POT's entropic solver on
+the reference Gaussian pair of docs/ot.md, at 128² and 256².
+
+    μ = N((0.4, 0.45), 0.08² I) → ν = N((0.6, 0.55), diag(0.06², 0.10²)) on [0, 1]²
+
+POT (`pip install pot`) has no ready two-marginal solver on grids, so the POT column runs
+Sinkhorn with POT's convolutional (separable Gibbs kernel) construction — the kernel of
+`ot.bregman.convolutional_barycenter2d`, K = exp(−|x − y|²/(2ε)) applied axis by axis — in
+POT's own (non-log) scaling form, and maps by the barycentric projection
+T(x) = Σ_y π(x, y) y / μ(x). Both columns report wall time and the μ-weighted bulk L2 error
+against the closed-form map (bulk: μ > 1 % of its maximum, as `otgrid verify`).
+
+Usage: python3 benches/compare_pot.py [--sizes 128,256] [--eps 1e-3,5e-4,2e-4]
+(builds target/release/otgrid first if missing).
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+try:
+    import ot  # noqa: F401  (POT: only to record its version and use its kernel convention)
+except ImportError:
+    sys.exit("POT is not installed: pip install pot")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "otgrid")
+SOURCE = "gaussian:0.4,0.45:0.0064,0,0,0.0064"
+TARGET = "gaussian:0.6,0.55:0.0036,0,0,0.01"
+
+
+def gaussian(x, y, mx, my, vx, vy):
+    return np.exp(-((x - mx) ** 2) / (2 * vx) - (y - my) ** 2 / (2 * vy))
+
+
+def exact_map(x, y):
+    """Brenier map between the two Gaussians (diagonal covariances): affine, per axis."""
+    return 0.6 + (0.06 / 0.08) * (x - 0.4), 0.55 + (0.10 / 0.08) * (y - 0.45)
+
+
+def bulk_l2(mu, tx, ty, x, y):
+    ex, ey = exact_map(x, y)
+    bulk = mu > 0.01 * mu.max()
+    w = mu[bulk]
+    err = (tx[bulk] - ex[bulk]) ** 2 + (ty[bulk] - ey[bulk]) ** 2
+    return math.sqrt((w * err).sum() / w.sum())
+
+
+def pot_convolutional_sinkhorn(mu, nu, t, eps, max_iter=5000, tol=1e-6):
+    """Sinkhorn with the separable Gibbs kernel (POT's convolutional construction).
+    Returns (tx, ty, iterations, seconds, status)."""
+    k = np.exp(-((t[:, None] - t[None, :]) ** 2) / (2 * eps))  # one axis; K = k ⊗ k
+
+    def apply(a):  # K a for a on the grid (rows y, columns x)
+        return k @ a @ k.T
+
+    a = mu / mu.sum()
+    b = nu / nu.sum()
+    u = np.ones_like(a)
+    v = np.ones_like(b)
+    start = time.perf_counter()
+    status = "ok"
+    it = 0
+    with np.errstate(all="ignore"):
+        for it in range(1, max_iter + 1):
+            u = a / apply(v)
+            v = b / apply(u)
+            if it % 10 == 0:
+                marg = u * apply(v)
+                if not np.all(np.isfinite(marg)):
+                    status = "NaN/inf (kernel underflow)"
+                    break
+                if np.abs(marg - a).sum() < tol:
+                    break
+        else:
+            status = "iteration limit"
+        # Barycentric map: T(x) = Σ_y π(x, y) y / a(x), π = u K v.
+        kv = apply(v)
+        ty_grid, tx_grid = np.meshgrid(t, t, indexing="ij")
+        tx = u * apply(v * tx_grid) / (u * kv)
+        ty = u * apply(v * ty_grid) / (u * kv)
+    seconds = time.perf_counter() - start
+    if not (np.all(np.isfinite(tx[a > 0.01 * a.max()])) and np.all(np.isfinite(ty[a > 0.01 * a.max()]))):
+        status = "NaN/inf (kernel underflow)"
+    return tx, ty, it, seconds, status
+
+
+def run_otgrid(n):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [BIN, "ot", "--source", SOURCE, "--target", TARGET, "--grid", f"{n}x{n}",
+             "--json", "-q", "--out", os.path.join(tmp, "r.h5")],
+            check=True, capture_output=True, text=True,
+        )
+    d = json.loads(out.stdout)
+    return d["seconds"], d["map_error_l2_bulk"], d["iterations"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="128,256")
+    p.add_argument("--eps", default="1e-3,5e-4,2e-4")
+    args = p.parse_args()
+    if not os.path.exists(BIN):
+        subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
+    print(f"POT {ot.__version__}, numpy {np.__version__}")
+    print(f"{'grid':>6} {'solver':<28} {'time [s]':>9} {'bulk L2 map error':>18}  note")
+    for n in (int(s) for s in args.sizes.split(",")):
+        t = (np.arange(n) + 0.5) / n
+        y, x = np.meshgrid(t, t, indexing="ij")
+        mu = gaussian(x, y, 0.4, 0.45, 0.0064, 0.0064)
+        nu = gaussian(x, y, 0.6, 0.55, 0.0036, 0.01)
+        secs, err, its = run_otgrid(n)
+        print(f"{n:>5}² {'otgrid bfm (default)':<28} {secs:>9.3f} {err:>18.3e}  {its} iterations")
+        for eps in (float(e) for e in args.eps.split(",")):
+            tx, ty, it, secs, status = pot_convolutional_sinkhorn(mu, nu, t, eps)
+            err = bulk_l2(mu, tx, ty, x, y) if status.startswith(("ok", "iteration")) else float("nan")
+            print(f"{n:>5}² {'POT conv. Sinkhorn ε=' + format(eps, 'g'):<28} {secs:>9.3f} {err:>18.3e}  {it} its, {status}")
+
+
+if __name__ == "__main__":
+    main()
