@@ -11,7 +11,7 @@ POT's own (non-log) scaling form, and maps by the barycentric projection
 T(x) = Σ_y π(x, y) y / μ(x). Both columns report wall time and the μ-weighted bulk L2 error
 against the closed-form map (bulk: μ > 1 % of its maximum, as `otgrid verify`).
 
-Usage: python3 benches/compare_pot.py [--sizes 128,256] [--eps 1e-3,5e-4,2e-4]
+Usage: python3 benches/compare_pot.py [--sizes 128,256] [--eps 1e-3,2e-4,1e-4,5e-5]
 (builds target/release/otgrid first if missing).
 """
 
@@ -107,7 +107,7 @@ def run_otgrid(n):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="128,256")
-    p.add_argument("--eps", default="1e-3,5e-4,2e-4")
+    p.add_argument("--eps", default="1e-3,2e-4,1e-4,5e-5")
     args = p.parse_args()
     if not os.path.exists(BIN):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)

@@ -60,7 +60,7 @@ fn bench_newton(c: &mut Criterion) {
         )
         .unwrap();
         let options =
-            Options { tolerance: Method::Newton.default_tolerance(), ..Default::default() };
+            Options { tolerance: Method::Newton.default_tolerance(&grid), ..Default::default() };
         g.bench_function(format!("{} n={n}", case.name()), |b| {
             b.iter(|| Method::Newton.solve(&problem, &options).unwrap())
         });

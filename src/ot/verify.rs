@@ -269,7 +269,7 @@ pub fn verify_case(case: Case, method: Method, sizes: &[usize]) -> Result<Vec<Ve
         let grid = case.grid(n)?;
         let problem =
             Problem::new(&case.sample(&grid, Role::Source)?, &case.sample(&grid, Role::Target)?)?;
-        let options = Options { tolerance: method.default_tolerance(), ..Default::default() };
+        let options = Options { tolerance: method.default_tolerance(&grid), ..Default::default() };
         let solution = method.solve(&problem, &options)?;
         let error = map_error(&solution, &problem, |x, y| exact.map(x, y));
         let order = rows
