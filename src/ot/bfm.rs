@@ -442,10 +442,17 @@ mod tests {
     use crate::ot::verify::map_error;
     use std::f64::consts::PI;
 
-    fn reference_pair() -> (Gaussian, Gaussian) {
+    /// The reference Gaussian pair sampled on the unit square with n² cells, and its map.
+    fn reference_problem(n: usize) -> (Problem, GaussianMap) {
         let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
         let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
-        (s, t)
+        let g = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+        let problem = Problem::new(
+            &ScalarField::from_fn(&g, |p| s.density(p)),
+            &ScalarField::from_fn(&g, |p| t.density(p)),
+        )
+        .unwrap();
+        (problem, GaussianMap::new(s, t).unwrap())
     }
 
     /// The acceptance case: the reference Gaussian pair at 256², μ-weighted bulk map
@@ -453,14 +460,7 @@ mod tests {
     /// estimate within 0.2% of the closed form.
     #[test]
     fn gaussian_pair_at_256_maps_to_1e_3() {
-        let (s, t) = reference_pair();
-        let exact = GaussianMap::new(s.clone(), t.clone()).unwrap();
-        let g = Grid::unit(2, 256, BoundaryKind::Neumann).unwrap();
-        let problem = Problem::new(
-            &ScalarField::from_fn(&g, |p| s.density(p)),
-            &ScalarField::from_fn(&g, |p| t.density(p)),
-        )
-        .unwrap();
+        let (problem, exact) = reference_problem(256);
         let solver = BackAndForth { multilevel: false, ..Default::default() };
         let options = Options { tolerance: 1e-9, max_iterations: 120, progress: false };
         let solution = solver.solve(&problem, &options).unwrap();
@@ -479,14 +479,7 @@ mod tests {
     /// conserves mass to round-off.
     #[test]
     fn multilevel_default_converges_and_conserves_mass() {
-        let (s, t) = reference_pair();
-        let exact = GaussianMap::new(s.clone(), t.clone()).unwrap();
-        let g = Grid::unit(2, 128, BoundaryKind::Neumann).unwrap();
-        let problem = Problem::new(
-            &ScalarField::from_fn(&g, |p| s.density(p)),
-            &ScalarField::from_fn(&g, |p| t.density(p)),
-        )
-        .unwrap();
+        let (problem, exact) = reference_problem(128);
         let options = Options { tolerance: 2.5e-3, ..Default::default() };
         let solution = BackAndForth::default().solve(&problem, &options).unwrap();
         assert!(solution.converged, "{}", solution.stop_reason);
@@ -534,14 +527,7 @@ mod tests {
     /// 1e-3; measured 3.8e-4) and the W₂² estimate is within 0.2 %.
     #[test]
     fn multilevel_default_maps_the_reference_pair_to_1e_3_at_256() {
-        let (s, t) = reference_pair();
-        let exact = GaussianMap::new(s.clone(), t.clone()).unwrap();
-        let g = Grid::unit(2, 256, BoundaryKind::Neumann).unwrap();
-        let problem = Problem::new(
-            &ScalarField::from_fn(&g, |p| s.density(p)),
-            &ScalarField::from_fn(&g, |p| t.density(p)),
-        )
-        .unwrap();
+        let (problem, exact) = reference_problem(256);
         let solution = BackAndForth::default().solve(&problem, &Options::default()).unwrap();
         assert!(solution.converged, "{}", solution.stop_reason);
         let e = map_error(&solution, &problem, |x, y| exact.apply(x, y));

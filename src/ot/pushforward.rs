@@ -71,7 +71,9 @@ fn deposit_cells(
     if target.dim() != source.dim() {
         return Err(Error::invalid("push-forward: source and target grids differ in dimension"));
     }
-    if map.data().iter().any(|v| !v.is_finite()) || mu.first_non_finite().is_some() {
+    if map.data().as_slice().expect("contiguous").par_iter().any(|v| !v.is_finite())
+        || mu.first_non_finite().is_some()
+    {
         return Err(Error::invalid("push-forward: density or map has NaN or infinite values"));
     }
     let d = source.dim();

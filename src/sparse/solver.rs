@@ -393,14 +393,20 @@ impl std::fmt::Debug for Preconditioner {
     }
 }
 
-/// Adapter giving [`Preconditioner`] faer's operator traits.
-#[derive(Debug)]
-struct PrecondOp<'a> {
-    inner: &'a Preconditioner,
+/// Adapter giving a square column map `out = op(rhs)` (a matrix product, a preconditioner;
+/// real, so its conjugate is itself) faer's operator traits, one Krylov vector at a time.
+struct ColumnOp<'a> {
     n: usize,
+    op: &'a (dyn Fn(&[f64], &mut [f64]) + Sync),
 }
 
-impl LinOp<f64> for PrecondOp<'_> {
+impl std::fmt::Debug for ColumnOp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ColumnOp({}×{})", self.n, self.n)
+    }
+}
+
+impl LinOp<f64> for ColumnOp<'_> {
     fn apply_scratch(&self, _rhs_ncols: usize, _par: Par) -> dyn_stack::StackReq {
         dyn_stack::StackReq::EMPTY
     }
@@ -421,7 +427,7 @@ impl LinOp<f64> for PrecondOp<'_> {
             let r = column(rhs, j);
             let o =
                 out.rb_mut().col_mut(j).try_as_col_major_mut().expect("contiguous Krylov vectors");
-            self.inner.apply_column(o.as_slice_mut(), &r);
+            (self.op)(&r, o.as_slice_mut());
         }
     }
     fn conj_apply(
@@ -435,52 +441,13 @@ impl LinOp<f64> for PrecondOp<'_> {
     }
 }
 
-impl Precond<f64> for PrecondOp<'_> {}
+impl Precond<f64> for ColumnOp<'_> {}
 
 /// Column `j` of `m` as a slice when contiguous (faer's Krylov vectors are), else a copy.
 fn column<'a>(m: MatRef<'a, f64>, j: usize) -> std::borrow::Cow<'a, [f64]> {
     match m.col(j).try_as_col_major() {
         Some(c) => std::borrow::Cow::Borrowed(c.as_slice()),
         None => std::borrow::Cow::Owned((0..m.nrows()).map(|i| m[(i, j)]).collect()),
-    }
-}
-
-/// `A x` through the row-major copy (parallel over rows) for faer's Krylov methods.
-#[derive(Debug)]
-struct RowOp<'a>(&'a RowMatrix, usize);
-
-impl LinOp<f64> for RowOp<'_> {
-    fn apply_scratch(&self, _rhs_ncols: usize, _par: Par) -> dyn_stack::StackReq {
-        dyn_stack::StackReq::EMPTY
-    }
-    fn nrows(&self) -> usize {
-        self.1
-    }
-    fn ncols(&self) -> usize {
-        self.1
-    }
-    fn apply(
-        &self,
-        mut out: MatMut<'_, f64>,
-        rhs: MatRef<'_, f64>,
-        _par: Par,
-        _stack: &mut MemStack,
-    ) {
-        for j in 0..rhs.ncols() {
-            let x = column(rhs, j);
-            let o =
-                out.rb_mut().col_mut(j).try_as_col_major_mut().expect("contiguous Krylov vectors");
-            self.0.apply(&x, o.as_slice_mut());
-        }
-    }
-    fn conj_apply(
-        &self,
-        out: MatMut<'_, f64>,
-        rhs: MatRef<'_, f64>,
-        par: Par,
-        stack: &mut MemStack,
-    ) {
-        self.apply(out, rhs, par, stack)
     }
 }
 
@@ -572,8 +539,10 @@ impl LinearSolver for Cg {
         let name = self.name();
         let n = self.matrix.nrows();
         check_sizes(&name, n, b, x)?;
-        let precond = PrecondOp { inner: &self.preconditioner, n };
-        let a = RowOp(&self.rows, n);
+        let apply_precond = |r: &[f64], o: &mut [f64]| self.preconditioner.apply_column(o, r);
+        let precond = ColumnOp { n, op: &apply_precond };
+        let multiply = |v: &[f64], o: &mut [f64]| self.rows.apply(v, o);
+        let a = ColumnOp { n, op: &multiply };
         let rhs = MatRef::from_column_major_slice(b, n, 1);
         let out = MatMut::from_column_major_slice_mut(x, n, 1);
         let par = Par::rayon(0);
@@ -620,9 +589,12 @@ impl LinearSolver for BiCgStab {
         let name = self.name();
         let n = self.matrix.nrows();
         check_sizes(&name, n, b, x)?;
-        let identity = PrecondOp { inner: &Preconditioner::None, n };
-        let precond = PrecondOp { inner: &self.preconditioner, n };
-        let a = RowOp(&self.rows, n);
+        let copy = |r: &[f64], o: &mut [f64]| o.copy_from_slice(r);
+        let identity = ColumnOp { n, op: &copy };
+        let apply_precond = |r: &[f64], o: &mut [f64]| self.preconditioner.apply_column(o, r);
+        let precond = ColumnOp { n, op: &apply_precond };
+        let multiply = |v: &[f64], o: &mut [f64]| self.rows.apply(v, o);
+        let a = ColumnOp { n, op: &multiply };
         let rhs = MatRef::from_column_major_slice(b, n, 1);
         let out = MatMut::from_column_major_slice_mut(x, n, 1);
         let par = Par::rayon(0);
