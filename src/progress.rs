@@ -26,3 +26,12 @@ pub fn bar(len: u64, message: &str) -> ProgressBar {
     bar.set_message(message.to_string());
     bar
 }
+
+/// An OT solver's bar: [`bar`] when `options.progress` asks for one, hidden otherwise.
+pub fn solver_bar(options: &crate::ot::Options, method: &str) -> ProgressBar {
+    if options.progress {
+        bar(options.max_iterations as u64, method)
+    } else {
+        ProgressBar::hidden()
+    }
+}

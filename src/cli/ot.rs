@@ -4,9 +4,13 @@ use super::GridArgs;
 use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
 use otgrid::io::{check_output_path, AttrValue};
+use otgrid::ot::parabolic::ExactMap;
 use otgrid::ot::Exact;
-use otgrid::ot::{map_error, DensitySpec, Method, Options, Problem};
+use otgrid::ot::{
+    map_error, DensitySpec, Method, Options, Parabolic, Problem, Schedule, Solver, Stepping,
+};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct OtArgs {
@@ -18,12 +22,21 @@ pub struct OtArgs {
     pub target: String,
     #[command(flatten)]
     pub grid: GridArgs,
-    /// Solver: bfm (back-and-forth dual ascent; any densities) or newton (damped Newton on
-    /// the Monge–Ampère equation; smooth, strictly positive densities).
+    /// Solver: bfm (back-and-forth dual ascent; any densities), newton (damped Newton on
+    /// the Monge–Ampère equation) or parabolic (the parabolic Monge–Ampère flow); newton and
+    /// parabolic need smooth, strictly positive densities.
     #[arg(long, default_value = "bfm")]
     pub method: String,
+    /// Parabolic step sizes: constant:ETA, sqrt:ETA0 (η₀/√(k+1)), harmonic:ETA0 (η₀/(k+1)),
+    /// geometric:ETA0,RATIO or cfl:THETA (θ × the explicit stability bound). Default
+    /// geometric:0.1,2 (linearly implicit), cfl:0.9 with --explicit.
+    #[arg(long, value_name = "SPEC")]
+    pub schedule: Option<String>,
+    /// Parabolic: forward-Euler steps instead of linearly implicit ones.
+    #[arg(long)]
+    pub explicit: bool,
     /// Stopping tolerance of the method's own measure: bfm — H⁻¹ marginal error (default
-    /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton — max Monge–Ampère residual (default 1e-8).
+    /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6).
     #[arg(long)]
     pub tol: Option<f64>,
     /// Give up after this many iterations (all levels together).
@@ -64,8 +77,14 @@ pub fn run(args: &OtArgs) -> Result<()> {
             tracing::info!("{what} density had mass {m:.6e}; normalised to 1");
         }
     }
-    let solution = method.solve(&problem, &options)?;
     let exact = exact_solution(&source_spec, &target_spec)?;
+    let solution = match method {
+        Method::Parabolic => parabolic(args, exact.clone())?.solve(&problem, &options)?,
+        _ if args.schedule.is_some() || args.explicit => {
+            return Err(Error::invalid("--schedule and --explicit apply to --method parabolic"))
+        }
+        _ => method.solve(&problem, &options)?,
+    };
     let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.map(x, y)));
     let mut summary = vec![
         ("method", format!("\"{}\"", solution.method)),
@@ -111,6 +130,21 @@ pub fn run(args: &OtArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The parabolic solver as the flags say, recording the map error when the map is known.
+fn parabolic(args: &OtArgs, exact: Option<Exact>) -> Result<Parabolic> {
+    let stepping = if args.explicit { Stepping::Explicit } else { Stepping::LinearlyImplicit };
+    let schedule = match (&args.schedule, stepping) {
+        (Some(spec), _) => Schedule::parse(spec)?,
+        (None, Stepping::Explicit) => Schedule::Cfl(0.9),
+        (None, Stepping::LinearlyImplicit) => Parabolic::default().schedule,
+    };
+    let exact_map = exact.map(|e| {
+        let map: ExactMap = Arc::new(move |x: &[f64], y: &mut [f64]| e.map(x, y));
+        map
+    });
+    Ok(Parabolic { schedule, stepping, initial: None, exact_map })
 }
 
 /// The closed-form solution when both densities are Gaussians or both are the same `case:`.

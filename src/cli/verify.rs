@@ -9,7 +9,7 @@ pub struct VerifyArgs {
     /// periodic-3d. Default: all.
     #[arg(long = "case", value_name = "NAME")]
     pub cases: Vec<String>,
-    /// Only this method (bfm or newton). Default: each case's methods (Newton only where the
+    /// Only this method (bfm, newton or parabolic). Default: each case's methods (Newton only where the
     /// densities are bounded away from zero).
     #[arg(long)]
     pub method: Option<String>,

@@ -371,11 +371,7 @@ impl BackAndForth {
         grids.reverse();
         let peak = problem.source().max().max(problem.target().max());
         let sigma0 = self.initial_step / peak;
-        let bar = if options.progress {
-            crate::progress::bar(options.max_iterations as u64, "back-and-forth")
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = crate::progress::solver_bar(options, "back-and-forth");
         let mut history = Vec::new();
         let mut p = match &self.initial {
             Some(p0) if p0.grid() == problem.grid() => p0.clone(),
@@ -446,6 +442,7 @@ impl BackAndForth {
             iterations,
             seconds: start.elapsed().as_secs_f64(),
             history,
+            diagnostics: Vec::new(),
             p: level.p,
             q: level.q,
         })

@@ -4,6 +4,8 @@
 //!   trait and the [`Method`] registry (one file per method);
 //! - [`bfm`]: the back-and-forth method (default);
 //! - [`newton`]: damped Newton for the Monge–Ampère equation (smooth positive densities);
+//! - [`parabolic`]: the parabolic Monge–Ampère flow (explicit or linearly implicit steps
+//!   under step-size schedules);
 //! - [`legendre`]: discrete Legendre and c-transforms in linear time;
 //! - [`pushforward`]: push-forwards of densities by maps (deposit, change of variables);
 //! - [`density`]: density specifications (Gaussian presets, uniform, HDF5 datasets,
@@ -13,6 +15,7 @@ pub mod bfm;
 pub mod density;
 pub mod legendre;
 pub mod newton;
+pub mod parabolic;
 pub mod problem;
 pub mod pushforward;
 pub mod verify;
@@ -21,6 +24,7 @@ pub use bfm::BackAndForth;
 pub use density::DensitySpec;
 pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
 pub use newton::Newton;
+pub use parabolic::{Parabolic, Schedule, Stepping};
 pub use problem::{IterationRecord, Method, Options, Problem, Solution, Solver};
 pub use pushforward::{
     push_forward, push_forward_adaptive, push_forward_by_inverse_potential,

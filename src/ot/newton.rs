@@ -91,27 +91,27 @@ const KRYLOV_DEFAULT: NewtonLinearSolver =
     NewtonLinearSolver::Krylov { shift: 1e-2, tolerance: 1e-6 };
 
 /// The state a Newton step linearises around: `F`'s cells, residual and constant `c`.
-struct Linearisation<'a> {
-    ma: &'a MongeAmpere,
-    cells: &'a [CellLinearisation],
-    residual: &'a [f64],
-    c: f64,
+pub(super) struct Linearisation<'a> {
+    pub(super) ma: &'a MongeAmpere,
+    pub(super) cells: &'a [CellLinearisation],
+    pub(super) residual: &'a [f64],
+    pub(super) c: f64,
 }
 
 /// The planned solver of the Newton steps (factorisation and FFT plans kept between steps).
-struct StepSolver {
-    choice: NewtonLinearSolver,
+pub(super) struct StepSolver {
+    pub(super) choice: NewtonLinearSolver,
     lu: Option<Lu>,
     preconditioner: Option<PoissonSolver>,
 }
 
 impl StepSolver {
-    fn new(choice: NewtonLinearSolver) -> StepSolver {
+    pub(super) fn new(choice: NewtonLinearSolver) -> StepSolver {
         StepSolver { choice, lu: None, preconditioner: None }
     }
 
     /// The step `v` (mean-free) with `J v ≈ c − F`, `c = mean F`.
-    fn step(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
+    pub(super) fn step(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
         match self.choice {
             NewtonLinearSolver::Direct => self.direct(at, v)?,
             NewtonLinearSolver::Krylov { shift, tolerance } => {
@@ -178,16 +178,16 @@ impl StepSolver {
 
 /// What the Jacobian needs from one cell: `(I + D²_h u)⁻¹` and `∇ log g` at `x + ∇_h u`.
 #[derive(Clone, Copy, Debug, Default)]
-struct CellLinearisation {
-    inverse_hessian: [[f64; 3]; 3],
-    drift: [f64; 3],
+pub(super) struct CellLinearisation {
+    pub(super) inverse_hessian: [[f64; 3]; 3],
+    pub(super) drift: [f64; 3],
 }
 
 /// The discrete operator `F` on one grid.
-struct MongeAmpere {
+pub(super) struct MongeAmpere {
     grid: Grid,
-    dim: usize,
-    spacing: [f64; 3],
+    pub(super) dim: usize,
+    pub(super) spacing: [f64; 3],
     cells: [usize; 3],
     strides: [usize; 3],
     periodic: [bool; 3],
@@ -231,12 +231,12 @@ fn spd_log_det_inverse(a: &[[f64; 3]; 3], d: usize) -> Option<(f64, [[f64; 3]; 3
 }
 
 impl MongeAmpere {
-    fn new(problem: &Problem) -> Result<MongeAmpere> {
+    pub(super) fn new(problem: &Problem, method: &str) -> Result<MongeAmpere> {
         let grid = problem.grid().clone();
         for (what, density) in [("source", problem.source()), ("target", problem.target())] {
             if density.min() <= 0.0 {
                 return Err(Error::invalid(format!(
-                    "newton needs strictly positive densities, but the {what} vanishes \
+                    "{method} needs strictly positive densities, but the {what} vanishes \
                      somewhere (use --method bfm)"
                 )));
             }
@@ -259,7 +259,7 @@ impl MongeAmpere {
         Ok(MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g })
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.grid.num_cells()
     }
 
@@ -345,7 +345,7 @@ impl MongeAmpere {
     }
 
     /// `F(u)` and the cells' linearisations; `None` when `u` is not discretely convex.
-    fn evaluate(&self, u: &[f64]) -> Option<(Vec<f64>, Vec<CellLinearisation>)> {
+    pub(super) fn evaluate(&self, u: &[f64]) -> Option<(Vec<f64>, Vec<CellLinearisation>)> {
         let cells: Option<Vec<(f64, CellLinearisation)>> =
             (0..self.len()).into_par_iter().map(|i| self.cell(u, i)).collect();
         Some(cells?.into_iter().unzip())
@@ -413,12 +413,12 @@ impl MongeAmpere {
     }
 }
 
-fn mean(v: &[f64]) -> f64 {
+pub(super) fn mean(v: &[f64]) -> f64 {
     v.par_iter().sum::<f64>() / v.len() as f64
 }
 
 /// `(max |r|, RMS r)` of `r = F − mean F`.
-fn residual_norms(f: &[f64]) -> (f64, f64) {
+pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
     let c = mean(f);
     let (max, sq) = f
         .par_iter()
@@ -427,32 +427,60 @@ fn residual_norms(f: &[f64]) -> (f64, f64) {
     (max, (sq / f.len() as f64).sqrt())
 }
 
+/// Whether a Monge–Ampère iteration stops at iteration `k` with residual `max`:
+/// `Some((converged, reason))`.
+pub(super) fn stopping(max: f64, k: usize, options: &Options) -> Option<(bool, String)> {
+    if max <= options.tolerance {
+        Some((
+            true,
+            format!("Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}", options.tolerance),
+        ))
+    } else if k == options.max_iterations {
+        Some((
+            false,
+            format!(
+                "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
+                options.max_iterations, options.tolerance
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+/// The operator of `problem`, the starting potential (`initial` or zero, made mean-free),
+/// and `F` with its linearisation there; `method` names the caller in errors.
+#[allow(clippy::type_complexity)]
+pub(super) fn initial_state(
+    problem: &Problem,
+    initial: Option<&ScalarField>,
+    method: &str,
+) -> Result<(MongeAmpere, Vec<f64>, Vec<f64>, Vec<CellLinearisation>)> {
+    let ma = MongeAmpere::new(problem, method)?;
+    let mut u = match initial {
+        Some(p) if p.grid() == problem.grid() => p.data().iter().copied().collect::<Vec<f64>>(),
+        Some(_) => {
+            return Err(Error::invalid("initial potential lives on another grid than the problem"))
+        }
+        None => vec![0.0; ma.len()],
+    };
+    let shift = mean(&u);
+    u.iter_mut().for_each(|v| *v -= shift);
+    let (residual, lin) = ma.evaluate(&u).ok_or_else(|| {
+        Error::invalid(format!("{method}: the initial potential is not discretely convex"))
+    })?;
+    Ok((ma, u, residual, lin))
+}
+
 impl Solver for Newton {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         options.validate()?;
         let start = Instant::now();
-        let ma = MongeAmpere::new(problem)?;
+        let (ma, mut u, mut residual, mut lin) =
+            initial_state(problem, self.initial.as_ref(), "newton")?;
         let grid = problem.grid().clone();
         let n = ma.len();
-        let mut u = match &self.initial {
-            Some(p) if p.grid() == &grid => p.data().iter().copied().collect::<Vec<f64>>(),
-            Some(_) => {
-                return Err(Error::invalid(
-                    "initial potential lives on another grid than the problem",
-                ))
-            }
-            None => vec![0.0; n],
-        };
-        let shift = mean(&u);
-        u.iter_mut().for_each(|v| *v -= shift);
-        let (mut residual, mut lin) = ma.evaluate(&u).ok_or_else(|| {
-            Error::invalid("newton: the initial potential is not discretely convex")
-        })?;
-        let bar = if options.progress {
-            crate::progress::bar(options.max_iterations as u64, "newton")
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = crate::progress::solver_bar(options, "newton");
         let f = problem.source().data().iter().copied().collect::<Vec<f64>>();
         let vol = grid.cell_volume();
         let mut step_solver = StepSolver::new(self.linear_solver);
@@ -481,19 +509,8 @@ impl Solver for Newton {
                 dual_value,
                 step: 0.0,
             });
-            if max <= options.tolerance {
-                converged = true;
-                stop_reason = format!(
-                    "Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}",
-                    options.tolerance
-                );
-                break;
-            }
-            if iteration == options.max_iterations {
-                stop_reason = format!(
-                    "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
-                    options.max_iterations, options.tolerance
-                );
+            if let Some((done, reason)) = stopping(max, iteration, options) {
+                (converged, stop_reason) = (done, reason);
                 break;
             }
             let at = Linearisation { ma: &ma, cells: &lin, residual: &residual, c };
@@ -542,6 +559,7 @@ impl Solver for Newton {
             iterations: history.len() - 1,
             seconds: start.elapsed().as_secs_f64(),
             history,
+            diagnostics: Vec::new(),
             p,
             q,
         })
@@ -549,7 +567,7 @@ impl Solver for Newton {
 }
 
 /// `(∫(−p) dμ + ∫(−q) dν, q)` with `q = p^c`.
-fn dual_value(problem: &Problem, p: &ScalarField) -> Result<(f64, ScalarField)> {
+pub(super) fn dual_value(problem: &Problem, p: &ScalarField) -> Result<(f64, ScalarField)> {
     let q = c_transform(p, problem.grid())?;
     let s = |a: &ScalarField, w: &ScalarField| -> f64 {
         a.data().iter().zip(w.data().iter()).map(|(x, y)| x * y).sum()

@@ -149,6 +149,9 @@ pub struct Solution {
     pub seconds: f64,
     /// Per-iteration records.
     pub history: Vec<IterationRecord>,
+    /// Further per-iteration series of the method (name, one value per record), written to
+    /// `/diagnostics/<name>`.
+    pub diagnostics: Vec<(String, Vec<f64>)>,
 }
 
 /// `|x|²/2` at the cell centres (the potential of the identity map).
@@ -244,6 +247,9 @@ impl Solution {
         out.add_diagnostic("l1_marginal_error", column(|r| r.l1_marginal_error))?;
         out.add_diagnostic("dual_value", column(|r| r.dual_value))?;
         out.add_diagnostic("step", column(|r| r.step))?;
+        for (name, values) in &self.diagnostics {
+            out.add_diagnostic(name, values.clone())?;
+        }
         let (ms, mt) = problem.masses();
         for (k, v) in [
             ("method", AttrValue::Text(self.method.into())),
@@ -277,17 +283,20 @@ pub enum Method {
     BackAndForth,
     /// Damped Newton for the Monge–Ampère equation (smooth, strictly positive densities).
     Newton,
+    /// The parabolic Monge–Ampère flow (smooth, strictly positive densities).
+    Parabolic,
 }
 
 impl Method {
     /// Every method, default first.
-    pub const ALL: [Method; 2] = [Method::BackAndForth, Method::Newton];
+    pub const ALL: [Method; 3] = [Method::BackAndForth, Method::Newton, Method::Parabolic];
 
     /// The registry name.
     pub fn name(self) -> &'static str {
         match self {
             Method::BackAndForth => "bfm",
             Method::Newton => "newton",
+            Method::Parabolic => "parabolic",
         }
     }
 
@@ -304,6 +313,7 @@ impl Method {
                 1.5e-3 * (256.0 / fewest as f64).max(1.0)
             }
             Method::Newton => 1e-8,
+            Method::Parabolic => 1e-6,
         }
     }
 
@@ -311,7 +321,9 @@ impl Method {
     pub fn stopping_measure(self) -> &'static str {
         match self {
             Method::BackAndForth => "H^-1 marginal error",
-            Method::Newton => "max Monge-Ampere residual |log(g(T) det DT / f)|",
+            Method::Newton | Method::Parabolic => {
+                "max Monge-Ampere residual |log(g(T) det DT / f)|"
+            }
         }
     }
 
@@ -328,6 +340,7 @@ impl Method {
         match self {
             Method::BackAndForth => super::bfm::BackAndForth::default().solve(problem, options),
             Method::Newton => super::newton::Newton::default().solve(problem, options),
+            Method::Parabolic => super::parabolic::Parabolic::default().solve(problem, options),
         }
     }
 }

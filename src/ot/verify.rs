@@ -142,7 +142,7 @@ impl Case {
     pub fn methods(self) -> &'static [Method] {
         match self {
             Case::Gaussian2d | Case::Gaussian3d => &[Method::BackAndForth],
-            _ => &[Method::Newton, Method::BackAndForth],
+            _ => &[Method::Newton, Method::Parabolic, Method::BackAndForth],
         }
     }
 
