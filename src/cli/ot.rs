@@ -7,7 +7,8 @@ use otgrid::io::{check_output_path, AttrValue};
 use otgrid::ot::parabolic::ExactMap;
 use otgrid::ot::Exact;
 use otgrid::ot::{
-    map_error, DensitySpec, Method, Options, Parabolic, Problem, Schedule, Solver, Stepping,
+    map_error, DensitySpec, Method, Options, Parabolic, Problem, Schedule, Sinkhorn, Solver,
+    Stepping,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +24,8 @@ pub struct OtArgs {
     #[command(flatten)]
     pub grid: GridArgs,
     /// Solver: bfm (back-and-forth dual ascent; any densities), newton (damped Newton on
-    /// the Monge–Ampère equation) or parabolic (the parabolic Monge–Ampère flow); newton and
-    /// parabolic need smooth, strictly positive densities.
+    /// the Monge–Ampère equation), parabolic (the parabolic Monge–Ampère flow; newton and
+    /// parabolic need smooth, strictly positive densities) or sinkhorn (entropic, --epsilon).
     #[arg(long, default_value = "bfm")]
     pub method: String,
     /// Parabolic step sizes: constant:ETA, sqrt:ETA0 (η₀/√(k+1)), harmonic:ETA0 (η₀/(k+1)),
@@ -35,8 +36,11 @@ pub struct OtArgs {
     /// Parabolic: forward-Euler steps instead of linearly implicit ones.
     #[arg(long)]
     pub explicit: bool,
+    /// Sinkhorn: entropic regularisation ε of the cost |x−y|²/2 (default 1e-3).
+    #[arg(long)]
+    pub epsilon: Option<f64>,
     /// Stopping tolerance of the method's own measure: bfm — H⁻¹ marginal error (default
-    /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6).
+    /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6); sinkhorn — L1 marginal error of the plan (default 1e-5).
     #[arg(long)]
     pub tol: Option<f64>,
     /// Give up after this many iterations (all levels together).
@@ -79,9 +83,17 @@ pub fn run(args: &OtArgs) -> Result<()> {
     }
     let exact = exact_solution(&source_spec, &target_spec)?;
     let solution = match method {
-        Method::Parabolic => parabolic(args, exact.clone())?.solve(&problem, &options)?,
-        _ if args.schedule.is_some() || args.explicit => {
+        _ if method != Method::Parabolic && (args.schedule.is_some() || args.explicit) => {
             return Err(Error::invalid("--schedule and --explicit apply to --method parabolic"))
+        }
+        _ if method != Method::Sinkhorn && args.epsilon.is_some() => {
+            return Err(Error::invalid("--epsilon applies to --method sinkhorn"))
+        }
+        Method::Parabolic => parabolic(args, exact.clone())?.solve(&problem, &options)?,
+        Method::Sinkhorn => {
+            let defaults = Sinkhorn::default();
+            let epsilon = args.epsilon.unwrap_or(defaults.epsilon);
+            Sinkhorn { epsilon, ..defaults }.solve(&problem, &options)?
         }
         _ => method.solve(&problem, &options)?,
     };

@@ -6,6 +6,7 @@
 //! - [`newton`]: damped Newton for the Monge–Ampère equation (smooth positive densities);
 //! - [`parabolic`]: the parabolic Monge–Ampère flow (explicit or linearly implicit steps
 //!   under step-size schedules);
+//! - [`sinkhorn`]: entropic OT, log-domain Sinkhorn with a separable Gibbs kernel;
 //! - [`legendre`]: discrete Legendre and c-transforms in linear time;
 //! - [`pushforward`]: push-forwards of densities by maps (deposit, change of variables);
 //! - [`density`]: density specifications (Gaussian presets, uniform, HDF5 datasets,
@@ -18,6 +19,7 @@ pub mod newton;
 pub mod parabolic;
 pub mod problem;
 pub mod pushforward;
+pub mod sinkhorn;
 pub mod verify;
 
 pub use bfm::BackAndForth;
@@ -30,4 +32,5 @@ pub use pushforward::{
     push_forward, push_forward_adaptive, push_forward_by_inverse_potential,
     push_forward_subsampled, JacobianPushForward,
 };
+pub use sinkhorn::Sinkhorn;
 pub use verify::{map_error, verify_case, Case, Exact, MapError, Role, VerifyRow};

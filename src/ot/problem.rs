@@ -285,11 +285,14 @@ pub enum Method {
     Newton,
     /// The parabolic Monge–Ampère flow (smooth, strictly positive densities).
     Parabolic,
+    /// Entropic OT by log-domain Sinkhorn (ε = 1e-3 unless set otherwise).
+    Sinkhorn,
 }
 
 impl Method {
     /// Every method, default first.
-    pub const ALL: [Method; 3] = [Method::BackAndForth, Method::Newton, Method::Parabolic];
+    pub const ALL: [Method; 4] =
+        [Method::BackAndForth, Method::Newton, Method::Parabolic, Method::Sinkhorn];
 
     /// The registry name.
     pub fn name(self) -> &'static str {
@@ -297,6 +300,7 @@ impl Method {
             Method::BackAndForth => "bfm",
             Method::Newton => "newton",
             Method::Parabolic => "parabolic",
+            Method::Sinkhorn => "sinkhorn",
         }
     }
 
@@ -314,6 +318,7 @@ impl Method {
             }
             Method::Newton => 1e-8,
             Method::Parabolic => 1e-6,
+            Method::Sinkhorn => 1e-5,
         }
     }
 
@@ -324,6 +329,7 @@ impl Method {
             Method::Newton | Method::Parabolic => {
                 "max Monge-Ampere residual |log(g(T) det DT / f)|"
             }
+            Method::Sinkhorn => "L1 error of the entropic plan's second marginal",
         }
     }
 
@@ -341,6 +347,7 @@ impl Method {
             Method::BackAndForth => super::bfm::BackAndForth::default().solve(problem, options),
             Method::Newton => super::newton::Newton::default().solve(problem, options),
             Method::Parabolic => super::parabolic::Parabolic::default().solve(problem, options),
+            Method::Sinkhorn => super::sinkhorn::Sinkhorn::default().solve(problem, options),
         }
     }
 }
