@@ -1,4 +1,5 @@
-//! OT: the discrete Legendre transform, the back-and-forth solver and Newton.
+//! OT: the discrete Legendre transform, the back-and-forth solver, Newton, the parabolic flow
+//! and Sinkhorn.
 //! `cargo bench --bench ot`
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -46,26 +47,43 @@ fn bench_bfm(c: &mut Criterion) {
     g.finish();
 }
 
-/// Newton on the manufactured periodic case (2D 256², 512²; 3D 64³), tolerance 1e-8.
+/// Newton and the (linearly implicit) parabolic flow on the manufactured periodic case (2D
+/// 256², 512²; 3D 64³), each at its default tolerance; Sinkhorn (ε = 1e-3, tolerance 1e-6)
+/// on the same case at 128².
 fn bench_newton(c: &mut Criterion) {
-    use otgrid::ot::{Case, Method, Options, Problem, Role};
-    let mut g = c.benchmark_group("newton periodic");
-    g.sample_size(10);
-    for (case, n) in [(Case::Periodic2d, 256usize), (Case::Periodic2d, 512), (Case::Periodic3d, 64)]
-    {
-        let grid = case.grid(n).unwrap();
-        let problem = Problem::new(
-            &case.sample(&grid, Role::Source).unwrap(),
-            &case.sample(&grid, Role::Target).unwrap(),
-        )
-        .unwrap();
-        let options =
-            Options { tolerance: Method::Newton.default_tolerance(&grid), ..Default::default() };
-        g.bench_function(format!("{} n={n}", case.name()), |b| {
-            b.iter(|| Method::Newton.solve(&problem, &options).unwrap())
-        });
+    use otgrid::ot::{Case, Method};
+    for method in [Method::Newton, Method::Parabolic, Method::Sinkhorn] {
+        let mut g = c.benchmark_group(format!("{} periodic", method.name()));
+        g.sample_size(10);
+        let sizes: &[(Case, usize)] = match method {
+            Method::Sinkhorn => &[(Case::Periodic2d, 128)],
+            _ => &[(Case::Periodic2d, 256), (Case::Periodic2d, 512), (Case::Periodic3d, 64)],
+        };
+        for &(case, n) in sizes {
+            bench_case(&mut g, method, case, n);
+        }
+        g.finish();
     }
-    g.finish();
+}
+
+fn bench_case(
+    g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    method: otgrid::ot::Method,
+    case: otgrid::ot::Case,
+    n: usize,
+) {
+    use otgrid::ot::{Method, Options, Problem, Role};
+    let grid = case.grid(n).unwrap();
+    let problem = Problem::new(
+        &case.sample(&grid, Role::Source).unwrap(),
+        &case.sample(&grid, Role::Target).unwrap(),
+    )
+    .unwrap();
+    let tolerance = if method == Method::Sinkhorn { 1e-6 } else { method.default_tolerance(&grid) };
+    let options = Options { tolerance, max_iterations: 2000, ..Default::default() };
+    g.bench_function(format!("{} n={n}", case.name()), |b| {
+        b.iter(|| method.solve(&problem, &options).unwrap())
+    });
 }
 
 criterion_group!(benches, bench, bench_bfm, bench_newton);
