@@ -427,6 +427,21 @@ pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
     (max, (sq / f.len() as f64).sqrt())
 }
 
+/// With `r = F − c` the log of the density ratio of the pulled-back target to the source:
+/// `(∫ f |e^r − 1| dx, ∫ f (e^r − 1 − r) dx)` — the pull-back's L1 marginal error and
+/// KL(T#μ‖ν) by the change of variables y = T(x) (≥ 0).
+pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> (f64, f64) {
+    let (l1, kl) = residual
+        .par_iter()
+        .zip(f.par_iter())
+        .map(|(r, f)| {
+            let r = r - c;
+            (f * r.exp_m1().abs(), f * (r.exp_m1() - r))
+        })
+        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    (l1 * vol, kl * vol)
+}
+
 /// Whether a Monge–Ampère iteration stops at iteration `k` with residual `max`:
 /// `Some((converged, reason))`.
 pub(super) fn stopping(max: f64, k: usize, options: &Options) -> Option<(bool, String)> {
@@ -494,12 +509,7 @@ impl Solver for Newton {
             let (max, rms) = residual_norms(&residual);
             error = max;
             let c = mean(&residual);
-            let l1 = residual
-                .par_iter()
-                .zip(f.par_iter())
-                .map(|(r, f)| f * ((r - c).exp() - 1.0).abs())
-                .sum::<f64>()
-                * vol;
+            let (l1, _) = pullback_errors(&residual, c, &f, vol);
             let p = ScalarField::from_vec(&grid, u.clone())?;
             let (dual_value, conjugate) = dual_value(problem, &p)?;
             q = conjugate;

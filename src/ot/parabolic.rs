@@ -34,8 +34,8 @@
 //!   μ-weighted L2 map error when an exact map is supplied ([`Parabolic::exact_map`]).
 
 use super::newton::{
-    dual_value, initial_state, mean, residual_norms, stopping, Linearisation, MongeAmpere,
-    NewtonLinearSolver, StepSolver,
+    dual_value, initial_state, mean, pullback_errors, residual_norms, stopping, Linearisation,
+    MongeAmpere, NewtonLinearSolver, StepSolver,
 };
 use super::problem::{IterationRecord, Options, Problem, Solution, Solver};
 use crate::error::{Error, Result};
@@ -204,15 +204,7 @@ impl Solver for Parabolic {
             let (max, _) = residual_norms(&residual);
             error = max;
             let c = mean(&residual);
-            let (l1, kl) = residual
-                .par_iter()
-                .zip(f.par_iter())
-                .map(|(r, f)| {
-                    let r = r - c;
-                    (f * r.exp_m1().abs(), f * (r.exp_m1() - r))
-                })
-                .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-            let kl = kl * vol;
+            let (l1, kl) = pullback_errors(&residual, c, &f, vol);
             regret += kl;
             let p = ScalarField::from_vec(&grid, u.clone())?;
             if let Some(exact) = &self.exact_map {
@@ -222,7 +214,7 @@ impl Solver for Parabolic {
             q = conjugate;
             history.push(IterationRecord {
                 marginal_error: max,
-                l1_marginal_error: l1 * vol,
+                l1_marginal_error: l1,
                 dual_value: dual,
                 step: 0.0,
             });

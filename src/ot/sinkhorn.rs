@@ -100,10 +100,20 @@ impl GibbsKernel {
     fn soft_transform_axis(&self, h: &mut [f64], shape: &[usize], k: usize, a: usize) {
         let n = shape[k];
         let inner: usize = shape[k + 1..].iter().product();
-        let rows = h.len() / n;
-        let mut lines = if inner == 1 { h.to_vec() } else { move_axis(h, n, inner, true) };
-        let mut weights = vec![0.0; lines.len()];
+        if inner == 1 {
+            self.soft_transform_rows(h, n, a);
+        } else {
+            let mut lines = move_axis(h, n, inner, true);
+            self.soft_transform_rows(&mut lines, n, a);
+            h.copy_from_slice(&move_axis(&lines, n, inner, false));
+        }
+    }
+
+    /// [`Self::soft_transform_axis`] on contiguous lines of length n (grid axis `a`).
+    fn soft_transform_rows(&self, lines: &mut [f64], n: usize, a: usize) {
+        let rows = lines.len() / n;
         let eps = self.eps;
+        let mut weights = vec![0.0; lines.len()];
         let shifts: Vec<f64> = lines
             .par_chunks(n)
             .zip(weights.par_chunks_mut(n))
@@ -131,11 +141,6 @@ impl GibbsKernel {
             .zip(sums.par_chunks(n))
             .zip(shifts.par_iter())
             .for_each(|((line, sums), &s)| finish(line, sums, s, eps, cost));
-        if inner == 1 {
-            h.copy_from_slice(&lines);
-        } else {
-            h.copy_from_slice(&move_axis(&lines, n, inner, false));
-        }
     }
 }
 
