@@ -45,7 +45,7 @@ impl Expression {
                 Some(k) => slots.push(k),
                 None => {
                     return Err(Error::invalid(format!(
-                        "{what}: expression '{text}' uses unknown variable '{name}' (allowed: x, y, z, t)"
+                        "{what}: expression '{text}' uses unknown variable '{name}' (allowed: x, y, z, t; constants PI and E)"
                     )))
                 }
             }

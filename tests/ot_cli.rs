@@ -59,11 +59,12 @@ fn bad_input_fails_with_one_line_and_no_file() {
         ("case:nope", "uniform", "", "unknown case 'nope'"),
         ("case:periodic-2d", "case:periodic-2d", "", "needs periodic boundaries"),
         ("abs(x - 0.5) + x - 0.5", "uniform", "--method=newton", "strictly positive"),
+        ("uniform", "uniform", "--push-forward=splat", "unknown push-forward 'splat'"),
+        ("uniform", "uniform", "--method=newton --push-forward=deposit", "applies to --method bfm"),
+        ("sin(2*pi*x)", "uniform", "", "constants PI and E"),
     ] {
         let mut args = vec!["ot", "--source", source, "--target", target, "--grid", "32x32"];
-        if !extra.is_empty() {
-            args.push(extra);
-        }
+        args.extend(extra.split_whitespace());
         args.extend(["--out", "bad.h5"]);
         let o = otgrid(&args, dir.path());
         let err = String::from_utf8_lossy(&o.stderr);

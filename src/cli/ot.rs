@@ -4,11 +4,12 @@ use super::GridArgs;
 use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
 use otgrid::io::{check_output_path, AttrValue};
+use otgrid::ot::bfm::PushForward;
 use otgrid::ot::parabolic::ExactMap;
 use otgrid::ot::Exact;
 use otgrid::ot::{
-    map_error, DensitySpec, Method, Options, Parabolic, Problem, Schedule, Sinkhorn, Solver,
-    Stepping,
+    map_error, BackAndForth, DensitySpec, Method, Options, Parabolic, Problem, Schedule, Sinkhorn,
+    Solver, Stepping,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +40,12 @@ pub struct OtArgs {
     /// Sinkhorn: entropic regularisation ε of the cost |x−y|²/2 (default 1e-3).
     #[arg(long)]
     pub epsilon: Option<f64>,
+    /// bfm: push-forward in the dual gradient: deposit (mass-conserving cloud-in-cell; any
+    /// densities), jacobian (change of variables; second order for smooth densities bounded
+    /// away from zero) or auto (jacobian on the torus for densities with min ≥ 8% of max,
+    /// else deposit).
+    #[arg(long, value_name = "KIND")]
+    pub push_forward: Option<String>,
     /// Stopping tolerance of the method's own measure: bfm — H⁻¹ marginal error (default
     /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6); sinkhorn — L1 marginal error of the plan (default 1e-5).
     #[arg(long)]
@@ -88,6 +95,16 @@ pub fn run(args: &OtArgs) -> Result<()> {
         }
         _ if method != Method::Sinkhorn && args.epsilon.is_some() => {
             return Err(Error::invalid("--epsilon applies to --method sinkhorn"))
+        }
+        _ if method != Method::BackAndForth && args.push_forward.is_some() => {
+            return Err(Error::invalid("--push-forward applies to --method bfm"))
+        }
+        Method::BackAndForth => {
+            let push_forward = match &args.push_forward {
+                Some(kind) => PushForward::from_name(kind)?,
+                None => PushForward::Auto,
+            };
+            BackAndForth { push_forward, ..Default::default() }.solve(&problem, &options)?
         }
         Method::Parabolic => parabolic(args, exact.clone())?.solve(&problem, &options)?,
         Method::Sinkhorn => {
