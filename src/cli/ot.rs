@@ -127,6 +127,9 @@ pub fn run(args: &OtArgs) -> Result<()> {
         ("source_mass", format!("{ms:.6e}")),
         ("target_mass", format!("{mt:.6e}")),
     ];
+    for (k, v) in &solution.scalars {
+        summary.push((k.as_str(), format!("{v:.8e}")));
+    }
     if let (Some(e), Some(exact)) = (error, &exact) {
         summary.push(("exact_w2_squared", format!("{:.8e}", exact.w2_squared())));
         summary.push(("map_error_l2_bulk", format!("{:.3e}", e.l2)));

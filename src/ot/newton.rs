@@ -570,6 +570,7 @@ impl Solver for Newton {
             seconds: start.elapsed().as_secs_f64(),
             history,
             diagnostics: Vec::new(),
+            scalars: Vec::new(),
             p,
             q,
         })

@@ -304,6 +304,7 @@ impl Solver for Parabolic {
             seconds: start.elapsed().as_secs_f64(),
             history,
             diagnostics,
+            scalars: Vec::new(),
             p,
             q,
         })
@@ -314,7 +315,7 @@ impl Solver for Parabolic {
 mod tests {
     use super::*;
     use crate::grid::{BoundaryKind, Grid};
-    use crate::ot::verify::{verify_case, Case, Role};
+    use crate::ot::verify::{verify_case, Case};
     use crate::ot::Method;
     use std::f64::consts::PI;
 
@@ -420,12 +421,7 @@ mod tests {
     #[test]
     fn schedules_order_as_their_elapsed_time() {
         let case = Case::Periodic2d;
-        let grid = case.grid(32).unwrap();
-        let problem = Problem::new(
-            &case.sample(&grid, Role::Source).unwrap(),
-            &case.sample(&grid, Role::Target).unwrap(),
-        )
-        .unwrap();
+        let problem = case.problem(32).unwrap();
         let h = 1.0 / 32.0;
         let eta = 0.1 * h * h; // below η_CFL ≥ h²/8 along the path (A_kk ≤ 2)
         let final_residual = |schedule: Schedule| {

@@ -152,6 +152,9 @@ pub struct Solution {
     /// Further per-iteration series of the method (name, one value per record), written to
     /// `/diagnostics/<name>`.
     pub diagnostics: Vec<(String, Vec<f64>)>,
+    /// Further scalar results of the method (name, value), written as HDF5 attributes and
+    /// printed in the CLI summary (e.g. sinkhorn's `sinkhorn_divergence`).
+    pub scalars: Vec<(String, f64)>,
 }
 
 /// `|x|²/2` at the cell centres (the potential of the identity map).
@@ -264,6 +267,9 @@ impl Solution {
             ("target_mass", AttrValue::Number(mt)),
         ] {
             out.set_attribute(k, v)?;
+        }
+        for (k, v) in &self.scalars {
+            out.set_attribute(k, AttrValue::Number(*v))?;
         }
         Ok(out)
     }

@@ -193,6 +193,12 @@ impl Case {
         }
     }
 
+    /// The case's OT problem on the unit grid with `n` cells per axis.
+    pub fn problem(self, n: usize) -> Result<Problem> {
+        let grid = self.grid(n)?;
+        Problem::new(&self.sample(&grid, Role::Source)?, &self.sample(&grid, Role::Target)?)
+    }
+
     /// The source or target density sampled on `grid` (which must match the case's dimension
     /// and boundary kind).
     pub fn sample(self, grid: &Grid, role: Role) -> Result<ScalarField> {
@@ -280,9 +286,8 @@ pub fn verify_case(case: Case, method: Method, sizes: &[usize]) -> Result<Vec<Ve
     let w2 = exact.w2_squared();
     let mut rows: Vec<VerifyRow> = Vec::new();
     for &n in sizes {
-        let grid = case.grid(n)?;
-        let problem =
-            Problem::new(&case.sample(&grid, Role::Source)?, &case.sample(&grid, Role::Target)?)?;
+        let problem = case.problem(n)?;
+        let grid = problem.grid().clone();
         let options = Options { tolerance: case.tolerance(method, &grid), ..Default::default() };
         let solution = method.solve(&problem, &options)?;
         let error = map_error(&solution, &problem, |x, y| exact.map(x, y));
