@@ -113,7 +113,12 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
     let mut previous: Option<f64> = None;
     for eps in [4e-3, 2e-3, 1e-3, 5e-4, 2.5e-4] {
         let k = (t / eps).round() as usize;
-        let sinkhorn = Sinkhorn { epsilon: eps, epsilon_start: eps, initial: Some(start.clone()) };
+        let sinkhorn = Sinkhorn {
+            epsilon: eps,
+            epsilon_start: eps,
+            initial: Some(start.clone()),
+            overrelaxation: 1.0,
+        };
         let s = sinkhorn.solve(problem, &quiet(1e-300, k))?;
         let (max, l2) = potential_gap(&s.p, &reference.p);
         let map = map_gap(problem.source(), &s.displacement(), &reference.displacement());

