@@ -64,6 +64,22 @@ const OMEGA: f64 = 1.9;
 /// Iterations over which the contraction rate of the marginal error is measured.
 const RATE_WINDOW: usize = 5;
 
+/// `Σ_j w_j |exp((old_j − new_j)/ε) − 1|` over `w_j > 0`: the L1 error of the plan's marginal
+/// on the side of the potential `old`, when `new` is that potential's fresh soft c-transform.
+fn marginal_error(old: &[f64], new: &[f64], weights: &[f64], eps: f64) -> f64 {
+    old.par_iter()
+        .zip(new.par_iter())
+        .zip(weights.par_iter())
+        .map(|((o, n), w)| if *w > 0.0 { w * ((o - n) / eps).exp_m1().abs() } else { 0.0 })
+        .sum()
+}
+
+/// `Σ v w` over `w > 0` (a potential integrated against a measure; potentials where the
+/// measure vanishes do not count).
+fn weighted_sum(values: &[f64], weights: &[f64]) -> f64 {
+    values.iter().zip(weights).filter(|(_, w)| **w > 0.0).map(|(v, w)| v * w).sum()
+}
+
 /// `x ← x + ω (new − x)`.
 fn relax(x: &mut [f64], new: &[f64], omega: f64) {
     x.par_iter_mut().zip(new.par_iter()).for_each(|(x, n)| *x += omega * (n - *x));
@@ -86,26 +102,13 @@ fn symmetric_ot(
     let (mut f, mut t) = (vec![0.0; n], Vec::with_capacity(n));
     for _ in 0..SYMMETRIC_ITERATIONS {
         update(kernel, &f, log_a, shape, &mut t);
-        let error: f64 = f
-            .par_iter()
-            .zip(t.par_iter())
-            .zip(a.par_iter())
-            .map(
-                |((f, t), a)| {
-                    if *a > 0.0 {
-                        a * ((f - t) / kernel.eps).exp_m1().abs()
-                    } else {
-                        0.0
-                    }
-                },
-            )
-            .sum();
+        let error = marginal_error(&f, &t, a, kernel.eps);
         f.par_iter_mut().zip(t.par_iter()).for_each(|(f, t)| *f = 0.5 * (*f + t));
         if error <= tolerance {
             break;
         }
     }
-    2.0 * f.iter().zip(a).filter(|(_, w)| **w > 0.0).map(|(f, w)| f * w).sum::<f64>()
+    2.0 * weighted_sum(&f, a)
 }
 
 /// Below this a kernel sum is recomputed exactly in the log domain.
@@ -325,33 +328,14 @@ impl Solver for Sinkhorn {
                     relax(&mut f, &f_new, omega);
                 }
                 update(&kernel, &f, &log_a, &shape, &mut g_new);
-                error = g
-                    .par_iter()
-                    .zip(g_new.par_iter())
-                    .zip(b.par_iter())
-                    .map(
-                        |((g, gn), b)| {
-                            if *b > 0.0 {
-                                b * ((g - gn) / eps).exp_m1().abs()
-                            } else {
-                                0.0
-                            }
-                        },
-                    )
-                    .sum();
+                error = marginal_error(&g, &g_new, &b, eps);
                 if omega == 1.0 {
                     std::mem::swap(&mut g, &mut g_new);
                 } else {
                     relax(&mut g, &g_new, omega);
                 }
                 iterations += 1;
-                let value: f64 = f
-                    .iter()
-                    .zip(&a)
-                    .chain(g.iter().zip(&b))
-                    .filter(|(_, w)| **w > 0.0)
-                    .map(|(p, w)| p * w)
-                    .sum();
+                let value = weighted_sum(&f, &a) + weighted_sum(&g, &b);
                 history.push(IterationRecord {
                     marginal_error: error,
                     l1_marginal_error: error,
