@@ -25,24 +25,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-/// The back-and-forth solver on the reference Gaussian pair, default multilevel settings.
+/// The back-and-forth solver on the reference Gaussian pairs, default multilevel settings
+/// (weighted metric) at 256², 512², 1024², 64³ and 128³, and the H¹ metric at 512² for the
+/// ratio.
 fn bench_bfm(c: &mut Criterion) {
     use otgrid::analytic::gaussian::Gaussian;
-    use otgrid::ot::{BackAndForth, Options, Problem, Solver};
+    use otgrid::ot::{BackAndForth, Case, Method, Metric, Options, Problem, Solver};
     let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
     let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
     let mut g = c.benchmark_group("bfm gaussians");
     g.sample_size(10);
-    for n in [256usize, 512] {
+    for (n, metric) in [
+        (256usize, Metric::default()),
+        (512, Metric::default()),
+        (1024, Metric::default()),
+        (512, Metric::Laplacian),
+    ] {
         let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
         let problem = Problem::new(
             &ScalarField::from_fn(&grid, |p| s.density(p)),
             &ScalarField::from_fn(&grid, |p| t.density(p)),
         )
         .unwrap();
-        g.bench_function(format!("{n}^2 tol 1.5e-3"), |b| {
-            b.iter(|| BackAndForth::default().solve(&problem, &Options::default()).unwrap())
+        let name = match metric {
+            Metric::Laplacian => "H1 metric",
+            Metric::Weighted { .. } => "weighted metric",
+        };
+        g.bench_function(format!("{n}^2 tol 1.5e-3 {name}"), |b| {
+            let solver = BackAndForth { metric, ..Default::default() };
+            b.iter(|| solver.solve(&problem, &Options::default()).unwrap())
         });
+    }
+    for n in [64, 128] {
+        bench_case(&mut g, Method::BackAndForth, Case::Gaussian3d, n);
     }
     g.finish();
 }

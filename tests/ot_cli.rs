@@ -62,6 +62,8 @@ fn bad_input_fails_with_one_line_and_no_file() {
         ("uniform", "uniform", "--push-forward=splat", "unknown push-forward 'splat'"),
         ("uniform", "uniform", "--method=newton --push-forward=deposit", "applies to --method bfm"),
         ("sin(2*pi*x)", "uniform", "", "constants PI and E"),
+        ("uniform", "uniform", "--metric=weighted:0", "unknown metric 'weighted:0'"),
+        ("uniform", "uniform", "--method=sinkhorn --metric=laplacian", "applies to --method bfm"),
     ] {
         let mut args = vec!["ot", "--source", source, "--target", target, "--grid", "32x32"];
         args.extend(extra.split_whitespace());

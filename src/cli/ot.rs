@@ -5,6 +5,7 @@ use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
 use otgrid::io::{check_output_path, AttrValue};
 use otgrid::ot::bfm::PushForward;
+use otgrid::ot::metric::Metric;
 use otgrid::ot::parabolic::ExactMap;
 use otgrid::ot::Exact;
 use otgrid::ot::{
@@ -46,6 +47,12 @@ pub struct OtArgs {
     /// else deposit).
     #[arg(long, value_name = "KIND")]
     pub push_forward: Option<String>,
+    /// bfm: metric of the gradient steps: weighted (density-weighted H¹, −∇·(w∇) with w the
+    /// density floored at 1% of its maximum: approximate Newton steps; default),
+    /// weighted:FLOOR (another floor, 0 < FLOOR ≤ 1) or laplacian (the H¹ metric of the
+    /// reference method)
+    #[arg(long, value_name = "METRIC")]
+    pub metric: Option<String>,
     /// Stopping tolerance of the method's own measure: bfm — H⁻¹ marginal error (default
     /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6); sinkhorn — L1 marginal error of the plan (default 1e-5).
     #[arg(long)]
@@ -99,12 +106,19 @@ pub fn run(args: &OtArgs) -> Result<()> {
         _ if method != Method::BackAndForth && args.push_forward.is_some() => {
             return Err(Error::invalid("--push-forward applies to --method bfm"))
         }
+        _ if method != Method::BackAndForth && args.metric.is_some() => {
+            return Err(Error::invalid("--metric applies to --method bfm"))
+        }
         Method::BackAndForth => {
             let push_forward = match &args.push_forward {
                 Some(kind) => PushForward::from_name(kind)?,
                 None => PushForward::Auto,
             };
-            BackAndForth { push_forward, ..Default::default() }.solve(&problem, &options)?
+            let metric = match &args.metric {
+                Some(name) => Metric::from_name(name)?,
+                None => Metric::default(),
+            };
+            BackAndForth { push_forward, metric, ..Default::default() }.solve(&problem, &options)?
         }
         Method::Parabolic => parabolic(args, exact.clone())?.solve(&problem, &options)?,
         Method::Sinkhorn => {

@@ -9,6 +9,10 @@
 //!
 //! * [`apply_shifted_laplacian`]: `(−Δ_h + c) u` with the 3-point second difference per axis
 //!   (5-point in 2D, 7-point in 3D): second order; the operator the spectral solver inverts.
+//! * [`apply_weighted_laplacian`]: `−∇·(w∇u)` in flux form, `Σ_faces w_f (u_i − u_j)/h²`
+//!   with the face weight `w_f = (w_i + w_j)/2` (at a boundary face `w_i`, and the ghost
+//!   value of the table): second order for smooth w, exactly conservative (the fluxes of
+//!   interior faces cancel), symmetric.
 //! * [`gradient`]: centred differences `(u_{i+1} − u_{i−1})/2h`; at a Dirichlet face the
 //!   one-sided quadratic `(u_0 + u_1/3)/h` (through u = 0 on the face): second order.
 //! * [`divergence`]: centred differences of each component along its axis; on the cells next
@@ -73,15 +77,19 @@ fn scalar_neighbour(
     }
 }
 
+/// Per axis: cells, storage stride, `1/h²` and boundary kind (what the second-difference
+/// stencils need).
+fn stencil_axes(grid: &Grid) -> Vec<(usize, usize, f64, BoundaryKind)> {
+    grid.axes()
+        .iter()
+        .zip(strides(grid))
+        .map(|(a, s)| (a.cells, s, 1.0 / (a.spacing() * a.spacing()), a.boundary))
+        .collect()
+}
+
 /// Computes `out = (−Δ_h + shift) u` for C-order slices on `grid` (homogeneous ghosts).
 pub fn apply_shifted_laplacian(grid: &Grid, shift: f64, u: &[f64], out: &mut [f64]) {
-    let st = strides(grid);
-    let axes: Vec<(usize, usize, f64, BoundaryKind)> = grid
-        .axes()
-        .iter()
-        .zip(&st)
-        .map(|(a, &s)| (a.cells, s, 1.0 / (a.spacing() * a.spacing()), a.boundary))
-        .collect();
+    let axes = stencil_axes(grid);
     out.par_iter_mut().enumerate().for_each(|(flat, o)| {
         let mut acc = shift * u[flat];
         for &(n, s, ih2, kind) in &axes {
@@ -89,6 +97,25 @@ pub fn apply_shifted_laplacian(grid: &Grid, shift: f64, u: &[f64], out: &mut [f6
             let l = scalar_neighbour(u, flat, i, n, s, false, kind);
             let r = scalar_neighbour(u, flat, i, n, s, true, kind);
             acc += (2.0 * u[flat] - l - r) * ih2;
+        }
+        *o = acc;
+    });
+}
+
+/// Computes `out = −∇_h·(w ∇_h u)` for C-order slices on `grid` (cell weights `w > 0`;
+/// homogeneous ghosts as in the module table, the boundary face taking its cell's weight).
+pub fn apply_weighted_laplacian(grid: &Grid, w: &[f64], u: &[f64], out: &mut [f64]) {
+    let axes = stencil_axes(grid);
+    out.par_iter_mut().enumerate().for_each(|(flat, o)| {
+        let mut acc = 0.0;
+        for &(n, s, ih2, kind) in &axes {
+            let i = (flat / s) % n;
+            for up in [false, true] {
+                acc += match neighbour(flat, i, n, s, up, kind) {
+                    Some(j) => 0.5 * (w[flat] + w[j]) * (u[flat] - u[j]),
+                    None => w[flat] * (u[flat] - scalar_neighbour(u, flat, i, n, s, up, kind)),
+                } * ih2;
+            }
         }
         *o = acc;
     });

@@ -7,6 +7,7 @@
 //! - [`parabolic`]: the parabolic Monge–Ampère flow (explicit or linearly implicit steps
 //!   under step-size schedules);
 //! - [`sinkhorn`]: entropic OT, log-domain Sinkhorn with a separable Gibbs kernel;
+//! - [`metric`]: the metric of the back-and-forth gradient steps (H¹ or density-weighted);
 //! - [`legendre`]: discrete Legendre and c-transforms in linear time;
 //! - [`pushforward`]: push-forwards of densities by maps (deposit, change of variables);
 //! - [`density`]: density specifications (Gaussian presets, uniform, HDF5 datasets,
@@ -15,6 +16,7 @@
 pub mod bfm;
 pub mod density;
 pub mod legendre;
+pub mod metric;
 pub mod newton;
 pub mod parabolic;
 pub mod problem;
@@ -25,6 +27,7 @@ pub mod verify;
 pub use bfm::BackAndForth;
 pub use density::DensitySpec;
 pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
+pub use metric::Metric;
 pub use newton::Newton;
 pub use parabolic::{Parabolic, Schedule, Stepping};
 pub use problem::{IterationRecord, Method, Options, Problem, Solution, Solver};

@@ -133,7 +133,7 @@ impl Case {
         match self {
             Case::Gaussian2d => &[64, 128, 256],
             Case::Separable2d | Case::Periodic2d => &[32, 64, 128],
-            Case::Gaussian3d => &[16, 24, 32],
+            Case::Gaussian3d => &[32, 48, 64],
             Case::Periodic3d => &[24, 32, 48],
         }
     }
