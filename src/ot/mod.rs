@@ -15,6 +15,7 @@
 
 pub mod bfm;
 pub mod density;
+mod fastmath;
 pub mod legendre;
 pub mod metric;
 pub mod newton;
