@@ -188,9 +188,9 @@ impl Level {
         let weighted = match metric {
             Metric::Laplacian => None,
             Metric::Weighted { floor } => {
-                let slice = |f: &ScalarField| f.data().as_slice().expect("contiguous").to_vec();
-                let (nu, mu) = (slice(&nu), slice(&mu));
-                Some(WeightedSolver::new([&nu, &mu], floor))
+                let (nu, mu) = (nu.data(), mu.data());
+                let slices = [nu.as_slice(), mu.as_slice()].map(|s| s.expect("contiguous"));
+                Some(WeightedSolver::new(slices, floor))
             }
         };
         let inverse_laplacian = if weighted.is_some() { vec![0.0; n] } else { Vec::new() };
@@ -266,10 +266,12 @@ impl Level {
         let l1 = self.residual.par_iter().map(|r| r.abs()).sum::<f64>() * vol;
         let k = if forward { 0 } else { 1 };
         // The step direction, and the H⁻¹ norm of the residual (the stopping measure).
-        let h1_error = match &mut self.weighted {
+        // (Under the H¹ metric the two are the same number.)
+        let (h1_error, predicted) = match &mut self.weighted {
             None => {
                 self.poisson.solve(&self.residual, &mut self.correction)?;
-                dot(&self.residual, &self.correction) * vol
+                let h1 = dot(&self.residual, &self.correction) * vol;
+                (h1, h1)
             }
             Some(weighted) => {
                 let its = weighted.solve(
@@ -281,10 +283,12 @@ impl Level {
                 )?;
                 tracing::trace!("weighted metric: {its} CG iterations");
                 self.poisson.solve(&self.residual, &mut self.inverse_laplacian)?;
-                dot(&self.residual, &self.inverse_laplacian) * vol
+                (
+                    dot(&self.residual, &self.inverse_laplacian) * vol,
+                    dot(&self.residual, &self.correction) * vol,
+                )
             }
         };
-        let predicted = dot(&self.residual, &self.correction) * vol;
         let sigma = self.sigma[k];
         let m = moving.data_mut().as_slice_mut().expect("contiguous");
         m.par_iter_mut().zip(self.correction.par_iter()).for_each(|(v, c)| *v -= sigma * c);

@@ -61,9 +61,10 @@ fn horner(x: f64, coefficients: &[f64]) -> f64 {
 
 #[inline(always)]
 fn exp1(x: f64) -> f64 {
-    let t = x.clamp(-708.0, 709.0) * LOG2E + ROUND;
+    let xc = x.clamp(-708.0, 709.0);
+    let t = xc * LOG2E + ROUND;
     let k = t - ROUND;
-    let r = x.clamp(-708.0, 709.0) - k * LN2_HI - k * LN2_LO;
+    let r = xc - k * LN2_HI - k * LN2_LO;
     let p = horner(r, &EXP_TAYLOR);
     let bits = (t.to_bits().wrapping_sub(ROUND.to_bits()) as i64).wrapping_add(1023) << 52;
     let y = p * f64::from_bits(bits as u64);
