@@ -62,6 +62,32 @@ fn bench_bfm(c: &mut Criterion) {
     g.finish();
 }
 
+/// Sinkhorn on the reference Gaussian pair of `benches/compare_pot.py` (tolerance 1e-6 on the
+/// plan's L1 marginal error, default multiscale ε-scaling) at ε = 1e-3 on 128², 256², 512²
+/// and ε = 2e-4 on 256².
+fn bench_sinkhorn(c: &mut Criterion) {
+    use otgrid::analytic::gaussian::Gaussian;
+    use otgrid::ot::{Options, Problem, Sinkhorn, Solver};
+    let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
+    let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
+    let mut g = c.benchmark_group("sinkhorn gaussians");
+    g.sample_size(10);
+    for (n, epsilon) in [(64usize, 1e-3), (128, 1e-3), (256, 1e-3), (512, 1e-3), (256, 2e-4)] {
+        let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+        let problem = Problem::new(
+            &ScalarField::from_fn(&grid, |p| s.density(p)),
+            &ScalarField::from_fn(&grid, |p| t.density(p)),
+        )
+        .unwrap();
+        let options = Options { tolerance: 1e-6, max_iterations: 5000, progress: false };
+        let solver = Sinkhorn { epsilon, ..Default::default() };
+        g.bench_function(format!("{n}^2 eps {epsilon:e}"), |b| {
+            b.iter(|| solver.solve(&problem, &options).unwrap())
+        });
+    }
+    g.finish();
+}
+
 /// Newton and the (linearly implicit) parabolic flow on the manufactured periodic case (2D
 /// 256², 512²; 3D 64³), each at its default tolerance; Sinkhorn (ε = 1e-3, tolerance 1e-6)
 /// on the same case at 128².
@@ -101,5 +127,5 @@ fn bench_case(
     });
 }
 
-criterion_group!(benches, bench, bench_bfm, bench_newton);
+criterion_group!(benches, bench, bench_bfm, bench_sinkhorn, bench_newton);
 criterion_main!(benches);

@@ -118,6 +118,7 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
             epsilon_start: eps,
             initial: Some(start.clone()),
             overrelaxation: 1.0,
+            multiscale: false,
         };
         let s = sinkhorn.solve(problem, &quiet(1e-300, k))?;
         let (max, l2) = potential_gap(&s.p, &reference.p);

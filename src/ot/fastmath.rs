@@ -21,51 +21,72 @@ const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// 1.5 · 2⁵²: adding it rounds to an integer held in the low mantissa bits.
 const ROUND: f64 = 6_755_399_441_055_744.0;
 
-/// Taylor coefficients of e^r, 1/j! for j = 13 … 0 (highest first).
+/// Taylor coefficients of e^r, 1/j! for j = 0 … 13.
 const EXP_TAYLOR: [f64; 14] = [
-    1.0 / 6_227_020_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 39_916_800.0,
-    1.0 / 3_628_800.0,
-    1.0 / 362_880.0,
-    1.0 / 40_320.0,
-    1.0 / 5_040.0,
-    1.0 / 720.0,
-    1.0 / 120.0,
-    1.0 / 24.0,
-    1.0 / 6.0,
+    1.0,
+    1.0,
     0.5,
-    1.0,
-    1.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5_040.0,
+    1.0 / 40_320.0,
+    1.0 / 362_880.0,
+    1.0 / 3_628_800.0,
+    1.0 / 39_916_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 6_227_020_800.0,
 ];
 
-/// `1/(2j + 1)` for j = 10 … 1 (highest first): `(atanh(s) − s)/s³` in powers of s².
+/// `1/(2j + 1)` for j = 1 … 10: `(atanh(s) − s)/s³` in powers of s².
 const ATANH_SERIES: [f64; 10] = [
-    1.0 / 21.0,
-    1.0 / 19.0,
-    1.0 / 17.0,
-    1.0 / 15.0,
-    1.0 / 13.0,
-    1.0 / 11.0,
-    1.0 / 9.0,
-    1.0 / 7.0,
-    1.0 / 5.0,
     1.0 / 3.0,
+    1.0 / 5.0,
+    1.0 / 7.0,
+    1.0 / 9.0,
+    1.0 / 11.0,
+    1.0 / 13.0,
+    1.0 / 15.0,
+    1.0 / 17.0,
+    1.0 / 19.0,
+    1.0 / 21.0,
 ];
 
-/// `Σ c_j x^j` by Horner's rule, coefficients highest degree first.
+/// `a + b x` (one fused multiply-add where the CPU has FMA units: elsewhere `mul_add` is a
+/// libm call).
 #[inline(always)]
-fn horner(x: f64, coefficients: &[f64]) -> f64 {
-    coefficients.iter().fold(0.0, |p, c| p * x + c)
+fn madd<const FMA: bool>(b: f64, x: f64, a: f64) -> f64 {
+    if FMA {
+        b.mul_add(x, a)
+    } else {
+        b * x + a
+    }
+}
+
+/// `Σ c_j x^j` (coefficients lowest degree first, at most 16) by Estrin's scheme: pairs
+/// `c_2i + c_2i+1 x`, then pairs of those with `x²`, `x⁴`, `x⁸` — a dependency chain of 5
+/// multiply-adds instead of Horner's n, so that the vectorised loops are not latency-bound
+/// (measured 2× faster than Horner here).
+#[inline(always)]
+fn estrin<const FMA: bool, const N: usize>(x: f64, c: &[f64; N]) -> f64 {
+    let at = |i: usize| if i < N { c[i] } else { 0.0 };
+    let x2 = x * x;
+    let x4 = x2 * x2;
+    let x8 = x4 * x4;
+    let q = |i: usize| madd::<FMA>(at(2 * i + 1), x, at(2 * i));
+    let u = |i: usize| madd::<FMA>(q(2 * i + 1), x2, q(2 * i));
+    let v = |i: usize| madd::<FMA>(u(2 * i + 1), x4, u(2 * i));
+    madd::<FMA>(v(1), x8, v(0))
 }
 
 #[inline(always)]
-fn exp1(x: f64) -> f64 {
+fn exp1<const FMA: bool>(x: f64) -> f64 {
     let xc = x.clamp(-708.0, 709.0);
     let t = xc * LOG2E + ROUND;
     let k = t - ROUND;
     let r = xc - k * LN2_HI - k * LN2_LO;
-    let p = horner(r, &EXP_TAYLOR);
+    let p = estrin::<FMA, 14>(r, &EXP_TAYLOR);
     let bits = (t.to_bits().wrapping_sub(ROUND.to_bits()) as i64).wrapping_add(1023) << 52;
     let y = p * f64::from_bits(bits as u64);
     if x < -708.0 {
@@ -80,7 +101,7 @@ fn exp1(x: f64) -> f64 {
 }
 
 #[inline(always)]
-fn ln1(x: f64) -> f64 {
+fn ln1<const FMA: bool>(x: f64) -> f64 {
     let bits = x.to_bits();
     let e = ((bits >> 52) & 0x7ff) as i64 - 1023;
     let m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
@@ -90,7 +111,7 @@ fn ln1(x: f64) -> f64 {
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     // 2 atanh(s) = 2 (s + s³ p(s²)), p(u) = 1/3 + u/5 + … + u⁹/21.
-    let p = horner(s2, &ATANH_SERIES);
+    let p = estrin::<FMA, 10>(s2, &ATANH_SERIES);
     let y = e * LN2_HI + (2.0 * s + (2.0 * s * s2 * p + e * LN2_LO));
     if x == 0.0 {
         f64::NEG_INFINITY
@@ -100,29 +121,60 @@ fn ln1(x: f64) -> f64 {
 }
 
 #[inline(always)]
-fn exp_scaled_generic(values: &[f64], shift: f64, inv_eps: f64, out: &mut [f64]) {
+fn exp_scaled_generic<const FMA: bool>(values: &[f64], shift: f64, inv_eps: f64, out: &mut [f64]) {
     for (o, v) in out.iter_mut().zip(values) {
-        *o = exp1((v - shift) * inv_eps);
+        *o = exp1::<FMA>((v - shift) * inv_eps);
     }
 }
 
 #[inline(always)]
-fn shift_ln_generic(sums: &[f64], shift: f64, eps: f64, out: &mut [f64]) {
+fn shift_ln_generic<const FMA: bool>(sums: &[f64], shift: f64, eps: f64, out: &mut [f64]) {
     for (o, s) in out.iter_mut().zip(sums) {
-        *o = shift + eps * ln1(*s);
+        *o = shift + eps * ln1::<FMA>(*s);
     }
+}
+
+#[inline(always)]
+fn exp_shifted_generic<const FMA: bool>(
+    values: &[f64],
+    shifts: &[f64],
+    inv_eps: f64,
+    out: &mut [f64],
+) {
+    for ((o, v), s) in out.iter_mut().zip(values).zip(shifts) {
+        *o = exp1::<FMA>((v - s) * inv_eps);
+    }
+}
+
+#[inline(always)]
+fn ln_shifted_generic<const FMA: bool>(sums: &[f64], shifts: &[f64], eps: f64, out: &mut [f64]) {
+    for ((o, v), s) in out.iter_mut().zip(sums).zip(shifts) {
+        *o = s + eps * ln1::<FMA>(*v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_avx2(values: &[f64], shifts: &[f64], inv_eps: f64, out: &mut [f64]) {
+    exp_shifted_generic::<true>(values, shifts, inv_eps, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn ln_shifted_avx2(sums: &[f64], shifts: &[f64], eps: f64, out: &mut [f64]) {
+    ln_shifted_generic::<true>(sums, shifts, eps, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn exp_scaled_avx2(values: &[f64], shift: f64, inv_eps: f64, out: &mut [f64]) {
-    exp_scaled_generic(values, shift, inv_eps, out)
+    exp_scaled_generic::<true>(values, shift, inv_eps, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn shift_ln_avx2(sums: &[f64], shift: f64, eps: f64, out: &mut [f64]) {
-    shift_ln_generic(sums, shift, eps, out)
+    shift_ln_generic::<true>(sums, shift, eps, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -139,7 +191,7 @@ pub(crate) fn exp_scaled(values: &[f64], shift: f64, inv_eps: f64, out: &mut [f6
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
         return unsafe { exp_scaled_avx2(values, shift, inv_eps, out) };
     }
-    exp_scaled_generic(values, shift, inv_eps, out)
+    exp_scaled_generic::<false>(values, shift, inv_eps, out)
 }
 
 /// `out_i = shift + ε ln(sums_i)` for positive normal sums (0 gives −∞).
@@ -149,7 +201,28 @@ pub(crate) fn shift_ln(sums: &[f64], shift: f64, eps: f64, out: &mut [f64]) {
         // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
         return unsafe { shift_ln_avx2(sums, shift, eps, out) };
     }
-    shift_ln_generic(sums, shift, eps, out)
+    shift_ln_generic::<false>(sums, shift, eps, out)
+}
+
+/// `out_i = exp((values_i − shifts_i) / ε)` with `inv_eps = 1/ε` (a −∞ value with a finite
+/// shift gives 0).
+pub(crate) fn exp_shifted(values: &[f64], shifts: &[f64], inv_eps: f64, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { exp_shifted_avx2(values, shifts, inv_eps, out) };
+    }
+    exp_shifted_generic::<false>(values, shifts, inv_eps, out)
+}
+
+/// `out_i = shifts_i + ε ln(sums_i)` for positive normal sums (0 gives −∞).
+pub(crate) fn ln_shifted(sums: &[f64], shifts: &[f64], eps: f64, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked at run time).
+        return unsafe { ln_shifted_avx2(sums, shifts, eps, out) };
+    }
+    ln_shifted_generic::<false>(sums, shifts, eps, out)
 }
 
 #[cfg(test)]
@@ -172,8 +245,25 @@ mod tests {
             (0..200_001).map(|i| 10f64.powf(-280.0 + 600.0 * i as f64 / 200_000.0)).collect();
         let mut out = vec![0.0; xs.len()];
         type Kernel = fn(&[f64], f64, f64, &mut [f64]);
-        let paths: [(Kernel, Kernel); 2] =
-            [(exp_scaled, shift_ln), (exp_scaled_generic, shift_ln_generic)];
+        // The per-element-shift variants, through the same checks with shifts of 0.
+        fn exp_zero_shifts(v: &[f64], _: f64, inv: f64, o: &mut [f64]) {
+            exp_shifted(v, &vec![0.0; v.len()], inv, o)
+        }
+        fn ln_zero_shifts(v: &[f64], _: f64, eps: f64, o: &mut [f64]) {
+            ln_shifted(v, &vec![0.0; v.len()], eps, o)
+        }
+        fn exp_zero_shifts_generic(v: &[f64], _: f64, inv: f64, o: &mut [f64]) {
+            exp_shifted_generic::<false>(v, &vec![0.0; v.len()], inv, o)
+        }
+        fn ln_zero_shifts_generic(v: &[f64], _: f64, eps: f64, o: &mut [f64]) {
+            ln_shifted_generic::<false>(v, &vec![0.0; v.len()], eps, o)
+        }
+        let paths: [(Kernel, Kernel); 4] = [
+            (exp_scaled, shift_ln),
+            (exp_scaled_generic::<false>, shift_ln_generic::<false>),
+            (exp_zero_shifts, ln_zero_shifts),
+            (exp_zero_shifts_generic, ln_zero_shifts_generic),
+        ];
         for (exp, ln) in paths {
             let exp = |v: &[f64], o: &mut [f64]| exp(v, 0.0, 1.0, o);
             let ln = |v: &[f64], o: &mut [f64]| ln(v, 0.0, 1.0, o);

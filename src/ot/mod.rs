@@ -18,6 +18,7 @@ pub mod density;
 mod fastmath;
 pub mod legendre;
 pub mod metric;
+mod multilevel;
 pub mod newton;
 pub mod parabolic;
 pub mod problem;
