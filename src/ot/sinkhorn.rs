@@ -711,8 +711,7 @@ impl Sinkhorn {
             if iterations >= options.max_iterations || !error.is_finite() {
                 // Out of iterations on a coarse level: the potentials still go to the finest.
                 if on != finest {
-                    let coarse = ScalarField::from_vec(&grids[on], std::mem::take(&mut g))?;
-                    g = prolong(&coarse, &grid).data().iter().copied().collect();
+                    g = lift(std::mem::take(&mut g), on, finest)?;
                     level_at(&mut levels, finest)?;
                     let level = levels[finest].as_ref().expect("built");
                     let kernel = GibbsKernel::new(&grid, self.epsilon);
@@ -998,6 +997,19 @@ mod tests {
             let (sa, sb) = (a.scalars[0].1, b.scalars[0].1);
             assert!((sa - sb).abs() < 1e-8, "{case:?} {n}: divergences {sa} vs {sb}");
         }
+    }
+
+    /// A run stopped by its iteration limit on a coarse grid (several halvings below the
+    /// problem's) still returns finite potentials on the problem's grid, unconverged.
+    #[test]
+    fn iteration_limit_on_a_coarse_grid_returns_the_problem_grid() {
+        let p = crate::ot::verify::Case::Gaussian2d.problem(128).unwrap();
+        let options = Options { tolerance: 1e-6, max_iterations: 5, progress: false };
+        let s = Sinkhorn::default().solve(&p, &options).unwrap();
+        assert!(!s.converged && s.iterations == 5);
+        assert_eq!(s.p.grid(), p.grid());
+        assert!(s.p.first_non_finite().is_none() && s.q.first_non_finite().is_none());
+        assert!(s.marginal_error.is_finite());
     }
 
     /// Over-relaxation (default cap 1.9, ω from the observed contraction rate) reaches the
