@@ -229,8 +229,7 @@ impl GibbsKernel {
         let (mut costs, mut kernels) = (Vec::new(), Vec::new());
         for ax in grid.axes() {
             let n = ax.cells;
-            let period = ax.upper - ax.lower;
-            let h = period / n as f64;
+            let (period, h) = (ax.upper - ax.lower, ax.spacing());
             let cost: Vec<f64> = (0..n)
                 .map(|k| {
                     let mut d = k as f64 * h;
@@ -613,9 +612,7 @@ impl Sinkhorn {
         // its blur √ε (never coarser than the stage before); the final ε then runs on every
         // finer level in turn, each starting from the interpolated coarser potential.
         let mut levels: Vec<Option<Level>> = grids.iter().map(|_| None).collect();
-        let spacing = |l: usize| -> f64 {
-            grids[l].axes().iter().map(|a| (a.upper - a.lower) / a.cells as f64).fold(0.0, f64::max)
-        };
+        let spacing = |l: usize| grids[l].axes().iter().map(|a| a.spacing()).fold(0.0, f64::max);
         let mut plan: Vec<(usize, f64)> = Vec::new();
         let mut current = 0;
         for &eps in &stages {
@@ -665,7 +662,8 @@ impl Sinkhorn {
             level_at(&mut levels, l)?;
             let level = levels[l].as_ref().expect("built");
             let scaled = k > 0 && plan[k - 1].1 != eps;
-            let previous = (g.clone(), on);
+            // (Kept only at an ε step: the next step extrapolates from it.)
+            let previous = if scaled { Some((g.clone(), on)) } else { None };
             if l != on {
                 // Onto the finer level: g interpolated (f follows from it in the first update).
                 g = lift(std::mem::take(&mut g), on, l)?;
@@ -680,8 +678,8 @@ impl Sinkhorn {
                     g.iter_mut().zip(&g4).for_each(|(g, o)| *g += 0.5 * (*g - o));
                 }
             }
-            if scaled || k == 0 {
-                older = if k == 0 { None } else { Some(previous) };
+            if scaled {
+                older = previous;
             }
             let (stage_start, stage_first) = (Instant::now(), iterations);
             let kernel = GibbsKernel::new(&level.grid, eps);
@@ -769,9 +767,7 @@ impl Sinkhorn {
                     let half = -0.5 * self.epsilon;
                     log_w.iter().map(|l| if l.is_finite() { half * l } else { 0.0 }).collect()
                 } else {
-                    let coarse =
-                        ScalarField::from_vec(&grids[final_levels[i - 1]], std::mem::take(f))?;
-                    prolong(&coarse, &level.grid).data().iter().copied().collect()
+                    lift(std::mem::take(f), final_levels[i - 1], l)?
                 };
                 let value = symmetric_ot(&kernel, log_w, w, &level.shape, tol, f);
                 if side == 0 {
