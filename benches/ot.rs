@@ -29,10 +29,7 @@ fn bench(c: &mut Criterion) {
 /// (weighted metric) at 256², 512², 1024², 64³ and 128³, and the H¹ metric at 512² for the
 /// ratio.
 fn bench_bfm(c: &mut Criterion) {
-    use otgrid::analytic::gaussian::Gaussian;
-    use otgrid::ot::{BackAndForth, Case, Method, Metric, Options, Problem, Solver};
-    let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
-    let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
+    use otgrid::ot::{BackAndForth, Case, Method, Metric, Options, Solver};
     let mut g = c.benchmark_group("bfm gaussians");
     g.sample_size(10);
     for (n, metric) in [
@@ -41,12 +38,8 @@ fn bench_bfm(c: &mut Criterion) {
         (1024, Metric::default()),
         (512, Metric::Laplacian),
     ] {
-        let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
-        let problem = Problem::new(
-            &ScalarField::from_fn(&grid, |p| s.density(p)),
-            &ScalarField::from_fn(&grid, |p| t.density(p)),
-        )
-        .unwrap();
+        // The reference Gaussian pair (verify's gaussian-2d).
+        let problem = Case::Gaussian2d.problem(n).unwrap();
         let name = match metric {
             Metric::Laplacian => "H1 metric",
             Metric::Weighted { .. } => "weighted metric",
@@ -66,19 +59,12 @@ fn bench_bfm(c: &mut Criterion) {
 /// plan's L1 marginal error, default multiscale ε-scaling) at ε = 1e-3 on 128², 256², 512²
 /// and ε = 2e-4 on 256².
 fn bench_sinkhorn(c: &mut Criterion) {
-    use otgrid::analytic::gaussian::Gaussian;
-    use otgrid::ot::{Options, Problem, Sinkhorn, Solver};
-    let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
-    let t = Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0], vec![0.0, 0.01]]).unwrap();
+    use otgrid::ot::{Case, Options, Sinkhorn, Solver};
     let mut g = c.benchmark_group("sinkhorn gaussians");
     g.sample_size(10);
     for (n, epsilon) in [(64usize, 1e-3), (128, 1e-3), (256, 1e-3), (512, 1e-3), (256, 2e-4)] {
-        let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
-        let problem = Problem::new(
-            &ScalarField::from_fn(&grid, |p| s.density(p)),
-            &ScalarField::from_fn(&grid, |p| t.density(p)),
-        )
-        .unwrap();
+        // The reference Gaussian pair (verify's gaussian-2d).
+        let problem = Case::Gaussian2d.problem(n).unwrap();
         let options = Options { tolerance: 1e-6, max_iterations: 5000, progress: false };
         let solver = Sinkhorn { epsilon, ..Default::default() };
         g.bench_function(format!("{n}^2 eps {epsilon:e}"), |b| {
