@@ -64,6 +64,7 @@ fn bad_input_fails_with_one_line_and_no_file() {
         ("sin(2*pi*x)", "uniform", "", "constants PI and E"),
         ("uniform", "uniform", "--metric=weighted:0", "unknown metric 'weighted:0'"),
         ("uniform", "uniform", "--method=sinkhorn --metric=laplacian", "applies to --method bfm"),
+        ("uniform", "uniform", "--repeat=0", "--repeat must be at least 1"),
     ] {
         let mut args = vec!["ot", "--source", source, "--target", target, "--grid", "32x32"];
         args.extend(extra.split_whitespace());
@@ -76,6 +77,33 @@ fn bad_input_fails_with_one_line_and_no_file() {
         assert!(err.contains(needle), "{needle} not in {err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} left files");
     }
+}
+
+/// `--repeat N` solves N times and reports one of them (the run of median time): the same
+/// result as a single solve, with its own time.
+#[test]
+fn repeat_reports_the_same_solution() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "ot", "--source", SOURCE, "--target", TARGET, "--grid", "64x64", "--method",
+            "sinkhorn", "--out", "r.h5", "--json",
+        ];
+        args.extend(extra);
+        let o = otgrid(&args, dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let json = String::from_utf8_lossy(&o.stdout).to_string();
+        let line = |key: &str| {
+            json.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{key}")).to_string()
+        };
+        (line("\"w2_squared\""), line("\"iterations\""), line("\"seconds\""))
+    };
+    let (single, repeated) = (run(&[]), run(&["--repeat", "3"]));
+    assert_eq!(single.0, repeated.0);
+    assert_eq!(single.1, repeated.1);
+    let seconds: f64 =
+        repeated.2.split(':').nth(1).unwrap().trim().trim_end_matches(',').parse().unwrap();
+    assert!(seconds > 0.0 && seconds < 60.0, "{}", repeated.2);
 }
 
 /// Newton on the manufactured periodic case given by presets: converged, with the error
