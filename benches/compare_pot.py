@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Side-by-side: otgrid (back-and-forth, default settings) against POT's entropic solver on
-the reference Gaussian pair of docs/ot.md, at 128² and 256², and otgrid's own log-domain
-Sinkhorn at the same ε and marginal tolerance (1e-6, L1).
+"""Side-by-side: otgrid (back-and-forth, default settings) against POT's and OTT-JAX's entropic
+solvers on the reference Gaussian pair of docs/ot.md, and otgrid's own log-domain Sinkhorn at
+the same ε and marginal tolerance (1e-6, L1).
 
     μ = N((0.4, 0.45), 0.08² I) → ν = N((0.6, 0.55), diag(0.06², 0.10²)) on [0, 1]²
 
@@ -9,17 +9,28 @@ POT (`pip install pot`) has no ready two-marginal solver on grids, so the POT co
 Sinkhorn with POT's convolutional (separable Gibbs kernel) construction — the kernel of
 `ot.bregman.convolutional_barycenter2d`, K = exp(−|x − y|²/(2ε)) applied axis by axis — in
 POT's own (non-log) scaling form, and maps by the barycentric projection
-T(x) = Σ_y π(x, y) y / μ(x). Both columns report wall time and the μ-weighted bulk L2 error
-against the closed-form map (bulk: μ > 1 % of its maximum, as `otgrid verify`).
+T(x) = Σ_y π(x, y) y / μ(x).
 
-Times are medians over --repeat runs (default 5) of the in-process solve time on both sides
-(otgrid: `otgrid ot --repeat N`, which reports the run of median time; POT: N calls in this
-process; so neither side's time includes process start or one-time library set-up): for
-otgrid's Sinkhorn the plan's time (potentials, hence the map), printed with the total that
-includes the Sinkhorn divergence's two symmetric problems (which POT's column does not
-compute); the ratio is POT's median over otgrid's plan time.
+OTT-JAX (`pip install ott-jax`; its rows are skipped when it is missing) runs its own
+`ott.geometry.grid.Grid` geometry (separable cost, kernel applied axis by axis) with
+`ott.solvers.linear.sinkhorn.Sinkhorn(threshold=1e-6)` in float64 (`jax_enable_x64`), OTT's
+cost |x − y|² with epsilon 2ε (the same kernel), in its default log-sum-exp mode (stable, but
+each axis pass forms an n × n × n array: sizes up to --ott-lse-max only) and in its scaling
+mode (lse_mode=False, POT's form); map by `out.apply` (the barycentric projection). Its solve
+and map are one jitted function, compiled by a first call that is not timed. OTT runs at the
+ε of --ott-eps only (default 1e-3, the issue's benchmark ε).
 
-Usage: python3 benches/compare_pot.py [--sizes 128,256] [--eps 1e-3,2e-4,1e-4,5e-5] [--repeat 5]
+Every row reports wall time and the μ-weighted bulk L2 error against the closed-form map
+(bulk: μ > 1 % of its maximum, as `otgrid verify`). Times are medians over --repeat runs
+(default 5) of the in-process solve time on every side (otgrid: `otgrid ot --repeat N`, which
+reports the run of median time; POT, OTT: N calls in this process; so no time includes
+process start or one-time library set-up): for otgrid's Sinkhorn the plan's time
+(potentials, hence the map), printed with the total that includes the Sinkhorn divergence's
+two symmetric problems (which the other columns do not compute); a ratio is the other
+solver's median over otgrid's plan time.
+
+Usage: python3 benches/compare_pot.py [--sizes 128,256] [--eps 1e-3,2e-4,1e-4,5e-5]
+    [--repeat 5] [--ott-eps 1e-3] [--ott-lse-max 256]
 (builds target/release/otgrid first if missing).
 """
 
@@ -102,6 +113,50 @@ def pot_convolutional_sinkhorn(mu, nu, t, eps, max_iter=5000, tol=1e-6):
     return tx, ty, it, seconds, status
 
 
+def ott_sinkhorn_solver(n, eps, lse_mode):
+    """OTT-JAX's Sinkhorn on its Grid geometry, jitted, or None when OTT-JAX is missing.
+    The solver maps (μ, ν) to (tx, ty, iterations, converged)."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from ott.geometry import grid
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import sinkhorn
+
+    t = jnp.asarray((np.arange(n) + 0.5) / n)
+    y, x = jnp.meshgrid(t, t, indexing="ij")  # axis 0 = y, axis 1 = x, as μ and ν
+    x, y = x.ravel(), y.ravel()
+
+    @jax.jit
+    def solve(a, b):
+        # OTT's cost is |x − y|² per axis: epsilon 2ε gives the kernel exp(−|x − y|²/(2ε)).
+        geom = grid.Grid(x=[t, t], epsilon=2 * eps)
+        problem = linear_problem.LinearProblem(geom, a=a, b=b)
+        out = sinkhorn.Sinkhorn(threshold=1e-6, max_iterations=5000, lse_mode=lse_mode)(problem)
+        # Barycentric map: Σ_y π(x, y) y / a(x) (axis=1 sums over the target index).
+        return out.apply(x, axis=1) / a, out.apply(y, axis=1) / a, out.n_iters, out.converged
+
+    return solve
+
+
+def ott_run(solve, mu, nu, reps):
+    """Median time of `reps` calls after one untimed (compiling) call; the last result."""
+    import jax
+
+    a, b = (jax.numpy.asarray((m / m.sum()).ravel()) for m in (mu, nu))
+    jax.block_until_ready(solve(a, b))
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        result = jax.block_until_ready(solve(a, b))
+        times.append(time.perf_counter() - start)
+    tx, ty, it, converged = (np.asarray(v) for v in result)
+    return statistics.median(times), tx.reshape(mu.shape), ty.reshape(mu.shape), int(it), bool(converged)
+
+
 def run_otgrid(n, reps, *extra):
     """The run of median time of `reps` solves in one otgrid process."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +178,11 @@ def main():
     p.add_argument("--sizes", default="128,256")
     p.add_argument("--eps", default="1e-3,2e-4,1e-4,5e-5")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--ott-eps", default="1e-3", help="ε values at which OTT-JAX runs")
+    p.add_argument("--ott-lse-max", type=int, default=256,
+                   help="largest grid for OTT-JAX's log-domain mode (O(n³) memory per pass)")
     args = p.parse_args()
+    ott_eps = {float(e) for e in args.ott_eps.split(",") if e}
     reps = max(1, args.repeat)
 
     def median_run(run):
@@ -133,7 +192,13 @@ def main():
 
     if not os.path.exists(BIN):
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT, check=True)
-    print(f"POT {ot.__version__}, numpy {np.__version__}; medians of {reps} runs")
+    try:
+        import ott as ott_jax
+        ott_version = f", OTT-JAX {ott_jax.__version__}"
+    except ImportError:
+        ott_version = " (OTT-JAX not installed: its rows are skipped)"
+        ott_eps = set()
+    print(f"POT {ot.__version__}, numpy {np.__version__}{ott_version}; medians of {reps} runs")
     print(f"{'grid':>6} {'solver':<28} {'time [s]':>9} {'bulk L2 map error':>18}  note")
     for n in (int(s) for s in args.sizes.split(",")):
         t = (np.arange(n) + 0.5) / n
@@ -154,7 +219,23 @@ def main():
 
             secs, tx, ty, it, status = median_run(pot_run)
             err = bulk_l2(mu, tx, ty, x, y) if status.startswith(("ok", "iteration")) else float("nan")
-            print(f"{n:>5}² {'POT conv. Sinkhorn ε=' + format(eps, 'g'):<28} {secs:>9.4f} {err:>18.3e}  {it} its, {status}; {secs / ours:.1f}× otgrid's time")
+            # A time ratio only where POT returned a plan (a NaN run stops early).
+            ratio = f"; {secs / ours:.1f}× otgrid's time" if math.isfinite(err) else ""
+            print(f"{n:>5}² {'POT conv. Sinkhorn ε=' + format(eps, 'g'):<28} {secs:>9.4f} {err:>18.3e}  {it} its, {status}{ratio}")
+            if eps not in ott_eps:
+                continue
+            for lse_mode in (True, False):
+                name = f"OTT Grid {'lse' if lse_mode else 'scaling'} ε={eps:g}"
+                if lse_mode and n > args.ott_lse_max:
+                    print(f"{n:>5}² {name:<28} {'—':>9} {'—':>18}  skipped (n > --ott-lse-max)")
+                    continue
+                solve = ott_sinkhorn_solver(n, eps, lse_mode)
+                secs, tx, ty, it, converged = ott_run(solve, mu, nu, reps)
+                with np.errstate(all="ignore"):
+                    err = bulk_l2(mu, tx, ty, x, y)
+                status = "ok" if converged else ("NaN/inf" if not math.isfinite(err) else "not converged")
+                ratio = f"; {secs / ours:.1f}× otgrid's time" if status == "ok" else ""
+                print(f"{n:>5}² {name:<28} {secs:>9.4f} {err:>18.3e}  {it} its, {status}{ratio}")
 
 
 if __name__ == "__main__":

@@ -432,11 +432,12 @@ fn update(
 const COARSEST_CELLS: usize = 16;
 
 /// An ε stage runs on the coarsest grid whose cells are at most `√ε / RESOLUTION` wide (the
-/// plan's blur `√ε` spans at least this many cells). Measured on the Gaussian pair at
-/// ε = 1e-3 (cubic interpolation then): 1 (final ε first on 32² at 128²) 9.4 ms, 1.5 (64²)
-/// 12.0 ms; 0.75 no faster at 128², and a coarser start leaves the fine levels more to
-/// correct.
-const RESOLUTION: f64 = 1.0;
+/// plan's blur `√ε` spans at least this many cells). Measured on the Gaussian pair (plan
+/// times, medians of 3): 0.7 against 1 — ε = 1e-3: 128² 3.7 / 4.9 ms, 256² 18 / 15 ms (the
+/// same grids); ε = 2e-4 (final ε first on 64² instead of 128²): 128² 29 / 62 ms, 256²
+/// 48 / 80 ms; ε = 5e-5: 256² 0.75 / 4.2 s. 0.5 starts the final ε on grids too coarse to
+/// carry the plan (ε = 1e-3 on 16²: 38 iterations there and 40 on 32²).
+const RESOLUTION: f64 = 0.7;
 
 /// One grid of the multiscale hierarchy with the cell weights of both measures on it.
 struct Level {
