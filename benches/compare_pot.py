@@ -114,12 +114,10 @@ def pot_convolutional_sinkhorn(mu, nu, t, eps, max_iter=5000, tol=1e-6):
 
 
 def ott_sinkhorn_solver(n, eps, lse_mode):
-    """OTT-JAX's Sinkhorn on its Grid geometry, jitted, or None when OTT-JAX is missing.
-    The solver maps (μ, ν) to (tx, ty, iterations, converged)."""
-    try:
-        import jax
-    except ImportError:
-        return None
+    """OTT-JAX's Sinkhorn on its Grid geometry, jitted: (μ, ν) → (tx, ty, iterations,
+    converged)."""
+    import jax
+
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     from ott.geometry import grid
@@ -185,6 +183,11 @@ def main():
     ott_eps = {float(e) for e in args.ott_eps.split(",") if e}
     reps = max(1, args.repeat)
 
+    def row(n, name, secs, err, note, ours=None):
+        """One table row; with `ours` (otgrid's plan time) the time ratio appended."""
+        ratio = f"; {secs / ours:.1f}× otgrid's time" if ours else ""
+        print(f"{n:>5}² {name:<28} {secs:>9.4f} {err:>18.3e}  {note}{ratio}")
+
     def median_run(run):
         """Runs `run` reps times; its first result with the median of its times (index 0)."""
         results = [run() for _ in range(reps)]
@@ -206,12 +209,13 @@ def main():
         mu = gaussian(x, y, 0.4, 0.45, 0.0064, 0.0064)
         nu = gaussian(x, y, 0.6, 0.55, 0.0036, 0.01)
         secs, err, its, _ = run_otgrid(n, reps)
-        print(f"{n:>5}² {'otgrid bfm (default)':<28} {secs:>9.4f} {err:>18.3e}  {its} iterations")
+        row(n, "otgrid bfm (default)", secs, err, f"{its} iterations")
         for eps in (float(e) for e in args.eps.split(",")):
             ours, err, its, total = run_otgrid(
                 n, reps, "--method", "sinkhorn", "--epsilon", str(eps), "--tol", "1e-6",
                 "--max-iterations", "5000")
-            print(f"{n:>5}² {'otgrid sinkhorn ε=' + format(eps, 'g'):<28} {ours:>9.4f} {err:>18.3e}  {its} iterations (all levels); {total:.4f} s with the divergence")
+            row(n, f"otgrid sinkhorn ε={eps:g}", ours, err,
+                f"{its} iterations (all levels); {total:.4f} s with the divergence")
 
             def pot_run():
                 tx, ty, it, secs, status = pot_convolutional_sinkhorn(mu, nu, t, eps)
@@ -220,8 +224,8 @@ def main():
             secs, tx, ty, it, status = median_run(pot_run)
             err = bulk_l2(mu, tx, ty, x, y) if status.startswith(("ok", "iteration")) else float("nan")
             # A time ratio only where POT returned a plan (a NaN run stops early).
-            ratio = f"; {secs / ours:.1f}× otgrid's time" if math.isfinite(err) else ""
-            print(f"{n:>5}² {'POT conv. Sinkhorn ε=' + format(eps, 'g'):<28} {secs:>9.4f} {err:>18.3e}  {it} its, {status}{ratio}")
+            row(n, f"POT conv. Sinkhorn ε={eps:g}", secs, err, f"{it} its, {status}",
+                ours if math.isfinite(err) else None)
             if eps not in ott_eps:
                 continue
             for lse_mode in (True, False):
@@ -234,8 +238,7 @@ def main():
                 with np.errstate(all="ignore"):
                     err = bulk_l2(mu, tx, ty, x, y)
                 status = "ok" if converged else ("NaN/inf" if not math.isfinite(err) else "not converged")
-                ratio = f"; {secs / ours:.1f}× otgrid's time" if status == "ok" else ""
-                print(f"{n:>5}² {name:<28} {secs:>9.4f} {err:>18.3e}  {it} its, {status}{ratio}")
+                row(n, name, secs, err, f"{it} its, {status}", ours if status == "ok" else None)
 
 
 if __name__ == "__main__":
