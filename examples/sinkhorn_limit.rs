@@ -76,7 +76,7 @@ fn map_gap(mu: &ScalarField, a: &VectorField, b: &VectorField) -> f64 {
 }
 
 fn quiet(tolerance: f64, max_iterations: usize) -> Options {
-    Options { tolerance, max_iterations, progress: false }
+    Options { tolerance, max_iterations, progress: false, time_limit: None }
 }
 
 /// The flow at time `t` by `steps` linearly implicit steps of `t/steps`.
@@ -158,13 +158,13 @@ fn rerun<S: Solver>(
     ks: &[usize],
     tolerance: f64,
 ) -> otgrid::Result<Vec<Point>> {
-    let exact = case.exact();
+    let exact = case.exact().expect("a case with a closed form");
     let mut rows = Vec::new();
     for &k in ks {
         let s = solver.solve(problem, &quiet(tolerance, k))?;
         let e = map_error(&s, problem, |x, y| exact.map(x, y)).l2;
         rows.push((s.iterations as f64, s.seconds, e));
-        if s.converged {
+        if s.converged() {
             break;
         }
     }
@@ -173,7 +173,7 @@ fn rerun<S: Solver>(
 
 fn curves(problem: &Problem, case: Case, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let n = problem.grid().axis(0).cells;
-    let exact = case.exact();
+    let exact = case.exact().expect("a case with a closed form");
     let ks: Vec<usize> = vec![
         1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 260, 330,
         400, 500,

@@ -58,7 +58,7 @@ fn bad_input_fails_with_one_line_and_no_file() {
         (SOURCE, TARGET, "--max-iterations=2", "did not converge"),
         ("case:nope", "uniform", "", "unknown case 'nope'"),
         ("case:periodic-2d", "case:periodic-2d", "", "needs periodic boundaries"),
-        ("abs(x - 0.5) + x - 0.5", "uniform", "--method=newton", "strictly positive"),
+        ("abs(x - 0.5) + x - 0.5", "uniform", "--method=newton", "use --method bfm"),
         ("uniform", "uniform", "--push-forward=splat", "unknown push-forward 'splat'"),
         ("uniform", "uniform", "--method=newton --push-forward=deposit", "applies to --method bfm"),
         ("sin(2*pi*x)", "uniform", "", "constants PI and E"),
@@ -162,4 +162,86 @@ fn verify_prints_orders() {
     let bad = otgrid(&["verify", "--sizes", "3"], dir.path());
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("cell count"));
+}
+
+/// The default `otgrid ot` (method auto → bfm) solves ordinary pairs off the reference one —
+/// a Gaussian onto the uniform density and a two-bump mixture onto another — writes the
+/// result with its typed outcome (the discretisation floor, with the measured floor), and
+/// says so in the JSON summary.
+#[test]
+fn default_method_solves_ordinary_pairs_and_stores_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = [
+        ("exp(-((x-0.5)^2+(y-0.5)^2)/0.02)", "uniform"),
+        (
+            "exp(-((x-0.3)^2+(y-0.3)^2)/0.005)+exp(-((x-0.7)^2+(y-0.6)^2)/0.005)",
+            "exp(-((x-0.3)^2+(y-0.7)^2)/0.005)+exp(-((x-0.7)^2+(y-0.3)^2)/0.005)",
+        ),
+    ];
+    for (source, target) in pairs {
+        let args = [
+            "ot", "--grid", "128x128", "--source", source, "--target", target, "--out", "r.h5",
+            "--json",
+        ];
+        let o = otgrid(&args, dir.path());
+        assert!(o.status.success(), "{source}: {}", String::from_utf8_lossy(&o.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let outcome = json["outcome"].as_str().unwrap();
+        assert!(matches!(outcome, "converged" | "discretisation_floor"), "{json}");
+        assert_eq!(json["method"], "bfm");
+        let r = Results::read(&dir.path().join("r.h5")).unwrap();
+        assert!(matches!(r.attributes().get("outcome"), Some(AttrValue::Text(t)) if t == outcome));
+        if outcome == "discretisation_floor" {
+            assert!(
+                json["discretisation_floor"].as_f64().unwrap()
+                    > json["tolerance"].as_f64().unwrap()
+            );
+        }
+    }
+    // Newton on a density with zero regions: refused at once, naming the method to use.
+    let start = std::time::Instant::now();
+    let o = otgrid(
+        &[
+            "ot", "--grid", "64x64", "--source", pairs[0].0, "--target", "uniform", "--method",
+            "newton",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use --method bfm"));
+    assert!(start.elapsed().as_secs_f64() < 1.0);
+    // A time limit is an outcome, not a crash: nothing written without --keep-unconverged.
+    let o = otgrid(
+        &[
+            "ot",
+            "--grid",
+            "64x64",
+            "--source",
+            pairs[1].0,
+            "--target",
+            pairs[1].1,
+            "--time-limit",
+            "1e-6",
+            "--out",
+            "t.h5",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("time_limit"));
+    assert!(!dir.path().join("t.h5").exists());
+}
+
+/// `otgrid verify --suite zoo --list` names every zoo case with its dimension.
+#[test]
+fn verify_lists_the_zoo() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = otgrid(&["verify", "--suite", "zoo", "--list"], dir.path());
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for name in
+        ["gaussian-uniform", "disk-annulus", "mixture-2d", "double-well-gaussian", "mixture-3d"]
+    {
+        assert!(text.contains(name), "{name} missing: {text}");
+    }
 }

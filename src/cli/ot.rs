@@ -25,10 +25,11 @@ pub struct OtArgs {
     pub target: String,
     #[command(flatten)]
     pub grid: GridArgs,
-    /// Solver: bfm (back-and-forth dual ascent; any densities), newton (damped Newton on
-    /// the Monge–Ampère equation), parabolic (the parabolic Monge–Ampère flow; newton and
-    /// parabolic need smooth, strictly positive densities) or sinkhorn (entropic, --epsilon).
-    #[arg(long, default_value = "bfm")]
+    /// Solver: auto (picks by the densities and says why; default), bfm (back-and-forth
+    /// dual ascent; any densities), newton (damped Newton on the Monge–Ampère equation),
+    /// parabolic (the parabolic Monge–Ampère flow; newton and parabolic refuse densities
+    /// with min/max < 0.05) or sinkhorn (entropic, --epsilon).
+    #[arg(long, default_value = "auto")]
     pub method: String,
     /// Parabolic step sizes: constant:ETA, sqrt:ETA0 (η₀/√(k+1)), harmonic:ETA0 (η₀/(k+1)),
     /// geometric:ETA0,RATIO or cfl:THETA (θ × the explicit stability bound). Default
@@ -60,13 +61,17 @@ pub struct OtArgs {
     /// Give up after this many iterations (all levels together).
     #[arg(long, default_value_t = Options::default().max_iterations)]
     pub max_iterations: usize,
+    /// Give up after this many seconds of solving (outcome time_limit).
+    #[arg(long, value_name = "SECONDS")]
+    pub time_limit: Option<f64>,
     /// Output HDF5 file; the XDMF sidecar goes next to it.
     #[arg(short, long, default_value = "ot.h5")]
     pub out: PathBuf,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Write the result even if the solver did not converge (marked converged = 0).
+    /// Write the result even if the solver neither converged nor reached the grid's
+    /// discretisation floor (the file's `outcome` attribute says how it ended).
     #[arg(long)]
     pub keep_unconverged: bool,
     /// Timing: solve N times in this process and report (and write) the run of median time.
@@ -77,24 +82,39 @@ pub struct OtArgs {
 }
 
 pub fn run(args: &OtArgs) -> Result<()> {
-    let method = Method::from_name(&args.method)?;
+    let requested =
+        if args.method == "auto" { None } else { Some(Method::from_name(&args.method)?) };
     let grid = args.grid.resolve("unit_square_256")?;
     check_output_path(&args.out)?;
     if args.repeat == 0 {
         return Err(Error::invalid("--repeat must be at least 1"));
     }
-    let options = Options {
-        tolerance: args.tol.unwrap_or(method.default_tolerance(&grid)),
-        max_iterations: args.max_iterations,
-        progress: !args.json,
-    };
-    options.validate()?;
     let base = Path::new(".");
     let source_spec = DensitySpec::parse(&args.source, "source")?;
     let target_spec = DensitySpec::parse(&args.target, "target")?;
     let mu = source_spec.sample(&grid, "source", base)?;
     let nu = target_spec.sample(&grid, "target", base)?;
     let problem = Problem::new(&mu, &nu)?;
+    let method = match requested {
+        Some(m) => {
+            m.check(&problem)?;
+            m
+        }
+        None => {
+            let (m, why) = Method::auto(&problem);
+            if !args.json {
+                eprintln!("method auto → {why}");
+            }
+            m
+        }
+    };
+    let options = Options {
+        tolerance: args.tol.unwrap_or(method.default_tolerance(&grid)),
+        max_iterations: args.max_iterations,
+        progress: !args.json,
+        time_limit: args.time_limit,
+    };
+    options.validate()?;
     let (ms, mt) = problem.masses();
     for (what, m) in [("source", ms), ("target", mt)] {
         if (m - 1.0).abs() > 1e-2 {
@@ -146,30 +166,40 @@ pub fn run(args: &OtArgs) -> Result<()> {
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let solution = runs.swap_remove(runs.len() / 2);
     let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.map(x, y)));
-    let mut summary = vec![
-        ("method", format!("\"{}\"", solution.method)),
-        ("grid", format!("\"{}\"", grid)),
-        ("converged", solution.converged.to_string()),
-        ("iterations", solution.iterations.to_string()),
-        ("w2_squared", format!("{:.8e}", solution.w2_squared())),
-        ("stopping_measure", format!("\"{}\"", method.stopping_measure())),
-        ("marginal_error", format!("{:.3e}", solution.marginal_error)),
-        ("seconds", format!("{:.6}", solution.seconds)),
-        ("source_mass", format!("{ms:.6e}")),
-        ("target_mass", format!("{mt:.6e}")),
-    ];
+    let mut summary = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        summary.insert(k.to_string(), v);
+    };
+    put("method", solution.method.into());
+    put("grid", grid.to_string().into());
+    put("outcome", solution.outcome.name().into());
+    put("converged", solution.converged().into());
+    if let Some(floor) = solution.outcome.floor() {
+        put("discretisation_floor", floor.into());
+    }
+    put("stop_reason", solution.stop_reason.clone().into());
+    put("iterations", solution.iterations.into());
+    put("w2_squared", solution.w2_squared().into());
+    put("stopping_measure", method.stopping_measure().into());
+    put("tolerance", options.tolerance.into());
+    put("marginal_error", solution.marginal_error.into());
+    put("seconds", solution.seconds.into());
+    put("source_mass", ms.into());
+    put("target_mass", mt.into());
     for (k, v) in &solution.scalars {
-        summary.push((k.as_str(), format!("{v:.8e}")));
+        put(k, (*v).into());
     }
     if let (Some(e), Some(exact)) = (error, &exact) {
-        summary.push(("exact_w2_squared", format!("{:.8e}", exact.w2_squared())));
-        summary.push(("map_error_l2_bulk", format!("{:.3e}", e.l2)));
-        summary.push(("map_error_max_bulk", format!("{:.3e}", e.max)));
+        put("exact_w2_squared", exact.w2_squared().into());
+        put("map_error_l2_bulk", e.l2.into());
+        put("map_error_max_bulk", e.max.into());
     }
-    if !solution.converged && !args.keep_unconverged {
+    if !solution.solved() && !args.keep_unconverged {
         return Err(Error::Solver(format!(
-            "{} did not converge: {}; nothing written (--keep-unconverged writes it anyway)",
-            solution.method, solution.stop_reason
+            "{} did not converge ({}): {}; nothing written (--keep-unconverged writes it anyway)",
+            solution.method,
+            solution.outcome.name(),
+            solution.stop_reason
         )));
     }
     let mut output = solution.to_output(&problem)?;
@@ -180,15 +210,23 @@ pub fn run(args: &OtArgs) -> Result<()> {
         output.set_attribute("map_error_max_bulk", AttrValue::Number(e.max))?;
     }
     let written = output.write(&args.out)?;
-    summary.push(("output", format!("\"{}\"", written.hdf5.display())));
+    summary.insert("output".into(), written.hdf5.display().to_string().into());
     if args.json {
-        let body: Vec<String> = summary.iter().map(|(k, v)| format!("  \"{k}\": {v}")).collect();
-        println!("{{\n{}\n}}", body.join(",\n"));
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(summary))
+            .map_err(|e| Error::invalid(format!("JSON summary: {e}")))?;
+        println!("{text}");
     } else {
         for (k, v) in &summary {
-            println!("{k:<20} {}", v.trim_matches('"'));
+            match v {
+                serde_json::Value::String(s) => println!("{k:<20} {s}"),
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(x) if !n.is_u64() => println!("{k:<20} {x:.8e}"),
+                    _ => println!("{k:<20} {n}"),
+                },
+                other => println!("{k:<20} {other}"),
+            }
         }
-        if !solution.converged {
+        if !solution.solved() {
             println!("warning: not converged ({})", solution.stop_reason);
         }
     }
@@ -216,7 +254,7 @@ fn exact_solution(source: &DensitySpec, target: &DensitySpec) -> Result<Option<E
         (DensitySpec::Gaussian(s), DensitySpec::Gaussian(t)) => {
             Some(Exact::Gaussian(GaussianMap::new(s.clone(), t.clone())?))
         }
-        (DensitySpec::Case(s), DensitySpec::Case(t)) if s == t => Some(s.exact()),
+        (DensitySpec::Case(s), DensitySpec::Case(t)) if s == t => s.exact(),
         _ => None,
     })
 }

@@ -1,16 +1,26 @@
-//! `otgrid verify`: the OT solvers against closed-form Brenier maps at several resolutions.
+//! `otgrid verify`: the OT solvers against closed forms and reference values — the classic
+//! suite (every method, orders of convergence) and the problem zoo (default settings over
+//! the density pairs users bring).
 
 use otgrid::error::{Error, Result};
+use otgrid::ot::verify::Suite;
 use otgrid::ot::{verify_case, Case, Method, VerifyRow};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// Case(s) to run (repeatable): gaussian-2d, gaussian-3d, separable-2d, periodic-2d,
-    /// periodic-3d. Default: all.
+    /// Which suite: classic (closed-form cases, each with the methods meant for it) or zoo
+    /// (every ordinary kind of density pair, `otgrid ot`'s default method and settings).
+    #[arg(long, default_value = "classic", value_name = "SUITE")]
+    pub suite: String,
+    /// Case(s) to run (repeatable; `--list` names them). Default: the suite's cases.
     #[arg(long = "case", value_name = "NAME")]
     pub cases: Vec<String>,
-    /// Only this method (bfm, newton or parabolic). Default: each case's methods (Newton only where the
-    /// densities are bounded away from zero).
+    /// List the suite's cases and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Only this method (bfm, newton, parabolic, sinkhorn or auto). Default: classic — each
+    /// case's methods (Newton only where the densities are bounded away from zero); zoo —
+    /// auto.
     #[arg(long)]
     pub method: Option<String>,
     /// Cells per axis, comma-separated (e.g. 32,64,128). Default: each case's own.
@@ -36,78 +46,97 @@ fn parse_sizes(text: &str) -> Result<Vec<usize>> {
     Ok(sizes)
 }
 
-fn json_row(r: &VerifyRow) -> String {
-    let order = r.order.map_or("null".to_string(), |o| format!("{o:.3}"));
-    format!(
-        "  {{\"case\": \"{}\", \"method\": \"{}\", \"cells\": {}, \"converged\": {}, \
-         \"iterations\": {}, \"seconds\": {:.3}, \"map_error_l2\": {:.4e}, \
-         \"map_error_max_bulk\": {:.4e}, \"w2_relative_error\": {:.4e}, \"order\": {order}}}",
-        r.case.name(),
-        r.method.name(),
+fn sci(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.3e}"))
+}
+
+fn print_row(r: &VerifyRow) {
+    println!(
+        "{:<21} {:<6} {:>4} {:<20} {:>5} {:>8.3} {:>10} {:>10} {:>10} {:>10} {:>6}",
+        r.case,
+        r.method,
         r.cells,
-        r.converged,
+        r.outcome,
         r.iterations,
         r.seconds,
-        r.error.l2,
-        r.error.max,
-        r.w2_relative_error
-    )
+        sci(r.error.map(|e| e.l2)),
+        sci(r.error.map(|e| e.l2_all)),
+        sci(r.w2_relative_error),
+        format!("{:+.2e}", r.cost_gap),
+        r.order.map_or("-".to_string(), |o| format!("{o:.2}"))
+    );
 }
 
 pub fn run(args: &VerifyArgs) -> Result<()> {
+    let suite = match args.suite.as_str() {
+        "classic" => Suite::Classic,
+        "zoo" => Suite::Zoo,
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown suite '{other}' (expected classic or zoo)"
+            )))
+        }
+    };
+    let members: &[Case] = if suite == Suite::Zoo { &Case::ZOO } else { &Case::CLASSIC };
+    if args.list {
+        for case in members {
+            println!("{:<21} {}D  {}", case.name(), case.dim(), case.description());
+        }
+        return Ok(());
+    }
     let cases: Vec<Case> = if args.cases.is_empty() {
-        Case::ALL.to_vec()
+        members.to_vec()
     } else {
         args.cases.iter().map(|c| Case::from_name(c)).collect::<Result<_>>()?
     };
-    let only = args.method.as_deref().map(Method::from_name).transpose()?;
+    let only = match args.method.as_deref() {
+        None | Some("auto") => None,
+        Some(name) => Some(Method::from_name(name)?),
+    };
     let sizes = args.sizes.as_deref().map(parse_sizes).transpose()?;
     let mut rows = Vec::new();
     if !args.json {
         println!(
-            "{:<13} {:<7} {:>5} {:>5} {:>6} {:>9} {:>10} {:>10} {:>10} {:>6}",
+            "{:<21} {:<6} {:>4} {:<20} {:>5} {:>8} {:>10} {:>10} {:>10} {:>10} {:>6}",
             "case",
             "method",
             "n",
-            "conv",
+            "outcome",
             "iters",
             "time[s]",
-            "L2(mu)",
-            "max bulk",
+            "L2 bulk",
+            "L2 all",
             "W2² rel",
+            "cost gap",
             "order"
         );
     }
     for case in cases {
-        let methods: Vec<Method> = match only {
-            Some(m) => vec![m],
-            None => case.methods().to_vec(),
+        let methods: Vec<Option<Method>> = match (only, suite) {
+            (Some(m), _) => vec![Some(m)],
+            (None, Suite::Zoo) => vec![None],
+            (None, Suite::Classic) => case.methods().iter().copied().map(Some).collect(),
         };
         for method in methods {
             let sizes = sizes.as_deref().unwrap_or(case.sizes());
-            for r in verify_case(case, method, sizes)? {
+            for r in verify_case(case, method, sizes, suite)? {
                 if !args.json {
-                    println!(
-                        "{:<13} {:<7} {:>5} {:>5} {:>6} {:>9.3} {:>10.3e} {:>10.3e} {:>10.3e} {:>6}",
-                        case.name(),
-                        method.name(),
-                        r.cells,
-                        if r.converged { "yes" } else { "NO" },
-                        r.iterations,
-                        r.seconds,
-                        r.error.l2,
-                        r.error.max,
-                        r.w2_relative_error,
-                        r.order.map_or("-".to_string(), |o| format!("{o:.2}"))
-                    );
+                    print_row(&r);
                 }
                 rows.push(r);
             }
         }
     }
+    let failed = rows.iter().filter(|r| !r.solved).count();
     if args.json {
-        let body: Vec<String> = rows.iter().map(json_row).collect();
-        println!("[\n{}\n]", body.join(",\n"));
+        let text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::invalid(format!("JSON rows: {e}")))?;
+        println!("{text}");
+    } else {
+        println!("{} solved, {failed} not solved", rows.len() - failed);
+    }
+    if failed > 0 {
+        return Err(Error::Solver(format!("{failed} of {} runs were not solved", rows.len())));
     }
     Ok(())
 }

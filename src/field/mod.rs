@@ -123,8 +123,8 @@ impl ScalarField {
 
     /// Midpoint-rule integral `Σ u_i |cell|` (second-order accurate for smooth u).
     pub fn integral(&self) -> f64 {
-        let sum: f64 = self.data.as_slice().expect("contiguous").par_iter().sum();
-        sum * self.grid.cell_volume()
+        let u = self.data.as_slice().expect("contiguous");
+        ordered_sum(u.len(), |r| u[r].iter().sum()) * self.grid.cell_volume()
     }
 
     /// This non-negative field normalised to unit mass (a probability density), with the
@@ -271,6 +271,21 @@ fn nan_max(a: f64, b: f64) -> f64 {
     } else {
         a.max(b)
     }
+}
+
+/// `Σ_k part(chunk_k)` over `0..n` cut into fixed chunks of 4096, summed in parallel and
+/// added in chunk order: the same floating-point result whatever the thread scheduling (a
+/// rayon `sum` adds in the order of its work-stealing splits, which varies from run to run).
+pub fn ordered_sum<F>(n: usize, part: F) -> f64
+where
+    F: Fn(std::ops::Range<usize>) -> f64 + Sync,
+{
+    const CHUNK: usize = 4096;
+    let parts: Vec<f64> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|k| part(k * CHUNK..((k + 1) * CHUNK).min(n)))
+        .collect();
+    parts.iter().sum()
 }
 
 #[cfg(test)]

@@ -203,6 +203,11 @@ impl Grid {
         self.axes.iter().map(Axis::spacing).collect()
     }
 
+    /// The widest cell width over the axes.
+    pub fn max_spacing(&self) -> f64 {
+        self.axes.iter().map(Axis::spacing).fold(0.0, f64::max)
+    }
+
     /// Boundary kinds, x first.
     pub fn boundaries(&self) -> Vec<BoundaryKind> {
         self.axes.iter().map(|a| a.boundary).collect()

@@ -101,7 +101,7 @@ fn legendre_1d_with(
         let b = hull[k];
         let xb = x0 + b as f64 * hx;
         *o = xb * y - f[b];
-        if quadratic && k > 0 && k < slopes.len() {
+        if quadratic && k > 0 && k < slopes.len() && hull[k + 1] == hull[k - 1] + 2 {
             // Parabola P through hull vertices a < b < c (Newton form), maximise x·y − P(x)
             // over [x_a, x_c]: P'(x*) = y.
             let (a, c) = (hull[k - 1], hull[k + 1]);

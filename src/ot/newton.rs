@@ -29,7 +29,7 @@
 //! the W₂² estimate as for every method.
 
 use super::legendre::c_transform;
-use super::problem::{IterationRecord, Options, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
 use super::pushforward::interpolate_with_gradient;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
@@ -414,7 +414,7 @@ impl MongeAmpere {
 }
 
 pub(super) fn mean(v: &[f64]) -> f64 {
-    v.par_iter().sum::<f64>() / v.len() as f64
+    crate::field::ordered_sum(v.len(), |r| v[r].iter().sum()) / v.len() as f64
 }
 
 /// `(max |r|, RMS r)` of `r = F − mean F`.
@@ -444,15 +444,31 @@ pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> 
 
 /// Whether a Monge–Ampère iteration stops at iteration `k` with residual `max`:
 /// `Some((converged, reason))`.
-pub(super) fn stopping(max: f64, k: usize, options: &Options) -> Option<(bool, String)> {
+pub(super) fn stopping(
+    max: f64,
+    k: usize,
+    options: &Options,
+    start: Instant,
+) -> Option<(Outcome, String)> {
     if max <= options.tolerance {
         Some((
-            true,
+            Outcome::Converged,
             format!("Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}", options.tolerance),
+        ))
+    } else if !max.is_finite() {
+        Some((Outcome::Diverged, "the Monge–Ampère residual is no longer finite".into()))
+    } else if options.out_of_time(start) {
+        Some((
+            Outcome::TimeLimit,
+            format!(
+                "time limit {:.3} s reached with residual {max:.3e} > tolerance {:.3e}",
+                options.time_limit.unwrap_or(0.0),
+                options.tolerance
+            ),
         ))
     } else if k == options.max_iterations {
         Some((
-            false,
+            Outcome::IterationLimit,
             format!(
                 "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
                 options.max_iterations, options.tolerance
@@ -500,7 +516,7 @@ impl Solver for Newton {
         let vol = grid.cell_volume();
         let mut step_solver = StepSolver::new(self.linear_solver);
         let mut history = Vec::new();
-        let mut converged = false;
+        let mut outcome = Outcome::Stalled;
         let mut stop_reason = String::new();
         let mut error = f64::INFINITY;
         let mut step_solution = Vec::with_capacity(n + 1);
@@ -519,8 +535,8 @@ impl Solver for Newton {
                 dual_value,
                 step: 0.0,
             });
-            if let Some((done, reason)) = stopping(max, iteration, options) {
-                (converged, stop_reason) = (done, reason);
+            if let Some((end, reason)) = stopping(max, iteration, options, start) {
+                (outcome, stop_reason) = (end, reason);
                 break;
             }
             let at = Linearisation { ma: &ma, cells: &lin, residual: &residual, c };
@@ -562,7 +578,7 @@ impl Solver for Newton {
         let dual_value = history.last().map_or(0.0, |r| r.dual_value);
         Ok(Solution {
             method: "newton",
-            converged,
+            outcome,
             stop_reason,
             marginal_error: error,
             dual_value,
@@ -602,7 +618,8 @@ mod tests {
         Problem::new(&ScalarField::from_fn(grid, f), &ScalarField::from_fn(grid, g)).unwrap()
     }
 
-    const TIGHT: Options = Options { tolerance: 1e-10, max_iterations: 50, progress: false };
+    const TIGHT: Options =
+        Options { tolerance: 1e-10, max_iterations: 50, progress: false, time_limit: None };
 
     /// μ-weighted L2 map errors of the manufactured periodic case on `sizes`, with their orders.
     fn periodic_orders(dim: usize, sizes: &[usize]) -> (Vec<f64>, Vec<f64>) {
@@ -612,7 +629,7 @@ mod tests {
             let grid = Grid::unit(dim, n, BoundaryKind::Periodic).unwrap();
             let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
             let solution = Newton::default().solve(&problem, &TIGHT).unwrap();
-            assert!(solution.converged, "{dim}D {n}: {}", solution.stop_reason);
+            assert!(solution.converged(), "{dim}D {n}: {}", solution.stop_reason);
             // Newton: a handful of steps, full steps near the solution.
             assert!(solution.iterations <= 8, "{dim}D {n}: {} iterations", solution.iterations);
             let e = map_error(&solution, &problem, |x, y| case.map(x, y));
@@ -660,7 +677,7 @@ mod tests {
             let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
             let direct = Newton { linear_solver: NewtonLinearSolver::Direct, ..Default::default() };
             let solution = direct.solve(&problem, &TIGHT).unwrap();
-            assert!(solution.converged, "{n}: {}", solution.stop_reason);
+            assert!(solution.converged(), "{n}: {}", solution.stop_reason);
             let e = map_error(&solution, &problem, |x, y| case.map(x, y));
             hs.push(1.0 / n as f64);
             errors.push(e.l2);
@@ -687,7 +704,7 @@ mod tests {
         let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
         let one = Options { max_iterations: 1, ..TIGHT };
         let solution = Newton::default().solve(&problem, &one).unwrap();
-        assert!(!solution.converged && solution.stop_reason.contains("iteration limit"));
+        assert!(!solution.converged() && solution.stop_reason.contains("iteration limit"));
         assert_eq!(solution.iterations, 1);
     }
 }

@@ -37,7 +37,7 @@ use super::newton::{
     dual_value, initial_state, mean, pullback_errors, residual_norms, stopping, Linearisation,
     MongeAmpere, NewtonLinearSolver, StepSolver,
 };
-use super::problem::{IterationRecord, Options, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
 use crate::operators::gradient;
@@ -197,7 +197,8 @@ impl Solver for Parabolic {
         let mut history = Vec::new();
         let (mut kl_history, mut regret_history, mut map_history) = (vec![], vec![], vec![]);
         let mut regret = 0.0;
-        let (mut converged, mut stop_reason, mut error) = (false, String::new(), f64::INFINITY);
+        let (mut outcome, mut stop_reason, mut error) =
+            (Outcome::Stalled, String::new(), f64::INFINITY);
         let mut delta = Vec::with_capacity(n);
         let mut q = ScalarField::zeros(&grid);
         for k in 0..=options.max_iterations {
@@ -220,8 +221,8 @@ impl Solver for Parabolic {
             });
             kl_history.push(kl);
             regret_history.push(regret);
-            if let Some((done, reason)) = stopping(max, k, options) {
-                (converged, stop_reason) = (done, reason);
+            if let Some((end, reason)) = stopping(max, k, options, start) {
+                (outcome, stop_reason) = (end, reason);
                 break;
             }
             let cfl = cfl_bound(&ma, &lin);
@@ -296,7 +297,7 @@ impl Solver for Parabolic {
         }
         Ok(Solution {
             method: "parabolic",
-            converged,
+            outcome,
             stop_reason,
             marginal_error: error,
             dual_value,
@@ -331,7 +332,12 @@ mod tests {
     }
 
     fn run(problem: &Problem, solver: &Parabolic, tol: f64, iterations: usize) -> Solution {
-        let options = Options { tolerance: tol, max_iterations: iterations, progress: false };
+        let options = Options {
+            tolerance: tol,
+            max_iterations: iterations,
+            progress: false,
+            time_limit: None,
+        };
         solver.solve(problem, &options).unwrap()
     }
 
@@ -345,7 +351,7 @@ mod tests {
         let cdf_g = |y: f64| y + 0.3 * (2.0 * PI * y).sin() / (2.0 * PI);
         let problem = quasi_1d(200, f, g);
         let solution = run(&problem, &Parabolic::default(), 1e-9, 100);
-        assert!(solution.converged, "{}", solution.stop_reason);
+        assert!(solution.converged(), "{}", solution.stop_reason);
         let map = solution.map();
         let grid = problem.grid();
         let mut worst: f64 = 0.0;
@@ -438,9 +444,9 @@ mod tests {
             ..Default::default()
         };
         let solution = run(&problem, &explicit_cfl, 1e-6, 5000);
-        assert!(solution.converged, "{}", solution.stop_reason);
+        assert!(solution.converged(), "{}", solution.stop_reason);
         let implicit = run(&problem, &Parabolic::default(), 1e-9, 30);
-        assert!(implicit.converged && implicit.iterations <= 15, "{}", implicit.iterations);
+        assert!(implicit.converged() && implicit.iterations <= 15, "{}", implicit.iterations);
         let kl = &implicit.diagnostics[0].1;
         let regret = &implicit.diagnostics[1].1;
         assert!(kl.iter().all(|&v| v >= 0.0) && kl.last().unwrap() < &(1e-6 * kl[0]));
@@ -452,9 +458,15 @@ mod tests {
     #[test]
     fn converges_to_the_analytic_maps_at_second_order() {
         for case in [Case::Separable2d, Case::Periodic2d] {
-            let rows = verify_case(case, Method::Parabolic, &[32, 64, 128]).unwrap();
+            let rows = verify_case(
+                case,
+                Some(Method::Parabolic),
+                &[32, 64, 128],
+                crate::ot::verify::Suite::Classic,
+            )
+            .unwrap();
             for row in &rows {
-                assert!(row.converged, "{case:?} {}", row.cells);
+                assert!(row.outcome == "converged", "{case:?} {}", row.cells);
             }
             for row in &rows[1..] {
                 let order = row.order.unwrap();
@@ -474,7 +486,7 @@ mod tests {
             ..Default::default()
         };
         let solution = run(&problem, &solver, 1e-8, 50);
-        assert!(!solution.converged);
+        assert!(!solution.converged());
         assert!(solution.stop_reason.contains("convex"), "{}", solution.stop_reason);
         let zero = quasi_1d(32, |x| if x < 0.5 { 0.0 } else { 1.0 }, |_| 1.0);
         let e = Parabolic::default().solve(&zero, &Options::default()).unwrap_err();

@@ -66,11 +66,21 @@ impl Problem {
         &self.target
     }
 
+    /// The smaller of the two densities' `min / max` ratios (0 where one vanishes somewhere).
+    pub fn contrast(&self) -> f64 {
+        let ratio = |f: &ScalarField| f.min() / f.max();
+        ratio(&self.source).min(ratio(&self.target))
+    }
+
     /// The masses (integrals) the densities had before normalisation: (source, target).
     pub fn masses(&self) -> (f64, f64) {
         (self.source_mass, self.target_mass)
     }
 }
+
+/// Smallest density contrast `min/max` that Newton and the parabolic flow accept
+/// ([`Method::check`]).
+pub const MIN_CONTRAST: f64 = 0.05;
 
 /// Stopping and reporting settings shared by the solvers.
 #[derive(Clone, Debug)]
@@ -84,11 +94,14 @@ pub struct Options {
     pub max_iterations: usize,
     /// Show a progress bar (when stderr is a terminal and not `--quiet`).
     pub progress: bool,
+    /// Give up ([`Outcome::TimeLimit`]) once this many wall-clock seconds have passed;
+    /// checked once per iteration, so a run may overrun by one iteration.
+    pub time_limit: Option<f64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { tolerance: 1.5e-3, max_iterations: 500, progress: false }
+        Options { tolerance: 1.5e-3, max_iterations: 500, progress: false, time_limit: None }
     }
 }
 
@@ -104,7 +117,70 @@ impl Options {
         if self.max_iterations == 0 {
             return Err(Error::invalid("max_iterations must be at least 1"));
         }
+        if let Some(t) = self.time_limit {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::invalid(format!(
+                    "time limit must be positive and finite seconds, got {t}"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the time limit has passed since `start`.
+    pub fn out_of_time(&self, start: std::time::Instant) -> bool {
+        self.time_limit.is_some_and(|t| start.elapsed().as_secs_f64() >= t)
+    }
+}
+
+/// How a solve ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    /// The stopping measure met the tolerance.
+    Converged,
+    /// The stopping measure stopped falling above the tolerance, at a level the grid
+    /// explains (see [`crate::ot::bfm`]): the answer at this resolution. `floor` is the
+    /// smallest value of the stopping measure reached (the returned pair's).
+    DiscretisationFloor {
+        /// The measured floor of the stopping measure.
+        floor: f64,
+    },
+    /// `Options::max_iterations` ran out first.
+    IterationLimit,
+    /// `Options::time_limit` passed first.
+    TimeLimit,
+    /// The iteration stopped making progress well above any grid-scale floor (or a line
+    /// search / step control found no acceptable step).
+    Stalled,
+    /// The iterates stopped being finite.
+    Diverged,
+}
+
+impl Outcome {
+    /// The name stored in files and JSON: `converged`, `discretisation_floor`,
+    /// `iteration_limit`, `time_limit`, `stalled`, `diverged`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Converged => "converged",
+            Outcome::DiscretisationFloor { .. } => "discretisation_floor",
+            Outcome::IterationLimit => "iteration_limit",
+            Outcome::TimeLimit => "time_limit",
+            Outcome::Stalled => "stalled",
+            Outcome::Diverged => "diverged",
+        }
+    }
+
+    /// Whether the result is the answer at this resolution (converged, or at the floor).
+    pub fn is_solved(self) -> bool {
+        matches!(self, Outcome::Converged | Outcome::DiscretisationFloor { .. })
+    }
+
+    /// The measured floor, if the outcome is [`Outcome::DiscretisationFloor`].
+    pub fn floor(self) -> Option<f64> {
+        match self {
+            Outcome::DiscretisationFloor { floor } => Some(floor),
+            _ => None,
+        }
     }
 }
 
@@ -135,8 +211,8 @@ pub struct Solution {
     pub p: ScalarField,
     /// `q = ψ − |y|²/2`, ψ = φ*.
     pub q: ScalarField,
-    /// Whether the stopping criterion was met.
-    pub converged: bool,
+    /// How the solve ended.
+    pub outcome: Outcome,
     /// Why the iteration stopped, in words.
     pub stop_reason: String,
     /// Final marginal error (see [`IterationRecord::marginal_error`]).
@@ -171,6 +247,16 @@ fn identity_plus(displacement: VectorField) -> VectorField {
 }
 
 impl Solution {
+    /// Whether the stopping criterion was met ([`Outcome::Converged`]).
+    pub fn converged(&self) -> bool {
+        self.outcome == Outcome::Converged
+    }
+
+    /// Whether the result is the answer at this resolution ([`Outcome::is_solved`]).
+    pub fn solved(&self) -> bool {
+        self.outcome.is_solved()
+    }
+
     /// The W₂² estimate from the dual value: `2 (∫(−p) dμ + ∫(−q) dν)`.
     pub fn w2_squared(&self) -> f64 {
         2.0 * self.dual_value
@@ -233,7 +319,7 @@ impl Solution {
 
     /// Everything as an [`Output`]: fields `source`, `target`, `phi`, `psi`, `map`,
     /// `displacement`, `inverse_map`, `push_forward`; diagnostics `marginal_error`,
-    /// `dual_value`, `step`; attributes `method`, `converged`, `iterations`, `w2_squared`,
+    /// `dual_value`, `step`; attributes `method`, `converged`, `outcome` (with `discretisation_floor` at the floor), `iterations`, `w2_squared`,
     /// `transport_cost`, `marginal_error`, `seconds`, `stop_reason`, the masses.
     pub fn to_output(&self, problem: &Problem) -> Result<Output> {
         let mut out = Output::new(problem.grid().clone());
@@ -256,7 +342,8 @@ impl Solution {
         let (ms, mt) = problem.masses();
         for (k, v) in [
             ("method", AttrValue::Text(self.method.into())),
-            ("converged", AttrValue::Integer(self.converged as i64)),
+            ("converged", AttrValue::Integer(self.converged() as i64)),
+            ("outcome", AttrValue::Text(self.outcome.name().into())),
             ("stop_reason", AttrValue::Text(self.stop_reason.clone())),
             ("iterations", AttrValue::Integer(self.iterations as i64)),
             ("w2_squared", AttrValue::Number(self.w2_squared())),
@@ -268,6 +355,9 @@ impl Solution {
         ] {
             out.set_attribute(k, v)?;
         }
+        if let Some(floor) = self.outcome.floor() {
+            out.set_attribute("discretisation_floor", AttrValue::Number(floor))?;
+        }
         for (k, v) in &self.scalars {
             out.set_attribute(k, AttrValue::Number(*v))?;
         }
@@ -277,7 +367,7 @@ impl Solution {
 
 /// An OT solver: one file per method under `ot/`, registered in [`Method`].
 pub trait Solver {
-    /// Solves `problem`; an unconverged run returns `Ok` with `converged == false`, and errors
+    /// Solves `problem`; an unfinished run returns `Ok` with its [`Outcome`], and errors
     /// are reserved for input that cannot be solved at all.
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution>;
 }
@@ -341,6 +431,46 @@ impl Method {
                 "max Monge-Ampere residual |log(g(T) det DT / f)|"
             }
             Method::Sinkhorn => "L1 error of the entropic plan's second marginal",
+        }
+    }
+
+    /// The method `--method auto` (the CLI's default) runs on `problem`, and why: the
+    /// back-and-forth method, which solves every density pair of the verification zoo
+    /// (zero regions, mixtures, torn maps, torus and box, 2D and 3D) at default settings.
+    /// Newton and the parabolic flow are faster per digit only on smooth, strictly positive
+    /// pairs, and fail outside them, so `auto` does not pick them.
+    pub fn auto(problem: &Problem) -> (Method, String) {
+        let contrast = problem.contrast();
+        let why = if contrast >= MIN_CONTRAST {
+            format!(
+                "bfm: any densities (smooth and positive here, min/max {contrast:.2e}; \
+                 --method newton is an option)"
+            )
+        } else {
+            format!("bfm: densities with zero or near-zero regions (min/max {contrast:.1e})")
+        };
+        (Method::BackAndForth, why)
+    }
+
+    /// Refuses, at once and with the reason and the method to use instead, a problem this
+    /// method does not solve: Newton and the parabolic flow need both densities bounded
+    /// below by [`MIN_CONTRAST`] times their maximum (their linearised operator degenerates
+    /// where a density vanishes: measured on the Gaussian pair, whose tails fall to 1e-30,
+    /// Newton's line search stalls near residual 1e-6 at 256²).
+    pub fn check(self, problem: &Problem) -> Result<()> {
+        match self {
+            Method::Newton | Method::Parabolic => {
+                let contrast = problem.contrast();
+                if contrast < MIN_CONTRAST {
+                    return Err(Error::invalid(format!(
+                        "--method {} needs densities bounded away from zero (min/max ≥ {MIN_CONTRAST}), \
+                         but min/max = {contrast:.2e}; use --method bfm (or auto)",
+                        self.name()
+                    )));
+                }
+                Ok(())
+            }
+            Method::BackAndForth | Method::Sinkhorn => Ok(()),
         }
     }
 

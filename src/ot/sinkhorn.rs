@@ -40,7 +40,7 @@
 
 use super::fastmath::{exp_scaled, exp_shifted, ln_shifted, shift_ln};
 use super::multilevel::{coarsen, prolong, sample};
-use super::problem::{IterationRecord, Options, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{BoundaryKind, Grid};
@@ -112,11 +112,14 @@ fn marginal_error(old: &[f64], new: &[f64], weights: &[f64], eps: f64) -> f64 {
         }
         sum
     };
-    old.par_chunks(TASK_CELLS)
+    // (Partial sums added in chunk order: the same result whatever the scheduling.)
+    let parts: Vec<f64> = old
+        .par_chunks(TASK_CELLS)
         .zip(new.par_chunks(TASK_CELLS))
         .zip(weights.par_chunks(TASK_CELLS))
         .map(task)
-        .sum()
+        .collect();
+    parts.iter().sum()
 }
 
 /// `Σ v w` over `w > 0` (a potential integrated against a measure; potentials where the
@@ -483,7 +486,8 @@ struct StageEnd {
 impl Sinkhorn {
     /// Sinkhorn iterations at one ε on one level from `g` (over-relaxed once the contraction
     /// rate is known) until the marginal error is at most `tol`, the error is no longer
-    /// finite or `iterations` reaches `max_iterations`.
+    /// finite, `iterations` reaches `options.max_iterations` or the time limit (counted from
+    /// `start`) has passed.
     #[allow(clippy::too_many_arguments)]
     fn iterate(
         &self,
@@ -493,7 +497,7 @@ impl Sinkhorn {
         g: &mut Vec<f64>,
         tol: f64,
         iterations: &mut usize,
-        max_iterations: usize,
+        (options, start): (&Options, Instant),
         history: &mut Vec<IterationRecord>,
         bar: &indicatif::ProgressBar,
     ) -> StageEnd {
@@ -561,7 +565,11 @@ impl Sinkhorn {
                     tracing::debug!("sinkhorn ε = {eps:.2e}: contraction {r:.3}, ω = {omega:.3}");
                 }
             }
-            if error <= tol || *iterations >= max_iterations || !error.is_finite() {
+            if error <= tol
+                || *iterations >= options.max_iterations
+                || !error.is_finite()
+                || options.out_of_time(start)
+            {
                 return StageEnd { error, met: error <= tol };
             }
         }
@@ -702,7 +710,7 @@ impl Sinkhorn {
                 &mut g,
                 tol,
                 &mut iterations,
-                options.max_iterations,
+                (options, start),
                 &mut history,
                 &bar,
             );
@@ -714,7 +722,8 @@ impl Sinkhorn {
                 iterations - stage_first,
                 1e3 * stage_start.elapsed().as_secs_f64()
             );
-            if iterations >= options.max_iterations || !error.is_finite() {
+            let timed_out = options.out_of_time(start);
+            if iterations >= options.max_iterations || !error.is_finite() || timed_out {
                 // Out of iterations on a coarse level: the potentials still go to the finest.
                 if on != finest {
                     g = lift(std::mem::take(&mut g), on, finest)?;
@@ -732,17 +741,32 @@ impl Sinkhorn {
             }
         }
         bar.finish_and_clear();
-        let stop_reason = if converged {
-            format!(
-                "marginal error {error:.3e} ≤ tolerance {:.3e} at ε = {}",
-                options.tolerance, self.epsilon
+        let (outcome, stop_reason) = if converged {
+            (
+                Outcome::Converged,
+                format!(
+                    "marginal error {error:.3e} ≤ tolerance {:.3e} at ε = {}",
+                    options.tolerance, self.epsilon
+                ),
             )
         } else if !error.is_finite() {
-            "the marginal error is no longer finite".to_string()
+            (Outcome::Diverged, "the marginal error is no longer finite".to_string())
+        } else if iterations < options.max_iterations && options.out_of_time(start) {
+            (
+                Outcome::TimeLimit,
+                format!(
+                    "time limit {:.3} s reached with marginal error {error:.3e} > tolerance {:.3e}",
+                    options.time_limit.unwrap_or(0.0),
+                    options.tolerance
+                ),
+            )
         } else {
-            format!(
-                "iteration limit {} reached with marginal error {error:.3e} > tolerance {:.3e}",
-                options.max_iterations, options.tolerance
+            (
+                Outcome::IterationLimit,
+                format!(
+                    "iteration limit {} reached with marginal error {error:.3e} > tolerance {:.3e}",
+                    options.max_iterations, options.tolerance
+                ),
             )
         };
         // Potentials where a density vanishes are those of the soft transform (finite).
@@ -793,7 +817,7 @@ impl Sinkhorn {
         );
         Ok(Solution {
             method: "sinkhorn",
-            converged,
+            outcome,
             stop_reason,
             marginal_error: error,
             dual_value,
@@ -880,7 +904,12 @@ mod tests {
                     .unwrap();
             let p = problem(&grid, 0.3);
             let eps = 0.02;
-            let options = Options { tolerance: 1e-300, max_iterations: 40, progress: false };
+            let options = Options {
+                tolerance: 1e-300,
+                max_iterations: 40,
+                progress: false,
+                time_limit: None,
+            };
             let s = Sinkhorn {
                 epsilon: eps,
                 epsilon_start: eps,
@@ -981,13 +1010,18 @@ mod tests {
             (Case::Gaussian2d, 45),
         ] {
             let p = case.problem(n).unwrap();
-            let options = Options { tolerance: 1e-8, max_iterations: 5000, progress: false };
+            let options = Options {
+                tolerance: 1e-8,
+                max_iterations: 5000,
+                progress: false,
+                time_limit: None,
+            };
             let single = Sinkhorn { multiscale: false, ..Default::default() };
             let (a, b) = (
                 single.solve(&p, &options).unwrap(),
                 Sinkhorn::default().solve(&p, &options).unwrap(),
             );
-            assert!(a.converged && b.converged, "{case:?} {n}");
+            assert!(a.converged() && b.converged(), "{case:?} {n}");
             let (da, db) = (a.displacement(), b.displacement());
             let worst = da
                 .data()
@@ -1009,13 +1043,14 @@ mod tests {
     /// and at most two iterations each (measured: one; four with fourth-order sampling).
     #[test]
     fn each_finer_grid_starts_converged() {
-        let options = Options { tolerance: 1e-6, max_iterations: 5000, progress: false };
+        let options =
+            Options { tolerance: 1e-6, max_iterations: 5000, progress: false, time_limit: None };
         let iterations: Vec<usize> = [64usize, 128, 256, 512]
             .iter()
             .map(|&n| {
                 let p = crate::ot::verify::Case::Gaussian2d.problem(n).unwrap();
                 let s = Sinkhorn::default().solve(&p, &options).unwrap();
-                assert!(s.converged);
+                assert!(s.converged());
                 s.iterations
             })
             .collect();
@@ -1029,9 +1064,10 @@ mod tests {
     #[test]
     fn iteration_limit_on_a_coarse_grid_returns_the_problem_grid() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(128).unwrap();
-        let options = Options { tolerance: 1e-6, max_iterations: 5, progress: false };
+        let options =
+            Options { tolerance: 1e-6, max_iterations: 5, progress: false, time_limit: None };
         let s = Sinkhorn::default().solve(&p, &options).unwrap();
-        assert!(!s.converged && s.iterations == 5);
+        assert!(!s.converged() && s.iterations == 5);
         assert_eq!(s.p.grid(), p.grid());
         assert!(s.p.first_non_finite().is_none() && s.q.first_non_finite().is_none());
         assert!(s.marginal_error.is_finite());
@@ -1043,11 +1079,12 @@ mod tests {
     #[test]
     fn overrelaxation_converges_to_the_same_plan_faster() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(64).unwrap();
-        let options = Options { tolerance: 1e-7, max_iterations: 5000, progress: false };
+        let options =
+            Options { tolerance: 1e-7, max_iterations: 5000, progress: false, time_limit: None };
         let plain = Sinkhorn { epsilon: 5e-4, overrelaxation: 1.0, ..Default::default() };
         let fast = Sinkhorn { epsilon: 5e-4, ..Default::default() };
         let (a, b) = (plain.solve(&p, &options).unwrap(), fast.solve(&p, &options).unwrap());
-        assert!(a.converged && b.converged);
+        assert!(a.converged() && b.converged());
         assert!(
             (b.iterations as f64) < 0.8 * a.iterations as f64,
             "{} vs {}",
@@ -1080,7 +1117,8 @@ mod tests {
             stepping: Stepping::LinearlyImplicit,
             ..Default::default()
         };
-        let options = |k| Options { tolerance: 1e-300, max_iterations: k, progress: false };
+        let options =
+            |k| Options { tolerance: 1e-300, max_iterations: k, progress: false, time_limit: None };
         let reference = flow.solve(&problem, &options(steps)).unwrap();
         let centred = |u: &ScalarField| {
             let m = u.data().mean().unwrap();
@@ -1120,13 +1158,14 @@ mod tests {
     fn small_epsilon_is_stable_and_the_map_converges_as_epsilon_falls() {
         let case = crate::ot::verify::Case::Gaussian2d;
         let p = case.problem(64).unwrap();
-        let crate::ot::verify::Exact::Gaussian(exact) = case.exact() else { unreachable!() };
-        let options = Options { tolerance: 1e-6, max_iterations: 3000, progress: false };
+        let Some(crate::ot::verify::Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
+        let options =
+            Options { tolerance: 1e-6, max_iterations: 3000, progress: false, time_limit: None };
         let mut errors = Vec::new();
         let w2 = exact.w2_squared();
         for eps in [4e-3, 1e-3, 2.5e-4] {
             let sol = Sinkhorn { epsilon: eps, ..Default::default() }.solve(&p, &options).unwrap();
-            assert!(sol.converged, "ε {eps}: {}", sol.stop_reason);
+            assert!(sol.converged(), "ε {eps}: {}", sol.stop_reason);
             errors.push(map_error(&sol, &p, |x, y| exact.apply(x, y)).l2);
             // The Sinkhorn divergence removes the entropic bias: 2 S_ε is within 1e-4 of W₂²
             // (measured at 128²: 4.3e-5 at ε = 4e-3 where 2 OT_ε is off by 1.3e-2) and at
