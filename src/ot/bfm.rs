@@ -410,28 +410,24 @@ impl BackAndForth {
             if last < FLOOR_PROGRESS * mark {
                 (mark, mark_at) = (last, it);
             }
-            match stall {
+            // The bound under which a stall is the level's discretisation floor.
+            let stalled_under = match stall {
                 Some(Stall::Window { bound })
                     if it >= STALL_WINDOW && last > STALL_RATIO * errors[it - STALL_WINDOW] =>
                 {
-                    let error = Self::restore_best(level, best, last);
-                    let outcome = if error <= bound {
-                        Outcome::DiscretisationFloor { floor: error }
-                    } else {
-                        Outcome::Stalled
-                    };
-                    return Ok((outcome, it + 1, error));
+                    Some(bound)
                 }
-                Some(Stall::Floor { bound }) if it >= mark_at + FLOOR_WINDOW => {
-                    let error = Self::restore_best(level, best, last);
-                    let outcome = if error <= bound {
-                        Outcome::DiscretisationFloor { floor: error }
-                    } else {
-                        Outcome::Stalled
-                    };
-                    return Ok((outcome, it + 1, error));
-                }
-                _ => {}
+                Some(Stall::Floor { bound }) if it >= mark_at + FLOOR_WINDOW => Some(bound),
+                _ => None,
+            };
+            if let Some(bound) = stalled_under {
+                let error = Self::restore_best(level, best, last);
+                let outcome = if error <= bound {
+                    Outcome::DiscretisationFloor { floor: error }
+                } else {
+                    Outcome::Stalled
+                };
+                return Ok((outcome, it + 1, error));
             }
         }
         let last = errors.last().copied().unwrap_or(f64::INFINITY);
