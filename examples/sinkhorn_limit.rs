@@ -122,7 +122,8 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
         };
         let s = sinkhorn.solve(problem, &quiet(1e-300, k))?;
         let (max, l2) = potential_gap(&s.p, &reference.p);
-        let map = map_gap(problem.source(), &s.displacement(), &reference.displacement());
+        let map =
+            map_gap(problem.source(), &s.displacement(problem), &reference.displacement(problem));
         let ratio = previous.map_or("—".to_string(), |p| format!("{:.2}", p / l2));
         previous = Some(l2);
         println!(

@@ -352,7 +352,7 @@ mod tests {
         let problem = quasi_1d(200, f, g);
         let solution = run(&problem, &Parabolic::default(), 1e-9, 100);
         assert!(solution.converged(), "{}", solution.stop_reason);
-        let map = solution.map();
+        let map = solution.map(&problem);
         let grid = problem.grid();
         let mut worst: f64 = 0.0;
         for i in 0..200 {

@@ -12,6 +12,8 @@ use crate::field::{ScalarField, VectorField};
 use crate::grid::{BoundaryKind, Grid};
 use crate::io::{AttrValue, Output};
 use crate::operators::gradient;
+use crate::ot::verify::Role;
+use rayon::prelude::*;
 
 /// Source density μ and target density ν, both probability densities on the same grid.
 ///
@@ -64,6 +66,38 @@ impl Problem {
     /// ν, normalised to unit mass.
     pub fn target(&self) -> &ScalarField {
         &self.target
+    }
+
+    /// Per axis, the interval spanned by the cells where the `role`'s density is positive,
+    /// to their outer faces; `None` on periodic axes.
+    pub fn support_box(&self, role: Role) -> Vec<Option<(f64, f64)>> {
+        let rho = if role == Role::Source { &self.source } else { &self.target };
+        let grid = rho.grid();
+        let d = grid.dim();
+        let shape = grid.storage_shape();
+        // Storage axis k (C order, z y x) is grid axis d − 1 − k.
+        let mut first = vec![usize::MAX; d];
+        let mut last = vec![0usize; d];
+        for (index, &v) in rho.data().indexed_iter() {
+            if v > 0.0 {
+                for k in 0..d {
+                    let a = d - 1 - k;
+                    first[a] = first[a].min(index[k]);
+                    last[a] = last[a].max(index[k]);
+                }
+            }
+        }
+        debug_assert!(shape.len() == d);
+        (0..d)
+            .map(|a| {
+                let axis = grid.axis(a);
+                if axis.boundary == BoundaryKind::Periodic {
+                    return None;
+                }
+                let h = axis.spacing();
+                Some((axis.lower + first[a] as f64 * h, axis.lower + (last[a] + 1) as f64 * h))
+            })
+            .collect()
     }
 
     /// The smaller of the two densities' `min / max` ratios (0 where one vanishes somewhere).
@@ -217,7 +251,7 @@ pub struct Solution {
     pub stop_reason: String,
     /// Final marginal error (see [`IterationRecord::marginal_error`]).
     pub marginal_error: f64,
-    /// Final dual value; `2 × dual_value` is the W₂² estimate.
+    /// Final dual value (`2 × dual_value` is the W₂² estimate, see [`Solution::w2_squared`]).
     pub dual_value: f64,
     /// Iterations performed.
     pub iterations: usize,
@@ -236,6 +270,22 @@ pub struct Solution {
 /// `|x|²/2` at the cell centres (the potential of the identity map).
 pub(crate) fn half_square_norm(grid: &Grid) -> ScalarField {
     ScalarField::from_fn(grid, |x| x.iter().map(|v| 0.5 * v * v).sum::<f64>())
+}
+
+/// Clamps each component of `t` into its axis' interval (`None`: left as it is).
+fn clamp_to_box(t: &mut VectorField, bounds: &[Option<(f64, f64)>]) {
+    let d = bounds.len();
+    if bounds.iter().all(Option::is_none) {
+        return;
+    }
+    let v = t.data_mut().as_slice_mut().expect("contiguous");
+    v.par_chunks_mut(d).for_each(|y| {
+        for (c, b) in y.iter_mut().zip(bounds) {
+            if let Some((lo, hi)) = b {
+                *c = c.clamp(*lo, *hi);
+            }
+        }
+    });
 }
 
 fn identity_plus(displacement: VectorField) -> VectorField {
@@ -257,9 +307,17 @@ impl Solution {
         self.outcome.is_solved()
     }
 
-    /// The W₂² estimate from the dual value: `2 (∫(−p) dμ + ∫(−q) dν)`.
+    /// The W₂² estimate: twice the dual value `2 (∫(−p) dμ + ∫(−q) dν)`; for Sinkhorn the
+    /// debiased `2 S_ε` (the scalar `sinkhorn_divergence`: error O(ε²)), not twice its dual
+    /// value `2 OT_ε` (the entropic cost, biased by O(ε log ε); the scalar
+    /// `twice_entropic_cost`).
     pub fn w2_squared(&self) -> f64 {
-        2.0 * self.dual_value
+        self.scalar("sinkhorn_divergence").map_or(2.0 * self.dual_value, |s| 2.0 * s)
+    }
+
+    /// The method's scalar result `name` ([`Solution::scalars`]), if it reports one.
+    pub fn scalar(&self, name: &str) -> Option<f64> {
+        self.scalars.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
     }
 
     /// The Brenier potential `φ = |x|²/2 + p` (unwrapped on periodic axes).
@@ -276,19 +334,31 @@ impl Solution {
         psi
     }
 
-    /// The displacement `T(x) − x = ∇p(x)` (second-order differences).
-    pub fn displacement(&self) -> VectorField {
-        gradient(&self.p)
+    /// The displacement `T(x) − x` of [`Solution::map`].
+    pub fn displacement(&self, problem: &Problem) -> VectorField {
+        let mut d = self.map(problem);
+        let identity = VectorField::from_fn(problem.grid(), |x, out| out.copy_from_slice(x));
+        *d.data_mut() -= identity.data();
+        d
     }
 
-    /// The map `T = ∇φ` (on periodic axes, not wrapped back into the period).
-    pub fn map(&self) -> VectorField {
-        identity_plus(self.displacement())
+    /// The map `T = ∇φ = x + ∇p` (second-order differences; on periodic axes not wrapped
+    /// back into the period), projected on box axes into the box of ν's support (the cells
+    /// where ν > 0, to their faces). The projection only acts where μ vanishes or at a tear,
+    /// where the gradient of the c-transform points anywhere in the domain (measured on the
+    /// disjoint squares at 64²: 3857 of 4096 cells mapped outside ν's support box, 19 of
+    /// them with μ > 0).
+    pub fn map(&self, problem: &Problem) -> VectorField {
+        let mut t = identity_plus(gradient(&self.p));
+        clamp_to_box(&mut t, &problem.support_box(Role::Target));
+        t
     }
 
-    /// The inverse map `T⁻¹ = ∇ψ`.
-    pub fn inverse_map(&self) -> VectorField {
-        identity_plus(gradient(&self.q))
+    /// The inverse map `T⁻¹ = ∇ψ`, projected on box axes into the box of μ's support.
+    pub fn inverse_map(&self, problem: &Problem) -> VectorField {
+        let mut t = identity_plus(gradient(&self.q));
+        clamp_to_box(&mut t, &problem.support_box(Role::Source));
+        t
     }
 
     /// `T#μ` on the grid, by the solver's own mass-conserving deposit (2×2 sub-cells in 2D).
@@ -296,7 +366,7 @@ impl Solution {
         let s = if problem.grid().dim() == 2 { 2 } else { 1 };
         super::pushforward::push_forward_subsampled(
             problem.source(),
-            &self.map(),
+            &self.map(problem),
             problem.grid(),
             s,
         )
@@ -305,7 +375,7 @@ impl Solution {
     /// The primal cost of the computed map, `∫ |T(x) − x|² dμ` (an upper-side W₂² estimate
     /// when T pushes μ to ν exactly).
     pub fn transport_cost(&self, problem: &Problem) -> f64 {
-        let disp = self.displacement();
+        let disp = self.displacement(problem);
         let d = disp.grid().dim();
         let v = disp.data().as_slice().expect("contiguous");
         let mu = problem.source().data().as_slice().expect("contiguous");
@@ -327,9 +397,9 @@ impl Solution {
         out.add_field("target", problem.target().clone())?;
         out.add_field("phi", self.potential())?;
         out.add_field("psi", self.conjugate_potential())?;
-        out.add_field("map", self.map())?;
-        out.add_field("displacement", self.displacement())?;
-        out.add_field("inverse_map", self.inverse_map())?;
+        out.add_field("map", self.map(problem))?;
+        out.add_field("displacement", self.displacement(problem))?;
+        out.add_field("inverse_map", self.inverse_map(problem))?;
         out.add_field("push_forward", self.push_forward(problem)?)?;
         let column = |f: fn(&IterationRecord) -> f64| self.history.iter().map(f).collect();
         out.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;

@@ -31,7 +31,7 @@ where
 {
     let grid = problem.grid();
     let d = grid.dim();
-    let map = solution.map();
+    let map = solution.map(problem);
     let t = map.data().as_slice().expect("contiguous");
     let mu = problem.source().data().as_slice().expect("contiguous");
     let peak = problem.source().max();
@@ -843,5 +843,26 @@ mod tests {
             );
         }
         assert!(Options { time_limit: Some(-1.0), ..Default::default() }.validate().is_err());
+    }
+
+    /// The written map stays inside the box of ν's support on box axes (disjoint squares:
+    /// before the projection 3857 of 4096 cells at 64² mapped outside it), and the
+    /// displacement is therefore bounded by the distance to that box; on the torus the map
+    /// is left as the potential's gradient.
+    #[test]
+    fn maps_stay_in_the_target_support_box() {
+        let problem = Case::DisjointSquares.problem(64).unwrap();
+        let s = Method::BackAndForth.solve(&problem, &Options::default()).unwrap();
+        let map = s.map(&problem);
+        let bounds = problem.support_box(Role::Target);
+        assert_eq!(bounds, vec![Some((0.625, 0.875)); 2]);
+        for y in map.data().as_slice().unwrap().chunks(2) {
+            assert!(y.iter().all(|&c| (0.625..=0.875).contains(&c)), "{y:?}");
+        }
+        let d = s.displacement(&problem);
+        let worst = d.data().iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(worst <= 0.875, "{worst}");
+        let torus = Case::GaussianTorus.problem(32).unwrap();
+        assert_eq!(torus.support_box(Role::Target), vec![None, None]);
     }
 }
