@@ -143,6 +143,22 @@ pub const FLOOR_CELLS: f64 = 12.0;
 /// mixture at 64², where the H¹ metric reaches 3 h).
 pub const FALLBACK_CELLS: f64 = 5.0;
 
+/// The dual value's rise over the last [`FLOOR_WINDOW`] iterations, as a fraction of its rise
+/// since the level started, below which the ascent has levelled off.
+const DUAL_PLATEAU: f64 = 0.02;
+
+/// Whether the dual value has levelled off: over the last [`FLOOR_WINDOW`] iterations it rose
+/// by at most [`DUAL_PLATEAU`] of its rise since the level's first iteration (or not at all).
+fn dual_plateau(duals: &[f64]) -> bool {
+    let k = duals.len();
+    if k <= FLOOR_WINDOW {
+        return false;
+    }
+    let recent = duals[k - 1] - duals[k - 1 - FLOOR_WINDOW];
+    let total = duals[k - 1] - duals[0];
+    recent <= DUAL_PLATEAU * total.max(0.0)
+}
+
 /// When a level stops before its tolerance because its error stopped falling.
 #[derive(Clone, Copy, Debug)]
 enum Stall {
@@ -365,6 +381,7 @@ impl BackAndForth {
         bar: &indicatif::ProgressBar,
     ) -> Result<(Outcome, usize, f64)> {
         let mut errors = Vec::with_capacity(budget);
+        let mut duals = Vec::with_capacity(budget);
         // The pair with the smallest error so far (error, p, q, dual value): an iteration's
         // errors are measured on the pair it starts from.
         let mut best: Option<(f64, ScalarField, ScalarField, f64)> = None;
@@ -407,6 +424,7 @@ impl BackAndForth {
                 return Ok((Outcome::TimeLimit, it + 1, Self::restore_best(level, best, last)));
             }
             errors.push(last);
+            duals.push(level.value);
             if last < FLOOR_PROGRESS * mark {
                 (mark, mark_at) = (last, it);
             }
@@ -417,12 +435,22 @@ impl BackAndForth {
                 {
                     Some(bound)
                 }
-                Some(Stall::Floor { bound }) if it >= mark_at + FLOOR_WINDOW => Some(bound),
+                Some(Stall::Floor { bound })
+                    if it >= mark_at + FLOOR_WINDOW && dual_plateau(&duals) =>
+                {
+                    Some(bound)
+                }
                 _ => None,
             };
             if let Some(bound) = stalled_under {
                 let error = Self::restore_best(level, best, last);
-                let outcome = if error <= bound {
+                // A level whose dual value never rose above its value after the first
+                // iteration is a failing ascent, not a floor (measured: disjoint squares at
+                // 256², the weighted metric from a good prolonged start, dual 0.24986 → 0.2459
+                // and back to 0.2487 only, the error never below its first value).
+                let peak = duals[1..].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let ascended = peak > duals[0];
+                let outcome = if error <= bound && ascended {
                     Outcome::DiscretisationFloor { floor: error }
                 } else {
                     Outcome::Stalled

@@ -361,10 +361,14 @@ impl Solution {
         t
     }
 
-    /// `T#μ` on the grid, by the solver's own mass-conserving deposit (2×2 sub-cells in 2D).
+    /// `T#μ` on the grid, by the back-and-forth solver's mass-conserving deposit: each cell
+    /// split into sub-cells (at least 2×2 in 2D, 1 in 3D; more where T stretches the cell
+    /// over several target cells, so the image has no holes). With a fixed 2×2 split the
+    /// written push-forward had holes and spikes where the map stretches (Gaussian → uniform
+    /// at 256²: max |T#μ − ν| 7× max ν, L1 0.32).
     pub fn push_forward(&self, problem: &Problem) -> Result<ScalarField> {
         let s = if problem.grid().dim() == 2 { 2 } else { 1 };
-        super::pushforward::push_forward_subsampled(
+        super::pushforward::push_forward_adaptive(
             problem.source(),
             &self.map(problem),
             problem.grid(),
