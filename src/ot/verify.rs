@@ -870,13 +870,13 @@ mod tests {
     /// bulk map L2 1.0e-2 when it stopped on the H⁻¹ error alone, 5.0e-3 now) and does not
     /// take a falling ascent for a floor (disjoint squares at 256²: the weighted metric's
     /// dual fell from a good start and that start was returned, L2 8.0e-3; now the level
-    /// falls back to the H¹ metric, 8.6e-4).
+    /// falls back to the H¹ metric, 2.1e-3 with the jump-limited deposit).
     #[test]
     fn the_floor_rule_waits_for_the_dual_and_rejects_a_falling_ascent() {
         let row = &zoo(Case::DoubleWellUniform, &[128])[0];
         assert!(row.outcome == "discretisation_floor", "{row:?}");
         assert!(row.error.unwrap().l2 < 7e-3, "{row:?}");
         let row = &zoo(Case::DisjointSquares, &[256])[0];
-        assert!(row.solved && row.error.unwrap().l2 < 2e-3, "{row:?}");
+        assert!(row.solved && row.error.unwrap().l2 < 4e-3, "{row:?}");
     }
 }
