@@ -529,8 +529,10 @@ impl Method {
     /// Refuses, at once and with the reason and the method to use instead, a problem this
     /// method does not solve: Newton and the parabolic flow need both densities bounded
     /// below by [`MIN_CONTRAST`] times their maximum (their linearised operator degenerates
-    /// where a density vanishes: measured on the Gaussian pair, whose tails fall to 1e-30,
-    /// Newton's line search stalls near residual 1e-6 at 256²).
+    /// where a density vanishes: on the reference Gaussian pair, whose tails fall to 1e-30,
+    /// Newton needs 28 damped steps before its quadratic phase, 27 s at 128², and its
+    /// discrete solution maps with L2 error 1.1e-2 and W₂² 1.4 % low, against bfm's 2.2e-4
+    /// and 0.01 % in 0.04 s).
     pub fn check(self, problem: &Problem) -> Result<()> {
         match self {
             Method::Newton | Method::Parabolic => {
