@@ -68,8 +68,16 @@ impl Error {
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     toml::from_str(text).map_err(|e| {
         let msg = one_line(e.message());
-        match e.span().map(|s| text[..s.start].lines().count().max(1)) {
-            Some(line) => Error::config(origin, format!("line {line}: {msg}")),
+        let line = e.span().map(|s| {
+            let start = s.start.min(text.len());
+            let number = text[..start].matches('\n').count() + 1;
+            (number, text.lines().nth(number - 1).unwrap_or("").trim())
+        });
+        match line {
+            Some((n, content)) if !content.is_empty() && content.chars().count() <= 80 => {
+                Error::config(origin, format!("line {n} ({content}): {msg}"))
+            }
+            Some((n, _)) => Error::config(origin, format!("line {n}: {msg}")),
             None => Error::config(origin, msg),
         }
     })

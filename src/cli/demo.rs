@@ -60,7 +60,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         return Err(Error::invalid(format!("--t-end must be positive, got {}", args.t_end)));
     }
     let grid = args.grid.resolve("unit_square_128")?;
-    otgrid::io::check_output_path(&args.out)?;
+    otgrid::io::check_output_path(&args.out, &[])?;
     tracing::info!("demo on {grid}");
     let (mean, sigma) = gaussian_parameters(&grid);
     let var0: Vec<f64> = sigma.iter().map(|s| s * s).collect();

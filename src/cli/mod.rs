@@ -100,8 +100,18 @@ fn init_logging(verbose: u8, quiet: bool) {
 
 /// Runs the CLI and returns the process exit status.
 pub fn main() -> i32 {
+    // A closed stdout (`otgrid info f.h5 | head -1`) ends the program quietly, as for any
+    // Unix tool, instead of a panic in `println!`.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if let Err(e) = otgrid::io::remove_temporaries_on_signal() {
+        tracing::warn!("{e}; an interrupted run may leave temporary files");
+    }
     let result = match &cli.command {
         Command::Info(args) => info::run(args),
         Command::Demo(args) => demo::run(args),

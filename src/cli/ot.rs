@@ -3,7 +3,7 @@
 use super::GridArgs;
 use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
-use otgrid::io::{check_output_path, AttrValue};
+use otgrid::io::{check_output_path, AttrValue, Inputs};
 use otgrid::ot::bfm::PushForward;
 use otgrid::ot::metric::Metric;
 use otgrid::ot::parabolic::ExactMap;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct OtArgs {
-    /// Source density μ: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET, FILE.png or an expression in x,y,z.
+    /// Source density μ: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET, FILE.npy, FILE.png or an expression in x,y,z.
     #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
     pub source: String,
     /// Target density ν (same forms as --source).
@@ -25,6 +25,10 @@ pub struct OtArgs {
     pub target: String,
     #[command(flatten)]
     pub grid: GridArgs,
+    /// Map a density stored on another grid (otgrid files carry theirs) onto this run's grid
+    /// by conservative cell-overlap resampling, instead of refusing it.
+    #[arg(long)]
+    pub resample: bool,
     /// Solver: auto (picks by the densities and says why; default), bfm (back-and-forth
     /// dual ascent; any densities), newton (damped Newton on the Monge–Ampère equation),
     /// parabolic (the parabolic Monge–Ampère flow; newton and parabolic refuse densities
@@ -85,15 +89,20 @@ pub fn run(args: &OtArgs) -> Result<()> {
     let requested =
         if args.method == "auto" { None } else { Some(Method::from_name(&args.method)?) };
     let grid = args.grid.resolve("unit_square_256")?;
-    check_output_path(&args.out)?;
     if args.repeat == 0 {
         return Err(Error::invalid("--repeat must be at least 1"));
     }
     let base = Path::new(".");
     let source_spec = DensitySpec::parse(&args.source, "source")?;
     let target_spec = DensitySpec::parse(&args.target, "target")?;
-    let mu = source_spec.sample(&grid, "source", base)?;
-    let nu = target_spec.sample(&grid, "target", base)?;
+    let inputs: Vec<(String, PathBuf)> = [("source", &source_spec), ("target", &target_spec)]
+        .into_iter()
+        .filter_map(|(what, spec)| spec.input_file(base).map(|p| (what.to_string(), p)))
+        .collect();
+    check_output_path(&args.out, &inputs)?;
+    let inputs = Inputs { base: base.to_path_buf(), resample: args.resample };
+    let mu = source_spec.sample(&grid, "source", &inputs)?;
+    let nu = target_spec.sample(&grid, "target", &inputs)?;
     let problem = Problem::new(&mu, &nu)?;
     let method = match requested {
         Some(m) => {

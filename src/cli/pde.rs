@@ -5,7 +5,7 @@ use otgrid::io::config::{
     advection_scheme, boundary_conditions, read_problem, vector_field, DiffusionProblemFile,
     FokkerPlanckFile, Value,
 };
-use otgrid::io::{AttrValue, Field, Output};
+use otgrid::io::{AttrValue, Field, Inputs, Output};
 use otgrid::pde::{
     integrate, EllipticProblem, FokkerPlanckProblem, LinearMethod, ParabolicProblem, Source,
 };
@@ -22,6 +22,11 @@ pub struct ProblemArgs {
     /// Output HDF5 file (default: [output] file, else the problem file's name with .h5).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    /// Map datasets stored on another grid (otgrid files carry theirs) onto the problem's
+    /// grid — multilinear for coefficients and initial values, conservative for a
+    /// Fokker–Planck initial density — instead of refusing them.
+    #[arg(long)]
+    pub resample: bool,
     /// Also write the solution normalised to unit mass as /fields/density (a "PDE-induced
     /// measure" for OT); fails if it has negative values beyond round-off or zero mass.
     #[arg(long)]
@@ -54,22 +59,27 @@ fn output_path(args: &ProblemArgs, configured: Option<&PathBuf>) -> PathBuf {
     })
 }
 
-fn operator(file: &DiffusionProblemFile, grid: &Grid, base: &Path) -> Result<OperatorSpec> {
+/// Refuses an output path that cannot be written or would overwrite one of the problem's inputs.
+fn check_output(out: &Path, problem: &Path) -> Result<()> {
+    otgrid::io::check_output_path(out, &otgrid::io::config::input_files(problem))
+}
+
+fn operator(file: &DiffusionProblemFile, grid: &Grid, inputs: &Inputs) -> Result<OperatorSpec> {
     let eq = &file.equation;
     let mut op = OperatorSpec::default().with_diffusion(match &eq.diffusion {
         None => Coefficient::Constant(1.0),
-        Some(v) => v.coefficient(grid, "diffusion", base)?,
+        Some(v) => v.coefficient(grid, "diffusion", inputs)?,
     });
     if let Some(b) = &eq.advection {
         op = op.with_advection(
-            vector_field(b, grid, "advection", base)?,
+            vector_field(b, grid, "advection", inputs)?,
             advection_scheme(eq.advection_scheme.as_deref())?,
         );
     } else if eq.advection_scheme.is_some() {
         return Err(Error::invalid("advection_scheme given without advection"));
     }
     if let Some(c) = &eq.reaction {
-        op = op.with_reaction(c.coefficient(grid, "reaction", base)?);
+        op = op.with_reaction(c.coefficient(grid, "reaction", inputs)?);
     }
     for (name, v) in [("diffusion", &eq.diffusion), ("reaction", &eq.reaction)] {
         if v.as_ref().is_some_and(Value::depends_on_time) {
@@ -98,6 +108,7 @@ fn write(out: &Output, path: &Path) -> Result<()> {
 pub fn elliptic(args: &ProblemArgs) -> Result<()> {
     let file: DiffusionProblemFile = read_problem(&args.problem)?;
     let base = base_dir(&args.problem);
+    let inputs = Inputs { base: base.clone(), resample: args.resample };
     if file.time.is_some() || file.equation.initial.is_some() {
         return Err(Error::invalid(
             "[time] and initial are for parabolic problems (otgrid parabolic)",
@@ -105,16 +116,16 @@ pub fn elliptic(args: &ProblemArgs) -> Result<()> {
     }
     let out_path = output_path(args, file.output.as_ref().and_then(|o| o.file.as_ref()));
     let grid = file.grid.grid(&base)?;
-    otgrid::io::check_output_path(&out_path)?;
+    check_output(&out_path, &args.problem)?;
     let source = match &file.equation.source {
         None => ScalarField::zeros(&grid),
         Some(v) if v.depends_on_time() => {
             return Err(Error::invalid("elliptic source must not depend on t"))
         }
-        Some(v) => v.field(&grid, 0.0, "source", &base)?,
+        Some(v) => v.field(&grid, 0.0, "source", &inputs)?,
     };
     let problem = EllipticProblem {
-        operator: operator(&file, &grid, &base)?,
+        operator: operator(&file, &grid, &inputs)?,
         bcs: boundary_conditions(&grid, file.boundary.as_ref())?,
         source,
         grid: grid.clone(),
@@ -179,12 +190,13 @@ pub fn parabolic(args: &TimeArgs) -> Result<()> {
     let pa = &args.problem;
     let file: DiffusionProblemFile = read_problem(&pa.problem)?;
     let base = base_dir(&pa.problem);
+    let inputs = Inputs { base: base.clone(), resample: pa.resample };
     let time = time_section(args, file.time.as_ref())?;
     let snapshots = file.output.as_ref().and_then(|o| o.snapshots).unwrap_or(10);
     let settings = time.settings(snapshots)?;
     let out_path = output_path(pa, file.output.as_ref().and_then(|o| o.file.as_ref()));
     let grid = file.grid.grid(&base)?;
-    otgrid::io::check_output_path(&out_path)?;
+    check_output(&out_path, &pa.problem)?;
     if file.solver.is_some() {
         return Err(Error::invalid(
             "[solver] is for elliptic problems; parabolic steps use a direct factorisation",
@@ -195,18 +207,18 @@ pub fn parabolic(args: &TimeArgs) -> Result<()> {
         .initial
         .as_ref()
         .ok_or_else(|| Error::invalid("parabolic problems need [equation] initial"))?
-        .field(&grid, 0.0, "initial", &base)?;
+        .field(&grid, 0.0, "initial", &inputs)?;
     let source = match &file.equation.source {
         None => Source::None,
         Some(v) if v.depends_on_time() => {
-            let (v, g, b) = (v.clone(), grid.clone(), base.clone());
+            let (v, g, b) = (v.clone(), grid.clone(), inputs.clone());
             v.field(&g, 0.0, "source", &b)?; // report a bad expression before stepping
             Source::Function(Arc::new(move |t| v.field(&g, t, "source", &b)))
         }
-        Some(v) => Source::Field(v.field(&grid, 0.0, "source", &base)?),
+        Some(v) => Source::Field(v.field(&grid, 0.0, "source", &inputs)?),
     };
     let problem = ParabolicProblem {
-        operator: operator(&file, &grid, &base)?,
+        operator: operator(&file, &grid, &inputs)?,
         bcs: boundary_conditions(&grid, file.boundary.as_ref())?,
         source,
         initial,
@@ -258,6 +270,7 @@ pub fn fokker_planck(args: &TimeArgs) -> Result<()> {
     let pa = &args.problem;
     let file: FokkerPlanckFile = read_problem(&pa.problem)?;
     let base = base_dir(&pa.problem);
+    let inputs = Inputs { base: base.clone(), resample: pa.resample };
     let time = time_section(args, Some(&file.time))?;
     if time.adaptive.unwrap_or(false) || time.scheme.is_some() || time.tolerance.is_some() {
         return Err(Error::invalid("Fokker–Planck uses implicit Euler with a fixed dt: remove scheme/adaptive/tolerance from [time]"));
@@ -265,13 +278,13 @@ pub fn fokker_planck(args: &TimeArgs) -> Result<()> {
     let snapshots = file.output.as_ref().and_then(|o| o.snapshots).unwrap_or(10);
     let out_path = output_path(pa, file.output.as_ref().and_then(|o| o.file.as_ref()));
     let grid = file.grid.grid(&base)?;
-    otgrid::io::check_output_path(&out_path)?;
+    check_output(&out_path, &pa.problem)?;
     let eq = &file.equation;
     let problem = FokkerPlanckProblem {
         diffusion: eq.diffusion,
-        potential: eq.potential.field(&grid, 0.0, "potential", &base)?,
-        drift: eq.drift.as_ref().map(|d| vector_field(d, &grid, "drift", &base)).transpose()?,
-        initial: eq.initial.field(&grid, 0.0, "initial", &base)?,
+        potential: eq.potential.field(&grid, 0.0, "potential", &inputs)?,
+        drift: eq.drift.as_ref().map(|d| vector_field(d, &grid, "drift", &inputs)).transpose()?,
+        initial: eq.initial.density(&grid, "initial", &inputs)?,
         grid: grid.clone(),
     };
     problem.validate()?;

@@ -4,6 +4,8 @@
 //! trailing component axis of length `dim` holding the x, y (, z) components in that order.
 //! Construction from a closure is rayon-parallel over the slowest axis.
 
+pub mod resample;
+
 use crate::error::{Error, Result};
 use crate::grid::Grid;
 use ndarray::{ArrayD, ArrayViewD, Axis as NdAxis, Dimension, IxDyn, Zip};

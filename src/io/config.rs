@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::expr::Expression;
 use crate::field::{ScalarField, VectorField};
 use crate::grid::{Grid, GridSpec, AXIS_NAMES};
+use crate::io::{Inputs, Quantity};
 use crate::pde::{StepControl, TimeScheme, TimeSettings};
 use crate::sparse::{
     AdvectionScheme, BoundaryConditions, BoundaryValue, Coefficient, FaceCondition,
@@ -19,18 +20,47 @@ use std::path::{Path, PathBuf};
 
 /// A number, an expression, or a dataset reference.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected a number, an expression in quotes (e.g. \"sin(pi*x)\") or a dataset \"FILE.h5:/fields/NAME\""
+)]
 pub enum Value {
     Number(f64),
     Text(String),
 }
 
 /// The grid: a mesh file path or built-in name, or the keys of a mesh file inline.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug)]
 pub enum GridChoice {
     Mesh(String),
     Inline(GridSpec),
+}
+
+impl<'de> Deserialize<'de> for GridChoice {
+    /// A string is a mesh; a table is an inline mesh, whose own errors are reported.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(name) => Ok(GridChoice::Mesh(name)),
+            toml::Value::Table(t) => {
+                // Parse the table as text so the error can quote the offending key.
+                let text = toml::to_string(&t).map_err(D::Error::custom)?;
+                toml::from_str::<GridSpec>(&text).map(GridChoice::Inline).map_err(|e| {
+                    let key = e
+                        .span()
+                        .and_then(|s| text[..s.start.min(text.len())].lines().last())
+                        .map(|l| format!(" {}", l.trim()))
+                        .unwrap_or_default();
+                    D::Error::custom(format!("[grid]{key}: {}", e.message()))
+                })
+            }
+            other => Err(D::Error::custom(format!(
+                "grid must be a mesh name or file (\"unit_square_256\") or a [grid] table with \
+                 shape, lower, upper, boundary; got a {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 /// `[output]`.
@@ -122,6 +152,45 @@ pub struct FokkerPlanckFile {
     pub output: Option<OutputSection>,
 }
 
+/// A file reference's (file, dataset) parts: `"FILE.h5:/NAME"` → `("FILE.h5", Some("/NAME"))`,
+/// `"FILE.npy"` → `("FILE.npy", None)`.
+pub(crate) fn dataset_parts(s: &str) -> Option<(&str, Option<&str>)> {
+    let s = s.trim();
+    if s.to_ascii_lowercase().ends_with(".npy") {
+        return Some((s, None));
+    }
+    s.split_once(".h5:")
+        .map(|(f, d)| (&s[..f.len() + 3], Some(d)))
+        .or_else(|| s.split_once(".hdf5:").map(|(f, d)| (&s[..f.len() + 5], Some(d))))
+}
+
+/// The files a problem file reads, as `(what, path)`: the file itself, a mesh given by
+/// path, and every dataset reference (paths relative to the problem file's directory).
+pub fn input_files(path: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(key: &str, value: &toml::Value, base: &Path, out: &mut Vec<(String, PathBuf)>) {
+        match value {
+            toml::Value::String(s) => {
+                if let Some((file, _)) = dataset_parts(s) {
+                    out.push((format!("dataset of '{key}'"), base.join(file)));
+                } else if key == "grid" && base.join(s).is_file() {
+                    out.push(("mesh file".into(), base.join(s)));
+                }
+            }
+            toml::Value::Array(items) => items.iter().for_each(|v| walk(key, v, base, out)),
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(k, v, base, out)),
+            _ => {}
+        }
+    }
+    let mut files = vec![("problem file".to_string(), path.to_path_buf())];
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Some(table) =
+        std::fs::read_to_string(path).ok().and_then(|t| t.parse::<toml::Table>().ok())
+    {
+        table.iter().for_each(|(k, v)| walk(k, v, base, &mut files));
+    }
+    files
+}
+
 /// Reads and parses a problem file; syntax errors, unknown keys and wrong types name the
 /// key and line.
 pub fn read_problem<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -148,12 +217,9 @@ impl GridChoice {
 
 impl Value {
     /// A dataset reference's (file, dataset) parts, if this is one.
-    fn dataset(&self) -> Option<(&str, &str)> {
+    fn dataset(&self) -> Option<(&str, Option<&str>)> {
         match self {
-            Value::Text(s) => s
-                .split_once(".h5:")
-                .map(|(f, d)| (&s[..f.len() + 3], d))
-                .or_else(|| s.split_once(".hdf5:").map(|(f, d)| (&s[..f.len() + 5], d))),
+            Value::Text(s) => dataset_parts(s),
             Value::Number(_) => None,
         }
     }
@@ -166,10 +232,26 @@ impl Value {
         }
     }
 
-    /// The value sampled on the grid at time t.
-    pub fn field(&self, grid: &Grid, t: f64, what: &str, base: &Path) -> Result<ScalarField> {
+    /// The value sampled on the grid at time t (files are interpolated if resampled).
+    pub fn field(&self, grid: &Grid, t: f64, what: &str, inputs: &Inputs) -> Result<ScalarField> {
+        self.sample(grid, t, what, inputs, Quantity::Field)
+    }
+
+    /// The value as a density (files are resampled conservatively).
+    pub fn density(&self, grid: &Grid, what: &str, inputs: &Inputs) -> Result<ScalarField> {
+        self.sample(grid, 0.0, what, inputs, Quantity::Density)
+    }
+
+    fn sample(
+        &self,
+        grid: &Grid,
+        t: f64,
+        what: &str,
+        inputs: &Inputs,
+        quantity: Quantity,
+    ) -> Result<ScalarField> {
         if let Some((file, dataset)) = self.dataset() {
-            return read_dataset(&base.join(file), dataset, grid, what);
+            return inputs.read(file, dataset, grid, what, quantity);
         }
         match (self, self.expression(what)?) {
             (Value::Number(x), _) if x.is_finite() => Ok(ScalarField::from_fn(grid, |_| *x)),
@@ -182,10 +264,10 @@ impl Value {
     }
 
     /// As a sparse-assembly coefficient (constants stay constants).
-    pub fn coefficient(&self, grid: &Grid, what: &str, base: &Path) -> Result<Coefficient> {
+    pub fn coefficient(&self, grid: &Grid, what: &str, inputs: &Inputs) -> Result<Coefficient> {
         match self {
             Value::Number(x) => Ok(Coefficient::Constant(*x)),
-            _ => Ok(Coefficient::Field(self.field(grid, 0.0, what, base)?)),
+            _ => Ok(Coefficient::Field(self.field(grid, 0.0, what, inputs)?)),
         }
     }
 
@@ -196,7 +278,12 @@ impl Value {
 }
 
 /// A vector of values sampled on the grid.
-pub fn vector_field(values: &[Value], grid: &Grid, what: &str, base: &Path) -> Result<VectorField> {
+pub fn vector_field(
+    values: &[Value],
+    grid: &Grid,
+    what: &str,
+    inputs: &Inputs,
+) -> Result<VectorField> {
     if values.len() != grid.dim() {
         return Err(Error::invalid(format!(
             "{what} has {} components, the grid is {}D",
@@ -207,31 +294,9 @@ pub fn vector_field(values: &[Value], grid: &Grid, what: &str, base: &Path) -> R
     let comps: Vec<ScalarField> = values
         .iter()
         .enumerate()
-        .map(|(a, v)| v.field(grid, 0.0, &format!("{what}[{}]", AXIS_NAMES[a]), base))
+        .map(|(a, v)| v.field(grid, 0.0, &format!("{what}[{}]", AXIS_NAMES[a]), inputs))
         .collect::<Result<_>>()?;
     VectorField::from_components(&comps)
-}
-
-/// Reads a dataset of cell values on `grid` from an HDF5 file (e.g. an otgrid output).
-pub fn read_dataset(path: &Path, dataset: &str, grid: &Grid, what: &str) -> Result<ScalarField> {
-    if !path.is_file() {
-        return Err(Error::invalid(format!("{what}: no such file {}", path.display())));
-    }
-    let file = hdf5::File::open(path)
-        .map_err(|_| Error::format(path, "not an HDF5 file (or not readable)"))?;
-    let ds = file
-        .dataset(dataset.trim_start_matches('/'))
-        .map_err(|_| Error::format(path, format!("{what}: missing dataset {dataset}")))?;
-    let data: ndarray::ArrayD<f64> = ds.read_dyn().map_err(|e| Error::hdf5(path, e))?;
-    let field = ScalarField::new(grid.clone(), data)
-        .map_err(|e| Error::format(path, format!("{what}: dataset {dataset}: {e}")))?;
-    if field.first_non_finite().is_some() {
-        return Err(Error::format(
-            path,
-            format!("{what}: dataset {dataset} has NaN or infinite values"),
-        ));
-    }
-    Ok(field)
 }
 
 /// Per-face boundary conditions from `[boundary]` (faces not listed keep the homogeneous
@@ -266,6 +331,7 @@ pub fn boundary_conditions(
                         "{what}: boundary values must not depend on t"
                     )));
                 }
+                check_face_values(grid, axis, side, &what, v, &e)?;
                 BoundaryValue::function(move |p| e.eval(p, 0.0))
             }
         };
@@ -287,6 +353,39 @@ pub fn boundary_conditions(
     }
     bcs.validate(grid)?;
     Ok(bcs)
+}
+
+/// Refuses a boundary expression that is NaN or infinite somewhere on its face.
+fn check_face_values(
+    grid: &Grid,
+    axis: usize,
+    side: usize,
+    what: &str,
+    value: &Value,
+    e: &Expression,
+) -> Result<()> {
+    let face = if side == 0 { grid.axis(axis).lower } else { grid.axis(axis).upper };
+    let at_face = |p: &[f64]| {
+        let mut q = p.to_vec();
+        q[axis] = face;
+        q
+    };
+    let sampled = ScalarField::from_fn(grid, |p| e.eval(&at_face(p), 0.0));
+    if let Some(index) = sampled.first_non_finite() {
+        let mut p = vec![0.0; grid.dim()];
+        grid.cell_center(&index, &mut p);
+        let q = at_face(&p);
+        let text = match value {
+            Value::Text(t) => t.clone(),
+            Value::Number(x) => x.to_string(),
+        };
+        return Err(Error::invalid(format!(
+            "{what}: value '{text}' is {} at {:?}",
+            e.eval(&q, 0.0),
+            q
+        )));
+    }
+    Ok(())
 }
 
 /// The advection scheme from its name (default upwind).

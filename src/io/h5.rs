@@ -133,17 +133,23 @@ fn read_attr(loc: &Location, name: &str) -> hdf5::Result<AttrValue> {
     }
 }
 
-/// Reads an otgrid HDF5 file.
-pub(super) fn read(path: &Path) -> Result<Output> {
+/// Opens an HDF5 file for reading; a missing file or a non-HDF5 file is a one-line error.
+pub(super) fn open(path: &Path) -> Result<hdf5::File> {
     if !path.exists() {
-        return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        return Err(Error::invalid(format!("{}: no such file", path.display())));
     }
-    let file = hdf5::File::open(path)
-        .map_err(|_| Error::format(path, "not an HDF5 file (or not readable)"))?;
-    let bad = |m: String| Error::format(path, m);
-    let h5err = |e: hdf5::Error| Error::hdf5(path, e);
+    hdf5::File::open(path).map_err(|_| Error::format(path, "not an HDF5 file (or not readable)"))
+}
 
-    match get_text(&file, "format") {
+/// Whether `file` carries the root attribute `format = "otgrid"`.
+pub(super) fn is_otgrid(file: &hdf5::File) -> bool {
+    get_text(file, "format").is_ok_and(|f| f == FORMAT_NAME)
+}
+
+/// The format version of an otgrid file, refusing one newer than this build reads.
+pub(super) fn checked_version(file: &hdf5::File, path: &Path) -> Result<u32> {
+    let bad = |m: String| Error::format(path, m);
+    match get_text(file, "format") {
         Ok(f) if f == FORMAT_NAME => {}
         _ => {
             return Err(bad(
@@ -160,26 +166,15 @@ pub(super) fn read(path: &Path) -> Result<Output> {
             "file format version {version} is newer than this otgrid supports ({FORMAT_VERSION}); upgrade otgrid"
         )));
     }
-    let provenance = Provenance {
-        format_version: version,
-        otgrid_version: get_text(&file, "otgrid_version").unwrap_or_default(),
-        command_line: get_text(&file, "command_line").unwrap_or_default(),
-        created: get_text(&file, "created").unwrap_or_default(),
-    };
-    let mut attributes = BTreeMap::new();
-    for name in file.attr_names().map_err(h5err)? {
-        if !RESERVED_ATTRIBUTES.contains(&name.as_str()) {
-            attributes.insert(name.clone(), read_attr(&file, &name).map_err(h5err)?);
-        }
-    }
+    Ok(version)
+}
 
-    for group in ["grid", "fields"] {
-        if !file.link_exists(group) {
-            return Err(bad(format!("missing group /{group}: not a complete otgrid results file")));
-        }
-    }
+/// The grid stored in `/grid` of an otgrid file.
+pub(super) fn read_grid(file: &hdf5::File, path: &Path) -> Result<Grid> {
+    let bad = |m: String| Error::format(path, m);
+    let h5err = |e: hdf5::Error| Error::hdf5(path, e);
     let g = file.group("grid").map_err(h5err)?;
-    let grid = (|| -> hdf5::Result<std::result::Result<Grid, String>> {
+    (|| -> hdf5::Result<std::result::Result<Grid, String>> {
         let shape = g.attr("shape")?.read_raw::<u64>()?;
         let lower = g.attr("lower")?.read_raw::<f64>()?;
         let upper = g.attr("upper")?.read_raw::<f64>()?;
@@ -208,7 +203,34 @@ pub(super) fn read(path: &Path) -> Result<Output> {
     .map_err(|e| {
         bad(format!("unreadable /grid group: {}", crate::error::one_line(&e.to_string())))
     })?
-    .map_err(bad)?;
+    .map_err(bad)
+}
+
+/// Reads an otgrid HDF5 file.
+pub(super) fn read(path: &Path) -> Result<Output> {
+    let file = open(path)?;
+    let bad = |m: String| Error::format(path, m);
+    let h5err = |e: hdf5::Error| Error::hdf5(path, e);
+    let version = checked_version(&file, path)?;
+    let provenance = Provenance {
+        format_version: version,
+        otgrid_version: get_text(&file, "otgrid_version").unwrap_or_default(),
+        command_line: get_text(&file, "command_line").unwrap_or_default(),
+        created: get_text(&file, "created").unwrap_or_default(),
+    };
+    let mut attributes = BTreeMap::new();
+    for name in file.attr_names().map_err(h5err)? {
+        if !RESERVED_ATTRIBUTES.contains(&name.as_str()) {
+            attributes.insert(name.clone(), read_attr(&file, &name).map_err(h5err)?);
+        }
+    }
+
+    for group in ["grid", "fields"] {
+        if !file.link_exists(group) {
+            return Err(bad(format!("missing group /{group}: not a complete otgrid results file")));
+        }
+    }
+    let grid = read_grid(&file, path)?;
 
     let read_group_fields = |group: &Group, where_: &str| -> Result<BTreeMap<String, Field>> {
         let mut out = BTreeMap::new();

@@ -9,10 +9,12 @@
 mod atomic;
 pub mod config;
 mod h5;
+mod input;
 mod xdmf;
 
-pub use atomic::AtomicFile;
+pub use atomic::{remove_temporaries_on_signal, resolve_output, AtomicFile};
 pub use h5::FORMAT_VERSION;
+pub use input::{Inputs, Quantity};
 pub use xdmf::render as render_xdmf;
 
 use crate::error::{Error, Result};
@@ -246,9 +248,9 @@ impl Output {
         h5::write(self, &provenance, h5_tmp.path(), path)?;
         let xml = xdmf::render(self, h5_name);
         std::fs::write(xmf_tmp.path(), xml).map_err(|e| Error::io(&xdmf_path, e))?;
-        let hdf5 = h5_tmp.commit()?;
-        let xdmf = xmf_tmp.commit()?;
-        Ok(Written { hdf5, xdmf })
+        h5_tmp.commit()?;
+        xmf_tmp.commit()?;
+        Ok(Written { hdf5: path.to_path_buf(), xdmf: xdmf_path })
     }
 
     /// Reads an otgrid HDF5 file back.
@@ -270,11 +272,15 @@ pub fn sidecar_path(path: &Path) -> Result<PathBuf> {
 }
 
 /// Checks, before any long computation, that [`Output::write`] will be able to create `path`
-/// and its sidecar (directory exists or can be made, is writable, name is usable).
-pub fn check_output_path(path: &Path) -> Result<()> {
+/// and its sidecar: the directory exists or can be made and is writable, neither path is a
+/// directory, device, FIFO or socket, and neither is (or links to) one of `inputs`
+/// (`(what, path)` pairs such as `("source", "mu.h5")`), which the write would destroy.
+pub fn check_output_path(path: &Path, inputs: &[(String, PathBuf)]) -> Result<()> {
     let xdmf = sidecar_path(path)?;
-    AtomicFile::new(path)?;
-    AtomicFile::new(&xdmf)?;
+    for p in [path, xdmf.as_path()] {
+        AtomicFile::new(p)?;
+        atomic::refuse_input_as_output(p, inputs)?;
+    }
     Ok(())
 }
 

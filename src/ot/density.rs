@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::expr::Expression;
 use crate::field::ScalarField;
 use crate::grid::Grid;
+use crate::io::{Inputs, Quantity};
 use std::path::Path;
 
 /// A parsed density specification.
@@ -32,7 +33,8 @@ pub enum DensitySpec {
     Gaussian(Gaussian),
     Uniform,
     Case(Case),
-    Dataset { file: String, dataset: String },
+    /// A dataset of an HDF5 file, or a `.npy` array (`dataset` is `None`).
+    Dataset { file: String, dataset: Option<String> },
     Image(String),
     Expression(String),
 }
@@ -88,21 +90,19 @@ impl DensitySpec {
         if text.to_ascii_lowercase().ends_with(".png") {
             return Ok(DensitySpec::Image(text.to_string()));
         }
-        for ext in [".h5:", ".hdf5:"] {
-            if let Some((file, dataset)) = text.split_once(ext) {
-                return Ok(DensitySpec::Dataset {
-                    file: format!("{file}{}", &ext[..ext.len() - 1]),
-                    dataset: dataset.to_string(),
-                });
-            }
+        if let Some((file, dataset)) = crate::io::config::dataset_parts(text) {
+            return Ok(DensitySpec::Dataset {
+                file: file.to_string(),
+                dataset: dataset.map(str::to_string),
+            });
         }
         Expression::parse(text, what)?;
         Ok(DensitySpec::Expression(text.to_string()))
     }
 
-    /// Samples the density on `grid` (datasets are read relative to `base`); a `case:`
+    /// Samples the density on `grid` (files are read as `inputs` says); a `case:`
     /// preset gives its target density when `what` is "target", else its source density.
-    pub fn sample(&self, grid: &Grid, what: &str, base: &Path) -> Result<ScalarField> {
+    pub fn sample(&self, grid: &Grid, what: &str, inputs: &Inputs) -> Result<ScalarField> {
         match self {
             DensitySpec::Case(case) => {
                 let role = if what == "target" { Role::Target } else { Role::Source };
@@ -119,11 +119,19 @@ impl DensitySpec {
                 }
                 Ok(ScalarField::from_fn(grid, |p| g.density(p)))
             }
-            DensitySpec::Image(file) => read_png(&base.join(file), grid, what),
+            DensitySpec::Image(file) => read_png(&inputs.base.join(file), grid, what),
             DensitySpec::Dataset { file, dataset } => {
-                crate::io::config::read_dataset(&base.join(file), dataset, grid, what)
+                inputs.read(file, dataset.as_deref(), grid, what, Quantity::Density)
             }
             DensitySpec::Expression(text) => Expression::parse(text, what)?.sample(grid, 0.0, what),
+        }
+    }
+
+    /// The file this density is read from, if any (relative paths against `base`).
+    pub fn input_file(&self, base: &Path) -> Option<std::path::PathBuf> {
+        match self {
+            DensitySpec::Dataset { file, .. } | DensitySpec::Image(file) => Some(base.join(file)),
+            _ => None,
         }
     }
 
@@ -189,7 +197,7 @@ mod tests {
     #[test]
     fn specifications_parse_and_bad_ones_are_explained() {
         let g = Grid::unit(2, 8, BoundaryKind::Neumann).unwrap();
-        let here = Path::new(".");
+        let here = &Inputs::new(".");
         let gauss = DensitySpec::parse("gaussian:0.5,0.5:0.01,0.002,0.002,0.02", "source").unwrap();
         let f = gauss.sample(&g, "source", here).unwrap();
         assert!(f.min() > 0.0 && f.max() > 5.0);
@@ -243,17 +251,17 @@ mod png_tests {
         }
         let grid = Grid::uniform(&[4, 3], &[0.0, 0.0], &[1.0, 1.0], BoundaryKind::Neumann).unwrap();
         let spec = DensitySpec::parse("img.png", "source").unwrap();
-        let f = spec.sample(&grid, "source", dir.path()).unwrap();
+        let f = spec.sample(&grid, "source", &Inputs::new(dir.path())).unwrap();
         let v = f.data().as_slice().unwrap().to_vec(); // x fastest, y upwards
         assert_eq!(v[2 * 4], 1.0, "top-left pixel at (x0, y_max)");
         assert!((v[3] - 0.2).abs() < 1e-12, "bottom-right pixel at (x_max, y0)");
         assert!((v[0] - 10.0 / 255.0).abs() < 1e-12);
         let wrong = Grid::unit(2, 8, BoundaryKind::Neumann).unwrap();
-        let msg = spec.sample(&wrong, "source", dir.path()).unwrap_err().to_string();
+        let msg = spec.sample(&wrong, "source", &Inputs::new(dir.path())).unwrap_err().to_string();
         assert!(msg.contains("4x3 pixels") && !msg.contains('\n'), "{msg}");
         std::fs::write(dir.path().join("bad.png"), b"not a png").unwrap();
         let bad = DensitySpec::parse("bad.png", "target").unwrap();
-        let msg = bad.sample(&grid, "target", dir.path()).unwrap_err().to_string();
+        let msg = bad.sample(&grid, "target", &Inputs::new(dir.path())).unwrap_err().to_string();
         assert!(msg.contains("cannot read the image"), "{msg}");
     }
 }

@@ -38,11 +38,18 @@ impl EllipticProblem {
     /// Assembles and solves; returns the solution and the linear solver's report.
     pub fn solve(&self, method: LinearMethod) -> Result<(ScalarField, SolveReport)> {
         let sys = assemble(&self.grid, &self.operator, &self.bcs)?;
+        if method == LinearMethod::Direct {
+            if let Some(why) = self.operator.singular_reason(&self.grid, &self.bcs) {
+                return Err(crate::error::Error::invalid(why));
+            }
+        }
         let rhs: Vec<f64> =
             self.source.data().iter().zip(&sys.boundary_rhs).map(|(s, b)| s + b).collect();
         let mut u = vec![0.0; rhs.len()];
         let report = match method {
-            LinearMethod::Direct => Direct::new(&sys.matrix, sys.symmetric)?.solve(&rhs, &mut u)?,
+            LinearMethod::Direct => Direct::new(&sys.matrix, sys.symmetric)
+                .map_err(|e| self.operator.explain(&self.grid, &self.bcs, e))?
+                .solve(&rhs, &mut u)?,
             LinearMethod::Iterative { rel_tolerance, max_iterations } => {
                 let settings = KrylovSettings { rel_tolerance, max_iterations };
                 if sys.symmetric {

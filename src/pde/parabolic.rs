@@ -118,6 +118,15 @@ fn field(grid: &Grid, v: &[f64]) -> ScalarField {
 pub fn integrate(
     problem: &ParabolicProblem,
     settings: &TimeSettings,
+    on_step: impl FnMut(f64),
+) -> Result<TimeSeries> {
+    integrate_steps(problem, settings, on_step)
+        .map_err(|e| problem.operator.explain(&problem.grid, &problem.bcs, e))
+}
+
+fn integrate_steps(
+    problem: &ParabolicProblem,
+    settings: &TimeSettings,
     mut on_step: impl FnMut(f64),
 ) -> Result<TimeSeries> {
     check_time(settings)?;

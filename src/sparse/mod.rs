@@ -7,6 +7,7 @@
 
 mod assemble;
 mod bc;
+mod diagnose;
 mod solver;
 
 pub use assemble::{assemble, AdvectionScheme, Assembled, Coefficient, OperatorSpec};

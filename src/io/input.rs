@@ -1,0 +1,151 @@
+//! Arrays read onto the run's grid: a dataset of an otgrid file (which carries its grid:
+//! domain, shape and boundary kinds are compared with the run's, and a mismatch is refused
+//! unless resampling is asked for), a dataset of any other HDF5 file or a `.npy` array
+//! (which carry none: the shape is checked and a warning says the run's domain is assumed).
+
+use crate::error::{Error, Result};
+use crate::field::{resample, ScalarField};
+use crate::grid::Grid;
+use std::path::{Path, PathBuf};
+
+/// How an input array is mapped onto another grid when resampling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quantity {
+    /// A density: conservative (cell-overlap) resampling keeps its mass.
+    Density,
+    /// A coefficient or initial value: multilinear interpolation.
+    Field,
+}
+
+/// Where input files are found and whether arrays on another grid are resampled.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// Directory that relative file names are resolved against.
+    pub base: PathBuf,
+    /// Map arrays from their own grid onto the run's (`--resample`) instead of refusing.
+    pub resample: bool,
+}
+
+impl Inputs {
+    /// Relative paths against `base`, no resampling.
+    pub fn new(base: impl Into<PathBuf>) -> Inputs {
+        Inputs { base: base.into(), resample: false }
+    }
+
+    /// Reads `file` (relative to `base`) — dataset `dataset` of an HDF5 file, or a `.npy`
+    /// array when `dataset` is `None` — as a field on `grid`; `what` names it in errors.
+    pub fn read(
+        &self,
+        file: &str,
+        dataset: Option<&str>,
+        grid: &Grid,
+        what: &str,
+        quantity: Quantity,
+    ) -> Result<ScalarField> {
+        let path = self.base.join(file);
+        if !path.is_file() {
+            return Err(Error::invalid(format!("{what}: no such file {}", path.display())));
+        }
+        let field = match dataset {
+            Some(name) => self.read_hdf5(&path, name, grid, what, quantity)?,
+            None => {
+                let data = read_npy(&path, what)?;
+                self.without_grid(&path, data, grid, what)?
+            }
+        };
+        if let Some(index) = field.first_non_finite() {
+            return Err(Error::format(
+                &path,
+                format!("{what}: NaN or infinite value at storage index {index:?}"),
+            ));
+        }
+        Ok(field)
+    }
+
+    fn read_hdf5(
+        &self,
+        path: &Path,
+        name: &str,
+        grid: &Grid,
+        what: &str,
+        quantity: Quantity,
+    ) -> Result<ScalarField> {
+        let file = super::h5::open(path)?;
+        let ds = file
+            .dataset(name.trim_start_matches('/'))
+            .map_err(|_| Error::format(path, format!("{what}: missing dataset {name}")))?;
+        let data: ndarray::ArrayD<f64> = ds.read_dyn().map_err(|e| Error::hdf5(path, e))?;
+        if !super::h5::is_otgrid(&file) {
+            return self.without_grid(path, data, grid, what);
+        }
+        super::h5::checked_version(&file, path)?;
+        let own = super::h5::read_grid(&file, path)?;
+        let field = ScalarField::new(own.clone(), data)
+            .map_err(|e| Error::format(path, format!("{what}: dataset {name}: {e}")))?;
+        if &own == grid {
+            return Ok(field);
+        }
+        if !self.resample {
+            return Err(Error::invalid(format!(
+                "{what}: {}:{name} lives on {own}, but this run's grid is {grid}; use --resample to map it onto the run's grid, or choose the matching grid",
+                path.display()
+            )));
+        }
+        let moved = match quantity {
+            Quantity::Density => resample::conservative(&field, grid)?,
+            Quantity::Field => resample::multilinear(&field, grid)?,
+        };
+        if quantity == Quantity::Density {
+            let (before, after) = (field.integral(), moved.integral());
+            if (before - after).abs() > 1e-9 * before.abs() {
+                tracing::warn!(
+                    "{what}: {:.3}% of the mass lies outside the run's box and was dropped by resampling",
+                    100.0 * (before - after) / before
+                );
+            }
+        }
+        tracing::info!("{what}: resampled ({quantity:?}) from {own} onto {grid}");
+        Ok(moved)
+    }
+
+    /// An array without a grid: the shape must match; the domain is assumed.
+    fn without_grid(
+        &self,
+        path: &Path,
+        data: ndarray::ArrayD<f64>,
+        grid: &Grid,
+        what: &str,
+    ) -> Result<ScalarField> {
+        if self.resample {
+            return Err(Error::invalid(format!(
+                "{what}: {} carries no grid, so --resample cannot map it; give an array of shape {:?} ([z][y][x]) on the run's grid",
+                path.display(),
+                grid.storage_shape()
+            )));
+        }
+        let field = ScalarField::new(grid.clone(), data)
+            .map_err(|e| Error::format(path, format!("{what}: {e}")))?;
+        tracing::warn!(
+            "{what}: {} carries no grid; assuming it covers the run's domain ({grid})",
+            path.display()
+        );
+        Ok(field)
+    }
+}
+
+/// Reads a `.npy` array of f64 (or f32, widened) in C order.
+fn read_npy(path: &Path, what: &str) -> Result<ndarray::ArrayD<f64>> {
+    use ndarray_npy::ReadNpyExt;
+    let open = || std::fs::File::open(path).map_err(|e| Error::io(path, e));
+    match ndarray::ArrayD::<f64>::read_npy(open()?) {
+        Ok(a) => Ok(a),
+        Err(first) => ndarray::ArrayD::<f32>::read_npy(open()?)
+            .map(|a| a.mapv(f64::from))
+            .map_err(|_| {
+                Error::format(
+                    path,
+                    format!("{what}: not a readable .npy array of float64/float32 ({first})"),
+                )
+            }),
+    }
+}
