@@ -50,7 +50,7 @@ impl Error {
         Error::Format { path: path.to_path_buf(), message: message.into() }
     }
 
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io { path: path.to_path_buf(), source }
     }
 

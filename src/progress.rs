@@ -35,3 +35,56 @@ pub fn solver_bar(options: &crate::ot::Options, method: &str) -> ProgressBar {
         ProgressBar::hidden()
     }
 }
+
+/// Progress of a time-dependent run towards `t_end`: a bar on a terminal, and at `-v` a log
+/// line every [`LOG_EVERY`] seconds with the time reached, the steps taken and an ETA from
+/// the elapsed wall time per unit of simulated time (exact for fixed steps).
+pub struct TimeProgress {
+    bar: ProgressBar,
+    t_start: f64,
+    t_end: f64,
+    started: std::time::Instant,
+    last_log: std::time::Instant,
+    steps: usize,
+}
+
+/// Seconds between progress log lines.
+pub const LOG_EVERY: f64 = 5.0;
+
+impl TimeProgress {
+    /// Progress from `t_start` (non-zero when resumed) to `t_end`, labelled `label`.
+    pub fn new(t_start: f64, t_end: f64, label: &str) -> TimeProgress {
+        let now = std::time::Instant::now();
+        TimeProgress {
+            bar: bar(1000, label),
+            t_start,
+            t_end,
+            started: now,
+            last_log: now,
+            steps: 0,
+        }
+    }
+
+    /// Records a step ending at time `t`.
+    pub fn step(&mut self, t: f64) {
+        self.steps += 1;
+        let fraction = ((t - self.t_start) / (self.t_end - self.t_start)).clamp(0.0, 1.0);
+        self.bar.set_position((1000.0 * t / self.t_end).round() as u64);
+        if self.last_log.elapsed().as_secs_f64() >= LOG_EVERY {
+            self.last_log = std::time::Instant::now();
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let eta = if fraction > 0.0 { elapsed * (1.0 - fraction) / fraction } else { f64::NAN };
+            tracing::info!(
+                "t = {t:.6e} of {:.6e} ({:.1}%), {} steps, {elapsed:.0} s elapsed, eta {eta:.0} s",
+                self.t_end,
+                100.0 * t / self.t_end,
+                self.steps
+            );
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

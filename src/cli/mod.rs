@@ -27,6 +27,10 @@ struct Cli {
     /// Only errors; no progress bars.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Peak memory a run may use, e.g. 64G (default: the machine's available memory); runs
+    /// whose estimate exceeds it are refused before allocating.
+    #[arg(long, global = true, value_name = "SIZE")]
+    memory_limit: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -98,6 +102,71 @@ fn init_logging(verbose: u8, quiet: bool) {
     otgrid::progress::set_quiet(quiet);
 }
 
+/// What a command reports. With `--json`, printed as one JSON object on stdout — on success
+/// (`"status": "ok"`) and on failure (`"status": "error"`, `"error"`, and whatever the
+/// command had recorded: grid, parameters, outcome) — via serde, numbers at full precision.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Whether the command was asked for JSON.
+    pub json: bool,
+    /// Set by a command that printed its own JSON document.
+    pub printed: bool,
+    /// Peak memory a run may use (`--memory-limit`); `None`: the machine's available memory.
+    pub memory_limit: Option<u64>,
+    entries: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    /// Records `key` (replacing an earlier value).
+    pub fn put(&mut self, key: &str, value: impl serde::Serialize) {
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.entries.insert(key.to_string(), value);
+    }
+
+    /// Prints the entries as `key value` lines (numbers in scientific notation), leaving out
+    /// `skip`; a grid prints as its description.
+    pub fn print_text(&self, skip: &[&str]) {
+        for (k, v) in self.entries.iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
+            match v {
+                serde_json::Value::String(s) => println!("{k:<20} {s}"),
+                serde_json::Value::Number(n) => match n.as_f64() {
+                    Some(x) if !n.is_u64() && !n.is_i64() => println!("{k:<20} {x:.8e}"),
+                    _ => println!("{k:<20} {n}"),
+                },
+                serde_json::Value::Object(o) if o.contains_key("description") => {
+                    println!("{k:<20} {}", o["description"].as_str().unwrap_or(""))
+                }
+                other => println!("{k:<20} {other}"),
+            }
+        }
+    }
+
+    /// The JSON document: `status`, then `error` when failed, then the entries.
+    fn document(&self, error: Option<&str>) -> String {
+        let mut doc = serde_json::Map::new();
+        doc.insert("status".into(), if error.is_some() { "error" } else { "ok" }.into());
+        if let Some(e) = error {
+            doc.insert("error".into(), e.into());
+        }
+        doc.extend(self.entries.clone());
+        serde_json::to_string_pretty(&serde_json::Value::Object(doc))
+            .unwrap_or_else(|e| format!("{{\"status\": \"error\", \"error\": \"JSON: {e}\"}}"))
+    }
+}
+
+impl Command {
+    /// Whether `--json` was given.
+    fn json(&self) -> bool {
+        match self {
+            Command::Ot(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Elliptic(a) => a.json,
+            Command::Parabolic(a) | Command::FokkerPlanck(a) => a.problem.json,
+            Command::Info(_) | Command::Demo(_) => false,
+        }
+    }
+}
+
 /// Runs the CLI and returns the process exit status.
 pub fn main() -> i32 {
     // A closed stdout (`otgrid info f.h5 | head -1`) ends the program quietly, as for any
@@ -112,19 +181,38 @@ pub fn main() -> i32 {
     if let Err(e) = otgrid::io::remove_temporaries_on_signal() {
         tracing::warn!("{e}; an interrupted run may leave temporary files");
     }
+    let mut report = Report { json: cli.command.json(), ..Default::default() };
+    if let Some(text) = &cli.memory_limit {
+        match otgrid::resources::parse_size(text) {
+            Ok(bytes) => report.memory_limit = Some(bytes),
+            Err(e) => {
+                eprintln!("error: --memory-limit: {e}");
+                return 2;
+            }
+        }
+    }
     let result = match &cli.command {
         Command::Info(args) => info::run(args),
-        Command::Demo(args) => demo::run(args),
-        Command::Ot(args) => ot::run(args),
-        Command::Verify(args) => verify::run(args),
-        Command::Elliptic(args) => pde::elliptic(args),
-        Command::Parabolic(args) => pde::parabolic(args),
-        Command::FokkerPlanck(args) => pde::fokker_planck(args),
+        Command::Demo(args) => demo::run(args, &mut report),
+        Command::Ot(args) => ot::run(args, &mut report),
+        Command::Verify(args) => verify::run(args, &mut report),
+        Command::Elliptic(args) => pde::elliptic(args, &mut report),
+        Command::Parabolic(args) => pde::parabolic(args, &mut report),
+        Command::FokkerPlanck(args) => pde::fokker_planck(args, &mut report),
     };
     match result {
-        Ok(()) => 0,
+        Ok(()) => {
+            if report.json && !report.printed {
+                println!("{}", report.document(None));
+            }
+            0
+        }
         Err(e) => {
-            eprintln!("error: {}", otgrid::error::one_line(&e.to_string()));
+            let message = otgrid::error::one_line(&e.to_string());
+            if report.json {
+                println!("{}", report.document(Some(&message)));
+            }
+            eprintln!("error: {message}");
             e.exit_code()
         }
     }

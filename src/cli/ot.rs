@@ -1,16 +1,19 @@
 //! `otgrid ot`: the Brenier map between two densities on a grid.
 
-use super::GridArgs;
+use super::{GridArgs, Report};
 use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
-use otgrid::io::{check_output_path, AttrValue, Inputs};
+use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
+use otgrid::ot::parabolic::FlowState;
+use otgrid::ot::IterationRecord;
+use otgrid::resources::MemoryEstimate;
 use otgrid::ot::bfm::PushForward;
 use otgrid::ot::metric::Metric;
 use otgrid::ot::parabolic::ExactMap;
 use otgrid::ot::Exact;
 use otgrid::ot::{
-    map_error, BackAndForth, DensitySpec, Method, Options, Parabolic, Problem, Schedule, Sinkhorn,
-    Solver, Stepping,
+    map_error, BackAndForth, DensitySpec, Method, Newton, Options, Parabolic, Problem, Schedule,
+    Sinkhorn, Solver, Stepping,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,10 +71,19 @@ pub struct OtArgs {
     /// Give up after this many seconds of solving (outcome time_limit).
     #[arg(long, value_name = "SECONDS")]
     pub time_limit: Option<f64>,
+    /// Parabolic flow: write its state every N iterations to NAME.checkpoint.h5 (atomically,
+    /// next to the output); removed when the run completes.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Parabolic flow: continue from a checkpoint written by --checkpoint-every for the same
+    /// densities, grid and settings; the result equals the uninterrupted run's.
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
     /// Output HDF5 file; the XDMF sidecar goes next to it.
     #[arg(short, long, default_value = "ot.h5")]
     pub out: PathBuf,
-    /// Print the summary as JSON on stdout.
+    /// Print the summary as one JSON object on stdout, on success and on failure (with
+    /// "status": "error" and the error), numbers at full precision.
     #[arg(long)]
     pub json: bool,
     /// Write the result even if the solver neither converged nor reached the grid's
@@ -85,10 +97,82 @@ pub struct OtArgs {
     pub repeat: usize,
 }
 
-pub fn run(args: &OtArgs) -> Result<()> {
+/// The solver of the run, configured from the flags.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Configured {
+    Bfm(BackAndForth),
+    Newton(Newton),
+    Parabolic(Parabolic),
+    Sinkhorn(Sinkhorn),
+}
+
+impl Configured {
+    fn new(method: Method, args: &OtArgs, exact: Option<Exact>) -> Result<Configured> {
+        let only = |flag: &str, m: &str| Err(Error::invalid(format!("{flag} applies to --method {m}")));
+        if method != Method::Parabolic && (args.schedule.is_some() || args.explicit) {
+            return only("--schedule and --explicit", "parabolic");
+        }
+        if method != Method::Sinkhorn && args.epsilon.is_some() {
+            return only("--epsilon", "sinkhorn");
+        }
+        if method != Method::BackAndForth && args.push_forward.is_some() {
+            return only("--push-forward", "bfm");
+        }
+        if method != Method::BackAndForth && args.metric.is_some() {
+            return only("--metric", "bfm");
+        }
+        Ok(match method {
+            Method::BackAndForth => {
+                let push_forward = match &args.push_forward {
+                    Some(kind) => PushForward::from_name(kind)?,
+                    None => PushForward::Auto,
+                };
+                let metric = match &args.metric {
+                    Some(name) => Metric::from_name(name)?,
+                    None => Metric::default(),
+                };
+                Configured::Bfm(BackAndForth { push_forward, metric, ..Default::default() })
+            }
+            Method::Newton => Configured::Newton(Newton::default()),
+            Method::Parabolic => Configured::Parabolic(parabolic(args, exact)?),
+            Method::Sinkhorn => {
+                let defaults = Sinkhorn::default();
+                let epsilon = args.epsilon.unwrap_or(defaults.epsilon);
+                Configured::Sinkhorn(Sinkhorn { epsilon, ..defaults })
+            }
+        })
+    }
+
+    fn solve(&self, problem: &Problem, options: &Options) -> Result<otgrid::ot::Solution> {
+        match self {
+            Configured::Bfm(s) => s.solve(problem, options),
+            Configured::Newton(s) => s.solve(problem, options),
+            Configured::Parabolic(s) => s.solve(problem, options),
+            Configured::Sinkhorn(s) => s.solve(problem, options),
+        }
+    }
+}
+
+pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     let requested =
         if args.method == "auto" { None } else { Some(Method::from_name(&args.method)?) };
     let grid = args.grid.resolve("unit_square_256")?;
+    report.put("grid", &grid);
+    // Peak memory in fields, calibrated in otgrid::resources (Newton's sparse LU fill grows
+    // like N log N in 2D).
+    let fields = match requested {
+        Some(Method::Newton | Method::Parabolic) if grid.dim() == 2 => {
+            24.0 + 8.0 * (grid.num_cells() as f64).log2()
+        }
+        Some(Method::Newton | Method::Parabolic) => 64.0,
+        Some(Method::Sinkhorn) => 32.0,
+        _ => 48.0,
+    };
+    MemoryEstimate::fields(&grid, fields, 0, &format!("ot --method {}", args.method))
+        .check(report.memory_limit)?;
+    report.put("source_spec", &args.source);
+    report.put("target_spec", &args.target);
     if args.repeat == 0 {
         return Err(Error::invalid("--repeat must be at least 1"));
     }
@@ -100,9 +184,9 @@ pub fn run(args: &OtArgs) -> Result<()> {
         .filter_map(|(what, spec)| spec.input_file(base).map(|p| (what.to_string(), p)))
         .collect();
     check_output_path(&args.out, &inputs)?;
-    let inputs = Inputs { base: base.to_path_buf(), resample: args.resample };
-    let mu = source_spec.sample(&grid, "source", &inputs)?;
-    let nu = target_spec.sample(&grid, "target", &inputs)?;
+    let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
+    let mu = source_spec.sample(&grid, "source", &reading)?;
+    let nu = target_spec.sample(&grid, "target", &reading)?;
     let problem = Problem::new(&mu, &nu)?;
     let method = match requested {
         Some(m) => {
@@ -111,16 +195,18 @@ pub fn run(args: &OtArgs) -> Result<()> {
         }
         None => {
             let (m, why) = Method::auto(&problem);
-            if !args.json {
+            if !report.json {
                 eprintln!("method auto → {why}");
             }
+            report.put("method_choice", why);
             m
         }
     };
+    report.put("method", method.name());
     let options = Options {
         tolerance: args.tol.unwrap_or(method.default_tolerance(&grid)),
         max_iterations: args.max_iterations,
-        progress: !args.json,
+        progress: !report.json,
         time_limit: args.time_limit,
     };
     options.validate()?;
@@ -133,75 +219,73 @@ pub fn run(args: &OtArgs) -> Result<()> {
         }
     }
     let exact = exact_solution(&source_spec, &target_spec)?;
-    let solve = || -> Result<otgrid::ot::Solution> {
-        Ok(match method {
-            _ if method != Method::Parabolic && (args.schedule.is_some() || args.explicit) => {
-                return Err(Error::invalid("--schedule and --explicit apply to --method parabolic"))
-            }
-            _ if method != Method::Sinkhorn && args.epsilon.is_some() => {
-                return Err(Error::invalid("--epsilon applies to --method sinkhorn"))
-            }
-            _ if method != Method::BackAndForth && args.push_forward.is_some() => {
-                return Err(Error::invalid("--push-forward applies to --method bfm"))
-            }
-            _ if method != Method::BackAndForth && args.metric.is_some() => {
-                return Err(Error::invalid("--metric applies to --method bfm"))
-            }
-            Method::BackAndForth => {
-                let push_forward = match &args.push_forward {
-                    Some(kind) => PushForward::from_name(kind)?,
-                    None => PushForward::Auto,
-                };
-                let metric = match &args.metric {
-                    Some(name) => Metric::from_name(name)?,
-                    None => Metric::default(),
-                };
-                BackAndForth { push_forward, metric, ..Default::default() }
-                    .solve(&problem, &options)?
-            }
-            Method::Parabolic => parabolic(args, exact.clone())?.solve(&problem, &options)?,
-            Method::Sinkhorn => {
-                let defaults = Sinkhorn::default();
-                let epsilon = args.epsilon.unwrap_or(defaults.epsilon);
-                Sinkhorn { epsilon, ..defaults }.solve(&problem, &options)?
-            }
-            _ => method.solve(&problem, &options)?,
-        })
-    };
+    let mut solver = Configured::new(method, args, exact.clone())?;
+    if (args.checkpoint_every.is_some() || args.resume.is_some()) && method != Method::Parabolic {
+        return Err(Error::invalid(
+            "--checkpoint-every and --resume apply to --method parabolic (the other methods finish in seconds to minutes)",
+        ));
+    }
+    if args.checkpoint_every == Some(0) {
+        return Err(Error::invalid("--checkpoint-every must be at least 1"));
+    }
+    let checkpoint_file = args.checkpoint_every.map(|_| checkpoint_path(&args.out));
+    if let Some(path) = &checkpoint_file {
+        check_output_path(path, &inputs)?;
+    }
+    if let Configured::Parabolic(p) = &mut solver {
+        p.checkpoint_every = args.checkpoint_every;
+    }
+    let parameters = serde_json::json!({
+        "method": method.name(),
+        "solver": &solver,
+        "options": &options,
+        "stopping_measure": method.stopping_measure(),
+        "source": &args.source,
+        "target": &args.target,
+        "resample": args.resample,
+        "grid": &grid,
+    });
+    report.put("parameters", &parameters);
+    if let Configured::Parabolic(p) = &mut solver {
+        if let Some(path) = &args.resume {
+            let state = read_flow_state(path, &parameters)?;
+            report.put("resumed_at_iteration", state.iteration);
+            p.resume = Some(state);
+        }
+        if let Some(path) = checkpoint_file.clone() {
+            let params = parameters.clone();
+            p.checkpoint =
+                Some(Arc::new(move |state: &FlowState| write_flow_state(state, &path, &params)));
+        }
+    }
     let mut runs = Vec::with_capacity(args.repeat);
     for _ in 0..args.repeat {
-        runs.push(solve()?);
+        runs.push(solver.solve(&problem, &options)?);
     }
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let solution = runs.swap_remove(runs.len() / 2);
     let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.map(x, y)));
-    let mut summary = serde_json::Map::new();
-    let mut put = |k: &str, v: serde_json::Value| {
-        summary.insert(k.to_string(), v);
-    };
-    put("method", solution.method.into());
-    put("grid", grid.to_string().into());
-    put("outcome", solution.outcome.name().into());
-    put("converged", solution.converged().into());
+    report.put("outcome", solution.outcome.name());
+    report.put("converged", solution.converged());
     if let Some(floor) = solution.outcome.floor() {
-        put("discretisation_floor", floor.into());
+        report.put("discretisation_floor", floor);
     }
-    put("stop_reason", solution.stop_reason.clone().into());
-    put("iterations", solution.iterations.into());
-    put("w2_squared", solution.w2_squared().into());
-    put("stopping_measure", method.stopping_measure().into());
-    put("tolerance", options.tolerance.into());
-    put("marginal_error", solution.marginal_error.into());
-    put("seconds", solution.seconds.into());
-    put("source_mass", ms.into());
-    put("target_mass", mt.into());
+    report.put("stop_reason", &solution.stop_reason);
+    report.put("iterations", solution.iterations);
+    report.put("w2_squared", solution.w2_squared());
+    report.put("stopping_measure", method.stopping_measure());
+    report.put("tolerance", options.tolerance);
+    report.put("marginal_error", solution.marginal_error);
+    report.put("seconds", solution.seconds);
+    report.put("source_mass", ms);
+    report.put("target_mass", mt);
     for (k, v) in &solution.scalars {
-        put(k, (*v).into());
+        report.put(k, v);
     }
     if let (Some(e), Some(exact)) = (error, &exact) {
-        put("exact_w2_squared", exact.w2_squared().into());
-        put("map_error_l2_bulk", e.l2.into());
-        put("map_error_max_bulk", e.max.into());
+        report.put("exact_w2_squared", exact.w2_squared());
+        report.put("map_error_l2_bulk", e.l2);
+        report.put("map_error_max_bulk", e.max);
     }
     if !solution.solved() && !args.keep_unconverged {
         return Err(Error::Solver(format!(
@@ -214,27 +298,24 @@ pub fn run(args: &OtArgs) -> Result<()> {
     let mut output = solution.to_output(&problem)?;
     output.set_attribute("source_spec", AttrValue::Text(args.source.clone()))?;
     output.set_attribute("target_spec", AttrValue::Text(args.target.clone()))?;
+    output.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
     if let Some(e) = error {
         output.set_attribute("map_error_l2_bulk", AttrValue::Number(e.l2))?;
         output.set_attribute("map_error_max_bulk", AttrValue::Number(e.max))?;
     }
     let written = output.write(&args.out)?;
-    summary.insert("output".into(), written.hdf5.display().to_string().into());
-    if args.json {
-        let text = serde_json::to_string_pretty(&serde_json::Value::Object(summary))
-            .map_err(|e| Error::invalid(format!("JSON summary: {e}")))?;
-        println!("{text}");
-    } else {
-        for (k, v) in &summary {
-            match v {
-                serde_json::Value::String(s) => println!("{k:<20} {s}"),
-                serde_json::Value::Number(n) => match n.as_f64() {
-                    Some(x) if !n.is_u64() => println!("{k:<20} {x:.8e}"),
-                    _ => println!("{k:<20} {n}"),
-                },
-                other => println!("{k:<20} {other}"),
+    report.put("output", written.hdf5.display().to_string());
+    if let Some(path) = &checkpoint_file {
+        for p in [path.clone(), path.with_extension("xmf")] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&p, e)),
             }
         }
+    }
+    if !report.json {
+        report.print_text(&["parameters", "source_spec", "target_spec", "method_choice"]);
         if !solution.solved() {
             println!("warning: not converged ({})", solution.stop_reason);
         }
@@ -254,7 +335,111 @@ fn parabolic(args: &OtArgs, exact: Option<Exact>) -> Result<Parabolic> {
         let map: ExactMap = Arc::new(move |x: &[f64], y: &mut [f64]| e.map(x, y));
         map
     });
-    Ok(Parabolic { schedule, stepping, initial: None, exact_map })
+    Ok(Parabolic { schedule, stepping, exact_map, ..Default::default() })
+}
+
+/// Where the parabolic flow's checkpoints go: `NAME.checkpoint.h5` next to the output.
+fn checkpoint_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().map_or("ot".into(), |s| s.to_string_lossy().to_string());
+    out.with_file_name(format!("{stem}.checkpoint.h5"))
+}
+
+/// The parameters a checkpoint must share with the run resuming it.
+fn resumable(parameters: &serde_json::Value) -> serde_json::Value {
+    let mut p = parameters.clone();
+    if let Some(map) = p.as_object_mut() {
+        map.remove("checkpoint_every");
+        if let Some(solver) = map.get_mut("solver").and_then(|s| s.as_object_mut()) {
+            solver.remove("checkpoint_every");
+        }
+        if let Some(options) = map.get_mut("options").and_then(|s| s.as_object_mut()) {
+            options.remove("progress");
+            options.remove("time_limit");
+            options.remove("max_iterations");
+        }
+    }
+    p
+}
+
+const HISTORY: [&str; 4] = ["marginal_error", "l1_marginal_error", "dual_value", "step"];
+
+/// Writes the flow's state as an otgrid file (atomically).
+fn write_flow_state(
+    state: &FlowState,
+    path: &Path,
+    parameters: &serde_json::Value,
+) -> Result<()> {
+    let mut out = Output::new(state.u.grid().clone());
+    out.add_field("potential", state.u.clone())?;
+    let h = &state.history;
+    let columns: [Vec<f64>; 4] = [
+        h.iter().map(|r| r.marginal_error).collect(),
+        h.iter().map(|r| r.l1_marginal_error).collect(),
+        h.iter().map(|r| r.dual_value).collect(),
+        h.iter().map(|r| r.step).collect(),
+    ];
+    for (name, column) in HISTORY.iter().zip(columns) {
+        out.add_diagnostic(&format!("history_{name}"), column)?;
+    }
+    out.add_diagnostic("kl_divergence", state.kl.clone())?;
+    out.add_diagnostic("cumulative_regret", state.regret_history.clone())?;
+    out.add_diagnostic("map_error_l2", state.map_history.clone())?;
+    out.set_attribute("checkpoint", AttrValue::Text("parabolic-ma".into()))?;
+    out.set_attribute("iteration", AttrValue::Integer(state.iteration as i64))?;
+    out.set_attribute("regret", AttrValue::Number(state.regret))?;
+    out.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
+    out.write(path)?;
+    tracing::info!("checkpoint at iteration {} in {}", state.iteration, path.display());
+    Ok(())
+}
+
+/// Reads a flow state written by [`write_flow_state`] for the same parameters.
+fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<FlowState> {
+    let cp = Output::read(path)?;
+    let attr = |k: &str| cp.attributes().get(k).cloned();
+    if !matches!(attr("checkpoint"), Some(AttrValue::Text(t)) if t == "parabolic-ma") {
+        return Err(Error::invalid(format!(
+            "{}: not a checkpoint of the parabolic flow",
+            path.display()
+        )));
+    }
+    let stored: serde_json::Value = match attr("parameters") {
+        Some(AttrValue::Text(t)) => serde_json::from_str(&t).unwrap_or_default(),
+        _ => serde_json::Value::Null,
+    };
+    if resumable(&stored) != resumable(parameters) {
+        return Err(Error::invalid(format!(
+            "{}: written for other densities, grid or settings; resume with the same ones",
+            path.display()
+        )));
+    }
+    let column = |name: &str| cp.diagnostics().get(name).cloned().unwrap_or_default();
+    let [m, l1, dual, step] = HISTORY.map(|n| column(&format!("history_{n}")));
+    let history = (0..m.len())
+        .map(|i| IterationRecord {
+            marginal_error: m[i],
+            l1_marginal_error: l1.get(i).copied().unwrap_or(f64::NAN),
+            dual_value: dual.get(i).copied().unwrap_or(f64::NAN),
+            step: step.get(i).copied().unwrap_or(f64::NAN),
+        })
+        .collect();
+    let (Some(AttrValue::Integer(iteration)), Some(AttrValue::Number(regret))) =
+        (attr("iteration"), attr("regret"))
+    else {
+        return Err(Error::invalid(format!("{}: incomplete checkpoint", path.display())));
+    };
+    let Some(Field::Scalar(u)) = cp.fields().get("potential").cloned() else {
+        return Err(Error::invalid(format!("{}: checkpoint without /fields/potential", path.display())));
+    };
+    Ok(FlowState {
+        iteration: iteration as usize,
+        u,
+        regret,
+        history,
+        kl: column("kl_divergence"),
+        regret_history: column("cumulative_regret"),
+        map_history: column("map_error_l2"),
+    })
 }
 
 /// The closed-form solution when both densities are Gaussians or both are the same `case:`.

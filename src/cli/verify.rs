@@ -26,7 +26,7 @@ pub struct VerifyArgs {
     /// Cells per axis, comma-separated (e.g. 32,64,128). Default: each case's own.
     #[arg(long, value_name = "N,N,…")]
     pub sizes: Option<String>,
-    /// Print the rows as JSON on stdout.
+    /// Print one JSON object on stdout: status, solved and not_solved counts, rows.
     #[arg(long)]
     pub json: bool,
 }
@@ -67,7 +67,7 @@ fn print_row(r: &VerifyRow) {
     );
 }
 
-pub fn run(args: &VerifyArgs) -> Result<()> {
+pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
     let suite = match args.suite.as_str() {
         "classic" => Suite::Classic,
         "zoo" => Suite::Zoo,
@@ -128,11 +128,10 @@ pub fn run(args: &VerifyArgs) -> Result<()> {
         }
     }
     let failed = rows.iter().filter(|r| !r.solved).count();
-    if args.json {
-        let text = serde_json::to_string_pretty(&rows)
-            .map_err(|e| Error::invalid(format!("JSON rows: {e}")))?;
-        println!("{text}");
-    } else {
+    report.put("solved", rows.len() - failed);
+    report.put("not_solved", failed);
+    report.put("rows", &rows);
+    if !args.json {
         println!("{} solved, {failed} not solved", rows.len() - failed);
     }
     if failed > 0 {

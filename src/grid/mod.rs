@@ -252,6 +252,22 @@ impl Grid {
     }
 }
 
+impl serde::Serialize for Grid {
+    /// `{dim, shape, lower, upper, spacing, boundary, description}`, lists in x, y, z order.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut g = s.serialize_struct("Grid", 7)?;
+        g.serialize_field("dim", &self.dim())?;
+        g.serialize_field("shape", &self.shape())?;
+        g.serialize_field("lower", &self.lower())?;
+        g.serialize_field("upper", &self.upper())?;
+        g.serialize_field("spacing", &self.spacing())?;
+        g.serialize_field("boundary", &self.axes.iter().map(|a| a.boundary.name()).collect::<Vec<_>>())?;
+        g.serialize_field("description", &self.to_string())?;
+        g.end()
+    }
+}
+
 /// Names of the axes in x, y, z order.
 pub const AXIS_NAMES: [&str; 3] = ["x", "y", "z"];
 

@@ -55,7 +55,7 @@ use rayon::prelude::*;
 use std::time::Instant;
 
 /// Back-and-forth solver settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct BackAndForth {
     /// The metric of the gradient steps ([`Metric`]): by default the density-weighted H¹
     /// metric (approximate Newton steps).
@@ -79,6 +79,7 @@ pub struct BackAndForth {
     pub subsamples: Option<usize>,
     /// Starting potential p (displacement form, on the problem's grid); zero when `None`.
     /// A warm start skips the coarse levels.
+    #[serde(skip)]
     pub initial: Option<ScalarField>,
     /// How the push-forward in the dual gradient is computed.
     pub push_forward: PushForward,
@@ -90,7 +91,8 @@ pub struct BackAndForth {
 }
 
 /// The push-forward `T#μ` in the dual gradient `ν − T#μ`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PushForward {
     /// Mass-conserving cloud-in-cell deposit of adaptively split cells: any densities (zero
     /// regions, kinks), but its grid-scale aliasing caps the map at first order.

@@ -29,7 +29,8 @@ use crate::spectral::PoissonSolver;
 use rayon::prelude::*;
 
 /// The metric of the dual gradient (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// `(−Δ)⁻¹ r`: the H¹ gradient (the reference method).
     Laplacian,

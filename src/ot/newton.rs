@@ -42,7 +42,8 @@ use rayon::prelude::*;
 use std::time::Instant;
 
 /// How each Newton step's linear system is solved.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum NewtonLinearSolver {
     /// Sparse LU of the bordered Jacobian (exact Newton steps; fill grows fast in 3D).
     Direct,
@@ -66,12 +67,13 @@ pub enum NewtonLinearSolver {
 }
 
 /// Newton solver settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Newton {
     /// Most halvings of the step in the line search before giving up.
     pub max_halvings: usize,
     /// Starting displacement potential (on the problem's grid, `I + D²_h u` positive
     /// definite); zero when `None`.
+    #[serde(skip)]
     pub initial: Option<ScalarField>,
     /// The linear solver of each step.
     pub linear_solver: NewtonLinearSolver,
@@ -427,10 +429,8 @@ pub(super) fn mean(v: &[f64]) -> f64 {
 /// `(max |r|, RMS r)` of `r = F − mean F`.
 pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
     let c = mean(f);
-    let (max, sq) = f
-        .par_iter()
-        .map(|v| ((v - c).abs(), (v - c) * (v - c)))
-        .reduce(|| (0.0, 0.0), |a, b| (a.0.max(b.0), a.1 + b.1));
+    let max = f.par_iter().map(|v| (v - c).abs()).reduce(|| 0.0, f64::max);
+    let sq = crate::field::ordered_sum(f.len(), |r| f[r].iter().map(|v| (v - c) * (v - c)).sum());
     (max, (sq / f.len() as f64).sqrt())
 }
 
@@ -438,14 +438,13 @@ pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
 /// `(∫ f |e^r − 1| dx, ∫ f (e^r − 1 − r) dx)` — the pull-back's L1 marginal error and
 /// KL(T#μ‖ν) by the change of variables y = T(x) (≥ 0).
 pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> (f64, f64) {
-    let (l1, kl) = residual
-        .par_iter()
-        .zip(f.par_iter())
-        .map(|(r, f)| {
-            let r = r - c;
-            (f * r.exp_m1().abs(), f * (r.exp_m1() - r))
-        })
-        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    // Deterministic (chunk-ordered) sums: the same input gives the same diagnostics.
+    let l1 = crate::field::ordered_sum(residual.len(), |range| {
+        range.map(|i| f[i] * (residual[i] - c).exp_m1().abs()).sum()
+    });
+    let kl = crate::field::ordered_sum(residual.len(), |range| {
+        range.map(|i| f[i] * ((residual[i] - c).exp_m1() - (residual[i] - c))).sum()
+    });
     (l1 * vol, kl * vol)
 }
 

@@ -46,7 +46,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Step-size schedule `η_k` of the flow.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Schedule {
     /// `η_k = η`.
     Constant(f64),
@@ -102,7 +103,8 @@ impl Schedule {
 }
 
 /// How a time step is taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stepping {
     /// Forward Euler (needs `η ≤ η_CFL`).
     Explicit,
@@ -114,15 +116,47 @@ pub enum Stepping {
 pub type ExactMap = Arc<dyn Fn(&[f64], &mut [f64]) + Send + Sync>;
 
 /// Parabolic Monge–Ampère solver settings.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize)]
 pub struct Parabolic {
     pub schedule: Schedule,
     pub stepping: Stepping,
     /// Starting displacement potential (discretely convex); zero when `None`.
+    #[serde(skip)]
     pub initial: Option<ScalarField>,
     /// When set, the μ-weighted L2 error of `x + ∇_h u` against it is recorded per iteration.
+    #[serde(skip)]
     pub exact_map: Option<ExactMap>,
+    /// Continue a run from its saved state (overrides `initial`); the result equals the
+    /// uninterrupted run's.
+    #[serde(skip)]
+    pub resume: Option<FlowState>,
+    /// Every this many iterations, hand the state to `checkpoint`.
+    pub checkpoint_every: Option<usize>,
+    /// Receives the state every `checkpoint_every` iterations (e.g. writes a file).
+    #[serde(skip)]
+    pub checkpoint: Option<FlowCheckpoint>,
 }
+
+/// The flow's state at the start of iteration `iteration`, from which [`Parabolic::resume`]
+/// continues exactly.
+#[derive(Clone, Debug)]
+pub struct FlowState {
+    /// The iteration about to be taken.
+    pub iteration: usize,
+    /// The displacement potential.
+    pub u: ScalarField,
+    /// Cumulative regret so far.
+    pub regret: f64,
+    /// Records of the iterations so far.
+    pub history: Vec<IterationRecord>,
+    /// KL divergence, cumulative regret and (with an exact map) map error per iteration.
+    pub kl: Vec<f64>,
+    pub regret_history: Vec<f64>,
+    pub map_history: Vec<f64>,
+}
+
+/// Receives [`FlowState`]s (see [`Parabolic::checkpoint`]).
+pub type FlowCheckpoint = Arc<dyn Fn(&FlowState) -> Result<()> + Send + Sync>;
 
 impl Default for Parabolic {
     /// Linearly implicit steps from `η₀ = 0.1`, doubling: the flow at first, Newton-like
@@ -133,6 +167,9 @@ impl Default for Parabolic {
             stepping: Stepping::LinearlyImplicit,
             initial: None,
             exact_map: None,
+            resume: None,
+            checkpoint_every: None,
+            checkpoint: None,
         }
     }
 }
@@ -143,6 +180,8 @@ impl std::fmt::Debug for Parabolic {
             .field("schedule", &self.schedule)
             .field("stepping", &self.stepping)
             .field("exact_map", &self.exact_map.is_some())
+            .field("resume", &self.resume.as_ref().map(|s| s.iteration))
+            .field("checkpoint_every", &self.checkpoint_every)
             .finish()
     }
 }
@@ -171,14 +210,14 @@ fn map_error_l2(problem: &Problem, u: &ScalarField, exact: &ExactMap) -> f64 {
     });
     let (disp, target) = (disp.data().as_slice().expect("c"), target.data().as_slice().expect("c"));
     let mu = problem.source().data().as_slice().expect("contiguous");
-    let sum: f64 = mu
-        .par_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let e2: f64 = (i * d..(i + 1) * d).map(|j| (disp[j] - target[j]).powi(2)).sum();
-            m * e2
-        })
-        .sum();
+    let sum = crate::field::ordered_sum(mu.len(), |range| {
+        range
+            .map(|i| {
+                let e2: f64 = (i * d..(i + 1) * d).map(|j| (disp[j] - target[j]).powi(2)).sum();
+                mu[i] * e2
+            })
+            .sum()
+    });
     (sum * grid.cell_volume()).sqrt()
 }
 
@@ -186,8 +225,8 @@ impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         options.validate()?;
         let start = Instant::now();
-        let (ma, mut u, mut residual, mut lin) =
-            initial_state(problem, self.initial.as_ref(), "parabolic")?;
+        let start_from = self.resume.as_ref().map(|s| &s.u).or(self.initial.as_ref());
+        let (ma, mut u, mut residual, mut lin) = initial_state(problem, start_from, "parabolic")?;
         let grid = problem.grid().clone();
         let n = ma.len();
         let bar = crate::progress::solver_bar(options, "parabolic");
@@ -197,11 +236,39 @@ impl Solver for Parabolic {
         let mut history = Vec::new();
         let (mut kl_history, mut regret_history, mut map_history) = (vec![], vec![], vec![]);
         let mut regret = 0.0;
+        let mut first = 0;
+        if let Some(state) = &self.resume {
+            // The saved potential exactly (initial_state re-centres it by its round-off mean).
+            u = state.u.data().iter().copied().collect();
+            (residual, lin) = ma.evaluate(&u).ok_or_else(|| {
+                Error::invalid("the saved potential is not discretely convex on this problem")
+            })?;
+            history.clone_from(&state.history);
+            kl_history.clone_from(&state.kl);
+            regret_history.clone_from(&state.regret_history);
+            map_history.clone_from(&state.map_history);
+            regret = state.regret;
+            first = state.iteration;
+            bar.set_position(first as u64);
+        }
         let (mut outcome, mut stop_reason, mut error) =
             (Outcome::Stalled, String::new(), f64::INFINITY);
         let mut delta = Vec::with_capacity(n);
         let mut q = ScalarField::zeros(&grid);
-        for k in 0..=options.max_iterations {
+        for k in first..=options.max_iterations {
+            if let (Some(every), Some(save)) = (self.checkpoint_every, &self.checkpoint) {
+                if every > 0 && k > first && k % every == 0 {
+                    save(&FlowState {
+                        iteration: k,
+                        u: ScalarField::from_vec(&grid, u.clone())?,
+                        regret,
+                        history: history.clone(),
+                        kl: kl_history.clone(),
+                        regret_history: regret_history.clone(),
+                        map_history: map_history.clone(),
+                    })?;
+                }
+            }
             let (max, _) = residual_norms(&residual);
             error = max;
             let c = mean(&residual);

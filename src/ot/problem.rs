@@ -117,7 +117,7 @@ impl Problem {
 pub const MIN_CONTRAST: f64 = 0.05;
 
 /// Stopping and reporting settings shared by the solvers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Options {
     /// Stopping threshold of the method's own measure ([`Method::stopping_measure`]):
     /// bfm — both marginal errors `‖ν − T#μ‖_H⁻¹`, `‖μ − T⁻¹#ν‖_H⁻¹` (a length: the H⁻¹

@@ -51,7 +51,7 @@ use std::cell::RefCell;
 use std::time::Instant;
 
 /// Sinkhorn settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Sinkhorn {
     /// Entropic regularisation ε (of the cost |x − y|²/2).
     pub epsilon: f64,
@@ -62,6 +62,7 @@ pub struct Sinkhorn {
     /// k iterations at a fixed ε approximate the parabolic Monge–Ampère flow from `p₀` at
     /// time `kε` (one iteration is `p ← p + ε log(a/μ)`, a forward-Euler step up to O(ε²);
     /// see `docs/sinkhorn-limit.md`).
+    #[serde(skip)]
     pub initial: Option<ScalarField>,
     /// Over-relaxation ω ∈ [1, 2): each update is `f ← f + ω (T_ε(g) − f)` (1: plain
     /// Sinkhorn). Falls back to 1 within an ε stage once the error stops falling, and the

@@ -179,7 +179,22 @@ impl FokkerPlanckProblem {
         t_end: f64,
         dt: f64,
         snapshots: usize,
+        on_step: impl FnMut(f64),
+    ) -> Result<FokkerPlanckRun> {
+        self.run_from(t_end, dt, snapshots, None, on_step, None)
+    }
+
+    /// [`Self::run`] from a checkpoint of the same problem and settings (or from t = 0),
+    /// calling `checkpointing.1` with the state every `checkpointing.0` steps; the result
+    /// equals the uninterrupted run's.
+    pub fn run_from(
+        &self,
+        t_end: f64,
+        dt: f64,
+        snapshots: usize,
+        resume: Option<FokkerPlanckCheckpoint>,
         mut on_step: impl FnMut(f64),
+        mut checkpointing: Option<(usize, &mut dyn FnMut(&FokkerPlanckCheckpoint) -> Result<()>)>,
     ) -> Result<FokkerPlanckRun> {
         if !(t_end > 0.0 && t_end.is_finite()) {
             return Err(Error::invalid(format!("t_end must be positive, got {t_end}")));
@@ -194,9 +209,9 @@ impl FokkerPlanckProblem {
         let mut stepper = ThetaStepper::new(&k, false, 1.0, dt, iterative)?;
         let stationary = self.drift.is_none().then(|| self.stationary_state());
         let vol = self.grid.cell_volume();
-        let mut rho: Vec<f64> = self.initial.data().iter().copied().collect();
-        let mass0: f64 = compensated_sum(&rho) * vol;
-        let mut run = FokkerPlanckRun {
+        let initial: Vec<f64> = self.initial.data().iter().copied().collect();
+        let mass0: f64 = compensated_sum(&initial) * vol;
+        let fresh = FokkerPlanckRun {
             snapshots: vec![(0.0, self.initial.clone())],
             times: vec![],
             mass: vec![],
@@ -204,8 +219,19 @@ impl FokkerPlanckProblem {
             entropy: vec![],
             min_density: vec![],
         };
+        let (mut rho, mut run, first) = match resume {
+            None => (initial, fresh, 1),
+            Some(c) if c.rho.grid() == &self.grid && c.step <= steps => {
+                (c.rho.data().iter().copied().collect(), c.run, c.step + 1)
+            }
+            Some(_) => {
+                return Err(Error::invalid(
+                    "the checkpoint does not belong to this problem (grid or step count differ)",
+                ))
+            }
+        };
         let every = (steps / snapshots.max(1)).max(1);
-        for step in 1..=steps {
+        for step in first..=steps {
             stepper.step(&mut rho, None, None)?;
             let t = t_end * step as f64 / steps as f64;
             let mass = compensated_sum(&rho) * vol;
@@ -236,9 +262,30 @@ impl FokkerPlanckProblem {
                 }
             }
             on_step(t);
+            if let Some((n, save)) = checkpointing.as_mut() {
+                if *n > 0 && step % *n == 0 && step < steps {
+                    save(&FokkerPlanckCheckpoint {
+                        step,
+                        rho: ScalarField::from_vec(&self.grid, rho.clone())?,
+                        run: run.clone(),
+                    })?;
+                }
+            }
         }
         Ok(run)
     }
+}
+
+/// The state of a Fokker–Planck run after `step` steps, from which
+/// [`FokkerPlanckProblem::run_from`] continues exactly.
+#[derive(Clone, Debug)]
+pub struct FokkerPlanckCheckpoint {
+    /// Steps taken.
+    pub step: usize,
+    /// The density after them.
+    pub rho: ScalarField,
+    /// Everything recorded so far.
+    pub run: FokkerPlanckRun,
 }
 
 /// `Σ v` with Neumaier's compensated summation (masses of millions of cells to ~1 ulp).

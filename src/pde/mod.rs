@@ -7,8 +7,8 @@ pub mod parabolic;
 pub mod stepper;
 
 pub use elliptic::{EllipticProblem, LinearMethod};
-pub use fokker_planck::{FokkerPlanckProblem, FokkerPlanckRun};
-pub use parabolic::{integrate, ParabolicProblem, Source, StepControl, TimeSeries, TimeSettings};
+pub use fokker_planck::{FokkerPlanckCheckpoint, FokkerPlanckProblem, FokkerPlanckRun};
+pub use parabolic::{integrate, integrate_from, Checkpoint, Checkpointing, ParabolicProblem, Source, StepControl, TimeSeries, TimeSettings};
 pub use stepper::{ThetaStepper, TimeScheme};
 
 #[cfg(test)]

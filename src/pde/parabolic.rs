@@ -41,7 +41,8 @@ pub struct ParabolicProblem {
 }
 
 /// Step control.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepControl {
     /// `ceil(t_end/dt)` equal steps (the factorisation is computed once).
     Fixed { dt: f64 },
@@ -52,7 +53,7 @@ pub enum StepControl {
 }
 
 /// Time integration settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct TimeSettings {
     pub t_end: f64,
     pub scheme: TimeScheme,
@@ -114,20 +115,66 @@ fn field(grid: &Grid, v: &[f64]) -> ScalarField {
     ScalarField::from_vec(grid, v.to_vec()).expect("one value per cell")
 }
 
+/// The state of a run after an accepted step: [`integrate_from`] continues from it exactly
+/// as the uninterrupted run would (same steps, same snapshots, same values).
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// Time reached.
+    pub t: f64,
+    /// Accepted steps so far.
+    pub step: usize,
+    /// The next step size to try (adaptive control; the fixed step otherwise).
+    pub dt_next: f64,
+    /// Step attempts so far (adaptive control).
+    pub attempts: usize,
+    /// The solution at `t`.
+    pub u: ScalarField,
+    /// Index of the next snapshot time to record.
+    pub next_snapshot: usize,
+    /// Everything recorded so far.
+    pub series: TimeSeries,
+}
+
+/// Saves a checkpoint every `every` accepted steps through `save`.
+pub struct Checkpointing<'a> {
+    pub every: usize,
+    pub save: &'a mut dyn FnMut(&Checkpoint) -> Result<()>,
+}
+
 /// Integrates the problem to `t_end`; `on_step(t)` is called after each accepted step.
 pub fn integrate(
     problem: &ParabolicProblem,
     settings: &TimeSettings,
     on_step: impl FnMut(f64),
 ) -> Result<TimeSeries> {
-    integrate_steps(problem, settings, on_step)
+    integrate_from(problem, settings, None, on_step, None)
+}
+
+/// [`integrate`] from a checkpoint of the same problem and settings (or from t = 0), saving
+/// checkpoints as `checkpointing` asks.
+pub fn integrate_from(
+    problem: &ParabolicProblem,
+    settings: &TimeSettings,
+    resume: Option<Checkpoint>,
+    on_step: impl FnMut(f64),
+    checkpointing: Option<Checkpointing>,
+) -> Result<TimeSeries> {
+    integrate_steps(problem, settings, resume, on_step, checkpointing)
         .map_err(|e| problem.operator.explain(&problem.grid, &problem.bcs, e))
+}
+
+/// Snapshot times: `snapshots` evenly spaced, the last at `t_end`.
+fn snapshot_times(settings: &TimeSettings) -> Vec<f64> {
+    let n = settings.snapshots.max(1);
+    (1..=n).map(|k| settings.t_end * k as f64 / n as f64).collect()
 }
 
 fn integrate_steps(
     problem: &ParabolicProblem,
     settings: &TimeSettings,
+    resume: Option<Checkpoint>,
     mut on_step: impl FnMut(f64),
+    mut checkpointing: Option<Checkpointing>,
 ) -> Result<TimeSeries> {
     check_time(settings)?;
     if problem.initial.grid() != &problem.grid {
@@ -144,8 +191,8 @@ fn integrate_steps(
         }
     };
     let grid = &problem.grid;
-    let mut u: Vec<f64> = problem.initial.data().iter().copied().collect();
-    let mut series = TimeSeries {
+    let snap_times = snapshot_times(settings);
+    let fresh = TimeSeries {
         snapshots: vec![(0.0, problem.initial.clone())],
         times: Vec::new(),
         dt: Vec::new(),
@@ -153,31 +200,69 @@ fn integrate_steps(
         rejected: 0,
         factorisations: 0,
     };
-    let snap_times: Vec<f64> = (1..=settings.snapshots.max(1))
-        .map(|k| settings.t_end * k as f64 / settings.snapshots.max(1) as f64)
-        .collect();
-    let mut next_snap = 0;
-    // Records an accepted step ending at t, and the snapshots whose time it reached.
+    let (mut u, mut series, mut next_snap, mut t, first_step, dt_next, mut attempts) =
+        match resume {
+            None => {
+                let u: Vec<f64> = problem.initial.data().iter().copied().collect();
+                let dt0 = match settings.control {
+                    StepControl::Fixed { dt } => dt,
+                    StepControl::Adaptive { dt_initial, .. } => dt_initial.min(settings.t_end),
+                };
+                (u, fresh, 0, 0.0, 0, dt0, 0)
+            }
+            Some(c) => {
+                if c.u.grid() != grid || c.next_snapshot > snap_times.len() || c.t > settings.t_end
+                {
+                    return Err(Error::invalid(
+                        "the checkpoint does not belong to this problem (grid, snapshots or t_end differ)",
+                    ));
+                }
+                let u = c.u.data().iter().copied().collect();
+                (u, c.series, c.next_snapshot, c.t, c.step, c.dt_next, c.attempts)
+            }
+        };
+    // Records an accepted step ending at t and, at most once per step, a snapshot when t
+    // reached the next snapshot time (further snapshot times passed by the step are skipped).
     let t_end = settings.t_end;
     let record =
         |series: &mut TimeSeries, next: &mut usize, snaps: &[f64], t: f64, dt: f64, u: &[f64]| {
             series.times.push(t);
             series.dt.push(dt);
-            while *next < snaps.len() && t >= snaps[*next] - 1e-12 * t_end {
+            if *next < snaps.len() && t >= snaps[*next] - 1e-12 * t_end {
                 series.snapshots.push((t, field(grid, u)));
-                *next += 1;
+                while *next < snaps.len() && t >= snaps[*next] - 1e-12 * t_end {
+                    *next += 1;
+                }
             }
         };
+    let mut save = |step: usize, t: f64, dt_next: f64, attempts: usize, u: &[f64], next: usize,
+                    series: &TimeSeries|
+     -> Result<()> {
+        if let Some(c) = checkpointing.as_mut() {
+            if c.every > 0 && step % c.every == 0 && t < t_end * (1.0 - 1e-12) {
+                (c.save)(&Checkpoint {
+                    t,
+                    step,
+                    dt_next,
+                    attempts,
+                    u: field(grid, u),
+                    next_snapshot: next,
+                    series: series.clone(),
+                })?;
+            }
+        }
+        Ok(())
+    };
     let theta = settings.scheme.theta();
-    let mut t = 0.0;
-    let mut g_old = forcing(0.0)?;
+    let mut g_old = forcing(t)?;
+    let factorised_before = series.factorisations;
     match settings.control {
         StepControl::Fixed { dt } => {
             let n = (settings.t_end / dt).ceil().max(1.0) as usize;
             let dt = settings.t_end / n as f64;
             let iterative = ThetaStepper::prefers_iterative(grid.dim(), grid.num_cells());
             let mut stepper = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt, iterative)?;
-            for k in 1..=n {
+            for k in first_step + 1..=n {
                 let t_new = settings.t_end * k as f64 / n as f64;
                 let g_new = forcing(t_new)?;
                 stepper.step(&mut u, g_old.as_deref(), g_new.as_deref())?;
@@ -185,17 +270,19 @@ fn integrate_steps(
                 t = t_new;
                 record(&mut series, &mut next_snap, &snap_times, t, dt, &u);
                 on_step(t);
+                series.factorisations = factorised_before + stepper.factorisations;
+                save(k, t, dt, 0, &u, next_snap, &series)?;
             }
-            series.factorisations = stepper.factorisations;
+            series.factorisations = factorised_before + stepper.factorisations;
         }
         StepControl::Adaptive { dt_initial, tolerance } => {
             let p = settings.scheme.order() as i32;
-            let mut dt = dt_initial.min(settings.t_end);
+            let mut dt = dt_next;
             let iterative = ThetaStepper::prefers_iterative(grid.dim(), grid.num_cells());
             let mut full = ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt, iterative)?;
             let mut half =
                 ThetaStepper::new(&sys.matrix, sys.symmetric, theta, dt / 2.0, iterative)?;
-            let mut attempts = 0usize;
+            let mut step = first_step;
             while t < settings.t_end * (1.0 - 1e-12) {
                 attempts += 1;
                 if attempts > 1_000_000 {
@@ -226,18 +313,22 @@ fn integrate_steps(
                     u = u_half;
                     t += h;
                     g_old = g_new;
+                    step += 1;
                     series.error_estimates.push(err);
                     record(&mut series, &mut next_snap, &snap_times, t, h, &u);
                     on_step(t);
                     dt = h * factor.clamp(0.2, 2.0);
                     // Quantise to powers of 2 of dt_initial so refactorisations repeat rarely.
                     dt = dt_initial * 2f64.powf((dt / dt_initial).log2().floor());
+                    series.factorisations =
+                        factorised_before + full.factorisations + half.factorisations;
+                    save(step, t, dt, attempts, &u, next_snap, &series)?;
                 } else {
                     series.rejected += 1;
                     dt = h * factor.clamp(0.1, 0.9);
                 }
             }
-            series.factorisations = full.factorisations + half.factorisations;
+            series.factorisations = factorised_before + full.factorisations + half.factorisations;
         }
     }
     Ok(series)
