@@ -50,7 +50,12 @@ impl MemoryEstimate {
                 None => return Ok(()),
             },
         };
-        tracing::info!("memory estimate {} ({}); {source} is {}", human_bytes(self.bytes), self.detail, human_bytes(cap));
+        tracing::info!(
+            "memory estimate {} ({}); {source} is {}",
+            human_bytes(self.bytes),
+            self.detail,
+            human_bytes(cap)
+        );
         if self.bytes > cap {
             return Err(Error::invalid(format!(
                 "this run needs about {} ({}), more than {source} ({}); use a smaller grid, or --memory-limit SIZE to override",
@@ -75,7 +80,11 @@ pub fn available_memory() -> Option<u64> {
 /// e.g. `64G`, `512MiB`, `1.5T`.
 pub fn parse_size(text: &str) -> Result<u64> {
     let t = text.trim();
-    let bad = || Error::invalid(format!("size '{text}': expected bytes or a number with K, M, G or T, e.g. 64G"));
+    let bad = || {
+        Error::invalid(format!(
+            "size '{text}': expected bytes or a number with K, M, G or T, e.g. 64G"
+        ))
+    };
     let upper = t.to_ascii_uppercase();
     let stripped = upper.trim_end_matches('B').trim_end_matches('I');
     let (number, scale) = match stripped.chars().last() {
@@ -140,8 +149,9 @@ mod tests {
         for bad in ["", "G", "-1G", "abc", "1e400"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
-        let grid = Grid::uniform(&[50_000, 50_000], &[0.0, 0.0], &[1.0, 1.0], BoundaryKind::Neumann)
-            .unwrap();
+        let grid =
+            Grid::uniform(&[50_000, 50_000], &[0.0, 0.0], &[1.0, 1.0], BoundaryKind::Neumann)
+                .unwrap();
         let e = MemoryEstimate::fields(&grid, 48.0, 0, "bfm");
         let msg = e.check(Some(64 << 30)).unwrap_err().to_string();
         assert!(msg.contains("GiB") && msg.contains("--memory-limit"), "{msg}");

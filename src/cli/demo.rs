@@ -62,7 +62,8 @@ pub fn run(args: &DemoArgs, report: &mut super::Report) -> Result<()> {
     let grid = args.grid.resolve("unit_square_128")?;
     otgrid::io::check_output_path(&args.out, &[])?;
     let fields = 8.0 + 2.0 * (args.steps as f64 + 1.0) + grid.dim() as f64;
-    otgrid::resources::MemoryEstimate::fields(&grid, fields, 0, "demo").check(report.memory_limit)?;
+    otgrid::resources::MemoryEstimate::fields(&grid, fields, 0, "demo")
+        .check(report.memory_limit)?;
     tracing::info!("demo on {grid}");
     let (mean, sigma) = gaussian_parameters(&grid);
     let var0: Vec<f64> = sigma.iter().map(|s| s * s).collect();

@@ -4,17 +4,17 @@ use super::{GridArgs, Report};
 use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
-use otgrid::ot::parabolic::FlowState;
-use otgrid::ot::IterationRecord;
-use otgrid::resources::MemoryEstimate;
 use otgrid::ot::bfm::PushForward;
 use otgrid::ot::metric::Metric;
 use otgrid::ot::parabolic::ExactMap;
+use otgrid::ot::parabolic::FlowState;
 use otgrid::ot::Exact;
+use otgrid::ot::IterationRecord;
 use otgrid::ot::{
     map_error, BackAndForth, DensitySpec, Method, Newton, Options, Parabolic, Problem, Schedule,
     Sinkhorn, Solver, Stepping,
 };
+use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -103,13 +103,14 @@ pub struct OtArgs {
 enum Configured {
     Bfm(BackAndForth),
     Newton(Newton),
-    Parabolic(Parabolic),
+    Parabolic(Box<Parabolic>),
     Sinkhorn(Sinkhorn),
 }
 
 impl Configured {
     fn new(method: Method, args: &OtArgs, exact: Option<Exact>) -> Result<Configured> {
-        let only = |flag: &str, m: &str| Err(Error::invalid(format!("{flag} applies to --method {m}")));
+        let only =
+            |flag: &str, m: &str| Err(Error::invalid(format!("{flag} applies to --method {m}")));
         if method != Method::Parabolic && (args.schedule.is_some() || args.explicit) {
             return only("--schedule and --explicit", "parabolic");
         }
@@ -135,7 +136,7 @@ impl Configured {
                 Configured::Bfm(BackAndForth { push_forward, metric, ..Default::default() })
             }
             Method::Newton => Configured::Newton(Newton::default()),
-            Method::Parabolic => Configured::Parabolic(parabolic(args, exact)?),
+            Method::Parabolic => Configured::Parabolic(Box::new(parabolic(args, exact)?)),
             Method::Sinkhorn => {
                 let defaults = Sinkhorn::default();
                 let epsilon = args.epsilon.unwrap_or(defaults.epsilon);
@@ -364,11 +365,7 @@ fn resumable(parameters: &serde_json::Value) -> serde_json::Value {
 const HISTORY: [&str; 4] = ["marginal_error", "l1_marginal_error", "dual_value", "step"];
 
 /// Writes the flow's state as an otgrid file (atomically).
-fn write_flow_state(
-    state: &FlowState,
-    path: &Path,
-    parameters: &serde_json::Value,
-) -> Result<()> {
+fn write_flow_state(state: &FlowState, path: &Path, parameters: &serde_json::Value) -> Result<()> {
     let mut out = Output::new(state.u.grid().clone());
     out.add_field("potential", state.u.clone())?;
     let h = &state.history;
@@ -429,7 +426,10 @@ fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<FlowSt
         return Err(Error::invalid(format!("{}: incomplete checkpoint", path.display())));
     };
     let Some(Field::Scalar(u)) = cp.fields().get("potential").cloned() else {
-        return Err(Error::invalid(format!("{}: checkpoint without /fields/potential", path.display())));
+        return Err(Error::invalid(format!(
+            "{}: checkpoint without /fields/potential",
+            path.display()
+        )));
     };
     Ok(FlowState {
         iteration: iteration as usize,

@@ -113,7 +113,12 @@ fn operator(file: &DiffusionProblemFile, grid: &Grid, inputs: &Inputs) -> Result
     Ok(op)
 }
 
-fn add_density(out: &mut Output, u: &ScalarField, as_density: bool, report: &mut Report) -> Result<()> {
+fn add_density(
+    out: &mut Output,
+    u: &ScalarField,
+    as_density: bool,
+    report: &mut Report,
+) -> Result<()> {
     if as_density {
         let (rho, mass) = u.to_density()?;
         if !report.json {
@@ -294,7 +299,12 @@ fn resumable(parameters: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Reads a checkpoint and checks that it was written for this problem file and settings.
-fn read_checkpoint(path: &Path, kind: &str, problem: &Path, parameters: &serde_json::Value) -> Result<Output> {
+fn read_checkpoint(
+    path: &Path,
+    kind: &str,
+    problem: &Path,
+    parameters: &serde_json::Value,
+) -> Result<Output> {
     let cp = Output::read(path)?;
     let attr = |k: &str| cp.attributes().get(k).map(ToString::to_string);
     if attr("checkpoint").as_deref() != Some(kind) {
@@ -349,32 +359,40 @@ fn snapshots_of(cp: &Output, name: &str) -> Result<Vec<(f64, ScalarField)>> {
         .collect()
 }
 
-/// A checkpoint file: the state, the snapshots so far, the histories, the counters.
-fn checkpoint_output(
-    grid: &Grid,
-    kind: &str,
-    name: &str,
-    state: &ScalarField,
-    snapshots: &[(f64, ScalarField)],
-    histories: &[(&str, &[f64])],
-    counters: &[(&str, f64)],
-    parameters: &serde_json::Value,
-    problem: &Path,
-) -> Result<Output> {
-    let mut out = Output::new(grid.clone());
-    for (t, u) in snapshots {
-        out.add_step(*t, vec![(name, Field::Scalar(u.clone()))])?;
+/// What a checkpoint file holds: the state, the snapshots so far, the histories, the
+/// counters.
+struct CheckpointData<'a> {
+    kind: &'a str,
+    name: &'a str,
+    state: &'a ScalarField,
+    snapshots: &'a [(f64, ScalarField)],
+    histories: &'a [(&'a str, &'a [f64])],
+    counters: &'a [(&'a str, f64)],
+}
+
+impl CheckpointData<'_> {
+    /// The checkpoint as an otgrid output, with the parameters and problem file it belongs to.
+    fn output(
+        &self,
+        grid: &Grid,
+        parameters: &serde_json::Value,
+        problem: &Path,
+    ) -> Result<Output> {
+        let mut out = Output::new(grid.clone());
+        for (t, u) in self.snapshots {
+            out.add_step(*t, vec![(self.name, Field::Scalar(u.clone()))])?;
+        }
+        out.add_field("state", self.state.clone())?;
+        for (k, v) in self.histories {
+            out.add_diagnostic(k, v.to_vec())?;
+        }
+        for (k, v) in self.counters {
+            out.set_attribute(k, AttrValue::Number(*v))?;
+        }
+        out.set_attribute("checkpoint", AttrValue::Text(self.kind.into()))?;
+        provenance(&mut out, parameters, problem)?;
+        Ok(out)
     }
-    out.add_field("state", state.clone())?;
-    for (k, v) in histories {
-        out.add_diagnostic(k, v.to_vec())?;
-    }
-    for (k, v) in counters {
-        out.set_attribute(k, AttrValue::Number(*v))?;
-    }
-    out.set_attribute("checkpoint", AttrValue::Text(kind.into()))?;
-    provenance(&mut out, parameters, problem)?;
-    Ok(out)
 }
 
 /// Snapshots a run keeps: at most one per step, plus t = 0.
@@ -413,8 +431,13 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
     }
     let factors = if matches!(settings.control, StepControl::Adaptive { .. }) { 2.0 } else { 1.0 };
     let kept = kept_snapshots(snapshots, steps);
-    MemoryEstimate::fields(&grid, 20.0 + factors * factor_fields(&grid) + 2.0 * kept, 0, "parabolic")
-        .check(report.memory_limit)?;
+    MemoryEstimate::fields(
+        &grid,
+        20.0 + factors * factor_fields(&grid) + 2.0 * kept,
+        0,
+        "parabolic",
+    )
+    .check(report.memory_limit)?;
     let parameters = serde_json::json!({
         "problem": "parabolic",
         "grid": &grid,
@@ -475,14 +498,13 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
     let mut save = |c: &Checkpoint| -> Result<()> {
         let Some(path) = &checkpoint_file else { return Ok(()) };
         let s = &c.series;
-        checkpoint_output(
-            &grid,
-            "parabolic",
-            "solution",
-            &c.u,
-            &s.snapshots,
-            &[("time", &s.times), ("dt", &s.dt), ("error_estimate", &s.error_estimates)],
-            &[
+        CheckpointData {
+            kind: "parabolic",
+            name: "solution",
+            state: &c.u,
+            snapshots: &s.snapshots,
+            histories: &[("time", &s.times), ("dt", &s.dt), ("error_estimate", &s.error_estimates)],
+            counters: &[
                 ("t", c.t),
                 ("step", c.step as f64),
                 ("dt_next", c.dt_next),
@@ -491,17 +513,14 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
                 ("rejected", s.rejected as f64),
                 ("factorisations", s.factorisations as f64),
             ],
-            &parameters,
-            &pa.problem,
-        )?
+        }
+        .output(&grid, &parameters, &pa.problem)?
         .write(path)?;
         tracing::info!("checkpoint at t = {} (step {}) in {}", c.t, c.step, path.display());
         Ok(())
     };
-    let checkpointing =
-        args.checkpoint_every.map(|every| Checkpointing { every, save: &mut save });
-    let series =
-        integrate_from(&problem, &settings, resume, |t| progress.step(t), checkpointing)?;
+    let checkpointing = args.checkpoint_every.map(|every| Checkpointing { every, save: &mut save });
+    let series = integrate_from(&problem, &settings, resume, |t| progress.step(t), checkpointing)?;
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let last = series.last().clone();
@@ -635,30 +654,26 @@ pub fn fokker_planck(args: &TimeArgs, report: &mut Report) -> Result<()> {
     let mut save = |c: &FokkerPlanckCheckpoint| -> Result<()> {
         let Some(path) = &checkpoint_file else { return Ok(()) };
         let r = &c.run;
-        checkpoint_output(
-            &grid,
-            "fokker-planck",
-            "rho",
-            &c.rho,
-            &r.snapshots,
-            &[
+        CheckpointData {
+            kind: "fokker-planck",
+            name: "rho",
+            state: &c.rho,
+            snapshots: &r.snapshots,
+            histories: &[
                 ("time", &r.times),
                 ("mass", &r.mass),
                 ("mass_defect", &r.mass_defect),
                 ("relative_entropy", &r.entropy),
                 ("min_density", &r.min_density),
             ],
-            &[("step", c.step as f64)],
-            &parameters,
-            &pa.problem,
-        )?
+            counters: &[("step", c.step as f64)],
+        }
+        .output(&grid, &parameters, &pa.problem)?
         .write(path)?;
         tracing::info!("checkpoint after step {} in {}", c.step, path.display());
         Ok(())
     };
-    let checkpointing = args
-        .checkpoint_every
-        .map(|every| (every, &mut save as &mut dyn FnMut(&FokkerPlanckCheckpoint) -> Result<()>));
+    let checkpointing = args.checkpoint_every.map(|every| Checkpointing { every, save: &mut save });
     let run = problem.run_from(
         time.t_end,
         time.dt,

@@ -69,7 +69,11 @@ fn apply_along(data: &ArrayD<f64>, axis: usize, weights: &Weights) -> ArrayD<f64
     out
 }
 
-fn resample(field: &ScalarField, to: &Grid, weights: fn(&Axis, &Axis) -> Weights) -> Result<ScalarField> {
+fn resample(
+    field: &ScalarField,
+    to: &Grid,
+    weights: fn(&Axis, &Axis) -> Weights,
+) -> Result<ScalarField> {
     let from = field.grid();
     if from.dim() != to.dim() {
         return Err(crate::error::Error::invalid(format!(

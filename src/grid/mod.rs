@@ -262,7 +262,10 @@ impl serde::Serialize for Grid {
         g.serialize_field("lower", &self.lower())?;
         g.serialize_field("upper", &self.upper())?;
         g.serialize_field("spacing", &self.spacing())?;
-        g.serialize_field("boundary", &self.axes.iter().map(|a| a.boundary.name()).collect::<Vec<_>>())?;
+        g.serialize_field(
+            "boundary",
+            &self.axes.iter().map(|a| a.boundary.name()).collect::<Vec<_>>(),
+        )?;
         g.serialize_field("description", &self.to_string())?;
         g.end()
     }

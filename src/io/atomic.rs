@@ -131,7 +131,10 @@ pub fn resolve_output(path: &Path) -> Result<PathBuf> {
             Err(e) => return Err(Error::io(&current, e)),
         }
     }
-    Err(Error::invalid(format!("output path {}: too many levels of symbolic links", path.display())))
+    Err(Error::invalid(format!(
+        "output path {}: too many levels of symbolic links",
+        path.display()
+    )))
 }
 
 fn not_a_regular_file(kind: &std::fs::FileType) -> Option<&'static str> {
@@ -199,10 +202,9 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
             continue;
         };
         let regular = entry.file_type().is_ok_and(|t| t.is_file());
-        if regular && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            if std::fs::remove_file(entry.path()).is_ok() {
-                tracing::info!("removed stale temporary {}", entry.path().display());
-            }
+        let dead = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+        if regular && dead && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!("removed stale temporary {}", entry.path().display());
         }
     }
 }
@@ -247,7 +249,9 @@ mod tests {
         f.commit().unwrap();
         assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(std::fs::read_to_string(&real).unwrap(), "new");
-        for (path, kind) in [(dir.path().to_path_buf(), "a directory"), ("/dev/null".into(), "a device")] {
+        for (path, kind) in
+            [(dir.path().to_path_buf(), "a directory"), ("/dev/null".into(), "a device")]
+        {
             let msg = AtomicFile::new(&path).err().unwrap().to_string();
             assert!(msg.contains(kind), "{msg}");
         }

@@ -191,6 +191,11 @@ pub fn input_files(path: &Path) -> Vec<(String, PathBuf)> {
     files
 }
 
+/// Parses problem-file text; `origin` names it in errors.
+pub fn parse_problem<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    crate::error::parse_toml(text, origin)
+}
+
 /// Reads and parses a problem file; syntax errors, unknown keys and wrong types name the
 /// key and line.
 pub fn read_problem<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {

@@ -139,13 +139,16 @@ fn read_npy(path: &Path, what: &str) -> Result<ndarray::ArrayD<f64>> {
     let open = || std::fs::File::open(path).map_err(|e| Error::io(path, e));
     match ndarray::ArrayD::<f64>::read_npy(open()?) {
         Ok(a) => Ok(a),
-        Err(first) => ndarray::ArrayD::<f32>::read_npy(open()?)
-            .map(|a| a.mapv(f64::from))
-            .map_err(|_| {
+        Err(first) => {
+            ndarray::ArrayD::<f32>::read_npy(open()?).map(|a| a.mapv(f64::from)).map_err(|_| {
                 Error::format(
                     path,
-                    format!("{what}: not a readable .npy array of float64/float32 ({first})"),
+                    format!(
+                        "{what}: not a readable .npy array of float64/float32 ({})",
+                        crate::error::one_line(&first.to_string())
+                    ),
                 )
-            }),
+            })
+        }
     }
 }

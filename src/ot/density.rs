@@ -7,8 +7,10 @@
 //! - `case:NAME` — the source (for `--source`) or target (for `--target`) density of a
 //!   verification case with a closed-form map ([`Case`]: gaussian-2d, gaussian-3d,
 //!   separable-2d, periodic-2d, periodic-3d);
-//! - `FILE.h5:/DATASET` — a dataset on the same grid (for example `/fields/density` written by
-//!   `otgrid fokker-planck --as-density`);
+//! - `FILE.h5:/DATASET` — a dataset (for example `/fields/density` written by
+//!   `otgrid fokker-planck --as-density`); an otgrid file's grid must match the run's, or be
+//!   resampled (see [`crate::io::Inputs`]);
+//! - `FILE.npy` — a NumPy array on the run's grid (shape `[z][y][x]`);
 //! - `FILE.png` — a grayscale (or RGB, converted to luminance) PNG image whose width × height
 //!   equals the 2D grid's cells; the top image row is the largest y (as displayed); values are
 //!   the pixel intensities scaled to [0, 1];
@@ -34,7 +36,10 @@ pub enum DensitySpec {
     Uniform,
     Case(Case),
     /// A dataset of an HDF5 file, or a `.npy` array (`dataset` is `None`).
-    Dataset { file: String, dataset: Option<String> },
+    Dataset {
+        file: String,
+        dataset: Option<String>,
+    },
     Image(String),
     Expression(String),
 }

@@ -8,8 +8,17 @@ pub mod stepper;
 
 pub use elliptic::{EllipticProblem, LinearMethod};
 pub use fokker_planck::{FokkerPlanckCheckpoint, FokkerPlanckProblem, FokkerPlanckRun};
-pub use parabolic::{integrate, integrate_from, Checkpoint, Checkpointing, ParabolicProblem, Source, StepControl, TimeSeries, TimeSettings};
+pub use parabolic::{
+    integrate, integrate_from, Checkpoint, ParabolicProblem, Source, StepControl, TimeSeries,
+    TimeSettings,
+};
 pub use stepper::{ThetaStepper, TimeScheme};
+
+/// Hands a run's state `S` to `save` every `every` steps (e.g. to write a checkpoint file).
+pub struct Checkpointing<'a, S> {
+    pub every: usize,
+    pub save: &'a mut dyn FnMut(&S) -> crate::error::Result<()>,
+}
 
 #[cfg(test)]
 mod tests;

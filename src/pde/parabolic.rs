@@ -4,6 +4,7 @@
 //! adaptive step controlled by step doubling.
 
 use super::stepper::{ThetaStepper, TimeScheme};
+use super::Checkpointing;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
@@ -135,12 +136,6 @@ pub struct Checkpoint {
     pub series: TimeSeries,
 }
 
-/// Saves a checkpoint every `every` accepted steps through `save`.
-pub struct Checkpointing<'a> {
-    pub every: usize,
-    pub save: &'a mut dyn FnMut(&Checkpoint) -> Result<()>,
-}
-
 /// Integrates the problem to `t_end`; `on_step(t)` is called after each accepted step.
 pub fn integrate(
     problem: &ParabolicProblem,
@@ -157,7 +152,7 @@ pub fn integrate_from(
     settings: &TimeSettings,
     resume: Option<Checkpoint>,
     on_step: impl FnMut(f64),
-    checkpointing: Option<Checkpointing>,
+    checkpointing: Option<Checkpointing<Checkpoint>>,
 ) -> Result<TimeSeries> {
     integrate_steps(problem, settings, resume, on_step, checkpointing)
         .map_err(|e| problem.operator.explain(&problem.grid, &problem.bcs, e))
@@ -174,7 +169,7 @@ fn integrate_steps(
     settings: &TimeSettings,
     resume: Option<Checkpoint>,
     mut on_step: impl FnMut(f64),
-    mut checkpointing: Option<Checkpointing>,
+    mut checkpointing: Option<Checkpointing<Checkpoint>>,
 ) -> Result<TimeSeries> {
     check_time(settings)?;
     if problem.initial.grid() != &problem.grid {
@@ -200,27 +195,26 @@ fn integrate_steps(
         rejected: 0,
         factorisations: 0,
     };
-    let (mut u, mut series, mut next_snap, mut t, first_step, dt_next, mut attempts) =
-        match resume {
-            None => {
-                let u: Vec<f64> = problem.initial.data().iter().copied().collect();
-                let dt0 = match settings.control {
-                    StepControl::Fixed { dt } => dt,
-                    StepControl::Adaptive { dt_initial, .. } => dt_initial.min(settings.t_end),
-                };
-                (u, fresh, 0, 0.0, 0, dt0, 0)
-            }
-            Some(c) => {
-                if c.u.grid() != grid || c.next_snapshot > snap_times.len() || c.t > settings.t_end
-                {
-                    return Err(Error::invalid(
+    let (mut u, mut series, mut next_snap, mut t, first_step, dt_next, mut attempts) = match resume
+    {
+        None => {
+            let u: Vec<f64> = problem.initial.data().iter().copied().collect();
+            let dt0 = match settings.control {
+                StepControl::Fixed { dt } => dt,
+                StepControl::Adaptive { dt_initial, .. } => dt_initial.min(settings.t_end),
+            };
+            (u, fresh, 0, 0.0, 0, dt0, 0)
+        }
+        Some(c) => {
+            if c.u.grid() != grid || c.next_snapshot > snap_times.len() || c.t > settings.t_end {
+                return Err(Error::invalid(
                         "the checkpoint does not belong to this problem (grid, snapshots or t_end differ)",
                     ));
-                }
-                let u = c.u.data().iter().copied().collect();
-                (u, c.series, c.next_snapshot, c.t, c.step, c.dt_next, c.attempts)
             }
-        };
+            let u = c.u.data().iter().copied().collect();
+            (u, c.series, c.next_snapshot, c.t, c.step, c.dt_next, c.attempts)
+        }
+    };
     // Records an accepted step ending at t and, at most once per step, a snapshot when t
     // reached the next snapshot time (further snapshot times passed by the step are skipped).
     let t_end = settings.t_end;
@@ -235,7 +229,12 @@ fn integrate_steps(
                 }
             }
         };
-    let mut save = |step: usize, t: f64, dt_next: f64, attempts: usize, u: &[f64], next: usize,
+    let mut save = |step: usize,
+                    t: f64,
+                    dt_next: f64,
+                    attempts: usize,
+                    u: &[f64],
+                    next: usize,
                     series: &TimeSeries|
      -> Result<()> {
         if let Some(c) = checkpointing.as_mut() {
