@@ -195,11 +195,19 @@ fn outputs_are_safe() {
     std::fs::write(&stale, "x").unwrap();
     ok(&demo("in.h5"), d);
     assert!(!stale.exists());
-    // SIGINT while the (large) output is being written: nothing left behind.
+    // SIGINT or SIGTERM while the (large) output is being written: nothing left behind.
     let big = write(d, "big.toml", "[grid]\nshape = [256, 256]\nboundary = \"dirichlet\"\n[equation]\ninitial = \"sin(PI*x)*sin(PI*y)\"\n[time]\nt_end = 0.4\ndt = 0.002\n[output]\nsnapshots = 200\n");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        interrupt_while_writing(d, &big, signal);
+    }
+}
+
+/// Starts a run of `problem` writing `big.h5`, sends `signal` once its temporary output has
+/// grown past 1 MiB, and checks that the process died of the signal leaving `dir` as it was.
+fn interrupt_while_writing(d: &Path, problem: &Path, signal: i32) {
     let before = entries(d);
     let mut child = Command::new(env!("CARGO_BIN_EXE_otgrid"))
-        .args(["parabolic", big.to_str().unwrap(), "--out", "big.h5", "-q"])
+        .args(["parabolic", problem.to_str().unwrap(), "--out", "big.h5", "-q"])
         .current_dir(d)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -221,14 +229,14 @@ fn outputs_are_safe() {
     };
     assert!(writing, "never saw the output being written");
     // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
-    assert!(status.signal() == Some(libc::SIGINT) || status.code() == Some(130), "{status:?}");
+    assert!(status.signal() == Some(signal) || status.code() == Some(128 + signal), "{status:?}");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(entries(d), before, "the interrupted run left files behind");
+    assert_eq!(entries(d), before, "the interrupted run (signal {signal}) left files behind");
 }
 
 /// Item 3: a run that does not fit in memory is refused with the estimate before anything
