@@ -62,9 +62,13 @@ lint: deps-build
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 # Every check: formatting, clippy, and all tests in release mode including the ParaView and
-# h5dump checks (which must run here, not skip).
+# h5dump checks (which must run here, not skip); then the numerical core without optional
+# features (no HDF5, PNG or CLI): it must build, pass clippy and pass its unit tests.
 test: deps lint
 	OTGRID_REQUIRE_PARAVIEW=1 $(CARGO) test --release
+	$(CARGO) build --release --no-default-features
+	$(CARGO) clippy --release --no-default-features --lib -- -D warnings
+	$(CARGO) test --release --no-default-features --lib
 
 bench: deps-build
 	$(CARGO) bench

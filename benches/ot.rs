@@ -65,8 +65,7 @@ fn bench_sinkhorn(c: &mut Criterion) {
     for (n, epsilon) in [(64usize, 1e-3), (128, 1e-3), (256, 1e-3), (512, 1e-3), (256, 2e-4)] {
         // The reference Gaussian pair (verify's gaussian-2d).
         let problem = Case::Gaussian2d.problem(n).unwrap();
-        let options =
-            Options { tolerance: 1e-6, max_iterations: 5000, progress: false, time_limit: None };
+        let options = Options { tolerance: 1e-6, max_iterations: 5000, ..Default::default() };
         let solver = Sinkhorn { epsilon, ..Default::default() };
         g.bench_function(format!("{n}^2 eps {epsilon:e}"), |b| {
             b.iter(|| solver.solve(&problem, &options).unwrap())

@@ -21,7 +21,6 @@ pub mod io;
 pub mod operators;
 pub mod ot;
 pub mod pde;
-pub mod progress;
 pub mod resources;
 pub mod sparse;
 pub mod spectral;

@@ -44,7 +44,7 @@ impl MemoryEstimate {
     /// machine's available memory (Linux `MemAvailable`; no check where it is unknown).
     pub fn check(&self, limit: Option<u64>) -> Result<()> {
         let (cap, source) = match limit {
-            Some(l) => (l, "the --memory-limit"),
+            Some(l) => (l, "the memory limit"),
             None => match available_memory() {
                 Some(a) => (a, "the available memory"),
                 None => return Ok(()),
@@ -57,12 +57,12 @@ impl MemoryEstimate {
             human_bytes(cap)
         );
         if self.bytes > cap {
-            return Err(Error::invalid(format!(
-                "this run needs about {} ({}), more than {source} ({}); use a smaller grid, or --memory-limit SIZE to override",
-                human_bytes(self.bytes),
-                self.detail,
-                human_bytes(cap)
-            )));
+            return Err(Error::Memory {
+                needed: self.bytes,
+                limit: cap,
+                limit_source: source,
+                detail: self.detail.clone(),
+            });
         }
         Ok(())
     }
@@ -128,9 +128,7 @@ pub const MAX_STEPS: u64 = 1_000_000;
 pub fn check_steps(t_end: f64, dt: f64, force: bool) -> Result<u64> {
     let steps = (t_end / dt).ceil();
     if steps > MAX_STEPS as f64 && !force {
-        return Err(Error::invalid(format!(
-            "t_end = {t_end} with dt = {dt} is {steps:.3e} steps (limit {MAX_STEPS}); raise dt (or use adaptive = true), or pass --force to run them"
-        )));
+        return Err(Error::TooManySteps { t_end, dt, steps, limit: MAX_STEPS });
     }
     Ok(steps.min(u64::MAX as f64) as u64)
 }
@@ -153,10 +151,11 @@ mod tests {
             Grid::uniform(&[50_000, 50_000], &[0.0, 0.0], &[1.0, 1.0], BoundaryKind::Neumann)
                 .unwrap();
         let e = MemoryEstimate::fields(&grid, 48.0, 0, "bfm");
-        let msg = e.check(Some(64 << 30)).unwrap_err().to_string();
-        assert!(msg.contains("GiB") && msg.contains("--memory-limit"), "{msg}");
+        let err = e.check(Some(64 << 30)).unwrap_err();
+        assert!(matches!(err, Error::Memory { limit, .. } if limit == 64 << 30), "{err}");
+        assert!(err.to_string().contains("GiB"), "{err}");
         assert!(MemoryEstimate::fields(&grid, 1.0, 0, "x").check(Some(u64::MAX)).is_ok());
-        assert!(check_steps(0.05, 1e-12, false).unwrap_err().to_string().contains("--force"));
+        assert!(matches!(check_steps(0.05, 1e-12, false), Err(Error::TooManySteps { .. })));
         assert_eq!(check_steps(0.05, 1e-3, false).unwrap(), 50);
     }
 }

@@ -78,7 +78,7 @@ pub fn run(args: &DemoArgs, report: &mut super::Report) -> Result<()> {
     let mut out = Output::new(grid.clone());
     out.add_field("density", rho)?;
     out.add_field("density_gradient", grad)?;
-    let bar = otgrid::progress::bar(args.steps as u64 + 1, "heat kernel");
+    let bar = super::progress::bar(args.steps as u64 + 1, "heat kernel");
     let mut masses = Vec::with_capacity(args.steps + 1);
     for k in 0..=args.steps {
         let t = args.t_end * k as f64 / args.steps.max(1) as f64;

@@ -7,6 +7,7 @@ mod demo;
 mod info;
 mod ot;
 mod pde;
+mod progress;
 mod verify;
 
 use clap::{Args, Parser, Subcommand};
@@ -101,7 +102,7 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
-    otgrid::progress::set_quiet(quiet);
+    progress::set_quiet(quiet);
 }
 
 /// What a command reports. With `--json`, printed as one JSON object on stdout — on success
@@ -169,6 +170,19 @@ impl Command {
     }
 }
 
+/// The command-line flag that addresses a library error (the library names no flags).
+fn flag_hint(e: &otgrid::Error) -> Option<&'static str> {
+    use otgrid::Error as E;
+    match e {
+        E::GridMismatch { .. } => Some("--resample maps it"),
+        E::Memory { .. } => Some("--memory-limit SIZE sets the limit"),
+        E::TooManySteps { .. } => Some("--force runs them"),
+        E::UnsuitedMethod { .. } => Some("--method bfm"),
+        E::Unsupported { .. } => Some("rebuild with the default features"),
+        _ => None,
+    }
+}
+
 /// Runs the CLI and returns the process exit status.
 pub fn main() -> i32 {
     // A closed stdout (`otgrid info f.h5 | head -1`) ends the program quietly, as for any
@@ -210,7 +224,10 @@ pub fn main() -> i32 {
             0
         }
         Err(e) => {
-            let message = otgrid::error::one_line(&e.to_string());
+            let mut message = otgrid::error::one_line(&e.to_string());
+            if let Some(hint) = flag_hint(&e) {
+                message = format!("{message} ({hint})");
+            }
             if report.json {
                 println!("{}", report.document(Some(&message)));
             }

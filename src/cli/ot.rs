@@ -204,12 +204,18 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         }
     };
     report.put("method", method.name());
-    let options = Options {
+    let mut options = Options {
         tolerance: args.tol.unwrap_or(method.default_tolerance(&grid)),
         max_iterations: args.max_iterations,
-        progress: !report.json,
         time_limit: args.time_limit,
+        observer: None,
     };
+    let mut bar = None;
+    if !report.json {
+        let (observer, b) = super::progress::ot_observer(method.name(), args.max_iterations);
+        options.observer = Some(observer);
+        bar = Some(b);
+    }
     options.validate()?;
     let (ms, mt) = problem.masses();
     for (what, m) in [("source", ms), ("target", mt)] {
@@ -263,6 +269,9 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     for _ in 0..args.repeat {
         runs.push(solver.solve(&problem, &options)?);
     }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let solution = runs.swap_remove(runs.len() / 2);
     let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.map(x, y)));
@@ -289,12 +298,16 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         report.put("map_error_max_bulk", e.max);
     }
     if !solution.solved() && !args.keep_unconverged {
-        return Err(Error::Solver(format!(
-            "{} did not converge ({}): {}; nothing written (--keep-unconverged writes it anyway)",
-            solution.method,
-            solution.outcome.name(),
-            solution.stop_reason
-        )));
+        return Err(Error::NotConverged {
+            method: solution.method.to_string(),
+            iterations: solution.iterations,
+            residual: solution.marginal_error,
+            reason: format!(
+                "{} ({}); nothing written (--keep-unconverged writes it anyway)",
+                solution.stop_reason,
+                solution.outcome.name()
+            ),
+        });
     }
     let mut output = solution.to_output(&problem)?;
     output.set_attribute("source_spec", AttrValue::Text(args.source.clone()))?;

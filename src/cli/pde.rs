@@ -4,6 +4,7 @@
 //! with `--json`) and stores the parameters (JSON) and the problem file's text as root
 //! attributes of the output, so a result can be reproduced from the file alone.
 
+use super::progress::TimeProgress;
 use super::Report;
 use otgrid::error::{Error, Result};
 use otgrid::io::config::{
@@ -16,7 +17,6 @@ use otgrid::pde::{
     FokkerPlanckProblem, FokkerPlanckRun, LinearMethod, ParabolicProblem, Source, StepControl,
     TimeSeries,
 };
-use otgrid::progress::TimeProgress;
 use otgrid::resources::{check_steps, MemoryEstimate};
 use otgrid::sparse::{Coefficient, OperatorSpec};
 use otgrid::{Grid, ScalarField};
@@ -458,6 +458,7 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
                 error_estimates: diagnostic(&cp, "error_estimate"),
                 rejected: number(&cp, "rejected")? as usize,
                 factorisations: number(&cp, "factorisations")? as usize,
+                stopped: false,
             };
             Some(Checkpoint {
                 t: number(&cp, "t")?,
@@ -520,7 +521,8 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
         Ok(())
     };
     let checkpointing = args.checkpoint_every.map(|every| Checkpointing { every, save: &mut save });
-    let series = integrate_from(&problem, &settings, resume, |t| progress.step(t), checkpointing)?;
+    let series =
+        integrate_from(&problem, &settings, resume, |r| progress.observe(r), checkpointing)?;
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let last = series.last().clone();
@@ -644,6 +646,7 @@ pub fn fokker_planck(args: &TimeArgs, report: &mut Report) -> Result<()> {
                     mass_defect: diagnostic(&cp, "mass_defect"),
                     entropy: diagnostic(&cp, "relative_entropy"),
                     min_density: diagnostic(&cp, "min_density"),
+                    stopped: false,
                 },
             })
         }
@@ -679,7 +682,7 @@ pub fn fokker_planck(args: &TimeArgs, report: &mut Report) -> Result<()> {
         time.dt,
         snapshots,
         resume,
-        |t| progress.step(t),
+        |r| progress.observe(r),
         checkpointing,
     )?;
     progress.finish();

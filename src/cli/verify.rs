@@ -135,7 +135,7 @@ pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
         println!("{} solved, {failed} not solved", rows.len() - failed);
     }
     if failed > 0 {
-        return Err(Error::Solver(format!("{failed} of {} runs were not solved", rows.len())));
+        return Err(Error::Numerical(format!("{failed} of {} runs were not solved", rows.len())));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ pub mod resample;
 
 use crate::error::{Error, Result};
 use crate::grid::Grid;
-use ndarray::{ArrayD, ArrayViewD, Axis as NdAxis, Dimension, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Axis as NdAxis, Dimension, IxDyn, Zip};
 use rayon::prelude::*;
 
 /// A scalar field: one value per cell.
@@ -38,11 +38,7 @@ where
         let mut index = vec![0usize; shape.len()];
         index[0] = outer;
         for (flat, out) in chunk.chunks_mut(per_cell).enumerate() {
-            let mut rem = flat;
-            for a in (1..shape.len()).rev() {
-                index[a] = rem % shape[a];
-                rem /= shape[a];
-            }
+            crate::grid::unflatten(flat, &shape, &mut index, 1);
             f(&index, out);
         }
     });
@@ -103,9 +99,14 @@ impl ScalarField {
         &self.data
     }
 
-    /// Mutable values, C order `[z][y][x]`.
-    pub fn data_mut(&mut self) -> &mut ArrayD<f64> {
-        &mut self.data
+    /// Mutable values, C order `[z][y][x]`: a view, so the grid's shape cannot change.
+    pub fn data_mut(&mut self) -> ArrayViewMutD<'_, f64> {
+        self.data.view_mut()
+    }
+
+    /// Mutable values as one contiguous slice, C order (x fastest).
+    pub fn as_mut_slice(&mut self) -> &mut [f64] {
+        self.data.as_slice_mut().expect("fields are contiguous in C order")
     }
 
     /// Consumes the field, returning its values.
@@ -238,9 +239,14 @@ impl VectorField {
         &self.data
     }
 
-    /// Mutable values.
-    pub fn data_mut(&mut self) -> &mut ArrayD<f64> {
-        &mut self.data
+    /// Mutable values: a view, so the grid's shape cannot change.
+    pub fn data_mut(&mut self) -> ArrayViewMutD<'_, f64> {
+        self.data.view_mut()
+    }
+
+    /// Mutable values as one contiguous slice, C order, components fastest.
+    pub fn as_mut_slice(&mut self) -> &mut [f64] {
+        self.data.as_slice_mut().expect("fields are contiguous in C order")
     }
 
     /// Component `a` (0 = x) as a view with the grid's storage shape.
@@ -272,6 +278,30 @@ fn nan_max(a: f64, b: f64) -> f64 {
         f64::NAN
     } else {
         a.max(b)
+    }
+}
+
+/// A pointer into one buffer shared by parallel tasks that each write a disjoint set of its
+/// elements (where the disjoint pieces are not contiguous chunks that `par_chunks_mut` could
+/// hand out: columns of a matrix, strided lanes of an axis).
+#[derive(Clone, Copy)]
+pub(crate) struct DisjointWrites(*mut f64);
+
+// SAFETY: the wrapper only carries the address. Every user guarantees that concurrent tasks
+// write disjoint elements, read nothing another task writes, and finish before the buffer
+// is used again (rayon's scoped iterators do), so no data race can occur.
+unsafe impl Send for DisjointWrites {}
+unsafe impl Sync for DisjointWrites {}
+
+impl DisjointWrites {
+    /// Shares `buffer` (which must outlive the tasks).
+    pub(crate) fn new(buffer: &mut [f64]) -> DisjointWrites {
+        DisjointWrites(buffer.as_mut_ptr())
+    }
+
+    /// The address of element `offset` (a method, so closures capture the `Sync` wrapper).
+    pub(crate) fn at(self, offset: usize) -> *mut f64 {
+        self.0.wrapping_add(offset)
     }
 }
 

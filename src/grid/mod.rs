@@ -42,6 +42,24 @@ impl BoundaryKind {
             BoundaryKind::Dirichlet => "dirichlet",
         }
     }
+
+    /// Whether the axis wraps around (a torus direction). Matched exhaustively here, and
+    /// code asks this instead of comparing kinds, so a new kind must decide.
+    pub fn is_periodic(self) -> bool {
+        match self {
+            BoundaryKind::Periodic => true,
+            BoundaryKind::Neumann | BoundaryKind::Dirichlet => false,
+        }
+    }
+
+    /// Whether the faces prescribe the value (which anchors an elliptic operator and rules
+    /// out optimal transport, which needs a box or a torus).
+    pub fn prescribes_value(self) -> bool {
+        match self {
+            BoundaryKind::Dirichlet => true,
+            BoundaryKind::Periodic | BoundaryKind::Neumann => false,
+        }
+    }
 }
 
 impl fmt::Display for BoundaryKind {
@@ -268,6 +286,16 @@ impl serde::Serialize for Grid {
         )?;
         g.serialize_field("description", &self.to_string())?;
         g.end()
+    }
+}
+
+/// Writes into `index` the C-order multi-index (slowest axis first) of element `flat` of an
+/// array of shape `shape`; `index[..skip]` is left as it is (callers that iterate the
+/// slowest axes themselves pass the remaining offset and `skip`).
+pub fn unflatten(mut flat: usize, shape: &[usize], index: &mut [usize], skip: usize) {
+    for a in (skip..shape.len()).rev() {
+        index[a] = flat % shape[a];
+        flat /= shape[a];
     }
 }
 

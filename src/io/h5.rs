@@ -1,6 +1,6 @@
 //! The HDF5 side of the results format (see `docs/file-format.md`).
 
-use super::{AttrValue, Field, Output, Provenance, Step, RESERVED_ATTRIBUTES};
+use super::{AttrValue, Field, Output, Provenance, Step, FORMAT_VERSION, RESERVED_ATTRIBUTES};
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
 use crate::grid::{Axis, BoundaryKind, Grid};
@@ -9,9 +9,6 @@ use hdf5::{Group, Location};
 use ndarray::ArrayD;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// Version of the file layout written by this build. Readers refuse newer versions.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// Value of the root `format` attribute that marks an otgrid file.
 const FORMAT_NAME: &str = "otgrid";

@@ -4,7 +4,7 @@
 //! (which carry none: the shape is checked and a warning says the run's domain is assumed).
 
 use crate::error::{Error, Result};
-use crate::field::{resample, ScalarField};
+use crate::field::ScalarField;
 use crate::grid::Grid;
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,19 @@ impl Inputs {
         Ok(field)
     }
 
+    #[cfg(not(feature = "hdf5"))]
+    fn read_hdf5(
+        &self,
+        path: &Path,
+        _: &str,
+        _: &Grid,
+        what: &str,
+        _: Quantity,
+    ) -> Result<ScalarField> {
+        Err(Error::unsupported("hdf5", format!("{what}: reading {}", path.display())))
+    }
+
+    #[cfg(feature = "hdf5")]
     fn read_hdf5(
         &self,
         path: &Path,
@@ -86,14 +99,16 @@ impl Inputs {
             return Ok(field);
         }
         if !self.resample {
-            return Err(Error::invalid(format!(
-                "{what}: {}:{name} lives on {own}, but this run's grid is {grid}; use --resample to map it onto the run's grid, or choose the matching grid",
-                path.display()
-            )));
+            return Err(Error::GridMismatch {
+                what: what.to_string(),
+                input: format!("{}:{name}", path.display()),
+                found: own.to_string(),
+                expected: grid.to_string(),
+            });
         }
         let moved = match quantity {
-            Quantity::Density => resample::conservative(&field, grid)?,
-            Quantity::Field => resample::multilinear(&field, grid)?,
+            Quantity::Density => crate::field::resample::conservative(&field, grid)?,
+            Quantity::Field => crate::field::resample::multilinear(&field, grid)?,
         };
         if quantity == Quantity::Density {
             let (before, after) = (field.integral(), moved.integral());
@@ -118,7 +133,7 @@ impl Inputs {
     ) -> Result<ScalarField> {
         if self.resample {
             return Err(Error::invalid(format!(
-                "{what}: {} carries no grid, so --resample cannot map it; give an array of shape {:?} ([z][y][x]) on the run's grid",
+                "{what}: {} carries no grid, so it cannot be resampled; give an array of shape {:?} ([z][y][x]) on the run's grid",
                 path.display(),
                 grid.storage_shape()
             )));

@@ -8,12 +8,14 @@
 
 mod atomic;
 pub mod config;
+#[cfg(feature = "hdf5")]
 mod h5;
 mod input;
 mod xdmf;
 
 pub use atomic::{remove_temporaries_on_signal, resolve_output, AtomicFile};
-pub use h5::FORMAT_VERSION;
+/// Version of the file layout written by this build. Readers refuse newer versions.
+pub const FORMAT_VERSION: u32 = 1;
 pub use input::{Inputs, Quantity};
 pub use xdmf::render as render_xdmf;
 
@@ -238,6 +240,14 @@ impl Output {
     /// Writes `path` (HDF5) and its XDMF sidecar (`path` with extension `.xmf`), each via a
     /// temporary file renamed on success; on error neither file is left behind.
     pub fn write(&self, path: &Path) -> Result<Written> {
+        #[cfg(feature = "hdf5")]
+        return self.write_hdf5(path);
+        #[cfg(not(feature = "hdf5"))]
+        Err(Error::unsupported("hdf5", format!("writing {}", path.display())))
+    }
+
+    #[cfg(feature = "hdf5")]
+    fn write_hdf5(&self, path: &Path) -> Result<Written> {
         let xdmf_path = sidecar_path(path)?;
         let h5_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             Error::invalid(format!("output path {} has no file name", path.display()))
@@ -255,7 +265,10 @@ impl Output {
 
     /// Reads an otgrid HDF5 file back.
     pub fn read(path: &Path) -> Result<Output> {
-        h5::read(path)
+        #[cfg(feature = "hdf5")]
+        return h5::read(path);
+        #[cfg(not(feature = "hdf5"))]
+        Err(Error::unsupported("hdf5", format!("reading {}", path.display())))
     }
 }
 

@@ -47,11 +47,9 @@ pub(crate) fn neighbour(
     kind: BoundaryKind,
 ) -> Option<usize> {
     match (up, i) {
-        (false, 0) => (kind == BoundaryKind::Periodic).then(|| flat + (n - 1) * stride),
+        (false, 0) => (kind.is_periodic()).then(|| flat + (n - 1) * stride),
         (false, _) => Some(flat - stride),
-        (true, _) if i + 1 == n => {
-            (kind == BoundaryKind::Periodic).then(|| flat - (n - 1) * stride)
-        }
+        (true, _) if i + 1 == n => (kind.is_periodic()).then(|| flat - (n - 1) * stride),
         (true, _) => Some(flat + stride),
     }
 }
@@ -128,24 +126,22 @@ pub fn gradient(u: &ScalarField) -> VectorField {
     let src = u.data().as_slice().expect("contiguous");
     let d = grid.dim();
     let mut g = VectorField::zeros(grid);
-    g.data_mut().as_slice_mut().expect("contiguous").par_chunks_mut(d).enumerate().for_each(
-        |(flat, out)| {
-            for (a, ax) in grid.axes().iter().enumerate() {
-                let (n, s, h) = (ax.cells, st[a], ax.spacing());
-                let i = (flat / s) % n;
-                let left = neighbour(flat, i, n, s, false, ax.boundary);
-                let right = neighbour(flat, i, n, s, true, ax.boundary);
-                out[a] = match (left, right, ax.boundary) {
-                    (Some(l), Some(r), _) => (src[r] - src[l]) / (2.0 * h),
-                    (None, Some(r), BoundaryKind::Dirichlet) => (src[flat] + src[r] / 3.0) / h,
-                    (Some(l), None, BoundaryKind::Dirichlet) => -(src[flat] + src[l] / 3.0) / h,
-                    (None, Some(r), _) => (src[r] - src[flat]) / (2.0 * h),
-                    (Some(l), None, _) => (src[flat] - src[l]) / (2.0 * h),
-                    (None, None, _) => 0.0,
-                };
-            }
-        },
-    );
+    g.as_mut_slice().par_chunks_mut(d).enumerate().for_each(|(flat, out)| {
+        for (a, ax) in grid.axes().iter().enumerate() {
+            let (n, s, h) = (ax.cells, st[a], ax.spacing());
+            let i = (flat / s) % n;
+            let left = neighbour(flat, i, n, s, false, ax.boundary);
+            let right = neighbour(flat, i, n, s, true, ax.boundary);
+            out[a] = match (left, right, ax.boundary) {
+                (Some(l), Some(r), _) => (src[r] - src[l]) / (2.0 * h),
+                (None, Some(r), BoundaryKind::Dirichlet) => (src[flat] + src[r] / 3.0) / h,
+                (Some(l), None, BoundaryKind::Dirichlet) => -(src[flat] + src[l] / 3.0) / h,
+                (None, Some(r), _) => (src[r] - src[flat]) / (2.0 * h),
+                (Some(l), None, _) => (src[flat] - src[l]) / (2.0 * h),
+                (None, None, _) => 0.0,
+            };
+        }
+    });
     g
 }
 
@@ -156,31 +152,25 @@ pub fn divergence(v: &VectorField) -> ScalarField {
     let d = grid.dim();
     let src = v.data().as_slice().expect("contiguous");
     let mut out = ScalarField::zeros(grid);
-    out.data_mut().as_slice_mut().expect("contiguous").par_iter_mut().enumerate().for_each(
-        |(flat, o)| {
-            let mut acc = 0.0;
-            for (a, ax) in grid.axes().iter().enumerate() {
-                let (n, s, h) = (ax.cells, st[a], ax.spacing());
-                let i = (flat / s) % n;
-                let v = |j: usize| src[j * d + a];
-                let left = neighbour(flat, i, n, s, false, ax.boundary);
-                let right = neighbour(flat, i, n, s, true, ax.boundary);
-                acc += match (left, right) {
-                    (Some(l), Some(r)) => (v(r) - v(l)) / (2.0 * h),
-                    (None, Some(r)) if n >= 3 => {
-                        (-3.0 * v(flat) + 4.0 * v(r) - v(r + s)) / (2.0 * h)
-                    }
-                    (Some(l), None) if n >= 3 => {
-                        (3.0 * v(flat) - 4.0 * v(l) + v(l - s)) / (2.0 * h)
-                    }
-                    (None, Some(r)) => (v(r) - v(flat)) / h,
-                    (Some(l), None) => (v(flat) - v(l)) / h,
-                    (None, None) => 0.0,
-                };
-            }
-            *o = acc;
-        },
-    );
+    out.as_mut_slice().par_iter_mut().enumerate().for_each(|(flat, o)| {
+        let mut acc = 0.0;
+        for (a, ax) in grid.axes().iter().enumerate() {
+            let (n, s, h) = (ax.cells, st[a], ax.spacing());
+            let i = (flat / s) % n;
+            let v = |j: usize| src[j * d + a];
+            let left = neighbour(flat, i, n, s, false, ax.boundary);
+            let right = neighbour(flat, i, n, s, true, ax.boundary);
+            acc += match (left, right) {
+                (Some(l), Some(r)) => (v(r) - v(l)) / (2.0 * h),
+                (None, Some(r)) if n >= 3 => (-3.0 * v(flat) + 4.0 * v(r) - v(r + s)) / (2.0 * h),
+                (Some(l), None) if n >= 3 => (3.0 * v(flat) - 4.0 * v(l) + v(l - s)) / (2.0 * h),
+                (None, Some(r)) => (v(r) - v(flat)) / h,
+                (Some(l), None) => (v(flat) - v(l)) / h,
+                (None, None) => 0.0,
+            };
+        }
+        *o = acc;
+    });
     out
 }
 

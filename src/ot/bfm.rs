@@ -48,7 +48,7 @@ use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solve
 use super::pushforward::{push_forward_adaptive, JacobianPushForward};
 use crate::error::Result;
 use crate::field::{ScalarField, VectorField};
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use crate::operators::gradient;
 use crate::spectral::{MeanPolicy, PoissonSolver, Symbol};
 use rayon::prelude::*;
@@ -300,13 +300,13 @@ impl Level {
                 plan.apply(
                     pushed,
                     inverse.data().as_slice().expect("contiguous"),
-                    rho.data_mut().as_slice_mut().expect("contiguous"),
+                    rho.as_mut_slice(),
                 );
                 rho
             }
             None => {
                 let mut map = gradient(&envelope);
-                *map.data_mut() += self.identity.data();
+                map.data_mut().zip_mut_with(self.identity.data(), |a, b| *a += b);
                 push_forward_adaptive(pushed, &map, &self.grid, self.subsamples)?
             }
         };
@@ -346,7 +346,7 @@ impl Level {
             }
         };
         let sigma = self.sigma[k];
-        let m = moving.data_mut().as_slice_mut().expect("contiguous");
+        let m = moving.as_mut_slice();
         m.par_iter_mut().zip(self.correction.par_iter()).for_each(|(v, c)| *v -= sigma * c);
         if forward {
             self.p = c_transform(&self.q, &self.grid)?;
@@ -380,7 +380,7 @@ impl BackAndForth {
         keep_best: bool,
         (options, start_time): (&Options, Instant),
         history: &mut Vec<IterationRecord>,
-        bar: &indicatif::ProgressBar,
+        observe: bool,
     ) -> Result<(Outcome, usize, f64)> {
         let mut errors = Vec::with_capacity(budget);
         let mut duals = Vec::with_capacity(budget);
@@ -406,8 +406,6 @@ impl BackAndForth {
                 dual_value: level.value,
                 step,
             });
-            bar.inc(1);
-            bar.set_message(format!("{}: marginal error {last:.2e}", level.grid));
             tracing::debug!(
                 "{}: iteration {it}: H⁻¹ marginal error {last:.3e}, L1 {:.3e}, dual {:.8}, steps {:.3e}/{:.3e}",
                 level.grid,
@@ -424,6 +422,12 @@ impl BackAndForth {
             }
             if options.out_of_time(start_time) {
                 return Ok((Outcome::TimeLimit, it + 1, Self::restore_best(level, best, last)));
+            }
+            let record = history.last().expect("pushed");
+            if observe
+                && options.stop_requested("bfm", history.len(), record, &level.grid, start_time)
+            {
+                return Ok((Outcome::Stopped, it + 1, Self::restore_best(level, best, last)));
             }
             errors.push(last);
             duals.push(level.value);
@@ -505,7 +509,7 @@ impl BackAndForth {
                 let peak = problem.source().max().max(problem.target().max());
                 let floor = problem.source().min().min(problem.target().min());
                 floor >= SMOOTH_CONTRAST * peak
-                    && problem.grid().boundaries().iter().all(|&b| b == BoundaryKind::Periodic)
+                    && problem.grid().boundaries().iter().all(|b| b.is_periodic())
             }
         }
     }
@@ -525,8 +529,10 @@ impl BackAndForth {
         let peak = problem.source().max().max(problem.target().max());
         let jacobian = self.uses_jacobian(problem);
         let mut metric = self.metric;
-        let bar = crate::progress::solver_bar(options, "back-and-forth");
         let mut history = Vec::new();
+        // Set once the observer has asked to stop: the remaining levels take one iteration
+        // each (the potentials must reach the problem's grid) and report nothing.
+        let mut stopped = false;
         let mut p = match &self.initial {
             Some(p0) if p0.grid() == problem.grid() => p0.clone(),
             Some(_) => {
@@ -567,7 +573,9 @@ impl BackAndForth {
                     jacobian,
                     metric,
                 )?;
-                let (tol, budget) = if finest {
+                let (tol, budget) = if stopped {
+                    (options.tolerance, 1)
+                } else if finest {
                     (options.tolerance, options.max_iterations.saturating_sub(iterations).max(1))
                 } else {
                     let share = self.coarse_iterations * coarsest / g.num_cells();
@@ -594,9 +602,14 @@ impl BackAndForth {
                     finest,
                     (options, start),
                     &mut history,
-                    &bar,
+                    !stopped,
                 )?;
                 iterations += result.1;
+                if result.0 == Outcome::Stopped || stopped {
+                    stopped = true;
+                    result.0 = Outcome::Stopped;
+                    break level;
+                }
                 // The weighted metric's steps are Newton steps of the dual linearised at
                 // small displacements; far from there (maps that split bumps over long
                 // distances) they overshoot and the ascent stalls far above the floor. The
@@ -624,7 +637,6 @@ impl BackAndForth {
             p = level.p.clone();
             level_opt = Some(level);
         }
-        bar.finish_and_clear();
         let level = level_opt.expect("at least one level");
         let (outcome, _, error) = result;
         let tol = options.tolerance;
@@ -642,6 +654,7 @@ impl BackAndForth {
                 error / h
             ),
             Outcome::Diverged => "the dual value is no longer finite".to_string(),
+            Outcome::Stopped => format!("stopped by the observer at marginal error {error:.3e}"),
             Outcome::TimeLimit => format!(
                 "time limit {:.3} s reached with marginal error {error:.3e} > tolerance {tol:.3e}",
                 options.time_limit.unwrap_or(0.0)
@@ -665,6 +678,14 @@ impl BackAndForth {
             p: level.p,
             q: level.q,
         })
+    }
+}
+
+impl std::str::FromStr for PushForward {
+    type Err = crate::error::Error;
+    /// Same as the inherent parser.
+    fn from_str(s: &str) -> Result<PushForward, Self::Err> {
+        PushForward::from_name(s)
     }
 }
 
@@ -696,8 +717,7 @@ mod tests {
     fn gaussian_pair_at_256_maps_to_1e_3() {
         let (problem, exact) = reference_problem(256);
         let solver = BackAndForth { multilevel: false, stop_at_floor: false, ..Default::default() };
-        let options =
-            Options { tolerance: 1e-9, max_iterations: 120, progress: false, time_limit: None };
+        let options = Options { tolerance: 1e-9, max_iterations: 120, ..Default::default() };
         let solution = solver.solve(&problem, &options).unwrap();
         assert!(!solution.converged() && solution.iterations == 120);
         let e = map_error(&solution, &problem, |x, y| exact.apply(x, y));
@@ -752,7 +772,7 @@ mod tests {
         let problem = case.problem(32).unwrap();
         let Some(Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
         let tolerance = crate::ot::Method::BackAndForth.default_tolerance(problem.grid());
-        let options = Options { tolerance, max_iterations: 100, progress: false, time_limit: None };
+        let options = Options { tolerance, max_iterations: 100, ..Default::default() };
         let weighted = BackAndForth::default().solve(&problem, &options).unwrap();
         assert!(weighted.converged() && weighted.iterations <= 10, "{}", weighted.stop_reason);
         let e = map_error(&weighted, &problem, |x, y| exact.apply(x, y));

@@ -124,7 +124,13 @@ impl DensitySpec {
                 }
                 Ok(ScalarField::from_fn(grid, |p| g.density(p)))
             }
-            DensitySpec::Image(file) => read_png(&inputs.base.join(file), grid, what),
+            DensitySpec::Image(file) => {
+                let path = inputs.base.join(file);
+                if !path.is_file() {
+                    return Err(Error::invalid(format!("{what}: no such file {}", path.display())));
+                }
+                read_png(&path, grid, what)
+            }
             DensitySpec::Dataset { file, dataset } => {
                 inputs.read(file, dataset.as_deref(), grid, what, Quantity::Density)
             }
@@ -149,7 +155,13 @@ impl DensitySpec {
     }
 }
 
+#[cfg(not(feature = "png"))]
+fn read_png(path: &Path, _: &Grid, what: &str) -> Result<ScalarField> {
+    Err(Error::unsupported("png", format!("{what}: reading {}", path.display())))
+}
+
 /// Reads a PNG as intensities in [0, 1] on a 2D grid of the image's size (top row = top).
+#[cfg(feature = "png")]
 fn read_png(path: &Path, grid: &Grid, what: &str) -> Result<ScalarField> {
     let fail = |m: String| Error::invalid(format!("{what}: {}: {m}", path.display()));
     let file = std::fs::File::open(path).map_err(|e| fail(e.to_string().to_lowercase()))?;
@@ -163,7 +175,7 @@ fn read_png(path: &Path, grid: &Grid, what: &str) -> Result<ScalarField> {
     let (w, h) = (info.width as usize, info.height as usize);
     if grid.dim() != 2 || grid.shape() != [w, h] {
         return Err(fail(format!(
-            "image is {w}x{h} pixels but the grid is {} (use --grid {w}x{h})",
+            "image is {w}x{h} pixels but the grid is {} (use a {w}x{h} grid)",
             grid.shape().iter().map(|n| n.to_string()).collect::<Vec<_>>().join("x")
         )));
     }
@@ -232,7 +244,7 @@ mod tests {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "png"))]
 mod png_tests {
     use super::*;
     use crate::grid::BoundaryKind;

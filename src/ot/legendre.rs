@@ -122,19 +122,6 @@ fn legendre_1d_with(
 /// runs of this many contiguous elements.
 const LANE_BLOCK: usize = 16;
 
-/// A raw pointer that rayon tasks may share; every task writes a disjoint set of elements.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f64);
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// (A method, so that closures capture the whole `Sync` wrapper, not the raw field.)
-    fn at(self, offset: usize) -> *mut f64 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 /// One separable pass: the 1D transform of `sign · input` along storage axis `k` of a C-order
 /// array of shape `shape`, the output having `m` points along that axis (the line from `y0`
 /// with step `hy`); `x0`, `hx` describe the input points.
@@ -166,7 +153,7 @@ fn transform_axis(
         return output;
     }
     let blocks = inner.div_ceil(LANE_BLOCK);
-    let out = SharedOut(output.as_mut_ptr());
+    let out = crate::field::DisjointWrites::new(&mut output);
     (0..outer * blocks).into_par_iter().for_each_init(
         scratch,
         |(f, line, hull, slopes, res), t| {
@@ -263,7 +250,7 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
     let pad: Vec<usize> = xgrid
         .axes()
         .iter()
-        .map(|a| if a.boundary == BoundaryKind::Periodic { a.cells / 2 + 1 } else { 0 })
+        .map(|a| if a.boundary.is_periodic() { a.cells / 2 + 1 } else { 0 })
         .collect();
     let padded = Grid::new(
         xgrid
@@ -299,21 +286,19 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
     let pdata = p.data().as_slice().expect("contiguous");
     let mut phi = ScalarField::zeros(&padded);
     let row = padded.axis(0).cells;
-    phi.data_mut().as_slice_mut().expect("contiguous").par_chunks_mut(row).enumerate().for_each(
-        |(r, out)| {
-            // Storage row r fixes the indices of axes 1.. (axis 1 fastest after axis 0).
-            let (mut rest, mut base, mut sq) = (r, 0, 0.0);
-            for axis in per_axis.iter().skip(1) {
-                let (off, s) = axis[rest % axis.len()];
-                rest /= axis.len();
-                base += off;
-                sq += s;
-            }
-            for (v, &(off, s)) in out.iter_mut().zip(&per_axis[0]) {
-                *v = sq + s + pdata[base + off];
-            }
-        },
-    );
+    phi.as_mut_slice().par_chunks_mut(row).enumerate().for_each(|(r, out)| {
+        // Storage row r fixes the indices of axes 1.. (axis 1 fastest after axis 0).
+        let (mut rest, mut base, mut sq) = (r, 0, 0.0);
+        for axis in per_axis.iter().skip(1) {
+            let (off, s) = axis[rest % axis.len()];
+            rest /= axis.len();
+            base += off;
+            sq += s;
+        }
+        for (v, &(off, s)) in out.iter_mut().zip(&per_axis[0]) {
+            *v = sq + s + pdata[base + off];
+        }
+    });
     let mut q = legendre_transform(&phi, ygrid, Maximum::Quadratic)?;
     // q = ψ − |y|²/2.
     let half_sq: Vec<Vec<f64>> = (0..d)
@@ -323,18 +308,16 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
         })
         .collect();
     let row = ygrid.axis(0).cells;
-    q.data_mut().as_slice_mut().expect("contiguous").par_chunks_mut(row).enumerate().for_each(
-        |(r, out)| {
-            let (mut rest, mut sq) = (r, 0.0);
-            for axis in half_sq.iter().skip(1) {
-                sq += axis[rest % axis.len()];
-                rest /= axis.len();
-            }
-            for (v, s) in out.iter_mut().zip(&half_sq[0]) {
-                *v -= sq + s;
-            }
-        },
-    );
+    q.as_mut_slice().par_chunks_mut(row).enumerate().for_each(|(r, out)| {
+        let (mut rest, mut sq) = (r, 0.0);
+        for axis in half_sq.iter().skip(1) {
+            sq += axis[rest % axis.len()];
+            rest /= axis.len();
+        }
+        for (v, s) in out.iter_mut().zip(&half_sq[0]) {
+            *v -= sq + s;
+        }
+    });
     Ok(q)
 }
 

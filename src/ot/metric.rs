@@ -150,7 +150,9 @@ impl WeightedSolver {
         let mut rz = dot(&self.residual, &self.preconditioned);
         let start = rz;
         if !rz.is_finite() {
-            return Err(Error::Solver("weighted metric: the dual gradient is not finite".into()));
+            return Err(Error::Numerical(
+                "weighted metric: the dual gradient is not finite".into(),
+            ));
         }
         for it in 1..=CG_ITERATIONS {
             if rz <= 0.0 {
@@ -180,6 +182,14 @@ impl WeightedSolver {
                 .for_each(|(p, z)| *p = z + beta * *p);
         }
         Ok(CG_ITERATIONS)
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = crate::error::Error;
+    /// Same as the inherent parser.
+    fn from_str(s: &str) -> Result<Metric, Self::Err> {
+        Metric::from_name(s)
     }
 }
 

@@ -32,7 +32,9 @@ pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
 pub use metric::Metric;
 pub use newton::Newton;
 pub use parabolic::{Parabolic, Schedule, Stepping};
-pub use problem::{IterationRecord, Method, Options, Outcome, Problem, Solution, Solver};
+pub use problem::{
+    IterationRecord, Method, Observer, Options, Outcome, Problem, Progress, Solution, Solver,
+};
 pub use pushforward::{
     push_forward, push_forward_adaptive, push_forward_by_inverse_potential,
     push_forward_subsampled, JacobianPushForward,

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::field::ScalarField;
-use crate::grid::{Axis, BoundaryKind, Grid};
+use crate::grid::{Axis, Grid};
 use rayon::prelude::*;
 
 /// Cell-averages a density onto `coarse` (each coarse cell covers 2 fine cells per axis that
@@ -67,7 +67,7 @@ pub(super) fn sample(fine: &ScalarField, coarse: &Grid) -> Result<ScalarField> {
     let mut data: Vec<f64> = fine.data().iter().copied().collect();
     for a in 0..d {
         let k = d - 1 - a;
-        let periodic = fg.axis(a).boundary == BoundaryKind::Periodic;
+        let periodic = fg.axis(a).boundary.is_periodic();
         while shape[k] > coarse.axis(a).cells {
             // Coarse index i sits at fine coordinate 2i + ½.
             let m = shape[k] / 2;
@@ -101,7 +101,7 @@ pub(super) fn prolong(coarse: &ScalarField, fine: &Grid) -> ScalarField {
         if fine.axis(a).cells == cg.axis(a).cells {
             continue;
         }
-        let periodic = cg.axis(a).boundary == BoundaryKind::Periodic;
+        let periodic = cg.axis(a).boundary.is_periodic();
         // Fine index 2i + s (s = 0, 1) sits at coarse coordinate i − ¼ + s/2.
         let m = 2 * shape[k];
         data = resample_axis(&data, &shape, k, periodic, PROLONG_POINTS, m, |i| {
@@ -200,6 +200,7 @@ pub(super) fn coarsen(grid: &Grid, min: usize) -> Option<Grid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::BoundaryKind;
     use crate::operators::gradient;
     use std::f64::consts::PI;
 

@@ -246,7 +246,7 @@ impl MongeAmpere {
             if density.min() <= 0.0 {
                 return Err(Error::invalid(format!(
                     "{method} needs strictly positive densities, but the {what} vanishes \
-                     somewhere (use --method bfm)"
+                     somewhere (use the method bfm)"
                 )));
             }
         }
@@ -260,7 +260,7 @@ impl MongeAmpere {
             cells[a] = axis.cells;
             strides[a] = stride;
             stride *= axis.cells;
-            periodic[a] = axis.boundary == BoundaryKind::Periodic;
+            periodic[a] = axis.boundary.is_periodic();
         }
         let log = |f: &ScalarField| f.data().iter().map(|v| v.ln()).collect::<Vec<f64>>();
         let log_f = log(problem.source());
@@ -418,7 +418,7 @@ impl MongeAmpere {
             triplets.push(Triplet::new(n, 0, s));
         }
         SparseColMat::try_new_from_triplets(size, size, &triplets)
-            .map_err(|e| Error::Solver(format!("newton: Jacobian assembly failed: {e:?}")))
+            .map_err(|e| Error::Numerical(format!("newton: Jacobian assembly failed: {e:?}")))
     }
 }
 
@@ -448,13 +448,14 @@ pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> 
     (l1 * vol, kl * vol)
 }
 
-/// Whether a Monge–Ampère iteration stops at iteration `k` with residual `max`:
-/// `Some((converged, reason))`.
+/// Whether a Monge–Ampère iteration of `method` stops at iteration `k` with residual `max`
+/// (`record` is the iteration's record, reported to the observer): `Some((outcome, reason))`.
 pub(super) fn stopping(
     max: f64,
     k: usize,
     options: &Options,
     start: Instant,
+    (method, record, grid): (&'static str, &IterationRecord, &crate::grid::Grid),
 ) -> Option<(Outcome, String)> {
     if max <= options.tolerance {
         Some((
@@ -480,6 +481,8 @@ pub(super) fn stopping(
                 options.max_iterations, options.tolerance
             ),
         ))
+    } else if options.stop_requested(method, k + 1, record, grid, start) {
+        Some((Outcome::Stopped, format!("stopped by the observer at residual {max:.3e}")))
     } else {
         None
     }
@@ -517,7 +520,6 @@ impl Solver for Newton {
             initial_state(problem, self.initial.as_ref(), "newton")?;
         let grid = problem.grid().clone();
         let n = ma.len();
-        let bar = crate::progress::solver_bar(options, "newton");
         let f = problem.source().data().iter().copied().collect::<Vec<f64>>();
         let vol = grid.cell_volume();
         let mut step_solver = StepSolver::new(self.linear_solver);
@@ -541,7 +543,10 @@ impl Solver for Newton {
                 dual_value,
                 step: 0.0,
             });
-            if let Some((end, reason)) = stopping(max, iteration, options, start) {
+            let record = history.last().expect("pushed");
+            if let Some((end, reason)) =
+                stopping(max, iteration, options, start, ("newton", record, &grid))
+            {
                 (outcome, stop_reason) = (end, reason);
                 break;
             }
@@ -597,9 +602,7 @@ impl Solver for Newton {
                     break;
                 }
             }
-            bar.inc(1);
         }
-        bar.finish_and_clear();
         // u was recorded (mean-free, with its c-transform q) at the last iteration.
         let p = ScalarField::from_vec(&grid, u)?;
         let dual_value = history.last().map_or(0.0, |r| r.dual_value);
@@ -645,8 +648,9 @@ mod tests {
         Problem::new(&ScalarField::from_fn(grid, f), &ScalarField::from_fn(grid, g)).unwrap()
     }
 
-    const TIGHT: Options =
-        Options { tolerance: 1e-10, max_iterations: 50, progress: false, time_limit: None };
+    fn tight() -> Options {
+        Options { tolerance: 1e-10, max_iterations: 50, ..Default::default() }
+    }
 
     /// μ-weighted L2 map errors of the manufactured periodic case on `sizes`, with their orders.
     fn periodic_orders(dim: usize, sizes: &[usize]) -> (Vec<f64>, Vec<f64>) {
@@ -655,7 +659,7 @@ mod tests {
         for &n in sizes {
             let grid = Grid::unit(dim, n, BoundaryKind::Periodic).unwrap();
             let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-            let solution = Newton::default().solve(&problem, &TIGHT).unwrap();
+            let solution = Newton::default().solve(&problem, &tight()).unwrap();
             assert!(solution.converged(), "{dim}D {n}: {}", solution.stop_reason);
             // Newton: a handful of steps, full steps near the solution.
             assert!(solution.iterations <= 8, "{dim}D {n}: {} iterations", solution.iterations);
@@ -676,7 +680,7 @@ mod tests {
         let case = PeriodicManufactured::standard(2);
         let grid = Grid::unit(2, 128, BoundaryKind::Periodic).unwrap();
         let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-        let solution = Newton::default().solve(&problem, &TIGHT).unwrap();
+        let solution = Newton::default().solve(&problem, &tight()).unwrap();
         let rel = (solution.w2_squared() - case.w2_squared()).abs() / case.w2_squared();
         assert!(rel < 1e-4, "W2² {} vs {}", solution.w2_squared(), case.w2_squared());
         // The residual falls superlinearly: each of the last steps gains > 2 digits.
@@ -703,14 +707,14 @@ mod tests {
             let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
             let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
             let direct = Newton { linear_solver: NewtonLinearSolver::Direct, ..Default::default() };
-            let solution = direct.solve(&problem, &TIGHT).unwrap();
+            let solution = direct.solve(&problem, &tight()).unwrap();
             assert!(solution.converged(), "{n}: {}", solution.stop_reason);
             let e = map_error(&solution, &problem, |x, y| case.map(x, y));
             hs.push(1.0 / n as f64);
             errors.push(e.l2);
             if n == 64 {
                 let krylov = Newton { linear_solver: KRYLOV_DEFAULT, ..Default::default() };
-                let other = krylov.solve(&problem, &TIGHT).unwrap();
+                let other = krylov.solve(&problem, &tight()).unwrap();
                 let diff = other.p.data() - solution.p.data();
                 assert!(diff.iter().all(|d| d.abs() < 1e-9), "direct and Krylov steps differ");
                 let rel = (solution.w2_squared() - case.w2_squared()).abs() / case.w2_squared();
@@ -725,11 +729,11 @@ mod tests {
     fn vanishing_densities_and_unconverged_runs_are_reported() {
         let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
         let problem = problem_on(&grid, |x| if x[0] < 0.3 { 0.0 } else { 1.0 }, |_| 1.0);
-        let msg = Newton::default().solve(&problem, &TIGHT).unwrap_err().to_string();
+        let msg = Newton::default().solve(&problem, &tight()).unwrap_err().to_string();
         assert!(msg.contains("strictly positive") && msg.contains("source"), "{msg}");
         let case = Separable::standard(2);
         let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-        let one = Options { max_iterations: 1, ..TIGHT };
+        let one = Options { max_iterations: 1, ..tight() };
         let solution = Newton::default().solve(&problem, &one).unwrap();
         assert!(!solution.converged() && solution.stop_reason.contains("iteration limit"));
         assert_eq!(solution.iterations, 1);
@@ -743,8 +747,7 @@ mod tests {
     fn an_unreachable_tolerance_ends_at_the_round_off_floor() {
         for case in [crate::ot::Case::Separable2d, crate::ot::Case::Periodic2d] {
             let problem = case.problem(32).unwrap();
-            let options =
-                Options { tolerance: 1e-17, max_iterations: 50, progress: false, time_limit: None };
+            let options = Options { tolerance: 1e-17, max_iterations: 50, ..Default::default() };
             let s = Newton::default().solve(&problem, &options).unwrap();
             let floor = s.outcome.floor().unwrap_or_else(|| panic!("{:?}", s.outcome));
             assert!(floor < 1e-11 && s.iterations <= 10, "{floor} after {}", s.iterations);

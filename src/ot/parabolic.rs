@@ -229,7 +229,6 @@ impl Solver for Parabolic {
         let (ma, mut u, mut residual, mut lin) = initial_state(problem, start_from, "parabolic")?;
         let grid = problem.grid().clone();
         let n = ma.len();
-        let bar = crate::progress::solver_bar(options, "parabolic");
         let f: Vec<f64> = problem.source().data().iter().copied().collect();
         let vol = grid.cell_volume();
         let mut solver = StepSolver::new(NewtonLinearSolver::Direct);
@@ -249,7 +248,6 @@ impl Solver for Parabolic {
             map_history.clone_from(&state.map_history);
             regret = state.regret;
             first = state.iteration;
-            bar.set_position(first as u64);
         }
         let (mut outcome, mut stop_reason, mut error) =
             (Outcome::Stalled, String::new(), f64::INFINITY);
@@ -288,7 +286,10 @@ impl Solver for Parabolic {
             });
             kl_history.push(kl);
             regret_history.push(regret);
-            if let Some((end, reason)) = stopping(max, k, options, start) {
+            let record = history.last().expect("pushed");
+            if let Some((end, reason)) =
+                stopping(max, k, options, start, ("parabolic", record, &grid))
+            {
                 (outcome, stop_reason) = (end, reason);
                 break;
             }
@@ -349,10 +350,8 @@ impl Solver for Parabolic {
                     break;
                 }
             }
-            bar.inc(1);
-            bar.set_message(format!("residual {max:.2e}, η {eta:.2e}"));
+            tracing::debug!("parabolic: iteration {k}: residual {max:.3e}, η {eta:.3e}");
         }
-        bar.finish_and_clear();
         let p = ScalarField::from_vec(&grid, u)?;
         let dual_value = history.last().map_or(0.0, |r| r.dual_value);
         let mut diagnostics = vec![
@@ -379,6 +378,14 @@ impl Solver for Parabolic {
     }
 }
 
+impl std::str::FromStr for Schedule {
+    type Err = crate::error::Error;
+    /// Same as the inherent parser.
+    fn from_str(s: &str) -> Result<Schedule, Self::Err> {
+        Schedule::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,12 +406,7 @@ mod tests {
     }
 
     fn run(problem: &Problem, solver: &Parabolic, tol: f64, iterations: usize) -> Solution {
-        let options = Options {
-            tolerance: tol,
-            max_iterations: iterations,
-            progress: false,
-            time_limit: None,
-        };
+        let options = Options { tolerance: tol, max_iterations: iterations, ..Default::default() };
         solver.solve(problem, &options).unwrap()
     }
 

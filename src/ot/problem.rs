@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use crate::io::{AttrValue, Output};
 use crate::operators::gradient;
 use crate::ot::verify::Role;
@@ -38,7 +38,7 @@ impl Problem {
                 target.grid()
             )));
         }
-        if source.grid().boundaries().contains(&BoundaryKind::Dirichlet) {
+        if source.grid().boundaries().iter().any(|k| k.prescribes_value()) {
             return Err(Error::invalid(
                 "optimal transport needs neumann (box) or periodic axes, not dirichlet",
             ));
@@ -91,7 +91,7 @@ impl Problem {
         (0..d)
             .map(|a| {
                 let axis = grid.axis(a);
-                if axis.boundary == BoundaryKind::Periodic {
+                if axis.boundary.is_periodic() {
                     return None;
                 }
                 let h = axis.spacing();
@@ -126,16 +126,62 @@ pub struct Options {
     pub tolerance: f64,
     /// Give up (unconverged) after this many iterations.
     pub max_iterations: usize,
-    /// Show a progress bar (when stderr is a terminal and not `--quiet`).
-    pub progress: bool,
     /// Give up ([`Outcome::TimeLimit`]) once this many wall-clock seconds have passed;
     /// checked once per iteration, so a run may overrun by one iteration.
     pub time_limit: Option<f64>,
+    /// Called after every iteration with its [`Progress`]; `ControlFlow::Break` ends the
+    /// solve with [`Outcome::Stopped`]. Progress bars, logging and custom stopping rules
+    /// are observers.
+    #[serde(skip)]
+    pub observer: Option<Observer>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { tolerance: 1.5e-3, max_iterations: 500, progress: false, time_limit: None }
+        Options { tolerance: 1.5e-3, max_iterations: 500, time_limit: None, observer: None }
+    }
+}
+
+/// What an observer sees after each iteration of an OT solver.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress<'a> {
+    /// The method's registry name.
+    pub method: &'static str,
+    /// Iterations done so far (all levels together).
+    pub iteration: usize,
+    /// The iteration's record (its stopping measure, dual value, step).
+    pub record: &'a IterationRecord,
+    /// The grid of the current level (multilevel methods) or the problem's grid.
+    pub grid: &'a Grid,
+    /// The iteration limit ([`Options::max_iterations`]).
+    pub max_iterations: usize,
+    /// Seconds since the solve started.
+    pub elapsed: f64,
+}
+
+/// An observer of OT iterations: `FnMut(&Progress) -> ControlFlow<()>`, shared so that
+/// [`Options`] stays cloneable.
+#[derive(Clone)]
+pub struct Observer(std::sync::Arc<std::sync::Mutex<ObserverFn>>);
+
+type ObserverFn = dyn FnMut(&Progress) -> std::ops::ControlFlow<()> + Send;
+
+impl Observer {
+    /// Wraps a callback.
+    pub fn new(f: impl FnMut(&Progress) -> std::ops::ControlFlow<()> + Send + 'static) -> Observer {
+        Observer(std::sync::Arc::new(std::sync::Mutex::new(f)))
+    }
+
+    /// Calls the callback.
+    pub fn call(&self, progress: &Progress) -> std::ops::ControlFlow<()> {
+        let mut f = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(progress)
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer(..)")
     }
 }
 
@@ -165,6 +211,34 @@ impl Options {
     pub fn out_of_time(&self, start: std::time::Instant) -> bool {
         self.time_limit.is_some_and(|t| start.elapsed().as_secs_f64() >= t)
     }
+
+    /// These options with `observer` called after every iteration.
+    pub fn observed(mut self, observer: Observer) -> Options {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Reports an iteration to the observer; `true` when it asks to stop.
+    pub fn stop_requested(
+        &self,
+        method: &'static str,
+        iteration: usize,
+        record: &IterationRecord,
+        grid: &Grid,
+        start: std::time::Instant,
+    ) -> bool {
+        self.observer.as_ref().is_some_and(|o| {
+            let progress = Progress {
+                method,
+                iteration,
+                record,
+                grid,
+                max_iterations: self.max_iterations,
+                elapsed: start.elapsed().as_secs_f64(),
+            };
+            o.call(&progress).is_break()
+        })
+    }
 }
 
 /// How a solve ended.
@@ -188,11 +262,13 @@ pub enum Outcome {
     Stalled,
     /// The iterates stopped being finite.
     Diverged,
+    /// The observer ([`Options::observer`]) asked to stop.
+    Stopped,
 }
 
 impl Outcome {
     /// The name stored in files and JSON: `converged`, `discretisation_floor`,
-    /// `iteration_limit`, `time_limit`, `stalled`, `diverged`.
+    /// `iteration_limit`, `time_limit`, `stalled`, `diverged`, `stopped`.
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Converged => "converged",
@@ -201,6 +277,7 @@ impl Outcome {
             Outcome::TimeLimit => "time_limit",
             Outcome::Stalled => "stalled",
             Outcome::Diverged => "diverged",
+            Outcome::Stopped => "stopped",
         }
     }
 
@@ -278,7 +355,7 @@ fn clamp_to_box(t: &mut VectorField, bounds: &[Option<(f64, f64)>]) {
     if bounds.iter().all(Option::is_none) {
         return;
     }
-    let v = t.data_mut().as_slice_mut().expect("contiguous");
+    let v = t.as_mut_slice();
     v.par_chunks_mut(d).for_each(|y| {
         for (c, b) in y.iter_mut().zip(bounds) {
             if let Some((lo, hi)) = b {
@@ -292,7 +369,7 @@ fn identity_plus(displacement: VectorField) -> VectorField {
     let grid = displacement.grid().clone();
     let identity = VectorField::from_fn(&grid, |x, out| out.copy_from_slice(x));
     let mut t = displacement;
-    *t.data_mut() += identity.data();
+    t.data_mut().zip_mut_with(identity.data(), |a, b| *a += b);
     t
 }
 
@@ -323,14 +400,14 @@ impl Solution {
     /// The Brenier potential `φ = |x|²/2 + p` (unwrapped on periodic axes).
     pub fn potential(&self) -> ScalarField {
         let mut phi = half_square_norm(self.p.grid());
-        *phi.data_mut() += self.p.data();
+        phi.data_mut().zip_mut_with(self.p.data(), |a, b| *a += b);
         phi
     }
 
     /// Its Legendre transform `ψ = |y|²/2 + q`.
     pub fn conjugate_potential(&self) -> ScalarField {
         let mut psi = half_square_norm(self.q.grid());
-        *psi.data_mut() += self.q.data();
+        psi.data_mut().zip_mut_with(self.q.data(), |a, b| *a += b);
         psi
     }
 
@@ -338,7 +415,7 @@ impl Solution {
     pub fn displacement(&self, problem: &Problem) -> VectorField {
         let mut d = self.map(problem);
         let identity = VectorField::from_fn(problem.grid(), |x, out| out.copy_from_slice(x));
-        *d.data_mut() -= identity.data();
+        d.data_mut().zip_mut_with(identity.data(), |a, b| *a -= b);
         d
     }
 
@@ -518,7 +595,7 @@ impl Method {
         let why = if contrast >= MIN_CONTRAST {
             format!(
                 "bfm: any densities (smooth and positive here, min/max {contrast:.2e}; \
-                 --method newton is an option)"
+                 newton is an option)"
             )
         } else {
             format!("bfm: densities with zero or near-zero regions (min/max {contrast:.1e})")
@@ -538,11 +615,12 @@ impl Method {
             Method::Newton | Method::Parabolic => {
                 let contrast = problem.contrast();
                 if contrast < MIN_CONTRAST {
-                    return Err(Error::invalid(format!(
-                        "--method {} needs densities bounded away from zero (min/max ≥ {MIN_CONTRAST}), \
-                         but min/max = {contrast:.2e}; use --method bfm (or auto)",
-                        self.name()
-                    )));
+                    return Err(Error::UnsuitedMethod {
+                        method: self.name(),
+                        needed: MIN_CONTRAST,
+                        contrast,
+                        suggestion: "the method bfm (or auto)",
+                    });
                 }
                 Ok(())
             }
@@ -566,5 +644,13 @@ impl Method {
             Method::Parabolic => super::parabolic::Parabolic::default().solve(problem, options),
             Method::Sinkhorn => super::sinkhorn::Sinkhorn::default().solve(problem, options),
         }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = crate::error::Error;
+    /// Same as the inherent parser.
+    fn from_str(s: &str) -> Result<Method, Self::Err> {
+        Method::from_name(s)
     }
 }

@@ -15,7 +15,7 @@
 
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use rayon::prelude::*;
 
 /// `T#μ` on `target` for the density `mu` and the map `map` (both on the source grid).
@@ -94,7 +94,7 @@ fn deposit_cells(
     let source_axes: Vec<(usize, usize, bool, f64)> = (0..d)
         .map(|b| {
             let ax = source.axis(b);
-            (ax.cells, src_strides[b], ax.boundary == BoundaryKind::Periodic, ax.upper - ax.lower)
+            (ax.cells, src_strides[b], ax.boundary.is_periodic(), ax.upper - ax.lower)
         })
         .collect();
     if max_s > 1 && source_axes.iter().any(|&(n, _, p, _)| n < 3 && !p) {
@@ -104,9 +104,7 @@ fn deposit_cells(
     let axes: Vec<(usize, f64, f64, f64, bool)> = target
         .axes()
         .iter()
-        .map(|a| {
-            (a.cells, 1.0 / a.spacing(), a.lower, a.upper, a.boundary == BoundaryKind::Periodic)
-        })
+        .map(|a| (a.cells, 1.0 / a.spacing(), a.lower, a.upper, a.boundary.is_periodic()))
         .collect();
     let deposit_point = |acc: &mut [f64], y: &[f64; 3], mass: f64| {
         // Per axis: two (index, weight) pairs.
@@ -262,6 +260,7 @@ where
 mod tests {
     use super::*;
     use crate::analytic::gaussian::{Gaussian, GaussianMap};
+    use crate::grid::BoundaryKind;
 
     fn blob(g: &Grid) -> ScalarField {
         ScalarField::from_fn(g, |p| {
@@ -501,7 +500,7 @@ pub(crate) fn interpolate_with_gradient(
         let ax = g.axis(a);
         let n = ax.cells;
         let s = (p[a] - ax.lower) / ax.spacing() - 0.5;
-        if ax.boundary == BoundaryKind::Periodic {
+        if ax.boundary.is_periodic() {
             let f = s.floor();
             base[a] = (f as i64).rem_euclid(n as i64) as usize;
             next[a] = (base[a] + 1) % n;
@@ -572,11 +571,7 @@ pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> R
     let mut q = u.data().clone();
     q -= super::problem::half_square_norm(yg).data();
     let mut out = ScalarField::zeros(yg);
-    plan.apply(
-        mu,
-        q.as_slice().expect("contiguous"),
-        out.data_mut().as_slice_mut().expect("contiguous"),
-    );
+    plan.apply(mu, q.as_slice().expect("contiguous"), out.as_mut_slice());
     Ok(out)
 }
 
@@ -636,14 +631,14 @@ impl JacobianPushForward {
             let (n, s) = (ax.cells, st[a]);
             let i = (flat / s) % n;
             let line0 = flat - i * s;
-            d1(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary == BoundaryKind::Periodic)
+            d1(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary.is_periodic())
         };
         let second = |flat: usize, a: usize, vals: &[f64]| -> f64 {
             let ax = yg.axis(a);
             let (n, s) = (ax.cells, st[a]);
             let i = (flat / s) % n;
             let line0 = flat - i * s;
-            d2(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary == BoundaryKind::Periodic)
+            d2(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary.is_periodic())
         };
         for (a, g) in self.gradients.iter_mut().enumerate() {
             g.par_iter_mut().enumerate().for_each(|(f, o)| *o = deriv(f, a, q));
@@ -688,6 +683,7 @@ mod jacobian_tests {
     use super::*;
     use crate::analytic::gaussian::{Gaussian, GaussianMap};
     use crate::analytic::manufactured::observed_orders;
+    use crate::grid::BoundaryKind;
 
     /// The interpolant reproduces linear functions with their exact gradient (inside the
     /// cell-centre range, and across the wrap on periodic axes); outside the range of a box

@@ -43,7 +43,7 @@ use super::multilevel::{coarsen, prolong, sample};
 use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -208,20 +208,6 @@ struct Scratch {
     terms: Vec<f64>,
 }
 
-/// Raw pointer to a pass's data, shared by tasks that write disjoint column blocks.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f64);
-// SAFETY: tasks only form slices of disjoint columns (see `columns_pass`).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not its field).
-    fn get(self) -> *mut f64 {
-        self.0
-    }
-}
-
 impl GibbsKernel {
     /// The axes are uniform, so `d(x_i, x_j)` depends on `|i − j|` only (wrapped on periodic
     /// axes): n costs and n exponentials per axis, spread over the matrices.
@@ -241,7 +227,7 @@ impl GibbsKernel {
             let cost: Vec<f64> = (0..n)
                 .map(|k| {
                     let mut d = k as f64 * h;
-                    if ax.boundary == BoundaryKind::Periodic {
+                    if ax.boundary.is_periodic() {
                         d = d.min(period - d);
                     }
                     0.5 * d * d
@@ -341,7 +327,7 @@ impl GibbsKernel {
         let outer = h.len() / (n * inner);
         let width = if n * inner <= TASK_CELLS { inner } else { (TASK_CELLS / n).clamp(32, inner) };
         let blocks = inner.div_ceil(width);
-        let data = SharedMut(h.as_mut_ptr());
+        let data = crate::field::DisjointWrites::new(h);
         (0..outer * blocks).into_par_iter().for_each(|task| {
             let (o, b) = (task / blocks, task % blocks);
             let c0 = b * width;
@@ -350,9 +336,8 @@ impl GibbsKernel {
             // SAFETY: row j of this task's block, [base + j·inner, + w): inside `h`, and the
             // tasks' blocks (outer index, column range) are disjoint; no other reference to
             // `h` is used while the tasks run.
-            let row = |j: usize| unsafe {
-                std::slice::from_raw_parts_mut(data.get().add(base + j * inner), w)
-            };
+            let row =
+                |j: usize| unsafe { std::slice::from_raw_parts_mut(data.at(base + j * inner), w) };
             SCRATCH.with_borrow_mut(|s| {
                 s.shifts.clear();
                 s.shifts.resize(w, f64::NEG_INFINITY);
@@ -482,6 +467,8 @@ struct StageEnd {
     error: f64,
     /// The stage's tolerance was met.
     met: bool,
+    /// The observer asked to stop.
+    stopped: bool,
 }
 
 impl Sinkhorn {
@@ -500,7 +487,6 @@ impl Sinkhorn {
         iterations: &mut usize,
         (options, start): (&Options, Instant),
         history: &mut Vec<IterationRecord>,
-        bar: &indicatif::ProgressBar,
     ) -> StageEnd {
         let eps = kernel.eps;
         let shape = &level.shape;
@@ -535,7 +521,10 @@ impl Sinkhorn {
                 dual_value: value,
                 step: eps,
             });
-            bar.inc(1);
+            let record = history.last().expect("pushed");
+            if options.stop_requested("sinkhorn", *iterations, record, &level.grid, start) {
+                return StageEnd { error, met: false, stopped: true };
+            }
             // An over-relaxed pair's first marginal is not exact: stop only on a plain
             // iteration, and fall back to plain ones if the error rises. (The marginal error
             // of over-relaxed iterations is not monotone; only a rise above twice the least
@@ -571,7 +560,7 @@ impl Sinkhorn {
                 || !error.is_finite()
                 || options.out_of_time(start)
             {
-                return StageEnd { error, met: error <= tol };
+                return StageEnd { error, met: error <= tol, stopped: false };
             }
         }
     }
@@ -659,7 +648,7 @@ impl Sinkhorn {
             f.iter_mut().zip(p0.data().iter()).for_each(|(f, p)| *f = -p);
         }
         let mut history = Vec::new();
-        let bar = crate::progress::solver_bar(options, "sinkhorn");
+        let mut stopped = false;
         let (mut converged, mut error, mut iterations) = (false, f64::INFINITY, 0);
         let mut on = first;
         // Potentials interpolated from level `from` up to level `to`, one doubling at a time.
@@ -713,10 +702,10 @@ impl Sinkhorn {
                 &mut iterations,
                 (options, start),
                 &mut history,
-                &bar,
             );
             error = end.error;
             converged = last && end.met;
+            stopped = end.stopped;
             tracing::debug!(
                 "sinkhorn ε = {eps:.2e} on {}: {} iterations, {:.2} ms, marginal error {error:.2e}",
                 level.grid,
@@ -724,7 +713,7 @@ impl Sinkhorn {
                 1e3 * stage_start.elapsed().as_secs_f64()
             );
             let timed_out = options.out_of_time(start);
-            if iterations >= options.max_iterations || !error.is_finite() || timed_out {
+            if iterations >= options.max_iterations || !error.is_finite() || timed_out || stopped {
                 // Out of iterations on a coarse level: the potentials still go to the finest.
                 if on != finest {
                     g = lift(std::mem::take(&mut g), on, finest)?;
@@ -741,7 +730,6 @@ impl Sinkhorn {
                 break;
             }
         }
-        bar.finish_and_clear();
         let (outcome, stop_reason) = if converged {
             (
                 Outcome::Converged,
@@ -752,6 +740,8 @@ impl Sinkhorn {
             )
         } else if !error.is_finite() {
             (Outcome::Diverged, "the marginal error is no longer finite".to_string())
+        } else if stopped {
+            (Outcome::Stopped, format!("stopped by the observer at marginal error {error:.3e}"))
         } else if iterations < options.max_iterations && options.out_of_time(start) {
             (
                 Outcome::TimeLimit,
@@ -842,6 +832,7 @@ impl Sinkhorn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grid::BoundaryKind;
     use crate::ot::verify::map_error;
 
     fn problem(grid: &Grid, seed: f64) -> Problem {
@@ -871,7 +862,7 @@ mod tests {
                 .map(|a| {
                     let ax = grid.axis(a);
                     let mut t = (centres[i][a] - centres[j][a]).abs();
-                    if ax.boundary == BoundaryKind::Periodic {
+                    if ax.boundary.is_periodic() {
                         t = t.min(ax.upper - ax.lower - t);
                     }
                     0.5 * t * t
@@ -907,12 +898,7 @@ mod tests {
                     .unwrap();
             let p = problem(&grid, 0.3);
             let eps = 0.02;
-            let options = Options {
-                tolerance: 1e-300,
-                max_iterations: 40,
-                progress: false,
-                time_limit: None,
-            };
+            let options = Options { tolerance: 1e-300, max_iterations: 40, ..Default::default() };
             let s = Sinkhorn {
                 epsilon: eps,
                 epsilon_start: eps,
@@ -1013,12 +999,7 @@ mod tests {
             (Case::Gaussian2d, 45),
         ] {
             let p = case.problem(n).unwrap();
-            let options = Options {
-                tolerance: 1e-8,
-                max_iterations: 5000,
-                progress: false,
-                time_limit: None,
-            };
+            let options = Options { tolerance: 1e-8, max_iterations: 5000, ..Default::default() };
             let single = Sinkhorn { multiscale: false, ..Default::default() };
             let (a, b) = (
                 single.solve(&p, &options).unwrap(),
@@ -1046,8 +1027,7 @@ mod tests {
     /// and at most two iterations each (measured: one; four with fourth-order sampling).
     #[test]
     fn each_finer_grid_starts_converged() {
-        let options =
-            Options { tolerance: 1e-6, max_iterations: 5000, progress: false, time_limit: None };
+        let options = Options { tolerance: 1e-6, max_iterations: 5000, ..Default::default() };
         let iterations: Vec<usize> = [64usize, 128, 256, 512]
             .iter()
             .map(|&n| {
@@ -1067,8 +1047,7 @@ mod tests {
     #[test]
     fn iteration_limit_on_a_coarse_grid_returns_the_problem_grid() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(128).unwrap();
-        let options =
-            Options { tolerance: 1e-6, max_iterations: 5, progress: false, time_limit: None };
+        let options = Options { tolerance: 1e-6, max_iterations: 5, ..Default::default() };
         let s = Sinkhorn::default().solve(&p, &options).unwrap();
         assert!(!s.converged() && s.iterations == 5);
         assert_eq!(s.p.grid(), p.grid());
@@ -1082,8 +1061,7 @@ mod tests {
     #[test]
     fn overrelaxation_converges_to_the_same_plan_faster() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(64).unwrap();
-        let options =
-            Options { tolerance: 1e-7, max_iterations: 5000, progress: false, time_limit: None };
+        let options = Options { tolerance: 1e-7, max_iterations: 5000, ..Default::default() };
         let plain = Sinkhorn { epsilon: 5e-4, overrelaxation: 1.0, ..Default::default() };
         let fast = Sinkhorn { epsilon: 5e-4, ..Default::default() };
         let (a, b) = (plain.solve(&p, &options).unwrap(), fast.solve(&p, &options).unwrap());
@@ -1120,8 +1098,7 @@ mod tests {
             stepping: Stepping::LinearlyImplicit,
             ..Default::default()
         };
-        let options =
-            |k| Options { tolerance: 1e-300, max_iterations: k, progress: false, time_limit: None };
+        let options = |k| Options { tolerance: 1e-300, max_iterations: k, ..Default::default() };
         let reference = flow.solve(&problem, &options(steps)).unwrap();
         let centred = |u: &ScalarField| {
             let m = u.data().mean().unwrap();
@@ -1162,8 +1139,7 @@ mod tests {
         let case = crate::ot::verify::Case::Gaussian2d;
         let p = case.problem(64).unwrap();
         let Some(crate::ot::verify::Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
-        let options =
-            Options { tolerance: 1e-6, max_iterations: 3000, progress: false, time_limit: None };
+        let options = Options { tolerance: 1e-6, max_iterations: 3000, ..Default::default() };
         let mut errors = Vec::new();
         let w2 = exact.w2_squared();
         for eps in [4e-3, 1e-3, 2.5e-4] {

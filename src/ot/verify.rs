@@ -45,11 +45,7 @@ where
         if m <= 0.0 {
             continue;
         }
-        let mut rest = flat;
-        for k in (0..d).rev() {
-            index[k] = rest % shape[k];
-            rest /= shape[k];
-        }
+        crate::grid::unflatten(flat, &shape, &mut index[..d], 0);
         grid.cell_center(&index, &mut x);
         exact(&x[..d], &mut y[..d]);
         let e2: f64 = (0..d).map(|a| (t[flat * d + a] - y[a]).powi(2)).sum();
@@ -299,7 +295,7 @@ impl Case {
     /// 2h²)`, so that the table measures the discretisation, not the stopping rule.
     pub fn tolerance(self, method: Method, grid: &Grid) -> f64 {
         let default = method.default_tolerance(grid);
-        if method == Method::BackAndForth && self.boundary() == BoundaryKind::Periodic {
+        if method == Method::BackAndForth && self.boundary().is_periodic() {
             let h = grid.axis(0).spacing();
             default.min(2.0 * h * h)
         } else {
@@ -441,9 +437,8 @@ impl Case {
         }
         if grid.boundaries().iter().any(|&b| b != self.boundary()) {
             return Err(Error::invalid(format!(
-                "case {} needs {} boundaries on every axis (--bc {})",
+                "case {} needs {} boundaries on every axis",
                 self.name(),
-                self.boundary().name(),
                 self.boundary().name()
             )));
         }
@@ -670,6 +665,14 @@ pub fn verify_case(
     Ok(rows)
 }
 
+impl std::str::FromStr for Case {
+    type Err = crate::error::Error;
+    /// Same as the inherent parser.
+    fn from_str(s: &str) -> Result<Case, Self::Err> {
+        Case::from_name(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,15 +786,15 @@ mod tests {
             let problem = case.problem(32).unwrap();
             for method in [Method::Newton, Method::Parabolic] {
                 let start = Instant::now();
-                let msg = method.check(&problem).unwrap_err().to_string();
+                let err = method.check(&problem).unwrap_err();
                 assert!(start.elapsed().as_secs_f64() < 1.0);
                 assert!(
-                    msg.contains("bounded away from zero")
-                        && msg.contains("--method bfm")
-                        && !msg.contains('\n'),
-                    "{}: {msg}",
+                    matches!(err, Error::UnsuitedMethod { suggestion, .. } if suggestion.contains("bfm")),
+                    "{}: {err}",
                     case.name()
                 );
+                let msg = err.to_string();
+                assert!(msg.contains("bounded away from zero") && !msg.contains('\n'), "{msg}");
             }
             for method in [Method::BackAndForth, Method::Sinkhorn] {
                 method.check(&problem).unwrap();

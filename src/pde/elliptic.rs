@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::field::ScalarField;
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use crate::sparse::{
     assemble, BiCgStab, BoundaryConditions, Cg, Coefficient, Direct, KrylovSettings, LinearSolver,
     OperatorSpec, Preconditioner, SolveReport,
@@ -58,7 +58,7 @@ impl EllipticProblem {
                     let a = self.operator.diffusion.as_ref().map_or(1.0, mean);
                     let c = self.operator.reaction.as_ref().map_or(0.0, mean).max(0.0);
                     let all_periodic_neumann =
-                        self.grid.boundaries().iter().all(|k| *k != BoundaryKind::Dirichlet);
+                        self.grid.boundaries().iter().all(|k| !k.prescribes_value());
                     let shift = if c > 0.0 || !all_periodic_neumann { c / a } else { 0.0 };
                     let pre = PoissonSolver::new(&self.grid, shift, Symbol::Discrete)?
                         .with_mean_policy(MeanPolicy::Project);

@@ -22,12 +22,14 @@
 //! [`FokkerPlanckRun::mass_defect`].
 
 use super::stepper::ThetaStepper;
+use super::StepRecord;
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use crate::operators::{neighbour, strides};
 use faer::sparse::{SparseColMat, Triplet};
 use rayon::prelude::*;
+use std::ops::ControlFlow;
 
 /// A Fokker–Planck problem.
 #[derive(Clone, Debug)]
@@ -67,6 +69,8 @@ pub struct FokkerPlanckRun {
     pub entropy: Vec<f64>,
     /// Smallest density value after each step.
     pub min_density: Vec<f64>,
+    /// The observer stopped the run before `t_end` (the last snapshot is where it stopped).
+    pub stopped: bool,
 }
 
 impl FokkerPlanckProblem {
@@ -79,7 +83,7 @@ impl FokkerPlanckProblem {
                 self.diffusion
             )));
         }
-        if let Some(k) = self.grid.boundaries().iter().find(|k| **k == BoundaryKind::Dirichlet) {
+        if let Some(k) = self.grid.boundaries().iter().find(|k| k.prescribes_value()) {
             return Err(Error::invalid(format!(
                 "Fokker–Planck supports no-flux (neumann) and periodic boundaries, not {k}"
             )));
@@ -179,9 +183,9 @@ impl FokkerPlanckProblem {
         t_end: f64,
         dt: f64,
         snapshots: usize,
-        on_step: impl FnMut(f64),
+        observe: impl FnMut(&StepRecord) -> ControlFlow<()>,
     ) -> Result<FokkerPlanckRun> {
-        self.run_from(t_end, dt, snapshots, None, on_step, None)
+        self.run_from(t_end, dt, snapshots, None, observe, None)
     }
 
     /// [`Self::run`] from a checkpoint of the same problem and settings (or from t = 0),
@@ -193,7 +197,7 @@ impl FokkerPlanckProblem {
         dt: f64,
         snapshots: usize,
         resume: Option<FokkerPlanckCheckpoint>,
-        mut on_step: impl FnMut(f64),
+        mut observe: impl FnMut(&StepRecord) -> ControlFlow<()>,
         mut checkpointing: Option<super::Checkpointing<FokkerPlanckCheckpoint>>,
     ) -> Result<FokkerPlanckRun> {
         if !(t_end > 0.0 && t_end.is_finite()) {
@@ -218,6 +222,7 @@ impl FokkerPlanckProblem {
             mass_defect: vec![],
             entropy: vec![],
             min_density: vec![],
+            stopped: false,
         };
         let (mut rho, mut run, first) =
             match resume {
@@ -236,7 +241,7 @@ impl FokkerPlanckProblem {
             let mass = compensated_sum(&rho) * vol;
             let defect = (mass - mass0) / mass0;
             if defect.is_nan() || defect.abs() > 1e-10 {
-                return Err(Error::Solver(format!(
+                return Err(Error::Numerical(format!(
                     "Fokker–Planck step at t = {t} changed the mass by {defect:.3e} (relative), beyond round-off"
                 )));
             }
@@ -260,7 +265,6 @@ impl FokkerPlanckProblem {
                     run.snapshots.push((t, f));
                 }
             }
-            on_step(t);
             if let Some(c) = checkpointing.as_mut() {
                 if c.every > 0 && step % c.every == 0 && step < steps {
                     (c.save)(&FokkerPlanckCheckpoint {
@@ -269,6 +273,13 @@ impl FokkerPlanckProblem {
                         run: run.clone(),
                     })?;
                 }
+            }
+            if observe(&StepRecord { step, t, dt, t_end }).is_break() {
+                run.stopped = true;
+                if run.snapshots.last().map(|(s, _)| *s) != Some(t) {
+                    run.snapshots.push((t, ScalarField::from_vec(&self.grid, rho.clone())?));
+                }
+                break;
             }
         }
         Ok(run)

@@ -14,6 +14,24 @@ pub use parabolic::{
 };
 pub use stepper::{ThetaStepper, TimeScheme};
 
+/// What a time stepper's observer sees after each accepted step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRecord {
+    /// Accepted steps so far.
+    pub step: usize,
+    /// Time reached.
+    pub t: f64,
+    /// The step just taken.
+    pub dt: f64,
+    /// The end time of the run.
+    pub t_end: f64,
+}
+
+/// The observer that watches nothing and never stops a run.
+pub fn unobserved(_: &StepRecord) -> std::ops::ControlFlow<()> {
+    std::ops::ControlFlow::Continue(())
+}
+
 /// Hands a run's state `S` to `save` every `every` steps (e.g. to write a checkpoint file).
 pub struct Checkpointing<'a, S> {
     pub every: usize,

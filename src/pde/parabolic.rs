@@ -4,11 +4,12 @@
 //! adaptive step controlled by step doubling.
 
 use super::stepper::{ThetaStepper, TimeScheme};
-use super::Checkpointing;
+use super::{Checkpointing, StepRecord};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
 use crate::sparse::{assemble, BoundaryConditions, OperatorSpec};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// A source term s(x, t).
@@ -78,6 +79,8 @@ pub struct TimeSeries {
     pub rejected: usize,
     /// Numeric factorisations performed.
     pub factorisations: usize,
+    /// The observer stopped the run before `t_end` (the last snapshot is where it stopped).
+    pub stopped: bool,
 }
 
 impl TimeSeries {
@@ -136,13 +139,14 @@ pub struct Checkpoint {
     pub series: TimeSeries,
 }
 
-/// Integrates the problem to `t_end`; `on_step(t)` is called after each accepted step.
+/// Integrates the problem to `t_end`; `observe` sees every accepted step and may stop the
+/// run (`ControlFlow::Break`: the series ends there, [`TimeSeries::stopped`] set).
 pub fn integrate(
     problem: &ParabolicProblem,
     settings: &TimeSettings,
-    on_step: impl FnMut(f64),
+    observe: impl FnMut(&StepRecord) -> ControlFlow<()>,
 ) -> Result<TimeSeries> {
-    integrate_from(problem, settings, None, on_step, None)
+    integrate_from(problem, settings, None, observe, None)
 }
 
 /// [`integrate`] from a checkpoint of the same problem and settings (or from t = 0), saving
@@ -151,10 +155,10 @@ pub fn integrate_from(
     problem: &ParabolicProblem,
     settings: &TimeSettings,
     resume: Option<Checkpoint>,
-    on_step: impl FnMut(f64),
+    observe: impl FnMut(&StepRecord) -> ControlFlow<()>,
     checkpointing: Option<Checkpointing<Checkpoint>>,
 ) -> Result<TimeSeries> {
-    integrate_steps(problem, settings, resume, on_step, checkpointing)
+    integrate_steps(problem, settings, resume, observe, checkpointing)
         .map_err(|e| problem.operator.explain(&problem.grid, &problem.bcs, e))
 }
 
@@ -168,7 +172,7 @@ fn integrate_steps(
     problem: &ParabolicProblem,
     settings: &TimeSettings,
     resume: Option<Checkpoint>,
-    mut on_step: impl FnMut(f64),
+    mut observe: impl FnMut(&StepRecord) -> ControlFlow<()>,
     mut checkpointing: Option<Checkpointing<Checkpoint>>,
 ) -> Result<TimeSeries> {
     check_time(settings)?;
@@ -194,6 +198,7 @@ fn integrate_steps(
         error_estimates: Vec::new(),
         rejected: 0,
         factorisations: 0,
+        stopped: false,
     };
     let (mut u, mut series, mut next_snap, mut t, first_step, dt_next, mut attempts) = match resume
     {
@@ -268,9 +273,15 @@ fn integrate_steps(
                 g_old = g_new;
                 t = t_new;
                 record(&mut series, &mut next_snap, &snap_times, t, dt, &u);
-                on_step(t);
                 series.factorisations = factorised_before + stepper.factorisations;
                 save(k, t, dt, 0, &u, next_snap, &series)?;
+                if observe(&StepRecord { step: k, t, dt, t_end }).is_break() {
+                    series.stopped = true;
+                    if series.snapshots.last().map(|(s, _)| *s) != Some(t) {
+                        series.snapshots.push((t, field(grid, &u)));
+                    }
+                    break;
+                }
             }
             series.factorisations = factorised_before + stepper.factorisations;
         }
@@ -285,7 +296,7 @@ fn integrate_steps(
             while t < settings.t_end * (1.0 - 1e-12) {
                 attempts += 1;
                 if attempts > 1_000_000 {
-                    return Err(Error::Solver(
+                    return Err(Error::Numerical(
                         "adaptive stepping took over a million steps".into(),
                     ));
                 }
@@ -306,7 +317,9 @@ fn integrate_steps(
                         / ((1 << p) - 1) as f64;
                 let factor = 0.9 * (tolerance / err.max(1e-300)).powf(1.0 / (p as f64 + 1.0));
                 if !err.is_finite() {
-                    return Err(Error::Solver("adaptive step produced non-finite values".into()));
+                    return Err(Error::Numerical(
+                        "adaptive step produced non-finite values".into(),
+                    ));
                 }
                 if err <= tolerance || h < 1e-14 * settings.t_end {
                     u = u_half;
@@ -315,7 +328,13 @@ fn integrate_steps(
                     step += 1;
                     series.error_estimates.push(err);
                     record(&mut series, &mut next_snap, &snap_times, t, h, &u);
-                    on_step(t);
+                    if observe(&StepRecord { step: step + 1, t, dt: h, t_end }).is_break() {
+                        series.stopped = true;
+                        if series.snapshots.last().map(|(s, _)| *s) != Some(t) {
+                            series.snapshots.push((t, field(grid, &u)));
+                        }
+                        break;
+                    }
                     dt = h * factor.clamp(0.2, 2.0);
                     // Quantise to powers of 2 of dt_initial so refactorisations repeat rarely.
                     dt = dt_initial * 2f64.powf((dt / dt_initial).log2().floor());

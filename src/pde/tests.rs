@@ -41,7 +41,7 @@ fn manufactured_problem(grid: &Grid, advection: bool) -> (ParabolicProblem, Manu
 }
 
 fn final_error(problem: &ParabolicProblem, m: &Manufactured, settings: &TimeSettings) -> f64 {
-    let run = integrate(problem, settings, |_| {}).unwrap();
+    let run = integrate(problem, settings, unobserved).unwrap();
     let t = settings.t_end;
     let exact = ScalarField::from_fn(&problem.grid, |p| (-t).exp() * m.value(p));
     let (l2, _) = error_norms(
@@ -98,7 +98,7 @@ fn time_orders_of_backward_euler_and_crank_nicolson() {
             control: StepControl::Fixed { dt: t_end / 2048.0 },
             snapshots: 1,
         },
-        |_| {},
+        unobserved,
     )
     .unwrap();
     let r = reference.last().data().as_slice().unwrap().to_vec();
@@ -115,7 +115,7 @@ fn time_orders_of_backward_euler_and_crank_nicolson() {
                         control: StepControl::Fixed { dt },
                         snapshots: 1,
                     },
-                    |_| {},
+                    unobserved,
                 )
                 .unwrap();
                 assert_eq!(run.factorisations, 1, "fixed steps factorise once");
@@ -148,7 +148,7 @@ fn heat_equation_matches_exact_decay() {
             control: StepControl::Fixed { dt: 0.1 / n as f64 },
             snapshots: 5,
         };
-        let run = integrate(&p, &s, |_| {}).unwrap();
+        let run = integrate(&p, &s, unobserved).unwrap();
         assert_eq!(run.snapshots.len(), 6);
         let exact = ScalarField::from_fn(&g, |p| {
             (-2.0 * PI * PI * t_end).exp() * (PI * p[0]).sin() * (PI * p[1]).sin()
@@ -183,7 +183,7 @@ fn adaptive_steps_meet_the_tolerance() {
             control: StepControl::Fixed { dt: t_end / 4096.0 },
             snapshots: 1,
         },
-        |_| {},
+        unobserved,
     )
     .unwrap();
     for (scheme, tol) in [(TimeScheme::BackwardEuler, 1e-4), (TimeScheme::CrankNicolson, 1e-6)] {
@@ -195,7 +195,7 @@ fn adaptive_steps_meet_the_tolerance() {
                 control: StepControl::Adaptive { dt_initial: 0.1, tolerance: tol },
                 snapshots: 4,
             },
-            |_| {},
+            unobserved,
         )
         .unwrap();
         assert!((run.times.last().unwrap() - t_end).abs() < 1e-12);
@@ -286,7 +286,7 @@ fn fokker_planck_conserves_mass_keeps_positivity_and_decreases_entropy() {
     let scale = st.max() * k.val().iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(kr.iter().all(|v| v.abs() < 1e-13 * scale), "stationary residual");
     for dt in [1e-3, 10.0] {
-        let run = fp.run(if dt > 1.0 { 100.0 } else { 0.05 }, dt, 5, |_| {}).unwrap();
+        let run = fp.run(if dt > 1.0 { 100.0 } else { 0.05 }, dt, 5, unobserved).unwrap();
         let m0 = fp.initial.integral();
         for m in &run.mass {
             assert!(((m - m0) / m0).abs() <= 1e-12, "dt {dt}: mass drift {:e}", (m - m0) / m0);
@@ -305,7 +305,7 @@ fn fokker_planck_conserves_mass_keeps_positivity_and_decreases_entropy() {
         assert!(run.entropy[0] > 0.0);
     }
     // Long run converges to the stationary state.
-    let run = fp.run(200.0, 2.0, 1, |_| {}).unwrap();
+    let run = fp.run(200.0, 2.0, 1, unobserved).unwrap();
     let last = run.snapshots.last().unwrap().1.clone();
     let diff = last
         .data()
@@ -327,7 +327,7 @@ fn fokker_planck_periodic_with_drift_conserves_mass_and_positivity() {
         true,
     );
     for dt in [1e-3, 5.0] {
-        let run = fp.run(20.0 * dt, dt, 2, |_| {}).unwrap();
+        let run = fp.run(20.0 * dt, dt, 2, unobserved).unwrap();
         let m0 = fp.initial.integral();
         assert!(run.mass.iter().all(|m| ((m - m0) / m0).abs() <= 1e-12));
         assert!(run.min_density.iter().all(|v| *v >= 0.0));
@@ -359,7 +359,7 @@ fn ornstein_uhlenbeck_moments() {
             false,
         );
         fp.diffusion = 1.0;
-        let run = fp.run(t_end, tau, 1, |_| {}).unwrap();
+        let run = fp.run(t_end, tau, 1, unobserved).unwrap();
         let rho = &run.snapshots.last().unwrap().1;
         let mass = rho.integral();
         let moment = |f: &(dyn Fn(&[f64]) -> f64 + Sync)| {
@@ -393,7 +393,7 @@ fn ornstein_uhlenbeck_moments() {
 fn fokker_planck_rejects_bad_input() {
     let g = Grid::unit(2, 8, BoundaryKind::Neumann).unwrap();
     let mut fp = fp_problem(&g, |_| 0.0, |_| 1.0, false);
-    assert!(fp.run(1.0, 0.0, 1, |_| {}).unwrap_err().to_string().contains("dt"));
+    assert!(fp.run(1.0, 0.0, 1, unobserved).unwrap_err().to_string().contains("dt"));
     fp.diffusion = -1.0;
     assert!(fp.validate().unwrap_err().to_string().contains("diffusion must be positive"));
     fp.diffusion = 1.0;

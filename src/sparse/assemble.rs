@@ -245,10 +245,6 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
 fn storage_index(grid: &Grid, flat: usize) -> Vec<usize> {
     let shape = grid.storage_shape();
     let mut idx = vec![0; shape.len()];
-    let mut rem = flat;
-    for a in (0..shape.len()).rev() {
-        idx[a] = rem % shape[a];
-        rem /= shape[a];
-    }
+    crate::grid::unflatten(flat, &shape, &mut idx, 0);
     idx
 }

@@ -137,7 +137,7 @@ impl BoundaryConditions {
             )));
         }
         for (a, pair) in self.faces.iter().enumerate() {
-            let periodic_grid = grid.axis(a).boundary == BoundaryKind::Periodic;
+            let periodic_grid = grid.axis(a).boundary.is_periodic();
             for face in pair {
                 let periodic_face = matches!(face, FaceCondition::Periodic);
                 if periodic_grid != periodic_face {

@@ -40,10 +40,10 @@ impl OperatorSpec {
     /// Rewrites a factorisation failure as the property of the problem that causes it:
     /// a negative reaction or a negative Robin coefficient makes the operator indefinite.
     pub fn explain(&self, grid: &Grid, bcs: &BoundaryConditions, error: Error) -> Error {
-        let Error::Solver(message) = &error else { return error };
-        if !message.contains("factorisation failed") {
+        use crate::error::FactorisationFailure as F;
+        let Error::Factorisation { kind: F::NotPositiveDefinite | F::Singular, .. } = &error else {
             return error;
-        }
+        };
         let mut causes = Vec::new();
         if let Some(c) = &self.reaction {
             let min = minimum(c);

@@ -8,7 +8,7 @@
 //! * [`Cg`], [`BiCgStab`]: faer's matrix-free Krylov methods with a [`Preconditioner`]
 //!   (none, Jacobi, or the spectral Poisson solver as an H¹ preconditioner).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FactorisationFailure, Result};
 use crate::spectral::PoissonSolver;
 use dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::solvers::Solve;
@@ -159,7 +159,7 @@ fn direct_solve(
     solve(MatMut::from_column_major_slice_mut(x, b.len(), 1));
     let residual = rows.relative_residual(b, x);
     if !residual.is_finite() || residual > 1e-6 {
-        return Err(Error::Solver(format!(
+        return Err(Error::Numerical(format!(
             "{name}: direct solve is inaccurate (relative residual {residual:.3e}); the matrix is singular or badly conditioned"
         )));
     }
@@ -201,8 +201,12 @@ pub struct Cholesky {
 impl Cholesky {
     /// Symbolic analysis and numeric factorisation of `a` (lower triangle read).
     pub fn new(a: &SparseColMat<usize, f64>) -> Result<Cholesky> {
-        let symbolic = SymbolicLlt::try_new(a.symbolic(), Side::Lower)
-            .map_err(|e| Error::Solver(format!("cholesky: symbolic analysis failed: {e:?}")))?;
+        let symbolic =
+            SymbolicLlt::try_new(a.symbolic(), Side::Lower).map_err(|e| Error::Factorisation {
+                solver: "cholesky",
+                kind: FactorisationFailure::Symbolic,
+                detail: format!("{e:?}"),
+            })?;
         let numeric = Self::numeric(&symbolic, a)?;
         Ok(Cholesky { symbolic, numeric, factored: Factored::new(a) })
     }
@@ -212,7 +216,11 @@ impl Cholesky {
         a: &SparseColMat<usize, f64>,
     ) -> Result<Llt<usize, f64>> {
         Llt::try_new_with_symbolic(symbolic.clone(), a.as_ref(), Side::Lower).map_err(|e| {
-            Error::Solver(format!("cholesky: factorisation failed ({e:?}); the matrix is not symmetric positive definite"))
+            Error::Factorisation {
+                solver: "cholesky",
+                kind: FactorisationFailure::NotPositiveDefinite,
+                detail: format!("{e:?}"),
+            }
         })
     }
 
@@ -246,8 +254,11 @@ pub struct Lu {
 impl Lu {
     /// Symbolic analysis and numeric factorisation of `a`.
     pub fn new(a: &SparseColMat<usize, f64>) -> Result<Lu> {
-        let symbolic = SymbolicLu::try_new(a.symbolic())
-            .map_err(|e| Error::Solver(format!("lu: symbolic analysis failed: {e:?}")))?;
+        let symbolic = SymbolicLu::try_new(a.symbolic()).map_err(|e| Error::Factorisation {
+            solver: "lu",
+            kind: FactorisationFailure::Symbolic,
+            detail: format!("{e:?}"),
+        })?;
         let numeric = Self::numeric(&symbolic, a)?;
         Ok(Lu { symbolic, numeric, factored: Factored::new(a) })
     }
@@ -257,7 +268,11 @@ impl Lu {
         a: &SparseColMat<usize, f64>,
     ) -> Result<FaerLu<usize, f64>> {
         FaerLu::try_new_with_symbolic(symbolic.clone(), a.as_ref()).map_err(|e| {
-            Error::Solver(format!("lu: factorisation failed ({e:?}); the matrix is singular"))
+            Error::Factorisation {
+                solver: "lu",
+                kind: FactorisationFailure::Singular,
+                detail: format!("{e:?}"),
+            }
         })
     }
 
@@ -524,9 +539,12 @@ fn krylov_report(
     let residual = rows.relative_residual(b, x);
     // faer's recurrence residual can drift from the true one; insist on the true residual.
     if !residual.is_finite() || residual > 10.0 * tol {
-        return Err(Error::Solver(format!(
-            "{name}: did not converge: true relative residual {residual:.3e} after {iterations} iterations (tolerance {tol:.1e})"
-        )));
+        return Err(Error::NotConverged {
+            method: name.to_string(),
+            iterations,
+            residual,
+            reason: format!("true relative residual above the tolerance {tol:.1e}"),
+        });
     }
     Ok(SolveReport { iterations, residual, reason: Converged::RelativeTolerance })
 }
@@ -566,15 +584,19 @@ impl LinearSolver for Cg {
             MemStack::new(&mut mem),
         );
         match result {
-            Ok(info) => krylov_report(&name, &self.rows, b, x, info.iter_count, self.settings.rel_tolerance),
-            Err(CgError::NoConvergence { rel_residual, .. }) => Err(Error::Solver(format!(
-                "{name}: did not converge in {} iterations (relative residual {rel_residual:.3e}, tolerance {:.1e})",
-                self.settings.max_iterations, self.settings.rel_tolerance
-            ))),
-            Err(CgError::NonPositiveDefiniteOperator) => {
-                Err(Error::Solver(format!("{name}: breakdown: the matrix is not positive definite")))
+            Ok(info) => {
+                krylov_report(&name, &self.rows, b, x, info.iter_count, self.settings.rel_tolerance)
             }
-            Err(CgError::NonPositiveDefinitePreconditioner) => Err(Error::Solver(format!(
+            Err(CgError::NoConvergence { rel_residual, .. }) => Err(Error::NotConverged {
+                method: name,
+                iterations: self.settings.max_iterations,
+                residual: rel_residual,
+                reason: format!("relative tolerance {:.1e}", self.settings.rel_tolerance),
+            }),
+            Err(CgError::NonPositiveDefiniteOperator) => Err(Error::Numerical(format!(
+                "{name}: breakdown: the matrix is not positive definite"
+            ))),
+            Err(CgError::NonPositiveDefinitePreconditioner) => Err(Error::Numerical(format!(
                 "{name}: breakdown: the preconditioner is not positive definite"
             ))),
         }
@@ -620,10 +642,12 @@ impl LinearSolver for BiCgStab {
             Ok(info) => {
                 krylov_report(&name, &self.rows, b, x, info.iter_count, self.settings.rel_tolerance)
             }
-            Err(e) => Err(Error::Solver(format!(
-                "{name}: did not converge in {} iterations ({e:?}, tolerance {:.1e})",
-                self.settings.max_iterations, self.settings.rel_tolerance
-            ))),
+            Err(e) => Err(Error::NotConverged {
+                method: name,
+                iterations: self.settings.max_iterations,
+                residual: f64::NAN,
+                reason: format!("{e:?}, relative tolerance {:.1e}", self.settings.rel_tolerance),
+            }),
         }
     }
 }

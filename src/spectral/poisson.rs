@@ -3,7 +3,7 @@
 use super::transform::{eigenvalues, transform_lines, transpose, LineTransform, LineWork, Symbol};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
-use crate::grid::{BoundaryKind, Grid};
+use crate::grid::Grid;
 use rayon::prelude::*;
 
 /// What to do with the constant mode when the operator is singular (c = 0 and every axis
@@ -67,8 +67,7 @@ impl PoissonSolver {
             .map(|a| eigenvalues(a.boundary, a.cells, a.spacing(), symbol))
             .collect();
         let scale = grid.axes().iter().zip(&transforms).map(|(a, t)| t.scale(a.cells)).product();
-        let singular =
-            shift == 0.0 && grid.axes().iter().all(|a| a.boundary != BoundaryKind::Dirichlet);
+        let singular = shift == 0.0 && grid.axes().iter().all(|a| !a.boundary.prescribes_value());
         // Any other zero eigenvalue of −Δ_h + c (c < 0 hitting the spectrum) is singular too.
         let lam_min: f64 =
             lambda.iter().map(|l| l.iter().cloned().fold(f64::INFINITY, f64::min)).sum();
@@ -193,7 +192,7 @@ impl PoissonSolver {
         }
         let mut out = ScalarField::zeros(&self.grid);
         let rhs_slice = rhs.data().as_slice().expect("fields are contiguous");
-        self.solve(rhs_slice, out.data_mut().as_slice_mut().expect("contiguous"))?;
+        self.solve(rhs_slice, out.as_mut_slice())?;
         Ok(out)
     }
 }

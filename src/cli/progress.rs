@@ -1,4 +1,7 @@
-//! Progress bars for long loops, drawn on stderr only when it is a terminal and not `--quiet`.
+//! Progress of long loops, for the CLI: a bar on stderr when it is a terminal, else (at
+//! `-v`) a log line every few seconds; nothing with `--quiet`. The library reports progress
+//! through observers (`otgrid::ot::Observer`, the PDE steppers' step callbacks); these are
+//! the CLI's observers.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -92,23 +95,30 @@ pub fn bar(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
-/// An OT solver's bar over its iteration limit (its ETA is to that limit, an upper bound):
-/// [`bar`] when `options.progress` asks for one, hidden otherwise.
-pub fn solver_bar(options: &crate::ot::Options, method: &str) -> ProgressBar {
-    if options.progress {
-        let b = bar(options.max_iterations as u64, method);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{msg:>12} [{bar:40}] iteration {pos} (limit {len}) {elapsed_precise}, at most {eta} to the limit",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        b.set_message(method.to_string());
-        b
-    } else {
-        ProgressBar::hidden()
-    }
+/// An observer that drives a bar over an OT solver's iteration limit (its ETA is to that
+/// limit, an upper bound); the bar is returned so the caller can clear it.
+pub fn ot_observer(method: &str, max_iterations: usize) -> (otgrid::ot::Observer, ProgressBar) {
+    let b = bar(max_iterations as u64, method);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:40}] iteration {pos} (limit {len}) {elapsed_precise}, at most {eta} to the limit",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    b.set_message(method.to_string());
+    let shown = b.clone();
+    let observer = otgrid::ot::Observer::new(move |p: &otgrid::ot::Progress| {
+        shown.set_position(p.iteration as u64);
+        shown.set_message(format!(
+            "{} {}: {:.2e}",
+            p.method,
+            p.grid.shape().iter().map(|n| n.to_string()).collect::<Vec<_>>().join("x"),
+            p.record.marginal_error
+        ));
+        std::ops::ControlFlow::Continue(())
+    });
+    (observer, b)
 }
 
 /// Progress of a time-dependent run towards `t_end`: a bar on a terminal, and at `-v` a log
@@ -153,8 +163,14 @@ impl TimeProgress {
         }
     }
 
+    /// The time stepper's observer: records the step, never stops the run.
+    pub fn observe(&mut self, r: &otgrid::pde::StepRecord) -> std::ops::ControlFlow<()> {
+        self.step(r.t);
+        std::ops::ControlFlow::Continue(())
+    }
+
     /// Records a step ending at time `t`.
-    pub fn step(&mut self, t: f64) {
+    fn step(&mut self, t: f64) {
         self.steps += 1;
         let fraction = ((t - self.t_start) / (self.t_end - self.t_start)).clamp(0.0, 1.0);
         self.bar.set_position((1000.0 * t / self.t_end).round() as u64);

@@ -1,0 +1,194 @@
+//! The solver surface: every OT method and PDE time stepper reports each iteration (step) to
+//! an observer that can stop it (typed outcome `Stopped`); errors are typed variants callers
+//! can match; a new OT method is one `Solver` implementation (here a toy one, in this file).
+
+use otgrid::error::{Error, FactorisationFailure};
+use otgrid::ot::{
+    Case, IterationRecord, Method, Observer, Options, Outcome, Problem, Progress, Solution, Solver,
+};
+use otgrid::pde::{integrate, ParabolicProblem, Source, StepControl, StepRecord, TimeSettings};
+use otgrid::sparse::{BoundaryConditions, Coefficient, OperatorSpec};
+use otgrid::{BoundaryKind, Grid, ScalarField};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+
+/// (iteration, marginal error) pairs an observer saw.
+type Seen = Arc<Mutex<Vec<(usize, f64)>>>;
+
+/// An observer that records the iterations it saw and asks to stop after `stop_after`.
+fn stopping_observer(stop_after: usize) -> (Observer, Seen) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let observer = Observer::new(move |p: &Progress| {
+        log.lock().unwrap().push((p.iteration, p.record.marginal_error));
+        if p.iteration >= stop_after {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    (observer, seen)
+}
+
+#[test]
+fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
+    let problem = Case::Periodic2d.problem(32).unwrap();
+    for method in Method::ALL {
+        let (observer, seen) = stopping_observer(3);
+        let options = Options { tolerance: 1e-14, max_iterations: 200, ..Default::default() }
+            .observed(observer);
+        let solution = method.solve(&problem, &options).unwrap();
+        assert_eq!(
+            solution.outcome,
+            Outcome::Stopped,
+            "{}: {}",
+            method.name(),
+            solution.stop_reason
+        );
+        assert_eq!(
+            solution.p.grid(),
+            problem.grid(),
+            "{}: potentials on the problem's grid",
+            method.name()
+        );
+        let seen = seen.lock().unwrap();
+        let iterations: Vec<usize> = seen.iter().map(|(k, _)| *k).collect();
+        assert_eq!(iterations, vec![1, 2, 3], "{}: {seen:?}", method.name());
+        assert!(seen.iter().all(|(_, e)| e.is_finite()));
+        // Without an observer the same solve runs on.
+        let free = method
+            .solve(&problem, &Options { tolerance: 1e-14, max_iterations: 5, ..Default::default() })
+            .unwrap();
+        assert_ne!(free.outcome, Outcome::Stopped);
+    }
+}
+
+#[test]
+fn time_steppers_report_every_step_and_stop_when_asked() {
+    let grid = Grid::unit(2, 16, BoundaryKind::Dirichlet).unwrap();
+    let problem = ParabolicProblem {
+        operator: OperatorSpec::laplacian(),
+        bcs: BoundaryConditions::homogeneous(&grid),
+        source: Source::None,
+        initial: ScalarField::from_fn(&grid, |p| (std::f64::consts::PI * p[0]).sin()),
+        grid: grid.clone(),
+    };
+    let settings = TimeSettings {
+        t_end: 0.1,
+        scheme: otgrid::pde::TimeScheme::BackwardEuler,
+        control: StepControl::Fixed { dt: 0.01 },
+        snapshots: 4,
+    };
+    let mut steps: Vec<StepRecord> = Vec::new();
+    let full = integrate(&problem, &settings, |r| {
+        steps.push(*r);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(steps.len(), 10);
+    assert!(!full.stopped && (steps[9].t - 0.1).abs() < 1e-15 && steps[0].step == 1);
+    let stopped = integrate(&problem, &settings, |r| {
+        if r.step == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert!(stopped.stopped && stopped.times.len() == 3);
+    assert!((stopped.snapshots.last().unwrap().0 - 0.03).abs() < 1e-15);
+}
+
+#[test]
+fn errors_are_typed() {
+    // A negative reaction: the Cholesky factorisation's failure is a matchable variant,
+    // explained in the problem's terms.
+    let grid = Grid::unit(2, 8, BoundaryKind::Dirichlet).unwrap();
+    let sys = otgrid::sparse::assemble(
+        &grid,
+        &OperatorSpec::laplacian().with_reaction(Coefficient::Constant(-1e4)),
+        &BoundaryConditions::homogeneous(&grid),
+    )
+    .unwrap();
+    match otgrid::sparse::Cholesky::new(&sys.matrix) {
+        Err(Error::Factorisation { kind: FactorisationFailure::NotPositiveDefinite, .. }) => {}
+        other => panic!("{:?}", other.err()),
+    }
+    // Newton on densities with zero regions: `UnsuitedMethod`, naming the method to use.
+    let problem = Case::DiskAnnulus.problem(16).unwrap();
+    match Method::Newton.check(&problem) {
+        Err(Error::UnsuitedMethod { method: "newton", suggestion, .. }) => {
+            assert!(suggestion.contains("bfm"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Names parse through FromStr.
+    assert_eq!("sinkhorn".parse::<Method>().unwrap(), Method::Sinkhorn);
+    assert!(matches!("nope".parse::<Method>(), Err(Error::Invalid(_))));
+    assert!("laplacian".parse::<otgrid::ot::metric::Metric>().is_ok());
+}
+
+/// A toy OT method, added without touching the library: the identity map, "converged" when
+/// the two densities already agree. One `Solver` implementation is all a method needs to
+/// run through the shared `Problem` → `Solution` shape (potentials, map, output).
+struct Identity;
+
+impl Solver for Identity {
+    fn solve(&self, problem: &Problem, options: &Options) -> otgrid::Result<Solution> {
+        let grid = problem.grid();
+        let gap = problem
+            .source()
+            .data()
+            .iter()
+            .zip(problem.target().data())
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f64>()
+            * grid.cell_volume();
+        let record = IterationRecord {
+            marginal_error: gap,
+            l1_marginal_error: gap,
+            dual_value: 0.0,
+            step: 0.0,
+        };
+        let start = std::time::Instant::now();
+        let stopped = options.stop_requested("identity", 1, &record, grid, start);
+        let outcome = if stopped {
+            Outcome::Stopped
+        } else if gap <= options.tolerance {
+            Outcome::Converged
+        } else {
+            Outcome::Stalled
+        };
+        Ok(Solution {
+            method: "identity",
+            p: ScalarField::zeros(grid),
+            q: ScalarField::zeros(grid),
+            outcome,
+            stop_reason: format!("L1 gap {gap:.3e}"),
+            marginal_error: gap,
+            dual_value: 0.0,
+            iterations: 1,
+            seconds: start.elapsed().as_secs_f64(),
+            history: vec![record],
+            diagnostics: Vec::new(),
+            scalars: Vec::new(),
+        })
+    }
+}
+
+#[test]
+fn a_new_method_is_one_solver_implementation() {
+    let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
+    let rho = ScalarField::from_fn(&grid, |p| 1.0 + 0.5 * p[0]);
+    let same = Problem::new(&rho, &rho).unwrap();
+    let solution =
+        Identity.solve(&same, &Options { tolerance: 1e-12, ..Default::default() }).unwrap();
+    assert_eq!(solution.outcome, Outcome::Converged);
+    assert!(solution.w2_squared().abs() < 1e-12);
+    let out = solution.to_output(&same).unwrap();
+    assert!(out.fields().contains_key("map") && out.fields().contains_key("push_forward"));
+    let other = Problem::new(&rho, &ScalarField::from_fn(&grid, |_| 1.0)).unwrap();
+    let (observer, _) = stopping_observer(1);
+    let stopped = Identity.solve(&other, &Options::default().observed(observer)).unwrap();
+    assert_eq!(stopped.outcome, Outcome::Stopped);
+}
