@@ -177,7 +177,7 @@ fn flag_hint(e: &otgrid::Error) -> Option<&'static str> {
         E::GridMismatch { .. } => Some("--resample maps it"),
         E::Memory { .. } => Some("--memory-limit SIZE sets the limit"),
         E::TooManySteps { .. } => Some("--force runs them"),
-        E::UnsuitedMethod { .. } => Some("--method bfm"),
+        E::UnsuitedMethod { .. } => Some("use --method bfm"),
         E::Unsupported { .. } => Some("rebuild with the default features"),
         _ => None,
     }
