@@ -52,7 +52,10 @@ pub(super) fn write(output: &Output, prov: &Provenance, tmp: &Path, shown: &Path
 }
 
 fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<()> {
-    let file = hdf5::File::create(tmp)?;
+    // The 1.8 object format (superblock v2, v2 object headers) checksums the metadata, so a
+    // reader detects corrupted metadata instead of interpreting it (libhdf5 can crash on
+    // corrupted v0 metadata).
+    let file = hdf5::File::with_options().with_fapl(|p| p.libver_v18()).create(tmp)?;
     put_text(&file, "format", FORMAT_NAME)?;
     file.new_attr::<u32>()
         .shape(())
