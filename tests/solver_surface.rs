@@ -192,3 +192,28 @@ fn a_new_method_is_one_solver_implementation() {
     let stopped = Identity.solve(&other, &Options::default().observed(observer)).unwrap();
     assert_eq!(stopped.outcome, Outcome::Stopped);
 }
+
+/// Problem files become problems in the library, as in the CLI: the shipped Poisson example
+/// parsed, built and solved from Rust, second-order close to its exact solution.
+#[test]
+fn problem_files_build_problems_in_the_library() {
+    use otgrid::io::config::{parse_problem, DiffusionProblemFile};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/problems");
+    let path = dir.join("poisson_sine.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let file: DiffusionProblemFile = parse_problem(&text, &path).unwrap();
+    let grid = file.grid.grid(&dir).unwrap();
+    let inputs = otgrid::io::Inputs::new(&dir);
+    let problem = file.elliptic(&grid, &inputs).unwrap();
+    let (u, report) = problem.solve(file.linear_method().unwrap()).unwrap();
+    assert!(report.residual < 1e-10);
+    let pi = std::f64::consts::PI;
+    let exact = ScalarField::from_fn(&grid, |p| (pi * p[0]).sin() * (pi * p[1]).sin());
+    let err = u.data().iter().zip(exact.data()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-4, "max error {err:e} at 128²");
+    // The same file is not a parabolic problem (no initial value).
+    match file.parabolic(&grid, &inputs) {
+        Err(e) => assert!(e.to_string().contains("initial"), "{e}"),
+        Ok(_) => panic!("a file without initial is not a parabolic problem"),
+    }
+}

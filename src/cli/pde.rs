@@ -7,21 +7,15 @@
 use super::progress::TimeProgress;
 use super::Report;
 use otgrid::error::{Error, Result};
-use otgrid::io::config::{
-    advection_scheme, boundary_conditions, read_problem, vector_field, DiffusionProblemFile,
-    FokkerPlanckFile, Value,
-};
+use otgrid::io::config::{read_problem, DiffusionProblemFile, FokkerPlanckFile};
 use otgrid::io::{AttrValue, Field, Inputs, Output};
 use otgrid::pde::{
-    integrate_from, Checkpoint, Checkpointing, EllipticProblem, FokkerPlanckCheckpoint,
-    FokkerPlanckProblem, FokkerPlanckRun, LinearMethod, ParabolicProblem, Source, StepControl,
-    TimeSeries,
+    integrate_from, Checkpoint, Checkpointing, FokkerPlanckCheckpoint, FokkerPlanckRun,
+    LinearMethod, StepControl, TimeSeries,
 };
 use otgrid::resources::{check_steps, MemoryEstimate};
-use otgrid::sparse::{Coefficient, OperatorSpec};
 use otgrid::{Grid, ScalarField};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -88,31 +82,6 @@ fn check_output(out: &Path, problem: &Path) -> Result<()> {
     otgrid::io::check_output_path(out, &otgrid::io::config::input_files(problem))
 }
 
-fn operator(file: &DiffusionProblemFile, grid: &Grid, inputs: &Inputs) -> Result<OperatorSpec> {
-    let eq = &file.equation;
-    let mut op = OperatorSpec::default().with_diffusion(match &eq.diffusion {
-        None => Coefficient::Constant(1.0),
-        Some(v) => v.coefficient(grid, "diffusion", inputs)?,
-    });
-    if let Some(b) = &eq.advection {
-        op = op.with_advection(
-            vector_field(b, grid, "advection", inputs)?,
-            advection_scheme(eq.advection_scheme.as_deref())?,
-        );
-    } else if eq.advection_scheme.is_some() {
-        return Err(Error::invalid("advection_scheme given without advection"));
-    }
-    if let Some(c) = &eq.reaction {
-        op = op.with_reaction(c.coefficient(grid, "reaction", inputs)?);
-    }
-    for (name, v) in [("diffusion", &eq.diffusion), ("reaction", &eq.reaction)] {
-        if v.as_ref().is_some_and(Value::depends_on_time) {
-            return Err(Error::invalid(format!("{name} must not depend on t (only source may)")));
-        }
-    }
-    Ok(op)
-}
-
 fn add_density(
     out: &mut Output,
     u: &ScalarField,
@@ -173,26 +142,11 @@ pub fn elliptic(args: &ProblemArgs, report: &mut Report) -> Result<()> {
     report.put("problem_file", args.problem.display().to_string());
     let base = base_dir(&args.problem);
     let inputs = Inputs { base: base.clone(), resample: args.resample };
-    if file.time.is_some() || file.equation.initial.is_some() {
-        return Err(Error::invalid(
-            "[time] and initial are for parabolic problems (otgrid parabolic)",
-        ));
-    }
     let out_path = output_path(args, file.output.as_ref().and_then(|o| o.file.as_ref()));
     let grid = file.grid.grid(&base)?;
     report.put("grid", &grid);
     check_output(&out_path, &args.problem)?;
-    let solver = file.solver.clone().unwrap_or_default();
-    let method = match solver.method.as_deref().unwrap_or("direct") {
-        "direct" => LinearMethod::Direct,
-        "iterative" => LinearMethod::Iterative {
-            rel_tolerance: solver.tolerance.unwrap_or(1e-10),
-            max_iterations: solver.max_iterations.unwrap_or(10_000),
-        },
-        other => {
-            return Err(Error::invalid(format!("[solver] method '{other}' (direct or iterative)")))
-        }
-    };
+    let method = file.linear_method()?;
     let fill = if method == LinearMethod::Direct { factor_fields(&grid) } else { 0.0 };
     MemoryEstimate::fields(&grid, 16.0 + fill, 0, "elliptic").check(report.memory_limit)?;
     let parameters = serde_json::json!({
@@ -208,19 +162,7 @@ pub fn elliptic(args: &ProblemArgs, report: &mut Report) -> Result<()> {
         "as_density": args.as_density,
     });
     report.put("parameters", &parameters);
-    let source = match &file.equation.source {
-        None => ScalarField::zeros(&grid),
-        Some(v) if v.depends_on_time() => {
-            return Err(Error::invalid("elliptic source must not depend on t"))
-        }
-        Some(v) => v.field(&grid, 0.0, "source", &inputs)?,
-    };
-    let problem = EllipticProblem {
-        operator: operator(&file, &grid, &inputs)?,
-        bcs: boundary_conditions(&grid, file.boundary.as_ref())?,
-        source,
-        grid: grid.clone(),
-    };
+    let problem = file.elliptic(&grid, &inputs)?;
     let started = Instant::now();
     let (u, solve) = problem.solve(method)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -415,11 +357,6 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
     report.put("grid", &grid);
     check_output(&out_path, &pa.problem)?;
     let checkpoint_file = checkpoint_setup(args, &out_path)?;
-    if file.solver.is_some() {
-        return Err(Error::invalid(
-            "[solver] is for elliptic problems; parabolic steps use a direct factorisation",
-        ));
-    }
     let steps = match settings.control {
         StepControl::Fixed { dt } => check_steps(settings.t_end, dt, args.force)?,
         StepControl::Adaptive { .. } => 1_000_000,
@@ -471,28 +408,7 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
             })
         }
     };
-    let initial = file
-        .equation
-        .initial
-        .as_ref()
-        .ok_or_else(|| Error::invalid("parabolic problems need [equation] initial"))?
-        .field(&grid, 0.0, "initial", &inputs)?;
-    let source = match &file.equation.source {
-        None => Source::None,
-        Some(v) if v.depends_on_time() => {
-            let (v, g, b) = (v.clone(), grid.clone(), inputs.clone());
-            v.field(&g, 0.0, "source", &b)?; // report a bad expression before stepping
-            Source::Function(Arc::new(move |t| v.field(&g, t, "source", &b)))
-        }
-        Some(v) => Source::Field(v.field(&grid, 0.0, "source", &inputs)?),
-    };
-    let problem = ParabolicProblem {
-        operator: operator(&file, &grid, &inputs)?,
-        bcs: boundary_conditions(&grid, file.boundary.as_ref())?,
-        source,
-        initial,
-        grid: grid.clone(),
-    };
+    let problem = file.parabolic(&grid, &inputs)?;
     let started = Instant::now();
     let t_start = resume.as_ref().map_or(0.0, |c| c.t);
     let mut progress = TimeProgress::new(t_start, settings.t_end, "time");
@@ -623,15 +539,7 @@ pub fn fokker_planck(args: &TimeArgs, report: &mut Report) -> Result<()> {
         "checkpoint_every": args.checkpoint_every,
     });
     report.put("parameters", &parameters);
-    let eq = &file.equation;
-    let problem = FokkerPlanckProblem {
-        diffusion: eq.diffusion,
-        potential: eq.potential.field(&grid, 0.0, "potential", &inputs)?,
-        drift: eq.drift.as_ref().map(|d| vector_field(d, &grid, "drift", &inputs)).transpose()?,
-        initial: eq.initial.density(&grid, "initial", &inputs)?,
-        grid: grid.clone(),
-    };
-    problem.validate()?;
+    let problem = file.problem(&grid, &inputs)?;
     let resume = match &args.resume {
         None => None,
         Some(path) => {

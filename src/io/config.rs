@@ -10,9 +10,12 @@ use crate::expr::Expression;
 use crate::field::{ScalarField, VectorField};
 use crate::grid::{Grid, GridSpec, AXIS_NAMES};
 use crate::io::{Inputs, Quantity};
-use crate::pde::{StepControl, TimeScheme, TimeSettings};
+use crate::pde::{
+    EllipticProblem, FokkerPlanckProblem, LinearMethod, ParabolicProblem, Source, StepControl,
+    TimeScheme, TimeSettings,
+};
 use crate::sparse::{
-    AdvectionScheme, BoundaryConditions, BoundaryValue, Coefficient, FaceCondition,
+    AdvectionScheme, BoundaryConditions, BoundaryValue, Coefficient, FaceCondition, OperatorSpec,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -194,6 +197,124 @@ pub fn input_files(path: &Path) -> Vec<(String, PathBuf)> {
 /// Parses problem-file text; `origin` names it in errors.
 pub fn parse_problem<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     crate::error::parse_toml(text, origin)
+}
+
+impl DiffusionProblemFile {
+    /// The operator `−∇·(a∇u) + b·∇u + c u` of `[equation]` on `grid` (a and c must not
+    /// depend on t).
+    pub fn operator(&self, grid: &Grid, inputs: &Inputs) -> Result<OperatorSpec> {
+        let eq = &self.equation;
+        let mut op = OperatorSpec::default().with_diffusion(match &eq.diffusion {
+            None => Coefficient::Constant(1.0),
+            Some(v) => v.coefficient(grid, "diffusion", inputs)?,
+        });
+        if let Some(b) = &eq.advection {
+            op = op.with_advection(
+                vector_field(b, grid, "advection", inputs)?,
+                advection_scheme(eq.advection_scheme.as_deref())?,
+            );
+        } else if eq.advection_scheme.is_some() {
+            return Err(Error::invalid("advection_scheme given without advection"));
+        }
+        if let Some(c) = &eq.reaction {
+            op = op.with_reaction(c.coefficient(grid, "reaction", inputs)?);
+        }
+        for (name, v) in [("diffusion", &eq.diffusion), ("reaction", &eq.reaction)] {
+            if v.as_ref().is_some_and(Value::depends_on_time) {
+                return Err(Error::invalid(format!(
+                    "{name} must not depend on t (only source may)"
+                )));
+            }
+        }
+        Ok(op)
+    }
+
+    /// The linear method of `[solver]` (default direct).
+    pub fn linear_method(&self) -> Result<LinearMethod> {
+        let solver = self.solver.clone().unwrap_or_default();
+        match solver.method.as_deref().unwrap_or("direct") {
+            "direct" => Ok(LinearMethod::Direct),
+            "iterative" => Ok(LinearMethod::Iterative {
+                rel_tolerance: solver.tolerance.unwrap_or(1e-10),
+                max_iterations: solver.max_iterations.unwrap_or(10_000),
+            }),
+            other => {
+                Err(Error::invalid(format!("[solver] method '{other}' (direct or iterative)")))
+            }
+        }
+    }
+
+    /// The elliptic problem the file describes on `grid` (it must have no `[time]` and no
+    /// `initial`, and a source that does not depend on t).
+    pub fn elliptic(&self, grid: &Grid, inputs: &Inputs) -> Result<EllipticProblem> {
+        if self.time.is_some() || self.equation.initial.is_some() {
+            return Err(Error::invalid(
+                "[time] and initial are for parabolic problems (otgrid parabolic)",
+            ));
+        }
+        let source = match &self.equation.source {
+            None => ScalarField::zeros(grid),
+            Some(v) if v.depends_on_time() => {
+                return Err(Error::invalid("elliptic source must not depend on t"))
+            }
+            Some(v) => v.field(grid, 0.0, "source", inputs)?,
+        };
+        Ok(EllipticProblem {
+            operator: self.operator(grid, inputs)?,
+            bcs: boundary_conditions(grid, self.boundary.as_ref())?,
+            source,
+            grid: grid.clone(),
+        })
+    }
+
+    /// The parabolic problem the file describes on `grid` (it needs `initial`; a source that
+    /// depends on t is evaluated at each step).
+    pub fn parabolic(&self, grid: &Grid, inputs: &Inputs) -> Result<ParabolicProblem> {
+        if self.solver.is_some() {
+            return Err(Error::invalid(
+                "[solver] is for elliptic problems; parabolic steps use a direct factorisation",
+            ));
+        }
+        let initial = self
+            .equation
+            .initial
+            .as_ref()
+            .ok_or_else(|| Error::invalid("parabolic problems need [equation] initial"))?
+            .field(grid, 0.0, "initial", inputs)?;
+        let source = match &self.equation.source {
+            None => Source::None,
+            Some(v) if v.depends_on_time() => {
+                let (v, g, b) = (v.clone(), grid.clone(), inputs.clone());
+                v.field(&g, 0.0, "source", &b)?; // report a bad expression before stepping
+                Source::Function(std::sync::Arc::new(move |t| v.field(&g, t, "source", &b)))
+            }
+            Some(v) => Source::Field(v.field(grid, 0.0, "source", inputs)?),
+        };
+        Ok(ParabolicProblem {
+            operator: self.operator(grid, inputs)?,
+            bcs: boundary_conditions(grid, self.boundary.as_ref())?,
+            source,
+            initial,
+            grid: grid.clone(),
+        })
+    }
+}
+
+impl FokkerPlanckFile {
+    /// The Fokker–Planck problem the file describes on `grid` (validated: D > 0, ρ₀ ≥ 0 with
+    /// positive mass, finite data); the initial density is resampled conservatively.
+    pub fn problem(&self, grid: &Grid, inputs: &Inputs) -> Result<FokkerPlanckProblem> {
+        let eq = &self.equation;
+        let problem = FokkerPlanckProblem {
+            diffusion: eq.diffusion,
+            potential: eq.potential.field(grid, 0.0, "potential", inputs)?,
+            drift: eq.drift.as_ref().map(|d| vector_field(d, grid, "drift", inputs)).transpose()?,
+            initial: eq.initial.density(grid, "initial", inputs)?,
+            grid: grid.clone(),
+        };
+        problem.validate()?;
+        Ok(problem)
+    }
 }
 
 /// Reads and parses a problem file; syntax errors, unknown keys and wrong types name the
