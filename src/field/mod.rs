@@ -300,6 +300,7 @@ impl DisjointWrites {
     }
 
     /// The address of element `offset` (a method, so closures capture the `Sync` wrapper).
+    #[inline]
     pub(crate) fn at(self, offset: usize) -> *mut f64 {
         self.0.wrapping_add(offset)
     }

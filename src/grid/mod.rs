@@ -45,6 +45,7 @@ impl BoundaryKind {
 
     /// Whether the axis wraps around (a torus direction). Matched exhaustively here, and
     /// code asks this instead of comparing kinds, so a new kind must decide.
+    #[inline]
     pub fn is_periodic(self) -> bool {
         match self {
             BoundaryKind::Periodic => true,
@@ -54,6 +55,7 @@ impl BoundaryKind {
 
     /// Whether the faces prescribe the value (which anchors an elliptic operator and rules
     /// out optimal transport, which needs a box or a torus).
+    #[inline]
     pub fn prescribes_value(self) -> bool {
         match self {
             BoundaryKind::Dirichlet => true,
@@ -292,6 +294,7 @@ impl serde::Serialize for Grid {
 /// Writes into `index` the C-order multi-index (slowest axis first) of element `flat` of an
 /// array of shape `shape`; `index[..skip]` is left as it is (callers that iterate the
 /// slowest axes themselves pass the remaining offset and `skip`).
+#[inline]
 pub fn unflatten(mut flat: usize, shape: &[usize], index: &mut [usize], skip: usize) {
     for a in (skip..shape.len()).rev() {
         index[a] = flat % shape[a];

@@ -18,6 +18,7 @@ pub mod density;
 mod fastmath;
 pub mod legendre;
 pub mod metric;
+mod monge_ampere;
 mod multilevel;
 pub mod newton;
 pub mod parabolic;

@@ -9,7 +9,7 @@
 //! `ρ_k = (∇φ_k)#μ`, `ψ_{k+1} = ψ_k + η_k log(ρ_k/ν)`), the continuous-time limit of
 //! Sinkhorn's alternating projections as ε → 0.
 //!
-//! * Space: the operator `F` of [`super::newton`] — central differences (`∇_h` 2 points,
+//! * Space: the operator `F` of [`super::monge_ampere`] — central differences (`∇_h` 2 points,
 //!   `D_kk` 3 points, `D_kl` 4 diagonal points; second order, consistent), mirror ghosts on
 //!   box faces, wrapped periodic axes, `log g` interpolated multilinearly at `x + ∇_h u`.
 //!   The linearised stencil `A : D²_h v + ∇log g · ∇_h v` (`A = (I + D²_h u)⁻¹`) is
@@ -33,7 +33,7 @@
 //!   densities), the cumulative regret `Σ_{j≤k} KL(ρ_j‖ν)`, the step `η_k`, and the
 //!   μ-weighted L2 map error when an exact map is supplied ([`Parabolic::exact_map`]).
 
-use super::newton::{
+use super::monge_ampere::{
     dual_value, initial_state, mean, pullback_errors, residual_norms, stopping, Linearisation,
     MongeAmpere, NewtonLinearSolver, StepSolver,
 };
@@ -190,7 +190,7 @@ impl std::fmt::Debug for Parabolic {
 const MAX_HALVINGS: usize = 30;
 
 /// `η_CFL = min_cells 1 / Σ_k 2 A_kk / h_k²`.
-fn cfl_bound(ma: &MongeAmpere, cells: &[super::newton::CellLinearisation]) -> f64 {
+fn cfl_bound(ma: &MongeAmpere, cells: &[super::monge_ampere::CellLinearisation]) -> f64 {
     let (d, h) = (ma.dim, ma.spacing);
     let worst = cells
         .par_iter()

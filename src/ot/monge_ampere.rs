@@ -1,0 +1,476 @@
+//! The discrete Monge–Ampère operator of quadratic-cost OT and its linearisation, shared by
+//! the damped Newton method ([`super::newton`]) and the parabolic Monge–Ampère flow
+//! ([`super::parabolic`]).
+//!
+//! Unknown: the displacement potential `u = φ − |x|²/2` at the cell centres;
+//! `F(u) = log det(I + D²_h u) + log g(x + ∇_h u) − log f`, with central differences
+//! (`∇_h` 2 points, `D_kk` 3 points, `D_kl` 4 diagonal points; mirrored ghost cells on box
+//! faces, wrapped periodic axes) and `log g` interpolated multilinearly. Its Jacobian
+//! `J v = tr((I + D²_h u)⁻¹ D²_h v) + ∇log g(x + ∇_h u)·∇_h v` is assembled sparse; a
+//! [`StepSolver`] solves the steps (bordered LU, or BiCGSTAB preconditioned by the planned
+//! Poisson solver). Also here: the residual norms, the pull-back errors, the shared stopping
+//! rule and the dual value.
+
+use super::legendre::c_transform;
+use super::problem::{IterationRecord, Options, Outcome, Problem};
+use super::pushforward::interpolate_with_gradient;
+use crate::error::{Error, Result};
+use crate::field::ScalarField;
+use crate::grid::{BoundaryKind, Grid};
+use crate::operators::neighbour;
+use crate::sparse::{BiCgStab, KrylovSettings, LinearSolver, Lu, Preconditioner};
+use crate::spectral::{PoissonSolver, Symbol};
+use faer::sparse::{SparseColMat, Triplet};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// How each Newton step's linear system is solved.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewtonLinearSolver {
+    /// Sparse LU of the bordered Jacobian (exact Newton steps; fill grows fast in 3D).
+    Direct,
+    /// BiCGSTAB on `(−J + εI) v = F − c`, right-preconditioned by the planned FFT/DCT solver
+    /// of `(−Δ_h + ε)`. The shift removes J's kernel (the constants) and perturbs the step by
+    /// `O(ε/λ₁)` relative, λ₁ ≈ 4π² the first nonzero eigenvalue, so the quadratic
+    /// convergence becomes linear with that tiny factor.
+    Krylov {
+        /// The shift ε.
+        shift: f64,
+        /// Relative residual tolerance of each linear solve.
+        tolerance: f64,
+    },
+    /// Krylov (ε = 10⁻², tolerance 10⁻⁶); when a Krylov solve fails (strongly anisotropic
+    /// Hessians defeat the Laplacian preconditioner), the direct solver on 2D grids of at
+    /// most `direct_cells` cells.
+    Auto {
+        /// Largest 2D grid the fallback solves directly.
+        direct_cells: usize,
+    },
+}
+
+pub(super) const KRYLOV_DEFAULT: NewtonLinearSolver =
+    NewtonLinearSolver::Krylov { shift: 1e-2, tolerance: 1e-6 };
+
+/// The state a Newton step linearises around: `F`'s cells, residual and constant `c`.
+pub(super) struct Linearisation<'a> {
+    pub(super) ma: &'a MongeAmpere,
+    pub(super) cells: &'a [CellLinearisation],
+    pub(super) residual: &'a [f64],
+    pub(super) c: f64,
+}
+
+/// The planned solver of the Newton steps (factorisation and FFT plans kept between steps).
+pub(super) struct StepSolver {
+    pub(super) choice: NewtonLinearSolver,
+    lu: Option<Lu>,
+    preconditioner: Option<PoissonSolver>,
+}
+
+impl StepSolver {
+    pub(super) fn new(choice: NewtonLinearSolver) -> StepSolver {
+        StepSolver { choice, lu: None, preconditioner: None }
+    }
+
+    /// The step `v` (mean-free) with `J v ≈ c − F`, `c = mean F`.
+    pub(super) fn step(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
+        match self.choice {
+            NewtonLinearSolver::Direct => self.direct(at, v)?,
+            NewtonLinearSolver::Krylov { shift, tolerance } => {
+                self.krylov(at, v, shift, tolerance)?
+            }
+            NewtonLinearSolver::Auto { direct_cells } => {
+                let NewtonLinearSolver::Krylov { shift, tolerance } = KRYLOV_DEFAULT else {
+                    unreachable!("the default is a Krylov setting")
+                };
+                if let Err(e) = self.krylov(at, v, shift, tolerance) {
+                    if at.ma.dim > 2 || at.ma.len() > direct_cells {
+                        return Err(e);
+                    }
+                    tracing::debug!("newton: {e}; falling back to the direct solver");
+                    self.direct(at, v)?;
+                }
+            }
+        }
+        let shift = mean(v);
+        v.iter_mut().for_each(|x| *x -= shift);
+        Ok(())
+    }
+
+    fn direct(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
+        let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
+        let n = ma.len();
+        let jac = ma.jacobian(lin, None)?;
+        match self.lu.as_mut() {
+            Some(solver) => solver.refactor(&jac)?,
+            None => self.lu = Some(Lu::new(&jac)?),
+        }
+        let mut rhs: Vec<f64> = residual.iter().map(|r| c - r).collect();
+        rhs.push(0.0);
+        v.clear();
+        v.resize(n + 1, 0.0);
+        self.lu.as_mut().expect("factorised").solve(&rhs, v)?;
+        v.truncate(n);
+        Ok(())
+    }
+
+    fn krylov(
+        &mut self,
+        at: &Linearisation,
+        v: &mut Vec<f64>,
+        shift: f64,
+        tolerance: f64,
+    ) -> Result<()> {
+        let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
+        let matrix = ma.jacobian(lin, Some(shift))?;
+        let poisson = match self.preconditioner.take() {
+            Some(p) if p.shift() == shift => p,
+            _ => PoissonSolver::new(&ma.grid, shift, Symbol::Discrete)?,
+        };
+        let settings = KrylovSettings { rel_tolerance: tolerance, max_iterations: 1000 };
+        let mut krylov = BiCgStab::new(matrix, Preconditioner::spectral(poisson, 1.0), settings);
+        let rhs: Vec<f64> = residual.iter().map(|r| r - c).collect();
+        v.clear();
+        v.resize(ma.len(), 0.0);
+        let result = krylov.solve(&rhs, v);
+        self.preconditioner = krylov.into_spectral();
+        result.map(|_| ())
+    }
+}
+
+/// What the Jacobian needs from one cell: `(I + D²_h u)⁻¹` and `∇ log g` at `x + ∇_h u`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct CellLinearisation {
+    pub(super) inverse_hessian: [[f64; 3]; 3],
+    pub(super) drift: [f64; 3],
+}
+
+/// The discrete operator `F` on one grid.
+pub(super) struct MongeAmpere {
+    grid: Grid,
+    pub(super) dim: usize,
+    pub(super) spacing: [f64; 3],
+    cells: [usize; 3],
+    strides: [usize; 3],
+    periodic: [bool; 3],
+    log_f: Vec<f64>,
+    log_g: ScalarField,
+}
+
+/// Cholesky factorisation of a small symmetric matrix: `(log det, inverse)`, or `None` when it
+/// is not positive definite.
+fn spd_log_det_inverse(a: &[[f64; 3]; 3], d: usize) -> Option<(f64, [[f64; 3]; 3])> {
+    let mut l = [[0.0f64; 3]; 3];
+    let mut log_det = 0.0;
+    for i in 0..d {
+        for j in 0..=i {
+            let s = a[i][j] - (0..j).map(|k| l[i][k] * l[j][k]).sum::<f64>();
+            if i == j {
+                if s.is_nan() || s <= 0.0 {
+                    return None;
+                }
+                l[i][i] = s.sqrt();
+                log_det += 2.0 * l[i][i].ln();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    // Columns of the inverse: solve L Lᵀ x = e_c.
+    let mut inv = [[0.0f64; 3]; 3];
+    for c in 0..d {
+        let mut y = [0.0f64; 3];
+        for i in 0..d {
+            let rhs = if i == c { 1.0 } else { 0.0 };
+            y[i] = (rhs - (0..i).map(|k| l[i][k] * y[k]).sum::<f64>()) / l[i][i];
+        }
+        for i in (0..d).rev() {
+            let s = y[i] - (i + 1..d).map(|k| l[k][i] * inv[k][c]).sum::<f64>();
+            inv[i][c] = s / l[i][i];
+        }
+    }
+    Some((log_det, inv))
+}
+
+impl MongeAmpere {
+    pub(super) fn new(problem: &Problem, method: &str) -> Result<MongeAmpere> {
+        let grid = problem.grid().clone();
+        for (what, density) in [("source", problem.source()), ("target", problem.target())] {
+            if density.min() <= 0.0 {
+                return Err(Error::invalid(format!(
+                    "{method} needs strictly positive densities, but the {what} vanishes \
+                     somewhere (use the method bfm)"
+                )));
+            }
+        }
+        let dim = grid.dim();
+        let (mut spacing, mut cells, mut strides, mut periodic) =
+            ([1.0; 3], [1; 3], [0; 3], [false; 3]);
+        let mut stride = 1;
+        for a in 0..dim {
+            let axis = grid.axis(a);
+            spacing[a] = axis.spacing();
+            cells[a] = axis.cells;
+            strides[a] = stride;
+            stride *= axis.cells;
+            periodic[a] = axis.boundary.is_periodic();
+        }
+        let log = |f: &ScalarField| f.data().iter().map(|v| v.ln()).collect::<Vec<f64>>();
+        let log_f = log(problem.source());
+        let log_g = ScalarField::from_vec(&grid, log(problem.target()))?;
+        Ok(MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.grid.num_cells()
+    }
+
+    fn index(&self, flat: usize) -> [usize; 3] {
+        let mut index = [0; 3];
+        for a in 0..self.dim {
+            index[a] = (flat / self.strides[a]) % self.cells[a];
+        }
+        index
+    }
+
+    /// The neighbour of `flat` one cell up or down axis `a`: wrapped on periodic axes, the
+    /// cell itself across a box face (the mirror ghost of `∂ₙu = 0`).
+    #[inline]
+    fn shift(&self, flat: usize, index: &[usize; 3], a: usize, up: bool) -> usize {
+        let kind = if self.periodic[a] { BoundaryKind::Periodic } else { BoundaryKind::Neumann };
+        neighbour(flat, index[a], self.cells[a], self.strides[a], up, kind).unwrap_or(flat)
+    }
+
+    /// The stencil of cell `flat`: `(column, ∇_h weights per axis, D²_h weights)` are applied
+    /// through `visit(column, gradient_weight[a], hessian_weight[a][b])`.
+    fn stencil(&self, flat: usize, mut visit: impl FnMut(usize, [f64; 3], [[f64; 3]; 3])) {
+        let d = self.dim;
+        let index = self.index(flat);
+        let h = self.spacing;
+        let zero3 = [0.0; 3];
+        let zero33 = [[0.0; 3]; 3];
+        for a in 0..d {
+            for (up, sign) in [(true, 1.0), (false, -1.0)] {
+                let nb = self.shift(flat, &index, a, up);
+                let mut g = zero3;
+                g[a] = sign / (2.0 * h[a]);
+                let mut hh = zero33;
+                hh[a][a] = 1.0 / (h[a] * h[a]);
+                visit(nb, g, hh);
+            }
+            let mut hh = zero33;
+            hh[a][a] = -2.0 / (h[a] * h[a]);
+            visit(flat, zero3, hh);
+            for b in a + 1..d {
+                for (ua, sa) in [(true, 1.0), (false, -1.0)] {
+                    for (ub, sb) in [(true, 1.0), (false, -1.0)] {
+                        let nb = self.shift(self.shift(flat, &index, a, ua), &index, b, ub);
+                        let w = sa * sb / (4.0 * h[a] * h[b]);
+                        let mut hh = zero33;
+                        hh[a][b] = w;
+                        hh[b][a] = w;
+                        visit(nb, zero3, hh);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `F` at one cell and its linearisation; `None` where `I + D²_h u` is not positive
+    /// definite.
+    fn cell(&self, u: &[f64], flat: usize) -> Option<(f64, CellLinearisation)> {
+        let d = self.dim;
+        let mut grad = [0.0f64; 3];
+        let mut hess = [[0.0f64; 3]; 3];
+        self.stencil(flat, |col, g, hh| {
+            let v = u[col];
+            for a in 0..d {
+                grad[a] += g[a] * v;
+                for b in 0..d {
+                    hess[a][b] += hh[a][b] * v;
+                }
+            }
+        });
+        for (a, row) in hess.iter_mut().enumerate().take(d) {
+            row[a] += 1.0;
+        }
+        let (log_det, inverse_hessian) = spd_log_det_inverse(&hess, d)?;
+        let index = self.index(flat);
+        let mut x = [0.0f64; 3];
+        for a in 0..d {
+            x[a] = self.grid.axis(a).center(index[a]) + grad[a];
+        }
+        let mut drift = [0.0f64; 3];
+        let log_g = interpolate_with_gradient(&self.log_g, &x[..d], Some(&mut drift[..d]));
+        let residual = log_det + log_g - self.log_f[flat];
+        residual.is_finite().then_some((residual, CellLinearisation { inverse_hessian, drift }))
+    }
+
+    /// `F(u)` and the cells' linearisations; `None` when `u` is not discretely convex.
+    pub(super) fn evaluate(&self, u: &[f64]) -> Option<(Vec<f64>, Vec<CellLinearisation>)> {
+        let cells: Option<Vec<(f64, CellLinearisation)>> =
+            (0..self.len()).into_par_iter().map(|i| self.cell(u, i)).collect();
+        Some(cells?.into_iter().unzip())
+    }
+
+    /// The bordered Jacobian `[[J, −s·1], [s·e₀ᵀ, 0]]` for the unknowns `(v, δc/s)`: the
+    /// last row pins `v₀ = 0` (J's kernel is the constants; the step is made mean-free
+    /// afterwards) and the single dense column carries `δc`. It is nonsingular because the
+    /// constants are not in J's range. `s = 1/h²` balances the scales. (A dense mean row
+    /// instead of the pin made faer's LU fill in: 300 s at 128².)
+    /// With `shift = Some(ε)`, instead the unbordered `εI − J` (for the Krylov path).
+    fn jacobian(
+        &self,
+        lin: &[CellLinearisation],
+        shift: Option<f64>,
+    ) -> Result<SparseColMat<usize, f64>> {
+        let n = self.len();
+        let d = self.dim;
+        let s = 1.0 / self.spacing[..d].iter().fold(f64::INFINITY, |m, &h| m.min(h * h));
+        let rows: Vec<Vec<(usize, f64)>> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let c = &lin[i];
+                let mut entries: Vec<(usize, f64)> = Vec::with_capacity(20);
+                self.stencil(i, |col, g, hh| {
+                    let mut w = 0.0;
+                    for a in 0..d {
+                        w += c.drift[a] * g[a];
+                        for b in 0..d {
+                            w += c.inverse_hessian[a][b] * hh[a][b];
+                        }
+                    }
+                    entries.push((col, w));
+                });
+                entries.sort_unstable_by_key(|e| e.0);
+                let mut merged: Vec<(usize, f64)> = Vec::with_capacity(entries.len() + 1);
+                for (col, w) in entries {
+                    match merged.last_mut() {
+                        Some(last) if last.0 == col => last.1 += w,
+                        _ => merged.push((col, w)),
+                    }
+                }
+                match shift {
+                    None => merged.push((n, -s)),
+                    Some(eps) => {
+                        for e in merged.iter_mut() {
+                            e.1 = if e.0 == i { eps - e.1 } else { -e.1 };
+                        }
+                    }
+                }
+                merged
+            })
+            .collect();
+        let mut triplets: Vec<Triplet<usize, usize, f64>> =
+            Vec::with_capacity(rows.iter().map(Vec::len).sum::<usize>() + n);
+        for (i, row) in rows.iter().enumerate() {
+            triplets.extend(row.iter().map(|&(col, w)| Triplet::new(i, col, w)));
+        }
+        let size = if shift.is_some() { n } else { n + 1 };
+        if shift.is_none() {
+            triplets.push(Triplet::new(n, 0, s));
+        }
+        SparseColMat::try_new_from_triplets(size, size, &triplets)
+            .map_err(|e| Error::Numerical(format!("newton: Jacobian assembly failed: {e:?}")))
+    }
+}
+
+pub(super) fn mean(v: &[f64]) -> f64 {
+    crate::field::ordered_sum(v.len(), |r| v[r].iter().sum()) / v.len() as f64
+}
+
+/// `(max |r|, RMS r)` of `r = F − mean F`.
+pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
+    let c = mean(f);
+    let max = f.par_iter().map(|v| (v - c).abs()).reduce(|| 0.0, f64::max);
+    let sq = crate::field::ordered_sum(f.len(), |r| f[r].iter().map(|v| (v - c) * (v - c)).sum());
+    (max, (sq / f.len() as f64).sqrt())
+}
+
+/// With `r = F − c` the log of the density ratio of the pulled-back target to the source:
+/// `(∫ f |e^r − 1| dx, ∫ f (e^r − 1 − r) dx)` — the pull-back's L1 marginal error and
+/// KL(T#μ‖ν) by the change of variables y = T(x) (≥ 0).
+pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> (f64, f64) {
+    // Deterministic (chunk-ordered) sums: the same input gives the same diagnostics.
+    let l1 = crate::field::ordered_sum(residual.len(), |range| {
+        range.map(|i| f[i] * (residual[i] - c).exp_m1().abs()).sum()
+    });
+    let kl = crate::field::ordered_sum(residual.len(), |range| {
+        range.map(|i| f[i] * ((residual[i] - c).exp_m1() - (residual[i] - c))).sum()
+    });
+    (l1 * vol, kl * vol)
+}
+
+/// Whether a Monge–Ampère iteration of `method` stops at iteration `k` with residual `max`
+/// (`record` is the iteration's record, reported to the observer): `Some((outcome, reason))`.
+pub(super) fn stopping(
+    max: f64,
+    k: usize,
+    options: &Options,
+    start: Instant,
+    (method, record, grid): (&'static str, &IterationRecord, &crate::grid::Grid),
+) -> Option<(Outcome, String)> {
+    if max <= options.tolerance {
+        Some((
+            Outcome::Converged,
+            format!("Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}", options.tolerance),
+        ))
+    } else if !max.is_finite() {
+        Some((Outcome::Diverged, "the Monge–Ampère residual is no longer finite".into()))
+    } else if options.out_of_time(start) {
+        Some((
+            Outcome::TimeLimit,
+            format!(
+                "time limit {:.3} s reached with residual {max:.3e} > tolerance {:.3e}",
+                options.time_limit.unwrap_or(0.0),
+                options.tolerance
+            ),
+        ))
+    } else if k == options.max_iterations {
+        Some((
+            Outcome::IterationLimit,
+            format!(
+                "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
+                options.max_iterations, options.tolerance
+            ),
+        ))
+    } else if options.stop_requested(method, k + 1, record, grid, start) {
+        Some((Outcome::Stopped, format!("stopped by the observer at residual {max:.3e}")))
+    } else {
+        None
+    }
+}
+
+/// The operator of `problem`, the starting potential (`initial` or zero, made mean-free),
+/// and `F` with its linearisation there; `method` names the caller in errors.
+#[allow(clippy::type_complexity)]
+pub(super) fn initial_state(
+    problem: &Problem,
+    initial: Option<&ScalarField>,
+    method: &str,
+) -> Result<(MongeAmpere, Vec<f64>, Vec<f64>, Vec<CellLinearisation>)> {
+    let ma = MongeAmpere::new(problem, method)?;
+    let mut u = match initial {
+        Some(p) if p.grid() == problem.grid() => p.data().iter().copied().collect::<Vec<f64>>(),
+        Some(_) => {
+            return Err(Error::invalid("initial potential lives on another grid than the problem"))
+        }
+        None => vec![0.0; ma.len()],
+    };
+    let shift = mean(&u);
+    u.iter_mut().for_each(|v| *v -= shift);
+    let (residual, lin) = ma.evaluate(&u).ok_or_else(|| {
+        Error::invalid(format!("{method}: the initial potential is not discretely convex"))
+    })?;
+    Ok((ma, u, residual, lin))
+}
+
+/// `(∫(−p) dμ + ∫(−q) dν, q)` with `q = p^c`.
+pub(super) fn dual_value(problem: &Problem, p: &ScalarField) -> Result<(f64, ScalarField)> {
+    let q = c_transform(p, problem.grid())?;
+    let s = |a: &ScalarField, w: &ScalarField| -> f64 {
+        a.data().iter().zip(w.data().iter()).map(|(x, y)| x * y).sum()
+    };
+    let value = -(s(p, problem.source()) + s(&q, problem.target())) * problem.grid().cell_volume();
+    Ok((value, q))
+}

@@ -1,0 +1,81 @@
+//! Multilinear interpolation of cell values at arbitrary points, with the gradient of the
+//! interpolant (clamped to the cell-centre range on non-periodic axes, wrapped on periodic
+//! ones).
+
+use super::*;
+
+/// Multilinear interpolation of the cell values `field` at point `p` (clamped to the range
+/// of cell centres on non-periodic axes).
+pub(crate) fn interpolate(field: &ScalarField, p: &[f64]) -> f64 {
+    interpolate_with_gradient(field, p, None)
+}
+
+/// [`interpolate`], also writing the gradient of the multilinear interpolant at `p` into
+/// `gradient` when given (zero along a non-periodic axis outside the cell-centre range).
+pub(crate) fn interpolate_with_gradient(
+    field: &ScalarField,
+    p: &[f64],
+    mut gradient: Option<&mut [f64]>,
+) -> f64 {
+    let g = field.grid();
+    let d = g.dim();
+    let data = field.data().as_slice().expect("contiguous");
+    let mut base = [0usize; 3];
+    let mut next = [0usize; 3];
+    let mut w = [0.0f64; 3];
+    let mut inside = [1.0f64; 3];
+    let mut stride = 1usize;
+    let mut strides = [0usize; 3];
+    for a in 0..d {
+        let ax = g.axis(a);
+        let n = ax.cells;
+        let s = (p[a] - ax.lower) / ax.spacing() - 0.5;
+        if ax.boundary.is_periodic() {
+            let f = s.floor();
+            base[a] = (f as i64).rem_euclid(n as i64) as usize;
+            next[a] = (base[a] + 1) % n;
+            w[a] = s - f;
+        } else {
+            let clamped = s.clamp(0.0, (n - 1) as f64);
+            if clamped != s {
+                inside[a] = 0.0;
+            }
+            let f = clamped.floor().min((n.max(2) - 2) as f64);
+            base[a] = f as usize;
+            next[a] = (base[a] + 1).min(n - 1);
+            w[a] = clamped - f;
+        }
+        strides[a] = stride;
+        stride *= n;
+    }
+    if let Some(grad) = gradient.as_deref_mut() {
+        grad[..d].iter_mut().for_each(|v| *v = 0.0);
+    }
+    let mut v = 0.0;
+    for corner in 0..(1usize << d) {
+        let mut flat = 0;
+        let mut weight = 1.0;
+        for a in 0..d {
+            let bit = (corner >> a) & 1;
+            flat += if bit == 0 { base[a] } else { next[a] } * strides[a];
+            weight *= if bit == 0 { 1.0 - w[a] } else { w[a] };
+        }
+        let value = data[flat];
+        v += weight * value;
+        if let Some(grad) = gradient.as_deref_mut() {
+            // ∂/∂p_a of the corner weight: the other factors times ±1/h_a.
+            for (a, slot) in grad.iter_mut().enumerate().take(d) {
+                let mut dw = inside[a] / g.axis(a).spacing();
+                for b in (0..d).filter(|&b| b != a) {
+                    let bit = (corner >> b) & 1;
+                    dw *= if bit == 0 { 1.0 - w[b] } else { w[b] };
+                }
+                if (corner >> a) & 1 == 0 {
+                    dw = -dw;
+                }
+                *slot += dw * value;
+            }
+        }
+    }
+    v
+}

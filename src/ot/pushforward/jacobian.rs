@@ -1,0 +1,249 @@
+//! Push-forward by change of variables, `(T#μ)(y) = μ(T⁻¹y) det D(T⁻¹)(y)`, with second-order
+//! finite differences of the inverse potential.
+
+use super::*;
+
+/// Second-order derivative of line values `f` (spacing h) at index i: centred inside,
+/// one-sided `(∓3f₀ ± 4f₁ ∓ f₂)/2h` at the two ends (needs n ≥ 3).
+fn d1(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
+    if periodic {
+        return (f((i + 1) % n) - f((i + n - 1) % n)) / (2.0 * h);
+    }
+    if i == 0 {
+        (-3.0 * f(0) + 4.0 * f(1) - f(2)) / (2.0 * h)
+    } else if i + 1 == n {
+        (3.0 * f(n - 1) - 4.0 * f(n - 2) + f(n - 3)) / (2.0 * h)
+    } else {
+        (f(i + 1) - f(i - 1)) / (2.0 * h)
+    }
+}
+
+/// Second-order second derivative of line values `f` (spacing h) at index i: the compact
+/// 3-point stencil inside, one-sided `(2f₀ − 5f₁ + 4f₂ − f₃)/h²` at the two ends (n ≥ 4).
+fn d2(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
+    let h2 = h * h;
+    if periodic {
+        return (f((i + 1) % n) - 2.0 * f(i) + f((i + n - 1) % n)) / h2;
+    }
+    if i == 0 {
+        (2.0 * f(0) - 5.0 * f(1) + 4.0 * f(2) - f(3)) / h2
+    } else if i + 1 == n {
+        (2.0 * f(n - 1) - 5.0 * f(n - 2) + 4.0 * f(n - 3) - f(n - 4)) / h2
+    } else {
+        (f(i + 1) - 2.0 * f(i) + f(i - 1)) / h2
+    }
+}
+
+/// The push-forward density by the change of variables
+/// `(T#μ)(y) = μ(∇u(y)) det D²u(y)`, where `u` (on the target grid) is the convex potential
+/// of the *inverse* map `T⁻¹ = ∇u` (e.g. the Legendre transform of the Brenier potential).
+/// ∇u and D²u are second-order finite differences (one-sided at non-periodic faces), μ is
+/// interpolated multilinearly, and negative determinants (a non-convex u) count as zero.
+/// Unlike [`push_forward`] this converges pointwise (second order for smooth data).
+/// On periodic axes pass the displacement form instead ([`JacobianPushForward`]).
+pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> Result<ScalarField> {
+    let yg = u.grid();
+    if mu.grid().dim() != yg.dim() {
+        return Err(Error::invalid("push-forward: source and target grids differ in dimension"));
+    }
+    if u.first_non_finite().is_some() || mu.first_non_finite().is_some() {
+        return Err(Error::invalid(
+            "push-forward: density or potential has NaN or infinite values",
+        ));
+    }
+    let mut plan = JacobianPushForward::new(yg)?;
+    let mut q = u.data().clone();
+    q -= crate::ot::problem::half_square_norm(yg).data();
+    let mut out = ScalarField::zeros(yg);
+    plan.apply(mu, q.as_slice().expect("contiguous"), out.as_mut_slice());
+    Ok(out)
+}
+
+/// Planned push-forward by change of variables in displacement form, for repeated use on one
+/// target grid: with the inverse map `T⁻¹(y) = y + ∇q(y)` (q = u − |y|²/2, periodic on
+/// periodic axes),
+///
+/// `(T#μ)(y) = μ(y + ∇q(y)) det(I + D²q(y))`.
+///
+/// Derivatives are second-order finite differences (centred; one-sided at non-periodic
+/// faces; the Hessian is the symmetrised difference of the gradient), μ is interpolated
+/// multilinearly (periodically on periodic axes, clamped otherwise), and a negative
+/// determinant counts as zero. The gradient buffers are kept between calls.
+#[derive(Debug)]
+pub struct JacobianPushForward {
+    grid: Grid,
+    strides: Vec<usize>,
+    gradients: Vec<Vec<f64>>,
+}
+
+impl JacobianPushForward {
+    /// Plans push-forwards onto `target` (at least 4 cells per axis).
+    pub fn new(target: &Grid) -> Result<Self> {
+        if target.axes().iter().any(|a| a.cells < 4) {
+            return Err(Error::invalid(
+                "push-forward: the target grid needs at least 4 cells per axis",
+            ));
+        }
+        Ok(JacobianPushForward {
+            grid: target.clone(),
+            strides: crate::operators::strides(target),
+            gradients: vec![vec![0.0; target.num_cells()]; target.dim()],
+        })
+    }
+
+    /// The target grid.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
+
+    /// Writes `μ(y + ∇q) det(I + D²q)` for the displacement potential `q` (C order, on the
+    /// target grid) into `out`. `mu` may live on any grid of the same dimension.
+    pub fn apply(&mut self, mu: &ScalarField, q: &[f64], out: &mut [f64]) {
+        self.evaluate(q, out, |x, det| interpolate(mu, x) * det.max(0.0));
+    }
+
+    /// `out[cell] = f(y + ∇q(y), det(I + D²q(y)))`.
+    fn evaluate<F>(&mut self, q: &[f64], out: &mut [f64], f: F)
+    where
+        F: Fn(&[f64], f64) -> f64 + Sync,
+    {
+        let yg = &self.grid;
+        let d = yg.dim();
+        let st = &self.strides;
+        let deriv = |flat: usize, a: usize, vals: &[f64]| -> f64 {
+            let ax = yg.axis(a);
+            let (n, s) = (ax.cells, st[a]);
+            let i = (flat / s) % n;
+            let line0 = flat - i * s;
+            d1(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary.is_periodic())
+        };
+        let second = |flat: usize, a: usize, vals: &[f64]| -> f64 {
+            let ax = yg.axis(a);
+            let (n, s) = (ax.cells, st[a]);
+            let i = (flat / s) % n;
+            let line0 = flat - i * s;
+            d2(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary.is_periodic())
+        };
+        for (a, g) in self.gradients.iter_mut().enumerate() {
+            g.par_iter_mut().enumerate().for_each(|(f, o)| *o = deriv(f, a, q));
+        }
+        let gradients = &self.gradients;
+        out.par_iter_mut().enumerate().for_each(|(flat, o)| {
+            // Symmetrised I + D²q in a fixed-size array (no allocation per cell).
+            // Pure second derivatives by the compact 3-point stencil (the derivative of the
+            // centred gradient would skip every other cell and leave odd–even modes unseen),
+            // mixed ones as centred differences of the centred gradient.
+            let mut raw = [[0.0f64; 3]; 3];
+            for a in 0..d {
+                for b in 0..d {
+                    raw[a][b] =
+                        if a == b { second(flat, a, q) } else { deriv(flat, b, &gradients[a]) };
+                }
+            }
+            let hs =
+                |a: usize, b: usize| 0.5 * (raw[a][b] + raw[b][a]) + if a == b { 1.0 } else { 0.0 };
+            let det = if d == 2 {
+                hs(0, 0) * hs(1, 1) - hs(0, 1) * hs(1, 0)
+            } else {
+                hs(0, 0) * (hs(1, 1) * hs(2, 2) - hs(1, 2) * hs(2, 1))
+                    - hs(0, 1) * (hs(1, 0) * hs(2, 2) - hs(1, 2) * hs(2, 0))
+                    + hs(0, 2) * (hs(1, 0) * hs(2, 1) - hs(1, 1) * hs(2, 0))
+            };
+            let mut x = [0.0f64; 3];
+            let mut rest = flat;
+            for a in (0..d).rev() {
+                // storage order: z slowest; strides[a] is grid axis a's stride.
+                let i = rest / st[a];
+                rest -= i * st[a];
+                x[a] = yg.axis(a).center(i) + gradients[a][flat];
+            }
+            *o = f(&x[..d], det);
+        });
+    }
+}
+
+#[cfg(test)]
+mod jacobian_tests {
+    use super::*;
+    use crate::analytic::gaussian::{Gaussian, GaussianMap};
+    use crate::analytic::manufactured::observed_orders;
+    use crate::grid::BoundaryKind;
+
+    /// The interpolant reproduces linear functions with their exact gradient (inside the
+    /// cell-centre range, and across the wrap on periodic axes); outside the range of a box
+    /// axis it is constant along that axis.
+    #[test]
+    fn interpolant_gradient_is_exact_for_linear_data() {
+        for kind in [BoundaryKind::Neumann, BoundaryKind::Periodic] {
+            let g = Grid::unit(2, 16, kind).unwrap();
+            let f = ScalarField::from_fn(&g, |x| 2.0 * x[0] - 3.0 * x[1]);
+            let mut grad = [0.0; 2];
+            let v = interpolate_with_gradient(&f, &[0.41, 0.23], Some(&mut grad));
+            assert!((v - (0.82 - 0.69)).abs() < 1e-13);
+            assert!((grad[0] - 2.0).abs() < 1e-12 && (grad[1] + 3.0).abs() < 1e-12, "{grad:?}");
+        }
+        let g = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
+        let f = ScalarField::from_fn(&g, |x| 2.0 * x[0] - 3.0 * x[1]);
+        let mut grad = [0.0; 2];
+        interpolate_with_gradient(&f, &[0.01, 0.5], Some(&mut grad));
+        assert!(grad[0] == 0.0 && (grad[1] + 3.0).abs() < 1e-12, "{grad:?}");
+    }
+
+    /// N(m₁, Σ₁) pushed to N(m₂, Σ₂) through the inverse map's potential: the density
+    /// converges at second order (max error over the bulk, where ν > 1% of its maximum).
+    #[test]
+    fn gaussian_density_converges_at_second_order() {
+        let s = Gaussian::new(vec![0.4, 0.45], vec![vec![0.0064, 0.0], vec![0.0, 0.0064]]).unwrap();
+        let t =
+            Gaussian::new(vec![0.6, 0.55], vec![vec![0.0036, 0.0012], vec![0.0012, 0.01]]).unwrap();
+        let inverse = GaussianMap::new(t.clone(), s.clone()).unwrap();
+        let (mut h, mut e) = (vec![], vec![]);
+        for n in [64usize, 128, 256] {
+            let g = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+            let mu = ScalarField::from_fn(&g, |p| s.density(p));
+            let u = ScalarField::from_fn(&g, |p| inverse.potential(p));
+            let nu = push_forward_by_inverse_potential(&mu, &u).unwrap();
+            let exact = ScalarField::from_fn(&g, |p| t.density(p));
+            let peak = exact.max();
+            let err = nu
+                .data()
+                .iter()
+                .zip(exact.data().iter())
+                .filter(|(_, x)| **x > 0.01 * peak)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max)
+                / peak;
+            h.push(1.0 / n as f64);
+            e.push(err);
+        }
+        // Measured: 8.6e-3, 2.3e-3, 5.8e-4 (orders 1.91, 1.97).
+        let orders = observed_orders(&h, &e);
+        assert!(orders.iter().all(|&o| o >= 1.9), "relative bulk errors {e:?}, orders {orders:?}");
+    }
+
+    /// A map that tears (T(x) = x left of x = 0.4, x + 0.3 right of it: a gap (0.4, 0.7)
+    /// with no preimage) deposits nothing inside the gap: the cells next to the tear take
+    /// the smooth side's slope instead of smearing their mass across it (with the centred
+    /// slope, 0.8 % of the mass landed inside the gap at 64²), and mass is
+    /// conserved.
+    #[test]
+    fn a_torn_map_leaves_its_gap_empty() {
+        let g = Grid::unit(2, 64, BoundaryKind::Neumann).unwrap();
+        let mu = ScalarField::from_fn(&g, |_| 1.0);
+        let torn = VectorField::from_fn(&g, |p, v| {
+            v[0] = if p[0] < 0.4 { 0.75 * p[0] } else { 0.3 + 0.75 * p[0] };
+            v[1] = p[1];
+        });
+        let rho = push_forward_adaptive(&mu, &torn, &g, 2).unwrap();
+        assert!((rho.integral() - mu.integral()).abs() < 1e-12);
+        let h = 1.0 / 64.0;
+        let mut in_gap = 0.0;
+        for ((_, i), v) in rho.data().indexed_iter().map(|(ix, v)| ((ix[0], ix[1]), v)) {
+            let x = (i as f64 + 0.5) * h;
+            if x > 0.75 * 0.4 + 2.0 * h && x < 0.3 + 0.75 * 0.4 - 2.0 * h {
+                in_gap += v * h * h;
+            }
+        }
+        assert!(in_gap < 1e-14, "mass {in_gap} deposited inside the gap");
+    }
+}

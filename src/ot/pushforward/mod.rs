@@ -1,0 +1,22 @@
+//! Push-forward of a density by a map on grids, `ν = T#μ`, in two ways:
+//!
+//! - [`deposit`]: each source cell (or sub-cell) carries its mass to `T(x)` and deposits it
+//!   by cloud-in-cell weights — any densities, mass conserved to round-off, but grid-scale
+//!   aliasing caps the pointwise density at first order;
+//! - [`jacobian`]: the change of variables `μ(T⁻¹y) det D(T⁻¹)(y)` through the inverse
+//!   potential — second order for smooth densities bounded away from zero;
+//!
+//! and the multilinear interpolation both rely on ([`interpolate`]).
+
+mod deposit;
+mod interpolate;
+mod jacobian;
+
+pub use deposit::{push_forward, push_forward_adaptive, push_forward_subsampled, MAX_SUBCELLS};
+pub(crate) use interpolate::{interpolate, interpolate_with_gradient};
+pub use jacobian::{push_forward_by_inverse_potential, JacobianPushForward};
+
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::Grid;
+use rayon::prelude::*;
