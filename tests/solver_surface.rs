@@ -176,13 +176,22 @@ impl Solver for Identity {
     }
 }
 
+/// The toy method's registry entry: what `otgrid::ot::method::REGISTRY` holds per method.
+const IDENTITY: otgrid::ot::MethodInfo = otgrid::ot::MethodInfo {
+    name: "identity",
+    stopping_measure: "L1 gap between the densities",
+    default_tolerance: |_| 1e-12,
+    needs_positive_densities: false,
+    solve: |problem, options| Identity.solve(problem, options),
+};
+
 #[test]
 fn a_new_method_is_one_solver_implementation() {
     let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
     let rho = ScalarField::from_fn(&grid, |p| 1.0 + 0.5 * p[0]);
     let same = Problem::new(&rho, &rho).unwrap();
-    let solution =
-        Identity.solve(&same, &Options { tolerance: 1e-12, ..Default::default() }).unwrap();
+    let tolerance = (IDENTITY.default_tolerance)(&grid);
+    let solution = (IDENTITY.solve)(&same, &Options { tolerance, ..Default::default() }).unwrap();
     assert_eq!(solution.outcome, Outcome::Converged);
     assert!(solution.w2_squared().abs() < 1e-12);
     let out = solution.to_output(&same).unwrap();

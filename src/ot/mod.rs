@@ -17,6 +17,7 @@ pub mod bfm;
 pub mod density;
 mod fastmath;
 pub mod legendre;
+pub mod method;
 pub mod metric;
 mod monge_ampere;
 mod multilevel;
@@ -30,11 +31,12 @@ pub mod verify;
 pub use bfm::BackAndForth;
 pub use density::DensitySpec;
 pub use legendre::{c_transform, legendre_1d, legendre_transform, Maximum};
+pub use method::{Method, MethodInfo, MIN_CONTRAST};
 pub use metric::Metric;
 pub use newton::Newton;
 pub use parabolic::{Parabolic, Schedule, Stepping};
 pub use problem::{
-    IterationRecord, Method, Observer, Options, Outcome, Problem, Progress, Solution, Solver,
+    IterationRecord, Observer, Options, Outcome, Problem, Progress, Solution, Solver,
 };
 pub use pushforward::{
     push_forward, push_forward_adaptive, push_forward_by_inverse_potential,

@@ -70,6 +70,16 @@ impl Default for Newton {
 /// (7 more iterations of 30 halvings each, 37 s in all, before this rule).
 const ROUND_OFF_FLOOR: f64 = 1e-5;
 
+/// The registry entry of Newton's method: tolerance 1e-8 on the max Monge–Ampère residual
+/// (Newton converges quadratically, so a tight tolerance costs one or two steps).
+pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
+    name: "newton",
+    stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
+    default_tolerance: |_| 1e-8,
+    needs_positive_densities: true,
+    solve: |problem, options| Newton::default().solve(problem, options),
+};
+
 impl Solver for Newton {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         options.validate()?;

@@ -221,6 +221,16 @@ fn map_error_l2(problem: &Problem, u: &ScalarField, exact: &ExactMap) -> f64 {
     (sum * grid.cell_volume()).sqrt()
 }
 
+/// The registry entry of the parabolic Monge–Ampère flow: tolerance 1e-6 on the max
+/// Monge–Ampère residual.
+pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
+    name: "parabolic",
+    stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
+    default_tolerance: |_| 1e-6,
+    needs_positive_densities: true,
+    solve: |problem, options| Parabolic::default().solve(problem, options),
+};
+
 impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         options.validate()?;

@@ -1,6 +1,6 @@
 //! The shape shared by every OT solver: a [`Problem`] (two probability densities on one grid),
 //! [`Options`], and a [`Solution`] (the potentials, from which the map, its inverse, the
-//! push-forward and W₂² follow), plus the [`Solver`] trait and the [`Method`] registry.
+//! push-forward and W₂² follow), plus the [`Solver`] trait every method implements.
 //!
 //! Potentials are stored in displacement form: the Brenier potential is
 //! `φ(x) = |x|²/2 + p(x)` (so `T(x) = x + ∇p(x)`) and its Legendre transform is
@@ -112,14 +112,10 @@ impl Problem {
     }
 }
 
-/// Smallest density contrast `min/max` that Newton and the parabolic flow accept
-/// ([`Method::check`]).
-pub const MIN_CONTRAST: f64 = 0.05;
-
 /// Stopping and reporting settings shared by the solvers.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Options {
-    /// Stopping threshold of the method's own measure ([`Method::stopping_measure`]):
+    /// Stopping threshold of the method's own measure ([`super::Method::stopping_measure`]):
     /// bfm — both marginal errors `‖ν − T#μ‖_H⁻¹`, `‖μ − T⁻¹#ν‖_H⁻¹` (a length: the H⁻¹
     /// norm of a density difference is a linearised W₂ distance); newton — the max norm of
     /// the Monge–Ampère residual `log(g(∇φ) det D²φ / f)` (a relative density mismatch).
@@ -516,141 +512,9 @@ impl Solution {
     }
 }
 
-/// An OT solver: one file per method under `ot/`, registered in [`Method`].
+/// An OT solver: one file per method under `ot/`, registered in [`super::method`].
 pub trait Solver {
     /// Solves `problem`; an unfinished run returns `Ok` with its [`Outcome`], and errors
     /// are reserved for input that cannot be solved at all.
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution>;
-}
-
-/// The OT methods by name (the CLI's `--method`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// Back-and-forth dual ascent (Jacobs–Léger), the default.
-    BackAndForth,
-    /// Damped Newton for the Monge–Ampère equation (smooth, strictly positive densities).
-    Newton,
-    /// The parabolic Monge–Ampère flow (smooth, strictly positive densities).
-    Parabolic,
-    /// Entropic OT by log-domain Sinkhorn (ε = 1e-3 unless set otherwise).
-    Sinkhorn,
-}
-
-impl Method {
-    /// Every method, default first.
-    pub const ALL: [Method; 4] =
-        [Method::BackAndForth, Method::Newton, Method::Parabolic, Method::Sinkhorn];
-
-    /// The registry name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::BackAndForth => "bfm",
-            Method::Newton => "newton",
-            Method::Parabolic => "parabolic",
-            Method::Sinkhorn => "sinkhorn",
-        }
-    }
-
-    /// The default tolerance of [`Options::tolerance`] for this method on `grid`: bfm in 2D
-    /// 1.5e-3 · max(1, 256 / fewest cells per axis), in 3D 1 / fewest cells (H⁻¹ marginal
-    /// error; the deposit push-forward leaves a grid-scale floor of order h: the exact map
-    /// of the reference Gaussian pair measures 3.0e-3 / 1.5e-3 / 4.5e-4 / 3.4e-4 at
-    /// 64² / 128² / 256² / 512², and 2.3e-2 / 6.6e-3 / 3.3e-3 at 32³ / 64³ / 128³, i.e.
-    /// 0.4 h in 3D, above the 2D rule); newton 1e-8 (max Monge–Ampère residual; Newton
-    /// converges quadratically, so a tight tolerance costs one or two steps).
-    pub fn default_tolerance(self, grid: &Grid) -> f64 {
-        match self {
-            Method::BackAndForth => {
-                let fewest = grid.axes().iter().map(|a| a.cells).min().unwrap_or(1).max(1) as f64;
-                if grid.dim() >= 3 {
-                    1.0 / fewest
-                } else {
-                    1.5e-3 * (256.0 / fewest).max(1.0)
-                }
-            }
-            Method::Newton => 1e-8,
-            Method::Parabolic => 1e-6,
-            Method::Sinkhorn => 1e-5,
-        }
-    }
-
-    /// What the tolerance measures for this method, in words.
-    pub fn stopping_measure(self) -> &'static str {
-        match self {
-            Method::BackAndForth => "H^-1 marginal error",
-            Method::Newton | Method::Parabolic => {
-                "max Monge-Ampere residual |log(g(T) det DT / f)|"
-            }
-            Method::Sinkhorn => "L1 error of the entropic plan's second marginal",
-        }
-    }
-
-    /// The method `--method auto` (the CLI's default) runs on `problem`, and why: the
-    /// back-and-forth method, which solves every density pair of the verification zoo
-    /// (zero regions, mixtures, torn maps, torus and box, 2D and 3D) at default settings.
-    /// Newton and the parabolic flow are faster per digit only on smooth, strictly positive
-    /// pairs, and fail outside them, so `auto` does not pick them.
-    pub fn auto(problem: &Problem) -> (Method, String) {
-        let contrast = problem.contrast();
-        let why = if contrast >= MIN_CONTRAST {
-            format!(
-                "bfm: any densities (smooth and positive here, min/max {contrast:.2e}; \
-                 newton is an option)"
-            )
-        } else {
-            format!("bfm: densities with zero or near-zero regions (min/max {contrast:.1e})")
-        };
-        (Method::BackAndForth, why)
-    }
-
-    /// Refuses, at once and with the reason and the method to use instead, a problem this
-    /// method does not solve: Newton and the parabolic flow need both densities bounded
-    /// below by [`MIN_CONTRAST`] times their maximum (their linearised operator degenerates
-    /// where a density vanishes: on the reference Gaussian pair, whose tails fall to 1e-30,
-    /// Newton needs 28 damped steps before its quadratic phase, 27 s at 128², and its
-    /// discrete solution maps with L2 error 1.1e-2 and W₂² 1.4 % low, against bfm's 2.2e-4
-    /// and 0.01 % in 0.04 s).
-    pub fn check(self, problem: &Problem) -> Result<()> {
-        match self {
-            Method::Newton | Method::Parabolic => {
-                let contrast = problem.contrast();
-                if contrast < MIN_CONTRAST {
-                    return Err(Error::UnsuitedMethod {
-                        method: self.name(),
-                        needed: MIN_CONTRAST,
-                        contrast,
-                        suggestion: "the method bfm (or auto)",
-                    });
-                }
-                Ok(())
-            }
-            Method::BackAndForth | Method::Sinkhorn => Ok(()),
-        }
-    }
-
-    /// Looks a method up by name.
-    pub fn from_name(name: &str) -> Result<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-            Error::invalid(format!("unknown OT method '{name}' (known: {})", names.join(", ")))
-        })
-    }
-
-    /// Runs this method with its default settings.
-    pub fn solve(self, problem: &Problem, options: &Options) -> Result<Solution> {
-        match self {
-            Method::BackAndForth => super::bfm::BackAndForth::default().solve(problem, options),
-            Method::Newton => super::newton::Newton::default().solve(problem, options),
-            Method::Parabolic => super::parabolic::Parabolic::default().solve(problem, options),
-            Method::Sinkhorn => super::sinkhorn::Sinkhorn::default().solve(problem, options),
-        }
-    }
-}
-
-impl std::str::FromStr for Method {
-    type Err = crate::error::Error;
-    /// Same as the inherent parser.
-    fn from_str(s: &str) -> Result<Method, Self::Err> {
-        Method::from_name(s)
-    }
 }

@@ -566,6 +566,16 @@ impl Sinkhorn {
     }
 }
 
+/// The registry entry of Sinkhorn: tolerance 1e-5 on the L1 error of the plan's second
+/// marginal.
+pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
+    name: "sinkhorn",
+    stopping_measure: "L1 error of the entropic plan's second marginal",
+    default_tolerance: |_| 1e-5,
+    needs_positive_densities: false,
+    solve: |problem, options| Sinkhorn::default().solve(problem, options),
+};
+
 impl Solver for Sinkhorn {
     /// Runs on a rayon worker thread, so that the many small parallel loops of the coarse
     /// levels fork and join inside the pool instead of handing off from outside it.

@@ -4,7 +4,8 @@
 //! verification suite: named [`Case`]s with closed-form maps, solved at several resolutions
 //! by [`verify_case`] (`otgrid verify`).
 
-use super::problem::{Method, Options, Problem, Solution};
+use super::method::Method;
+use super::problem::{Options, Problem, Solution};
 use crate::analytic::gaussian::{Gaussian, GaussianMap};
 use crate::analytic::maps::{DiskToAnnulus, PeriodicManufactured, ProductMap, Profile, Separable};
 use crate::error::{Error, Result};
