@@ -16,6 +16,7 @@
 pub mod bfm;
 pub mod density;
 mod fastmath;
+mod gibbs;
 pub mod legendre;
 pub mod method;
 pub mod metric;
