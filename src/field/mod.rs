@@ -300,9 +300,13 @@ impl DisjointWrites {
     }
 
     /// The address of element `offset` (a method, so closures capture the `Sync` wrapper).
+    ///
+    /// # Safety
+    /// `offset` must lie within the shared buffer (an in-bounds offset, as `pointer::add`).
     #[inline]
-    pub(crate) fn at(self, offset: usize) -> *mut f64 {
-        self.0.wrapping_add(offset)
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f64 {
+        // SAFETY: the caller keeps `offset` inside the buffer.
+        unsafe { self.0.add(offset) }
     }
 }
 

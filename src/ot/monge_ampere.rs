@@ -379,11 +379,21 @@ pub(super) fn mean(v: &[f64]) -> f64 {
     crate::field::ordered_sum(v.len(), |r| v[r].iter().sum()) / v.len() as f64
 }
 
+/// Cells per chunk of the deterministic reductions below.
+const CHUNK: usize = 4096;
+
 /// `(max |r|, RMS r)` of `r = F − mean F`.
 pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
     let c = mean(f);
-    let max = f.par_iter().map(|v| (v - c).abs()).reduce(|| 0.0, f64::max);
-    let sq = crate::field::ordered_sum(f.len(), |r| f[r].iter().map(|v| (v - c) * (v - c)).sum());
+    // One pass in fixed chunks, added in chunk order: the same sums whatever the schedule.
+    let parts: Vec<(f64, f64)> = f
+        .par_chunks(CHUNK)
+        .map(|part| {
+            part.iter()
+                .fold((0.0f64, 0.0), |(m, s), v| ((v - c).abs().max(m), s + (v - c) * (v - c)))
+        })
+        .collect();
+    let (max, sq) = parts.iter().fold((0.0f64, 0.0), |(m, s), p| (m.max(p.0), s + p.1));
     (max, (sq / f.len() as f64).sqrt())
 }
 
@@ -391,13 +401,20 @@ pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
 /// `(∫ f |e^r − 1| dx, ∫ f (e^r − 1 − r) dx)` — the pull-back's L1 marginal error and
 /// KL(T#μ‖ν) by the change of variables y = T(x) (≥ 0).
 pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> (f64, f64) {
-    // Deterministic (chunk-ordered) sums: the same input gives the same diagnostics.
-    let l1 = crate::field::ordered_sum(residual.len(), |range| {
-        range.map(|i| f[i] * (residual[i] - c).exp_m1().abs()).sum()
-    });
-    let kl = crate::field::ordered_sum(residual.len(), |range| {
-        range.map(|i| f[i] * ((residual[i] - c).exp_m1() - (residual[i] - c))).sum()
-    });
+    // One pass in fixed chunks, added in chunk order: the same diagnostics whatever the
+    // thread schedule.
+    let parts: Vec<(f64, f64)> = residual
+        .par_chunks(CHUNK)
+        .zip(f.par_chunks(CHUNK))
+        .map(|(r, f)| {
+            r.iter().zip(f).fold((0.0, 0.0), |(l1, kl), (r, f)| {
+                let x = r - c;
+                let e = x.exp_m1();
+                (l1 + f * e.abs(), kl + f * (e - x))
+            })
+        })
+        .collect();
+    let (l1, kl) = parts.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
     (l1 * vol, kl * vol)
 }
 
