@@ -257,7 +257,10 @@ fn resource_guards() {
         d,
         &["more than the memory limit", "--memory-limit"],
     );
-    refused(&["demo", "--grid", "40000x40000", "--out", "o.h5"], d, &["GiB"]);
+    refused(&args("demo --grid 40000x40000 --out o.h5"), d, &["GiB"]);
+    refused(&args("verify --case gaussian-2d --sizes 60000"), d, &["GiB", "verify gaussian-2d"]);
+    ok(&args("demo --grid 16x16 --out small.h5"), d);
+    refused(&args("info small.h5 --memory-limit 1K"), d, &["reading small.h5"]);
     let heat = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/problems/heat_sine.toml");
     let heat = heat.to_str().unwrap();
     let started = Instant::now();

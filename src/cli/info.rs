@@ -39,7 +39,15 @@ fn field_row(name: &str, field: &Field) -> String {
     }
 }
 
-pub fn run(args: &InfoArgs) -> Result<()> {
+pub fn run(args: &InfoArgs, report: &mut super::Report) -> Result<()> {
+    // The whole file is read into memory (twice its size at the peak: datasets and fields).
+    if let Ok(meta) = std::fs::metadata(&args.file) {
+        let estimate = otgrid::resources::MemoryEstimate {
+            bytes: otgrid::resources::BASE_BYTES.saturating_add(meta.len().saturating_mul(2)),
+            detail: format!("reading {} ({} bytes)", args.file.display(), meta.len()),
+        };
+        estimate.check(report.memory_limit)?;
+    }
     let out = Output::read(&args.file)?;
     let grid = out.grid();
     println!("file         {}", args.file.display());

@@ -208,7 +208,7 @@ pub fn main() -> i32 {
         }
     }
     let result = match &cli.command {
-        Command::Info(args) => info::run(args),
+        Command::Info(args) => info::run(args, &mut report),
         Command::Demo(args) => demo::run(args, &mut report),
         Command::Ot(args) => ot::run(args, &mut report),
         Command::Verify(args) => verify::run(args, &mut report),
