@@ -40,6 +40,22 @@ impl MemoryEstimate {
         }
     }
 
+    /// An OT solve on `grid` by `method` (`None`: auto, which runs bfm): bfm 48 fields,
+    /// Sinkhorn 32, Newton and the parabolic flow 24 + 8 log₂ N in 2D (sparse LU fill) and
+    /// 64 in 3D (Krylov steps).
+    pub fn ot(grid: &Grid, method: Option<crate::ot::Method>, what: &str) -> MemoryEstimate {
+        use crate::ot::Method;
+        let fields = match method {
+            Some(Method::Newton | Method::Parabolic) if grid.dim() == 2 => {
+                24.0 + 8.0 * (grid.num_cells() as f64).log2()
+            }
+            Some(Method::Newton | Method::Parabolic) => 64.0,
+            Some(Method::Sinkhorn) => 32.0,
+            Some(Method::BackAndForth) | None => 48.0,
+        };
+        MemoryEstimate::fields(grid, fields, 0, what)
+    }
+
     /// Refuses the run when the estimate exceeds `limit` (bytes), or, without a limit, the
     /// machine's available memory (Linux `MemAvailable`; no check where it is unknown).
     pub fn check(&self, limit: Option<u64>) -> Result<()> {

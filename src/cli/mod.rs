@@ -170,6 +170,27 @@ impl Command {
     }
 }
 
+/// Where checkpoints of the run writing `out` go: `NAME.checkpoint.h5` next to it.
+pub fn checkpoint_path(out: &std::path::Path) -> std::path::PathBuf {
+    let stem = out.file_stem().map_or("run".into(), |s| s.to_string_lossy().to_string());
+    out.with_file_name(format!("{stem}.checkpoint.h5"))
+}
+
+/// Removes a run's checkpoint (and its sidecar) once the run's output is complete.
+pub fn remove_checkpoint(path: Option<&std::path::Path>, report: &mut Report) -> Result<()> {
+    if let Some(path) = path {
+        for p in [path.to_path_buf(), path.with_extension("xmf")] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(otgrid::Error::io(&p, e)),
+            }
+        }
+        report.put("checkpoint_removed", path.display().to_string());
+    }
+    Ok(())
+}
+
 /// The command-line flag that addresses a library error (the library names no flags).
 fn flag_hint(e: &otgrid::Error) -> Option<&'static str> {
     use otgrid::Error as E;

@@ -162,15 +162,7 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     report.put("grid", &grid);
     // Peak memory in fields, calibrated in otgrid::resources (Newton's sparse LU fill grows
     // like N log N in 2D).
-    let fields = match requested {
-        Some(Method::Newton | Method::Parabolic) if grid.dim() == 2 => {
-            24.0 + 8.0 * (grid.num_cells() as f64).log2()
-        }
-        Some(Method::Newton | Method::Parabolic) => 64.0,
-        Some(Method::Sinkhorn) => 32.0,
-        _ => 48.0,
-    };
-    MemoryEstimate::fields(&grid, fields, 0, &format!("ot --method {}", args.method))
+    MemoryEstimate::ot(&grid, requested, &format!("ot --method {}", args.method))
         .check(report.memory_limit)?;
     report.put("source_spec", &args.source);
     report.put("target_spec", &args.target);
@@ -235,7 +227,7 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     if args.checkpoint_every == Some(0) {
         return Err(Error::invalid("--checkpoint-every must be at least 1"));
     }
-    let checkpoint_file = args.checkpoint_every.map(|_| checkpoint_path(&args.out));
+    let checkpoint_file = args.checkpoint_every.map(|_| super::checkpoint_path(&args.out));
     if let Some(path) = &checkpoint_file {
         check_output_path(path, &inputs)?;
     }
@@ -319,15 +311,7 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     }
     let written = output.write(&args.out)?;
     report.put("output", written.hdf5.display().to_string());
-    if let Some(path) = &checkpoint_file {
-        for p in [path.clone(), path.with_extension("xmf")] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&p, e)),
-            }
-        }
-    }
+    super::remove_checkpoint(checkpoint_file.as_deref(), report)?;
     if !report.json {
         report.print_text(&["parameters", "source_spec", "target_spec", "method_choice"]);
         if !solution.solved() {
@@ -350,12 +334,6 @@ fn parabolic(args: &OtArgs, exact: Option<Exact>) -> Result<Parabolic> {
         map
     });
     Ok(Parabolic { schedule, stepping, exact_map, ..Default::default() })
-}
-
-/// Where the parabolic flow's checkpoints go: `NAME.checkpoint.h5` next to the output.
-fn checkpoint_path(out: &Path) -> PathBuf {
-    let stem = out.file_stem().map_or("ot".into(), |s| s.to_string_lossy().to_string());
-    out.with_file_name(format!("{stem}.checkpoint.h5"))
 }
 
 /// The parameters a checkpoint must share with the run resuming it.

@@ -5,7 +5,7 @@
 //! attributes of the output, so a result can be reproduced from the file alone.
 
 use super::progress::TimeProgress;
-use super::Report;
+use super::{checkpoint_path, remove_checkpoint, Report};
 use otgrid::error::{Error, Result};
 use otgrid::io::config::{read_problem, DiffusionProblemFile, FokkerPlanckFile};
 use otgrid::io::{AttrValue, Field, Inputs, Output};
@@ -207,12 +207,6 @@ fn time_section(
         t.dt = v;
     }
     Ok(t)
-}
-
-/// Where checkpoints of the run writing `out` go: `NAME.checkpoint.h5` next to it.
-fn checkpoint_path(out: &Path) -> PathBuf {
-    let stem = out.file_stem().map_or("run".into(), |s| s.to_string_lossy().to_string());
-    out.with_file_name(format!("{stem}.checkpoint.h5"))
 }
 
 /// Checks the checkpoint options and the output of the checkpoints.
@@ -485,21 +479,6 @@ pub fn parabolic(args: &TimeArgs, report: &mut Report) -> Result<()> {
     provenance(&mut out, &parameters, &pa.problem)?;
     write(&out, &out_path, report)?;
     remove_checkpoint(checkpoint_file.as_deref(), report)
-}
-
-/// Removes the run's checkpoint (and sidecar) once its output is complete.
-fn remove_checkpoint(path: Option<&Path>, report: &mut Report) -> Result<()> {
-    if let Some(path) = path {
-        for p in [path.to_path_buf(), path.with_extension("xmf")] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&p, e)),
-            }
-        }
-        report.put("checkpoint_removed", path.display().to_string());
-    }
-    Ok(())
 }
 
 pub fn fokker_planck(args: &TimeArgs, report: &mut Report) -> Result<()> {

@@ -111,23 +111,12 @@ pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
             "order"
         );
     }
-    // Every run's memory before the first: the largest grid of each case, at the bfm
-    // estimate (the largest of the methods it runs but Newton's LU, which refuses 3D here).
+    // Every run's memory before the first: the largest grid of each case.
     for case in &cases {
         let largest = sizes.as_deref().unwrap_or(case.sizes()).iter().copied().max().unwrap_or(4);
         let grid = case.grid(largest)?;
-        let fields = if only.is_some_and(|m| m != Method::BackAndForth && m != Method::Sinkhorn) {
-            24.0 + 8.0 * (grid.num_cells() as f64).log2()
-        } else {
-            48.0
-        };
-        otgrid::resources::MemoryEstimate::fields(
-            &grid,
-            fields,
-            0,
-            &format!("verify {}", case.name()),
-        )
-        .check(report.memory_limit)?;
+        otgrid::resources::MemoryEstimate::ot(&grid, only, &format!("verify {}", case.name()))
+            .check(report.memory_limit)?;
     }
     for case in cases {
         let methods: Vec<Option<Method>> = match (only, suite) {
