@@ -40,8 +40,8 @@ pub enum Error {
     #[error("{what}: {input} lives on {found}, but this run's grid is {expected}; resample it onto the run's grid, or choose the matching grid")]
     GridMismatch { what: String, input: String, found: String, expected: String },
     /// A method was asked to solve a problem outside its range (`suggestion` solves it).
-    #[error("{method} needs densities bounded away from zero (min/max ≥ {needed}), but min/max = {contrast:.2e}; use {suggestion}")]
-    UnsuitedMethod { method: &'static str, needed: f64, contrast: f64, suggestion: &'static str },
+    #[error("{method} does not solve this pair: {reason}; use {suggestion}")]
+    UnsuitedMethod { method: &'static str, reason: String, suggestion: &'static str },
     /// A run's estimated peak memory exceeds the limit.
     #[error("this run needs about {} ({detail}), more than {limit_source} ({}); use a smaller grid, or raise the memory limit", crate::resources::human_bytes(*.needed), crate::resources::human_bytes(*.limit))]
     Memory { needed: u64, limit: u64, limit_source: &'static str, detail: String },

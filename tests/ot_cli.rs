@@ -198,18 +198,32 @@ fn default_method_solves_ordinary_pairs_and_stores_the_outcome() {
             );
         }
     }
-    // Newton on a density with zero regions: refused at once, naming the method to use.
+    // Newton on a target with two separated bumps: refused at once, naming the method to
+    // use; on the Gaussian (tails 1e-11 of the peak) → uniform: solved through the lift.
     let start = std::time::Instant::now();
     let o = otgrid(
         &[
-            "ot", "--grid", "64x64", "--source", pairs[0].0, "--target", "uniform", "--method",
+            "ot", "--grid", "64x64", "--source", pairs[1].0, "--target", pairs[1].1, "--method",
             "newton",
         ],
         dir.path(),
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("use --method bfm"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("separated modes") && err.contains("use --method bfm"), "{err}");
     assert!(start.elapsed().as_secs_f64() < 1.0);
+    let o = otgrid(
+        &[
+            "ot", "--grid", "64x64", "--source", pairs[0].0, "--target", "uniform", "--method",
+            "newton", "--out", "n.h5", "--json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["outcome"], "converged", "{json}");
+    std::fs::remove_file(dir.path().join("n.h5")).unwrap();
+    std::fs::remove_file(dir.path().join("n.xmf")).ok();
     // A time limit is an outcome, not a crash: nothing written without --keep-unconverged.
     let o = otgrid(
         &[

@@ -181,7 +181,7 @@ const IDENTITY: otgrid::ot::MethodInfo = otgrid::ot::MethodInfo {
     name: "identity",
     stopping_measure: "L1 gap between the densities",
     default_tolerance: |_| 1e-12,
-    needs_positive_densities: false,
+    unsuited: |_| None,
     solve: |problem, options| Identity.solve(problem, options),
 };
 

@@ -51,6 +51,10 @@ fn sci(v: Option<f64>) -> String {
 }
 
 fn print_row(r: &VerifyRow) {
+    if let Some(reason) = &r.refused {
+        println!("{:<21} {:<6} {:>4} refused: {reason}", r.case, r.method, r.cells);
+        return;
+    }
     println!(
         "{:<21} {:<6} {:>4} {:<20} {:>5} {:>8.3} {:>10} {:>10} {:>10} {:>10} {:>6}",
         r.case,
@@ -134,12 +138,17 @@ pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
             }
         }
     }
-    let failed = rows.iter().filter(|r| !r.solved).count();
-    report.put("solved", rows.len() - failed);
+    let refused = rows.iter().filter(|r| r.refused.is_some()).count();
+    let failed = rows.iter().filter(|r| !r.solved && r.refused.is_none()).count();
+    report.put("solved", rows.len() - failed - refused);
     report.put("not_solved", failed);
+    report.put("refused", refused);
     report.put("rows", &rows);
     if !args.json {
-        println!("{} solved, {failed} not solved", rows.len() - failed);
+        println!(
+            "{} solved, {failed} not solved, {refused} refused",
+            rows.len() - failed - refused
+        );
     }
     if failed > 0 {
         return Err(Error::Numerical(format!("{failed} of {} runs were not solved", rows.len())));

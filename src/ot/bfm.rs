@@ -505,7 +505,7 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
             1.5e-3 * (256.0 / fewest).max(1.0)
         }
     },
-    needs_positive_densities: false,
+    unsuited: |_| None,
     solve: |problem, options| BackAndForth::default().solve(problem, options),
 };
 

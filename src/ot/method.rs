@@ -7,8 +7,8 @@ use super::problem::{Options, Problem, Solution};
 use crate::error::{Error, Result};
 use crate::grid::Grid;
 
-/// Smallest density contrast `min/max` that methods with
-/// [`MethodInfo::needs_positive_densities`] (Newton, the parabolic flow) accept.
+/// Smallest density contrast `min/max` that Newton and the parabolic flow solve as given;
+/// below it they solve the lifted pair ([`super::GaussianLift`]).
 pub const MIN_CONTRAST: f64 = 0.05;
 
 /// What the registry knows about a method.
@@ -20,9 +20,9 @@ pub struct MethodInfo {
     pub stopping_measure: &'static str,
     /// The default tolerance on a grid.
     pub default_tolerance: fn(&Grid) -> f64,
-    /// Whether the method needs both densities bounded below by [`MIN_CONTRAST`] times
-    /// their maximum (its linearised operator degenerates where a density vanishes).
-    pub needs_positive_densities: bool,
+    /// Why the method does not solve a problem (checked before solving, in well under a
+    /// second), or `None` when it does.
+    pub unsuited: fn(&Problem) -> Option<String>,
     /// Solves with the method's default parameters.
     pub solve: fn(&Problem, &Options) -> Result<Solution>,
 }
@@ -76,41 +76,37 @@ impl Method {
 
     /// The method `auto` (the CLI's default) runs on `problem`, and why: the back-and-forth
     /// method, which solves every density pair of the verification zoo (zero regions,
-    /// mixtures, torn maps, torus and box, 2D and 3D) at default settings. Newton and the
-    /// parabolic flow are faster per digit only on smooth, strictly positive pairs, and fail
-    /// outside them, so `auto` does not pick them.
+    /// mixtures, torn maps, torus and box, 2D and 3D) at default settings and is the fastest
+    /// there. Newton's map errors are 1.2–60× smaller on the smooth pairs it accepts, but it
+    /// runs 5–100× slower (docs/ot.md), so `auto` names it as an option instead of picking it.
     pub fn auto(problem: &Problem) -> (Method, String) {
         let contrast = problem.contrast();
-        let why = if contrast >= MIN_CONTRAST {
-            format!(
-                "bfm: any densities (smooth and positive here, min/max {contrast:.2e}; \
-                 newton is an option)"
-            )
-        } else {
-            format!("bfm: densities with zero or near-zero regions (min/max {contrast:.1e})")
+        let why = match Method::Newton.unsuited(problem) {
+            None => format!(
+                "bfm: any densities (min/max {contrast:.1e}; newton also solves this pair, \
+                 slower and more accurately)"
+            ),
+            Some(reason) => format!("bfm: any densities (newton does not: {reason})"),
         };
         (Method::BackAndForth, why)
     }
 
+    /// Why this method does not solve `problem` ([`MethodInfo::unsuited`]), or `None`.
+    pub fn unsuited(self, problem: &Problem) -> Option<String> {
+        (self.info().unsuited)(problem)
+    }
+
     /// Refuses, at once and with the method to use instead, a problem this method does not
-    /// solve: Newton and the parabolic flow need both densities bounded below by
-    /// [`MIN_CONTRAST`] times their maximum (on the reference Gaussian pair, whose tails
-    /// fall to 1e-30, Newton needs 28 damped steps before its quadratic phase, 27 s at
-    /// 128², and its discrete solution maps with L2 error 1.1e-2 and W₂² 1.4 % low, against
-    /// bfm's 2.2e-4 and 0.01 % in 0.04 s).
+    /// solve ([`MethodInfo::unsuited`]).
     pub fn check(self, problem: &Problem) -> Result<()> {
-        if self.info().needs_positive_densities {
-            let contrast = problem.contrast();
-            if contrast < MIN_CONTRAST {
-                return Err(Error::UnsuitedMethod {
-                    method: self.name(),
-                    needed: MIN_CONTRAST,
-                    contrast,
-                    suggestion: "the method bfm (or auto)",
-                });
-            }
+        match self.unsuited(problem) {
+            None => Ok(()),
+            Some(reason) => Err(Error::UnsuitedMethod {
+                method: self.name(),
+                reason,
+                suggestion: "the method bfm (or auto)",
+            }),
         }
-        Ok(())
     }
 
     /// Looks a method up by name.

