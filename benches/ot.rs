@@ -91,6 +91,11 @@ fn bench_newton(c: &mut Criterion) {
         }
         g.finish();
     }
+    // Newton on the reference Gaussian pair (through the Gaussian lift and the coarse start).
+    let mut g = c.benchmark_group("newton gaussian");
+    g.sample_size(10);
+    bench_case(&mut g, Method::Newton, Case::Gaussian2d, 256);
+    g.finish();
 }
 
 fn bench_case(

@@ -166,14 +166,23 @@ impl Solver for Newton {
             None if self.coarse_start => self.coarse_start(problem, options, start),
             None => None,
         };
-        let (ma, mut u, mut residual, mut lin) =
-            match initial_state(equation, guess.as_ref(), "newton") {
-                // A coarse start that is not discretely convex on this grid: from zero.
-                Err(_) if self.initial.is_none() && guess.is_some() => {
-                    initial_state(equation, None, "newton")?
+        let mut state = initial_state(equation, guess.as_ref(), "newton");
+        // A coarse start that is not discretely convex on this grid: a fraction of it, else
+        // zero.
+        if let (Err(_), Some(g), None) = (&state, &guess, &self.initial) {
+            for fraction in [0.5, 0.25] {
+                let mut scaled = g.clone();
+                scaled.data_mut().mapv_inplace(|v| v * fraction);
+                state = initial_state(equation, Some(&scaled), "newton");
+                if state.is_ok() {
+                    break;
                 }
-                state => state?,
-            };
+            }
+            if state.is_err() {
+                state = initial_state(equation, None, "newton");
+            }
+        }
+        let (ma, mut u, mut residual, mut lin) = state?;
         let mut step_solver = StepSolver::new(self.linear_solver);
         step_solver.forcing = true;
         let grid = problem.grid().clone();
