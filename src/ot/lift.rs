@@ -62,21 +62,6 @@ pub fn unsuited(problem: &Problem) -> Option<String> {
     None
 }
 
-/// Why the parabolic flow, which runs on the densities as given, does not solve `problem`:
-/// a density below [`super::MIN_CONTRAST`] times its maximum somewhere. (Lifted, the
-/// reference pair still stalls the flow: from zero, no implicit step down to η = 2e-4 keeps
-/// the potential discretely convex at 64² and 128², residual 8.5.)
-pub fn unsuited_unlifted(problem: &Problem) -> Option<String> {
-    let contrast = problem.contrast();
-    (contrast < super::MIN_CONTRAST).then(|| {
-        format!(
-            "it needs densities bounded away from zero (min/max ≥ {}), but min/max = \
-             {contrast:.2e}",
-            super::MIN_CONTRAST
-        )
-    })
-}
-
 /// A grid line along which `rho` dips below half the smaller of its highest values on either
 /// side (counting only values above 1e-6 of the maximum), described in words.
 fn separated_modes(rho: &ScalarField) -> Option<String> {

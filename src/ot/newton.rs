@@ -33,8 +33,8 @@ use super::lift::GaussianLift;
 use super::method::MIN_CONTRAST;
 pub use super::monge_ampere::NewtonLinearSolver;
 use super::monge_ampere::{
-    dual_value, initial_state, mean, pullback_errors, residual_norms, stopping, Linearisation,
-    StepSolver,
+    dual_value, initial_state, map_shift_in_cells, mean, pullback_errors, residual_norms, stopping,
+    Linearisation, StepSolver, SETTLED_MAP_SHIFT,
 };
 use super::multilevel::{coarsen, prolong, restrict};
 use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
@@ -91,28 +91,6 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     unsuited: super::lift::unsuited,
     solve: |problem, options| Newton::default().solve(problem, options),
 };
-
-/// A full Newton step that moves the map `x + ∇_h u` by at most this many cells (max over
-/// cells and axes) leaves the answer unchanged at the grid's resolution. Measured on the
-/// eight-decade density → uniform at 256² (Newton's residual stops at 2.8e-5, 6.8e-6 at
-/// 128²: F is only piecewise smooth where `x + ∇_h u` crosses cells of the interpolated
-/// `log g` and the box's faces), where the next full step would move the map by 3e-9 cells;
-/// genuine stalls (the zoo's mixtures before they were refused) have steps of 1–70 cells.
-const SETTLED_MAP_SHIFT: f64 = 1e-2;
-
-/// `max_{cells, k} |∂_k v| / (1/h_k)`: how far the step `v` moves the map `x + ∇_h u`, in
-/// cells (central differences, as the operator's gradient).
-fn map_shift_in_cells(v: &[f64], grid: &crate::grid::Grid) -> Result<f64> {
-    let field = ScalarField::from_vec(grid, v.to_vec())?;
-    let g = crate::operators::gradient(&field);
-    let d = grid.dim();
-    let h = grid.spacing();
-    let data = g.data().as_slice().expect("contiguous");
-    Ok(data
-        .par_chunks(d)
-        .map(|c| c.iter().zip(&h).map(|(x, h)| (x / h).abs()).fold(0.0, f64::max))
-        .reduce(|| 0.0, f64::max))
-}
 
 /// Fewest cells per axis of a coarse start's grid.
 pub const COARSEST: usize = 32;
