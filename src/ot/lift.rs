@@ -93,6 +93,28 @@ fn separated_modes(rho: &ScalarField) -> Option<String> {
     None
 }
 
+/// The pair a Monge–Ampère solver (`method`) works on: `problem` itself when `lift` is `None`
+/// or both densities are above [`super::MIN_CONTRAST`] of their maximum, else the lifted pair
+/// (`Some`, with the lift applied) — or [`Error::UnsuitedMethod`] when [`unsuited`] says the
+/// lifted equation is out of range.
+pub(super) fn lifted_for(
+    method: &'static str,
+    lift: Option<GaussianLift>,
+    problem: &Problem,
+) -> Result<Option<(GaussianLift, Problem)>> {
+    let Some(lift) = lift.filter(|_| problem.contrast() < super::MIN_CONTRAST) else {
+        return Ok(None);
+    };
+    if let Some(reason) = unsuited(problem) {
+        return Err(Error::UnsuitedMethod {
+            method,
+            reason,
+            suggestion: "the method bfm (or auto)",
+        });
+    }
+    Ok(Some((lift, lift.apply(problem)?)))
+}
+
 /// Settings of the moment-matched Gaussian lift.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct GaussianLift {

@@ -29,8 +29,7 @@
 //! (shared with the parabolic flow). The solution's `q` is the c-transform of `p`; the dual
 //! value then gives the W₂² estimate as for every method.
 
-use super::lift::GaussianLift;
-use super::method::MIN_CONTRAST;
+use super::lift::{lifted_for, GaussianLift};
 pub use super::monge_ampere::NewtonLinearSolver;
 use super::monge_ampere::{
     dual_value, initial_state, map_shift_in_cells, mean, pullback_errors, residual_norms, stopping,
@@ -58,7 +57,7 @@ pub struct Newton {
     /// axis halved (recursively, down to [`COARSEST`] cells), prolonged by cubic
     /// interpolation; from zero when that is not discretely convex or the coarse solve fails.
     pub coarse_start: bool,
-    /// Applied when a density's `min/max` is below [`MIN_CONTRAST`]: the equation is solved
+    /// Applied when a density's `min/max` is below [`super::MIN_CONTRAST`]: the equation is solved
     /// for the lifted pair ([`GaussianLift`]); `None` solves the densities as given.
     pub lift: Option<GaussianLift>,
 }
@@ -129,16 +128,9 @@ impl Solver for Newton {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         options.validate()?;
         let start = Instant::now();
-        let lift = self.lift.filter(|_| problem.contrast() < MIN_CONTRAST);
-        if let Some(reason) = lift.and_then(|_| super::lift::unsuited(problem)) {
-            return Err(crate::error::Error::UnsuitedMethod {
-                method: "newton",
-                reason,
-                suggestion: "the method bfm (or auto)",
-            });
-        }
-        let lifted = lift.map(|l| l.apply(problem)).transpose()?;
-        let equation = lifted.as_ref().unwrap_or(problem);
+        let lifted = lifted_for("newton", self.lift, problem)?;
+        let lift = lifted.as_ref().map(|(l, _)| *l);
+        let equation = lifted.as_ref().map_or(problem, |(_, p)| p);
         let guess = match &self.initial {
             Some(p) => Some(p.clone()),
             None if self.coarse_start => self.coarse_start(problem, options, start),

@@ -33,8 +33,7 @@
 //!   densities), the cumulative regret `Σ_{j≤k} KL(ρ_j‖ν)`, the step `η_k`, and the
 //!   μ-weighted L2 map error when an exact map is supplied ([`Parabolic::exact_map`]).
 
-use super::lift::GaussianLift;
-use super::method::MIN_CONTRAST;
+use super::lift::{lifted_for, GaussianLift};
 use super::monge_ampere::{
     dual_value, initial_state, map_shift_in_cells, mean, pullback_errors, residual_norms, stopping,
     Linearisation, MongeAmpere, NewtonLinearSolver, StepSolver, SETTLED_MAP_SHIFT,
@@ -137,7 +136,7 @@ pub struct Parabolic {
     /// Receives the state every `checkpoint_every` iterations (e.g. writes a file).
     #[serde(skip)]
     pub checkpoint: Option<FlowCheckpoint>,
-    /// As [`super::Newton::lift`]: below [`MIN_CONTRAST`] the flow runs on the lifted pair
+    /// As [`super::Newton::lift`]: below [`super::MIN_CONTRAST`] the flow runs on the lifted pair
     /// (its residual, KL and regret are the lifted pair's; the dual value and map error are
     /// measured on the densities as given).
     pub lift: Option<GaussianLift>,
@@ -247,16 +246,9 @@ impl Solver for Parabolic {
         options.validate()?;
         let start = Instant::now();
         let start_from = self.resume.as_ref().map(|s| &s.u).or(self.initial.as_ref());
-        let lift = self.lift.filter(|_| problem.contrast() < MIN_CONTRAST);
-        if let Some(reason) = lift.and_then(|_| super::lift::unsuited(problem)) {
-            return Err(Error::UnsuitedMethod {
-                method: "parabolic",
-                reason,
-                suggestion: "the method bfm (or auto)",
-            });
-        }
-        let lifted = lift.map(|l| l.apply(problem)).transpose()?;
-        let equation = lifted.as_ref().unwrap_or(problem);
+        let lifted = lifted_for("parabolic", self.lift, problem)?;
+        let lift = lifted.as_ref().map(|(l, _)| *l);
+        let equation = lifted.as_ref().map_or(problem, |(_, p)| p);
         let (ma, mut u, mut residual, mut lin) = initial_state(equation, start_from, "parabolic")?;
         let grid = problem.grid().clone();
         let n = ma.len();
