@@ -31,7 +31,7 @@ pub enum NewtonLinearSolver {
     /// Sparse LU of the bordered Jacobian (exact Newton steps; fill grows fast in 3D).
     Direct,
     /// BiCGSTAB on `(−J + εI) v = F − c`, right-preconditioned by the planned FFT/DCT solver
-    /// of `(−Δ_h + ε)` after the per-cell scaling [`MongeAmpere::laplacian_weights`] (the
+    /// of `(−Δ_h + ε)` after a per-cell scaling by the ratio of the diagonals (the
     /// diffusivity `tr A` spans decades where a lifted density's tails are stretched:
     /// Gaussian → uniform at 64², 600–1000 BiCGSTAB iterations per step unscaled, 50–70
     /// scaled). The shift removes J's kernel (the constants) and perturbs the step by
