@@ -196,17 +196,20 @@ impl Solver for Newton {
             // step would move the map by a negligible fraction of a cell. Then a step that
             // no longer halves the residual, or a failed line search, has met the floor of
             // the discrete equation (a tolerance the grid or the arithmetic cannot reach).
-            let moves = map_shift_in_cells(v, &grid)?;
-            let settled = max <= ROUND_OFF_FLOOR || moves <= SETTLED_MAP_SHIFT;
+            // (The map motion costs a gradient: measured only when a stop depends on it.)
+            let motion = std::cell::OnceCell::new();
+            let moves = || *motion.get_or_init(|| map_shift_in_cells(v, &grid));
+            let settled = || max <= ROUND_OFF_FLOOR || moves() <= SETTLED_MAP_SHIFT;
             let floor_reason = |what: &str| {
                 format!(
                     "{what} at residual {max:.3e} (tolerance {:.3e}), where a full Newton step \
-                     moves the map by {moves:.1e} cells: the floor of the discrete equation",
-                    options.tolerance
+                     moves the map by {:.1e} cells: the floor of the discrete equation",
+                    options.tolerance,
+                    moves()
                 )
             };
             let previous = history.len().checked_sub(2).map(|k| history[k].marginal_error);
-            if settled && previous.is_some_and(|p| max > 0.5 * p) {
+            if previous.is_some_and(|p| max > 0.5 * p) && settled() {
                 outcome = Outcome::DiscretisationFloor { floor: max };
                 stop_reason = floor_reason("the Monge–Ampère residual stopped falling");
                 break;
@@ -231,7 +234,7 @@ impl Solver for Newton {
                     lin = l;
                     history.last_mut().expect("recorded").step = theta;
                 }
-                None if settled => {
+                None if settled() => {
                     outcome = Outcome::DiscretisationFloor { floor: max };
                     stop_reason = floor_reason("the line search failed");
                     break;

@@ -380,7 +380,7 @@ impl Solver for Parabolic {
                 Some((_, r, _)) if self.stepping == Stepping::LinearlyImplicit => {
                     eta >= NEWTON_LIKE_STEP
                         && residual_norms(r).0 > 0.5 * max
-                        && map_shift_in_cells(&delta, &grid)? <= SETTLED_MAP_SHIFT
+                        && map_shift_in_cells(&delta, &grid) <= SETTLED_MAP_SHIFT
                 }
                 _ => false,
             };

@@ -542,14 +542,16 @@ impl BiCgStab {
         BiCgStab { rows: RowMatrix::new(&matrix), matrix, preconditioner, settings }
     }
 
-    /// Hands back a spectral preconditioner's planned solver (to reuse its plans with the
-    /// next matrix); `None` for other preconditioners.
-    pub fn into_spectral(self) -> Option<PoissonSolver> {
-        match self.preconditioner {
+    /// Hands back the matrix and a spectral preconditioner's planned solver (to retry with
+    /// another preconditioner, or reuse the plans with the next matrix); `None` for other
+    /// preconditioners.
+    pub fn into_parts(self) -> (SparseColMat<usize, f64>, Option<PoissonSolver>) {
+        let solver = match self.preconditioner {
             Preconditioner::Spectral { solver, .. } => solver.into_inner().ok(),
             Preconditioner::ScaledSpectral { solver, .. } => solver.into_inner().ok().map(|s| s.0),
             _ => None,
-        }
+        };
+        (self.matrix, solver)
     }
 }
 
