@@ -50,7 +50,7 @@ fn bench_bfm(c: &mut Criterion) {
         });
     }
     for n in [64, 128] {
-        bench_case(&mut g, Method::BackAndForth, Case::Gaussian3d, n);
+        bench_case(&mut g, Method::BFM, Case::Gaussian3d, n);
     }
     g.finish();
 }
@@ -79,12 +79,13 @@ fn bench_sinkhorn(c: &mut Criterion) {
 /// on the same case at 128².
 fn bench_newton(c: &mut Criterion) {
     use otgrid::ot::{Case, Method};
-    for method in [Method::Newton, Method::Parabolic, Method::Sinkhorn] {
+    for method in [Method::NEWTON, Method::PARABOLIC, Method::SINKHORN] {
         let mut g = c.benchmark_group(format!("{} periodic", method.name()));
         g.sample_size(10);
-        let sizes: &[(Case, usize)] = match method {
-            Method::Sinkhorn => &[(Case::Periodic2d, 128)],
-            _ => &[(Case::Periodic2d, 256), (Case::Periodic2d, 512), (Case::Periodic3d, 64)],
+        let sizes: &[(Case, usize)] = if method == Method::SINKHORN {
+            &[(Case::Periodic2d, 128)]
+        } else {
+            &[(Case::Periodic2d, 256), (Case::Periodic2d, 512), (Case::Periodic3d, 64)]
         };
         for &(case, n) in sizes {
             bench_case(&mut g, method, case, n);
@@ -94,7 +95,7 @@ fn bench_newton(c: &mut Criterion) {
     // Newton on the reference Gaussian pair (through the Gaussian lift and the coarse start).
     let mut g = c.benchmark_group("newton gaussian");
     g.sample_size(10);
-    bench_case(&mut g, Method::Newton, Case::Gaussian2d, 256);
+    bench_case(&mut g, Method::NEWTON, Case::Gaussian2d, 256);
     g.finish();
 }
 
@@ -111,7 +112,7 @@ fn bench_case(
         &case.sample(&grid, Role::Target).unwrap(),
     )
     .unwrap();
-    let tolerance = if method == Method::Sinkhorn { 1e-6 } else { method.default_tolerance(&grid) };
+    let tolerance = if method == Method::SINKHORN { 1e-6 } else { method.default_tolerance(&grid) };
     let options = Options { tolerance, max_iterations: 2000, ..Default::default() };
     g.bench_function(format!("{} n={n}", case.name()), |b| {
         b.iter(|| method.solve(&problem, &options).unwrap())

@@ -40,19 +40,10 @@ impl MemoryEstimate {
         }
     }
 
-    /// An OT solve on `grid` by `method` (`None`: auto, which runs bfm): bfm 48 fields,
-    /// Sinkhorn 32, Newton and the parabolic flow 24 + 8 log₂ N in 2D (sparse LU fill) and
-    /// 64 in 3D (Krylov steps).
+    /// An OT solve on `grid` by `method` (`None`: auto, which runs bfm), in the fields of
+    /// the method's registry entry ([`crate::ot::MethodInfo::memory_fields`]).
     pub fn ot(grid: &Grid, method: Option<crate::ot::Method>, what: &str) -> MemoryEstimate {
-        use crate::ot::Method;
-        let fields = match method {
-            Some(Method::Newton | Method::Parabolic) if grid.dim() == 2 => {
-                24.0 + 8.0 * (grid.num_cells() as f64).log2()
-            }
-            Some(Method::Newton | Method::Parabolic) => 64.0,
-            Some(Method::Sinkhorn) => 32.0,
-            Some(Method::BackAndForth) | None => 48.0,
-        };
+        let fields = method.unwrap_or(crate::ot::Method::BFM).memory_fields(grid);
         MemoryEstimate::fields(grid, fields, 0, what)
     }
 

@@ -65,6 +65,9 @@ fn bad_input_fails_with_one_line_and_no_file() {
         ("uniform", "uniform", "--metric=weighted:0", "unknown metric 'weighted:0'"),
         ("uniform", "uniform", "--method=sinkhorn --metric=laplacian", "applies to --method bfm"),
         ("uniform", "uniform", "--repeat=0", "--repeat must be at least 1"),
+        ("uniform", "uniform", "--set=epsilon=1e-3", "bfm takes no setting 'epsilon'"),
+        ("uniform", "uniform", "--set=nonsense", "not of the form NAME=VALUE"),
+        ("uniform", "uniform", "--method=sinkhorn --set=epsilon=x", "setting epsilon=x"),
     ] {
         let mut args = vec!["ot", "--source", source, "--target", target, "--grid", "32x32"];
         args.extend(extra.split_whitespace());
@@ -77,6 +80,28 @@ fn bad_input_fails_with_one_line_and_no_file() {
         assert!(err.contains(needle), "{needle} not in {err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{args:?} left files");
     }
+}
+
+/// `--set NAME=VALUE` reaches a method's settings by name; a method flag is the setting of
+/// its name: `--set epsilon=2e-3` and `--epsilon 2e-3` give the same run.
+#[test]
+fn set_and_method_flags_are_the_same_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "ot", "--source", SOURCE, "--target", TARGET, "--grid", "32x32", "--method",
+            "sinkhorn", "--out", "s.h5", "--json",
+        ];
+        args.extend(extra);
+        let o = otgrid(&args, dir.path());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (v["parameters"]["solver"]["epsilon"].clone(), v["w2_squared"].clone())
+    };
+    let by_set = run(&["--set", "epsilon=2e-3"]);
+    assert_eq!(by_set.0, serde_json::json!(2e-3));
+    assert_eq!(by_set, run(&["--epsilon", "2e-3"]));
+    assert_ne!(by_set.1, run(&[]).1, "the default ε differs");
 }
 
 /// `--repeat N` solves N times and reports one of them (the run of median time): the same

@@ -3,6 +3,7 @@
 //! can match; a new OT method is one `Solver` implementation (here a toy one, in this file).
 
 use otgrid::error::{Error, FactorisationFailure};
+use otgrid::ot::method::{ConfiguredSolver, Setting, Settings};
 use otgrid::ot::{
     Case, IterationRecord, Method, Observer, Options, Outcome, Problem, Progress, Solution, Solver,
 };
@@ -33,7 +34,7 @@ fn stopping_observer(stop_after: usize) -> (Observer, Seen) {
 #[test]
 fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
     let problem = Case::Periodic2d.problem(32).unwrap();
-    for method in Method::ALL {
+    for method in Method::all() {
         let (observer, seen) = stopping_observer(3);
         let options = Options { tolerance: 1e-14, max_iterations: 200, ..Default::default() }
             .observed(observer);
@@ -116,34 +117,38 @@ fn errors_are_typed() {
     }
     // Newton on densities with zero regions: `UnsuitedMethod`, naming the method to use.
     let problem = Case::DiskAnnulus.problem(16).unwrap();
-    match Method::Newton.check(&problem) {
+    match Method::NEWTON.check(&problem) {
         Err(Error::UnsuitedMethod { method: "newton", suggestion, .. }) => {
             assert!(suggestion.contains("bfm"))
         }
         other => panic!("{other:?}"),
     }
     // Names parse through FromStr.
-    assert_eq!("sinkhorn".parse::<Method>().unwrap(), Method::Sinkhorn);
+    assert_eq!("sinkhorn".parse::<Method>().unwrap(), Method::SINKHORN);
     assert!(matches!("nope".parse::<Method>(), Err(Error::Invalid(_))));
     assert!("laplacian".parse::<otgrid::ot::metric::Metric>().is_ok());
 }
 
 /// A toy OT method, added without touching the library: the identity map, "converged" when
-/// the two densities already agree. One `Solver` implementation is all a method needs to
-/// run through the shared `Problem` → `Solution` shape (potentials, map, output).
-struct Identity;
+/// the two densities already agree (in the L1 or the max norm, its one setting). One `Solver`
+/// implementation and one `MethodInfo` are all a method needs to run through the shared
+/// surface: `Method`, settings, verification, memory estimate, `Problem` → `Solution`,
+/// output.
+#[derive(serde::Serialize)]
+struct Identity {
+    max_norm: bool,
+}
 
 impl Solver for Identity {
     fn solve(&self, problem: &Problem, options: &Options) -> otgrid::Result<Solution> {
         let grid = problem.grid();
-        let gap = problem
-            .source()
-            .data()
-            .iter()
-            .zip(problem.target().data())
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f64>()
-            * grid.cell_volume();
+        let diffs =
+            problem.source().data().iter().zip(problem.target().data()).map(|(a, b)| (a - b).abs());
+        let gap = if self.max_norm {
+            diffs.fold(0.0, f64::max)
+        } else {
+            diffs.sum::<f64>() * grid.cell_volume()
+        };
         let record = IterationRecord {
             marginal_error: gap,
             l1_marginal_error: gap,
@@ -164,7 +169,7 @@ impl Solver for Identity {
             p: ScalarField::zeros(grid),
             q: ScalarField::zeros(grid),
             outcome,
-            stop_reason: format!("L1 gap {gap:.3e}"),
+            stop_reason: format!("gap {gap:.3e}"),
             marginal_error: gap,
             dual_value: 0.0,
             iterations: 1,
@@ -176,29 +181,66 @@ impl Solver for Identity {
     }
 }
 
+impl ConfiguredSolver for Identity {
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap()
+    }
+}
+
 /// The toy method's registry entry: what `otgrid::ot::method::REGISTRY` holds per method.
-const IDENTITY: otgrid::ot::MethodInfo = otgrid::ot::MethodInfo {
+static IDENTITY: otgrid::ot::MethodInfo = otgrid::ot::MethodInfo {
     name: "identity",
-    stopping_measure: "L1 gap between the densities",
+    stopping_measure: "L1 (or max) gap between the densities",
     default_tolerance: |_| 1e-12,
     unsuited: |_| None,
-    solve: |problem, options| Identity.solve(problem, options),
+    settings: &[Setting { name: "norm", help: "l1 (default) or max" }],
+    configure: |settings| {
+        let max_norm = match settings.get("norm") {
+            None | Some("l1") => false,
+            Some("max") => true,
+            Some(other) => return Err(otgrid::Error::invalid(format!("unknown norm '{other}'"))),
+        };
+        Ok(Box::new(Identity { max_norm }))
+    },
+    memory_fields: |_| 4.0,
 };
 
 #[test]
-fn a_new_method_is_one_solver_implementation() {
+fn a_new_method_is_one_solver_and_one_registry_entry() {
+    let identity = Method::new(&IDENTITY);
     let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
     let rho = ScalarField::from_fn(&grid, |p| 1.0 + 0.5 * p[0]);
     let same = Problem::new(&rho, &rho).unwrap();
-    let tolerance = (IDENTITY.default_tolerance)(&grid);
-    let solution = (IDENTITY.solve)(&same, &Options { tolerance, ..Default::default() }).unwrap();
+    let tolerance = identity.default_tolerance(&grid);
+    let solution = identity.solve(&same, &Options { tolerance, ..Default::default() }).unwrap();
     assert_eq!(solution.outcome, Outcome::Converged);
     assert!(solution.w2_squared().abs() < 1e-12);
     let out = solution.to_output(&same).unwrap();
     assert!(out.fields().contains_key("map") && out.fields().contains_key("push_forward"));
+    // Its setting, and the shared refusal of one it does not take.
+    let mut settings = Settings::default();
+    settings.set("norm", "max");
+    let max = identity.configure(&settings).unwrap();
+    assert_eq!(max.parameters(), serde_json::json!({ "max_norm": true }));
+    settings.set("epsilon", "1e-3");
+    let refused = identity.configure(&settings).err().expect("epsilon is not its setting");
+    assert!(refused.to_string().contains("it applies to sinkhorn"), "{refused}");
+    // The memory guard and the verification suite take it like a built-in method.
+    let estimate = otgrid::resources::MemoryEstimate::ot(&grid, Some(identity), "identity");
+    assert!(estimate.bytes > 0);
+    let rows = otgrid::ot::verify::verify_case(
+        otgrid::ot::Case::Gaussian2d,
+        Some(identity),
+        &[16],
+        otgrid::ot::verify::Suite::Zoo,
+    )
+    .unwrap();
+    assert_eq!(rows[0].method, "identity");
+    assert!(!rows[0].solved, "two different Gaussians are not the identity's to solve");
+    // Observers stop it as they stop the others.
     let other = Problem::new(&rho, &ScalarField::from_fn(&grid, |_| 1.0)).unwrap();
     let (observer, _) = stopping_observer(1);
-    let stopped = Identity.solve(&other, &Options::default().observed(observer)).unwrap();
+    let stopped = identity.solve(&other, &Options::default().observed(observer)).unwrap();
     assert_eq!(stopped.outcome, Outcome::Stopped);
 }
 

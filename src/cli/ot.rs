@@ -4,16 +4,11 @@ use super::{GridArgs, Report};
 use otgrid::analytic::gaussian::GaussianMap;
 use otgrid::error::{Error, Result};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
-use otgrid::ot::bfm::PushForward;
-use otgrid::ot::metric::Metric;
-use otgrid::ot::parabolic::ExactMap;
+use otgrid::ot::method::Settings;
 use otgrid::ot::parabolic::FlowState;
 use otgrid::ot::Exact;
 use otgrid::ot::IterationRecord;
-use otgrid::ot::{
-    map_error, BackAndForth, DensitySpec, Method, Newton, Options, Parabolic, Problem, Schedule,
-    Sinkhorn, Solver, Stepping,
-};
+use otgrid::ot::{map_error, DensitySpec, Method, Options, Problem};
 use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +56,11 @@ pub struct OtArgs {
     /// reference method)
     #[arg(long, value_name = "METRIC")]
     pub metric: Option<String>,
+    /// A method setting NAME=VALUE (repeatable; a name the method does not take is refused
+    /// with the method's settings listed). The flags --metric, --push-forward, --epsilon,
+    /// --schedule and --explicit are the settings of the same names.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Stopping tolerance of the method's own measure: bfm — H⁻¹ marginal error (default
     /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6); sinkhorn — L1 marginal error of the plan (default 1e-5).
     #[arg(long)]
@@ -97,62 +97,42 @@ pub struct OtArgs {
     pub repeat: usize,
 }
 
-/// The solver of the run, configured from the flags.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum Configured {
-    Bfm(BackAndForth),
-    Newton(Newton),
-    Parabolic(Box<Parabolic>),
-    Sinkhorn(Sinkhorn),
+/// The method settings the flags give: each method flag is one setting, plus `--set`.
+fn settings(args: &OtArgs) -> Result<Settings> {
+    let mut settings = Settings::default();
+    let flags = [
+        ("metric", args.metric.clone()),
+        ("push-forward", args.push_forward.clone()),
+        ("epsilon", args.epsilon.map(|e| e.to_string())),
+        ("schedule", args.schedule.clone()),
+        ("explicit", args.explicit.then(|| "true".to_string())),
+    ];
+    for (name, value) in flags {
+        if let Some(v) = value {
+            settings.set(name, &v);
+        }
+    }
+    for pair in &args.set {
+        settings.set_pair(pair)?;
+    }
+    Ok(settings)
 }
 
-impl Configured {
-    fn new(method: Method, args: &OtArgs, exact: Option<Exact>) -> Result<Configured> {
-        let only =
-            |flag: &str, m: &str| Err(Error::invalid(format!("{flag} applies to --method {m}")));
-        if method != Method::Parabolic && (args.schedule.is_some() || args.explicit) {
-            return only("--schedule and --explicit", "parabolic");
-        }
-        if method != Method::Sinkhorn && args.epsilon.is_some() {
-            return only("--epsilon", "sinkhorn");
-        }
-        if method != Method::BackAndForth && args.push_forward.is_some() {
-            return only("--push-forward", "bfm");
-        }
-        if method != Method::BackAndForth && args.metric.is_some() {
-            return only("--metric", "bfm");
-        }
-        Ok(match method {
-            Method::BackAndForth => {
-                let push_forward = match &args.push_forward {
-                    Some(kind) => PushForward::from_name(kind)?,
-                    None => PushForward::Auto,
-                };
-                let metric = match &args.metric {
-                    Some(name) => Metric::from_name(name)?,
-                    None => Metric::default(),
-                };
-                Configured::Bfm(BackAndForth { push_forward, metric, ..Default::default() })
-            }
-            Method::Newton => Configured::Newton(Newton::default()),
-            Method::Parabolic => Configured::Parabolic(Box::new(parabolic(args, exact)?)),
-            Method::Sinkhorn => {
-                let defaults = Sinkhorn::default();
-                let epsilon = args.epsilon.unwrap_or(defaults.epsilon);
-                Configured::Sinkhorn(Sinkhorn { epsilon, ..defaults })
-            }
-        })
-    }
-
-    fn solve(&self, problem: &Problem, options: &Options) -> Result<otgrid::ot::Solution> {
-        match self {
-            Configured::Bfm(s) => s.solve(problem, options),
-            Configured::Newton(s) => s.solve(problem, options),
-            Configured::Parabolic(s) => s.solve(problem, options),
-            Configured::Sinkhorn(s) => s.solve(problem, options),
+/// Refuses a method flag the method does not take, naming the method that does (a flag's
+/// setting has the flag's name).
+fn check_flags(method: Method, settings: &Settings, args: &OtArgs) -> Result<()> {
+    let from_set = |name: &str| args.set.iter().any(|p| p.split('=').next() == Some(name));
+    for name in settings.names() {
+        let taken = method.info().settings.iter().any(|s| s.name == name);
+        if !taken && !from_set(name) {
+            let takers: Vec<_> = Method::taking(name).iter().map(|m| m.name()).collect();
+            return Err(Error::invalid(format!(
+                "--{name} applies to --method {}",
+                takers.join(" or ")
+            )));
         }
     }
+    Ok(())
 }
 
 pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
@@ -218,8 +198,14 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         }
     }
     let exact = exact_solution(&source_spec, &target_spec)?;
-    let mut solver = Configured::new(method, args, exact.clone())?;
-    if (args.checkpoint_every.is_some() || args.resume.is_some()) && method != Method::Parabolic {
+    let settings = settings(args)?;
+    check_flags(method, &settings, args)?;
+    let mut solver = method.configure(&settings)?;
+    if let (Some(flow), Some(e)) = (solver.as_flow_mut(), exact.clone()) {
+        flow.exact_map = Some(Arc::new(move |x: &[f64], y: &mut [f64]| e.map(x, y)));
+    }
+    if (args.checkpoint_every.is_some() || args.resume.is_some()) && solver.as_flow_mut().is_none()
+    {
         return Err(Error::invalid(
             "--checkpoint-every and --resume apply to --method parabolic (the other methods finish in seconds to minutes)",
         ));
@@ -231,12 +217,12 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     if let Some(path) = &checkpoint_file {
         check_output_path(path, &inputs)?;
     }
-    if let Configured::Parabolic(p) = &mut solver {
-        p.checkpoint_every = args.checkpoint_every;
+    if let Some(flow) = solver.as_flow_mut() {
+        flow.checkpoint_every = args.checkpoint_every;
     }
     let parameters = serde_json::json!({
         "method": method.name(),
-        "solver": &solver,
+        "solver": solver.parameters(),
         "options": &options,
         "stopping_measure": method.stopping_measure(),
         "source": &args.source,
@@ -245,7 +231,7 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         "grid": &grid,
     });
     report.put("parameters", &parameters);
-    if let Configured::Parabolic(p) = &mut solver {
+    if let Some(p) = solver.as_flow_mut() {
         if let Some(path) = &args.resume {
             let state = read_flow_state(path, &parameters)?;
             report.put("resumed_at_iteration", state.iteration);
@@ -319,21 +305,6 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The parabolic solver as the flags say, recording the map error when the map is known.
-fn parabolic(args: &OtArgs, exact: Option<Exact>) -> Result<Parabolic> {
-    let stepping = if args.explicit { Stepping::Explicit } else { Stepping::LinearlyImplicit };
-    let schedule = match (&args.schedule, stepping) {
-        (Some(spec), _) => Schedule::parse(spec)?,
-        (None, Stepping::Explicit) => Schedule::Cfl(0.9),
-        (None, Stepping::LinearlyImplicit) => Parabolic::default().schedule,
-    };
-    let exact_map = exact.map(|e| {
-        let map: ExactMap = Arc::new(move |x: &[f64], y: &mut [f64]| e.map(x, y));
-        map
-    });
-    Ok(Parabolic { schedule, stepping, exact_map, ..Default::default() })
 }
 
 /// The parameters a checkpoint must share with the run resuming it.

@@ -529,8 +529,33 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
         }
     },
     unsuited: |_| None,
-    solve: |problem, options| BackAndForth::default().solve(problem, options),
+    settings: &[
+        super::method::Setting {
+            name: "metric",
+            help: "metric of the gradient steps: weighted (density-weighted H¹, the default), \
+                   weighted:FLOOR or laplacian (the reference method's H¹)",
+        },
+        super::method::Setting {
+            name: "push-forward",
+            help: "auto (default), deposit or jacobian",
+        },
+    ],
+    configure: |settings| {
+        let defaults = BackAndForth::default();
+        Ok(Box::new(BackAndForth {
+            metric: settings.parse("metric")?.unwrap_or(defaults.metric),
+            push_forward: settings.parse("push-forward")?.unwrap_or(defaults.push_forward),
+            ..defaults
+        }))
+    },
+    memory_fields: |_| 48.0,
 };
+
+impl super::method::ConfiguredSolver for BackAndForth {
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
 
 impl Solver for BackAndForth {
     /// Runs on a rayon worker thread: the many small parallel loops of an iteration then
@@ -819,7 +844,7 @@ mod tests {
         let case = Case::Gaussian3d;
         let problem = case.problem(32).unwrap();
         let Some(Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
-        let tolerance = crate::ot::Method::BackAndForth.default_tolerance(problem.grid());
+        let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
         let options = Options { tolerance, max_iterations: 100, ..Default::default() };
         let weighted = BackAndForth::default().solve(&problem, &options).unwrap();
         assert!(weighted.converged() && weighted.iterations <= 10, "{}", weighted.stop_reason);
@@ -843,7 +868,7 @@ mod tests {
             watch(p);
             std::ops::ControlFlow::Continue(())
         });
-        let tolerance = crate::ot::Method::BackAndForth.default_tolerance(problem.grid());
+        let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
         let options = Options { tolerance, ..Default::default() }.observed(observer);
         BackAndForth::default().solve(problem, &options).unwrap()
     }
@@ -914,7 +939,7 @@ mod tests {
         use crate::ot::Method;
         let rows = verify_case(
             Case::Periodic2d,
-            Some(Method::BackAndForth),
+            Some(Method::BFM),
             &[32, 64, 128],
             crate::ot::verify::Suite::Classic,
         )

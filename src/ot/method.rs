@@ -1,15 +1,82 @@
 //! The OT method registry: every method's name, stopping measure, default tolerance, range
-//! of problems and default solve, one [`MethodInfo`] per method, defined in the method's own
-//! file and listed once in [`REGISTRY`]. Adding a method: a file with its `Solver` and its
-//! `METHOD` entry, a [`Method`] variant, and one line in [`REGISTRY`].
+//! of problems, settings, memory and configured solver, one [`MethodInfo`] per method,
+//! defined in the method's own file and listed once in [`REGISTRY`]. Adding a method: a file
+//! with its `Solver` and its `METHOD` entry, and one line in [`REGISTRY`]; the CLI's
+//! `--method NAME` and `--set KEY=VALUE` reach it with no other change.
 
-use super::problem::{Options, Problem, Solution};
+use super::problem::{Options, Problem, Solution, Solver};
 use crate::error::{Error, Result};
 use crate::grid::Grid;
 
 /// Smallest density contrast `min/max` that Newton and the parabolic flow solve as given;
 /// below it they solve the lifted pair ([`super::GaussianLift`]).
 pub const MIN_CONTRAST: f64 = 0.05;
+
+/// One setting a method takes by name (the CLI's `--set NAME=VALUE`).
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// The name, e.g. `metric`.
+    pub name: &'static str,
+    /// What it sets and the values it takes.
+    pub help: &'static str,
+}
+
+/// Settings by name, as text (the CLI's method flags and `--set NAME=VALUE`); each method
+/// parses the ones it lists in [`MethodInfo::settings`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings(Vec<(String, String)>);
+
+impl Settings {
+    /// Sets `name` to `value` (replacing an earlier value).
+    pub fn set(&mut self, name: &str, value: &str) -> &mut Settings {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Parses `NAME=VALUE` and sets it.
+    pub fn set_pair(&mut self, pair: &str) -> Result<&mut Settings> {
+        match pair.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok(self.set(name.trim(), value.trim()))
+            }
+            _ => Err(Error::invalid(format!("setting '{pair}' is not of the form NAME=VALUE"))),
+        }
+    }
+
+    /// The value of `name` as given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `name` parsed, if set.
+    pub fn parse<T>(&self, name: &str) -> Result<Option<T>>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.get(name)
+            .map(|v| v.parse::<T>().map_err(|e| Error::invalid(format!("setting {name}={v}: {e}"))))
+            .transpose()
+    }
+
+    /// The names set, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// A solver configured from [`Settings`]: any [`Solver`] that can report its parameters.
+pub trait ConfiguredSolver: Solver + Send + Sync {
+    /// Every parameter, as recorded in output files and JSON reports.
+    fn parameters(&self) -> serde_json::Value;
+
+    /// The parabolic flow, the one method with checkpoints and a map-error record (`None`
+    /// for the others).
+    fn as_flow_mut(&mut self) -> Option<&mut super::Parabolic> {
+        None
+    }
+}
 
 /// What the registry knows about a method.
 #[derive(Clone, Copy)]
@@ -23,11 +90,17 @@ pub struct MethodInfo {
     /// Why the method does not solve a problem (checked before solving, in well under a
     /// second), or `None` when it does.
     pub unsuited: fn(&Problem) -> Option<String>,
-    /// Solves with the method's default parameters.
-    pub solve: fn(&Problem, &Options) -> Result<Solution>,
+    /// The settings [`MethodInfo::configure`] reads.
+    pub settings: &'static [Setting],
+    /// The solver with its default parameters changed by `settings` (only names listed in
+    /// [`MethodInfo::settings`] reach it).
+    pub configure: fn(&Settings) -> Result<Box<dyn ConfiguredSolver>>,
+    /// Peak memory of a solve on a grid, in f64 fields of that grid (calibrated in
+    /// [`crate::resources`]).
+    pub memory_fields: fn(&Grid) -> f64,
 }
 
-/// The registry, in the order of [`Method`]'s variants.
+/// The registry, default first.
 pub const REGISTRY: [&MethodInfo; 4] = [
     &super::bfm::METHOD,
     &super::newton::METHOD,
@@ -35,43 +108,68 @@ pub const REGISTRY: [&MethodInfo; 4] = [
     &super::sinkhorn::METHOD,
 ];
 
-/// The OT methods by name (the CLI's `--method`); [`Method::info`] is the registry entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// Back-and-forth dual ascent (Jacobs–Léger), the default.
-    BackAndForth,
-    /// Damped Newton for the Monge–Ampère equation (smooth, strictly positive densities).
-    Newton,
-    /// The parabolic Monge–Ampère flow (smooth, strictly positive densities).
-    Parabolic,
-    /// Entropic OT by log-domain Sinkhorn (ε = 1e-3 unless set otherwise).
-    Sinkhorn,
+/// An OT method: a registry entry ([`MethodInfo`]), found by name ([`Method::from_name`]).
+#[derive(Clone, Copy)]
+pub struct Method(&'static MethodInfo);
+
+impl PartialEq for Method {
+    fn eq(&self, other: &Method) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Method {}
+
+impl std::fmt::Debug for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Method({})", self.0.name)
+    }
 }
 
 impl Method {
-    /// Every method, default first.
-    pub const ALL: [Method; 4] =
-        [Method::BackAndForth, Method::Newton, Method::Parabolic, Method::Sinkhorn];
+    /// Back-and-forth dual ascent (Jacobs–Léger), the default.
+    pub const BFM: Method = Method(&super::bfm::METHOD);
+    /// Damped Newton for the Monge–Ampère equation (smooth, strictly positive densities).
+    pub const NEWTON: Method = Method(&super::newton::METHOD);
+    /// The parabolic Monge–Ampère flow (smooth, strictly positive densities).
+    pub const PARABOLIC: Method = Method(&super::parabolic::METHOD);
+    /// Entropic OT by log-domain Sinkhorn (ε = 1e-3 unless set otherwise).
+    pub const SINKHORN: Method = Method(&super::sinkhorn::METHOD);
+
+    /// A method from its registry entry (also one that is not in [`REGISTRY`]).
+    pub const fn new(info: &'static MethodInfo) -> Method {
+        Method(info)
+    }
+
+    /// Every registered method, default first.
+    pub fn all() -> impl Iterator<Item = Method> {
+        REGISTRY.into_iter().map(Method)
+    }
 
     /// The method's registry entry.
     pub fn info(self) -> &'static MethodInfo {
-        REGISTRY[self as usize]
+        self.0
     }
 
     /// The registry name.
     pub fn name(self) -> &'static str {
-        self.info().name
+        self.0.name
     }
 
     /// The default tolerance of [`Options::tolerance`] for this method on `grid` (each
     /// method documents its rule with the measurements behind it).
     pub fn default_tolerance(self, grid: &Grid) -> f64 {
-        (self.info().default_tolerance)(grid)
+        (self.0.default_tolerance)(grid)
     }
 
     /// What the tolerance measures for this method, in words.
     pub fn stopping_measure(self) -> &'static str {
-        self.info().stopping_measure
+        self.0.stopping_measure
+    }
+
+    /// Peak memory of a solve on `grid`, in f64 fields of the grid.
+    pub fn memory_fields(self, grid: &Grid) -> f64 {
+        (self.0.memory_fields)(grid)
     }
 
     /// The method `auto` (the CLI's default) runs on `problem`, and why: the back-and-forth
@@ -81,19 +179,19 @@ impl Method {
     /// runs 5–100× slower (docs/ot.md), so `auto` names it as an option instead of picking it.
     pub fn auto(problem: &Problem) -> (Method, String) {
         let contrast = problem.contrast();
-        let why = match Method::Newton.unsuited(problem) {
+        let why = match Method::NEWTON.unsuited(problem) {
             None => format!(
                 "bfm: any densities (min/max {contrast:.1e}; newton also solves this pair, \
                  slower and more accurately)"
             ),
             Some(reason) => format!("bfm: any densities (newton does not: {reason})"),
         };
-        (Method::BackAndForth, why)
+        (Method::BFM, why)
     }
 
     /// Why this method does not solve `problem` ([`MethodInfo::unsuited`]), or `None`.
     pub fn unsuited(self, problem: &Problem) -> Option<String> {
-        (self.info().unsuited)(problem)
+        (self.0.unsuited)(problem)
     }
 
     /// Refuses, at once and with the method to use instead, a problem this method does not
@@ -109,17 +207,44 @@ impl Method {
         }
     }
 
-    /// Looks a method up by name.
+    /// Looks a registered method up by name.
     pub fn from_name(name: &str) -> Result<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name).ok_or_else(|| {
-            let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+        Method::all().find(|m| m.name() == name).ok_or_else(|| {
+            let names: Vec<_> = Method::all().map(|m| m.name()).collect();
             Error::invalid(format!("unknown OT method '{name}' (known: {})", names.join(", ")))
         })
     }
 
+    /// The registered methods that take the setting `name`.
+    pub fn taking(name: &str) -> Vec<Method> {
+        Method::all().filter(|m| m.0.settings.iter().any(|s| s.name == name)).collect()
+    }
+
+    /// The method's solver with `settings` applied; a setting the method does not take is
+    /// refused, naming the methods that take it.
+    pub fn configure(self, settings: &Settings) -> Result<Box<dyn ConfiguredSolver>> {
+        for name in settings.names() {
+            if !self.0.settings.iter().any(|s| s.name == name) {
+                let own: Vec<_> = self.0.settings.iter().map(|s| s.name).collect();
+                let others: Vec<_> = Method::taking(name).iter().map(|m| m.name()).collect();
+                let elsewhere = if others.is_empty() {
+                    "no method takes it".to_string()
+                } else {
+                    format!("it applies to {}", others.join(", "))
+                };
+                return Err(Error::invalid(format!(
+                    "{} takes no setting '{name}' ({elsewhere}; its settings: {})",
+                    self.name(),
+                    if own.is_empty() { "none".to_string() } else { own.join(", ") }
+                )));
+            }
+        }
+        (self.0.configure)(settings)
+    }
+
     /// Runs this method with its default settings.
     pub fn solve(self, problem: &Problem, options: &Options) -> Result<Solution> {
-        (self.info().solve)(problem, options)
+        self.configure(&Settings::default())?.solve(problem, options)
     }
 }
 
@@ -135,16 +260,25 @@ impl std::str::FromStr for Method {
 mod tests {
     use super::*;
 
-    /// The registry is in the order of the variants, and names are unique.
+    /// Names are unique and parse back; every method configures with no settings, and a
+    /// setting it does not take is refused, naming the method that takes it.
     #[test]
-    fn registry_matches_the_variants() {
-        for (k, m) in Method::ALL.into_iter().enumerate() {
-            assert_eq!(m as usize, k);
-            assert_eq!(m.info().name, m.name());
-            assert_eq!(Method::from_name(m.name()).unwrap(), m);
-        }
+    fn registry_names_settings_and_configuration() {
         let mut names: Vec<_> = REGISTRY.iter().map(|i| i.name).collect();
+        names.sort();
         names.dedup();
         assert_eq!(names.len(), REGISTRY.len());
+        for m in Method::all() {
+            assert_eq!(Method::from_name(m.name()).unwrap(), m);
+            let solver = m.configure(&Settings::default()).unwrap();
+            assert!(solver.parameters().is_object(), "{}", m.name());
+        }
+        let mut epsilon = Settings::default();
+        epsilon.set_pair("epsilon=2e-3").unwrap();
+        let e = Method::BFM.configure(&epsilon).err().expect("refused").to_string();
+        assert!(e.contains("bfm takes no setting 'epsilon'") && e.contains("sinkhorn"), "{e}");
+        let sinkhorn = Method::SINKHORN.configure(&epsilon).unwrap();
+        assert_eq!(sinkhorn.parameters()["epsilon"], serde_json::json!(2e-3));
+        assert!(Settings::default().set_pair("epsilon").is_err());
     }
 }

@@ -584,3 +584,13 @@ pub(super) fn map_shift_in_cells(v: &[f64], grid: &crate::grid::Grid) -> f64 {
         .map(|c| c.iter().zip(&h).map(|(x, h)| (x / h).abs()).fold(0.0, f64::max))
         .reduce(|| 0.0, f64::max)
 }
+
+/// Peak memory of a Newton or parabolic-flow solve in f64 fields of `grid`: 24 + 8 log₂ N in
+/// 2D (the sparse LU's fill), 64 in 3D (Krylov steps); calibrated in [`crate::resources`].
+pub(super) fn memory_fields(grid: &Grid) -> f64 {
+    if grid.dim() == 2 {
+        24.0 + 8.0 * (grid.num_cells() as f64).log2()
+    } else {
+        64.0
+    }
+}

@@ -88,8 +88,16 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
     default_tolerance: |_| 1e-8,
     unsuited: super::lift::unsuited,
-    solve: |problem, options| Newton::default().solve(problem, options),
+    settings: &[],
+    configure: |_| Ok(Box::new(Newton::default())),
+    memory_fields: super::monge_ampere::memory_fields,
 };
+
+impl super::method::ConfiguredSolver for Newton {
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
 
 /// Fewest cells per axis of a coarse start's grid.
 pub const COARSEST: usize = 32;

@@ -238,8 +238,39 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
     default_tolerance: |_| 1e-6,
     unsuited: super::lift::unsuited,
-    solve: |problem, options| Parabolic::default().solve(problem, options),
+    settings: &[
+        super::method::Setting {
+            name: "schedule",
+            help: "step sizes: constant:ETA, sqrt:ETA0, harmonic:ETA0, geometric:ETA0,RATIO or \
+                   cfl:THETA (default geometric:0.1,2; cfl:0.9 when explicit)",
+        },
+        super::method::Setting {
+            name: "explicit",
+            help: "true: forward-Euler steps instead of linearly implicit ones (default false)",
+        },
+    ],
+    configure: |settings| {
+        let explicit = settings.parse::<bool>("explicit")?.unwrap_or(false);
+        let stepping = if explicit { Stepping::Explicit } else { Stepping::LinearlyImplicit };
+        let schedule = match (settings.get("schedule"), stepping) {
+            (Some(spec), _) => Schedule::parse(spec)?,
+            (None, Stepping::Explicit) => Schedule::Cfl(0.9),
+            (None, Stepping::LinearlyImplicit) => Parabolic::default().schedule,
+        };
+        Ok(Box::new(Parabolic { schedule, stepping, ..Default::default() }))
+    },
+    memory_fields: super::monge_ampere::memory_fields,
 };
+
+impl super::method::ConfiguredSolver for Parabolic {
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn as_flow_mut(&mut self) -> Option<&mut Parabolic> {
+        Some(self)
+    }
+}
 
 impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
@@ -585,7 +616,7 @@ mod tests {
         for case in [Case::Separable2d, Case::Periodic2d] {
             let rows = verify_case(
                 case,
-                Some(Method::Parabolic),
+                Some(Method::PARABOLIC),
                 &[32, 64, 128],
                 crate::ot::verify::Suite::Classic,
             )

@@ -319,8 +319,23 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     stopping_measure: "L1 error of the entropic plan's second marginal",
     default_tolerance: |_| 1e-5,
     unsuited: |_| None,
-    solve: |problem, options| Sinkhorn::default().solve(problem, options),
+    settings: &[super::method::Setting {
+        name: "epsilon",
+        help: "the entropic regularisation ε (default 1e-3)",
+    }],
+    configure: |settings| {
+        let defaults = Sinkhorn::default();
+        let epsilon = settings.parse("epsilon")?.unwrap_or(defaults.epsilon);
+        Ok(Box::new(Sinkhorn { epsilon, ..defaults }))
+    },
+    memory_fields: |_| 32.0,
 };
+
+impl super::method::ConfiguredSolver for Sinkhorn {
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
 
 impl Solver for Sinkhorn {
     /// Runs on a rayon worker thread, so that the many small parallel loops of the coarse

@@ -296,7 +296,7 @@ impl Case {
     /// 2h²)`, so that the table measures the discretisation, not the stopping rule.
     pub fn tolerance(self, method: Method, grid: &Grid) -> f64 {
         let default = method.default_tolerance(grid);
-        if method == Method::BackAndForth && self.boundary().is_periodic() {
+        if method == Method::BFM && self.boundary().is_periodic() {
             let h = grid.axis(0).spacing();
             default.min(2.0 * h * h)
         } else {
@@ -309,9 +309,9 @@ impl Case {
     pub fn methods(self) -> &'static [Method] {
         match self {
             Case::Separable2d | Case::Periodic2d | Case::Periodic3d => {
-                &[Method::Newton, Method::Parabolic, Method::BackAndForth]
+                &[Method::NEWTON, Method::PARABOLIC, Method::BFM]
             }
-            _ => &[Method::BackAndForth],
+            _ => &[Method::BFM],
         }
     }
 
@@ -827,24 +827,24 @@ mod tests {
         };
         for (case, why) in refused {
             let problem = case.problem(32).unwrap();
-            refuses(Method::Newton, &problem, why);
-            refuses(Method::Parabolic, &problem, why);
-            for method in [Method::BackAndForth, Method::Sinkhorn] {
+            refuses(Method::NEWTON, &problem, why);
+            refuses(Method::PARABOLIC, &problem, why);
+            for method in [Method::BFM, Method::SINKHORN] {
                 method.check(&problem).unwrap();
             }
-            assert_eq!(Method::auto(&problem).0, Method::BackAndForth);
+            assert_eq!(Method::auto(&problem).0, Method::BFM);
         }
         for case in lifted {
             let problem = case.problem(32).unwrap();
             assert!(problem.contrast() < crate::ot::MIN_CONTRAST, "{}", case.name());
-            Method::Newton.check(&problem).unwrap();
-            Method::Parabolic.check(&problem).unwrap();
-            assert_eq!(Method::auto(&problem).0, Method::BackAndForth);
+            Method::NEWTON.check(&problem).unwrap();
+            Method::PARABOLIC.check(&problem).unwrap();
+            assert_eq!(Method::auto(&problem).0, Method::BFM);
         }
         // Smooth positive pairs are accepted by every method.
         for case in [Case::Separable2d, Case::Periodic2d] {
             let problem = case.problem(32).unwrap();
-            for method in Method::ALL {
+            for method in Method::all() {
                 method.check(&problem).unwrap();
             }
         }
@@ -856,26 +856,25 @@ mod tests {
     fn outcomes_are_typed() {
         let grid_h = 1.0 / 64.0;
         let reference = Case::Gaussian2d.problem(64).unwrap();
-        let tolerance = Method::BackAndForth.default_tolerance(reference.grid());
-        let converged = Method::BackAndForth
-            .solve(&reference, &Options { tolerance, ..Default::default() })
-            .unwrap();
+        let tolerance = Method::BFM.default_tolerance(reference.grid());
+        let converged =
+            Method::BFM.solve(&reference, &Options { tolerance, ..Default::default() }).unwrap();
         assert_eq!(converged.outcome, Outcome::Converged);
         let problem = Case::GaussianUniform.problem(64).unwrap();
         let options = Options {
-            tolerance: Method::BackAndForth.default_tolerance(problem.grid()),
+            tolerance: Method::BFM.default_tolerance(problem.grid()),
             ..Default::default()
         };
-        let floor = Method::BackAndForth.solve(&problem, &options).unwrap();
+        let floor = Method::BFM.solve(&problem, &options).unwrap();
         let value = floor.outcome.floor().expect("at the floor");
         assert!(value > options.tolerance && value < 2.0 * grid_h, "{:?}", floor.outcome);
         assert!(floor.iterations < 40 && floor.solved() && !floor.converged());
         let limited = Options { max_iterations: 3, ..options.clone() };
-        let s = Method::BackAndForth.solve(&problem, &limited).unwrap();
+        let s = Method::BFM.solve(&problem, &limited).unwrap();
         assert_eq!(s.outcome, Outcome::IterationLimit);
         assert!(!s.solved());
         let timed = Options { time_limit: Some(1e-9), ..options };
-        for method in Method::ALL {
+        for method in Method::all() {
             let p = Case::Separable2d.problem(32).unwrap();
             let s = method.solve(&p, &timed).unwrap();
             assert!(
@@ -895,7 +894,7 @@ mod tests {
     #[test]
     fn maps_stay_in_the_target_support_box() {
         let problem = Case::DisjointSquares.problem(64).unwrap();
-        let s = Method::BackAndForth.solve(&problem, &Options::default()).unwrap();
+        let s = Method::BFM.solve(&problem, &Options::default()).unwrap();
         let map = s.map(&problem);
         let bounds = problem.support_box(Role::Target);
         assert_eq!(bounds, vec![Some((0.625, 0.875)); 2]);
