@@ -18,10 +18,10 @@
 //! Writes `limit.csv`, `limit.svg`, `convergence.csv`, `convergence_iterations.svg`,
 //! `convergence_time.svg` into OUT_DIR and prints the tables as Markdown.
 
-use otgrid::ot::verify::{map_error, Case};
+use otgrid::ot::verify::{map_error_of_map, Case};
 use otgrid::ot::{
-    BackAndForth, Newton, Options, Parabolic, Problem, Schedule, Sinkhorn, Solution, Solver,
-    Stepping,
+    BackAndForth, Newton, Observer, Options, Parabolic, Problem, Progress, Schedule, Sinkhorn,
+    Solution, Solver, Stepping,
 };
 use otgrid::{ScalarField, VectorField};
 use std::fmt::Write as _;
@@ -150,69 +150,73 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
 /// (iterations, seconds, map error).
 type Point = (f64, f64, f64);
 
-/// Map errors of a method rerun with iteration limits `ks` (the solvers return their state
-/// after that many iterations): (iterations, seconds, error).
-fn rerun<S: Solver>(
+/// Whether long runs' curves sample iteration `k`: every one up to 20, then `round(20 · 1.1^j)`
+/// (about 24 per decade).
+fn sampled(k: usize) -> bool {
+    k <= 20 || {
+        let j = ((k as f64 / 20.0).ln() / 1.1f64.ln()).round();
+        (20.0 * 1.1f64.powf(j)).round() as usize == k
+    }
+}
+
+/// One solve, observed: the μ-weighted L2 map error (bulk, as `otgrid verify`) of the iterate
+/// at every iteration on the problem's grid (beyond 1000 iterations: the sampled ones) (coarse levels count in the iterations
+/// and seconds); seconds exclude the observer's own work. (iterations, seconds, error).
+fn observed_curve<S: Solver>(
     solver: &S,
     problem: &Problem,
     case: Case,
-    ks: &[usize],
     tolerance: f64,
+    max_iterations: usize,
 ) -> otgrid::Result<Vec<Point>> {
+    use std::sync::{Arc, Mutex};
     let exact = case.exact().expect("a case with a closed form");
-    let mut rows = Vec::new();
-    for &k in ks {
-        let s = solver.solve(problem, &quiet(tolerance, k))?;
-        let e = map_error(&s, problem, |x, y| exact.map(x, y)).l2;
-        rows.push((s.iterations as f64, s.seconds, e));
-        if s.converged() {
-            break;
+    let rows: Arc<Mutex<Vec<Point>>> = Arc::default();
+    let recorded = Arc::clone(&rows);
+    let owned = problem.clone();
+    let mut observing = 0.0;
+    let observer = Observer::new(move |p: &Progress| {
+        if p.grid == owned.grid() && (max_iterations <= 1000 || sampled(p.iteration)) {
+            let clock = std::time::Instant::now();
+            let map = owned.map_of(&p.potential());
+            let e = map_error_of_map(&map, &owned, |x, y| exact.map(x, y)).l2;
+            recorded.lock().unwrap().push((p.iteration as f64, p.elapsed - observing, e));
+            observing += clock.elapsed().as_secs_f64();
         }
-    }
+        std::ops::ControlFlow::Continue(())
+    });
+    let options = quiet(tolerance, max_iterations).observed(observer);
+    solver.solve(problem, &options)?;
+    let rows = rows.lock().unwrap().clone();
     Ok(rows)
 }
 
 fn curves(problem: &Problem, case: Case, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let n = problem.grid().axis(0).cells;
-    let exact = case.exact().expect("a case with a closed form");
-    let ks: Vec<usize> = vec![
-        1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30, 40, 50, 65, 80, 100, 130, 160, 200, 260, 330,
-        400, 500,
-    ];
     let mut series: Vec<(String, Vec<Point>)> = Vec::new();
-    series.push(("bfm".into(), rerun(&BackAndForth::default(), problem, case, &ks, 1e-12)?));
-    series.push(("newton".into(), rerun(&Newton::default(), problem, case, &ks, 1e-12)?));
-    // The parabolic flow records its map error every step: one run each.
-    for (name, solver, iterations) in [
-        ("parabolic (implicit, geometric 0.1×2)", Parabolic::default(), 40),
-        (
-            "parabolic (explicit, cfl:0.9)",
-            Parabolic {
-                schedule: Schedule::Cfl(0.9),
-                stepping: Stepping::Explicit,
-                ..Default::default()
-            },
-            2500 * (n / 64).pow(2).max(1),
-        ),
-    ] {
-        let exact = exact.clone();
-        let map: otgrid::ot::parabolic::ExactMap =
-            std::sync::Arc::new(move |x: &[f64], y: &mut [f64]| exact.map(x, y));
-        let solver = Parabolic { exact_map: Some(map), ..solver };
-        let s = solver.solve(problem, &quiet(1e-12, iterations))?;
-        let errors = &s.diagnostics.iter().find(|(k, _)| k == "map_error_l2").expect("recorded").1;
-        let per = s.seconds / errors.len() as f64;
-        let rows = errors
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(k, e)| (k as f64, k as f64 * per, *e))
-            .collect();
-        series.push((name.into(), rows));
-    }
+    let bfm = observed_curve(&BackAndForth::default(), problem, case, 1e-12, 500)?;
+    series.push(("bfm".into(), bfm));
+    series.push(("newton".into(), observed_curve(&Newton::default(), problem, case, 1e-12, 500)?));
+    series.push((
+        "parabolic (implicit, geometric 0.1×2)".into(),
+        observed_curve(&Parabolic::default(), problem, case, 1e-12, 40)?,
+    ));
+    let explicit = Parabolic {
+        schedule: Schedule::Cfl(0.9),
+        stepping: Stepping::Explicit,
+        ..Default::default()
+    };
+    let steps = 2500 * (n / 64).pow(2).max(1);
+    series.push((
+        "parabolic (explicit, cfl:0.9)".into(),
+        observed_curve(&explicit, problem, case, 1e-12, steps)?,
+    ));
     for eps in [1e-3, 2.5e-4] {
         let solver = Sinkhorn { epsilon: eps, ..Default::default() };
-        series.push((format!("sinkhorn ε={eps:.1e}"), rerun(&solver, problem, case, &ks, 1e-9)?));
+        series.push((
+            format!("sinkhorn ε={eps:.1e}"),
+            observed_curve(&solver, problem, case, 1e-9, 1000)?,
+        ));
     }
     println!("## Convergence on periodic-2d, {n}²: map error L2(μ) against the closed form\n");
     println!("| method | iterations to 1e-3 | time to 1e-3 | iterations to 1e-4 | time to 1e-4 | final error | final iterations | final time |");
@@ -226,7 +230,10 @@ fn curves(problem: &Problem, case: Case, out: &Path) -> Result<(), Box<dyn std::
         };
         let (i3, t3) = reach(1e-3);
         let (i4, t4) = reach(1e-4);
-        let last = rows.last().expect("rows");
+        let Some(last) = rows.last() else {
+            println!("| {name} | — | — | — | — | no iteration on the {n}² grid | | |");
+            continue;
+        };
         println!(
             "| {name} | {i3} | {t3} | {i4} | {t4} | {:.2e} | {} | {:.3} s |",
             last.2, last.0, last.1

@@ -541,4 +541,10 @@ fn resume_equals_uninterrupted() {
     );
     ok(&with(&flow, &["--out", "ma.h5", "--resume", "ma.checkpoint.h5"]), d);
     assert_same_fields(&d.join("ma_full.h5"), &d.join("ma.h5"));
+    // The map error against the closed form is recorded at every iteration (by an observer
+    // on the flow's potentials), through the resume too, and falls.
+    let full = Output::read(&d.join("ma_full.h5")).unwrap();
+    let (map, kl) = (&full.diagnostics()["map_error_l2"], &full.diagnostics()["kl_divergence"]);
+    assert_eq!(map.len(), kl.len());
+    assert!(map.last().unwrap() < &(0.5 * map[0]), "map error {} -> {:?}", map[0], map.last());
 }

@@ -156,7 +156,8 @@ impl Solver for Identity {
             step: 0.0,
         };
         let start = std::time::Instant::now();
-        let stopped = options.stop_requested("identity", 1, &record, grid, start);
+        let identity = || ScalarField::zeros(grid);
+        let stopped = options.stop_requested(("identity", 1, &record), grid, &identity, start);
         let outcome = if stopped {
             Outcome::Stopped
         } else if gap <= options.tolerance {

@@ -8,10 +8,13 @@ use otgrid::ot::method::Settings;
 use otgrid::ot::parabolic::FlowState;
 use otgrid::ot::Exact;
 use otgrid::ot::IterationRecord;
-use otgrid::ot::{map_error, DensitySpec, Method, Options, Problem};
+use otgrid::ot::{
+    map_error, potential_map_error, DensitySpec, Method, Observer, Options, Problem, Progress,
+};
 use otgrid::resources::MemoryEstimate;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(clap::Args, Debug)]
 pub struct OtArgs {
@@ -182,12 +185,12 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         time_limit: args.time_limit,
         observer: None,
     };
-    let mut bar = None;
-    if !report.json {
-        let (observer, b) = super::progress::ot_observer(method.name(), args.max_iterations);
-        options.observer = Some(observer);
-        bar = Some(b);
-    }
+    let (mut bar_update, bar) = if report.json {
+        (None, None)
+    } else {
+        let (update, b) = super::progress::ot_progress(method.name(), args.max_iterations);
+        (Some(update), Some(b))
+    };
     options.validate()?;
     let (ms, mt) = problem.masses();
     for (what, m) in [("source", ms), ("target", mt)] {
@@ -201,8 +204,28 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     let settings = settings(args)?;
     check_flags(method, &settings, args)?;
     let mut solver = method.configure(&settings)?;
-    if let (Some(flow), Some(e)) = (solver.as_flow_mut(), exact.clone()) {
-        flow.exact_map = Some(Arc::new(move |x: &[f64], y: &mut [f64]| e.map(x, y)));
+    // The flow's map error against the closed form, per iteration (`map_error_l2`), by an
+    // observer on the potentials; with the progress bar's update when there is one.
+    let tracked = match (solver.as_flow_mut().is_some(), exact.clone()) {
+        (true, Some(e)) => Some((e, problem.clone())),
+        _ => None,
+    };
+    let map_errors: Arc<Mutex<Vec<f64>>> = Arc::default();
+    if bar_update.is_some() || tracked.is_some() {
+        let recorded = Arc::clone(&map_errors);
+        let track = tracked.clone();
+        options.observer = Some(Observer::new(move |p: &Progress| {
+            if let Some((e, problem)) = &track {
+                if p.grid == problem.grid() {
+                    let error = potential_map_error(problem, &p.potential(), |x, y| e.map(x, y));
+                    recorded.lock().unwrap_or_else(PoisonError::into_inner).push(error);
+                }
+            }
+            if let Some(update) = &mut bar_update {
+                update(p);
+            }
+            ControlFlow::Continue(())
+        }));
     }
     if (args.checkpoint_every.is_some() || args.resume.is_some()) && solver.as_flow_mut().is_none()
     {
@@ -231,21 +254,34 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         "grid": &grid,
     });
     report.put("parameters", &parameters);
+    // Map errors recorded before the resumed iteration (from the checkpoint).
+    let mut earlier_map_errors = Vec::new();
     if let Some(p) = solver.as_flow_mut() {
         if let Some(path) = &args.resume {
-            let state = read_flow_state(path, &parameters)?;
+            let (state, map_errors) = read_flow_state(path, &parameters)?;
             report.put("resumed_at_iteration", state.iteration);
             p.resume = Some(state);
+            earlier_map_errors = map_errors;
         }
         if let Some(path) = checkpoint_file.clone() {
             let params = parameters.clone();
-            p.checkpoint =
-                Some(Arc::new(move |state: &FlowState| write_flow_state(state, &path, &params)));
+            let recorded = Arc::clone(&map_errors);
+            p.checkpoint = Some(Arc::new(move |state: &FlowState| {
+                let map_errors = recorded.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                write_flow_state(state, &map_errors, &path, &params)
+            }));
         }
     }
     let mut runs = Vec::with_capacity(args.repeat);
     for _ in 0..args.repeat {
-        runs.push(solver.solve(&problem, &options)?);
+        earlier_map_errors
+            .clone_into(&mut map_errors.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut solution = solver.solve(&problem, &options)?;
+        if tracked.is_some() {
+            let recorded = map_errors.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            solution.diagnostics.push(("map_error_l2".to_string(), recorded));
+        }
+        runs.push(solution);
     }
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -327,7 +363,12 @@ fn resumable(parameters: &serde_json::Value) -> serde_json::Value {
 const HISTORY: [&str; 4] = ["marginal_error", "l1_marginal_error", "dual_value", "step"];
 
 /// Writes the flow's state as an otgrid file (atomically).
-fn write_flow_state(state: &FlowState, path: &Path, parameters: &serde_json::Value) -> Result<()> {
+fn write_flow_state(
+    state: &FlowState,
+    map_errors: &[f64],
+    path: &Path,
+    parameters: &serde_json::Value,
+) -> Result<()> {
     let mut out = Output::new(state.u.grid().clone());
     out.add_field("potential", state.u.clone())?;
     let h = &state.history;
@@ -342,7 +383,7 @@ fn write_flow_state(state: &FlowState, path: &Path, parameters: &serde_json::Val
     }
     out.add_diagnostic("kl_divergence", state.kl.clone())?;
     out.add_diagnostic("cumulative_regret", state.regret_history.clone())?;
-    out.add_diagnostic("map_error_l2", state.map_history.clone())?;
+    out.add_diagnostic("map_error_l2", map_errors.to_vec())?;
     out.set_attribute("checkpoint", AttrValue::Text("parabolic-ma".into()))?;
     out.set_attribute("iteration", AttrValue::Integer(state.iteration as i64))?;
     out.set_attribute("regret", AttrValue::Number(state.regret))?;
@@ -353,7 +394,8 @@ fn write_flow_state(state: &FlowState, path: &Path, parameters: &serde_json::Val
 }
 
 /// Reads a flow state written by [`write_flow_state`] for the same parameters.
-fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<FlowState> {
+/// A checkpoint's flow state and the map errors recorded so far (empty without a closed form).
+fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<(FlowState, Vec<f64>)> {
     let cp = Output::read(path)?;
     let attr = |k: &str| cp.attributes().get(k).cloned();
     if !matches!(attr("checkpoint"), Some(AttrValue::Text(t)) if t == "parabolic-ma") {
@@ -393,15 +435,15 @@ fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<FlowSt
             path.display()
         )));
     };
-    Ok(FlowState {
+    let state = FlowState {
         iteration: iteration as usize,
         u,
         regret,
         history,
         kl: column("kl_divergence"),
         regret_history: column("cumulative_regret"),
-        map_history: column("map_error_l2"),
-    })
+    };
+    Ok((state, column("map_error_l2")))
 }
 
 /// The closed-form solution when both densities are Gaussians or both are the same `case:`.

@@ -95,9 +95,12 @@ pub fn bar(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
-/// An observer that drives a bar over an OT solver's iteration limit (its ETA is to that
-/// limit, an upper bound); the bar is returned so the caller can clear it.
-pub fn ot_observer(method: &str, max_iterations: usize) -> (otgrid::ot::Observer, ProgressBar) {
+/// An observer step that drives a bar over an OT solver's iteration limit (its ETA is to
+/// that limit, an upper bound); the bar is returned so the caller can clear it.
+pub fn ot_progress(
+    method: &str,
+    max_iterations: usize,
+) -> (impl FnMut(&otgrid::ot::Progress) + Send + 'static, ProgressBar) {
     let b = bar(max_iterations as u64, method);
     b.set_style(
         ProgressStyle::with_template(
@@ -108,7 +111,7 @@ pub fn ot_observer(method: &str, max_iterations: usize) -> (otgrid::ot::Observer
     );
     b.set_message(method.to_string());
     let shown = b.clone();
-    let observer = otgrid::ot::Observer::new(move |p: &otgrid::ot::Progress| {
+    let update = move |p: &otgrid::ot::Progress| {
         shown.set_position(p.iteration as u64);
         shown.set_message(format!(
             "{} {}: {:.2e}",
@@ -116,9 +119,8 @@ pub fn ot_observer(method: &str, max_iterations: usize) -> (otgrid::ot::Observer
             p.grid.shape().iter().map(|n| n.to_string()).collect::<Vec<_>>().join("x"),
             p.record.marginal_error
         ));
-        std::ops::ControlFlow::Continue(())
-    });
-    (observer, b)
+    };
+    (update, b)
 }
 
 /// Progress of a time-dependent run towards `t_end`: a bar on a terminal, and at `-v` a log

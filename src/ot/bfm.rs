@@ -431,6 +431,14 @@ impl BackAndForth {
                 level.sigma[0],
                 level.sigma[1]
             );
+            let record = history.last().expect("pushed");
+            let stop = observe
+                && options.stop_requested(
+                    ("bfm", history.len(), record),
+                    &level.grid,
+                    &|| level.p.clone(),
+                    start_time,
+                );
             if last <= tolerance {
                 return Ok((Outcome::Converged, it + 1, last));
             }
@@ -440,10 +448,7 @@ impl BackAndForth {
             if options.out_of_time(start_time) {
                 return Ok((Outcome::TimeLimit, it + 1, Self::restore_best(level, best, last)));
             }
-            let record = history.last().expect("pushed");
-            if observe
-                && options.stop_requested("bfm", history.len(), record, &level.grid, start_time)
-            {
+            if stop {
                 return Ok((Outcome::Stopped, it + 1, Self::restore_best(level, best, last)));
             }
             errors.push(last);

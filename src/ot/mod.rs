@@ -46,4 +46,6 @@ pub use pushforward::{
     push_forward_subsampled, JacobianPushForward,
 };
 pub use sinkhorn::Sinkhorn;
-pub use verify::{map_error, verify_case, Case, Exact, MapError, Role, VerifyRow};
+pub use verify::{
+    map_error, potential_map_error, verify_case, Case, Exact, MapError, Role, VerifyRow,
+};

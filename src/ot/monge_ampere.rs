@@ -490,14 +490,16 @@ pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> 
 }
 
 /// Whether a Monge–Ampère iteration of `method` stops at iteration `k` with residual `max`
-/// (`record` is the iteration's record, reported to the observer): `Some((outcome, reason))`.
+/// and potential `u`: `Some((outcome, reason))`. The observer sees every iteration (its
+/// record and `u`); its request to stop counts after the other stopping rules.
 pub(super) fn stopping(
     max: f64,
     k: usize,
     options: &Options,
     start: Instant,
-    (method, record, grid): (&'static str, &IterationRecord, &crate::grid::Grid),
+    (method, record, u): (&'static str, &IterationRecord, &ScalarField),
 ) -> Option<(Outcome, String)> {
+    let stop = options.stop_requested((method, k + 1, record), u.grid(), &|| u.clone(), start);
     if max <= options.tolerance {
         Some((
             Outcome::Converged,
@@ -522,7 +524,7 @@ pub(super) fn stopping(
                 options.max_iterations, options.tolerance
             ),
         ))
-    } else if options.stop_requested(method, k + 1, record, grid, start) {
+    } else if stop {
         Some((Outcome::Stopped, format!("stopped by the observer at residual {max:.3e}")))
     } else {
         None

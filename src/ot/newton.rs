@@ -189,7 +189,7 @@ impl Solver for Newton {
             });
             let record = history.last().expect("pushed");
             if let Some((end, reason)) =
-                stopping(max, iteration, options, start, ("newton", record, &grid))
+                stopping(max, iteration, options, start, ("newton", record, &p))
             {
                 (outcome, stop_reason) = (end, reason);
                 break;

@@ -30,8 +30,9 @@
 //! * Diagnostics per iteration (HDF5 `/diagnostics/…`): the residual `max |F − c|` (the
 //!   stopping measure, as for Newton), `KL(ρ_k‖ν)`, by the change of variables `y = T(x)`
 //!   `∫ f (e^{r} − 1 − r) dx` with `r = F − c` (≥ 0, the generalised KL of the pulled-back
-//!   densities), the cumulative regret `Σ_{j≤k} KL(ρ_j‖ν)`, the step `η_k`, and the
-//!   μ-weighted L2 map error when an exact map is supplied ([`Parabolic::exact_map`]).
+//!   densities), the cumulative regret `Σ_{j≤k} KL(ρ_j‖ν)` and the step `η_k`. Observers
+//!   see the potential of every iteration (`otgrid ot` records the map error against a
+//!   closed form that way).
 
 use super::lift::{lifted_for, GaussianLift};
 use super::monge_ampere::{
@@ -40,8 +41,7 @@ use super::monge_ampere::{
 };
 use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
 use crate::error::{Error, Result};
-use crate::field::{ScalarField, VectorField};
-use crate::operators::gradient;
+use crate::field::ScalarField;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,9 +113,6 @@ pub enum Stepping {
     LinearlyImplicit,
 }
 
-/// An exact map `x ↦ T(x)` for the map-error diagnostic.
-pub type ExactMap = Arc<dyn Fn(&[f64], &mut [f64]) + Send + Sync>;
-
 /// Parabolic Monge–Ampère solver settings.
 #[derive(Clone, serde::Serialize)]
 pub struct Parabolic {
@@ -124,9 +121,6 @@ pub struct Parabolic {
     /// Starting displacement potential (discretely convex); zero when `None`.
     #[serde(skip)]
     pub initial: Option<ScalarField>,
-    /// When set, the μ-weighted L2 error of `x + ∇_h u` against it is recorded per iteration.
-    #[serde(skip)]
-    pub exact_map: Option<ExactMap>,
     /// Continue a run from its saved state (overrides `initial`); the result equals the
     /// uninterrupted run's.
     #[serde(skip)]
@@ -154,10 +148,9 @@ pub struct FlowState {
     pub regret: f64,
     /// Records of the iterations so far.
     pub history: Vec<IterationRecord>,
-    /// KL divergence, cumulative regret and (with an exact map) map error per iteration.
+    /// KL divergence and cumulative regret per iteration.
     pub kl: Vec<f64>,
     pub regret_history: Vec<f64>,
-    pub map_history: Vec<f64>,
 }
 
 /// Receives [`FlowState`]s (see [`Parabolic::checkpoint`]).
@@ -171,7 +164,6 @@ impl Default for Parabolic {
             schedule: Schedule::Geometric { initial: 0.1, ratio: 2.0 },
             stepping: Stepping::LinearlyImplicit,
             initial: None,
-            exact_map: None,
             resume: None,
             checkpoint_every: None,
             checkpoint: None,
@@ -185,7 +177,6 @@ impl std::fmt::Debug for Parabolic {
         f.debug_struct("Parabolic")
             .field("schedule", &self.schedule)
             .field("stepping", &self.stepping)
-            .field("exact_map", &self.exact_map.is_some())
             .field("resume", &self.resume.as_ref().map(|s| s.iteration))
             .field("checkpoint_every", &self.checkpoint_every)
             .finish()
@@ -207,28 +198,6 @@ fn cfl_bound(ma: &MongeAmpere, cells: &[super::monge_ampere::CellLinearisation])
         .map(|c| (0..d).map(|k| 2.0 * c.inverse_hessian[k][k] / (h[k] * h[k])).sum::<f64>())
         .reduce(|| 0.0, f64::max);
     1.0 / worst
-}
-
-/// μ-weighted L2 error of `x + ∇_h u` against `exact`.
-fn map_error_l2(problem: &Problem, u: &ScalarField, exact: &ExactMap) -> f64 {
-    let grid = problem.grid();
-    let d = grid.dim();
-    let disp = gradient(u);
-    let target = VectorField::from_fn(grid, |x, out| {
-        exact(x, out);
-        out.iter_mut().zip(x).for_each(|(t, x)| *t -= x);
-    });
-    let (disp, target) = (disp.data().as_slice().expect("c"), target.data().as_slice().expect("c"));
-    let mu = problem.source().data().as_slice().expect("contiguous");
-    let sum = crate::field::ordered_sum(mu.len(), |range| {
-        range
-            .map(|i| {
-                let e2: f64 = (i * d..(i + 1) * d).map(|j| (disp[j] - target[j]).powi(2)).sum();
-                mu[i] * e2
-            })
-            .sum()
-    });
-    (sum * grid.cell_volume()).sqrt()
 }
 
 /// The registry entry of the parabolic Monge–Ampère flow: tolerance 1e-6 on the max
@@ -287,7 +256,7 @@ impl Solver for Parabolic {
         let vol = grid.cell_volume();
         let mut solver = StepSolver::new(NewtonLinearSolver::Direct);
         let mut history = Vec::new();
-        let (mut kl_history, mut regret_history, mut map_history) = (vec![], vec![], vec![]);
+        let (mut kl_history, mut regret_history) = (vec![], vec![]);
         let mut regret = 0.0;
         let mut settled_at = false;
         let mut first = 0;
@@ -300,7 +269,6 @@ impl Solver for Parabolic {
             history.clone_from(&state.history);
             kl_history.clone_from(&state.kl);
             regret_history.clone_from(&state.regret_history);
-            map_history.clone_from(&state.map_history);
             regret = state.regret;
             first = state.iteration;
         }
@@ -318,7 +286,6 @@ impl Solver for Parabolic {
                         history: history.clone(),
                         kl: kl_history.clone(),
                         regret_history: regret_history.clone(),
-                        map_history: map_history.clone(),
                     })?;
                 }
             }
@@ -328,9 +295,6 @@ impl Solver for Parabolic {
             let (l1, kl) = pullback_errors(&residual, c, &f, vol);
             regret += kl;
             let p = ScalarField::from_vec(&grid, u.clone())?;
-            if let Some(exact) = &self.exact_map {
-                map_history.push(map_error_l2(problem, &p, exact));
-            }
             let (dual, conjugate) = dual_value(problem, &p)?;
             q = conjugate;
             history.push(IterationRecord {
@@ -342,8 +306,7 @@ impl Solver for Parabolic {
             kl_history.push(kl);
             regret_history.push(regret);
             let record = history.last().expect("pushed");
-            if let Some((end, reason)) =
-                stopping(max, k, options, start, ("parabolic", record, &grid))
+            if let Some((end, reason)) = stopping(max, k, options, start, ("parabolic", record, &p))
             {
                 (outcome, stop_reason) = (end, reason);
                 break;
@@ -441,13 +404,10 @@ impl Solver for Parabolic {
         }
         let p = ScalarField::from_vec(&grid, u)?;
         let dual_value = history.last().map_or(0.0, |r| r.dual_value);
-        let mut diagnostics = vec![
+        let diagnostics = vec![
             ("kl_divergence".to_string(), kl_history),
             ("cumulative_regret".to_string(), regret_history),
         ];
-        if self.exact_map.is_some() {
-            diagnostics.push(("map_error_l2".to_string(), map_history));
-        }
         Ok(Solution {
             method: "parabolic",
             outcome,

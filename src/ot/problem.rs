@@ -100,6 +100,14 @@ impl Problem {
             .collect()
     }
 
+    /// The map `x + ∇p` of a displacement potential `p` on this problem's grid, projected
+    /// on box axes into the box of ν's support (as [`Solution::map`]).
+    pub fn map_of(&self, p: &ScalarField) -> VectorField {
+        let mut t = identity_plus(gradient(p));
+        clamp_to_box(&mut t, &self.support_box(Role::Target));
+        t
+    }
+
     /// The smaller of the two densities' `min / max` ratios (0 where one vanishes somewhere).
     pub fn contrast(&self) -> f64 {
         let ratio = |f: &ScalarField| f.min() / f.max();
@@ -138,8 +146,9 @@ impl Default for Options {
     }
 }
 
-/// What an observer sees after each iteration of an OT solver.
-#[derive(Clone, Copy, Debug)]
+/// What an observer sees after each iteration of an OT solver (every iteration, the last
+/// one included).
+#[derive(Clone, Copy)]
 pub struct Progress<'a> {
     /// The method's registry name.
     pub method: &'static str,
@@ -153,6 +162,29 @@ pub struct Progress<'a> {
     pub max_iterations: usize,
     /// Seconds since the solve started.
     pub elapsed: f64,
+    /// Builds the current displacement potential (see [`Progress::potential`]).
+    potential: &'a (dyn Fn() -> ScalarField + 'a),
+}
+
+impl Progress<'_> {
+    /// The iterate's displacement potential `p` on [`Progress::grid`] (the map is
+    /// `x + ∇p`, [`Problem::map_of`]), built when asked for: bfm's `p`, Sinkhorn's `−f`,
+    /// Newton's and the flow's `u`.
+    pub fn potential(&self) -> ScalarField {
+        (self.potential)()
+    }
+}
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("method", &self.method)
+            .field("iteration", &self.iteration)
+            .field("record", self.record)
+            .field("grid", self.grid)
+            .field("elapsed", &self.elapsed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An observer of OT iterations: `FnMut(&Progress) -> ControlFlow<()>`, shared so that
@@ -214,13 +246,13 @@ impl Options {
         self
     }
 
-    /// Reports an iteration to the observer; `true` when it asks to stop.
+    /// Reports an iteration (its record and a builder of its displacement potential on
+    /// `grid`) to the observer; `true` when it asks to stop.
     pub fn stop_requested(
         &self,
-        method: &'static str,
-        iteration: usize,
-        record: &IterationRecord,
+        (method, iteration, record): (&'static str, usize, &IterationRecord),
         grid: &Grid,
+        potential: &dyn Fn() -> ScalarField,
         start: std::time::Instant,
     ) -> bool {
         self.observer.as_ref().is_some_and(|o| {
@@ -231,6 +263,7 @@ impl Options {
                 grid,
                 max_iterations: self.max_iterations,
                 elapsed: start.elapsed().as_secs_f64(),
+                potential,
             };
             o.call(&progress).is_break()
         })
@@ -422,9 +455,7 @@ impl Solution {
     /// disjoint squares at 64²: 3857 of 4096 cells mapped outside ν's support box, 19 of
     /// them with μ > 0).
     pub fn map(&self, problem: &Problem) -> VectorField {
-        let mut t = identity_plus(gradient(&self.p));
-        clamp_to_box(&mut t, &problem.support_box(Role::Target));
-        t
+        problem.map_of(&self.p)
     }
 
     /// The inverse map `T⁻¹ = ∇ψ`, projected on box axes into the box of μ's support.

@@ -268,7 +268,16 @@ impl Sinkhorn {
                 step: eps,
             });
             let record = history.last().expect("pushed");
-            if options.stop_requested("sinkhorn", *iterations, record, &level.grid, start) {
+            let potential = || {
+                let p = f.iter().map(|v| -v).collect();
+                ScalarField::from_vec(&level.grid, p).expect("one potential value per cell")
+            };
+            if options.stop_requested(
+                ("sinkhorn", *iterations, record),
+                &level.grid,
+                &potential,
+                start,
+            ) {
                 return StageEnd { error, met: false, stopped: true };
             }
             // An over-relaxed pair's first marginal is not exact: stop only on a plain
