@@ -37,6 +37,9 @@ fn bench(c: &mut Criterion) {
         ),
     ] {
         let fp = problem(&grid);
+        g.bench_function(format!("{name} assemble the generator"), |b| {
+            b.iter(|| fp.generator().unwrap())
+        });
         let k = fp.generator().unwrap();
         let iterative = ThetaStepper::prefers_iterative(grid.dim(), grid.num_cells());
         if !iterative {

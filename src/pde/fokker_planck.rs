@@ -1,5 +1,6 @@
 //! Fokker–Planck `∂ₜρ = ∇·(D∇ρ + ρ∇V − ρ b)` by finite volumes with Scharfetter–Gummel
-//! fluxes, implicit Euler in time.
+//! fluxes (assembled by [`crate::sparse::assemble`]'s drift–diffusion term), implicit Euler
+//! in time.
 //!
 //! Across the face between cells i and j = i + 1 along an axis (width h), with
 //! `δ = (V_j − V_i − h b_f)/D` (`b_f` the drift's face average) and the Bernoulli function
@@ -26,9 +27,9 @@ use super::StepRecord;
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
 use crate::grid::Grid;
-use crate::operators::{neighbour, strides};
-use faer::sparse::{SparseColMat, Triplet};
-use rayon::prelude::*;
+pub use crate::sparse::bernoulli;
+use crate::sparse::{assemble, BoundaryConditions, DriftDiffusion, OperatorSpec};
+use faer::sparse::SparseColMat;
 use std::ops::ControlFlow;
 
 /// A Fokker–Planck problem.
@@ -43,15 +44,6 @@ pub struct FokkerPlanckProblem {
     pub drift: Option<VectorField>,
     /// Initial density (non-negative).
     pub initial: ScalarField,
-}
-
-/// `B(z) = z/(eᶻ − 1)`, with `B(0) = 1`.
-pub fn bernoulli(z: f64) -> f64 {
-    if z.abs() < 1e-8 {
-        1.0 - z / 2.0
-    } else {
-        z / z.exp_m1()
-    }
 }
 
 /// What a Fokker–Planck run produces.
@@ -114,57 +106,17 @@ impl FokkerPlanckProblem {
         Ok(())
     }
 
-    /// The generator K with `dρ/dt = −K ρ` (columns sum to zero).
+    /// The generator K with `dρ/dt = −K ρ` (columns sum to zero): the drift–diffusion term
+    /// of [`crate::sparse::assemble`] with no-flux or periodic faces.
     pub fn generator(&self) -> Result<SparseColMat<usize, f64>> {
         self.validate()?;
-        let grid = &self.grid;
-        let d = grid.dim();
-        let n = grid.num_cells();
-        let st = strides(grid);
-        let v = self.potential.data().as_slice().expect("contiguous");
-        let b = self.drift.as_ref().map(|b| b.data().as_slice().expect("contiguous"));
-        let dc = self.diffusion;
-        let slots = 2 * d + 1;
-        let mut cols = vec![0usize; n * slots];
-        let mut vals = vec![0.0f64; n * slots];
-        cols.par_chunks_mut(slots).zip(vals.par_chunks_mut(slots)).enumerate().for_each(
-            |(i, (c, w))| {
-                c[0] = i;
-                for (a, ax) in grid.axes().iter().enumerate() {
-                    let (cells, s, h) = (ax.cells, st[a], ax.spacing());
-                    let pos = (i / s) % cells;
-                    for side in 0..2 {
-                        let slot = 1 + 2 * a + side;
-                        c[slot] = i;
-                        let Some(j) = neighbour(i, pos, cells, s, side == 1, ax.boundary) else {
-                            continue; // no-flux face
-                        };
-                        if j == i {
-                            continue; // a one-cell periodic axis has no flux
-                        }
-                        // Orient the face from `lo` to `hi` along +axis.
-                        let (lo, hi) = if side == 1 { (i, j) } else { (j, i) };
-                        let bf = b.map_or(0.0, |b| 0.5 * (b[lo * d + a] + b[hi * d + a]));
-                        let delta = (v[hi] - v[lo] - h * bf) / dc;
-                        let k = dc / (h * h);
-                        // J = k h [B(δ) ρ_lo − B(−δ) ρ_hi]; row i gains +J/h on its upper
-                        // face, −J/h on its lower face.
-                        if side == 1 {
-                            w[0] += k * bernoulli(delta);
-                            w[slot] = -k * bernoulli(-delta);
-                        } else {
-                            w[0] += k * bernoulli(-delta);
-                            w[slot] = -k * bernoulli(delta);
-                        }
-                        c[slot] = j;
-                    }
-                }
-            },
-        );
-        let triplets: Vec<Triplet<usize, usize, f64>> =
-            (0..n * slots).map(|k| Triplet::new(k / slots, cols[k], vals[k])).collect();
-        SparseColMat::try_new_from_triplets(n, n, &triplets)
-            .map_err(|e| Error::invalid(format!("Fokker–Planck assembly failed: {e:?}")))
+        let spec = OperatorSpec::default().with_drift_diffusion(DriftDiffusion {
+            diffusion: self.diffusion,
+            potential: self.potential.clone(),
+            drift: self.drift.clone(),
+        });
+        let bcs = BoundaryConditions::homogeneous(&self.grid);
+        Ok(assemble(&self.grid, &spec, &bcs)?.matrix)
     }
 
     /// The discrete stationary state `e^{−V/D}/Z` (unit discrete mass) for b = 0.

@@ -1,4 +1,5 @@
-//! Finite-difference assembly of `L u = −∇·(a∇u) + b·∇u + c u` into a faer sparse matrix.
+//! Finite-difference assembly of `L u = −∇·(a∇u) + b·∇u + c u − ∇·(D∇u + u∇V − u β)` into
+//! a faer sparse matrix.
 //!
 //! Per axis with cell width h, for cell i and its neighbour j across a face:
 //! * diffusion: `(a_f/h²)(u_i − u_j)` with the harmonic face average
@@ -6,7 +7,14 @@
 //!   boundary face, a extrapolated to the face `(3a_0 − a_1)/2`;
 //! * advection, centred: `b_i (u_{i+1} − u_{i−1})/2h`; upwind: `b_i (u_i − u_{i−1})/h` for
 //!   `b_i > 0`, `b_i (u_{i+1} − u_i)/h` otherwise (first order, monotone);
-//! * reaction: `c_i u_i`.
+//! * reaction: `c_i u_i`;
+//! * drift–diffusion ([`DriftDiffusion`], the Fokker–Planck operator): Scharfetter–Gummel
+//!   fluxes. Across the face from cell `lo` to `hi = lo + 1` (width h), with
+//!   `δ = (V_hi − V_lo − h β_f)/D` (`β_f` the drift's face average) and the Bernoulli
+//!   function `B(z) = z/(eᶻ − 1)`, the flux is `J = (D/h)[B(δ) u_lo − B(−δ) u_hi]` and
+//!   `(L u)_i = Σ_faces ±J/h`; no flux crosses a boundary face. Every flux leaves one cell
+//!   and enters another, so the columns sum to zero, and `B > 0` makes `I + Δt L` an
+//!   M-matrix for every Δt > 0.
 //!
 //! Across a boundary face the neighbour is the ghost `γ u_i + δ` of [`super::bc`]: its
 //! `γ` part goes on the diagonal, its `δ` part (the boundary data) into
@@ -75,12 +83,57 @@ pub enum AdvectionScheme {
     Centred,
 }
 
-/// The terms of `L u = −∇·(a∇u) + b·∇u + c u`; absent terms are zero.
+/// `B(z) = z/(eᶻ − 1)`, with `B(0) = 1`.
+pub fn bernoulli(z: f64) -> f64 {
+    if z.abs() < 1e-8 {
+        1.0 - z / 2.0
+    } else {
+        z / z.exp_m1()
+    }
+}
+
+/// The drift–diffusion term `−∇·(D∇u + u∇V − u β)` (Scharfetter–Gummel fluxes; see the
+/// module documentation).
+#[derive(Clone, Debug)]
+pub struct DriftDiffusion {
+    /// Diffusion coefficient D > 0.
+    pub diffusion: f64,
+    /// Potential V at the cell centres.
+    pub potential: ScalarField,
+    /// Extra drift velocity β (u is carried by −∇V + β).
+    pub drift: Option<VectorField>,
+}
+
+impl DriftDiffusion {
+    fn check(&self, grid: &Grid) -> Result<()> {
+        if !(self.diffusion > 0.0 && self.diffusion.is_finite()) {
+            return Err(Error::invalid(format!(
+                "diffusion must be positive, got {}",
+                self.diffusion
+            )));
+        }
+        if self.potential.grid() != grid {
+            return Err(Error::invalid("potential lives on another grid"));
+        }
+        if self.potential.first_non_finite().is_some() {
+            return Err(Error::invalid("potential has NaN or infinite values"));
+        }
+        if let Some(b) = &self.drift {
+            if b.grid() != grid || b.data().iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid("drift is not a finite vector field on the grid"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The terms of `L u = −∇·(a∇u) + b·∇u + c u − ∇·(D∇u + u∇V − u β)`; absent terms are zero.
 #[derive(Clone, Debug, Default)]
 pub struct OperatorSpec {
     pub diffusion: Option<Coefficient>,
     pub advection: Option<(VectorField, AdvectionScheme)>,
     pub reaction: Option<Coefficient>,
+    pub drift_diffusion: Option<DriftDiffusion>,
 }
 
 impl OperatorSpec {
@@ -107,9 +160,15 @@ impl OperatorSpec {
         self
     }
 
-    /// Whether the assembled matrix is symmetric (no advection term).
+    /// Sets the drift–diffusion (Fokker–Planck) term.
+    pub fn with_drift_diffusion(mut self, term: DriftDiffusion) -> Self {
+        self.drift_diffusion = Some(term);
+        self
+    }
+
+    /// Whether the assembled matrix is symmetric (no advection or drift–diffusion term).
     pub fn is_symmetric(&self) -> bool {
-        self.advection.is_none()
+        self.advection.is_none() && self.drift_diffusion.is_none()
     }
 }
 
@@ -130,6 +189,9 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
     if let Some(c) = &spec.reaction {
         c.check(grid, "reaction", false)?;
     }
+    if let Some(term) = &spec.drift_diffusion {
+        term.check(grid)?;
+    }
     if let Some((b, _)) = &spec.advection {
         if b.grid() != grid {
             return Err(Error::invalid("advection velocity lives on another grid"));
@@ -143,6 +205,10 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
     let slots = 2 * d + 1;
     let st = strides(grid);
     let bvel = spec.advection.as_ref().map(|(b, s)| (b.data().as_slice().expect("contiguous"), *s));
+    let drift_diffusion = spec.drift_diffusion.as_ref().map(|t| {
+        let v = t.potential.data().as_slice().expect("contiguous");
+        (t.diffusion, v, t.drift.as_ref().map(|b| b.data().as_slice().expect("contiguous")))
+    });
 
     // Row-wise: (column, value) in fixed slots [diag, lower_0, upper_0, lower_1, …], plus
     // the boundary right-hand side.
@@ -204,6 +270,26 @@ pub fn assemble(grid: &Grid, spec: &OperatorSpec, bcs: &BoundaryConditions) -> R
                             w[2] += bi / h;
                             w[1] -= bi / h;
                         }
+                    }
+                }
+                if let Some((dc, pot, beta)) = drift_diffusion {
+                    let k = dc / (h * h);
+                    for side in 0..2 {
+                        // No flux across a boundary face, nor along a one-cell periodic axis.
+                        let Some(j) = neighbour(row, i, cells, s, side == 1, ax.boundary)
+                            .filter(|&j| j != row)
+                        else {
+                            continue;
+                        };
+                        // The face oriented from `lo` to `hi` along +axis.
+                        let (lo, hi) = if side == 1 { (row, j) } else { (j, row) };
+                        let bf = beta.map_or(0.0, |b| 0.5 * (b[lo * d + a] + b[hi * d + a]));
+                        let delta = (pot[hi] - pot[lo] - h * bf) / dc;
+                        // Row `row` gains +J/h on its upper face, −J/h on its lower one.
+                        let (own, other) =
+                            if side == 1 { (delta, -delta) } else { (-delta, delta) };
+                        w[1] += k * bernoulli(own);
+                        w[2 * side] -= k * bernoulli(other);
                     }
                 }
                 v[0] += w[1];

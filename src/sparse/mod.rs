@@ -10,7 +10,9 @@ mod bc;
 mod diagnose;
 mod solver;
 
-pub use assemble::{assemble, AdvectionScheme, Assembled, Coefficient, OperatorSpec};
+pub use assemble::{
+    assemble, bernoulli, AdvectionScheme, Assembled, Coefficient, DriftDiffusion, OperatorSpec,
+};
 pub use bc::{BoundaryConditions, BoundaryValue, FaceCondition, PointFn};
 pub use solver::{
     matvec, relative_residual, BiCgStab, Cg, Cholesky, Converged, Direct, KrylovSettings,
