@@ -76,7 +76,7 @@ fn map_gap(mu: &ScalarField, a: &VectorField, b: &VectorField) -> f64 {
 }
 
 fn quiet(tolerance: f64, max_iterations: usize) -> Options {
-    Options { tolerance, max_iterations, ..Default::default() }
+    Options { tolerance: Some(tolerance), max_iterations, ..Default::default() }
 }
 
 /// The flow at time `t` by `steps` linearly implicit steps of `t/steps`.

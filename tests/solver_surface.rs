@@ -6,6 +6,7 @@ use otgrid::error::{Error, FactorisationFailure};
 use otgrid::ot::method::{ConfiguredSolver, Setting, Settings};
 use otgrid::ot::{
     Case, IterationRecord, Method, Observer, Options, Outcome, Problem, Progress, Solution, Solver,
+    Step,
 };
 use otgrid::pde::{integrate, ParabolicProblem, Source, StepControl, StepRecord, TimeSettings};
 use otgrid::sparse::{BoundaryConditions, Coefficient, OperatorSpec};
@@ -36,7 +37,7 @@ fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
     let problem = Case::Periodic2d.problem(32).unwrap();
     for method in Method::all() {
         let (observer, seen) = stopping_observer(3);
-        let options = Options { tolerance: 1e-14, max_iterations: 200, ..Default::default() }
+        let options = Options { tolerance: Some(1e-14), max_iterations: 200, ..Default::default() }
             .observed(observer);
         let solution = method.solve(&problem, &options).unwrap();
         assert_eq!(
@@ -58,7 +59,10 @@ fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
         assert!(seen.iter().all(|(_, e)| e.is_finite()));
         // Without an observer the same solve runs on.
         let free = method
-            .solve(&problem, &Options { tolerance: 1e-14, max_iterations: 5, ..Default::default() })
+            .solve(
+                &problem,
+                &Options { tolerance: Some(1e-14), max_iterations: 5, ..Default::default() },
+            )
             .unwrap();
         assert_ne!(free.outcome, Outcome::Stopped);
     }
@@ -153,14 +157,14 @@ impl Solver for Identity {
             marginal_error: gap,
             l1_marginal_error: gap,
             dual_value: 0.0,
-            step: 0.0,
+            step: Step::None,
         };
         let start = std::time::Instant::now();
         let identity = || ScalarField::zeros(grid);
         let stopped = options.stop_requested(("identity", 1, &record), grid, &identity, start);
         let outcome = if stopped {
             Outcome::Stopped
-        } else if gap <= options.tolerance {
+        } else if gap <= options.tolerance_or((IDENTITY.default_tolerance)(grid)) {
             Outcome::Converged
         } else {
             Outcome::Stalled
@@ -213,7 +217,9 @@ fn a_new_method_is_one_solver_and_one_registry_entry() {
     let rho = ScalarField::from_fn(&grid, |p| 1.0 + 0.5 * p[0]);
     let same = Problem::new(&rho, &rho).unwrap();
     let tolerance = identity.default_tolerance(&grid);
-    let solution = identity.solve(&same, &Options { tolerance, ..Default::default() }).unwrap();
+    let solution = identity
+        .solve(&same, &Options { tolerance: Some(tolerance), ..Default::default() })
+        .unwrap();
     assert_eq!(solution.outcome, Outcome::Converged);
     assert!(solution.w2_squared().abs() < 1e-12);
     let out = solution.to_output(&same).unwrap();
@@ -268,4 +274,39 @@ fn problem_files_build_problems_in_the_library() {
         Err(e) => assert!(e.to_string().contains("initial"), "{e}"),
         Ok(_) => panic!("a file without initial is not a parabolic problem"),
     }
+}
+
+/// One `Options::default()` suits every method: without a tolerance each solver stops at
+/// its own default on the problem's grid (Newton's residual 1e-8, bfm's H⁻¹ error
+/// 1.5e-3 · 256/n), not at one number meant for another method's measure. Each record's
+/// step says what it is.
+#[test]
+fn default_options_take_each_method_default_tolerance() {
+    let problem = Case::Periodic2d.problem(32).unwrap();
+    for method in [Method::NEWTON, Method::BFM] {
+        let solution = method.solve(&problem, &Options::default()).unwrap();
+        let tolerance = method.default_tolerance(problem.grid());
+        assert_eq!(solution.outcome, Outcome::Converged, "{}", method.name());
+        assert!(
+            solution.marginal_error <= tolerance,
+            "{}: {}",
+            method.name(),
+            solution.stop_reason
+        );
+        assert!(
+            solution.stop_reason.contains(&format!("{tolerance:.3e}")),
+            "{}",
+            solution.stop_reason
+        );
+        // Typed steps: bfm's records carry its ascent step, Newton's its damping (the last
+        // record, which only measures, none).
+        let kinds: Vec<_> = solution.history.iter().map(|r| r.step.kind()).collect();
+        let expected =
+            if method == Method::BFM { "ascent step sigma" } else { "Newton damping theta" };
+        assert!(kinds[..kinds.len() - 1].iter().all(|k| *k == expected), "{kinds:?}");
+    }
+    let newton = Method::NEWTON.solve(&problem, &Options::default()).unwrap();
+    assert_eq!(newton.history.last().unwrap().step, Step::None);
+    assert_eq!(Method::NEWTON.default_tolerance(problem.grid()), 1e-8);
+    assert!(Options::default().tolerance.is_none());
 }

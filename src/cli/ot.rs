@@ -9,7 +9,7 @@ use otgrid::ot::parabolic::FlowState;
 use otgrid::ot::Exact;
 use otgrid::ot::IterationRecord;
 use otgrid::ot::{
-    map_error, potential_map_error, DensitySpec, Method, Observer, Options, Problem, Progress,
+    map_error, potential_map_error, DensitySpec, Method, Observer, Options, Problem, Progress, Step,
 };
 use otgrid::resources::MemoryEstimate;
 use std::ops::ControlFlow;
@@ -180,7 +180,7 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     };
     report.put("method", method.name());
     let mut options = Options {
-        tolerance: args.tol.unwrap_or(method.default_tolerance(&grid)),
+        tolerance: Some(args.tol.unwrap_or(method.default_tolerance(&grid))),
         max_iterations: args.max_iterations,
         time_limit: args.time_limit,
         observer: None,
@@ -376,7 +376,7 @@ fn write_flow_state(
         h.iter().map(|r| r.marginal_error).collect(),
         h.iter().map(|r| r.l1_marginal_error).collect(),
         h.iter().map(|r| r.dual_value).collect(),
-        h.iter().map(|r| r.step).collect(),
+        h.iter().map(|r| r.step.value()).collect(),
     ];
     for (name, column) in HISTORY.iter().zip(columns) {
         out.add_diagnostic(&format!("history_{name}"), column)?;
@@ -421,7 +421,7 @@ fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<(FlowS
             marginal_error: m[i],
             l1_marginal_error: l1.get(i).copied().unwrap_or(f64::NAN),
             dual_value: dual.get(i).copied().unwrap_or(f64::NAN),
-            step: step.get(i).copied().unwrap_or(f64::NAN),
+            step: step.get(i).filter(|v| **v > 0.0).map_or(Step::None, |&v| Step::Time(v)),
         })
         .collect();
     let (Some(AttrValue::Integer(iteration)), Some(AttrValue::Number(regret))) =

@@ -46,7 +46,7 @@
 use super::legendre::c_transform;
 use super::metric::{Metric, WeightedSolver};
 use super::multilevel::{coarsen, prolong, restrict};
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
 use super::pushforward::{push_forward_adaptive, JacobianPushForward};
 use crate::error::Result;
 use crate::field::{ScalarField, VectorField};
@@ -421,7 +421,7 @@ impl BackAndForth {
                 marginal_error: last,
                 l1_marginal_error: l1_f.max(l1_b),
                 dual_value: level.value,
-                step,
+                step: Step::Ascent(step),
             });
             tracing::debug!(
                 "{}: iteration {it}: H⁻¹ marginal error {last:.3e}, L1 {:.3e}, dual {:.8}, steps {:.3e}/{:.3e}",
@@ -567,6 +567,7 @@ impl Solver for BackAndForth {
     /// fork and join inside the pool; called from outside it, each loop paid a cross-thread
     /// hand-off (half of the time at 64², measured).
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
+        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
         rayon::scope(|_| self.solve_in_pool(problem, options))
     }
 }
@@ -649,12 +650,12 @@ impl BackAndForth {
                     metric,
                 )?;
                 let (tol, budget) = if stopped {
-                    (options.tolerance, 1)
+                    (options.tol(), 1)
                 } else if finest {
-                    (options.tolerance, options.max_iterations.saturating_sub(iterations).max(1))
+                    (options.tol(), options.max_iterations.saturating_sub(iterations).max(1))
                 } else {
                     let share = self.coarse_iterations * coarsest / g.num_cells();
-                    (0.5 * options.tolerance, share.max(5))
+                    (0.5 * options.tol(), share.max(5))
                 };
                 // Coarse levels stop at their floor under the weighted metric (it reaches the
                 // floor in a few iterations: 3 at 64² on the Gaussian pair) and with the
@@ -717,7 +718,7 @@ impl BackAndForth {
         }
         let level = level_opt.expect("at least one level");
         let (outcome, _, error) = result;
-        let tol = options.tolerance;
+        let tol = options.tol();
         let h = problem.grid().max_spacing();
         let stop_reason = match outcome {
             Outcome::Converged => format!("marginal error {error:.3e} ≤ tolerance {tol:.3e}"),
@@ -795,7 +796,7 @@ mod tests {
     fn gaussian_pair_at_256_maps_to_1e_3() {
         let (problem, exact) = reference_problem(256);
         let solver = BackAndForth { multilevel: false, stop_at_floor: false, ..Default::default() };
-        let options = Options { tolerance: 1e-9, max_iterations: 120, ..Default::default() };
+        let options = Options { tolerance: Some(1e-9), max_iterations: 120, ..Default::default() };
         let solution = solver.solve(&problem, &options).unwrap();
         assert!(!solution.converged() && solution.iterations == 120);
         let e = map_error(&solution, &problem, |x, y| exact.apply(x, y));
@@ -813,7 +814,7 @@ mod tests {
     #[test]
     fn multilevel_default_converges_and_conserves_mass() {
         let (problem, exact) = reference_problem(128);
-        let options = Options { tolerance: 2.5e-3, ..Default::default() };
+        let options = Options { tolerance: Some(2.5e-3), ..Default::default() };
         let solution = BackAndForth::default().solve(&problem, &options).unwrap();
         assert!(solution.converged(), "{}", solution.stop_reason);
         assert!(solution.marginal_error <= 2.5e-3);
@@ -850,7 +851,8 @@ mod tests {
         let problem = case.problem(32).unwrap();
         let Some(Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
         let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
-        let options = Options { tolerance, max_iterations: 100, ..Default::default() };
+        let options =
+            Options { tolerance: Some(tolerance), max_iterations: 100, ..Default::default() };
         let weighted = BackAndForth::default().solve(&problem, &options).unwrap();
         assert!(weighted.converged() && weighted.iterations <= 10, "{}", weighted.stop_reason);
         let e = map_error(&weighted, &problem, |x, y| exact.apply(x, y));
@@ -859,8 +861,8 @@ mod tests {
         let solution = h1.solve(&problem, &options).unwrap();
         let e_h1 = map_error(&solution, &problem, |x, y| exact.apply(x, y));
         assert!(e_h1.l2 > 4.0 * e.l2, "{e_h1:?} against {e:?}");
-        let first = solution.history[0].step;
-        let last = solution.history.last().unwrap().step;
+        let first = solution.history[0].step.value();
+        let last = solution.history.last().unwrap().step.value();
         assert!(last > 0.1 * first, "step {first} → {last}");
     }
 
@@ -874,7 +876,8 @@ mod tests {
             std::ops::ControlFlow::Continue(())
         });
         let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
-        let options = Options { tolerance, ..Default::default() }.observed(observer);
+        let options =
+            Options { tolerance: Some(tolerance), ..Default::default() }.observed(observer);
         BackAndForth::default().solve(problem, &options).unwrap()
     }
 
@@ -921,7 +924,7 @@ mod tests {
         let steps: Arc<Mutex<Vec<(usize, f64)>>> = Arc::default();
         let seen = Arc::clone(&steps);
         let solution = solve_observed(&problem, move |p| {
-            seen.lock().unwrap().push((p.grid.axis(0).cells, p.record.step));
+            seen.lock().unwrap().push((p.grid.axis(0).cells, p.record.step.value()));
         });
         assert!(solution.solved(), "{:?}", solution.outcome);
         let steps = steps.lock().unwrap().clone();
@@ -996,7 +999,7 @@ mod tests {
             let msg = Problem::new(&mu, &nu).unwrap_err().to_string();
             assert!(msg.contains(needle) && !msg.contains('\n'), "{needle}: {msg}");
         }
-        let bad = Options { tolerance: -1.0, ..Default::default() };
+        let bad = Options { tolerance: Some(-1.0), ..Default::default() };
         let p = Problem::new(&ok, &ok).unwrap();
         assert!(BackAndForth::default().solve(&p, &bad).is_err());
         // Equal densities: the identity at once.

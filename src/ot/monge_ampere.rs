@@ -500,10 +500,10 @@ pub(super) fn stopping(
     (method, record, u): (&'static str, &IterationRecord, &ScalarField),
 ) -> Option<(Outcome, String)> {
     let stop = options.stop_requested((method, k + 1, record), u.grid(), &|| u.clone(), start);
-    if max <= options.tolerance {
+    if max <= options.tol() {
         Some((
             Outcome::Converged,
-            format!("Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}", options.tolerance),
+            format!("Monge–Ampère residual {max:.3e} ≤ tolerance {:.3e}", options.tol()),
         ))
     } else if !max.is_finite() {
         Some((Outcome::Diverged, "the Monge–Ampère residual is no longer finite".into()))
@@ -513,7 +513,7 @@ pub(super) fn stopping(
             format!(
                 "time limit {:.3} s reached with residual {max:.3e} > tolerance {:.3e}",
                 options.time_limit.unwrap_or(0.0),
-                options.tolerance
+                options.tol()
             ),
         ))
     } else if k == options.max_iterations {
@@ -521,7 +521,8 @@ pub(super) fn stopping(
             Outcome::IterationLimit,
             format!(
                 "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
-                options.max_iterations, options.tolerance
+                options.max_iterations,
+                options.tol()
             ),
         ))
     } else if stop {

@@ -36,7 +36,7 @@ use super::monge_ampere::{
     Linearisation, StepSolver, SETTLED_MAP_SHIFT,
 };
 use super::multilevel::{coarsen, prolong, restrict};
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
 use crate::error::Result;
 use crate::field::ScalarField;
 use rayon::prelude::*;
@@ -121,7 +121,7 @@ impl Newton {
             return None;
         }
         let coarse_options = Options {
-            tolerance: options.tolerance.max(1e-6),
+            tolerance: Some(options.tol().max(1e-6)),
             max_iterations: options.max_iterations,
             time_limit: remaining,
             observer: None,
@@ -134,6 +134,7 @@ impl Newton {
 
 impl Solver for Newton {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
+        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
         options.validate()?;
         let start = Instant::now();
         let lifted = lifted_for("newton", self.lift, problem)?;
@@ -185,7 +186,7 @@ impl Solver for Newton {
                 marginal_error: max,
                 l1_marginal_error: l1,
                 dual_value,
-                step: 0.0,
+                step: Step::None,
             });
             let record = history.last().expect("pushed");
             if let Some((end, reason)) =
@@ -212,7 +213,7 @@ impl Solver for Newton {
                 format!(
                     "{what} at residual {max:.3e} (tolerance {:.3e}), where a full Newton step \
                      moves the map by {:.1e} cells: the floor of the discrete equation",
-                    options.tolerance,
+                    options.tol(),
                     moves()
                 )
             };
@@ -240,7 +241,7 @@ impl Solver for Newton {
                     u = trial;
                     residual = r;
                     lin = l;
-                    history.last_mut().expect("recorded").step = theta;
+                    history.last_mut().expect("recorded").step = Step::Damping(theta);
                 }
                 None if settled() => {
                     outcome = Outcome::DiscretisationFloor { floor: max };
@@ -294,7 +295,7 @@ mod tests {
     }
 
     fn tight() -> Options {
-        Options { tolerance: 1e-10, max_iterations: 50, ..Default::default() }
+        Options { tolerance: Some(1e-10), max_iterations: 50, ..Default::default() }
     }
 
     /// μ-weighted L2 map errors of the manufactured periodic case on `sizes`, with their orders.
@@ -399,8 +400,9 @@ mod tests {
         for (n, bound) in [(64, 3e-5), (128, 1.5e-5)] {
             let problem = case.problem(n).unwrap();
             assert!(problem.contrast() < 1e-20);
-            let s =
-                Newton::default().solve(&problem, &Options { tolerance: 1e-8, ..tight() }).unwrap();
+            let s = Newton::default()
+                .solve(&problem, &Options { tolerance: Some(1e-8), ..tight() })
+                .unwrap();
             assert!(s.converged(), "{n}: {}", s.stop_reason);
             assert!(s.iterations <= 8, "{n}: {} steps on the finest grid", s.iterations);
             assert_eq!(s.scalar("lift_mass"), Some(GaussianLift::default().mass));
@@ -417,7 +419,9 @@ mod tests {
         let case = crate::ot::Case::Gaussian3dRotated;
         let exact = case.exact().unwrap();
         let problem = case.problem(32).unwrap();
-        let s = Newton::default().solve(&problem, &Options { tolerance: 1e-8, ..tight() }).unwrap();
+        let s = Newton::default()
+            .solve(&problem, &Options { tolerance: Some(1e-8), ..tight() })
+            .unwrap();
         assert!(s.converged(), "{}", s.stop_reason);
         let e = map_error(&s, &problem, |x, y| exact.map(x, y));
         assert!(e.l2 < 2e-4, "L2 {:.3e}", e.l2);
@@ -431,7 +435,8 @@ mod tests {
     fn an_unreachable_tolerance_ends_at_the_round_off_floor() {
         for case in [crate::ot::Case::Separable2d, crate::ot::Case::Periodic2d] {
             let problem = case.problem(32).unwrap();
-            let options = Options { tolerance: 1e-17, max_iterations: 50, ..Default::default() };
+            let options =
+                Options { tolerance: Some(1e-17), max_iterations: 50, ..Default::default() };
             let s = Newton::default().solve(&problem, &options).unwrap();
             let floor = s.outcome.floor().unwrap_or_else(|| panic!("{:?}", s.outcome));
             assert!(floor < 1e-11 && s.iterations <= 10, "{floor} after {}", s.iterations);

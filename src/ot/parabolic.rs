@@ -39,7 +39,7 @@ use super::monge_ampere::{
     dual_value, initial_state, map_shift_in_cells, mean, pullback_errors, residual_norms, stopping,
     Linearisation, MongeAmpere, NewtonLinearSolver, StepSolver, SETTLED_MAP_SHIFT,
 };
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use rayon::prelude::*;
@@ -243,6 +243,7 @@ impl super::method::ConfiguredSolver for Parabolic {
 
 impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
+        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
         options.validate()?;
         let start = Instant::now();
         let start_from = self.resume.as_ref().map(|s| &s.u).or(self.initial.as_ref());
@@ -301,7 +302,7 @@ impl Solver for Parabolic {
                 marginal_error: max,
                 l1_marginal_error: l1,
                 dual_value: dual,
-                step: 0.0,
+                step: Step::None,
             });
             kl_history.push(kl);
             regret_history.push(regret);
@@ -317,7 +318,7 @@ impl Solver for Parabolic {
                     "the Monge–Ampère residual stopped falling at {max:.3e} (tolerance {:.3e}) \
                      with a step that moved the map by at most {SETTLED_MAP_SHIFT} cells: the \
                      floor of the discrete equation",
-                    options.tolerance
+                    options.tol()
                 );
                 break;
             }
@@ -329,7 +330,7 @@ impl Solver for Parabolic {
             // 63 steps with the cap). A ratio-2 geometric schedule without halvings is
             // unaffected.
             if self.stepping == Stepping::LinearlyImplicit {
-                if let Some(last) = history.len().checked_sub(2).map(|j| history[j].step) {
+                if let Some(last) = history.len().checked_sub(2).map(|j| history[j].step.value()) {
                     eta = eta.min(2.0 * last);
                 }
             }
@@ -366,7 +367,7 @@ impl Solver for Parabolic {
                 }
                 eta *= 0.5;
             }
-            history.last_mut().expect("recorded").step = eta;
+            history.last_mut().expect("recorded").step = Step::Time(eta);
             // At Newton-like steps (η ≥ NEWTON_LIKE_STEP) a step that moved the map by a
             // negligible fraction of a cell without halving the residual has met the floor
             // of the discrete equation (as Newton's rule).
@@ -453,7 +454,8 @@ mod tests {
     }
 
     fn run(problem: &Problem, solver: &Parabolic, tol: f64, iterations: usize) -> Solution {
-        let options = Options { tolerance: tol, max_iterations: iterations, ..Default::default() };
+        let options =
+            Options { tolerance: Some(tol), max_iterations: iterations, ..Default::default() };
         solver.solve(problem, &options).unwrap()
     }
 
@@ -500,7 +502,7 @@ mod tests {
             if k >= from {
                 points.push((t, rec.marginal_error.ln()));
             }
-            t += rec.step;
+            t += rec.step.value();
         }
         let n = points.len() as f64;
         let (mx, my) = points.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
@@ -629,7 +631,7 @@ mod tests {
         let case = crate::ot::Case::Gaussian2d;
         let problem = case.problem(64).unwrap();
         let exact = case.exact().unwrap();
-        let options = Options { tolerance: 1e-6, max_iterations: 200, ..Default::default() };
+        let options = Options { tolerance: Some(1e-6), max_iterations: 200, ..Default::default() };
         let s = Parabolic::default().solve(&problem, &options).unwrap();
         assert!(s.converged() && s.iterations <= 80, "{} after {}", s.stop_reason, s.iterations);
         let e = map_error(&s, &problem, |x, y| exact.map(x, y));

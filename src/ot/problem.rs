@@ -127,7 +127,9 @@ pub struct Options {
     /// bfm — both marginal errors `‖ν − T#μ‖_H⁻¹`, `‖μ − T⁻¹#ν‖_H⁻¹` (a length: the H⁻¹
     /// norm of a density difference is a linearised W₂ distance); newton — the max norm of
     /// the Monge–Ampère residual `log(g(∇φ) det D²φ / f)` (a relative density mismatch).
-    pub tolerance: f64,
+    /// `None` (the default): the method's own default on the problem's grid
+    /// ([`super::MethodInfo::default_tolerance`]), so one `Options` suits every method.
+    pub tolerance: Option<f64>,
     /// Give up (unconverged) after this many iterations.
     pub max_iterations: usize,
     /// Give up ([`Outcome::TimeLimit`]) once this many wall-clock seconds have passed;
@@ -142,7 +144,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { tolerance: 1.5e-3, max_iterations: 500, time_limit: None, observer: None }
+        Options { tolerance: None, max_iterations: 500, time_limit: None, observer: None }
     }
 }
 
@@ -216,11 +218,8 @@ impl std::fmt::Debug for Observer {
 impl Options {
     /// Rejects a tolerance that is not positive and finite and a zero iteration limit.
     pub fn validate(&self) -> Result<()> {
-        if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
-            return Err(Error::invalid(format!(
-                "tolerance must be positive and finite, got {}",
-                self.tolerance
-            )));
+        if let Some(t) = self.tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(Error::invalid(format!("tolerance must be positive and finite, got {t}")));
         }
         if self.max_iterations == 0 {
             return Err(Error::invalid("max_iterations must be at least 1"));
@@ -233,6 +232,22 @@ impl Options {
             }
         }
         Ok(())
+    }
+
+    /// The tolerance set, else `default` (a method's default on the problem's grid).
+    pub fn tolerance_or(&self, default: f64) -> f64 {
+        self.tolerance.unwrap_or(default)
+    }
+
+    /// These options with the tolerance set (to `default` unless one was given): every
+    /// solver resolves its options this way on entry, then reads [`Options::tol`].
+    pub fn resolved(&self, default: f64) -> Options {
+        Options { tolerance: Some(self.tolerance_or(default)), ..self.clone() }
+    }
+
+    /// The tolerance of resolved options ([`Options::resolved`]).
+    pub(crate) fn tol(&self) -> f64 {
+        self.tolerance.expect("options are resolved on entry to the solver")
     }
 
     /// Whether the time limit has passed since `start`.
@@ -338,8 +353,44 @@ pub struct IterationRecord {
     pub l1_marginal_error: f64,
     /// Dual value `∫(−p) dμ + ∫(−q) dν` (tends to W₂²/2 from below).
     pub dual_value: f64,
-    /// Step size used (bfm: the ascent step σ; newton: the damping θ ∈ (0, 1]).
-    pub step: f64,
+    /// The step the iteration took, by kind.
+    pub step: Step,
+}
+
+/// The step an iteration took: its kind depends on the method.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum Step {
+    /// No step (the iteration only measured, e.g. the last one).
+    None,
+    /// bfm: the dual ascent step σ (of the forward half step).
+    Ascent(f64),
+    /// Newton: the damping θ ∈ (0, 1] of the Newton step.
+    Damping(f64),
+    /// The parabolic flow: the time step η.
+    Time(f64),
+    /// Sinkhorn: the entropic regularisation ε of the iteration.
+    Epsilon(f64),
+}
+
+impl Step {
+    /// The step's value (0 for [`Step::None`]).
+    pub fn value(self) -> f64 {
+        match self {
+            Step::None => 0.0,
+            Step::Ascent(v) | Step::Damping(v) | Step::Time(v) | Step::Epsilon(v) => v,
+        }
+    }
+
+    /// What the value is, e.g. `"ascent step sigma"` (stored with the `step` diagnostic).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Step::None => "none",
+            Step::Ascent(_) => "ascent step sigma",
+            Step::Damping(_) => "Newton damping theta",
+            Step::Time(_) => "time step eta",
+            Step::Epsilon(_) => "entropic regularisation epsilon",
+        }
+    }
 }
 
 /// What a solver returns: potentials in displacement form, convergence facts and history.
@@ -513,7 +564,10 @@ impl Solution {
         out.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
         out.add_diagnostic("l1_marginal_error", column(|r| r.l1_marginal_error))?;
         out.add_diagnostic("dual_value", column(|r| r.dual_value))?;
-        out.add_diagnostic("step", column(|r| r.step))?;
+        out.add_diagnostic("step", column(|r| r.step.value()))?;
+        if let Some(kind) = self.history.iter().map(|r| r.step).find(|s| *s != Step::None) {
+            out.set_attribute("step_kind", AttrValue::Text(kind.kind().to_string()))?;
+        }
         for (name, values) in &self.diagnostics {
             out.add_diagnostic(name, values.clone())?;
         }

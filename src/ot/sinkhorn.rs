@@ -41,7 +41,7 @@
 use super::fastmath::{exp_shifted, shift_ln};
 use super::gibbs::{update, GibbsKernel, TASK_CELLS};
 use super::multilevel::{coarsen, prolong, sample};
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver};
+use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
@@ -265,7 +265,7 @@ impl Sinkhorn {
                 marginal_error: error,
                 l1_marginal_error: error,
                 dual_value: value,
-                step: eps,
+                step: Step::Epsilon(eps),
             });
             let record = history.last().expect("pushed");
             let potential = || {
@@ -350,6 +350,7 @@ impl Solver for Sinkhorn {
     /// Runs on a rayon worker thread, so that the many small parallel loops of the coarse
     /// levels fork and join inside the pool instead of handing off from outside it.
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
+        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
         rayon::scope(|_| self.solve_in_pool(problem, options))
     }
 }
@@ -471,8 +472,7 @@ impl Sinkhorn {
                 update(&kernel, &f, &level.log_a, &level.shape, &mut g);
             }
             // (At the final ε every level converges fully: the next one starts from its error.)
-            let tol =
-                if eps == self.epsilon { options.tolerance } else { 10.0 * options.tolerance };
+            let tol = if eps == self.epsilon { options.tol() } else { 10.0 * options.tol() };
             let end = self.iterate(
                 level,
                 &kernel,
@@ -515,7 +515,8 @@ impl Sinkhorn {
                 Outcome::Converged,
                 format!(
                     "marginal error {error:.3e} ≤ tolerance {:.3e} at ε = {}",
-                    options.tolerance, self.epsilon
+                    options.tol(),
+                    self.epsilon
                 ),
             )
         } else if !error.is_finite() {
@@ -528,7 +529,7 @@ impl Sinkhorn {
                 format!(
                     "time limit {:.3} s reached with marginal error {error:.3e} > tolerance {:.3e}",
                     options.time_limit.unwrap_or(0.0),
-                    options.tolerance
+                    options.tol()
                 ),
             )
         } else {
@@ -536,7 +537,8 @@ impl Sinkhorn {
                 Outcome::IterationLimit,
                 format!(
                     "iteration limit {} reached with marginal error {error:.3e} > tolerance {:.3e}",
-                    options.max_iterations, options.tolerance
+                    options.max_iterations,
+                    options.tol()
                 ),
             )
         };
@@ -548,7 +550,7 @@ impl Sinkhorn {
         // where 2 OT_ε has an O(ε log ε) one).
         let divergence_start = Instant::now();
         // (At least 1e-10: a run stopped by its iteration limit may pass a tolerance of 0.)
-        let symmetric_tolerance = options.tolerance.max(1e-10);
+        let symmetric_tolerance = options.tol().max(1e-10);
         // The symmetric problems at the final ε, coarse to fine like the main one.
         let mut final_levels: Vec<usize> =
             plan.iter().filter(|(_, e)| *e == self.epsilon).map(|(l, _)| *l).collect();
@@ -678,7 +680,8 @@ mod tests {
                     .unwrap();
             let p = problem(&grid, 0.3);
             let eps = 0.02;
-            let options = Options { tolerance: 1e-300, max_iterations: 40, ..Default::default() };
+            let options =
+                Options { tolerance: Some(1e-300), max_iterations: 40, ..Default::default() };
             let s = Sinkhorn {
                 epsilon: eps,
                 epsilon_start: eps,
@@ -779,7 +782,8 @@ mod tests {
             (Case::Gaussian2d, 45),
         ] {
             let p = case.problem(n).unwrap();
-            let options = Options { tolerance: 1e-8, max_iterations: 5000, ..Default::default() };
+            let options =
+                Options { tolerance: Some(1e-8), max_iterations: 5000, ..Default::default() };
             let single = Sinkhorn { multiscale: false, ..Default::default() };
             let (a, b) = (
                 single.solve(&p, &options).unwrap(),
@@ -807,7 +811,7 @@ mod tests {
     /// and at most two iterations each (measured: one; four with fourth-order sampling).
     #[test]
     fn each_finer_grid_starts_converged() {
-        let options = Options { tolerance: 1e-6, max_iterations: 5000, ..Default::default() };
+        let options = Options { tolerance: Some(1e-6), max_iterations: 5000, ..Default::default() };
         let iterations: Vec<usize> = [64usize, 128, 256, 512]
             .iter()
             .map(|&n| {
@@ -827,7 +831,7 @@ mod tests {
     #[test]
     fn iteration_limit_on_a_coarse_grid_returns_the_problem_grid() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(128).unwrap();
-        let options = Options { tolerance: 1e-6, max_iterations: 5, ..Default::default() };
+        let options = Options { tolerance: Some(1e-6), max_iterations: 5, ..Default::default() };
         let s = Sinkhorn::default().solve(&p, &options).unwrap();
         assert!(!s.converged() && s.iterations == 5);
         assert_eq!(s.p.grid(), p.grid());
@@ -841,7 +845,7 @@ mod tests {
     #[test]
     fn overrelaxation_converges_to_the_same_plan_faster() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(64).unwrap();
-        let options = Options { tolerance: 1e-7, max_iterations: 5000, ..Default::default() };
+        let options = Options { tolerance: Some(1e-7), max_iterations: 5000, ..Default::default() };
         let plain = Sinkhorn { epsilon: 5e-4, overrelaxation: 1.0, ..Default::default() };
         let fast = Sinkhorn { epsilon: 5e-4, ..Default::default() };
         let (a, b) = (plain.solve(&p, &options).unwrap(), fast.solve(&p, &options).unwrap());
@@ -878,7 +882,8 @@ mod tests {
             stepping: Stepping::LinearlyImplicit,
             ..Default::default()
         };
-        let options = |k| Options { tolerance: 1e-300, max_iterations: k, ..Default::default() };
+        let options =
+            |k| Options { tolerance: Some(1e-300), max_iterations: k, ..Default::default() };
         let reference = flow.solve(&problem, &options(steps)).unwrap();
         let centred = |u: &ScalarField| {
             let m = u.data().mean().unwrap();
@@ -919,7 +924,7 @@ mod tests {
         let case = crate::ot::verify::Case::Gaussian2d;
         let p = case.problem(64).unwrap();
         let Some(crate::ot::verify::Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
-        let options = Options { tolerance: 1e-6, max_iterations: 3000, ..Default::default() };
+        let options = Options { tolerance: Some(1e-6), max_iterations: 3000, ..Default::default() };
         let mut errors = Vec::new();
         let w2 = exact.w2_squared();
         for eps in [4e-3, 1e-3, 2.5e-4] {

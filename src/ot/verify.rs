@@ -693,7 +693,7 @@ pub fn verify_case(
             Suite::Classic => case.tolerance(method, &grid),
             Suite::Zoo => method.default_tolerance(&grid),
         };
-        let options = Options { tolerance, ..Default::default() };
+        let options = Options { tolerance: Some(tolerance), ..Default::default() };
         let solution = method.solve(&problem, &options)?;
         let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.map(x, y)));
         let order = match (rows.last().filter(|r| r.refused.is_none()), error) {
@@ -892,17 +892,18 @@ mod tests {
         let grid_h = 1.0 / 64.0;
         let reference = Case::Gaussian2d.problem(64).unwrap();
         let tolerance = Method::BFM.default_tolerance(reference.grid());
-        let converged =
-            Method::BFM.solve(&reference, &Options { tolerance, ..Default::default() }).unwrap();
+        let converged = Method::BFM
+            .solve(&reference, &Options { tolerance: Some(tolerance), ..Default::default() })
+            .unwrap();
         assert_eq!(converged.outcome, Outcome::Converged);
         let problem = Case::GaussianUniform.problem(64).unwrap();
         let options = Options {
-            tolerance: Method::BFM.default_tolerance(problem.grid()),
+            tolerance: Some(Method::BFM.default_tolerance(problem.grid())),
             ..Default::default()
         };
         let floor = Method::BFM.solve(&problem, &options).unwrap();
         let value = floor.outcome.floor().expect("at the floor");
-        assert!(value > options.tolerance && value < 2.0 * grid_h, "{:?}", floor.outcome);
+        assert!(value > options.tol() && value < 2.0 * grid_h, "{:?}", floor.outcome);
         assert!(floor.iterations < 40 && floor.solved() && !floor.converged());
         let limited = Options { max_iterations: 3, ..options.clone() };
         let s = Method::BFM.solve(&problem, &limited).unwrap();
