@@ -287,11 +287,9 @@ fn fokker_planck_conserves_mass_keeps_positivity_and_decreases_entropy() {
     assert!(kr.iter().all(|v| v.abs() < 1e-13 * scale), "stationary residual");
     for dt in [1e-3, 10.0] {
         let run = fp.run(if dt > 1.0 { 100.0 } else { 0.05 }, dt, 5, unobserved).unwrap();
-        let m0 = fp.initial.integral();
-        for m in &run.mass {
-            assert!(((m - m0) / m0).abs() <= 1e-12, "dt {dt}: mass drift {:e}", (m - m0) / m0);
-        }
-        // The raw per-step defect is round-off of the stored matrix, O(ε Δt ‖K‖).
+        // Mass: the reported `mass` is rescaled to M₀ every step, so the test is on the raw
+        // per-step defect before that correction: round-off of the stored matrix,
+        // O(ε Δt ‖K‖) (a generator whose columns did not sum to zero would fail it).
         let worst = run.mass_defect.iter().fold(0.0f64, |m, d| m.max(d.abs()));
         assert!(worst < 1e-11, "dt {dt}: raw per-step mass defect {worst:e}");
         assert!(
@@ -328,8 +326,9 @@ fn fokker_planck_periodic_with_drift_conserves_mass_and_positivity() {
     );
     for dt in [1e-3, 5.0] {
         let run = fp.run(20.0 * dt, dt, 2, unobserved).unwrap();
-        let m0 = fp.initial.integral();
-        assert!(run.mass.iter().all(|m| ((m - m0) / m0).abs() <= 1e-12));
+        // The raw per-step mass defect (the reported mass is rescaled to M₀ every step).
+        let worst = run.mass_defect.iter().fold(0.0f64, |m, d| m.max(d.abs()));
+        assert!(worst < 1e-11, "dt {dt}: raw per-step mass defect {worst:e}");
         assert!(run.min_density.iter().all(|v| *v >= 0.0));
         assert!(run.entropy.is_empty(), "no closed-form stationary state with drift");
     }
