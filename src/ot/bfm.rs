@@ -45,7 +45,7 @@
 
 use super::legendre::c_transform;
 use super::metric::{Metric, WeightedSolver};
-use super::multilevel::{coarsen, prolong, restrict};
+use super::multilevel::{prolong, restrict, Hierarchy};
 use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
 use super::pushforward::{push_forward_adaptive, JacobianPushForward};
 use crate::error::Result;
@@ -591,15 +591,10 @@ impl BackAndForth {
     fn solve_in_pool(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         options.validate()?;
         let start = Instant::now();
-        let mut grids = vec![problem.grid().clone()];
-        if self.multilevel && self.initial.is_none() {
-            let min =
-                self.coarsest_cells.unwrap_or(if problem.grid().dim() == 2 { 64 } else { 32 });
-            while let Some(c) = coarsen(grids.last().expect("non-empty"), min) {
-                grids.push(c);
-            }
-        }
-        grids.reverse();
+        let min = self.coarsest_cells.unwrap_or(if problem.grid().dim() == 2 { 64 } else { 32 });
+        let hierarchy =
+            Hierarchy::new(problem.grid(), min, self.multilevel && self.initial.is_none());
+        let grids = hierarchy.grids();
         let peak = problem.source().max().max(problem.target().max());
         let jacobian = self.uses_jacobian(problem);
         let mut metric;

@@ -176,6 +176,46 @@ fn resample_axis(
     out
 }
 
+/// A grid hierarchy for multilevel solves (bfm, Sinkhorn): a grid and its successive
+/// halvings ([`coarsen`]) while an axis keeps at least `coarsest` cells, coarsest first.
+pub(super) struct Hierarchy {
+    grids: Vec<Grid>,
+}
+
+impl Hierarchy {
+    /// The hierarchy below `grid`, or `grid` alone when `multilevel` is false.
+    pub(super) fn new(grid: &Grid, coarsest: usize, multilevel: bool) -> Hierarchy {
+        let mut grids = vec![grid.clone()];
+        if multilevel {
+            while let Some(c) = coarsen(grids.last().expect("non-empty"), coarsest) {
+                grids.push(c);
+            }
+        }
+        grids.reverse();
+        Hierarchy { grids }
+    }
+
+    /// The grids, coarsest first; the last one is the problem's.
+    pub(super) fn grids(&self) -> &[Grid] {
+        &self.grids
+    }
+
+    /// The index of the finest level.
+    pub(super) fn finest(&self) -> usize {
+        self.grids.len() - 1
+    }
+
+    /// Values on level `from` interpolated onto level `to` (≥ `from`), one doubling at a
+    /// time ([`prolong`]).
+    pub(super) fn lift(&self, mut v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+        for l in from..to {
+            let coarse = ScalarField::from_vec(&self.grids[l], v)?;
+            v = prolong(&coarse, &self.grids[l + 1]).data().iter().copied().collect();
+        }
+        Ok(v)
+    }
+}
+
 /// The grid with every axis of more than `2·min` cells (and even) halved.
 pub(super) fn coarsen(grid: &Grid, min: usize) -> Option<Grid> {
     let mut halved = false;

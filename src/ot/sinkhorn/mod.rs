@@ -38,13 +38,16 @@
 //! In the shared [`Solution`] the potentials are `p = −f`, `q = −g`; the map `x + ∇p` is the
 //! barycentric projection `E_π[y | x]` (to O(h²)), and `2 × dual value` is `2 OT_ε`.
 
-use super::fastmath::{exp_shifted, shift_ln};
+mod divergence;
+mod levels;
+
+use super::fastmath::exp_shifted;
 use super::gibbs::{update, GibbsKernel, TASK_CELLS};
-use super::multilevel::{coarsen, prolong, sample};
+use super::multilevel::Hierarchy;
 use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
-use crate::grid::Grid;
+use levels::{Level, Levels};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -134,35 +137,6 @@ fn relax(x: &mut [f64], new: &[f64], omega: f64) {
         .for_each(|(x, new)| x.iter_mut().zip(new).for_each(|(x, n)| *x += omega * (n - *x)));
 }
 
-/// Most iterations of the symmetric problems behind the Sinkhorn divergence.
-const SYMMETRIC_ITERATIONS: usize = 1000;
-
-/// `OT_ε(α, α)` by the averaged symmetric iteration `f ← (f + T_ε(f))/2` (Feydy et al.,
-/// AISTATS 2019), which converges fast, from `f` (updated in place); `OT_ε(α, α) = 2 Σ f a`.
-/// Stops when the marginal error `Σ a |exp((f − T_ε f)/ε) − 1|` is at most `tolerance`.
-fn symmetric_ot(
-    kernel: &GibbsKernel,
-    log_a: &[f64],
-    a: &[f64],
-    shape: &[usize],
-    tolerance: f64,
-    f: &mut [f64],
-) -> f64 {
-    let mut t = Vec::with_capacity(f.len());
-    for _ in 0..SYMMETRIC_ITERATIONS {
-        update(kernel, f, log_a, shape, &mut t);
-        let error = marginal_error(f, &t, a, kernel.eps);
-        tracing::trace!("symmetric problem: marginal error {error:.3e}");
-        f.par_chunks_mut(TASK_CELLS)
-            .zip(t.par_chunks(TASK_CELLS))
-            .for_each(|(f, t)| f.iter_mut().zip(t).for_each(|(f, t)| *f = 0.5 * (*f + t)));
-        if error <= tolerance {
-            break;
-        }
-    }
-    2.0 * weighted_sum(f, a)
-}
-
 /// Coarsest grid of the multiscale hierarchy: at least this many cells per halved axis.
 const COARSEST_CELLS: usize = 16;
 
@@ -173,40 +147,6 @@ const COARSEST_CELLS: usize = 16;
 /// 48 / 80 ms; ε = 5e-5: 256² 0.75 / 4.2 s. 0.5 starts the final ε on grids too coarse to
 /// carry the plan (ε = 1e-3 on 16²: 38 iterations there and 40 on 32²).
 const RESOLUTION: f64 = 0.7;
-
-/// One grid of the multiscale hierarchy with the cell weights of both measures on it.
-struct Level {
-    grid: Grid,
-    shape: Vec<usize>,
-    log_a: Vec<f64>,
-    log_b: Vec<f64>,
-    a: Vec<f64>,
-    b: Vec<f64>,
-}
-
-impl Level {
-    fn new(grid: &Grid, source: &ScalarField, target: &ScalarField) -> Level {
-        let vol = grid.cell_volume();
-        // Weights and their logarithms (vectorised; zero weights give −∞, and the rare
-        // subnormal ones libm's ln).
-        let weights = |f: &ScalarField| -> (Vec<f64>, Vec<f64>) {
-            let w: Vec<f64> =
-                f.data().iter().map(|v| if *v > 0.0 { v * vol } else { 0.0 }).collect();
-            let mut log = vec![0.0; w.len()];
-            w.par_chunks(TASK_CELLS).zip(log.par_chunks_mut(TASK_CELLS)).for_each(|(w, l)| {
-                shift_ln(w, 0.0, 1.0, l);
-                for (l, w) in l.iter_mut().zip(w) {
-                    if *w > 0.0 && *w < f64::MIN_POSITIVE {
-                        *l = w.ln();
-                    }
-                }
-            });
-            (w, log)
-        };
-        let ((a, log_a), (b, log_b)) = (weights(source), weights(target));
-        Level { grid: grid.clone(), shape: grid.storage_shape(), log_a, log_b, a, b }
-    }
-}
 
 /// What one ε stage on one level ended with.
 struct StageEnd {
@@ -379,14 +319,10 @@ impl Sinkhorn {
             }
         }
         // The grid hierarchy, coarsest first (only the problem's grid from a given start).
-        let mut grids = vec![grid.clone()];
-        if self.multiscale && self.initial.is_none() {
-            while let Some(c) = coarsen(grids.last().expect("non-empty"), COARSEST_CELLS) {
-                grids.push(c);
-            }
-        }
-        grids.reverse();
-        let finest = grids.len() - 1;
+        let hierarchy =
+            Hierarchy::new(&grid, COARSEST_CELLS, self.multiscale && self.initial.is_none());
+        let grids = hierarchy.grids();
+        let finest = hierarchy.finest();
         // ε-scaling stages: ε halves from max(ε, ε_start) down to the target.
         let mut stages = vec![self.epsilon];
         while stages.last().copied().unwrap_or(0.0) * 2.0 <= self.epsilon_start {
@@ -396,7 +332,7 @@ impl Sinkhorn {
         // Work plan: (level, ε) pairs. Each stage runs on the coarsest level that resolves
         // its blur √ε (never coarser than the stage before); the final ε then runs on every
         // finer level in turn, each starting from the interpolated coarser potential.
-        let mut levels: Vec<Option<Level>> = grids.iter().map(|_| None).collect();
+        let mut levels = Levels::new(&hierarchy, problem);
         let spacing = |l: usize| grids[l].axes().iter().map(|a| a.spacing()).fold(0.0, f64::max);
         let mut plan: Vec<(usize, f64)> = Vec::new();
         let mut current = 0;
@@ -407,21 +343,6 @@ impl Sinkhorn {
             plan.push((current, eps));
         }
         plan.extend((current + 1..=finest).map(|l| (l, self.epsilon)));
-        let level_at = |levels: &mut Vec<Option<Level>>, l: usize| -> Result<()> {
-            if levels[l].is_none() {
-                let built = if l == finest {
-                    Level::new(&grids[l], problem.source(), problem.target())
-                } else {
-                    let (mu, nu) = (
-                        sample(problem.source(), &grids[l])?,
-                        sample(problem.target(), &grids[l])?,
-                    );
-                    Level::new(&grids[l], &mu, &nu)
-                };
-                levels[l] = Some(built);
-            }
-            Ok(())
-        };
         let first = plan[0].0;
         let n0 = grids[first].num_cells();
         let (mut f, mut g) = (vec![0.0; n0], vec![0.0; n0]);
@@ -432,26 +353,17 @@ impl Sinkhorn {
         let mut stopped = false;
         let (mut converged, mut error, mut iterations) = (false, f64::INFINITY, 0);
         let mut on = first;
-        // Potentials interpolated from level `from` up to level `to`, one doubling at a time.
-        let lift = |mut v: Vec<f64>, from: usize, to: usize| -> Result<Vec<f64>> {
-            for l in from..to {
-                let coarse = ScalarField::from_vec(&grids[l], v)?;
-                v = prolong(&coarse, &grids[l + 1]).data().iter().copied().collect();
-            }
-            Ok(v)
-        };
         // The g of the ε stage before the last one, and its level.
         let mut older: Option<(Vec<f64>, usize)> = None;
         for (k, &(l, eps)) in plan.iter().enumerate() {
             let last = k + 1 == plan.len();
-            level_at(&mut levels, l)?;
-            let level = levels[l].as_ref().expect("built");
+            let level = levels.at(l)?;
             let scaled = k > 0 && plan[k - 1].1 != eps;
             // (Kept only at an ε step: the next step extrapolates from it.)
             let previous = if scaled { Some((g.clone(), on)) } else { None };
             if l != on {
                 // Onto the finer level: g interpolated (f follows from it in the first update).
-                g = lift(std::mem::take(&mut g), on, l)?;
+                g = hierarchy.lift(std::mem::take(&mut g), on, l)?;
                 f = vec![0.0; g.len()];
                 on = l;
             }
@@ -459,7 +371,7 @@ impl Sinkhorn {
                 // The potentials are linear in ε to first order: from g(2ε) and g(4ε),
                 // g(ε) ≈ g(2ε) + (g(2ε) − g(4ε))/2.
                 if let Some((g4, l4)) = older.take() {
-                    let g4 = lift(g4, l4, l)?;
+                    let g4 = hierarchy.lift(g4, l4, l)?;
                     g.iter_mut().zip(&g4).for_each(|(g, o)| *g += 0.5 * (*g - o));
                 }
             }
@@ -496,9 +408,8 @@ impl Sinkhorn {
             if iterations >= options.max_iterations || !error.is_finite() || timed_out || stopped {
                 // Out of iterations on a coarse level: the potentials still go to the finest.
                 if on != finest {
-                    g = lift(std::mem::take(&mut g), on, finest)?;
-                    level_at(&mut levels, finest)?;
-                    let level = levels[finest].as_ref().expect("built");
+                    g = hierarchy.lift(std::mem::take(&mut g), on, finest)?;
+                    let level = levels.at(finest)?;
                     let kernel = GibbsKernel::new(&grid, self.epsilon);
                     f = Vec::with_capacity(g.len());
                     update(&kernel, &g, &level.log_b, &level.shape, &mut f);
@@ -545,43 +456,13 @@ impl Sinkhorn {
         // Potentials where a density vanishes are those of the soft transform (finite).
         let neg = |v: &[f64]| ScalarField::from_vec(&grid, v.iter().map(|x| -x).collect());
         let dual_value = history.last().map_or(0.0, |r| r.dual_value);
-        // S_ε(μ, ν) = OT_ε(μ, ν) − (OT_ε(μ, μ) + OT_ε(ν, ν))/2: the entropic bias removed
-        // (S_ε ≥ 0, zero iff μ = ν; for the cost |x−y|²/2, 2 S_ε → W₂² with an O(ε²) error
-        // where 2 OT_ε has an O(ε log ε) one).
-        let divergence_start = Instant::now();
-        // (At least 1e-10: a run stopped by its iteration limit may pass a tolerance of 0.)
-        let symmetric_tolerance = options.tol().max(1e-10);
         // The symmetric problems at the final ε, coarse to fine like the main one.
+        let divergence_start = Instant::now();
         let mut final_levels: Vec<usize> =
             plan.iter().filter(|(_, e)| *e == self.epsilon).map(|(l, _)| *l).collect();
         final_levels.dedup();
-        let (mut self_source, mut self_target) = (0.0, 0.0);
-        let mut sym: [Vec<f64>; 2] = Default::default();
-        for (i, &l) in final_levels.iter().enumerate() {
-            level_at(&mut levels, l)?;
-            let level = levels[l].as_ref().expect("built");
-            let kernel = GibbsKernel::new(&level.grid, self.epsilon);
-            let tol = if l == finest { symmetric_tolerance } else { 10.0 * symmetric_tolerance };
-            for (side, f) in sym.iter_mut().enumerate() {
-                let (log_w, w) =
-                    if side == 0 { (&level.log_a, &level.a) } else { (&level.log_b, &level.b) };
-                *f = if i == 0 {
-                    // OT_ε(α, α)'s potential is −(ε/2) log α up to a constant and O(ε²) where
-                    // α is smooth (the plan is α blurred by the kernel); where α vanishes the
-                    // potential does not enter the iteration.
-                    let half = -0.5 * self.epsilon;
-                    log_w.iter().map(|l| if l.is_finite() { half * l } else { 0.0 }).collect()
-                } else {
-                    lift(std::mem::take(f), final_levels[i - 1], l)?
-                };
-                let value = symmetric_ot(&kernel, log_w, w, &level.shape, tol, f);
-                if side == 0 {
-                    self_source = value;
-                } else {
-                    self_target = value;
-                }
-            }
-        }
+        let (self_source, self_target) =
+            divergence::self_transport(&mut levels, &final_levels, self.epsilon, options.tol())?;
         let divergence = dual_value - 0.5 * (self_source + self_target);
         let divergence_seconds = divergence_start.elapsed().as_secs_f64();
         tracing::debug!(
@@ -614,7 +495,7 @@ impl Sinkhorn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::BoundaryKind;
+    use crate::grid::{BoundaryKind, Grid};
     use crate::ot::verify::map_error;
 
     fn problem(grid: &Grid, seed: f64) -> Problem {
