@@ -66,8 +66,9 @@ fn bench_sinkhorn(c: &mut Criterion) {
     for (n, epsilon) in [(64usize, 1e-3), (128, 1e-3), (256, 1e-3), (512, 1e-3), (256, 2e-4)] {
         // The reference Gaussian pair (verify's gaussian-2d).
         let problem = Case::Gaussian2d.problem(n).unwrap();
-        let options = Options { tolerance: Some(1e-6), max_iterations: 5000, ..Default::default() };
-        let solver = Sinkhorn { epsilon, ..Default::default() };
+        let options =
+            Options { tolerance: Some(1e-6), max_iterations: Some(5000), ..Default::default() };
+        let solver = Sinkhorn { epsilon: Some(epsilon), ..Default::default() };
         g.bench_function(format!("{n}^2 eps {epsilon:e}"), |b| {
             b.iter(|| solver.solve(&problem, &options).unwrap())
         });
@@ -115,7 +116,7 @@ fn bench_case(
     .unwrap();
     let tolerance = if method == Method::SINKHORN { 1e-6 } else { method.default_tolerance(&grid) };
     let options =
-        Options { tolerance: Some(tolerance), max_iterations: 2000, ..Default::default() };
+        Options { tolerance: Some(tolerance), max_iterations: Some(2000), ..Default::default() };
     g.bench_function(format!("{} n={n}", case.name()), |b| {
         b.iter(|| method.solve(&problem, &options).unwrap())
     });

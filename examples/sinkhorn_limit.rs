@@ -76,7 +76,11 @@ fn map_gap(mu: &ScalarField, a: &VectorField, b: &VectorField) -> f64 {
 }
 
 fn quiet(tolerance: f64, max_iterations: usize) -> Options {
-    Options { tolerance: Some(tolerance), max_iterations, ..Default::default() }
+    Options {
+        tolerance: Some(tolerance),
+        max_iterations: Some(max_iterations),
+        ..Default::default()
+    }
 }
 
 /// The flow at time `t` by `steps` linearly implicit steps of `t/steps`.
@@ -114,8 +118,8 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
     for eps in [4e-3, 2e-3, 1e-3, 5e-4, 2.5e-4] {
         let k = (t / eps).round() as usize;
         let sinkhorn = Sinkhorn {
-            epsilon: eps,
-            epsilon_start: eps,
+            epsilon: Some(eps),
+            epsilon_start: Some(eps),
             initial: Some(start.clone()),
             overrelaxation: 1.0,
             multiscale: false,
@@ -212,7 +216,7 @@ fn curves(problem: &Problem, case: Case, out: &Path) -> Result<(), Box<dyn std::
         observed_curve(&explicit, problem, case, 1e-12, steps)?,
     ));
     for eps in [1e-3, 2.5e-4] {
-        let solver = Sinkhorn { epsilon: eps, ..Default::default() };
+        let solver = Sinkhorn { epsilon: Some(eps), ..Default::default() };
         series.push((
             format!("sinkhorn ε={eps:.1e}"),
             observed_curve(&solver, problem, case, 1e-9, 1000)?,

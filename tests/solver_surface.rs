@@ -37,8 +37,9 @@ fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
     let problem = Case::Periodic2d.problem(32).unwrap();
     for method in Method::all() {
         let (observer, seen) = stopping_observer(3);
-        let options = Options { tolerance: Some(1e-14), max_iterations: 200, ..Default::default() }
-            .observed(observer);
+        let options =
+            Options { tolerance: Some(1e-14), max_iterations: Some(200), ..Default::default() }
+                .observed(observer);
         let solution = method.solve(&problem, &options).unwrap();
         assert_eq!(
             solution.outcome,
@@ -61,7 +62,7 @@ fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
         let free = method
             .solve(
                 &problem,
-                &Options { tolerance: Some(1e-14), max_iterations: 5, ..Default::default() },
+                &Options { tolerance: Some(1e-14), max_iterations: Some(5), ..Default::default() },
             )
             .unwrap();
         assert_ne!(free.outcome, Outcome::Stopped);
@@ -197,6 +198,7 @@ static IDENTITY: otgrid::ot::MethodInfo = otgrid::ot::MethodInfo {
     name: "identity",
     stopping_measure: "L1 (or max) gap between the densities",
     default_tolerance: |_| 1e-12,
+    max_iterations: 1,
     unsuited: |_| None,
     settings: &[Setting { name: "norm", help: "l1 (default) or max" }],
     configure: |settings| {
@@ -308,5 +310,5 @@ fn default_options_take_each_method_default_tolerance() {
     let newton = Method::NEWTON.solve(&problem, &Options::default()).unwrap();
     assert_eq!(newton.history.last().unwrap().step, Step::None);
     assert_eq!(Method::NEWTON.default_tolerance(problem.grid()), 1e-8);
-    assert!(Options::default().tolerance.is_none());
+    assert!(Options::default().tolerance.is_none() && Options::default().max_iterations.is_none());
 }

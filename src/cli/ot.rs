@@ -44,7 +44,8 @@ pub struct OtArgs {
     /// Parabolic: forward-Euler steps instead of linearly implicit ones.
     #[arg(long)]
     pub explicit: bool,
-    /// Sinkhorn: entropic regularisation ε of the cost |x−y|²/2 (default 1e-3).
+    /// Sinkhorn: entropic regularisation ε of the cost |x−y|²/2 (default 1e-3 L², L the
+    /// domain's longest side: 1e-3 on the unit box).
     #[arg(long)]
     pub epsilon: Option<f64>,
     /// bfm: push-forward in the dual gradient: deposit (mass-conserving cloud-in-cell; any
@@ -68,9 +69,10 @@ pub struct OtArgs {
     /// 1.5e-3 from 256 cells per axis, scaled by 256/cells below); newton, parabolic — max Monge–Ampère residual (default 1e-8, 1e-6); sinkhorn — L1 marginal error of the plan (default 1e-5).
     #[arg(long)]
     pub tol: Option<f64>,
-    /// Give up after this many iterations (all levels together).
-    #[arg(long, default_value_t = Options::default().max_iterations)]
-    pub max_iterations: usize,
+    /// Give up after this many iterations (all levels together). Default: the method's
+    /// budget (bfm, newton, parabolic 500; sinkhorn 2000, counting every grid and ε).
+    #[arg(long)]
+    pub max_iterations: Option<usize>,
     /// Give up after this many seconds of solving (outcome time_limit).
     #[arg(long, value_name = "SECONDS")]
     pub time_limit: Option<f64>,
@@ -181,14 +183,15 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     report.put("method", method.name());
     let mut options = Options {
         tolerance: Some(args.tol.unwrap_or(method.default_tolerance(&grid))),
-        max_iterations: args.max_iterations,
+        max_iterations: Some(args.max_iterations.unwrap_or(method.info().max_iterations)),
         time_limit: args.time_limit,
         observer: None,
     };
     let (mut bar_update, bar) = if report.json {
         (None, None)
     } else {
-        let (update, b) = super::progress::ot_progress(method.name(), args.max_iterations);
+        let budget = args.max_iterations.unwrap_or(method.info().max_iterations);
+        let (update, b) = super::progress::ot_progress(method.name(), budget);
         (Some(update), Some(b))
     };
     options.validate()?;

@@ -533,6 +533,7 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
             1.5e-3 * (256.0 / fewest).max(1.0)
         }
     },
+    max_iterations: 500,
     unsuited: |_| None,
     settings: &[
         super::method::Setting {
@@ -567,7 +568,8 @@ impl Solver for BackAndForth {
     /// fork and join inside the pool; called from outside it, each loop paid a cross-thread
     /// hand-off (half of the time at 64², measured).
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
+        let options =
+            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
         rayon::scope(|_| self.solve_in_pool(problem, options))
     }
 }
@@ -647,7 +649,7 @@ impl BackAndForth {
                 let (tol, budget) = if stopped {
                     (options.tol(), 1)
                 } else if finest {
-                    (options.tol(), options.max_iterations.saturating_sub(iterations).max(1))
+                    (options.tol(), options.budget().saturating_sub(iterations).max(1))
                 } else {
                     let share = self.coarse_iterations * coarsest / g.num_cells();
                     (0.5 * options.tol(), share.max(5))
@@ -735,7 +737,7 @@ impl BackAndForth {
             ),
             Outcome::IterationLimit => format!(
                 "iteration limit {} reached with marginal error {error:.3e} > tolerance {tol:.3e}",
-                options.max_iterations
+                options.budget()
             ),
         };
         Ok(Solution {
@@ -791,7 +793,8 @@ mod tests {
     fn gaussian_pair_at_256_maps_to_1e_3() {
         let (problem, exact) = reference_problem(256);
         let solver = BackAndForth { multilevel: false, stop_at_floor: false, ..Default::default() };
-        let options = Options { tolerance: Some(1e-9), max_iterations: 120, ..Default::default() };
+        let options =
+            Options { tolerance: Some(1e-9), max_iterations: Some(120), ..Default::default() };
         let solution = solver.solve(&problem, &options).unwrap();
         assert!(!solution.converged() && solution.iterations == 120);
         let e = map_error(&solution, &problem, |x, y| exact.apply(x, y));
@@ -847,7 +850,7 @@ mod tests {
         let Some(Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
         let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
         let options =
-            Options { tolerance: Some(tolerance), max_iterations: 100, ..Default::default() };
+            Options { tolerance: Some(tolerance), max_iterations: Some(100), ..Default::default() };
         let weighted = BackAndForth::default().solve(&problem, &options).unwrap();
         assert!(weighted.converged() && weighted.iterations <= 10, "{}", weighted.stop_reason);
         let e = map_error(&weighted, &problem, |x, y| exact.apply(x, y));

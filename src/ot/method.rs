@@ -87,6 +87,8 @@ pub struct MethodInfo {
     pub stopping_measure: &'static str,
     /// The default tolerance on a grid.
     pub default_tolerance: fn(&Grid) -> f64,
+    /// The default iteration budget ([`Options::max_iterations`], all levels together).
+    pub max_iterations: usize,
     /// Why the method does not solve a problem (checked before solving, in well under a
     /// second), or `None` when it does.
     pub unsuited: fn(&Problem) -> Option<String>,
@@ -133,7 +135,7 @@ impl Method {
     pub const NEWTON: Method = Method(&super::newton::METHOD);
     /// The parabolic Monge–Ampère flow (smooth, strictly positive densities).
     pub const PARABOLIC: Method = Method(&super::parabolic::METHOD);
-    /// Entropic OT by log-domain Sinkhorn (ε = 1e-3 unless set otherwise).
+    /// Entropic OT by log-domain Sinkhorn (ε = 1e-3 L² unless set otherwise).
     pub const SINKHORN: Method = Method(&super::sinkhorn::METHOD);
 
     /// A method from its registry entry (also one that is not in [`REGISTRY`]).

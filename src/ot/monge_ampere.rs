@@ -516,12 +516,12 @@ pub(super) fn stopping(
                 options.tol()
             ),
         ))
-    } else if k == options.max_iterations {
+    } else if k == options.budget() {
         Some((
             Outcome::IterationLimit,
             format!(
                 "iteration limit {} reached with residual {max:.3e} > tolerance {:.3e}",
-                options.max_iterations,
+                options.budget(),
                 options.tol()
             ),
         ))

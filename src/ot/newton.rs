@@ -87,6 +87,7 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     name: "newton",
     stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
     default_tolerance: |_| 1e-8,
+    max_iterations: 500,
     unsuited: super::lift::unsuited,
     settings: &[],
     configure: |_| Ok(Box::new(Newton::default())),
@@ -122,7 +123,7 @@ impl Newton {
         }
         let coarse_options = Options {
             tolerance: Some(options.tol().max(1e-6)),
-            max_iterations: options.max_iterations,
+            max_iterations: Some(options.budget()),
             time_limit: remaining,
             observer: None,
         };
@@ -134,7 +135,8 @@ impl Newton {
 
 impl Solver for Newton {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
+        let options =
+            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
         options.validate()?;
         let start = Instant::now();
         let lifted = lifted_for("newton", self.lift, problem)?;
@@ -174,7 +176,7 @@ impl Solver for Newton {
         let mut error = f64::INFINITY;
         let mut step_solution = Vec::with_capacity(n + 1);
         let mut q = ScalarField::zeros(&grid);
-        for iteration in 0..=options.max_iterations {
+        for iteration in 0..=options.budget() {
             let (max, rms) = residual_norms(&residual);
             error = max;
             let c = mean(&residual);
@@ -295,7 +297,7 @@ mod tests {
     }
 
     fn tight() -> Options {
-        Options { tolerance: Some(1e-10), max_iterations: 50, ..Default::default() }
+        Options { tolerance: Some(1e-10), max_iterations: Some(50), ..Default::default() }
     }
 
     /// μ-weighted L2 map errors of the manufactured periodic case on `sizes`, with their orders.
@@ -382,7 +384,7 @@ mod tests {
         assert!(msg.contains("strictly positive") && msg.contains("source"), "{msg}");
         let case = Separable::standard(2);
         let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-        let one = Options { max_iterations: 1, ..tight() };
+        let one = Options { max_iterations: Some(1), ..tight() };
         let solution = Newton::default().solve(&problem, &one).unwrap();
         assert!(!solution.converged() && solution.stop_reason.contains("iteration limit"));
         assert_eq!(solution.iterations, 1);
@@ -436,7 +438,7 @@ mod tests {
         for case in [crate::ot::Case::Separable2d, crate::ot::Case::Periodic2d] {
             let problem = case.problem(32).unwrap();
             let options =
-                Options { tolerance: Some(1e-17), max_iterations: 50, ..Default::default() };
+                Options { tolerance: Some(1e-17), max_iterations: Some(50), ..Default::default() };
             let s = Newton::default().solve(&problem, &options).unwrap();
             let floor = s.outcome.floor().unwrap_or_else(|| panic!("{:?}", s.outcome));
             assert!(floor < 1e-11 && s.iterations <= 10, "{floor} after {}", s.iterations);

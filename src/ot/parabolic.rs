@@ -206,6 +206,7 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     name: "parabolic",
     stopping_measure: "max Monge-Ampere residual |log(g(T) det DT / f)|",
     default_tolerance: |_| 1e-6,
+    max_iterations: 500,
     unsuited: super::lift::unsuited,
     settings: &[
         super::method::Setting {
@@ -243,7 +244,8 @@ impl super::method::ConfiguredSolver for Parabolic {
 
 impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        let options = &options.resolved((METHOD.default_tolerance)(problem.grid()));
+        let options =
+            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
         options.validate()?;
         let start = Instant::now();
         let start_from = self.resume.as_ref().map(|s| &s.u).or(self.initial.as_ref());
@@ -277,7 +279,7 @@ impl Solver for Parabolic {
             (Outcome::Stalled, String::new(), f64::INFINITY);
         let mut delta = Vec::with_capacity(n);
         let mut q = ScalarField::zeros(&grid);
-        for k in first..=options.max_iterations {
+        for k in first..=options.budget() {
             if let (Some(every), Some(save)) = (self.checkpoint_every, &self.checkpoint) {
                 if every > 0 && k > first && k % every == 0 {
                     save(&FlowState {
@@ -454,8 +456,11 @@ mod tests {
     }
 
     fn run(problem: &Problem, solver: &Parabolic, tol: f64, iterations: usize) -> Solution {
-        let options =
-            Options { tolerance: Some(tol), max_iterations: iterations, ..Default::default() };
+        let options = Options {
+            tolerance: Some(tol),
+            max_iterations: Some(iterations),
+            ..Default::default()
+        };
         solver.solve(problem, &options).unwrap()
     }
 
@@ -631,7 +636,8 @@ mod tests {
         let case = crate::ot::Case::Gaussian2d;
         let problem = case.problem(64).unwrap();
         let exact = case.exact().unwrap();
-        let options = Options { tolerance: Some(1e-6), max_iterations: 200, ..Default::default() };
+        let options =
+            Options { tolerance: Some(1e-6), max_iterations: Some(200), ..Default::default() };
         let s = Parabolic::default().solve(&problem, &options).unwrap();
         assert!(s.converged() && s.iterations <= 80, "{} after {}", s.stop_reason, s.iterations);
         let e = map_error(&s, &problem, |x, y| exact.map(x, y));

@@ -120,8 +120,9 @@ impl Problem {
     }
 }
 
-/// Stopping and reporting settings shared by the solvers.
-#[derive(Clone, Debug, serde::Serialize)]
+/// Stopping and reporting settings shared by the solvers; the default leaves tolerance and
+/// iteration budget to each method.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Options {
     /// Stopping threshold of the method's own measure ([`super::Method::stopping_measure`]):
     /// bfm — both marginal errors `‖ν − T#μ‖_H⁻¹`, `‖μ − T⁻¹#ν‖_H⁻¹` (a length: the H⁻¹
@@ -130,8 +131,9 @@ pub struct Options {
     /// `None` (the default): the method's own default on the problem's grid
     /// ([`super::MethodInfo::default_tolerance`]), so one `Options` suits every method.
     pub tolerance: Option<f64>,
-    /// Give up (unconverged) after this many iterations.
-    pub max_iterations: usize,
+    /// Give up (unconverged) after this many iterations (all levels together); `None` (the
+    /// default): the method's own budget ([`super::MethodInfo::max_iterations`]).
+    pub max_iterations: Option<usize>,
     /// Give up ([`Outcome::TimeLimit`]) once this many wall-clock seconds have passed;
     /// checked once per iteration, so a run may overrun by one iteration.
     pub time_limit: Option<f64>,
@@ -140,12 +142,6 @@ pub struct Options {
     /// are observers.
     #[serde(skip)]
     pub observer: Option<Observer>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options { tolerance: None, max_iterations: 500, time_limit: None, observer: None }
-    }
 }
 
 /// What an observer sees after each iteration of an OT solver (every iteration, the last
@@ -221,7 +217,7 @@ impl Options {
         if let Some(t) = self.tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
             return Err(Error::invalid(format!("tolerance must be positive and finite, got {t}")));
         }
-        if self.max_iterations == 0 {
+        if self.max_iterations == Some(0) {
             return Err(Error::invalid("max_iterations must be at least 1"));
         }
         if let Some(t) = self.time_limit {
@@ -239,10 +235,20 @@ impl Options {
         self.tolerance.unwrap_or(default)
     }
 
-    /// These options with the tolerance set (to `default` unless one was given): every
-    /// solver resolves its options this way on entry, then reads [`Options::tol`].
-    pub fn resolved(&self, default: f64) -> Options {
-        Options { tolerance: Some(self.tolerance_or(default)), ..self.clone() }
+    /// These options with the tolerance and the iteration budget set (to the method's
+    /// defaults unless given): every solver resolves its options this way on entry, then
+    /// reads [`Options::tol`] and [`Options::budget`].
+    pub fn resolved(&self, tolerance: f64, max_iterations: usize) -> Options {
+        Options {
+            tolerance: Some(self.tolerance_or(tolerance)),
+            max_iterations: Some(self.max_iterations.unwrap_or(max_iterations)),
+            ..self.clone()
+        }
+    }
+
+    /// The iteration budget of resolved options ([`Options::resolved`]).
+    pub(crate) fn budget(&self) -> usize {
+        self.max_iterations.expect("options are resolved on entry to the solver")
     }
 
     /// The tolerance of resolved options ([`Options::resolved`]).
@@ -276,7 +282,7 @@ impl Options {
                 iteration,
                 record,
                 grid,
-                max_iterations: self.max_iterations,
+                max_iterations: self.max_iterations.unwrap_or(0),
                 elapsed: start.elapsed().as_secs_f64(),
                 potential,
             };

@@ -905,7 +905,7 @@ mod tests {
         let value = floor.outcome.floor().expect("at the floor");
         assert!(value > options.tol() && value < 2.0 * grid_h, "{:?}", floor.outcome);
         assert!(floor.iterations < 40 && floor.solved() && !floor.converged());
-        let limited = Options { max_iterations: 3, ..options.clone() };
+        let limited = Options { max_iterations: Some(3), ..options.clone() };
         let s = Method::BFM.solve(&problem, &limited).unwrap();
         assert_eq!(s.outcome, Outcome::IterationLimit);
         assert!(!s.solved());
