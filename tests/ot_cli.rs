@@ -96,12 +96,19 @@ fn set_and_method_flags_are_the_same_settings() {
         let o = otgrid(&args, dir.path());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        (v["parameters"]["solver"]["epsilon"].clone(), v["w2_squared"].clone())
+        (
+            v["parameters"]["solver"]["epsilon"].clone(),
+            v["w2_squared"].clone(),
+            v["epsilon"].clone(),
+        )
     };
     let by_set = run(&["--set", "epsilon=2e-3"]);
     assert_eq!(by_set.0, serde_json::json!(2e-3));
+    assert_eq!(by_set.2, serde_json::json!(2e-3), "the ε solved for is reported");
     assert_eq!(by_set, run(&["--epsilon", "2e-3"]));
-    assert_ne!(by_set.1, run(&[]).1, "the default ε differs");
+    let default = run(&[]);
+    assert_ne!(by_set.1, default.1, "the default ε differs");
+    assert_eq!(default.2, serde_json::json!(1e-3), "on the unit box the default ε is 1e-3");
 }
 
 /// `--repeat N` solves N times and reports one of them (the run of median time): the same

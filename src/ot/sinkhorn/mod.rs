@@ -499,6 +499,8 @@ impl Sinkhorn {
             history,
             diagnostics: Vec::new(),
             scalars: vec![
+                // The ε solved for (the default scales with the domain).
+                ("epsilon".to_string(), epsilon),
                 ("sinkhorn_divergence".to_string(), divergence),
                 // 2 OT_ε, the entropic cost: the W₂² estimate is 2 S_ε instead.
                 ("twice_entropic_cost".to_string(), 2.0 * dual_value),
