@@ -702,7 +702,8 @@ mod tests {
             assert!(worst < 1e-6, "{case:?} {n}: maps differ by {worst}");
             let rel = (a.dual_value - b.dual_value).abs() / a.dual_value.abs();
             assert!(rel < 1e-8, "{case:?} {n}: dual values {} vs {}", a.dual_value, b.dual_value);
-            let (sa, sb) = (a.scalars[0].1, b.scalars[0].1);
+            let divergence = |s: &Solution| s.scalar("sinkhorn_divergence").expect("reported");
+            let (sa, sb) = (divergence(&a), divergence(&b));
             assert!((sa - sb).abs() < 1e-8, "{case:?} {n}: divergences {sa} vs {sb}");
         }
     }
@@ -853,7 +854,7 @@ mod tests {
         // Between equal measures the divergence vanishes (OT_ε alone does not).
         let same = Problem::new(p.source(), p.source()).unwrap();
         let sol = Sinkhorn::default().solve(&same, &options).unwrap();
-        let divergence = sol.scalars[0].1;
+        let divergence = sol.scalar("sinkhorn_divergence").expect("reported");
         assert!(
             divergence.abs() < 1e-10 && sol.dual_value > 1e-4,
             "{divergence} {}",
