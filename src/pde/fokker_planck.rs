@@ -69,29 +69,22 @@ impl FokkerPlanckProblem {
     /// Checks the data: D > 0, finite V and drift, ρ₀ ≥ 0 with positive mass, and only
     /// no-flux (neumann) or periodic boundaries.
     pub fn validate(&self) -> Result<()> {
-        if !(self.diffusion > 0.0 && self.diffusion.is_finite()) {
-            return Err(Error::invalid(format!(
-                "diffusion must be positive, got {}",
-                self.diffusion
-            )));
-        }
+        crate::sparse::check_drift_diffusion(
+            &self.grid,
+            self.diffusion,
+            &self.potential,
+            self.drift.as_ref(),
+        )?;
         if let Some(k) = self.grid.boundaries().iter().find(|k| k.prescribes_value()) {
             return Err(Error::invalid(format!(
                 "Fokker–Planck supports no-flux (neumann) and periodic boundaries, not {k}"
             )));
         }
-        for (name, f) in [("potential", &self.potential), ("initial density", &self.initial)] {
-            if f.grid() != &self.grid {
-                return Err(Error::invalid(format!("{name} lives on another grid")));
-            }
-            if f.first_non_finite().is_some() {
-                return Err(Error::invalid(format!("{name} has NaN or infinite values")));
-            }
+        if self.initial.grid() != &self.grid {
+            return Err(Error::invalid("initial density lives on another grid"));
         }
-        if let Some(b) = &self.drift {
-            if b.grid() != &self.grid || b.data().iter().any(|v| !v.is_finite()) {
-                return Err(Error::invalid("drift is not a finite vector field on the grid"));
-            }
+        if self.initial.first_non_finite().is_some() {
+            return Err(Error::invalid("initial density has NaN or infinite values"));
         }
         let min = self.initial.min();
         if min < 0.0 {

@@ -106,25 +106,33 @@ pub struct DriftDiffusion {
 
 impl DriftDiffusion {
     fn check(&self, grid: &Grid) -> Result<()> {
-        if !(self.diffusion > 0.0 && self.diffusion.is_finite()) {
-            return Err(Error::invalid(format!(
-                "diffusion must be positive, got {}",
-                self.diffusion
-            )));
-        }
-        if self.potential.grid() != grid {
-            return Err(Error::invalid("potential lives on another grid"));
-        }
-        if self.potential.first_non_finite().is_some() {
-            return Err(Error::invalid("potential has NaN or infinite values"));
-        }
-        if let Some(b) = &self.drift {
-            if b.grid() != grid || b.data().iter().any(|v| !v.is_finite()) {
-                return Err(Error::invalid("drift is not a finite vector field on the grid"));
-            }
-        }
-        Ok(())
+        check_drift_diffusion(grid, self.diffusion, &self.potential, self.drift.as_ref())
     }
+}
+
+/// Rejects a drift–diffusion term's data that is not usable on `grid`: D not positive and
+/// finite, a potential or drift on another grid or with non-finite values.
+pub(crate) fn check_drift_diffusion(
+    grid: &Grid,
+    diffusion: f64,
+    potential: &ScalarField,
+    drift: Option<&VectorField>,
+) -> Result<()> {
+    if !(diffusion > 0.0 && diffusion.is_finite()) {
+        return Err(Error::invalid(format!("diffusion must be positive, got {diffusion}")));
+    }
+    if potential.grid() != grid {
+        return Err(Error::invalid("potential lives on another grid"));
+    }
+    if potential.first_non_finite().is_some() {
+        return Err(Error::invalid("potential has NaN or infinite values"));
+    }
+    if let Some(b) = drift {
+        if b.grid() != grid || b.data().iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid("drift is not a finite vector field on the grid"));
+        }
+    }
+    Ok(())
 }
 
 /// The terms of `L u = −∇·(a∇u) + b·∇u + c u − ∇·(D∇u + u∇V − u β)`; absent terms are zero.

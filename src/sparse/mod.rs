@@ -10,6 +10,7 @@ mod bc;
 mod diagnose;
 mod solver;
 
+pub(crate) use assemble::check_drift_diffusion;
 pub use assemble::{
     assemble, bernoulli, AdvectionScheme, Assembled, Coefficient, DriftDiffusion, OperatorSpec,
 };
