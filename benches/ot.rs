@@ -45,8 +45,8 @@ fn bench_bfm(c: &mut Criterion) {
             Metric::Weighted { .. } => "weighted metric",
         };
         g.bench_function(format!("{n}^2 tol 1.5e-3 {name}"), |b| {
-            let solver = BackAndForth { metric, ..Default::default() };
-            let options = Options { tolerance: Some(1.5e-3), ..Default::default() };
+            let solver = BackAndForth { metric, tolerance: Some(1.5e-3), ..Default::default() };
+            let options = Options::default();
             b.iter(|| solver.solve(&problem, &options).unwrap())
         });
     }
@@ -66,9 +66,13 @@ fn bench_sinkhorn(c: &mut Criterion) {
     for (n, epsilon) in [(64usize, 1e-3), (128, 1e-3), (256, 1e-3), (512, 1e-3), (256, 2e-4)] {
         // The reference Gaussian pair (verify's gaussian-2d).
         let problem = Case::Gaussian2d.problem(n).unwrap();
-        let options =
-            Options { tolerance: Some(1e-6), max_iterations: Some(5000), ..Default::default() };
-        let solver = Sinkhorn { epsilon: Some(epsilon), ..Default::default() };
+        let options = Options::default();
+        let solver = Sinkhorn {
+            epsilon: Some(epsilon),
+            tolerance: Some(1e-6),
+            max_iterations: Some(5000),
+            ..Default::default()
+        };
         g.bench_function(format!("{n}^2 eps {epsilon:e}"), |b| {
             b.iter(|| solver.solve(&problem, &options).unwrap())
         });
@@ -107,6 +111,7 @@ fn bench_case(
     case: otgrid::ot::Case,
     n: usize,
 ) {
+    use otgrid::ot::method::Settings;
     use otgrid::ot::{Method, Options, Problem, Role};
     let grid = case.grid(n).unwrap();
     let problem = Problem::new(
@@ -115,10 +120,12 @@ fn bench_case(
     )
     .unwrap();
     let tolerance = if method == Method::SINKHORN { 1e-6 } else { method.default_tolerance(&grid) };
-    let options =
-        Options { tolerance: Some(tolerance), max_iterations: Some(2000), ..Default::default() };
+    let mut settings = Settings::default();
+    settings.set("tolerance", &tolerance.to_string()).set("max-iterations", "2000");
+    let solver = method.configure(&settings).unwrap();
+    let options = Options::default();
     g.bench_function(format!("{} n={n}", case.name()), |b| {
-        b.iter(|| method.solve(&problem, &options).unwrap())
+        b.iter(|| solver.solve(&problem, &options).unwrap())
     });
 }
 

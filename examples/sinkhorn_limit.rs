@@ -75,22 +75,16 @@ fn map_gap(mu: &ScalarField, a: &VectorField, b: &VectorField) -> f64 {
     sq.sqrt()
 }
 
-fn quiet(tolerance: f64, max_iterations: usize) -> Options {
-    Options {
-        tolerance: Some(tolerance),
-        max_iterations: Some(max_iterations),
-        ..Default::default()
-    }
-}
-
 /// The flow at time `t` by `steps` linearly implicit steps of `t/steps`.
 fn flow(problem: &Problem, t: f64, steps: usize) -> otgrid::Result<Solution> {
     let solver = Parabolic {
+        tolerance: Some(1e-300),
+        max_iterations: Some(steps),
         schedule: Schedule::Constant(t / steps as f64),
         stepping: Stepping::LinearlyImplicit,
         ..Default::default()
     };
-    solver.solve(problem, &quiet(1e-300, steps))
+    solver.solve(problem, &Options::default())
 }
 
 fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
@@ -100,7 +94,8 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
     let (_, time_error) = potential_gap(&reference.p, &coarser.p);
     let start = ScalarField::zeros(problem.grid());
     let (_, travelled) = potential_gap(&reference.p, &start);
-    let steady = Newton::default().solve(problem, &quiet(1e-10, 50))?;
+    let newton = Newton { tolerance: Some(1e-10), max_iterations: Some(50), ..Default::default() };
+    let steady = newton.solve(problem, &Options::default())?;
     let (_, remaining) = potential_gap(&reference.p, &steady.p);
     println!("## The limit: Sinkhorn after k = T/ε iterations against the flow at T = {t}\n");
     println!(
@@ -123,8 +118,10 @@ fn limit(problem: &Problem, t: f64, out: &Path) -> Result<(), Box<dyn std::error
             initial: Some(start.clone()),
             overrelaxation: 1.0,
             multiscale: false,
+            tolerance: Some(1e-300),
+            max_iterations: Some(k),
         };
-        let s = sinkhorn.solve(problem, &quiet(1e-300, k))?;
+        let s = sinkhorn.solve(problem, &Options::default())?;
         let (max, l2) = potential_gap(&s.p, &reference.p);
         let map =
             map_gap(problem.source(), &s.displacement(problem), &reference.displacement(problem));
@@ -164,13 +161,13 @@ fn sampled(k: usize) -> bool {
 }
 
 /// One solve, observed: the μ-weighted L2 map error (bulk, as `otgrid verify`) of the iterate
-/// at every iteration on the problem's grid (beyond 1000 iterations: the sampled ones) (coarse levels count in the iterations
-/// and seconds); seconds exclude the observer's own work. (iterations, seconds, error).
+/// at every iteration on the problem's grid (beyond 1000 iterations: the sampled ones; coarse
+/// levels count in the iterations and seconds); seconds exclude the observer's own work.
+/// `max_iterations`: the solver's budget. (iterations, seconds, error).
 fn observed_curve<S: Solver>(
     solver: &S,
     problem: &Problem,
     case: Case,
-    tolerance: f64,
     max_iterations: usize,
 ) -> otgrid::Result<Vec<Point>> {
     use std::sync::{Arc, Mutex};
@@ -189,8 +186,7 @@ fn observed_curve<S: Solver>(
         }
         std::ops::ControlFlow::Continue(())
     });
-    let options = quiet(tolerance, max_iterations).observed(observer);
-    solver.solve(problem, &options)?;
+    solver.solve(problem, &Options::default().observed(observer))?;
     let rows = rows.lock().unwrap().clone();
     Ok(rows)
 }
@@ -198,29 +194,37 @@ fn observed_curve<S: Solver>(
 fn curves(problem: &Problem, case: Case, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let n = problem.grid().axis(0).cells;
     let mut series: Vec<(String, Vec<Point>)> = Vec::new();
-    let bfm = observed_curve(&BackAndForth::default(), problem, case, 1e-12, 500)?;
-    series.push(("bfm".into(), bfm));
-    series.push(("newton".into(), observed_curve(&Newton::default(), problem, case, 1e-12, 500)?));
+    let (tolerance, budget) = (Some(1e-12), Some(500));
+    let bfm = BackAndForth { tolerance, max_iterations: budget, ..Default::default() };
+    series.push(("bfm".into(), observed_curve(&bfm, problem, case, 500)?));
+    let newton = Newton { tolerance, max_iterations: budget, ..Default::default() };
+    series.push(("newton".into(), observed_curve(&newton, problem, case, 500)?));
+    let implicit = Parabolic { tolerance, max_iterations: Some(40), ..Default::default() };
     series.push((
         "parabolic (implicit, geometric 0.1×2)".into(),
-        observed_curve(&Parabolic::default(), problem, case, 1e-12, 40)?,
+        observed_curve(&implicit, problem, case, 40)?,
     ));
+    let steps = 2500 * (n / 64).pow(2).max(1);
     let explicit = Parabolic {
+        tolerance,
+        max_iterations: Some(steps),
         schedule: Schedule::Cfl(0.9),
         stepping: Stepping::Explicit,
         ..Default::default()
     };
-    let steps = 2500 * (n / 64).pow(2).max(1);
     series.push((
         "parabolic (explicit, cfl:0.9)".into(),
-        observed_curve(&explicit, problem, case, 1e-12, steps)?,
+        observed_curve(&explicit, problem, case, steps)?,
     ));
     for eps in [1e-3, 2.5e-4] {
-        let solver = Sinkhorn { epsilon: Some(eps), ..Default::default() };
-        series.push((
-            format!("sinkhorn ε={eps:.1e}"),
-            observed_curve(&solver, problem, case, 1e-9, 1000)?,
-        ));
+        let solver = Sinkhorn {
+            epsilon: Some(eps),
+            tolerance: Some(1e-9),
+            max_iterations: Some(1000),
+            ..Default::default()
+        };
+        series
+            .push((format!("sinkhorn ε={eps:.1e}"), observed_curve(&solver, problem, case, 1000)?));
     }
     println!("## Convergence on periodic-2d, {n}²: map error L2(μ) against the closed form\n");
     println!("| method | iterations to 1e-3 | time to 1e-3 | iterations to 1e-4 | time to 1e-4 | final error | final iterations | final time |");

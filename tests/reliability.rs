@@ -401,7 +401,10 @@ fn json_always_and_parameters_in_the_file() {
         v["parameters"]["solver"]["metric"].is_object()
             || v["parameters"]["solver"]["metric"].is_string()
     );
-    assert!(v["parameters"]["options"]["tolerance"].as_f64().unwrap() > 0.0);
+    // The tolerance and budget solved for are the solver's parameters (defaults resolved).
+    let tolerance = v["parameters"]["solver"]["tolerance"].as_f64().unwrap();
+    assert_eq!(tolerance, v["tolerance"].as_f64().unwrap());
+    assert_eq!(v["parameters"]["solver"]["max_iterations"], 500);
     let w2 = v["w2_squared"].as_f64().unwrap();
     let file = Output::read(&d.join("ok.h5")).unwrap();
     match &file.attributes()["w2_squared"] {

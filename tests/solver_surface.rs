@@ -37,10 +37,11 @@ fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
     let problem = Case::Periodic2d.problem(32).unwrap();
     for method in Method::all() {
         let (observer, seen) = stopping_observer(3);
-        let options =
-            Options { tolerance: Some(1e-14), max_iterations: Some(200), ..Default::default() }
-                .observed(observer);
-        let solution = method.solve(&problem, &options).unwrap();
+        let mut settings = Settings::default();
+        settings.set("tolerance", "1e-14").set("max-iterations", "200");
+        let solver = method.configure(&settings).unwrap();
+        let options = Options::default().observed(observer);
+        let solution = solver.solve(&problem, &options).unwrap();
         assert_eq!(
             solution.outcome,
             Outcome::Stopped,
@@ -59,12 +60,9 @@ fn every_ot_method_reports_to_its_observer_and_stops_when_asked() {
         assert_eq!(iterations, vec![1, 2, 3], "{}: {seen:?}", method.name());
         assert!(seen.iter().all(|(_, e)| e.is_finite()));
         // Without an observer the same solve runs on.
-        let free = method
-            .solve(
-                &problem,
-                &Options { tolerance: Some(1e-14), max_iterations: Some(5), ..Default::default() },
-            )
-            .unwrap();
+        settings.set("max-iterations", "5");
+        let free =
+            method.configure(&settings).unwrap().solve(&problem, &Options::default()).unwrap();
         assert_ne!(free.outcome, Outcome::Stopped);
     }
 }
@@ -141,6 +139,8 @@ fn errors_are_typed() {
 /// output.
 #[derive(serde::Serialize)]
 struct Identity {
+    /// The gap below which the densities count as equal; `None`: 1e-12.
+    tolerance: Option<f64>,
     max_norm: bool,
 }
 
@@ -161,11 +161,12 @@ impl Solver for Identity {
             step: Step::None,
         };
         let start = std::time::Instant::now();
+        let stopping = options.stopping(&IDENTITY, grid, self.tolerance, None)?;
         let identity = || ScalarField::zeros(grid);
-        let stopped = options.stop_requested(("identity", 1, &record), grid, &identity, start);
+        let stopped = stopping.stop_requested(("identity", 1, &record), grid, &identity, start);
         let outcome = if stopped {
             Outcome::Stopped
-        } else if gap <= options.tolerance_or((IDENTITY.default_tolerance)(grid)) {
+        } else if gap <= stopping.tolerance {
             Outcome::Converged
         } else {
             Outcome::Stalled
@@ -207,7 +208,8 @@ static IDENTITY: otgrid::ot::MethodInfo = otgrid::ot::MethodInfo {
             Some("max") => true,
             Some(other) => return Err(otgrid::Error::invalid(format!("unknown norm '{other}'"))),
         };
-        Ok(Box::new(Identity { max_norm }))
+        let (tolerance, _) = settings.stopping()?;
+        Ok(Box::new(Identity { tolerance, max_norm }))
     },
     memory_fields: |_| 4.0,
 };
@@ -218,10 +220,7 @@ fn a_new_method_is_one_solver_and_one_registry_entry() {
     let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
     let rho = ScalarField::from_fn(&grid, |p| 1.0 + 0.5 * p[0]);
     let same = Problem::new(&rho, &rho).unwrap();
-    let tolerance = identity.default_tolerance(&grid);
-    let solution = identity
-        .solve(&same, &Options { tolerance: Some(tolerance), ..Default::default() })
-        .unwrap();
+    let solution = identity.solve(&same, &Options::default()).unwrap();
     assert_eq!(solution.outcome, Outcome::Converged);
     assert!(solution.w2_squared().abs() < 1e-12);
     let out = solution.to_output(&same).unwrap();
@@ -230,7 +229,14 @@ fn a_new_method_is_one_solver_and_one_registry_entry() {
     let mut settings = Settings::default();
     settings.set("norm", "max");
     let max = identity.configure(&settings).unwrap();
-    assert_eq!(max.parameters(), serde_json::json!({ "max_norm": true }));
+    assert_eq!(max.parameters(), serde_json::json!({ "tolerance": null, "max_norm": true }));
+    // The stopping settings every method takes: a looser tolerance makes a near pair equal.
+    let near =
+        Problem::new(&rho, &ScalarField::from_fn(&grid, |p| 1.0 + 0.5 * p[0] + 1e-4)).unwrap();
+    assert_eq!(identity.solve(&near, &Options::default()).unwrap().outcome, Outcome::Stalled);
+    settings.set("tolerance", "1e-3");
+    let loose = identity.configure(&settings).unwrap();
+    assert_eq!(loose.solve(&near, &Options::default()).unwrap().outcome, Outcome::Converged);
     settings.set("epsilon", "1e-3");
     let refused = identity.configure(&settings).err().expect("epsilon is not its setting");
     assert!(refused.to_string().contains("it applies to sinkhorn"), "{refused}");
@@ -278,9 +284,9 @@ fn problem_files_build_problems_in_the_library() {
     }
 }
 
-/// One `Options::default()` suits every method: without a tolerance each solver stops at
-/// its own default on the problem's grid (Newton's residual 1e-8, bfm's H⁻¹ error
-/// 1.5e-3 · 256/n), not at one number meant for another method's measure. Each record's
+/// Each solver owns its tolerance: unset, it stops at its method's default on the problem's
+/// grid (Newton's residual 1e-8, bfm's H⁻¹ error 1.5e-3 · 256/n), not at one number meant
+/// for another method's measure; `Options` carries only the run's controls. Each record's
 /// step says what it is.
 #[test]
 fn default_options_take_each_method_default_tolerance() {
@@ -310,5 +316,9 @@ fn default_options_take_each_method_default_tolerance() {
     let newton = Method::NEWTON.solve(&problem, &Options::default()).unwrap();
     assert_eq!(newton.history.last().unwrap().step, Step::None);
     assert_eq!(Method::NEWTON.default_tolerance(problem.grid()), 1e-8);
-    assert!(Options::default().tolerance.is_none() && Options::default().max_iterations.is_none());
+    // Set on the solver, the tolerance is the solver's (here looser: fewer Newton steps).
+    let loose = otgrid::ot::Newton { tolerance: Some(1e-3), ..Default::default() };
+    let s = loose.solve(&problem, &Options::default()).unwrap();
+    assert!(s.converged() && s.iterations < newton.iterations, "{}", s.stop_reason);
+    assert!(s.stop_reason.contains("1.000e-3"), "{}", s.stop_reason);
 }

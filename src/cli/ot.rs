@@ -62,7 +62,8 @@ pub struct OtArgs {
     pub metric: Option<String>,
     /// A method setting NAME=VALUE (repeatable; a name the method does not take is refused
     /// with the method's settings listed). The flags --metric, --push-forward, --epsilon,
-    /// --schedule and --explicit are the settings of the same names.
+    /// --schedule and --explicit are the settings of the same names, --tol and
+    /// --max-iterations the settings tolerance and max-iterations (every method's).
     #[arg(long, value_name = "NAME=VALUE")]
     pub set: Vec<String>,
     /// Stopping tolerance of the method's own measure: bfm — H⁻¹ marginal error (default
@@ -111,6 +112,8 @@ fn settings(args: &OtArgs) -> Result<Settings> {
         ("epsilon", args.epsilon.map(|e| e.to_string())),
         ("schedule", args.schedule.clone()),
         ("explicit", args.explicit.then(|| "true".to_string())),
+        ("tolerance", args.tol.map(|t| t.to_string())),
+        ("max-iterations", args.max_iterations.map(|k| k.to_string())),
     ];
     for (name, value) in flags {
         if let Some(v) = value {
@@ -128,8 +131,7 @@ fn settings(args: &OtArgs) -> Result<Settings> {
 fn check_flags(method: Method, settings: &Settings, args: &OtArgs) -> Result<()> {
     let from_set = |name: &str| args.set.iter().any(|p| p.split('=').next() == Some(name));
     for name in settings.names() {
-        let taken = method.info().settings.iter().any(|s| s.name == name);
-        if !taken && !from_set(name) {
+        if !method.takes(name) && !from_set(name) {
             let takers: Vec<_> = Method::taking(name).iter().map(|m| m.name()).collect();
             return Err(Error::invalid(format!(
                 "--{name} applies to --method {}",
@@ -181,20 +183,22 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         }
     };
     report.put("method", method.name());
-    let mut options = Options {
-        tolerance: Some(args.tol.unwrap_or(method.default_tolerance(&grid))),
-        max_iterations: Some(args.max_iterations.unwrap_or(method.info().max_iterations)),
-        time_limit: args.time_limit,
-        observer: None,
-    };
+    // The tolerance and budget solved for, recorded with the other parameters: the ones
+    // given, else the method's defaults on this grid.
+    let mut settings = settings(args)?;
+    check_flags(method, &settings, args)?;
+    let (tolerance, budget) = settings.stopping()?;
+    let tolerance = tolerance.unwrap_or(method.default_tolerance(&grid));
+    let budget = budget.unwrap_or(method.info().max_iterations);
+    settings.set("tolerance", &tolerance.to_string());
+    settings.set("max-iterations", &budget.to_string());
+    let mut options = Options { time_limit: args.time_limit, observer: None };
     let (mut bar_update, bar) = if report.json {
         (None, None)
     } else {
-        let budget = args.max_iterations.unwrap_or(method.info().max_iterations);
         let (update, b) = super::progress::ot_progress(method.name(), budget);
         (Some(update), Some(b))
     };
-    options.validate()?;
     let (ms, mt) = problem.masses();
     for (what, m) in [("source", ms), ("target", mt)] {
         if (m - 1.0).abs() > 1e-2 {
@@ -204,8 +208,6 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         }
     }
     let exact = exact_solution(&source_spec, &target_spec)?;
-    let settings = settings(args)?;
-    check_flags(method, &settings, args)?;
     let mut solver = method.configure(&settings)?;
     // The flow's map error against the closed form, per iteration (`map_error_l2`), by an
     // observer on the potentials; with the progress bar's update when there is one.
@@ -301,7 +303,7 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     report.put("iterations", solution.iterations);
     report.put("w2_squared", solution.w2_squared());
     report.put("stopping_measure", method.stopping_measure());
-    report.put("tolerance", options.tolerance);
+    report.put("tolerance", tolerance);
     report.put("marginal_error", solution.marginal_error);
     report.put("seconds", solution.seconds);
     report.put("source_mass", ms);
@@ -353,11 +355,10 @@ fn resumable(parameters: &serde_json::Value) -> serde_json::Value {
         map.remove("checkpoint_every");
         if let Some(solver) = map.get_mut("solver").and_then(|s| s.as_object_mut()) {
             solver.remove("checkpoint_every");
+            solver.remove("max_iterations");
         }
         if let Some(options) = map.get_mut("options").and_then(|s| s.as_object_mut()) {
-            options.remove("progress");
             options.remove("time_limit");
-            options.remove("max_iterations");
         }
     }
     p

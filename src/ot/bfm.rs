@@ -46,7 +46,9 @@
 use super::legendre::c_transform;
 use super::metric::{Metric, WeightedSolver};
 use super::multilevel::{prolong, restrict, Hierarchy};
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
+use super::problem::{
+    IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
+};
 use super::pushforward::{push_forward_adaptive, JacobianPushForward};
 use crate::error::Result;
 use crate::field::{ScalarField, VectorField};
@@ -59,6 +61,12 @@ use std::time::Instant;
 /// Back-and-forth solver settings.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackAndForth {
+    /// Stop once both marginal errors `‖ν − T#μ‖_H⁻¹` and `‖μ − T⁻¹#ν‖_H⁻¹` are at most
+    /// this (a length: the H⁻¹ norm of a density difference is a linearised W₂ distance);
+    /// `None`: [`METHOD`]'s default on the grid (1.5e-3 · 256/n in 2D, 1/n in 3D).
+    pub tolerance: Option<f64>,
+    /// Iteration budget, all levels together; `None`: 500.
+    pub max_iterations: Option<usize>,
     /// The metric of the gradient steps ([`Metric`]): by default the density-weighted H¹
     /// metric (approximate Newton steps).
     pub metric: Metric,
@@ -75,7 +83,7 @@ pub struct BackAndForth {
     /// Iterations on the coarsest level; a finer coarse level with N cells runs this many
     /// times `N_coarsest / N` (at least 5), so every coarse level costs about the same.
     /// Coarse levels only provide the start of the next level: they run their budget (or
-    /// stop earlier at half the tolerance); `Options::max_iterations` bounds the finest level.
+    /// stop earlier at half the tolerance); `max_iterations` bounds them all together.
     pub coarse_iterations: usize,
     /// Push-forward sub-cells per axis ([`push_forward_subsampled`]); `None`: 2 in 2D, 1 in 3D.
     pub subsamples: Option<usize>,
@@ -195,6 +203,8 @@ pub const SMOOTH_CONTRAST: f64 = 0.08;
 impl Default for BackAndForth {
     fn default() -> Self {
         BackAndForth {
+            tolerance: None,
+            max_iterations: None,
             metric: Metric::default(),
             initial_step: None,
             multilevel: true,
@@ -392,7 +402,7 @@ impl BackAndForth {
         budget: usize,
         stall: Option<Stall>,
         keep_best: bool,
-        (options, start_time): (&Options, Instant),
+        (options, start_time): (&Stopping, Instant),
         history: &mut Vec<IterationRecord>,
         observe: bool,
     ) -> Result<(Outcome, usize, f64)> {
@@ -548,7 +558,10 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     ],
     configure: |settings| {
         let defaults = BackAndForth::default();
+        let (tolerance, max_iterations) = settings.stopping()?;
         Ok(Box::new(BackAndForth {
+            tolerance,
+            max_iterations,
             metric: settings.parse("metric")?.unwrap_or(defaults.metric),
             push_forward: settings.parse("push-forward")?.unwrap_or(defaults.push_forward),
             ..defaults
@@ -568,9 +581,9 @@ impl Solver for BackAndForth {
     /// fork and join inside the pool; called from outside it, each loop paid a cross-thread
     /// hand-off (half of the time at 64², measured).
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        let options =
-            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
-        rayon::scope(|_| self.solve_in_pool(problem, options))
+        let stopping =
+            &options.stopping(&METHOD, problem.grid(), self.tolerance, self.max_iterations)?;
+        rayon::scope(|_| self.solve_in_pool(problem, stopping))
     }
 }
 
@@ -590,8 +603,7 @@ impl BackAndForth {
         }
     }
 
-    fn solve_in_pool(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        options.validate()?;
+    fn solve_in_pool(&self, problem: &Problem, options: &Stopping) -> Result<Solution> {
         let start = Instant::now();
         let min = self.coarsest_cells.unwrap_or(if problem.grid().dim() == 2 { 64 } else { 32 });
         let hierarchy =
@@ -792,10 +804,14 @@ mod tests {
     #[test]
     fn gaussian_pair_at_256_maps_to_1e_3() {
         let (problem, exact) = reference_problem(256);
-        let solver = BackAndForth { multilevel: false, stop_at_floor: false, ..Default::default() };
-        let options =
-            Options { tolerance: Some(1e-9), max_iterations: Some(120), ..Default::default() };
-        let solution = solver.solve(&problem, &options).unwrap();
+        let solver = BackAndForth {
+            tolerance: Some(1e-9),
+            max_iterations: Some(120),
+            multilevel: false,
+            stop_at_floor: false,
+            ..Default::default()
+        };
+        let solution = solver.solve(&problem, &Options::default()).unwrap();
         assert!(!solution.converged() && solution.iterations == 120);
         let e = map_error(&solution, &problem, |x, y| exact.apply(x, y));
         assert!(e.l2 <= 1e-3 && e.bulk_mass > 0.98, "{e:?}");
@@ -812,8 +828,8 @@ mod tests {
     #[test]
     fn multilevel_default_converges_and_conserves_mass() {
         let (problem, exact) = reference_problem(128);
-        let options = Options { tolerance: Some(2.5e-3), ..Default::default() };
-        let solution = BackAndForth::default().solve(&problem, &options).unwrap();
+        let solver = BackAndForth { tolerance: Some(2.5e-3), ..Default::default() };
+        let solution = solver.solve(&problem, &Options::default()).unwrap();
         assert!(solution.converged(), "{}", solution.stop_reason);
         assert!(solution.marginal_error <= 2.5e-3);
         let e = map_error(&solution, &problem, |x, y| exact.apply(x, y));
@@ -848,14 +864,13 @@ mod tests {
         let case = Case::Gaussian3d;
         let problem = case.problem(32).unwrap();
         let Some(Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
-        let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
-        let options =
-            Options { tolerance: Some(tolerance), max_iterations: Some(100), ..Default::default() };
-        let weighted = BackAndForth::default().solve(&problem, &options).unwrap();
+        let limited = BackAndForth { max_iterations: Some(100), ..Default::default() };
+        let options = Options::default();
+        let weighted = limited.solve(&problem, &options).unwrap();
         assert!(weighted.converged() && weighted.iterations <= 10, "{}", weighted.stop_reason);
         let e = map_error(&weighted, &problem, |x, y| exact.apply(x, y));
         assert!(e.l2 < 3e-3, "{e:?}");
-        let h1 = BackAndForth { metric: Metric::Laplacian, ..Default::default() };
+        let h1 = BackAndForth { metric: Metric::Laplacian, ..limited };
         let solution = h1.solve(&problem, &options).unwrap();
         let e_h1 = map_error(&solution, &problem, |x, y| exact.apply(x, y));
         assert!(e_h1.l2 > 4.0 * e.l2, "{e_h1:?} against {e:?}");
@@ -864,7 +879,7 @@ mod tests {
         assert!(last > 0.1 * first, "step {first} → {last}");
     }
 
-    /// The default solver at its default tolerance, with `watch` called on every iteration.
+    /// The default solver, with `watch` called on every iteration.
     fn solve_observed(
         problem: &Problem,
         mut watch: impl FnMut(&crate::ot::Progress) + Send + 'static,
@@ -873,10 +888,7 @@ mod tests {
             watch(p);
             std::ops::ControlFlow::Continue(())
         });
-        let tolerance = crate::ot::Method::BFM.default_tolerance(problem.grid());
-        let options =
-            Options { tolerance: Some(tolerance), ..Default::default() }.observed(observer);
-        BackAndForth::default().solve(problem, &options).unwrap()
+        BackAndForth::default().solve(problem, &Options::default().observed(observer)).unwrap()
     }
 
     /// Disjoint squares at 512²: the finest level's backward step shrinks at every
@@ -997,9 +1009,13 @@ mod tests {
             let msg = Problem::new(&mu, &nu).unwrap_err().to_string();
             assert!(msg.contains(needle) && !msg.contains('\n'), "{needle}: {msg}");
         }
-        let bad = Options { tolerance: Some(-1.0), ..Default::default() };
         let p = Problem::new(&ok, &ok).unwrap();
-        assert!(BackAndForth::default().solve(&p, &bad).is_err());
+        let bad = BackAndForth { tolerance: Some(-1.0), ..Default::default() };
+        assert!(bad.solve(&p, &Options::default()).is_err());
+        let no_budget = BackAndForth { max_iterations: Some(0), ..Default::default() };
+        assert!(no_budget.solve(&p, &Options::default()).is_err());
+        let no_time = Options { time_limit: Some(f64::NAN), ..Default::default() };
+        assert!(BackAndForth::default().solve(&p, &no_time).is_err());
         // Equal densities: the identity at once.
         let s = BackAndForth::default().solve(&p, &Options::default()).unwrap();
         assert!(s.converged() && s.w2_squared().abs() < 1e-12);

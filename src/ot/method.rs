@@ -21,6 +21,19 @@ pub struct Setting {
     pub help: &'static str,
 }
 
+/// The settings every method takes besides its own ([`MethodInfo::settings`]): its
+/// tolerance and iteration budget, each in the method's own measure.
+pub const STOPPING_SETTINGS: [Setting; 2] = [
+    Setting {
+        name: "tolerance",
+        help: "stopping threshold of the method's measure (default: the method's, on the grid)",
+    },
+    Setting {
+        name: "max-iterations",
+        help: "iteration budget, all levels together (default: the method's)",
+    },
+];
+
 /// Settings by name, as text (the CLI's method flags and `--set NAME=VALUE`); each method
 /// parses the ones it lists in [`MethodInfo::settings`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -60,6 +73,12 @@ impl Settings {
             .transpose()
     }
 
+    /// The tolerance and the iteration budget set ([`STOPPING_SETTINGS`]), `None` where
+    /// unset.
+    pub fn stopping(&self) -> Result<(Option<f64>, Option<usize>)> {
+        Ok((self.parse("tolerance")?, self.parse("max-iterations")?))
+    }
+
     /// The names set, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(n, _)| n.as_str())
@@ -87,12 +106,13 @@ pub struct MethodInfo {
     pub stopping_measure: &'static str,
     /// The default tolerance on a grid.
     pub default_tolerance: fn(&Grid) -> f64,
-    /// The default iteration budget ([`Options::max_iterations`], all levels together).
+    /// The default iteration budget (all levels together).
     pub max_iterations: usize,
     /// Why the method does not solve a problem (checked before solving, in well under a
     /// second), or `None` when it does.
     pub unsuited: fn(&Problem) -> Option<String>,
-    /// The settings [`MethodInfo::configure`] reads.
+    /// The method's own settings [`MethodInfo::configure`] reads (besides
+    /// [`STOPPING_SETTINGS`], which every method takes).
     pub settings: &'static [Setting],
     /// The solver with its default parameters changed by `settings` (only names listed in
     /// [`MethodInfo::settings`] reach it).
@@ -158,7 +178,7 @@ impl Method {
         self.0.name
     }
 
-    /// The default tolerance of [`Options::tolerance`] for this method on `grid` (each
+    /// The default tolerance for this method on `grid` (each
     /// method documents its rule with the measurements behind it).
     pub fn default_tolerance(self, grid: &Grid) -> f64 {
         (self.0.default_tolerance)(grid)
@@ -217,17 +237,23 @@ impl Method {
         })
     }
 
+    /// Whether this method takes the setting `name` (its own or a [`STOPPING_SETTINGS`] one).
+    pub fn takes(self, name: &str) -> bool {
+        self.0.settings.iter().chain(&STOPPING_SETTINGS).any(|s| s.name == name)
+    }
+
     /// The registered methods that take the setting `name`.
     pub fn taking(name: &str) -> Vec<Method> {
-        Method::all().filter(|m| m.0.settings.iter().any(|s| s.name == name)).collect()
+        Method::all().filter(|m| m.takes(name)).collect()
     }
 
     /// The method's solver with `settings` applied; a setting the method does not take is
     /// refused, naming the methods that take it.
     pub fn configure(self, settings: &Settings) -> Result<Box<dyn ConfiguredSolver>> {
         for name in settings.names() {
-            if !self.0.settings.iter().any(|s| s.name == name) {
-                let own: Vec<_> = self.0.settings.iter().map(|s| s.name).collect();
+            if !self.takes(name) {
+                let own: Vec<_> =
+                    self.0.settings.iter().chain(&STOPPING_SETTINGS).map(|s| s.name).collect();
                 let others: Vec<_> = Method::taking(name).iter().map(|m| m.name()).collect();
                 let elsewhere = if others.is_empty() {
                     "no method takes it".to_string()
@@ -237,7 +263,7 @@ impl Method {
                 return Err(Error::invalid(format!(
                     "{} takes no setting '{name}' ({elsewhere}; its settings: {})",
                     self.name(),
-                    if own.is_empty() { "none".to_string() } else { own.join(", ") }
+                    own.join(", ")
                 )));
             }
         }

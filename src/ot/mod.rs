@@ -40,6 +40,7 @@ pub use newton::Newton;
 pub use parabolic::{Parabolic, Schedule, Stepping};
 pub use problem::{
     IterationRecord, Observer, Options, Outcome, Problem, Progress, Solution, Solver, Step,
+    Stopping,
 };
 pub use pushforward::{
     push_forward, push_forward_adaptive, push_forward_by_inverse_potential,

@@ -12,7 +12,7 @@
 //! rule and the dual value.
 
 use super::legendre::c_transform;
-use super::problem::{IterationRecord, Options, Outcome, Problem};
+use super::problem::{IterationRecord, Outcome, Problem, Stopping};
 use super::pushforward::interpolate_with_gradient;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
@@ -495,7 +495,7 @@ pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> 
 pub(super) fn stopping(
     max: f64,
     k: usize,
-    options: &Options,
+    options: &Stopping,
     start: Instant,
     (method, record, u): (&'static str, &IterationRecord, &ScalarField),
 ) -> Option<(Outcome, String)> {

@@ -36,7 +36,9 @@ use super::monge_ampere::{
     Linearisation, StepSolver, SETTLED_MAP_SHIFT,
 };
 use super::multilevel::{coarsen, prolong, restrict};
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
+use super::problem::{
+    IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
+};
 use crate::error::Result;
 use crate::field::ScalarField;
 use rayon::prelude::*;
@@ -45,6 +47,11 @@ use std::time::Instant;
 /// Newton solver settings.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Newton {
+    /// Stop once the max norm of the Monge–Ampère residual `log(g(∇φ) det D²φ / f)` (a
+    /// relative density mismatch) is at most this; `None`: 1e-8 ([`METHOD`]).
+    pub tolerance: Option<f64>,
+    /// Newton steps allowed (the coarse start's included); `None`: 500.
+    pub max_iterations: Option<usize>,
     /// Most halvings of the step in the line search before giving up.
     pub max_halvings: usize,
     /// Starting displacement potential (on the problem's grid, `I + D²_h u` positive
@@ -65,6 +72,8 @@ pub struct Newton {
 impl Default for Newton {
     fn default() -> Self {
         Newton {
+            tolerance: None,
+            max_iterations: None,
             max_halvings: 30,
             initial: None,
             linear_solver: NewtonLinearSolver::Auto { direct_cells: 300_000 },
@@ -90,7 +99,10 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     max_iterations: 500,
     unsuited: super::lift::unsuited,
     settings: &[],
-    configure: |_| Ok(Box::new(Newton::default())),
+    configure: |settings| {
+        let (tolerance, max_iterations) = settings.stopping()?;
+        Ok(Box::new(Newton { tolerance, max_iterations, ..Newton::default() }))
+    },
     memory_fields: super::monge_ampere::memory_fields,
 };
 
@@ -109,7 +121,7 @@ impl Newton {
     fn coarse_start(
         &self,
         problem: &Problem,
-        options: &Options,
+        options: &Stopping,
         start: Instant,
     ) -> Option<ScalarField> {
         let coarse_grid = coarsen(problem.grid(), COARSEST)?;
@@ -121,14 +133,14 @@ impl Newton {
         if remaining.is_some_and(|t| t <= 0.0) {
             return None;
         }
-        let coarse_options = Options {
+        let coarse_options = Options { time_limit: remaining, observer: None };
+        let coarse_solver = Newton {
             tolerance: Some(options.tol().max(1e-6)),
             max_iterations: Some(options.budget()),
-            time_limit: remaining,
-            observer: None,
+            initial: None,
+            ..self.clone()
         };
-        let solution =
-            Newton { initial: None, ..self.clone() }.solve(&coarse, &coarse_options).ok()?;
+        let solution = coarse_solver.solve(&coarse, &coarse_options).ok()?;
         solution.solved().then(|| prolong(&solution.p, problem.grid()))
     }
 }
@@ -136,8 +148,7 @@ impl Newton {
 impl Solver for Newton {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         let options =
-            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
-        options.validate()?;
+            &options.stopping(&METHOD, problem.grid(), self.tolerance, self.max_iterations)?;
         let start = Instant::now();
         let lifted = lifted_for("newton", self.lift, problem)?;
         let lift = lifted.as_ref().map(|(l, _)| *l);
@@ -296,8 +307,14 @@ mod tests {
         Problem::new(&ScalarField::from_fn(grid, f), &ScalarField::from_fn(grid, g)).unwrap()
     }
 
-    fn tight() -> Options {
-        Options { tolerance: Some(1e-10), max_iterations: Some(50), ..Default::default() }
+    /// Newton to a residual of 1e-10 in at most 50 steps.
+    fn tight() -> Newton {
+        Newton { tolerance: Some(1e-10), max_iterations: Some(50), ..Default::default() }
+    }
+
+    /// No time limit, no observer.
+    fn plain() -> Options {
+        Options::default()
     }
 
     /// μ-weighted L2 map errors of the manufactured periodic case on `sizes`, with their orders.
@@ -307,7 +324,7 @@ mod tests {
         for &n in sizes {
             let grid = Grid::unit(dim, n, BoundaryKind::Periodic).unwrap();
             let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-            let solution = Newton::default().solve(&problem, &tight()).unwrap();
+            let solution = tight().solve(&problem, &plain()).unwrap();
             assert!(solution.converged(), "{dim}D {n}: {}", solution.stop_reason);
             // Newton: a handful of steps, full steps near the solution.
             assert!(solution.iterations <= 8, "{dim}D {n}: {} iterations", solution.iterations);
@@ -328,7 +345,7 @@ mod tests {
         let case = PeriodicManufactured::standard(2);
         let grid = Grid::unit(2, 128, BoundaryKind::Periodic).unwrap();
         let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-        let solution = Newton::default().solve(&problem, &tight()).unwrap();
+        let solution = tight().solve(&problem, &plain()).unwrap();
         let rel = (solution.w2_squared() - case.w2_squared()).abs() / case.w2_squared();
         assert!(rel < 1e-4, "W2² {} vs {}", solution.w2_squared(), case.w2_squared());
         // The residual falls superlinearly: each of the last steps gains > 2 digits.
@@ -354,15 +371,15 @@ mod tests {
         for n in [32, 64, 128] {
             let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
             let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-            let direct = Newton { linear_solver: NewtonLinearSolver::Direct, ..Default::default() };
-            let solution = direct.solve(&problem, &tight()).unwrap();
+            let direct = Newton { linear_solver: NewtonLinearSolver::Direct, ..tight() };
+            let solution = direct.solve(&problem, &plain()).unwrap();
             assert!(solution.converged(), "{n}: {}", solution.stop_reason);
             let e = map_error(&solution, &problem, |x, y| case.map(x, y));
             hs.push(1.0 / n as f64);
             errors.push(e.l2);
             if n == 64 {
-                let krylov = Newton { linear_solver: KRYLOV_DEFAULT, ..Default::default() };
-                let other = krylov.solve(&problem, &tight()).unwrap();
+                let krylov = Newton { linear_solver: KRYLOV_DEFAULT, ..tight() };
+                let other = krylov.solve(&problem, &plain()).unwrap();
                 let diff = other.p.data() - solution.p.data();
                 assert!(diff.iter().all(|d| d.abs() < 1e-9), "direct and Krylov steps differ");
                 let rel = (solution.w2_squared() - case.w2_squared()).abs() / case.w2_squared();
@@ -377,15 +394,15 @@ mod tests {
     fn vanishing_densities_and_unconverged_runs_are_reported() {
         let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
         let problem = problem_on(&grid, |x| if x[0] < 0.3 { 0.0 } else { 1.0 }, |_| 1.0);
-        let msg = Newton::default().solve(&problem, &tight()).unwrap_err().to_string();
+        let msg = tight().solve(&problem, &plain()).unwrap_err().to_string();
         assert!(msg.contains("zero regions") && msg.contains("source"), "{msg}");
-        let unlifted = Newton { lift: None, ..Default::default() };
-        let msg = unlifted.solve(&problem, &tight()).unwrap_err().to_string();
+        let unlifted = Newton { lift: None, ..tight() };
+        let msg = unlifted.solve(&problem, &plain()).unwrap_err().to_string();
         assert!(msg.contains("strictly positive") && msg.contains("source"), "{msg}");
         let case = Separable::standard(2);
         let problem = problem_on(&grid, |x| case.source_density(x), |y| case.target_density(y));
-        let one = Options { max_iterations: Some(1), ..tight() };
-        let solution = Newton::default().solve(&problem, &one).unwrap();
+        let one = Newton { max_iterations: Some(1), ..tight() };
+        let solution = one.solve(&problem, &plain()).unwrap();
         assert!(!solution.converged() && solution.stop_reason.contains("iteration limit"));
         assert_eq!(solution.iterations, 1);
     }
@@ -402,9 +419,7 @@ mod tests {
         for (n, bound) in [(64, 3e-5), (128, 1.5e-5)] {
             let problem = case.problem(n).unwrap();
             assert!(problem.contrast() < 1e-20);
-            let s = Newton::default()
-                .solve(&problem, &Options { tolerance: Some(1e-8), ..tight() })
-                .unwrap();
+            let s = Newton { tolerance: Some(1e-8), ..tight() }.solve(&problem, &plain()).unwrap();
             assert!(s.converged(), "{n}: {}", s.stop_reason);
             assert!(s.iterations <= 8, "{n}: {} steps on the finest grid", s.iterations);
             assert_eq!(s.scalar("lift_mass"), Some(GaussianLift::default().mass));
@@ -421,9 +436,7 @@ mod tests {
         let case = crate::ot::Case::Gaussian3dRotated;
         let exact = case.exact().unwrap();
         let problem = case.problem(32).unwrap();
-        let s = Newton::default()
-            .solve(&problem, &Options { tolerance: Some(1e-8), ..tight() })
-            .unwrap();
+        let s = Newton { tolerance: Some(1e-8), ..tight() }.solve(&problem, &plain()).unwrap();
         assert!(s.converged(), "{}", s.stop_reason);
         let e = map_error(&s, &problem, |x, y| exact.map(x, y));
         assert!(e.l2 < 2e-4, "L2 {:.3e}", e.l2);
@@ -437,9 +450,7 @@ mod tests {
     fn an_unreachable_tolerance_ends_at_the_round_off_floor() {
         for case in [crate::ot::Case::Separable2d, crate::ot::Case::Periodic2d] {
             let problem = case.problem(32).unwrap();
-            let options =
-                Options { tolerance: Some(1e-17), max_iterations: Some(50), ..Default::default() };
-            let s = Newton::default().solve(&problem, &options).unwrap();
+            let s = Newton { tolerance: Some(1e-17), ..tight() }.solve(&problem, &plain()).unwrap();
             let floor = s.outcome.floor().unwrap_or_else(|| panic!("{:?}", s.outcome));
             assert!(floor < 1e-11 && s.iterations <= 10, "{floor} after {}", s.iterations);
             assert!(s.solved() && !s.converged());

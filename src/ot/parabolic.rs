@@ -116,6 +116,11 @@ pub enum Stepping {
 /// Parabolic Monge–Ampère solver settings.
 #[derive(Clone, serde::Serialize)]
 pub struct Parabolic {
+    /// Stop once the max norm of the Monge–Ampère residual `log(g(∇φ) det D²φ / f)` is at
+    /// most this; `None`: 1e-6 ([`METHOD`]).
+    pub tolerance: Option<f64>,
+    /// Time steps allowed; `None`: 500.
+    pub max_iterations: Option<usize>,
     pub schedule: Schedule,
     pub stepping: Stepping,
     /// Starting displacement potential (discretely convex); zero when `None`.
@@ -161,6 +166,8 @@ impl Default for Parabolic {
     /// once `η` is large.
     fn default() -> Self {
         Parabolic {
+            tolerance: None,
+            max_iterations: None,
             schedule: Schedule::Geometric { initial: 0.1, ratio: 2.0 },
             stepping: Stepping::LinearlyImplicit,
             initial: None,
@@ -227,7 +234,14 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
             (None, Stepping::Explicit) => Schedule::Cfl(0.9),
             (None, Stepping::LinearlyImplicit) => Parabolic::default().schedule,
         };
-        Ok(Box::new(Parabolic { schedule, stepping, ..Default::default() }))
+        let (tolerance, max_iterations) = settings.stopping()?;
+        Ok(Box::new(Parabolic {
+            tolerance,
+            max_iterations,
+            schedule,
+            stepping,
+            ..Default::default()
+        }))
     },
     memory_fields: super::monge_ampere::memory_fields,
 };
@@ -245,8 +259,7 @@ impl super::method::ConfiguredSolver for Parabolic {
 impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         let options =
-            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
-        options.validate()?;
+            &options.stopping(&METHOD, problem.grid(), self.tolerance, self.max_iterations)?;
         let start = Instant::now();
         let start_from = self.resume.as_ref().map(|s| &s.u).or(self.initial.as_ref());
         let lifted = lifted_for("parabolic", self.lift, problem)?;
@@ -456,12 +469,9 @@ mod tests {
     }
 
     fn run(problem: &Problem, solver: &Parabolic, tol: f64, iterations: usize) -> Solution {
-        let options = Options {
-            tolerance: Some(tol),
-            max_iterations: Some(iterations),
-            ..Default::default()
-        };
-        solver.solve(problem, &options).unwrap()
+        let solver =
+            Parabolic { tolerance: Some(tol), max_iterations: Some(iterations), ..solver.clone() };
+        solver.solve(problem, &Options::default()).unwrap()
     }
 
     /// 1D: the flow converges to the quantile map `G⁻¹ ∘ F`; max error ≤ 1e-3 at h = 1/200
@@ -636,15 +646,15 @@ mod tests {
         let case = crate::ot::Case::Gaussian2d;
         let problem = case.problem(64).unwrap();
         let exact = case.exact().unwrap();
-        let options =
-            Options { tolerance: Some(1e-6), max_iterations: Some(200), ..Default::default() };
-        let s = Parabolic::default().solve(&problem, &options).unwrap();
+        let flow = Parabolic { max_iterations: Some(200), ..Default::default() };
+        let options = Options::default();
+        let s = flow.solve(&problem, &options).unwrap();
         assert!(s.converged() && s.iterations <= 80, "{} after {}", s.stop_reason, s.iterations);
         let e = map_error(&s, &problem, |x, y| exact.map(x, y));
         assert!(e.l2 < 3e-5, "L2 {:.3e}", e.l2);
         assert!(s.scalar("lift_mass").is_some());
         let problem = crate::ot::Case::EightDecades.problem(64).unwrap();
-        let s = Parabolic::default().solve(&problem, &options).unwrap();
+        let s = flow.solve(&problem, &options).unwrap();
         let floor =
             s.outcome.floor().unwrap_or_else(|| panic!("{:?}: {}", s.outcome, s.stop_reason));
         assert!(floor < 1e-5, "{floor}");

@@ -120,20 +120,12 @@ impl Problem {
     }
 }
 
-/// Stopping and reporting settings shared by the solvers; the default leaves tolerance and
-/// iteration budget to each method.
+/// Run controls every solver takes: a wall-clock limit and an observer. The tolerance and
+/// the iteration budget are each solver's own parameters (their meaning is the method's:
+/// [`super::MethodInfo::stopping_measure`]); a solver resolves them against its defaults on
+/// entry ([`Options::stopping`]).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Options {
-    /// Stopping threshold of the method's own measure ([`super::Method::stopping_measure`]):
-    /// bfm — both marginal errors `‖ν − T#μ‖_H⁻¹`, `‖μ − T⁻¹#ν‖_H⁻¹` (a length: the H⁻¹
-    /// norm of a density difference is a linearised W₂ distance); newton — the max norm of
-    /// the Monge–Ampère residual `log(g(∇φ) det D²φ / f)` (a relative density mismatch).
-    /// `None` (the default): the method's own default on the problem's grid
-    /// ([`super::MethodInfo::default_tolerance`]), so one `Options` suits every method.
-    pub tolerance: Option<f64>,
-    /// Give up (unconverged) after this many iterations (all levels together); `None` (the
-    /// default): the method's own budget ([`super::MethodInfo::max_iterations`]).
-    pub max_iterations: Option<usize>,
     /// Give up ([`Outcome::TimeLimit`]) once this many wall-clock seconds have passed;
     /// checked once per iteration, so a run may overrun by one iteration.
     pub time_limit: Option<f64>,
@@ -141,6 +133,20 @@ pub struct Options {
     /// solve with [`Outcome::Stopped`]. Progress bars, logging and custom stopping rules
     /// are observers.
     #[serde(skip)]
+    pub observer: Option<Observer>,
+}
+
+/// The stopping rule of one solve: the solver's tolerance and iteration budget (its own
+/// or its method's defaults on the problem's grid) with the run's [`Options`].
+#[derive(Clone, Debug)]
+pub struct Stopping {
+    /// Stopping threshold of the method's own measure.
+    pub tolerance: f64,
+    /// Iteration budget (all levels together).
+    pub max_iterations: usize,
+    /// See [`Options::time_limit`].
+    pub time_limit: Option<f64>,
+    /// See [`Options::observer`].
     pub observer: Option<Observer>,
 }
 
@@ -156,7 +162,7 @@ pub struct Progress<'a> {
     pub record: &'a IterationRecord,
     /// The grid of the current level (multilevel methods) or the problem's grid.
     pub grid: &'a Grid,
-    /// The iteration limit ([`Options::max_iterations`]).
+    /// The iteration budget ([`Stopping::max_iterations`]).
     pub max_iterations: usize,
     /// Seconds since the solve started.
     pub elapsed: f64,
@@ -212,12 +218,30 @@ impl std::fmt::Debug for Observer {
 }
 
 impl Options {
-    /// Rejects a tolerance that is not positive and finite and a zero iteration limit.
-    pub fn validate(&self) -> Result<()> {
-        if let Some(t) = self.tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
-            return Err(Error::invalid(format!("tolerance must be positive and finite, got {t}")));
+    /// These options with `observer` called after every iteration.
+    pub fn observed(mut self, observer: Observer) -> Options {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The stopping rule of a solve by `method` on `grid`: `tolerance` and `max_iterations`
+    /// as the solver sets them, else the method's defaults. Rejects a tolerance that is not
+    /// positive and finite, a zero iteration budget and a time limit that is not positive.
+    pub fn stopping(
+        &self,
+        method: &super::MethodInfo,
+        grid: &Grid,
+        tolerance: Option<f64>,
+        max_iterations: Option<usize>,
+    ) -> Result<Stopping> {
+        let tolerance = tolerance.unwrap_or_else(|| (method.default_tolerance)(grid));
+        if !(tolerance.is_finite() && tolerance > 0.0) {
+            return Err(Error::invalid(format!(
+                "tolerance must be positive and finite, got {tolerance}"
+            )));
         }
-        if self.max_iterations == Some(0) {
+        let max_iterations = max_iterations.unwrap_or(method.max_iterations);
+        if max_iterations == 0 {
             return Err(Error::invalid("max_iterations must be at least 1"));
         }
         if let Some(t) = self.time_limit {
@@ -227,44 +251,29 @@ impl Options {
                 )));
             }
         }
-        Ok(())
+        Ok(Stopping {
+            tolerance,
+            max_iterations,
+            time_limit: self.time_limit,
+            observer: self.observer.clone(),
+        })
+    }
+}
+
+impl Stopping {
+    /// The tolerance.
+    pub fn tol(&self) -> f64 {
+        self.tolerance
     }
 
-    /// The tolerance set, else `default` (a method's default on the problem's grid).
-    pub fn tolerance_or(&self, default: f64) -> f64 {
-        self.tolerance.unwrap_or(default)
-    }
-
-    /// These options with the tolerance and the iteration budget set (to the method's
-    /// defaults unless given): every solver resolves its options this way on entry, then
-    /// reads [`Options::tol`] and [`Options::budget`].
-    pub fn resolved(&self, tolerance: f64, max_iterations: usize) -> Options {
-        Options {
-            tolerance: Some(self.tolerance_or(tolerance)),
-            max_iterations: Some(self.max_iterations.unwrap_or(max_iterations)),
-            ..self.clone()
-        }
-    }
-
-    /// The iteration budget of resolved options ([`Options::resolved`]).
-    pub(crate) fn budget(&self) -> usize {
-        self.max_iterations.expect("options are resolved on entry to the solver")
-    }
-
-    /// The tolerance of resolved options ([`Options::resolved`]).
-    pub(crate) fn tol(&self) -> f64 {
-        self.tolerance.expect("options are resolved on entry to the solver")
+    /// The iteration budget.
+    pub fn budget(&self) -> usize {
+        self.max_iterations
     }
 
     /// Whether the time limit has passed since `start`.
     pub fn out_of_time(&self, start: std::time::Instant) -> bool {
         self.time_limit.is_some_and(|t| start.elapsed().as_secs_f64() >= t)
-    }
-
-    /// These options with `observer` called after every iteration.
-    pub fn observed(mut self, observer: Observer) -> Options {
-        self.observer = Some(observer);
-        self
     }
 
     /// Reports an iteration (its record and a builder of its displacement potential on
@@ -282,7 +291,7 @@ impl Options {
                 iteration,
                 record,
                 grid,
-                max_iterations: self.max_iterations.unwrap_or(0),
+                max_iterations: self.max_iterations,
                 elapsed: start.elapsed().as_secs_f64(),
                 potential,
             };
@@ -303,7 +312,7 @@ pub enum Outcome {
         /// The measured floor of the stopping measure.
         floor: f64,
     },
-    /// `Options::max_iterations` ran out first.
+    /// The iteration budget ([`Stopping::max_iterations`]) ran out first.
     IterationLimit,
     /// `Options::time_limit` passed first.
     TimeLimit,

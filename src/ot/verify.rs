@@ -4,7 +4,7 @@
 //! verification suite: named [`Case`]s with closed-form maps, solved at several resolutions
 //! by [`verify_case`] (`otgrid verify`).
 
-use super::method::Method;
+use super::method::{Method, Settings};
 use super::problem::{Options, Problem, Solution};
 use crate::analytic::gaussian::{Gaussian, GaussianMap};
 use crate::analytic::maps::{DiskToAnnulus, PeriodicManufactured, ProductMap, Profile, Separable};
@@ -699,8 +699,9 @@ pub fn verify_case(
             Suite::Classic => case.tolerance(method, &grid),
             Suite::Zoo => method.default_tolerance(&grid),
         };
-        let options = Options { tolerance: Some(tolerance), ..Default::default() };
-        let solution = method.solve(&problem, &options)?;
+        let mut settings = Settings::default();
+        settings.set("tolerance", &tolerance.to_string());
+        let solution = method.configure(&settings)?.solve(&problem, &Options::default())?;
         let error = exact.as_ref().map(|e| map_error(&solution, &problem, |x, y| e.map(x, y)));
         let order = match (rows.last().filter(|r| r.refused.is_none()), error) {
             (Some(prev), Some(e)) => {
@@ -897,22 +898,18 @@ mod tests {
     fn outcomes_are_typed() {
         let grid_h = 1.0 / 64.0;
         let reference = Case::Gaussian2d.problem(64).unwrap();
-        let tolerance = Method::BFM.default_tolerance(reference.grid());
-        let converged = Method::BFM
-            .solve(&reference, &Options { tolerance: Some(tolerance), ..Default::default() })
-            .unwrap();
+        let options = Options::default();
+        let converged = Method::BFM.solve(&reference, &options).unwrap();
         assert_eq!(converged.outcome, Outcome::Converged);
         let problem = Case::GaussianUniform.problem(64).unwrap();
-        let options = Options {
-            tolerance: Some(Method::BFM.default_tolerance(problem.grid())),
-            ..Default::default()
-        };
         let floor = Method::BFM.solve(&problem, &options).unwrap();
         let value = floor.outcome.floor().expect("at the floor");
-        assert!(value > options.tol() && value < 2.0 * grid_h, "{:?}", floor.outcome);
+        let tolerance = Method::BFM.default_tolerance(problem.grid());
+        assert!(value > tolerance && value < 2.0 * grid_h, "{:?}", floor.outcome);
         assert!(floor.iterations < 40 && floor.solved() && !floor.converged());
-        let limited = Options { max_iterations: Some(3), ..options.clone() };
-        let s = Method::BFM.solve(&problem, &limited).unwrap();
+        let mut three = Settings::default();
+        three.set("max-iterations", "3");
+        let s = Method::BFM.configure(&three).unwrap().solve(&problem, &options).unwrap();
         assert_eq!(s.outcome, Outcome::IterationLimit);
         assert!(!s.solved());
         let timed = Options { time_limit: Some(1e-9), ..options };
@@ -926,7 +923,8 @@ mod tests {
                 s.outcome
             );
         }
-        assert!(Options { time_limit: Some(-1.0), ..Default::default() }.validate().is_err());
+        let negative = Options { time_limit: Some(-1.0), ..Default::default() };
+        assert!(Method::BFM.solve(&reference, &negative).is_err());
     }
 
     /// The written map is projected into the box of ν's support on box axes (disjoint

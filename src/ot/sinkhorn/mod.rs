@@ -44,7 +44,9 @@ mod levels;
 use super::fastmath::exp_shifted;
 use super::gibbs::{update, GibbsKernel, TASK_CELLS};
 use super::multilevel::Hierarchy;
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
+use super::problem::{
+    IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
+};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
@@ -55,6 +57,11 @@ use std::time::Instant;
 /// Sinkhorn settings.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Sinkhorn {
+    /// Stop once the L1 error of the entropic plan's second marginal is at most this (the
+    /// first marginal is exact after each source-side update); `None`: 1e-5 ([`METHOD`]).
+    pub tolerance: Option<f64>,
+    /// Iterations allowed, every grid and ε stage together; `None`: 2000.
+    pub max_iterations: Option<usize>,
     /// Entropic regularisation ε (of the cost |x − y|²/2); `None`: `1e-3 L²` with L the
     /// longest side of the problem's domain (1e-3 on the unit box), the same relative blur
     /// at every scale ([`Sinkhorn::epsilons`]).
@@ -82,6 +89,8 @@ pub struct Sinkhorn {
 impl Default for Sinkhorn {
     fn default() -> Self {
         Sinkhorn {
+            tolerance: None,
+            max_iterations: None,
             epsilon: None,
             epsilon_start: None,
             initial: None,
@@ -174,7 +183,7 @@ impl Sinkhorn {
         g: &mut Vec<f64>,
         tol: f64,
         iterations: &mut usize,
-        (options, start): (&Options, Instant),
+        (options, start): (&Stopping, Instant),
         history: &mut Vec<IterationRecord>,
     ) -> StageEnd {
         let eps = kernel.eps;
@@ -282,7 +291,8 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     configure: |settings| {
         let defaults = Sinkhorn::default();
         let epsilon = settings.parse("epsilon")?.or(defaults.epsilon);
-        Ok(Box::new(Sinkhorn { epsilon, ..defaults }))
+        let (tolerance, max_iterations) = settings.stopping()?;
+        Ok(Box::new(Sinkhorn { tolerance, max_iterations, epsilon, ..defaults }))
     },
     memory_fields: |_| 32.0,
 };
@@ -297,9 +307,9 @@ impl Solver for Sinkhorn {
     /// Runs on a rayon worker thread, so that the many small parallel loops of the coarse
     /// levels fork and join inside the pool instead of handing off from outside it.
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        let options =
-            &options.resolved((METHOD.default_tolerance)(problem.grid()), METHOD.max_iterations);
-        rayon::scope(|_| self.solve_in_pool(problem, options))
+        let stopping =
+            &options.stopping(&METHOD, problem.grid(), self.tolerance, self.max_iterations)?;
+        rayon::scope(|_| self.solve_in_pool(problem, stopping))
     }
 }
 
@@ -315,8 +325,7 @@ impl Sinkhorn {
         (self.epsilon.unwrap_or(1e-3 * scale), self.epsilon_start.unwrap_or(0.1 * scale))
     }
 
-    fn solve_in_pool(&self, problem: &Problem, options: &Options) -> Result<Solution> {
-        options.validate()?;
+    fn solve_in_pool(&self, problem: &Problem, options: &Stopping) -> Result<Solution> {
         let (epsilon, epsilon_start) = self.epsilons(problem.grid());
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(Error::invalid(format!(
@@ -516,8 +525,18 @@ impl Sinkhorn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::grid::BoundaryKind;
     use crate::ot::verify::map_error;
+
+    /// Sinkhorn stopping at `tolerance` or after `iterations`.
+    fn limited(tolerance: f64, iterations: usize) -> Sinkhorn {
+        Sinkhorn {
+            tolerance: Some(tolerance),
+            max_iterations: Some(iterations),
+            ..Default::default()
+        }
+    }
 
     fn problem(grid: &Grid, seed: f64) -> Problem {
         let mu = ScalarField::from_fn(grid, |x| {
@@ -582,15 +601,13 @@ mod tests {
                     .unwrap();
             let p = problem(&grid, 0.3);
             let eps = 0.02;
-            let options =
-                Options { tolerance: Some(1e-300), max_iterations: Some(40), ..Default::default() };
             let s = Sinkhorn {
                 epsilon: Some(eps),
                 epsilon_start: Some(eps),
                 overrelaxation: 1.0,
-                ..Default::default()
+                ..limited(1e-300, 40)
             }
-            .solve(&p, &options)
+            .solve(&p, &Options::default())
             .unwrap();
             let (f, g) = dense(&p, eps, 40);
             let worst =
@@ -684,12 +701,11 @@ mod tests {
             (Case::Gaussian2d, 45),
         ] {
             let p = case.problem(n).unwrap();
-            let options =
-                Options { tolerance: Some(1e-8), max_iterations: Some(5000), ..Default::default() };
-            let single = Sinkhorn { multiscale: false, ..Default::default() };
+            let options = Options::default();
+            let single = Sinkhorn { multiscale: false, ..limited(1e-8, 5000) };
             let (a, b) = (
                 single.solve(&p, &options).unwrap(),
-                Sinkhorn::default().solve(&p, &options).unwrap(),
+                limited(1e-8, 5000).solve(&p, &options).unwrap(),
             );
             assert!(a.converged() && b.converged(), "{case:?} {n}");
             let (da, db) = (a.displacement(&p), b.displacement(&p));
@@ -714,13 +730,12 @@ mod tests {
     /// and at most two iterations each (measured: one; four with fourth-order sampling).
     #[test]
     fn each_finer_grid_starts_converged() {
-        let options =
-            Options { tolerance: Some(1e-6), max_iterations: Some(5000), ..Default::default() };
+        let options = Options::default();
         let iterations: Vec<usize> = [64usize, 128, 256, 512]
             .iter()
             .map(|&n| {
                 let p = crate::ot::verify::Case::Gaussian2d.problem(n).unwrap();
-                let s = Sinkhorn::default().solve(&p, &options).unwrap();
+                let s = limited(1e-6, 5000).solve(&p, &options).unwrap();
                 assert!(s.converged());
                 s.iterations
             })
@@ -735,9 +750,7 @@ mod tests {
     #[test]
     fn iteration_limit_on_a_coarse_grid_returns_the_problem_grid() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(128).unwrap();
-        let options =
-            Options { tolerance: Some(1e-6), max_iterations: Some(5), ..Default::default() };
-        let s = Sinkhorn::default().solve(&p, &options).unwrap();
+        let s = limited(1e-6, 5).solve(&p, &Options::default()).unwrap();
         assert!(!s.converged() && s.iterations == 5);
         assert_eq!(s.p.grid(), p.grid());
         assert!(s.p.first_non_finite().is_none() && s.q.first_non_finite().is_none());
@@ -750,10 +763,9 @@ mod tests {
     #[test]
     fn overrelaxation_converges_to_the_same_plan_faster() {
         let p = crate::ot::verify::Case::Gaussian2d.problem(64).unwrap();
-        let options =
-            Options { tolerance: Some(1e-7), max_iterations: Some(5000), ..Default::default() };
-        let plain = Sinkhorn { epsilon: Some(5e-4), overrelaxation: 1.0, ..Default::default() };
-        let fast = Sinkhorn { epsilon: Some(5e-4), ..Default::default() };
+        let options = Options::default();
+        let plain = Sinkhorn { epsilon: Some(5e-4), overrelaxation: 1.0, ..limited(1e-7, 5000) };
+        let fast = Sinkhorn { epsilon: Some(5e-4), ..limited(1e-7, 5000) };
         let (a, b) = (plain.solve(&p, &options).unwrap(), fast.solve(&p, &options).unwrap());
         assert!(a.converged() && b.converged());
         assert!(
@@ -784,13 +796,13 @@ mod tests {
         let t = 0.02;
         let steps = 800;
         let flow = Parabolic {
+            tolerance: Some(1e-300),
+            max_iterations: Some(steps),
             schedule: Schedule::Constant(t / steps as f64),
             stepping: Stepping::LinearlyImplicit,
             ..Default::default()
         };
-        let options =
-            |k| Options { tolerance: Some(1e-300), max_iterations: Some(k), ..Default::default() };
-        let reference = flow.solve(&problem, &options(steps)).unwrap();
+        let reference = flow.solve(&problem, &Options::default()).unwrap();
         let centred = |u: &ScalarField| {
             let m = u.data().mean().unwrap();
             u.data().mapv(|v| v - m)
@@ -810,8 +822,9 @@ mod tests {
                 initial: Some(zero.clone()),
                 overrelaxation: 1.0,
                 multiscale: false,
+                ..limited(1e-300, k)
             }
-            .solve(&problem, &options(k))
+            .solve(&problem, &Options::default())
             .unwrap();
             assert_eq!(s.iterations, k);
             gaps.push(gap(&s.p));
@@ -830,13 +843,12 @@ mod tests {
         let case = crate::ot::verify::Case::Gaussian2d;
         let p = case.problem(64).unwrap();
         let Some(crate::ot::verify::Exact::Gaussian(exact)) = case.exact() else { unreachable!() };
-        let options =
-            Options { tolerance: Some(1e-6), max_iterations: Some(3000), ..Default::default() };
+        let options = Options::default();
         let mut errors = Vec::new();
         let w2 = exact.w2_squared();
         for eps in [4e-3, 1e-3, 2.5e-4] {
             let sol =
-                Sinkhorn { epsilon: Some(eps), ..Default::default() }.solve(&p, &options).unwrap();
+                Sinkhorn { epsilon: Some(eps), ..limited(1e-6, 3000) }.solve(&p, &options).unwrap();
             assert!(sol.converged(), "ε {eps}: {}", sol.stop_reason);
             errors.push(map_error(&sol, &p, |x, y| exact.apply(x, y)).l2);
             // The Sinkhorn divergence removes the entropic bias: 2 S_ε is within 1e-4 of W₂²
