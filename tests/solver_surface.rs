@@ -322,3 +322,26 @@ fn default_options_take_each_method_default_tolerance() {
     assert!(s.converged() && s.iterations < newton.iterations, "{}", s.stop_reason);
     assert!(s.stop_reason.contains("1.000e-3"), "{}", s.stop_reason);
 }
+
+/// Every method checks a starting potential the same way: on the problem's grid and finite
+/// (a one-line error naming the method).
+#[test]
+fn every_method_refuses_a_bad_initial_potential() {
+    use otgrid::ot::{BackAndForth, Newton, Parabolic, Sinkhorn};
+    let problem = Case::Periodic2d.problem(16).unwrap();
+    let other = ScalarField::zeros(&Case::Periodic2d.grid(8).unwrap());
+    let mut nan = ScalarField::zeros(problem.grid());
+    nan.data_mut()[[3, 4]] = f64::NAN;
+    for (p0, needle) in [(other, "another grid"), (nan, "NaN")] {
+        let solvers: [(&str, Box<dyn Solver>); 4] = [
+            ("bfm", Box::new(BackAndForth { initial: Some(p0.clone()), ..Default::default() })),
+            ("newton", Box::new(Newton { initial: Some(p0.clone()), ..Default::default() })),
+            ("parabolic", Box::new(Parabolic { initial: Some(p0.clone()), ..Default::default() })),
+            ("sinkhorn", Box::new(Sinkhorn { initial: Some(p0.clone()), ..Default::default() })),
+        ];
+        for (name, solver) in solvers {
+            let e = solver.solve(&problem, &Options::default()).err().expect(name).to_string();
+            assert!(e.starts_with(name) && e.contains(needle) && !e.contains('\n'), "{e}");
+        }
+    }
+}

@@ -628,11 +628,9 @@ impl BackAndForth {
         // each (the potentials must reach the problem's grid) and report nothing.
         let mut stopped = false;
         let mut p = match &self.initial {
-            Some(p0) if p0.grid() == problem.grid() => p0.clone(),
-            Some(_) => {
-                return Err(crate::error::Error::invalid(
-                    "initial potential lives on another grid than the problem",
-                ))
+            Some(p0) => {
+                problem.check_initial(p0, "bfm")?;
+                p0.clone()
             }
             None => ScalarField::zeros(&grids[0]),
         };

@@ -542,9 +542,9 @@ pub(super) fn initial_state(
 ) -> Result<(MongeAmpere, Vec<f64>, Vec<f64>, Vec<CellLinearisation>)> {
     let ma = MongeAmpere::new(problem, method)?;
     let mut u = match initial {
-        Some(p) if p.grid() == problem.grid() => p.data().iter().copied().collect::<Vec<f64>>(),
-        Some(_) => {
-            return Err(Error::invalid("initial potential lives on another grid than the problem"))
+        Some(p) => {
+            problem.check_initial(p, method)?;
+            p.data().iter().copied().collect::<Vec<f64>>()
         }
         None => vec![0.0; ma.len()],
     };

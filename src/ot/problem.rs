@@ -108,6 +108,21 @@ impl Problem {
         t
     }
 
+    /// Checks a starting potential given to `method`: on this problem's grid, finite.
+    pub fn check_initial(&self, p0: &ScalarField, method: &str) -> Result<()> {
+        if p0.grid() != self.grid() {
+            return Err(Error::invalid(format!(
+                "{method}: the initial potential lives on another grid than the problem"
+            )));
+        }
+        if p0.first_non_finite().is_some() {
+            return Err(Error::invalid(format!(
+                "{method}: the initial potential has NaN or infinite values"
+            )));
+        }
+        Ok(())
+    }
+
     /// The smaller of the two densities' `min / max` ratios (0 where one vanishes somewhere).
     pub fn contrast(&self) -> f64 {
         let ratio = |f: &ScalarField| f.min() / f.max();

@@ -335,16 +335,7 @@ impl Sinkhorn {
         let start = Instant::now();
         let grid = problem.grid().clone();
         if let Some(p0) = &self.initial {
-            if p0.grid() != &grid {
-                return Err(Error::invalid(
-                    "sinkhorn: the initial potential lives on another grid than the problem",
-                ));
-            }
-            if p0.first_non_finite().is_some() {
-                return Err(Error::invalid(
-                    "sinkhorn: the initial potential has NaN or infinite values",
-                ));
-            }
+            problem.check_initial(p0, "sinkhorn")?;
         }
         // The grid hierarchy, coarsest first (only the problem's grid from a given start).
         let hierarchy =
