@@ -95,6 +95,8 @@ impl Metric {
 pub(crate) struct WeightedSolver {
     /// Per side: `w` and `w^{-1/2}`.
     weights: [(Vec<f64>, Vec<f64>); 2],
+    /// Per side: a non-negative diagonal `d` added to the operator (empty: none).
+    diagonals: [Vec<f64>; 2],
     residual: Vec<f64>,
     preconditioned: Vec<f64>,
     direction: Vec<f64>,
@@ -114,12 +116,26 @@ impl WeightedSolver {
         let n = densities[0].len();
         WeightedSolver {
             weights: [side(densities[0]), side(densities[1])],
+            diagonals: [Vec::new(), Vec::new()],
             residual: vec![0.0; n],
             preconditioned: vec![0.0; n],
             direction: vec![0.0; n],
             product: vec![0.0; n],
             scaled: vec![0.0; n],
         }
+    }
+
+    /// These operators plus a diagonal per side: `−∇·(w_k∇x) + d_k x` (a JKO step's dual
+    /// Hessian, [`crate::ot::flow::jko`]); the preconditioner is then
+    /// `W^{-1/2} (−Δ + λ)⁻¹ W^{-1/2}` with the caller's shifted Poisson solver.
+    pub(crate) fn with_diagonals(mut self, diagonals: [Vec<f64>; 2]) -> WeightedSolver {
+        self.diagonals = diagonals;
+        self
+    }
+
+    /// The weights `w` of side `k`.
+    pub(crate) fn weights(&self, k: usize) -> &[f64] {
+        &self.weights[k].0
     }
 
     /// `z = W^{-1/2} (−Δ)⁻¹ W^{-1/2} r` for side `k`.
@@ -133,8 +149,8 @@ impl WeightedSolver {
         Ok(())
     }
 
-    /// Approximately solves `−∇·(w_k ∇x) = r` (r of zero sum) into `x`; returns the CG
-    /// iterations taken.
+    /// Approximately solves `−∇·(w_k ∇x) (+ d_k x) = r` (r of zero sum without a diagonal)
+    /// into `x`; returns the CG iterations taken.
     pub(crate) fn solve(
         &mut self,
         grid: &Grid,
@@ -159,6 +175,12 @@ impl WeightedSolver {
                 return Ok(it - 1); // r = 0: nothing to do
             }
             apply_weighted_laplacian(grid, &self.weights[k].0, &self.direction, &mut self.product);
+            if !self.diagonals[k].is_empty() {
+                self.product
+                    .par_iter_mut()
+                    .zip(self.direction.par_iter().zip(self.diagonals[k].par_iter()))
+                    .for_each(|(y, (x, d))| *y += d * x);
+            }
             let curvature = dot(&self.direction, &self.product);
             if curvature <= 0.0 || !curvature.is_finite() {
                 return Ok(it - 1); // round-off at convergence: keep the iterate

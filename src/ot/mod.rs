@@ -16,6 +16,7 @@
 pub mod bfm;
 pub mod density;
 mod fastmath;
+pub mod flow;
 mod gibbs;
 pub mod legendre;
 pub mod lift;

@@ -1,0 +1,484 @@
+//! One JKO step by back-and-forth ascent on its dual (Jacobs, Lee & Léger 2021).
+//!
+//! The step `ρ₁ = argmin_ρ F(ρ) + W₂²(ρ, μ)/(2τ)`, with `F(ρ) = ∫ e(ρ) + Vρ`
+//! ([`super::energy`]), times τ and in displacement potentials (the Kantorovich potentials
+//! are −p on ρ's side and −q on μ's, `q = p^c` the c-transform of
+//! [`crate::ot::c_transform`]), has the concave dual
+//!
+//! `J(p) = −∫ p^c dμ − τ ∫ e*(p/τ − V) dx`,
+//!
+//! whose maximiser gives `ρ₁ = (e*)'(p/τ − V)` and the map `x + ∇p` that carries ρ₁ back onto
+//! μ. The gradient of J in p is `S#μ − ρ_p` (S = id + ∇p^c) and in q (with `p = q^c`)
+//! `T#ρ_p − μ` (T = id + ∇p); the method ascends in p and in q alternately, each step
+//! preconditioned by `(−Δ)⁻¹` (the H¹ metric) with an adaptive step size, and after each step
+//! maximises J exactly over constants: the shift of p that gives `ρ_p` unit mass
+//! ([`super::energy::Internal::unit_mass_shift`]). The returned density is `ρ_p`: positive
+//! where e* is differentiable, unit mass to round-off, whatever the ascent's accuracy.
+//!
+//! Stopping: both H⁻¹ marginal errors `‖ρ_p − S#μ‖` and `‖μ − T#ρ_p‖` at most the tolerance;
+//! or the discretisation floor (no fall by 10 % in 10 iterations: the deposit's and the
+//! c-transform's error), returning the pair of least error.
+
+use super::energy::Energy;
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::Grid;
+use crate::operators::gradient;
+use crate::ot::bfm::PushForward;
+use crate::ot::legendre::c_transform;
+use crate::ot::metric::WeightedSolver;
+use crate::ot::problem::Outcome;
+use crate::ot::pushforward::{push_forward_adaptive, JacobianPushForward};
+use crate::spectral::{MeanPolicy, PoissonSolver, Symbol};
+use rayon::prelude::*;
+
+/// The finest floor window: a step stops at its floor once the marginal error has not fallen
+/// below this fraction of its last marked value for [`FLOOR_WINDOW`] iterations.
+const FLOOR_PROGRESS: f64 = 0.9;
+/// See [`FLOOR_PROGRESS`]. Measured on an Ornstein–Uhlenbeck flow at 64² (τ = 0.02, 0.01,
+/// 0.005 to T = 0.2): L1 against the Fokker–Planck solve 1.68e-2 / 7.96e-3 / 3.72e-3 with 5
+/// (15 iterations per step), 1.66e-2 / 7.60e-3 / 3.75e-3 with 10 (22); 10 fixed iterations
+/// 1.72e-2 / 8.97e-3 / 4.02e-3, 3 iterations 2.1e-2 / 2.0e-2 / 2.0e-2 (no convergence in τ).
+const FLOOR_WINDOW: usize = 5;
+/// The metric's weight floor, relative to the density's peak (as bfm's weighted metric).
+const FLOOR: f64 = 0.01;
+
+/// Parameters of a JKO step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JkoParams {
+    /// The time step τ > 0.
+    pub tau: f64,
+    /// Stop once both H⁻¹ marginal errors are at most this; `None`: `1e-3 τ` — far below a
+    /// step's transport distance (W₂ of order τ), see `docs/flows.md`.
+    pub tolerance: Option<f64>,
+    /// Back-and-forth iterations per step.
+    pub max_iterations: usize,
+    /// How the dual gradient's push-forwards are computed.
+    pub push_forward: PushForward,
+    /// Deposit sub-cells per axis ([`push_forward_adaptive`]'s minimum).
+    pub subsamples: usize,
+}
+
+impl Default for JkoParams {
+    fn default() -> Self {
+        JkoParams {
+            tau: 1e-3,
+            tolerance: None,
+            max_iterations: 200,
+            push_forward: PushForward::Auto,
+            subsamples: 2,
+        }
+    }
+}
+
+impl JkoParams {
+    /// The tolerance in use.
+    pub fn tol(&self) -> f64 {
+        self.tolerance.unwrap_or(1e-3 * self.tau)
+    }
+
+    /// Whether the push-forwards are by change of variables: `Auto` where μ is positive
+    /// everywhere (the entropy's flows; measured on an Ornstein–Uhlenbeck flow at 64², L1
+    /// against Fokker–Planck at τ = 0.02 / 0.01 / 0.005: 1.68e-2 / 7.96e-3 / 3.72e-3, the
+    /// deposit 1.66e-2 / 7.49e-3 / 4.57e-3), the deposit where it vanishes somewhere (compact
+    /// supports: porous medium; the Jacobian there did not converge in τ, L1 1.3e-2 at 10,
+    /// 20 and 40 steps of a Barenblatt flow at 128², the deposit 2.1e-2 / 1.5e-2 / 1.3e-2).
+    pub fn uses_jacobian(&self, mu: &ScalarField) -> bool {
+        match self.push_forward {
+            PushForward::Jacobian => true,
+            PushForward::Deposit => false,
+            PushForward::Auto => mu.min() > 0.0,
+        }
+    }
+
+    /// Checks τ, the tolerance and the budget.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.tau.is_finite() && self.tau > 0.0) {
+            return Err(Error::invalid(format!("τ must be positive and finite, got {}", self.tau)));
+        }
+        let tol = self.tol();
+        if !(tol.is_finite() && tol > 0.0) {
+            return Err(Error::invalid(format!(
+                "JKO tolerance must be positive and finite, got {tol}"
+            )));
+        }
+        if self.max_iterations == 0 {
+            return Err(Error::invalid("JKO max_iterations must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// One solved JKO step.
+#[derive(Clone, Debug)]
+pub struct JkoStep {
+    /// `ρ₁ = (e*)'(p/τ − V)`, unit mass.
+    pub density: ScalarField,
+    /// The displacement potential on ρ₁'s side: `x + ∇p` carries ρ₁ back onto μ (warm start
+    /// of the next step).
+    pub p: ScalarField,
+    /// How the step's ascent ended.
+    pub outcome: Outcome,
+    /// Back-and-forth iterations.
+    pub iterations: usize,
+    /// The larger H⁻¹ marginal error of the returned pair.
+    pub marginal_error: f64,
+    /// `J(p)/τ`: a lower bound of the step's minimum `F(ρ₁) + W₂²(ρ₁, μ)/(2τ)`.
+    pub dual_value: f64,
+    /// `∫ |∇p|² ρ₁`: the step's squared transport distance `W₂²(ρ₁, μ)`.
+    pub w2_squared: f64,
+}
+
+/// The planned operators of a flow's grid, reused by every step.
+pub struct JkoWorkspace {
+    grid: Grid,
+    /// `(−Δ)⁻¹` for the H⁻¹ stopping measure.
+    poisson: PoissonSolver,
+    /// The preconditioner's `(−Δ + λ)⁻¹` and its λ.
+    shifted: Option<(f64, PoissonSolver)>,
+    /// The step's metric (planned per step).
+    metric: Option<WeightedSolver>,
+    norm: Vec<f64>,
+    identity: VectorField,
+    jacobian: JacobianPushForward,
+    residual: Vec<f64>,
+    correction: Vec<f64>,
+}
+
+impl JkoWorkspace {
+    /// Plans the Poisson solver for `grid`.
+    pub fn new(grid: &Grid) -> Result<JkoWorkspace> {
+        let n = grid.num_cells();
+        Ok(JkoWorkspace {
+            grid: grid.clone(),
+            poisson: PoissonSolver::new(grid, 0.0, Symbol::Discrete)?
+                .with_mean_policy(MeanPolicy::Project),
+            shifted: None,
+            metric: None,
+            norm: vec![0.0; n],
+            identity: VectorField::from_fn(grid, |x, out| out.copy_from_slice(x)),
+            jacobian: JacobianPushForward::new(grid)?,
+            residual: vec![0.0; n],
+            correction: vec![0.0; n],
+        })
+    }
+}
+
+/// The iterate: p (normalised to unit mass), q = p^c and J(p).
+struct Iterate {
+    p: ScalarField,
+    q: ScalarField,
+    value: f64,
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    crate::field::ordered_sum(a.len(), |r| a[r.clone()].iter().zip(&b[r]).map(|(x, y)| x * y).sum())
+}
+
+/// The step's data: energy, μ, τ.
+struct Dual<'a> {
+    energy: &'a Energy,
+    mu: &'a ScalarField,
+    tau: f64,
+    vol: f64,
+}
+
+impl Dual<'_> {
+    /// `s = p/τ − V`.
+    fn dual_variable(&self, p: &ScalarField) -> Vec<f64> {
+        let p = p.data();
+        match &self.energy.potential {
+            Some(v) => p.iter().zip(v.data().iter()).map(|(p, v)| p / self.tau - v).collect(),
+            None => p.iter().map(|p| p / self.tau).collect(),
+        }
+    }
+
+    /// Shifts p so that `ρ_p` has unit mass; returns the shift.
+    fn normalise(&self, p: &mut ScalarField) -> Result<f64> {
+        let s = self.dual_variable(p);
+        let shift = self.tau * self.energy.internal.unit_mass_shift(&s, self.vol)?;
+        p.as_mut_slice().par_iter_mut().for_each(|v| *v += shift);
+        Ok(shift)
+    }
+
+    /// `ρ_p = (e*)'(p/τ − V)`.
+    fn density(&self, p: &ScalarField) -> Result<ScalarField> {
+        let e = self.energy.internal;
+        let rho: Vec<f64> = self.dual_variable(p).into_iter().map(|s| e.density(s)).collect();
+        ScalarField::from_vec(p.grid(), rho)
+    }
+
+    /// `J = −∫ q dμ − τ ∫ e*(p/τ − V)`.
+    fn value(&self, p: &ScalarField, q: &ScalarField) -> f64 {
+        let e = self.energy.internal;
+        let s = self.dual_variable(p);
+        let conj: f64 =
+            crate::field::ordered_sum(s.len(), |r| s[r].iter().map(|&v| e.conjugate(v)).sum());
+        let qmu = dot(
+            q.data().as_slice().expect("contiguous"),
+            self.mu.data().as_slice().expect("contiguous"),
+        );
+        -(qmu + self.tau * conj) * self.vol
+    }
+
+    /// The iterate at p: normalised, with its c-transform and value.
+    fn iterate(&self, mut p: ScalarField) -> Result<Iterate> {
+        self.normalise(&mut p)?;
+        let q = c_transform(&p, p.grid())?;
+        let value = self.value(&p, &q);
+        Ok(Iterate { p, q, value })
+    }
+}
+
+impl JkoParams {
+    /// The explicit start `p₀ = τ(e'(μ) + V)`: `ρ_{p₀} = μ`, and `x + ∇p₀` moves μ by one
+    /// explicit Euler step of the flow backwards (the first step's start; later steps start
+    /// from the previous step's p).
+    pub fn explicit_start(&self, energy: &Energy, mu: &ScalarField) -> ScalarField {
+        let e = energy.internal;
+        let mut p = mu.clone();
+        match &energy.potential {
+            Some(v) => p.data_mut().zip_mut_with(v.data(), |p, v| {
+                *p = self.tau * (e.derivative(*p) + v);
+            }),
+            None => p.data_mut().mapv_inplace(|r| self.tau * e.derivative(r)),
+        }
+        p
+    }
+
+    /// Solves one step from μ with energy `energy`, starting from the potential `start` (the
+    /// previous step's p, or [`Self::explicit_start`]). Runs on a rayon worker thread, so
+    /// that its many small parallel loops fork and join inside the pool (called from outside
+    /// it, each loop paid a cross-thread hand-off: 70 % of the time at 32²).
+    pub fn step(
+        &self,
+        energy: &Energy,
+        mu: &ScalarField,
+        start: &ScalarField,
+        ws: &mut JkoWorkspace,
+    ) -> Result<JkoStep> {
+        rayon::scope(|_| self.step_in_pool(energy, mu, start, ws))
+    }
+
+    fn step_in_pool(
+        &self,
+        energy: &Energy,
+        mu: &ScalarField,
+        start: &ScalarField,
+        ws: &mut JkoWorkspace,
+    ) -> Result<JkoStep> {
+        self.validate()?;
+        let grid = ws.grid.clone();
+        if mu.grid() != &grid || start.grid() != &grid {
+            return Err(Error::invalid("JKO step: density or potential on another grid"));
+        }
+        let dual = Dual { energy, mu, tau: self.tau, vol: grid.cell_volume() };
+        let tol = self.tol();
+        let mut it = dual.iterate(start.clone())?;
+        // The metric: J's Hessian in p is about −(−∇·(ρ∇) + (e*)''(s)/τ) (the transport part,
+        // then the energy's), in q the same with μ's weight: steps solve that weighted,
+        // shifted operator by preconditioned CG (W^{-1/2}(−Δ + λ)⁻¹W^{-1/2}, λ = Σ d w / Σ w²:
+        // 1/(Dτ) for the entropy), approximate Newton steps of natural size 1. With the plain
+        // H¹ metric the condition number grows like 1/(Dτ) times the density's contrast
+        // (measured: 50 iterations to 1e-2 on an Ornstein–Uhlenbeck step).
+        {
+            let rho = dual.density(&it.p)?;
+            let s = dual.dual_variable(&it.p);
+            let e = energy.internal;
+            let mut d: Vec<f64> = s.iter().map(|s| e.curvature(*s) / self.tau).collect();
+            // Off the support (compact supports: porous medium) e*'s curvature is 0, but a
+            // step that raises s above 0 there meets the support's curvature at once: the
+            // metric takes the support's mean there. Measured on Barenblatt flows (m = 2;
+            // 32², 64², 128² with 10, 20, 40 steps): L1 2.5e-2 / 1.2e-2 / 4.8e-3, against
+            // 9.6e-2 / 3.0e-2 / 1.3e-2 with 0 off the support (spurious mass up to 0.5 of a
+            // cell's peak outside the support).
+            let (sum, count) = d
+                .iter()
+                .zip(rho.data().iter())
+                .filter(|(_, r)| **r > 0.0)
+                .fold((0.0, 0usize), |(a, c), (d, _)| (a + d, c + 1));
+            let mean = sum / count.max(1) as f64;
+            d.iter_mut().zip(rho.data().iter()).for_each(|(d, r)| {
+                if *r <= 0.0 {
+                    *d = mean;
+                }
+            });
+            let slices = [rho.data(), mu.data()];
+            let slices = [slices[0].as_slice().expect("c"), slices[1].as_slice().expect("c")];
+            let metric = WeightedSolver::new(slices, FLOOR).with_diagonals([d.clone(), d.clone()]);
+            let w = metric.weights(0);
+            let (num, den) =
+                w.iter().zip(&d).fold((0.0, 0.0), |(n, m), (w, d)| (n + d * w, m + w * w));
+            let lambda = (num / den).max(0.0);
+            let replan =
+                ws.shifted.as_ref().is_none_or(|(l, _)| (l - lambda).abs() > 1e-3 * lambda);
+            if replan {
+                let solver = PoissonSolver::new(&grid, lambda, Symbol::Discrete)?
+                    .with_mean_policy(MeanPolicy::Project);
+                ws.shifted = Some((lambda, solver));
+            }
+            ws.metric = Some(metric);
+        }
+        let mut sigma = [1.0; 2];
+        let mut best: Option<(f64, ScalarField)> = None;
+        let (mut mark, mut mark_at) = (f64::INFINITY, 0usize);
+        let mut outcome = Outcome::IterationLimit;
+        let mut iterations = 0;
+        let mut last_error = f64::INFINITY;
+        for k in 0..self.max_iterations {
+            iterations = k + 1;
+            let h_f = self.half_step(&dual, &mut it, &mut sigma[0], true, ws)?;
+            let h_b = self.half_step(&dual, &mut it, &mut sigma[1], false, ws)?;
+            let error = h_f.max(h_b);
+            tracing::trace!(
+                "JKO iteration {k}: H⁻¹ marginal errors {h_f:.3e} / {h_b:.3e}, J {:.10e}, steps \
+                 {:.3e} / {:.3e}",
+                it.value,
+                sigma[0],
+                sigma[1]
+            );
+            last_error = error;
+            if !error.is_finite() || !it.value.is_finite() {
+                outcome = Outcome::Diverged;
+                break;
+            }
+            if best.as_ref().is_none_or(|b| error < b.0) {
+                best = Some((error, it.p.clone()));
+            }
+            if error <= tol {
+                outcome = Outcome::Converged;
+                break;
+            }
+            if error < FLOOR_PROGRESS * mark {
+                (mark, mark_at) = (error, k);
+            }
+            if k >= mark_at + FLOOR_WINDOW {
+                outcome =
+                    Outcome::DiscretisationFloor { floor: best.as_ref().map_or(error, |b| b.0) };
+                break;
+            }
+        }
+        let (marginal_error, p) = match (outcome, best) {
+            (Outcome::Converged, _) | (_, None) => (last_error, it.p),
+            (_, Some((e, p))) => (e, p),
+        };
+        let it = dual.iterate(p)?;
+        let density = dual.density(&it.p)?;
+        let g = gradient(&it.p);
+        let d = grid.dim();
+        let w2: f64 = g
+            .data()
+            .as_slice()
+            .expect("contiguous")
+            .chunks(d)
+            .zip(density.data().iter())
+            .map(|(v, r)| r * v.iter().map(|x| x * x).sum::<f64>())
+            .sum::<f64>()
+            * dual.vol;
+        Ok(JkoStep {
+            density,
+            p: it.p,
+            outcome,
+            iterations,
+            marginal_error,
+            dual_value: it.value / self.tau,
+            w2_squared: w2,
+        })
+    }
+
+    /// One half step: `forward` ascends in p (matching ρ_p to S#μ), else in q (matching
+    /// T#ρ_p to μ). Returns the H⁻¹ marginal error measured before the step.
+    fn half_step(
+        &self,
+        dual: &Dual,
+        it: &mut Iterate,
+        sigma: &mut f64,
+        forward: bool,
+        ws: &mut JkoWorkspace,
+    ) -> Result<f64> {
+        let grid = &ws.grid;
+        let vol = dual.vol;
+        // (moving potential, its c-transform) and the residual target − pushed.
+        let jacobian = self.uses_jacobian(dual.mu);
+        let (target, pushed) = if forward {
+            let pushed = if jacobian {
+                let inverse = c_transform(&it.q, grid)?;
+                let mut out = ScalarField::zeros(grid);
+                ws.jacobian.apply_cubic(
+                    dual.mu,
+                    inverse.data().as_slice().expect("c"),
+                    out.as_mut_slice(),
+                );
+                out
+            } else {
+                let mut map = gradient(&it.q);
+                map.data_mut().zip_mut_with(ws.identity.data(), |a, b| *a += b);
+                push_forward_adaptive(dual.mu, &map, grid, self.subsamples)?
+            };
+            (dual.density(&it.p)?, pushed)
+        } else {
+            // The q side: J(q) sees p = q^c (c-concave, normalised).
+            *it = dual.iterate(c_transform(&it.q, grid)?)?;
+            let rho = dual.density(&it.p)?;
+            let pushed = if jacobian {
+                let mut out = ScalarField::zeros(grid);
+                ws.jacobian.apply_cubic(
+                    &rho,
+                    it.q.data().as_slice().expect("c"),
+                    out.as_mut_slice(),
+                );
+                out
+            } else {
+                let mut map = gradient(&it.p);
+                map.data_mut().zip_mut_with(ws.identity.data(), |a, b| *a += b);
+                push_forward_adaptive(&rho, &map, grid, self.subsamples)?
+            };
+            (dual.mu.clone(), pushed)
+        };
+        let (t, r) = (target.data(), pushed.data());
+        let (t, r) = (t.as_slice().expect("contiguous"), r.as_slice().expect("contiguous"));
+        ws.residual
+            .par_iter_mut()
+            .zip(t.par_iter().zip(r.par_iter()))
+            .for_each(|(out, (t, r))| *out = t - r);
+        let (_, shifted) = ws.shifted.as_mut().expect("planned on entry");
+        let metric = ws.metric.as_mut().expect("planned on entry");
+        let k = if forward { 0 } else { 1 };
+        metric.solve(grid, shifted, k, &ws.residual, &mut ws.correction)?;
+        let predicted = dot(&ws.residual, &ws.correction) * vol;
+        ws.poisson.solve(&ws.residual, &mut ws.norm)?;
+        let error = (dot(&ws.residual, &ws.norm) * vol).max(0.0).sqrt();
+        let before = it.value;
+        for _ in 0..30 {
+            let candidate = if forward {
+                let mut p = it.p.clone();
+                let s = *sigma;
+                p.as_mut_slice()
+                    .par_iter_mut()
+                    .zip(ws.correction.par_iter())
+                    .for_each(|(v, c)| *v -= s * c);
+                dual.iterate(p)?
+            } else {
+                let mut q = it.q.clone();
+                let s = *sigma;
+                q.as_mut_slice()
+                    .par_iter_mut()
+                    .zip(ws.correction.par_iter())
+                    .for_each(|(v, c)| *v -= s * c);
+                dual.iterate(c_transform(&q, grid)?)?
+            };
+            let rise = candidate.value - before;
+            if rise.is_finite() && rise >= -1e-14 * before.abs() {
+                if rise > 0.75 * *sigma * predicted {
+                    *sigma *= 1.25;
+                } else if rise < 0.25 * *sigma * predicted {
+                    *sigma *= 0.8;
+                }
+                *it = candidate;
+                return Ok(error);
+            }
+            *sigma *= 0.5;
+        }
+        Ok(error)
+    }
+}
