@@ -4,6 +4,7 @@
 //! bad arguments); results go to stdout.
 
 mod demo;
+mod flow;
 mod info;
 mod ot;
 mod pde;
@@ -54,6 +55,8 @@ enum Command {
     Parabolic(pde::TimeArgs),
     /// Solve ∂ₜρ = ∇·(D∇ρ + ρ∇V) (Scharfetter–Gummel, implicit Euler) from a problem file.
     FokkerPlanck(pde::TimeArgs),
+    /// Wasserstein gradient flow of an energy by JKO steps (entropy, porous medium, potentials, KL to a target); writes a time series.
+    Flow(flow::FlowArgs),
 }
 
 /// Grid selection shared by every subcommand that builds a grid: a mesh file or built-in
@@ -163,6 +166,7 @@ impl Command {
         match self {
             Command::Ot(a) => a.json,
             Command::Verify(a) => a.json,
+            Command::Flow(a) => a.json,
             Command::Elliptic(a) => a.json,
             Command::Parabolic(a) | Command::FokkerPlanck(a) => a.problem.json,
             Command::Info(_) | Command::Demo(_) => false,
@@ -236,6 +240,7 @@ pub fn main() -> i32 {
         Command::Elliptic(args) => pde::elliptic(args, &mut report),
         Command::Parabolic(args) => pde::parabolic(args, &mut report),
         Command::FokkerPlanck(args) => pde::fokker_planck(args, &mut report),
+        Command::Flow(args) => flow::run(args, &mut report),
     };
     match result {
         Ok(()) => {

@@ -171,6 +171,11 @@ impl TimeProgress {
         std::ops::ControlFlow::Continue(())
     }
 
+    /// Records a step ending at time `t` (for runs whose steps are not the PDE steppers').
+    pub fn at(&mut self, t: f64) {
+        self.step(t);
+    }
+
     /// Records a step ending at time `t`.
     fn step(&mut self, t: f64) {
         self.steps += 1;

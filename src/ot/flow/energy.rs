@@ -217,6 +217,126 @@ impl Energy {
     }
 }
 
+/// One term of an energy as the CLI's `--energy` gives it: `entropy:D`, `porous:M[,GAMMA]`,
+/// `potential:EXPR` (V an expression in x, y, z) or `kl:SPEC` (the relative entropy
+/// `KL(ρ‖ν) = ∫ ρ log(ρ/ν)` to a density ν given as for `otgrid ot --target`: the entropy
+/// with D = 1 plus the potential `−log ν`).
+#[derive(Clone, Debug)]
+pub enum Term {
+    /// `D ∫ ρ log ρ`.
+    Entropy(f64),
+    /// `γ ∫ ρᵐ/(m − 1)`: (m, γ).
+    PorousMedium(f64, f64),
+    /// `∫ V ρ`.
+    Potential(Box<crate::expr::Expression>),
+    /// `KL(ρ‖ν)`.
+    RelativeEntropy(Box<crate::ot::DensitySpec>),
+}
+
+impl std::str::FromStr for Term {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Term> {
+        let (kind, rest) = text.split_once(':').ok_or_else(|| {
+            Error::invalid(format!(
+                "energy term '{text}': expected entropy:D, porous:M[,GAMMA], potential:EXPR or kl:SPEC"
+            ))
+        })?;
+        let number = |v: &str, what: &str| -> Result<f64> {
+            v.trim().parse::<f64>().map_err(|_| {
+                Error::invalid(format!("energy term '{text}': {what} '{v}' is not a number"))
+            })
+        };
+        match kind.trim() {
+            "entropy" => Ok(Term::Entropy(number(rest, "D")?)),
+            "porous" => {
+                let (m, gamma) = match rest.split_once(',') {
+                    Some((m, g)) => (number(m, "m")?, number(g, "γ")?),
+                    None => (number(rest, "m")?, 1.0),
+                };
+                Ok(Term::PorousMedium(m, gamma))
+            }
+            "potential" => {
+                Ok(Term::Potential(Box::new(crate::expr::Expression::parse(rest, "potential")?)))
+            }
+            "kl" => Ok(Term::RelativeEntropy(Box::new(crate::ot::DensitySpec::parse(
+                rest,
+                "kl target",
+            )?))),
+            other => Err(Error::invalid(format!(
+                "energy term '{text}': unknown kind '{other}' (entropy, porous, potential or kl)"
+            ))),
+        }
+    }
+}
+
+impl Energy {
+    /// The energy `Σ terms` on `grid`: exactly one internal term (entropy, porous or kl) and
+    /// any number of potentials (summed). A kl target must be positive everywhere (its
+    /// `−log ν` is the potential).
+    pub fn from_terms(
+        terms: &[Term],
+        grid: &crate::grid::Grid,
+        inputs: &crate::io::Inputs,
+    ) -> Result<Energy> {
+        let mut internal = None;
+        let mut potential: Option<ScalarField> = None;
+        let mut add = |v: ScalarField| {
+            potential = Some(match potential.take() {
+                None => v,
+                Some(mut p) => {
+                    p.data_mut().zip_mut_with(v.data(), |a, b| *a += b);
+                    p
+                }
+            });
+        };
+        for term in terms {
+            let this = match term {
+                Term::Entropy(d) => Some(Internal::Entropy { diffusion: *d }),
+                Term::PorousMedium(m, g) => {
+                    Some(Internal::PorousMedium { coefficient: *g, exponent: *m })
+                }
+                Term::RelativeEntropy(spec) => {
+                    let nu = spec.sample(grid, "kl target", inputs)?;
+                    let mass = nu.integral();
+                    let min = nu.min();
+                    let positive = min > 0.0 && mass > 0.0 && mass.is_finite();
+                    if !positive {
+                        return Err(Error::invalid(format!(
+                            "kl target: must be positive everywhere (its −log is the potential), min {min:e}"
+                        )));
+                    }
+                    let mut v = nu;
+                    v.data_mut().mapv_inplace(|x| -(x / mass).ln());
+                    add(v);
+                    Some(Internal::Entropy { diffusion: 1.0 })
+                }
+                Term::Potential(e) => {
+                    add(e.sample(grid, 0.0, "potential")?);
+                    None
+                }
+            };
+            if let Some(i) = this {
+                if internal.is_some() {
+                    return Err(Error::invalid(
+                        "energy: more than one internal term (entropy, porous, kl); give one",
+                    ));
+                }
+                i.validate()?;
+                internal = Some(i);
+            }
+        }
+        let internal = internal.ok_or_else(|| {
+            Error::invalid("energy: needs one internal term (entropy:D, porous:M or kl:SPEC)")
+        })?;
+        if let Some(v) = &potential {
+            if v.first_non_finite().is_some() {
+                return Err(Error::invalid("energy: the potential has NaN or infinite values"));
+            }
+        }
+        Ok(Energy { internal, potential })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 pub mod energy;
 pub mod jko;
 
-pub use energy::{Energy, Internal};
+pub use energy::{Energy, Internal, Term};
 pub use jko::{JkoParams, JkoStep, JkoWorkspace};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,189 @@
+//! `otgrid flow`: Wasserstein gradient flows by JKO steps.
+
+use super::progress::TimeProgress;
+use super::{GridArgs, Report};
+use otgrid::error::{Error, Result};
+use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
+use otgrid::ot::flow::{Energy, FlowRecord, GradientFlow, JkoParams, Term};
+use otgrid::ot::DensitySpec;
+use otgrid::resources::MemoryEstimate;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct FlowArgs {
+    /// Initial density ρ₀: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET,
+    /// FILE.npy, FILE.png or an expression in x,y,z (its mass is kept).
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub initial: String,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Map a density stored on another grid onto this run's grid by conservative
+    /// resampling, instead of refusing it.
+    #[arg(long)]
+    pub resample: bool,
+    /// An energy term (repeatable; the energy is their sum): entropy:D (D∫ρ log ρ, the
+    /// heat flow; with a potential, Fokker–Planck), porous:M[,GAMMA] (γ∫ρᵐ/(m−1), the
+    /// porous-medium equation ∂ₜρ = γΔρᵐ; γ default 1), potential:EXPR (∫Vρ, V an
+    /// expression in x,y,z) or kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
+    /// everywhere). Exactly one of entropy, porous, kl.
+    #[arg(long = "energy", value_name = "TERM", required = true, allow_hyphen_values = true)]
+    pub energy: Vec<String>,
+    /// The JKO time step τ.
+    #[arg(long)]
+    pub tau: f64,
+    /// Number of JKO steps (default: --t-end / τ).
+    #[arg(long, conflicts_with = "t_end")]
+    pub steps: Option<usize>,
+    /// End time (rounded to a whole number of steps).
+    #[arg(long)]
+    pub t_end: Option<f64>,
+    /// Densities kept in the time series (evenly spaced; the last step always).
+    #[arg(long, default_value_t = 10)]
+    pub snapshots: usize,
+    /// Stopping tolerance of each step's dual ascent: both H⁻¹ marginal errors (default
+    /// 1e-3 τ; a step also stops at its grid's floor).
+    #[arg(long)]
+    pub tol: Option<f64>,
+    /// Back-and-forth iterations per step.
+    #[arg(long, default_value_t = 200)]
+    pub max_iterations: usize,
+    /// Output HDF5 file; the XDMF sidecar goes next to it.
+    #[arg(short, long, default_value = "flow.h5")]
+    pub out: PathBuf,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak memory of a flow in fields of its grid: the step's potentials, densities, residuals,
+/// metric and CG vectors, the deposit and the Poisson solvers' scratch (about 40), plus the
+/// snapshots kept.
+fn memory_fields(snapshots: usize) -> f64 {
+    40.0 + snapshots as f64
+}
+
+pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
+    let grid = args.grid.resolve("unit_square_256")?;
+    report.put("grid", &grid);
+    let steps = match (args.steps, args.t_end) {
+        (Some(k), _) => k,
+        (None, Some(t)) if t > 0.0 && args.tau > 0.0 => (t / args.tau).round().max(1.0) as usize,
+        (None, Some(t)) => {
+            return Err(Error::invalid(format!(
+                "--t-end must be positive (and --tau positive), got {t}"
+            )))
+        }
+        (None, None) => return Err(Error::invalid("give --steps or --t-end")),
+    };
+    MemoryEstimate::fields(&grid, memory_fields(args.snapshots.min(steps)), 0, "flow")
+        .check(report.memory_limit)?;
+    let base = Path::new(".");
+    let initial_spec = DensitySpec::parse(&args.initial, "initial")?;
+    let inputs: Vec<(String, PathBuf)> =
+        initial_spec.input_file(base).map(|p| vec![("initial".to_string(), p)]).unwrap_or_default();
+    check_output_path(&args.out, &inputs)?;
+    let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
+    let terms: Vec<Term> = args.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
+    let energy = Energy::from_terms(&terms, &grid, &reading)?;
+    let rho0 = initial_spec.sample(&grid, "initial", &reading)?;
+    let flow = GradientFlow {
+        energy,
+        jko: JkoParams {
+            tau: args.tau,
+            tolerance: args.tol,
+            max_iterations: args.max_iterations,
+            ..Default::default()
+        },
+        steps,
+    };
+    let parameters = serde_json::json!({
+        "initial": &args.initial,
+        "energy": &args.energy,
+        "internal": &flow.energy.internal,
+        "jko": &flow.jko,
+        "steps": steps,
+        "snapshots": args.snapshots,
+        "grid": &grid,
+    });
+    report.put("parameters", &parameters);
+    let t_end = steps as f64 * args.tau;
+    let mut progress = TimeProgress::new(0.0, t_end, "flow");
+    let started = std::time::Instant::now();
+    let run = flow.run(&rho0, args.snapshots, |r: &FlowRecord| {
+        progress.at(r.time);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    let records = &run.records;
+    let column = |f: fn(&FlowRecord) -> f64| records.iter().map(f).collect::<Vec<f64>>();
+    let m0 = rho0.integral();
+    let drift = records.iter().map(|r| ((r.mass - m0) / m0).abs()).fold(0.0, f64::max);
+    let min_density = records.iter().map(|r| r.min_density).fold(f64::INFINITY, f64::min);
+    let at_floor = records.iter().filter(|r| r.outcome == "discretisation_floor").count();
+    let limited = records.iter().filter(|r| r.outcome == "iteration_limit").count();
+    let energy0 = flow.energy.value(&rho0);
+    let energy1 = records.last().map_or(energy0, |r| r.energy);
+    let iterations: usize = records.iter().map(|r| r.iterations).sum();
+    report.put("steps", records.len());
+    report.put("t_end", t_end);
+    report.put("seconds", seconds);
+    report.put("seconds_per_step", seconds / records.len().max(1) as f64);
+    report.put("iterations", iterations);
+    report.put("energy", serde_json::json!({"first": energy0, "last": energy1}));
+    report.put("mass", m0);
+    report.put("relative_mass_drift", drift);
+    report.put("min_density", min_density);
+    report.put(
+        "step_outcomes",
+        serde_json::json!({
+            "converged": records.len() - at_floor - limited,
+            "discretisation_floor": at_floor,
+            "iteration_limit": limited,
+        }),
+    );
+    if !report.json {
+        println!("flow         {} on {grid}, τ = {}", args.energy.join(" + "), args.tau);
+        println!(
+            "integrated   t = {t_end} in {} JKO steps, {seconds:.3} s ({:.3} s per step, {:.1} iterations per step)",
+            records.len(),
+            seconds / records.len().max(1) as f64,
+            iterations as f64 / records.len().max(1) as f64
+        );
+        println!(
+            "steps        {} converged, {at_floor} at the grid's floor, {limited} at the iteration limit",
+            records.len() - at_floor - limited
+        );
+        println!("energy       {energy0:.9e} -> {energy1:.9e}");
+        println!("mass         {m0:.12e}, relative drift {drift:.1e}");
+        println!("positivity   min density {min_density:.3e}");
+    }
+    let mut out = Output::new(grid);
+    for (t, rho) in &run.snapshots {
+        out.add_step(*t, vec![("rho", Field::Scalar(rho.clone()))])?;
+    }
+    let last = run.snapshots.last().expect("the initial density").1.clone();
+    out.add_field("rho", last)?;
+    if let Some(v) = &flow.energy.potential {
+        out.add_field("potential", v.clone())?;
+    }
+    out.add_diagnostic("time", column(|r| r.time))?;
+    out.add_diagnostic("energy", column(|r| r.energy))?;
+    out.add_diagnostic("w2_step", column(|r| r.w2_step))?;
+    out.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
+    out.add_diagnostic("iterations", column(|r| r.iterations as f64))?;
+    out.add_diagnostic("seconds", column(|r| r.seconds))?;
+    out.add_diagnostic("mass", column(|r| r.mass))?;
+    out.add_diagnostic("min_density", column(|r| r.min_density))?;
+    out.set_attribute("problem", AttrValue::Text("flow".into()))?;
+    out.set_attribute("tau", AttrValue::Number(args.tau))?;
+    out.set_attribute("seconds", AttrValue::Number(seconds))?;
+    out.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
+    let w = out.write(&args.out)?;
+    report.put("output", w.hdf5.display().to_string());
+    report.put("xdmf", w.xdmf.display().to_string());
+    if !report.json {
+        println!("wrote        {} and {}", w.hdf5.display(), w.xdmf.display());
+    }
+    Ok(())
+}

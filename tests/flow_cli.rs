@@ -1,0 +1,102 @@
+//! `otgrid flow` end to end: a Fokker–Planck flow and a porous-medium flow write a ParaView
+//! time series with per-step diagnostics; bad input fails with one line and no file.
+
+use otgrid::io::{AttrValue, Output};
+use std::path::Path;
+use std::process::Command;
+
+fn otgrid(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_otgrid")).args(args).current_dir(cwd).output().unwrap()
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn flows_write_time_series_with_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fp = [
+        "flow",
+        "--grid",
+        "48x48",
+        "--initial",
+        "gaussian:0.35,0.4:0.01,0,0,0.01",
+        "--energy",
+        "entropy:0.05",
+        "--energy",
+        "potential:2*((x-0.5)^2+(y-0.5)^2)",
+        "--tau",
+        "0.01",
+        "--t-end",
+        "0.05",
+        "--snapshots",
+        "5",
+        "--out",
+        "fp.h5",
+        "--json",
+    ];
+    let o = otgrid(&fp, d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["steps"], 5);
+    assert!(v["relative_mass_drift"].as_f64().unwrap() < 1e-12);
+    assert!(v["energy"]["last"].as_f64() < v["energy"]["first"].as_f64());
+    let out = Output::read(&d.join("fp.h5")).unwrap();
+    assert_eq!(out.steps().len(), 6, "t = 0 and five steps");
+    let energy = &out.diagnostics()["energy"];
+    assert_eq!(energy.len(), 5);
+    assert!(energy.windows(2).all(|w| w[1] <= w[0]), "{energy:?}");
+    assert!(matches!(out.attributes()["problem"], AttrValue::Text(ref t) if t == "flow"));
+    assert!(d.join("fp.xmf").exists());
+    // A porous-medium flow from a compact bump keeps its mass and stays non-negative.
+    let pme = [
+        "flow",
+        "--grid",
+        "32x32",
+        "--initial",
+        "max(0.1-4*((x-0.5)^2+(y-0.5)^2),0)",
+        "--energy",
+        "porous:2,0.1",
+        "--tau",
+        "0.002",
+        "--steps",
+        "4",
+        "--out",
+        "pme.h5",
+        "--json",
+    ];
+    let v = json(&otgrid(&pme, d));
+    assert_eq!(v["status"], "ok", "{v}");
+    assert!(v["relative_mass_drift"].as_f64().unwrap() < 1e-12);
+    assert!(v["min_density"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn bad_flows_fail_with_one_line_and_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = ["flow", "--grid", "16x16", "--initial", "uniform", "--out", "bad.h5"];
+    for (extra, needle) in [
+        (vec!["--energy", "entropy:0.1", "--tau", "0", "--steps", "2"], "τ"),
+        (vec!["--energy", "entropy:0.1", "--tau", "0.01"], "--steps or --t-end"),
+        (vec!["--energy", "potential:x", "--tau", "0.01", "--steps", "2"], "internal"),
+        (vec!["--energy", "heat:1", "--tau", "0.01", "--steps", "2"], "unknown kind"),
+        (
+            vec!["--energy", "entropy:1", "--energy", "porous:2", "--tau", "0.01", "--steps", "2"],
+            "more than one",
+        ),
+        (vec!["--energy", "porous:0.5", "--tau", "0.01", "--steps", "2"], "m > 1"),
+        (vec!["--energy", "kl:x-0.5", "--tau", "0.01", "--steps", "2"], "positive everywhere"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let o = otgrid(&args, d);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle) && err.trim().lines().count() == 1, "{needle}: {err}");
+        assert!(!d.join("bad.h5").exists(), "{args:?} left a file");
+    }
+}
