@@ -48,8 +48,8 @@ const FLOOR: f64 = 0.01;
 pub struct JkoParams {
     /// The time step τ > 0.
     pub tau: f64,
-    /// Stop once both H⁻¹ marginal errors are at most this; `None`: `1e-3 τ` — far below a
-    /// step's transport distance (W₂ of order τ), see `docs/flows.md`.
+    /// Stop once both H⁻¹ marginal errors are at most this; `None`: [`JkoParams::tol`]'s
+    /// default.
     pub tolerance: Option<f64>,
     /// Back-and-forth iterations per step.
     pub max_iterations: usize,
@@ -72,9 +72,11 @@ impl Default for JkoParams {
 }
 
 impl JkoParams {
-    /// The tolerance in use.
-    pub fn tol(&self) -> f64 {
-        self.tolerance.unwrap_or(1e-3 * self.tau)
+    /// The tolerance in use on `grid`: the one set, else `min(1e-3 τ, 0.05 h)` — far below
+    /// a small step's transport distance (W₂ of order τ), and for large τ (a step that is a
+    /// whole transport) a twentieth of a cell.
+    pub fn tol(&self, grid: &Grid) -> f64 {
+        self.tolerance.unwrap_or((1e-3 * self.tau).min(0.05 * grid.max_spacing()))
     }
 
     /// Whether the push-forwards are by change of variables: `Auto` where μ is positive
@@ -96,8 +98,7 @@ impl JkoParams {
         if !(self.tau.is_finite() && self.tau > 0.0) {
             return Err(Error::invalid(format!("τ must be positive and finite, got {}", self.tau)));
         }
-        let tol = self.tol();
-        if !(tol.is_finite() && tol > 0.0) {
+        if let Some(tol) = self.tolerance.filter(|t| !(t.is_finite() && *t > 0.0)) {
             return Err(Error::invalid(format!(
                 "JKO tolerance must be positive and finite, got {tol}"
             )));
@@ -234,6 +235,9 @@ impl JkoParams {
     /// The explicit start `p₀ = τ(e'(μ) + V)`: `ρ_{p₀} = μ`, and `x + ∇p₀` moves μ by one
     /// explicit Euler step of the flow backwards (the first step's start; later steps start
     /// from the previous step's p).
+    /// When that step would move mass by more than a quarter of the domain (large τ: it is
+    /// no longer a small step), the start is zero instead: `ρ₀` is then the energy's own
+    /// minimiser over densities and the transport part starts from the identity.
     pub fn explicit_start(&self, energy: &Energy, mu: &ScalarField) -> ScalarField {
         let e = energy.internal;
         let mut p = mu.clone();
@@ -242,6 +246,22 @@ impl JkoParams {
                 *p = self.tau * (e.derivative(*p) + v);
             }),
             None => p.data_mut().mapv_inplace(|r| self.tau * e.derivative(r)),
+        }
+        let grid = mu.grid();
+        let side = grid.axes().iter().map(|a| a.length()).fold(0.0, f64::max);
+        let g = gradient(&p);
+        let d = grid.dim();
+        let reach = g
+            .data()
+            .as_slice()
+            .expect("contiguous")
+            .chunks(d)
+            .zip(mu.data().iter())
+            .filter(|(_, m)| **m > 0.0)
+            .map(|(v, _)| v.iter().map(|x| x * x).sum::<f64>().sqrt())
+            .fold(0.0, f64::max);
+        if !(reach <= 0.25 * side) {
+            return ScalarField::zeros(grid);
         }
         p
     }
@@ -273,7 +293,7 @@ impl JkoParams {
             return Err(Error::invalid("JKO step: density or potential on another grid"));
         }
         let dual = Dual { energy, mu, tau: self.tau, vol: grid.cell_volume() };
-        let tol = self.tol();
+        let tol = self.tol(&grid);
         let mut it = dual.iterate(start.clone())?;
         // The metric: J's Hessian in p is about −(−∇·(ρ∇) + (e*)''(s)/τ) (the transport part,
         // then the energy's), in q the same with μ's weight: steps solve that weighted,
@@ -353,8 +373,14 @@ impl JkoParams {
                 (mark, mark_at) = (error, k);
             }
             if k >= mark_at + FLOOR_WINDOW {
-                outcome =
-                    Outcome::DiscretisationFloor { floor: best.as_ref().map_or(error, |b| b.0) };
+                // A floor is a few cell widths at most (as bfm's, `FLOOR_CELLS`); a stall
+                // above that is a failed ascent.
+                let floor = best.as_ref().map_or(error, |b| b.0);
+                outcome = if floor <= crate::ot::bfm::FLOOR_CELLS * grid.max_spacing() {
+                    Outcome::DiscretisationFloor { floor }
+                } else {
+                    Outcome::Stalled
+                };
                 break;
             }
         }

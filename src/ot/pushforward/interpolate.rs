@@ -123,16 +123,20 @@ pub(crate) fn interpolate_cubic(field: &ScalarField, p: &[f64]) -> f64 {
         strides[a] = stride;
         stride *= n;
     }
-    let mut v = 0.0;
-    for corner in 0..(1usize << (2 * d)) {
-        let mut flat = 0;
-        let mut w = 1.0;
-        for a in 0..d {
-            let k = (corner >> (2 * a)) & 3;
-            flat += index[a][k] * strides[a];
-            w *= weight[a][k];
+    // Offsets per axis, then the tensor product as nested 4-point sums (x innermost).
+    let mut offset = [[0usize; 4]; 3];
+    for a in 0..d {
+        for k in 0..4 {
+            offset[a][k] = index[a][k] * strides[a];
         }
-        v += w * data[flat];
     }
-    v
+    let line =
+        |base: usize| -> f64 { (0..4).map(|k| weight[0][k] * data[base + offset[0][k]]).sum() };
+    let plane =
+        |base: usize| -> f64 { (0..4).map(|k| weight[1][k] * line(base + offset[1][k])).sum() };
+    match d {
+        1 => line(0),
+        2 => plane(0),
+        _ => (0..4).map(|k| weight[2][k] * plane(offset[2][k])).sum(),
+    }
 }
