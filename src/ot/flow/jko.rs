@@ -260,7 +260,8 @@ impl JkoParams {
             .filter(|(_, m)| **m > 0.0)
             .map(|(v, _)| v.iter().map(|x| x * x).sum::<f64>().sqrt())
             .fold(0.0, f64::max);
-        if !(reach <= 0.25 * side) {
+        let small = reach <= 0.25 * side; // (false for a non-finite reach)
+        if !small {
             return ScalarField::zeros(grid);
         }
         p
