@@ -35,7 +35,8 @@ use rayon::prelude::*;
 /// The finest floor window: a step stops at its floor once the marginal error has not fallen
 /// below this fraction of its last marked value for [`FLOOR_WINDOW`] iterations.
 const FLOOR_PROGRESS: f64 = 0.9;
-/// See [`FLOOR_PROGRESS`]. Measured on an Ornstein–Uhlenbeck flow at 64² (τ = 0.02, 0.01,
+/// See [`FLOOR_PROGRESS`]. Measured (multilinear Jacobian push-forward, before the cubic
+/// one) on an Ornstein–Uhlenbeck flow at 64² (τ = 0.02, 0.01,
 /// 0.005 to T = 0.2): L1 against the Fokker–Planck solve 1.68e-2 / 7.96e-3 / 3.72e-3 with 5
 /// (15 iterations per step), 1.66e-2 / 7.60e-3 / 3.75e-3 with 10 (22); 10 fixed iterations
 /// 1.72e-2 / 8.97e-3 / 4.02e-3, 3 iterations 2.1e-2 / 2.0e-2 / 2.0e-2 (no convergence in τ).
