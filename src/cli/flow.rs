@@ -24,8 +24,9 @@ pub struct FlowArgs {
     /// An energy term (repeatable; the energy is their sum): entropy:D (D∫ρ log ρ, the
     /// heat flow; with a potential, Fokker–Planck), porous:M[,GAMMA] (γ∫ρᵐ/(m−1), the
     /// porous-medium equation ∂ₜρ = γΔρᵐ; γ default 1), potential:EXPR (∫Vρ, V an
-    /// expression in x,y,z) or kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
-    /// everywhere). Exactly one of entropy, porous, kl.
+    /// expression in x,y,z), kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
+    /// everywhere) or an f-divergence to ν: chi2:SPEC, hellinger:SPEC, reverse-kl:SPEC,
+    /// js:SPEC. Exactly one term that is not a potential.
     #[arg(long = "energy", value_name = "TERM", required = true, allow_hyphen_values = true)]
     pub energy: Vec<String>,
     /// The JKO time step τ.

@@ -12,7 +12,7 @@
 //! `T#ρ_p − μ` (T = id + ∇p); the method ascends in p and in q alternately, each step
 //! preconditioned by `(−Δ)⁻¹` (the H¹ metric) with an adaptive step size, and after each step
 //! maximises J exactly over constants: the shift of p that gives `ρ_p` unit mass
-//! ([`super::energy::Internal::unit_mass_shift`]). The returned density is `ρ_p`: positive
+//! ([`super::energy::Energy::unit_mass_shift`]). The returned density is `ρ_p`: positive
 //! where e* is differentiable, unit mass to round-off, whatever the ascent's accuracy.
 //!
 //! Stopping: both H⁻¹ marginal errors `‖ρ_p − S#μ‖` and `‖μ − T#ρ_p‖` at most the tolerance;
@@ -198,24 +198,30 @@ impl Dual<'_> {
     /// Shifts p so that `ρ_p` has unit mass; returns the shift.
     fn normalise(&self, p: &mut ScalarField) -> Result<f64> {
         let s = self.dual_variable(p);
-        let shift = self.tau * self.energy.internal.unit_mass_shift(&s, self.vol)?;
+        let shift = self.tau * self.energy.unit_mass_shift(&s, self.vol)?;
         p.as_mut_slice().par_iter_mut().for_each(|v| *v += shift);
         Ok(shift)
     }
 
     /// `ρ_p = (e*)'(p/τ − V)`.
     fn density(&self, p: &ScalarField) -> Result<ScalarField> {
-        let e = self.energy.internal;
-        let rho: Vec<f64> = self.dual_variable(p).into_iter().map(|s| e.density(s)).collect();
+        let e = self.energy;
+        let rho: Vec<f64> = self
+            .dual_variable(p)
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| e.density_at(i, s))
+            .collect();
         ScalarField::from_vec(p.grid(), rho)
     }
 
     /// `J = −∫ q dμ − τ ∫ e*(p/τ − V)`.
     fn value(&self, p: &ScalarField, q: &ScalarField) -> f64 {
-        let e = self.energy.internal;
+        let e = self.energy;
         let s = self.dual_variable(p);
-        let conj: f64 =
-            crate::field::ordered_sum(s.len(), |r| s[r].iter().map(|&v| e.conjugate(v)).sum());
+        let conj: f64 = crate::field::ordered_sum(s.len(), |r| {
+            s[r.clone()].iter().zip(r).map(|(&v, i)| e.conjugate_at(i, v)).sum()
+        });
         let qmu = dot(
             q.data().as_slice().expect("contiguous"),
             self.mu.data().as_slice().expect("contiguous"),
@@ -240,13 +246,12 @@ impl JkoParams {
     /// no longer a small step), the start is zero instead: `ρ₀` is then the energy's own
     /// minimiser over densities and the transport part starts from the identity.
     pub fn explicit_start(&self, energy: &Energy, mu: &ScalarField) -> ScalarField {
-        let e = energy.internal;
         let mut p = mu.clone();
-        match &energy.potential {
-            Some(v) => p.data_mut().zip_mut_with(v.data(), |p, v| {
-                *p = self.tau * (e.derivative(*p) + v);
-            }),
-            None => p.data_mut().mapv_inplace(|r| self.tau * e.derivative(r)),
+        for (i, v) in p.as_mut_slice().iter_mut().enumerate() {
+            *v = self.tau * energy.derivative_at(i, *v);
+        }
+        if let Some(v) = &energy.potential {
+            p.data_mut().zip_mut_with(v.data(), |p, v| *p += self.tau * v);
         }
         let grid = mu.grid();
         let side = grid.axes().iter().map(|a| a.length()).fold(0.0, f64::max);
@@ -306,8 +311,8 @@ impl JkoParams {
         {
             let rho = dual.density(&it.p)?;
             let s = dual.dual_variable(&it.p);
-            let e = energy.internal;
-            let mut d: Vec<f64> = s.iter().map(|s| e.curvature(*s) / self.tau).collect();
+            let mut d: Vec<f64> =
+                s.iter().enumerate().map(|(i, s)| energy.curvature_at(i, *s) / self.tau).collect();
             // Off the support (compact supports: porous medium) e*'s curvature is 0, but a
             // step that raises s above 0 there meets the support's curvature at once: the
             // metric takes the support's mean there. Measured on Barenblatt flows (m = 2;
