@@ -174,7 +174,6 @@ struct Iterate {
     value: f64,
 }
 
-
 /// The step's data: energy, μ, τ.
 struct Dual<'a> {
     energy: &'a Energy,
