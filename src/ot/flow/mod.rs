@@ -201,6 +201,43 @@ mod tests {
         }
     }
 
+    /// L1 gaps at `t_end` between the entropy + potential flow with each τ and the
+    /// Scharfetter–Gummel solve with `reference_steps` implicit steps (every flow step
+    /// checked by [`check_steps`]).
+    fn fokker_planck_gaps(
+        initial: &ScalarField,
+        (d, v): (f64, &ScalarField),
+        t_end: f64,
+        reference_steps: usize,
+        taus: &[f64],
+    ) -> Vec<f64> {
+        let fp = FokkerPlanckProblem {
+            grid: initial.grid().clone(),
+            diffusion: d,
+            potential: v.clone(),
+            drift: None,
+            initial: initial.clone(),
+        };
+        let dt = t_end / reference_steps as f64;
+        let reference = fp.run(t_end, dt, 1, |_| ControlFlow::Continue(())).unwrap();
+        let reference = &reference.snapshots.last().unwrap().1;
+        let energy = Energy::new(Internal::Entropy { diffusion: d }, Some(v.clone()));
+        taus.iter()
+            .map(|&tau| {
+                let steps = (t_end / tau).round() as usize;
+                let flow = GradientFlow {
+                    energy: energy.clone(),
+                    jko: JkoParams { tau, ..Default::default() },
+                    steps,
+                };
+                let run = flow.run(initial, 1, |_| ControlFlow::Continue(())).unwrap();
+                check_steps(&run, 1.0);
+                assert_eq!(run.records.len(), steps);
+                l1(&run.snapshots.last().unwrap().1, reference)
+            })
+            .collect()
+    }
+
     /// Entropy + potential is Fokker–Planck: an Ornstein–Uhlenbeck flow (D = 0.05,
     /// V = 2|x − c|², a Gaussian of width 0.1 off the centre, T = 0.1, 48²) against the
     /// Scharfetter–Gummel solve with 2000 implicit steps: L1 differences 1.28e-2 / 5.9e-3 /
@@ -209,37 +246,13 @@ mod tests {
     #[test]
     fn ornstein_uhlenbeck_flow_matches_fokker_planck_at_first_order_in_tau() {
         let grid = Grid::unit(2, 48, BoundaryKind::Neumann).unwrap();
-        let d = 0.05;
         let v =
             ScalarField::from_fn(&grid, |x| 2.0 * ((x[0] - 0.5).powi(2) + (x[1] - 0.5).powi(2)));
         let initial = unit_mass(ScalarField::from_fn(&grid, |x| {
             (-((x[0] - 0.35).powi(2) + (x[1] - 0.4).powi(2)) / 0.02).exp()
         }));
-        let t_end = 0.1;
-        let fp = FokkerPlanckProblem {
-            grid: grid.clone(),
-            diffusion: d,
-            potential: v.clone(),
-            drift: None,
-            initial: initial.clone(),
-        };
-        let reference = fp.run(t_end, t_end / 2000.0, 1, |_| ControlFlow::Continue(())).unwrap();
-        let reference = &reference.snapshots.last().unwrap().1;
-        let energy = Energy::new(Internal::Entropy { diffusion: d }, Some(v.clone()));
-        let (mut taus, mut errors) = (vec![], vec![]);
-        for tau in [0.02, 0.01, 0.005] {
-            let steps = (t_end / tau).round() as usize;
-            let flow = GradientFlow {
-                energy: energy.clone(),
-                jko: JkoParams { tau, ..Default::default() },
-                steps,
-            };
-            let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
-            check_steps(&run, 1.0);
-            assert_eq!(run.records.len(), steps);
-            errors.push(l1(&run.snapshots.last().unwrap().1, reference));
-            taus.push(tau);
-        }
+        let taus = [0.02, 0.01, 0.005];
+        let errors = fokker_planck_gaps(&initial, (0.05, &v), 0.1, 2000, &taus);
         let orders = observed_orders(&taus, &errors);
         assert!(orders.iter().all(|&o| o >= 0.9), "L1 {errors:?}, orders {orders:?}");
         assert!(errors[2] < 4e-3, "{errors:?}");
@@ -303,7 +316,6 @@ mod tests {
     #[test]
     fn periodic_flow_matches_fokker_planck() {
         let grid = Grid::unit(2, 32, BoundaryKind::Periodic).unwrap();
-        let d = 0.05;
         let v = ScalarField::from_fn(&grid, |x| {
             0.3 * (2.0 * std::f64::consts::PI * x[0]).cos()
                 + 0.2 * (2.0 * std::f64::consts::PI * x[1]).sin()
@@ -311,31 +323,7 @@ mod tests {
         let initial = unit_mass(ScalarField::from_fn(&grid, |x| {
             (-((x[0] - 0.3).powi(2) + (x[1] - 0.6).powi(2)) / 0.02).exp() + 0.05
         }));
-        let t_end = 0.05;
-        let fp = FokkerPlanckProblem {
-            grid: grid.clone(),
-            diffusion: d,
-            potential: v.clone(),
-            drift: None,
-            initial: initial.clone(),
-        };
-        let reference = fp.run(t_end, t_end / 1000.0, 1, |_| ControlFlow::Continue(())).unwrap();
-        let reference = &reference.snapshots.last().unwrap().1;
-        let energy = Energy::new(Internal::Entropy { diffusion: d }, Some(v));
-        let errors: Vec<f64> = [0.01, 0.005]
-            .iter()
-            .map(|&tau| {
-                let steps = (t_end / tau).round() as usize;
-                let flow = GradientFlow {
-                    energy: energy.clone(),
-                    jko: JkoParams { tau, ..Default::default() },
-                    steps,
-                };
-                let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
-                check_steps(&run, 1.0);
-                l1(&run.snapshots.last().unwrap().1, reference)
-            })
-            .collect();
+        let errors = fokker_planck_gaps(&initial, (0.05, &v), 0.05, 1000, &[0.01, 0.005]);
         assert!(errors[1] < 0.65 * errors[0] && errors[1] < 1.5e-2, "L1 {errors:?}");
     }
 
