@@ -45,7 +45,7 @@
 
 use super::legendre::c_transform;
 use super::metric::{Metric, WeightedSolver};
-use super::multilevel::{prolong, restrict, Hierarchy};
+use super::multilevel::{self, restrict, Hierarchy};
 use super::problem::{
     IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
 };
@@ -428,7 +428,6 @@ impl BackAndForth {
         // Per side: consecutive iterations whose step shrank.
         let mut shrinking = [0usize; 2];
         for it in 0..budget {
-            let step = level.sigma[0];
             let steps_before = level.sigma;
             let start = keep_best.then(|| (level.p.clone(), level.q.clone(), level.value));
             let (l1_f, h_f) = level.half_step(true)?;
@@ -442,7 +441,7 @@ impl BackAndForth {
                 marginal_error: last,
                 l1_marginal_error: l1_f.max(l1_b),
                 dual_value: level.value,
-                step: Step::Ascent(step),
+                step: Step::Ascent { forward: steps_before[0], backward: steps_before[1] },
             });
             tracing::debug!(
                 "{}: iteration {it}: H⁻¹ marginal error {last:.3e}, L1 {:.3e}, dual {:.8}, steps {:.3e}/{:.3e}",
@@ -538,6 +537,166 @@ impl BackAndForth {
     }
 }
 
+/// The levels of one bfm solve, run coarse to fine by [`multilevel::drive`]: coarse levels
+/// solve the cell-averaged densities ([`restrict`]) for their share of the budget, the finest
+/// the problem's own densities for the rest.
+struct Levels<'a> {
+    solver: &'a BackAndForth,
+    problem: &'a Problem,
+    options: &'a Stopping,
+    start: Instant,
+    grids: &'a [Grid],
+    /// The densities' largest value (the natural step's scale).
+    peak: f64,
+    jacobian: bool,
+    history: Vec<IterationRecord>,
+    /// Set once the observer has asked to stop.
+    stopped: bool,
+    iterations: usize,
+    /// The last level's (outcome, iterations, error).
+    result: (Outcome, usize, f64),
+    /// The last level run.
+    level: Option<Level>,
+}
+
+impl Levels<'_> {
+    /// Level `i`'s state from potential `p`, its densities and a fresh step under `metric`.
+    /// Every level restarts from a fixed step: a step grown on a converged coarse level
+    /// overshoots on the next one (measured: the map error rose 5× in 2 steps), and even the
+    /// initial step made the first steps of a prolonged start overshoot (H⁻¹ error 4e-3 →
+    /// 2e-2 before recovering), hence the smaller refined step.
+    fn level(&self, i: usize, p: ScalarField, metric: Metric) -> Result<Level> {
+        let g = &self.grids[i];
+        let (mu, nu) = if i + 1 == self.grids.len() {
+            (self.problem.source().clone(), self.problem.target().clone())
+        } else {
+            (restrict(self.problem.source(), g)?, restrict(self.problem.target(), g)?)
+        };
+        let bfm = self.solver;
+        let sigma0 = bfm.initial_step.unwrap_or_else(|| metric.natural_step(self.peak));
+        let sigma = if i == 0 { sigma0 } else { sigma0 * bfm.refined_step };
+        let subsamples = bfm.subsamples.unwrap_or(if g.dim() == 2 { 2 } else { 1 });
+        Level::new(mu, nu, p, sigma, subsamples, self.jacobian, metric)
+    }
+}
+
+impl multilevel::LevelSolver for Levels<'_> {
+    type Setting = ();
+
+    fn run_stage(
+        &mut self,
+        _: usize,
+        stage: &multilevel::Stage<()>,
+        finest: bool,
+        potential: &mut Vec<f64>,
+    ) -> Result<multilevel::After> {
+        let i = stage.level;
+        let g = &self.grids[i];
+        let options = self.options;
+        let start_p = ScalarField::from_vec(g, std::mem::take(potential))?;
+        // Each level tries the configured metric first (see the fallback below).
+        let mut metric = self.solver.metric;
+        let level_start = Instant::now();
+        let bound = if finest { FLOOR_CELLS } else { FALLBACK_CELLS } * g.max_spacing();
+        let level = loop {
+            let mut level = self.level(i, start_p.clone(), metric)?;
+            let (tol, budget) = if finest {
+                (options.tol(), options.budget().saturating_sub(self.iterations).max(1))
+            } else {
+                let share =
+                    self.solver.coarse_iterations * self.grids[0].num_cells() / g.num_cells();
+                (0.5 * options.tol(), share.max(5))
+            };
+            // Coarse levels stop at their floor under the weighted metric (it reaches the
+            // floor in a few iterations: 3 at 64² on the Gaussian pair) and with the
+            // Jacobian push-forward (measured: 150 iterations at 64² below a 128²
+            // tolerance, else 6). With the deposit under the H¹ metric, stopping coarse
+            // levels at a stall cost the 512² Gaussian pair 4× the time and 3× the map
+            // error, so they run their budget.
+            let stall = if finest {
+                self.solver.stop_at_floor.then_some(Stall::Floor { bound, step_collapse: i > 0 })
+            } else if self.jacobian || matches!(metric, Metric::Weighted { .. }) {
+                Some(Stall::Window { bound })
+            } else {
+                None
+            };
+            self.result = BackAndForth::iterate(
+                &mut level,
+                tol,
+                budget,
+                stall,
+                finest,
+                (options, self.start),
+                &mut self.history,
+                true,
+            )?;
+            self.iterations += self.result.1;
+            if self.result.0 == Outcome::Stopped {
+                self.stopped = true;
+                break level;
+            }
+            // The weighted metric's steps are Newton steps of the dual linearised at
+            // small displacements; far from there (maps that split bumps over long
+            // distances) they overshoot and the ascent stalls far above the floor. The
+            // H¹ metric's steps are safe: the level restarts under it. The next level
+            // tries the weighted metric again: from a finer level's prolonged start it
+            // often works where the coarse one failed (measured at 512², falling back at
+            // 64² and 128²: two-bump mixtures 6.3 → 2.1 s; Gaussians 1.5 cells wide
+            // 8.7 → 6.9 s with the bulk map error 5.8e-3 → 9.3e-5).
+            if self.result.0 == Outcome::Stalled && metric != Metric::Laplacian {
+                tracing::info!(
+                    "{}: the weighted metric stalled at H⁻¹ marginal error {:.3e}; \
+                     restarting the level under the H¹ metric",
+                    g,
+                    self.result.2
+                );
+                metric = Metric::Laplacian;
+                continue;
+            }
+            break level;
+        };
+        tracing::info!(
+            "{}: {} iterations in {:.3} s, H⁻¹ marginal error {:.3e}",
+            level.grid,
+            self.result.1,
+            level_start.elapsed().as_secs_f64(),
+            self.result.2
+        );
+        potential.extend(level.p.data().iter().copied());
+        self.level = Some(level);
+        // A stop or the time limit on a coarse level ends the schedule: the potential still
+        // goes to the finest level.
+        Ok(if self.stopped || options.out_of_time(self.start) {
+            multilevel::After::Finish
+        } else {
+            multilevel::After::Next
+        })
+    }
+
+    /// One iteration on the finest level (unreported after a stop), so that the solution's
+    /// pair lies on the problem's grid.
+    fn finish(&mut self, potential: &mut Vec<f64>) -> Result<()> {
+        let i = self.grids.len() - 1;
+        let p = ScalarField::from_vec(&self.grids[i], std::mem::take(potential))?;
+        let mut level = self.level(i, p, self.solver.metric)?;
+        let result = BackAndForth::iterate(
+            &mut level,
+            self.options.tol(),
+            1,
+            None,
+            true,
+            (self.options, self.start),
+            &mut self.history,
+            !self.stopped,
+        )?;
+        self.iterations += result.1;
+        self.result = if self.stopped { (Outcome::Stopped, result.1, result.2) } else { result };
+        potential.extend(level.p.data().iter().copied());
+        self.level = Some(level);
+        Ok(())
+    }
+}
+
 /// The registry entry of the back-and-forth method. Default tolerance, the H⁻¹ marginal
 /// error: in 2D 1.5e-3 · max(1, 256 / fewest cells per axis), in 3D 1 / fewest cells (the
 /// deposit push-forward leaves a grid-scale floor of order h: the exact map of the reference
@@ -619,122 +778,30 @@ impl BackAndForth {
         let min = self.coarsest_cells.unwrap_or(if problem.grid().dim() == 2 { 64 } else { 32 });
         let hierarchy =
             Hierarchy::new(problem.grid(), min, self.multilevel && self.initial.is_none());
-        let grids = hierarchy.grids();
-        let peak = problem.source().max().max(problem.target().max());
-        let jacobian = self.uses_jacobian(problem);
-        let mut metric;
-        let mut history = Vec::new();
-        // Set once the observer has asked to stop: the remaining levels take one iteration
-        // each (the potentials must reach the problem's grid) and report nothing.
-        let mut stopped = false;
-        let mut p = match &self.initial {
+        let p = match &self.initial {
             Some(p0) => {
                 problem.check_initial(p0, "bfm")?;
-                p0.clone()
+                p0.data().iter().copied().collect()
             }
-            None => ScalarField::zeros(&grids[0]),
+            None => vec![0.0; hierarchy.grids()[0].num_cells()],
         };
-        let mut iterations = 0;
-        let mut result = (Outcome::IterationLimit, 0, f64::INFINITY);
-        let mut level_opt: Option<Level> = None;
-        let coarsest = grids[0].num_cells();
-        for (i, g) in grids.iter().enumerate() {
-            let finest = i + 1 == grids.len();
-            let (mu, nu) = if finest {
-                (problem.source().clone(), problem.target().clone())
-            } else {
-                (restrict(problem.source(), g)?, restrict(problem.target(), g)?)
-            };
-            let start_p = if i == 0 { p.clone() } else { prolong(&p, g) };
-            // Each level tries the configured metric first (see the fallback below).
-            metric = self.metric;
-            let subsamples = self.subsamples.unwrap_or(if g.dim() == 2 { 2 } else { 1 });
-            // Every level restarts from a fixed step: a step grown on a converged coarse level
-            // overshoots on the next one (measured: the map error rose 5× in 2 steps), and
-            // even the initial step made the first steps of a prolonged start overshoot
-            // (H⁻¹ error 4e-3 → 2e-2 before recovering), hence the smaller refined step.
-            let level_start = Instant::now();
-            let bound = if finest { FLOOR_CELLS } else { FALLBACK_CELLS } * g.max_spacing();
-            let level = loop {
-                let sigma0 = self.initial_step.unwrap_or_else(|| metric.natural_step(peak));
-                let sigma = if i == 0 { sigma0 } else { sigma0 * self.refined_step };
-                let mut level = Level::new(
-                    mu.clone(),
-                    nu.clone(),
-                    start_p.clone(),
-                    sigma,
-                    subsamples,
-                    jacobian,
-                    metric,
-                )?;
-                let (tol, budget) = if stopped {
-                    (options.tol(), 1)
-                } else if finest {
-                    (options.tol(), options.budget().saturating_sub(iterations).max(1))
-                } else {
-                    let share = self.coarse_iterations * coarsest / g.num_cells();
-                    (0.5 * options.tol(), share.max(5))
-                };
-                // Coarse levels stop at their floor under the weighted metric (it reaches the
-                // floor in a few iterations: 3 at 64² on the Gaussian pair) and with the
-                // Jacobian push-forward (measured: 150 iterations at 64² below a 128²
-                // tolerance, else 6). With the deposit under the H¹ metric, stopping coarse
-                // levels at a stall cost the 512² Gaussian pair 4× the time and 3× the map
-                // error, so they run their budget.
-                let stall = if finest {
-                    self.stop_at_floor.then_some(Stall::Floor { bound, step_collapse: i > 0 })
-                } else if jacobian || matches!(metric, Metric::Weighted { .. }) {
-                    Some(Stall::Window { bound })
-                } else {
-                    None
-                };
-                result = Self::iterate(
-                    &mut level,
-                    tol,
-                    budget,
-                    stall,
-                    finest,
-                    (options, start),
-                    &mut history,
-                    !stopped,
-                )?;
-                iterations += result.1;
-                if result.0 == Outcome::Stopped || stopped {
-                    stopped = true;
-                    result.0 = Outcome::Stopped;
-                    break level;
-                }
-                // The weighted metric's steps are Newton steps of the dual linearised at
-                // small displacements; far from there (maps that split bumps over long
-                // distances) they overshoot and the ascent stalls far above the floor. The
-                // H¹ metric's steps are safe: the level restarts under it. The next level
-                // tries the weighted metric again: from a finer level's prolonged start it
-                // often works where the coarse one failed (measured at 512², falling back at
-                // 64² and 128²: two-bump mixtures 6.3 → 2.1 s; Gaussians 1.5 cells wide
-                // 8.7 → 6.9 s with the bulk map error 5.8e-3 → 9.3e-5).
-                if result.0 == Outcome::Stalled && metric != Metric::Laplacian {
-                    tracing::info!(
-                        "{}: the weighted metric stalled at H⁻¹ marginal error {:.3e}; \
-                         restarting the level under the H¹ metric",
-                        g,
-                        result.2
-                    );
-                    metric = Metric::Laplacian;
-                    continue;
-                }
-                break level;
-            };
-            tracing::info!(
-                "{}: {} iterations in {:.3} s, H⁻¹ marginal error {:.3e}",
-                level.grid,
-                result.1,
-                level_start.elapsed().as_secs_f64(),
-                result.2
-            );
-            p = level.p.clone();
-            level_opt = Some(level);
-        }
-        let level = level_opt.expect("at least one level");
+        let mut levels = Levels {
+            solver: self,
+            problem,
+            options,
+            start,
+            grids: hierarchy.grids(),
+            peak: problem.source().max().max(problem.target().max()),
+            jacobian: self.uses_jacobian(problem),
+            history: Vec::new(),
+            stopped: false,
+            iterations: 0,
+            result: (Outcome::IterationLimit, 0, f64::INFINITY),
+            level: None,
+        };
+        multilevel::drive(&hierarchy, &multilevel::per_level(&hierarchy), p, &mut levels)?;
+        let Levels { history, iterations, result, level, .. } = levels;
+        let level = level.expect("at least one level");
         let (outcome, _, error) = result;
         let tol = options.tol();
         let h = problem.grid().max_spacing();

@@ -216,6 +216,82 @@ impl Hierarchy {
     }
 }
 
+/// One stage of a multilevel solve: the level of the hierarchy it runs on and the method's
+/// setting there (bfm: none, one stage per level; Sinkhorn: the ε of its scaling).
+pub(super) struct Stage<S> {
+    pub(super) level: usize,
+    pub(super) setting: S,
+}
+
+/// How a stage ended, for the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum After {
+    /// Go on with the next stage.
+    Next,
+    /// End the schedule (budget, time limit, an observer's stop, divergence): the potential
+    /// still goes to the finest level, through [`LevelSolver::finish`].
+    Finish,
+}
+
+/// A method solved coarse to fine by [`drive`]: it owns its per-level data and state; the
+/// driver owns the order of the stages and the transfer of the potential between levels.
+pub(super) trait LevelSolver {
+    /// What a stage sets besides its level.
+    type Setting;
+
+    /// Runs stage `k` of the schedule (`last`: the final one) from `potential`, values on the
+    /// stage's level (the previous stage's end, lifted by the driver if the level rose), and
+    /// leaves its end there.
+    fn run_stage(
+        &mut self,
+        k: usize,
+        stage: &Stage<Self::Setting>,
+        last: bool,
+        potential: &mut Vec<f64>,
+    ) -> Result<After>;
+
+    /// After a stage below the finest level ended the schedule: `potential` has been lifted to
+    /// the finest level; bring the method's state there (e.g. one iteration, unreported).
+    fn finish(&mut self, potential: &mut Vec<f64>) -> Result<()>;
+}
+
+/// Runs `schedule` (levels non-decreasing, the last stage on the finest level) from `potential`
+/// on the first stage's level: each stage in turn, lifting the potential ([`Hierarchy::lift`],
+/// cubic) whenever the level rises. A stage that ends the schedule below the finest level has
+/// its potential lifted to the finest and handed to [`LevelSolver::finish`]. Returns the
+/// potential on the finest level.
+pub(super) fn drive<L: LevelSolver>(
+    hierarchy: &Hierarchy,
+    schedule: &[Stage<L::Setting>],
+    mut potential: Vec<f64>,
+    solver: &mut L,
+) -> Result<Vec<f64>> {
+    let finest = hierarchy.finest();
+    let mut on = schedule.first().map_or(finest, |s| s.level);
+    for (k, stage) in schedule.iter().enumerate() {
+        debug_assert!(stage.level >= on, "a schedule's levels do not decrease");
+        if stage.level != on {
+            potential = hierarchy.lift(potential, on, stage.level)?;
+            on = stage.level;
+        }
+        let last = k + 1 == schedule.len();
+        if solver.run_stage(k, stage, last, &mut potential)? == After::Finish && !last {
+            if on != finest {
+                potential = hierarchy.lift(potential, on, finest)?;
+                solver.finish(&mut potential)?;
+            }
+            return Ok(potential);
+        }
+    }
+    Ok(potential)
+}
+
+/// One stage per level of `hierarchy`, coarsest first (the schedule of a method whose
+/// levels differ only in their grid).
+pub(super) fn per_level(hierarchy: &Hierarchy) -> Vec<Stage<()>> {
+    (0..hierarchy.grids().len()).map(|level| Stage { level, setting: () }).collect()
+}
+
 /// The grid with every axis of more than `2·min` cells (and even) halved.
 pub(super) fn coarsen(grid: &Grid, min: usize) -> Option<Grid> {
     let mut halved = false;
@@ -243,6 +319,71 @@ mod tests {
     use crate::grid::BoundaryKind;
     use crate::operators::gradient;
     use std::f64::consts::PI;
+
+    /// Records what the driver hands each stage; ends the schedule at stage `end`.
+    struct Recorder {
+        end: Option<usize>,
+        seen: Vec<(usize, usize, usize, f64)>,
+        finished: Option<usize>,
+    }
+
+    impl LevelSolver for Recorder {
+        type Setting = f64;
+        fn run_stage(
+            &mut self,
+            k: usize,
+            stage: &Stage<f64>,
+            _: bool,
+            potential: &mut Vec<f64>,
+        ) -> Result<After> {
+            self.seen.push((k, stage.level, potential.len(), stage.setting));
+            // Each stage adds one: a lifted constant stays constant.
+            potential.iter_mut().for_each(|v| *v += 1.0);
+            Ok(if Some(k) == self.end { After::Finish } else { After::Next })
+        }
+        fn finish(&mut self, potential: &mut Vec<f64>) -> Result<()> {
+            self.finished = Some(potential.len());
+            Ok(())
+        }
+    }
+
+    /// The driver runs the stages in order, lifts the potential exactly when the level
+    /// rises (a constant stays constant under the cubic prolongation), and after an early
+    /// end below the finest level lifts it to the finest and calls `finish` (not when the
+    /// end is on the finest level).
+    #[test]
+    fn driver_runs_stages_in_order_and_lifts_between_levels() {
+        let grid = Grid::unit(2, 64, BoundaryKind::Neumann).unwrap();
+        let hierarchy = Hierarchy::new(&grid, 16, true);
+        assert_eq!(hierarchy.grids().len(), 3);
+        let cells: Vec<usize> = hierarchy.grids().iter().map(|g| g.num_cells()).collect();
+        let schedule: Vec<Stage<f64>> = [(0, 0.4), (0, 0.2), (1, 0.1), (2, 0.1)]
+            .iter()
+            .map(|&(level, setting)| Stage { level, setting })
+            .collect();
+        let mut all = Recorder { end: None, seen: Vec::new(), finished: None };
+        let end = drive(&hierarchy, &schedule, vec![0.0; cells[0]], &mut all).unwrap();
+        let expected: Vec<_> = schedule
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (k, s.level, cells[s.level], s.setting))
+            .collect();
+        assert_eq!(all.seen, expected);
+        assert_eq!(all.finished, None);
+        assert_eq!(end.len(), cells[2]);
+        assert!(end.iter().all(|v| (v - 4.0).abs() < 1e-12));
+
+        let mut early = Recorder { end: Some(1), seen: Vec::new(), finished: None };
+        let end = drive(&hierarchy, &schedule, vec![0.0; cells[0]], &mut early).unwrap();
+        assert_eq!(early.seen.len(), 2);
+        assert_eq!(early.finished, Some(cells[2]));
+        assert!(end.len() == cells[2] && end.iter().all(|v| (v - 2.0).abs() < 1e-12));
+
+        let mut at_finest = Recorder { end: Some(3), seen: Vec::new(), finished: None };
+        drive(&hierarchy, &schedule, vec![0.0; cells[0]], &mut at_finest).unwrap();
+        assert_eq!((at_finest.seen.len(), at_finest.finished), (4, None));
+        assert_eq!(per_level(&hierarchy).iter().map(|s| s.level).collect::<Vec<_>>(), [0, 1, 2]);
+    }
 
     /// Sampling onto a grid 4× coarser per axis reproduces the point values of a smooth
     /// density at sixth order (box and torus; the cell average is second order), keeps unit

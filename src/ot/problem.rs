@@ -387,38 +387,53 @@ pub struct IterationRecord {
     pub step: Step,
 }
 
-/// The step an iteration took: its kind depends on the method.
+/// The step an iteration took, typed by method.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum Step {
     /// No step (the iteration only measured, e.g. the last one).
     None,
-    /// bfm: the dual ascent step σ (of the forward half step).
-    Ascent(f64),
+    /// bfm: the dual ascent steps σ of the forward (in q) and backward (in p) half steps.
+    Ascent { forward: f64, backward: f64 },
     /// Newton: the damping θ ∈ (0, 1] of the Newton step.
     Damping(f64),
     /// The parabolic flow: the time step η.
     Time(f64),
-    /// Sinkhorn: the entropic regularisation ε of the iteration.
-    Epsilon(f64),
+    /// Sinkhorn: the entropic regularisation ε of the iteration and its over-relaxation
+    /// ω (1: a plain iteration).
+    Epsilon { epsilon: f64, relaxation: f64 },
 }
 
 impl Step {
-    /// The step's value (0 for [`Step::None`]).
+    /// The step's main value: σ of the forward half step, θ, η or ε (0 for [`Step::None`]).
     pub fn value(self) -> f64 {
         match self {
             Step::None => 0.0,
-            Step::Ascent(v) | Step::Damping(v) | Step::Time(v) | Step::Epsilon(v) => v,
+            Step::Ascent { forward: v, .. }
+            | Step::Damping(v)
+            | Step::Time(v)
+            | Step::Epsilon { epsilon: v, .. } => v,
         }
     }
 
-    /// What the value is, e.g. `"ascent step sigma"` (stored with the `step` diagnostic).
+    /// What [`Step::value`] is, e.g. `"ascent step sigma"` (stored with the `step`
+    /// diagnostic).
     pub fn kind(self) -> &'static str {
         match self {
             Step::None => "none",
-            Step::Ascent(_) => "ascent step sigma",
+            Step::Ascent { .. } => "ascent step sigma",
             Step::Damping(_) => "Newton damping theta",
             Step::Time(_) => "time step eta",
-            Step::Epsilon(_) => "entropic regularisation epsilon",
+            Step::Epsilon { .. } => "entropic regularisation epsilon",
+        }
+    }
+
+    /// The step's second value with its diagnostic name, for the kinds that have one: bfm's
+    /// backward step, Sinkhorn's over-relaxation.
+    pub fn second(self) -> Option<(&'static str, f64)> {
+        match self {
+            Step::Ascent { backward, .. } => Some(("backward_step", backward)),
+            Step::Epsilon { relaxation, .. } => Some(("relaxation", relaxation)),
+            Step::None | Step::Damping(_) | Step::Time(_) => None,
         }
     }
 }
@@ -597,6 +612,9 @@ impl Solution {
         out.add_diagnostic("step", column(|r| r.step.value()))?;
         if let Some(kind) = self.history.iter().map(|r| r.step).find(|s| *s != Step::None) {
             out.set_attribute("step_kind", AttrValue::Text(kind.kind().to_string()))?;
+        }
+        if let Some((name, _)) = self.history.iter().find_map(|r| r.step.second()) {
+            out.add_diagnostic(name, column(|r| r.step.second().map_or(0.0, |(_, v)| v)))?;
         }
         for (name, values) in &self.diagnostics {
             out.add_diagnostic(name, values.clone())?;

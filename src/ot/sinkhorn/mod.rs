@@ -43,7 +43,7 @@ mod levels;
 
 use super::fastmath::exp_shifted;
 use super::gibbs::{update, GibbsKernel, TASK_CELLS};
-use super::multilevel::Hierarchy;
+use super::multilevel::{self, After, Hierarchy, Stage};
 use super::problem::{
     IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
 };
@@ -217,7 +217,7 @@ impl Sinkhorn {
                 marginal_error: error,
                 l1_marginal_error: error,
                 dual_value: value,
-                step: Step::Epsilon(eps),
+                step: Step::Epsilon { epsilon: eps, relaxation: omega },
             });
             let record = history.last().expect("pushed");
             let potential = || {
@@ -270,6 +270,110 @@ impl Sinkhorn {
                 return StageEnd { error, met: error <= tol, stopped: false };
             }
         }
+    }
+}
+
+/// The stages of one Sinkhorn solve, run by [`multilevel::drive`]: the potential the driver
+/// carries is g; f restarts from it on each level (the first update computes it).
+struct Stages<'a> {
+    solver: &'a Sinkhorn,
+    levels: Levels<'a>,
+    options: &'a Stopping,
+    start: Instant,
+    /// The target ε.
+    epsilon: f64,
+    f: Vec<f64>,
+    /// The level of the last stage.
+    on: usize,
+    /// The g of the ε stage before the last one, and its level.
+    older: Option<(Vec<f64>, usize)>,
+    previous_epsilon: Option<f64>,
+    history: Vec<IterationRecord>,
+    iterations: usize,
+    error: f64,
+    converged: bool,
+    stopped: bool,
+}
+
+impl multilevel::LevelSolver for Stages<'_> {
+    type Setting = f64;
+
+    fn run_stage(
+        &mut self,
+        k: usize,
+        stage: &Stage<f64>,
+        last: bool,
+        g: &mut Vec<f64>,
+    ) -> Result<After> {
+        let (l, eps) = (stage.level, stage.setting);
+        let hierarchy = self.levels.hierarchy();
+        if l != self.on {
+            // Onto the finer level (g lifted by the driver; f follows from it in the first
+            // update).
+            self.f = vec![0.0; g.len()];
+            self.on = l;
+        }
+        let scaled = self.previous_epsilon.is_some_and(|e| e != eps);
+        self.previous_epsilon = Some(eps);
+        if scaled {
+            // The potentials are linear in ε to first order: from g(2ε) and g(4ε),
+            // g(ε) ≈ g(2ε) + (g(2ε) − g(4ε))/2. (Kept only at an ε step: the next step
+            // extrapolates from it.)
+            let previous = (g.clone(), l);
+            if let Some((g4, l4)) = self.older.take() {
+                let g4 = hierarchy.lift(g4, l4, l)?;
+                g.iter_mut().zip(&g4).for_each(|(g, o)| *g += 0.5 * (*g - o));
+            }
+            self.older = Some(previous);
+        }
+        let options = self.options;
+        let level = self.levels.at(l)?;
+        let (stage_start, stage_first) = (Instant::now(), self.iterations);
+        let kernel = GibbsKernel::new(&level.grid, eps);
+        if k == 0 && self.solver.initial.is_some() {
+            update(&kernel, &self.f, &level.log_a, &level.shape, g);
+        }
+        // (At the final ε every level converges fully: the next one starts from its error.)
+        let tol = if eps == self.epsilon { options.tol() } else { 10.0 * options.tol() };
+        let end = self.solver.iterate(
+            level,
+            &kernel,
+            &mut self.f,
+            g,
+            tol,
+            &mut self.iterations,
+            (options, self.start),
+            &mut self.history,
+        );
+        self.error = end.error;
+        self.converged = last && end.met;
+        self.stopped = end.stopped;
+        tracing::debug!(
+            "sinkhorn ε = {eps:.2e} on {}: {} iterations, {:.2} ms, marginal error {:.2e}",
+            level.grid,
+            self.iterations - stage_first,
+            1e3 * stage_start.elapsed().as_secs_f64(),
+            self.error
+        );
+        let ended = self.iterations >= options.budget()
+            || !self.error.is_finite()
+            || options.out_of_time(self.start)
+            || self.stopped;
+        Ok(if ended { After::Finish } else { After::Next })
+    }
+
+    /// One Sinkhorn iteration at the target ε on the problem's grid from the lifted g.
+    fn finish(&mut self, g: &mut Vec<f64>) -> Result<()> {
+        let finest = self.levels.hierarchy().finest();
+        let level = self.levels.at(finest)?;
+        let kernel = GibbsKernel::new(&level.grid, self.epsilon);
+        self.f = Vec::with_capacity(g.len());
+        update(&kernel, g, &level.log_b, &level.shape, &mut self.f);
+        let mut g_new = Vec::new();
+        update(&kernel, &self.f, &level.log_a, &level.shape, &mut g_new);
+        self.error = marginal_error(g, &g_new, &level.b, self.epsilon);
+        *g = g_new;
+        Ok(())
     }
 }
 
@@ -351,95 +455,39 @@ impl Sinkhorn {
         // Work plan: (level, ε) pairs. Each stage runs on the coarsest level that resolves
         // its blur √ε (never coarser than the stage before); the final ε then runs on every
         // finer level in turn, each starting from the interpolated coarser potential.
-        let mut levels = Levels::new(&hierarchy, problem);
+        let levels = Levels::new(&hierarchy, problem);
         let spacing = |l: usize| grids[l].axes().iter().map(|a| a.spacing()).fold(0.0, f64::max);
-        let mut plan: Vec<(usize, f64)> = Vec::new();
+        let mut plan: Vec<Stage<f64>> = Vec::new();
         let mut current = 0;
         for &eps in &stages {
             while current < finest && spacing(current) > eps.sqrt() / RESOLUTION {
                 current += 1;
             }
-            plan.push((current, eps));
+            plan.push(Stage { level: current, setting: eps });
         }
-        plan.extend((current + 1..=finest).map(|l| (l, epsilon)));
-        let first = plan[0].0;
-        let n0 = grids[first].num_cells();
-        let (mut f, mut g) = (vec![0.0; n0], vec![0.0; n0]);
+        plan.extend((current + 1..=finest).map(|level| Stage { level, setting: epsilon }));
+        let n0 = grids[plan[0].level].num_cells();
+        let mut run = Stages {
+            solver: self,
+            levels,
+            options,
+            start,
+            epsilon,
+            f: vec![0.0; n0],
+            on: plan[0].level,
+            older: None,
+            previous_epsilon: None,
+            history: Vec::new(),
+            iterations: 0,
+            error: f64::INFINITY,
+            converged: false,
+            stopped: false,
+        };
         if let Some(p0) = &self.initial {
-            f.iter_mut().zip(p0.data().iter()).for_each(|(f, p)| *f = -p);
+            run.f.iter_mut().zip(p0.data().iter()).for_each(|(f, p)| *f = -p);
         }
-        let mut history = Vec::new();
-        let mut stopped = false;
-        let (mut converged, mut error, mut iterations) = (false, f64::INFINITY, 0);
-        let mut on = first;
-        // The g of the ε stage before the last one, and its level.
-        let mut older: Option<(Vec<f64>, usize)> = None;
-        for (k, &(l, eps)) in plan.iter().enumerate() {
-            let last = k + 1 == plan.len();
-            let level = levels.at(l)?;
-            let scaled = k > 0 && plan[k - 1].1 != eps;
-            // (Kept only at an ε step: the next step extrapolates from it.)
-            let previous = if scaled { Some((g.clone(), on)) } else { None };
-            if l != on {
-                // Onto the finer level: g interpolated (f follows from it in the first update).
-                g = hierarchy.lift(std::mem::take(&mut g), on, l)?;
-                f = vec![0.0; g.len()];
-                on = l;
-            }
-            if scaled {
-                // The potentials are linear in ε to first order: from g(2ε) and g(4ε),
-                // g(ε) ≈ g(2ε) + (g(2ε) − g(4ε))/2.
-                if let Some((g4, l4)) = older.take() {
-                    let g4 = hierarchy.lift(g4, l4, l)?;
-                    g.iter_mut().zip(&g4).for_each(|(g, o)| *g += 0.5 * (*g - o));
-                }
-            }
-            if scaled {
-                older = previous;
-            }
-            let (stage_start, stage_first) = (Instant::now(), iterations);
-            let kernel = GibbsKernel::new(&level.grid, eps);
-            if k == 0 && self.initial.is_some() {
-                update(&kernel, &f, &level.log_a, &level.shape, &mut g);
-            }
-            // (At the final ε every level converges fully: the next one starts from its error.)
-            let tol = if eps == epsilon { options.tol() } else { 10.0 * options.tol() };
-            let end = self.iterate(
-                level,
-                &kernel,
-                &mut f,
-                &mut g,
-                tol,
-                &mut iterations,
-                (options, start),
-                &mut history,
-            );
-            error = end.error;
-            converged = last && end.met;
-            stopped = end.stopped;
-            tracing::debug!(
-                "sinkhorn ε = {eps:.2e} on {}: {} iterations, {:.2} ms, marginal error {error:.2e}",
-                level.grid,
-                iterations - stage_first,
-                1e3 * stage_start.elapsed().as_secs_f64()
-            );
-            let timed_out = options.out_of_time(start);
-            if iterations >= options.budget() || !error.is_finite() || timed_out || stopped {
-                // Out of iterations on a coarse level: the potentials still go to the finest.
-                if on != finest {
-                    g = hierarchy.lift(std::mem::take(&mut g), on, finest)?;
-                    let level = levels.at(finest)?;
-                    let kernel = GibbsKernel::new(&grid, epsilon);
-                    f = Vec::with_capacity(g.len());
-                    update(&kernel, &g, &level.log_b, &level.shape, &mut f);
-                    let mut g_new = Vec::new();
-                    update(&kernel, &f, &level.log_a, &level.shape, &mut g_new);
-                    error = marginal_error(&g, &g_new, &level.b, epsilon);
-                    g = g_new;
-                }
-                break;
-            }
-        }
+        let g = multilevel::drive(&hierarchy, &plan, vec![0.0; n0], &mut run)?;
+        let Stages { mut levels, f, history, iterations, error, converged, stopped, .. } = run;
         let (outcome, stop_reason) = if converged {
             (
                 Outcome::Converged,
@@ -478,7 +526,7 @@ impl Sinkhorn {
         // The symmetric problems at the final ε, coarse to fine like the main one.
         let divergence_start = Instant::now();
         let mut final_levels: Vec<usize> =
-            plan.iter().filter(|(_, e)| *e == epsilon).map(|(l, _)| *l).collect();
+            plan.iter().filter(|s| s.setting == epsilon).map(|s| s.level).collect();
         final_levels.dedup();
         let (self_source, self_target) =
             divergence::self_transport(&mut levels, &final_levels, epsilon, options.tol())?;
