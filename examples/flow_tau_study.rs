@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let run = flow.run(&initial, 1, |_| ControlFlow::Continue(()))?;
         let seconds = start.elapsed().as_secs_f64();
         let rho = &run.snapshots.last().expect("the last step").1;
-        let kl = energy.value(rho);
+        let kl = energy.value(rho)?;
         let w2 = Method::BFM.solve(&Problem::new(rho, &nu)?, &Options::default())?.w2_squared();
         let w2 = w2.max(0.0).sqrt();
         let its = run.records.iter().map(|r| r.iterations).sum::<usize>() as f64 / k as f64;

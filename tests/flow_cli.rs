@@ -75,6 +75,35 @@ fn flows_write_time_series_with_diagnostics() {
     assert!(v["min_density"].as_f64().unwrap() >= 0.0);
 }
 
+/// Non-local terms from the command line: an MMD flow with no internal term (Lagrangian
+/// steps) and an aggregation flow (entropy + quadratic interaction) descend, keep their mass
+/// and record their fixed points.
+#[test]
+fn nonlocal_flows_record_their_fixed_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let initial = "gaussian:0.3,0.3:0.005,0,0,0.005";
+    for (energy, out) in [
+        (vec!["--energy", "mmd:distance:gaussian:0.7,0.6:0.01,0,0,0.01"], "mmd.h5"),
+        (vec!["--energy", "entropy:0.002", "--energy", "interaction:0.5*(x^2+y^2)"], "agg.h5"),
+    ] {
+        let mut args = vec!["flow", "--grid", "32x32", "--initial", initial];
+        args.extend(energy);
+        args.extend(["--tau", "0.02", "--steps", "4", "--out", out, "--json"]);
+        let o = otgrid(&args, d);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v = json(&o);
+        assert!(v["relative_mass_drift"].as_f64().unwrap() < 1e-12, "{v}");
+        assert!(v["min_density"].as_f64().unwrap() >= 0.0, "{v}");
+        assert!(v["energy"]["last"].as_f64() < v["energy"]["first"].as_f64(), "{v}");
+        assert!(v["fixed_point_solves"].as_u64().unwrap() >= 8, "{v}");
+        let out = Output::read(&d.join(out)).unwrap();
+        let solves = &out.diagnostics()["fixed_point_iterations"];
+        assert_eq!(solves.len(), 4);
+        assert!(out.diagnostics()["fixed_point_change"].iter().all(|c| *c <= 1e-2));
+    }
+}
+
 #[test]
 fn bad_flows_fail_with_one_line_and_no_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +112,8 @@ fn bad_flows_fail_with_one_line_and_no_file() {
     for (extra, needle) in [
         (vec!["--energy", "entropy:0.1", "--tau", "0", "--steps", "2"], "τ"),
         (vec!["--energy", "entropy:0.1", "--tau", "0.01"], "--steps or --t-end"),
-        (vec!["--energy", "potential:x", "--tau", "0.01", "--steps", "2"], "internal"),
+        (vec!["--energy", "mmd:gaussian(0):uniform", "--tau", "0.01", "--steps", "2"], "width"),
+        (vec!["--energy", "mmd:distance", "--tau", "0.01", "--steps", "2"], "mmd:KERNEL:SPEC"),
         (vec!["--energy", "heat:1", "--tau", "0.01", "--steps", "2"], "unknown kind"),
         (
             vec!["--energy", "entropy:1", "--energy", "porous:2", "--tau", "0.01", "--steps", "2"],

@@ -25,8 +25,11 @@ pub struct FlowArgs {
     /// heat flow; with a potential, Fokker–Planck), porous:M[,GAMMA] (γ∫ρᵐ/(m−1), the
     /// porous-medium equation ∂ₜρ = γΔρᵐ; γ default 1), potential:EXPR (∫Vρ, V an
     /// expression in x,y,z), kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
-    /// everywhere) or an f-divergence to ν: chi2:SPEC, hellinger:SPEC, reverse-kl:SPEC,
-    /// js:SPEC. Exactly one term that is not a potential.
+    /// everywhere), an f-divergence to ν: chi2:SPEC, hellinger:SPEC, reverse-kl:SPEC,
+    /// js:SPEC, or a non-local term: interaction:KERNEL (½∫∫W(x−y)ρρ) or mmd:KERNEL:SPEC
+    /// (the squared MMD to ν), KERNEL one of gaussian(σ), laplace(σ), distance (−|d|),
+    /// imq(c) or an expression in the displacement x,y,z. At most one internal term
+    /// (entropy, porous, kl or a divergence); without one each step moves mass along −τ∇V.
     #[arg(long = "energy", value_name = "TERM", required = true, allow_hyphen_values = true)]
     pub energy: Vec<String>,
     /// The JKO time step τ.
@@ -101,6 +104,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         "initial": &args.initial,
         "energy": &args.energy,
         "internal": &flow.energy.internal,
+        "nonlocal": flow.energy.nonlocal.iter().map(|n| n.describe()).collect::<Vec<_>>(),
         "jko": &flow.jko,
         "steps": steps,
         "snapshots": args.snapshots,
@@ -123,7 +127,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let min_density = records.iter().map(|r| r.min_density).fold(f64::INFINITY, f64::min);
     let at_floor = records.iter().filter(|r| r.outcome == "discretisation_floor").count();
     let limited = records.iter().filter(|r| r.outcome == "iteration_limit").count();
-    let energy0 = flow.energy.value(&rho0);
+    let energy0 = flow.energy.value(&rho0)?;
     let energy1 = records.last().map_or(energy0, |r| r.energy);
     let iterations: usize = records.iter().map(|r| r.iterations).sum();
     report.put("steps", records.len());
@@ -131,6 +135,8 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     report.put("seconds", seconds);
     report.put("seconds_per_step", seconds / records.len().max(1) as f64);
     report.put("iterations", iterations);
+    report
+        .put("fixed_point_solves", records.iter().map(|r| r.fixed_point_iterations).sum::<usize>());
     report.put("energy", serde_json::json!({"first": energy0, "last": energy1}));
     report.put("mass", m0);
     report.put("relative_mass_drift", drift);
@@ -155,6 +161,15 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
             "steps        {} converged, {at_floor} at the grid's floor, {limited} at the iteration limit",
             records.len() - at_floor - limited
         );
+        if !flow.energy.nonlocal.is_empty() {
+            let solves: usize = records.iter().map(|r| r.fixed_point_iterations).sum();
+            let worst = records.iter().map(|r| r.fixed_point_change).fold(0.0, f64::max);
+            println!(
+                "fixed point  {:.1} solves per step (non-local terms), largest last change {worst:.1e}{}",
+                solves as f64 / records.len().max(1) as f64,
+                if flow.energy.internal.is_none() { "; Lagrangian steps (no internal term)" } else { "" }
+            );
+        }
         println!("energy       {energy0:.9e} -> {energy1:.9e}");
         println!("mass         {m0:.12e}, relative drift {drift:.1e}");
         println!("positivity   min density {min_density:.3e}");
@@ -176,6 +191,10 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     out.add_diagnostic("seconds", column(|r| r.seconds))?;
     out.add_diagnostic("mass", column(|r| r.mass))?;
     out.add_diagnostic("min_density", column(|r| r.min_density))?;
+    if !flow.energy.nonlocal.is_empty() {
+        out.add_diagnostic("fixed_point_iterations", column(|r| r.fixed_point_iterations as f64))?;
+        out.add_diagnostic("fixed_point_change", column(|r| r.fixed_point_change))?;
+    }
     out.set_attribute("problem", AttrValue::Text("flow".into()))?;
     out.set_attribute("tau", AttrValue::Number(args.tau))?;
     out.set_attribute("seconds", AttrValue::Number(seconds))?;

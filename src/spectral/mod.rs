@@ -5,9 +5,11 @@
 //! [`Symbol`] chooses between the finite-difference eigenvalues (exact inverse of the FD
 //! operator) and the continuous symbol |k|².
 
+mod convolution;
 mod poisson;
 mod transform;
 
+pub use convolution::Convolution;
 pub use poisson::{MeanPolicy, PoissonSolver};
 pub use transform::Symbol;
 

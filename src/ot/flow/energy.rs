@@ -13,6 +13,7 @@
 //!
 //! (entropy: Fokker–Planck `∂ₜρ = DΔρ + ∇·(ρ∇V)`; porous medium: `∂ₜρ = γΔρᵐ + ∇·(ρ∇V)`.)
 
+use super::nonlocal::{Kernel, Nonlocal};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 
@@ -292,22 +293,31 @@ impl Internal {
     }
 }
 
-/// An energy `F(ρ) = ∫ e(ρ) + V ρ`: an internal part and an optional potential on the flow's
-/// grid.
+/// An energy `F(ρ) = ∫ e(ρ) + V ρ + Σ N(ρ)`: an internal part (none for a purely
+/// potential or non-local energy), an optional potential on the flow's grid and non-local
+/// terms ([`Nonlocal`]: interaction, MMD).
 #[derive(Clone, Debug)]
 pub struct Energy {
-    /// `∫ e(ρ)`.
-    pub internal: Internal,
+    /// `∫ e(ρ)` (`None`: no internal energy; the flow then steps in Lagrangian form).
+    pub internal: Option<Internal>,
     /// `V` (none: zero).
     pub potential: Option<ScalarField>,
     /// The reference density ν of a divergence (unit mass, positive), else `None`.
     pub reference: Option<ScalarField>,
+    /// Non-local terms, summed.
+    pub nonlocal: Vec<Nonlocal>,
 }
 
 impl Energy {
-    /// An energy without a reference density.
+    /// An energy with an internal part and a potential, no reference, no non-local terms.
     pub fn new(internal: Internal, potential: Option<ScalarField>) -> Energy {
-        Energy { internal, potential, reference: None }
+        Energy { internal: Some(internal), potential, reference: None, nonlocal: Vec::new() }
+    }
+
+    /// The internal energy; the dual JKO step is only taken for energies that have one
+    /// (checked on entry of [`super::JkoParams::step`]).
+    fn e(&self) -> &Internal {
+        self.internal.as_ref().expect("a JKO dual step needs an internal energy (checked)")
     }
 
     /// The weight ν_i of cell i (1 without a reference).
@@ -317,24 +327,24 @@ impl Energy {
 
     /// `(e*)'(s)` at cell i: the density the dual value s selects there.
     pub fn density_at(&self, i: usize, s: f64) -> f64 {
-        self.weight(i) * self.internal.density(s)
+        self.weight(i) * self.e().density(s)
     }
 
     /// `e*(s)` at cell i.
     pub fn conjugate_at(&self, i: usize, s: f64) -> f64 {
-        self.weight(i) * self.internal.conjugate(s)
+        self.weight(i) * self.e().conjugate(s)
     }
 
     /// `(e*)''(s)` at cell i.
     pub fn curvature_at(&self, i: usize, s: f64) -> f64 {
-        self.weight(i) * self.internal.curvature(s)
+        self.weight(i) * self.e().curvature(s)
     }
 
     /// `e'(ρ)` at cell i.
     pub fn derivative_at(&self, i: usize, rho: f64) -> f64 {
         match &self.reference {
-            Some(_) => self.internal.derivative(rho / self.weight(i)),
-            None => self.internal.derivative(rho),
+            Some(_) => self.e().derivative(rho / self.weight(i)),
+            None => self.e().derivative(rho),
         }
     }
 
@@ -348,7 +358,7 @@ impl Energy {
         if !max.is_finite() {
             return Err(Error::invalid("JKO step: the dual variable is not finite"));
         }
-        if let Internal::Entropy { diffusion } = self.internal {
+        if let Internal::Entropy { diffusion } = *self.e() {
             // Σ vol w exp((s + δ)/D − 1) = 1 with a = s/D − 1 + log w.
             let a: Vec<f64> = s
                 .iter()
@@ -366,7 +376,7 @@ impl Energy {
             s.iter().enumerate().map(|(i, v)| self.curvature_at(i, v + d)).sum::<f64>() * vol
         };
         // Above `hi` some cell leaves the conjugate's domain (its density is infinite).
-        let (mut lo, mut hi) = (f64::NEG_INFINITY, self.internal.max_dual() - max);
+        let (mut lo, mut hi) = (f64::NEG_INFINITY, self.e().max_dual() - max);
         let mut d = if hi > 0.0 { 0.0 } else { hi - 1.0 };
         for _ in 0..400 {
             let m = mass(d) - 1.0;
@@ -403,27 +413,35 @@ impl Energy {
     }
 
     /// `F(ρ)` on ρ's grid (cell sums).
-    pub fn value(&self, rho: &ScalarField) -> f64 {
+    pub fn value(&self, rho: &ScalarField) -> Result<f64> {
         let vol = rho.grid().cell_volume();
         let r = rho.data();
-        let internal: f64 = match &self.reference {
-            Some(nu) => {
-                r.iter().zip(nu.data().iter()).map(|(&v, &w)| w * self.internal.value(v / w)).sum()
+        let internal: f64 = match (&self.internal, &self.reference) {
+            (None, _) => 0.0,
+            (Some(e), Some(nu)) => {
+                r.iter().zip(nu.data().iter()).map(|(&v, &w)| w * e.value(v / w)).sum()
             }
-            None => r.iter().map(|&v| self.internal.value(v)).sum(),
+            (Some(e), None) => r.iter().map(|&v| e.value(v)).sum(),
         };
         let potential: f64 = match &self.potential {
             Some(v) => v.data().iter().zip(r.iter()).map(|(v, r)| v * r).sum(),
             None => 0.0,
         };
-        (internal + potential) * vol
+        let mut nonlocal = 0.0;
+        for n in &self.nonlocal {
+            nonlocal += n.value(rho)?;
+        }
+        Ok((internal + potential) * vol + nonlocal)
     }
 }
 
 /// One term of an energy as the CLI's `--energy` gives it: `entropy:D`, `porous:M[,GAMMA]`,
 /// `potential:EXPR` (V an expression in x, y, z) or `kl:SPEC` (the relative entropy
 /// `KL(ρ‖ν) = ∫ ρ log(ρ/ν)` to a density ν given as for `otgrid ot --target`: the entropy
-/// with D = 1 plus the potential `−log ν`).
+/// with D = 1 plus the potential `−log ν`), a divergence `chi2:SPEC` (`hellinger`,
+/// `reverse-kl`, `js`), `interaction:KERNEL` (`½∫∫W(x − y)ρρ`) or `mmd:KERNEL:SPEC` (the
+/// squared MMD to ν); KERNEL is `gaussian(σ)`, `laplace(σ)`, `distance`, `imq(c)` or an
+/// expression in the displacement x, y, z ([`Kernel`]).
 #[derive(Clone, Debug)]
 pub enum Term {
     /// `D ∫ ρ log ρ`.
@@ -436,6 +454,10 @@ pub enum Term {
     RelativeEntropy(Box<crate::ot::DensitySpec>),
     /// An f-divergence `∫ ν f(ρ/ν)` to ν.
     Divergence(Divergence, Box<crate::ot::DensitySpec>),
+    /// `½ ∫∫ W(x − y) ρρ`.
+    Interaction(Kernel),
+    /// `MMD²(ρ, ν)` with a kernel.
+    Mmd(Kernel, Box<crate::ot::DensitySpec>),
 }
 
 impl std::str::FromStr for Term {
@@ -444,7 +466,8 @@ impl std::str::FromStr for Term {
         let (kind, rest) = text.split_once(':').ok_or_else(|| {
             Error::invalid(format!(
                 "energy term '{text}': expected entropy:D, porous:M[,GAMMA], potential:EXPR, \
-                 kl:SPEC or a divergence (chi2, hellinger, reverse-kl, js):SPEC"
+                 kl:SPEC, a divergence (chi2, hellinger, reverse-kl, js):SPEC, \
+                 interaction:KERNEL or mmd:KERNEL:SPEC"
             ))
         })?;
         let number = |v: &str, what: &str| -> Result<f64> {
@@ -473,18 +496,26 @@ impl std::str::FromStr for Term {
                 let spec = crate::ot::DensitySpec::parse(rest, &format!("{name} target"))?;
                 Ok(Term::Divergence(f, Box::new(spec)))
             }
+            "interaction" => Ok(Term::Interaction(rest.parse()?)),
+            "mmd" => {
+                let (kernel, spec) = rest.split_once(':').ok_or_else(|| {
+                    Error::invalid(format!("energy term '{text}': expected mmd:KERNEL:SPEC"))
+                })?;
+                let spec = crate::ot::DensitySpec::parse(spec, "mmd target")?;
+                Ok(Term::Mmd(kernel.parse()?, Box::new(spec)))
+            }
             other => Err(Error::invalid(format!(
                 "energy term '{text}': unknown kind '{other}' (entropy, porous, potential, kl, \
-                 chi2, hellinger, reverse-kl or js)"
+                 chi2, hellinger, reverse-kl, js, interaction or mmd)"
             ))),
         }
     }
 }
 
 impl Energy {
-    /// The energy `Σ terms` on `grid`: exactly one internal term (entropy, porous or kl) and
-    /// any number of potentials (summed). A kl target must be positive everywhere (its
-    /// `−log ν` is the potential).
+    /// The energy `Σ terms` on `grid`: at most one internal term (entropy, porous, kl or a
+    /// divergence), any number of potentials (summed) and non-local terms. A kl target must
+    /// be positive everywhere (its `−log ν` is the potential).
     pub fn from_terms(
         terms: &[Term],
         grid: &crate::grid::Grid,
@@ -493,6 +524,7 @@ impl Energy {
         let mut internal = None;
         let mut reference = None;
         let mut potential: Option<ScalarField> = None;
+        let mut nonlocal = Vec::new();
         let positive = |spec: &crate::ot::DensitySpec, what: &str| -> Result<ScalarField> {
             let mut nu = spec.sample(grid, what, inputs)?;
             let (mass, min) = (nu.integral(), nu.min());
@@ -534,6 +566,15 @@ impl Energy {
                     add(e.sample(grid, 0.0, "potential")?);
                     None
                 }
+                Term::Interaction(w) => {
+                    nonlocal.push(Nonlocal::interaction(w.clone(), grid)?);
+                    None
+                }
+                Term::Mmd(k, spec) => {
+                    let nu = spec.sample(grid, "mmd target", inputs)?;
+                    nonlocal.push(Nonlocal::mmd(k.clone(), &nu)?);
+                    None
+                }
             };
             if let Some(i) = this {
                 if internal.is_some() {
@@ -545,17 +586,15 @@ impl Energy {
                 internal = Some(i);
             }
         }
-        let internal = internal.ok_or_else(|| {
-            Error::invalid(
-                "energy: needs one internal term (entropy:D, porous:M, kl:SPEC or a divergence)",
-            )
-        })?;
+        if terms.is_empty() {
+            return Err(Error::invalid("energy: needs at least one term"));
+        }
         if let Some(v) = &potential {
             if v.first_non_finite().is_some() {
                 return Err(Error::invalid("energy: the potential has NaN or infinite values"));
             }
         }
-        Ok(Energy { internal, potential, reference })
+        Ok(Energy { internal, potential, reference, nonlocal })
     }
 }
 
@@ -597,7 +636,8 @@ mod tests {
             // Unit mass, without and (divergences) with the reference's weights.
             let s: Vec<f64> = (0..100).map(|i| 0.3 * (i as f64 * 0.37).sin() - 0.2).collect();
             let reference = matches!(e, Internal::Divergence(_)).then(|| nu.clone());
-            let energy = Energy { internal: e, potential: None, reference };
+            let energy =
+                Energy { internal: Some(e), potential: None, reference, nonlocal: Vec::new() };
             let vol = grid.cell_volume();
             let d = energy.unit_mass_shift(&s, vol).unwrap();
             let mass: f64 =

@@ -244,8 +244,11 @@ impl JkoParams {
     /// minimiser over densities and the transport part starts from the identity.
     pub fn explicit_start(&self, energy: &Energy, mu: &ScalarField) -> ScalarField {
         let mut p = mu.clone();
-        for (i, v) in p.as_mut_slice().iter_mut().enumerate() {
-            *v = self.tau * energy.derivative_at(i, *v);
+        match energy.internal {
+            Some(_) => p.as_mut_slice().iter_mut().enumerate().for_each(|(i, v)| {
+                *v = self.tau * energy.derivative_at(i, *v);
+            }),
+            None => p.as_mut_slice().fill(0.0),
         }
         if let Some(v) = &energy.potential {
             p.data_mut().zip_mut_with(v.data(), |p, v| *p += self.tau * v);
@@ -270,6 +273,52 @@ impl JkoParams {
         p
     }
 
+    /// The step of an energy without internal part, `F(ρ) = ∫ V ρ` (the non-local terms
+    /// frozen into V): `ρ₁ = T#μ` with `T = id − τ∇V` (central differences), deposited with
+    /// [`push_forward_adaptive`] — mass kept to round-off, ρ₁ ≥ 0, mass that T carries past a
+    /// box face stays in the boundary cell. JKO's optimality condition is `T = id − τ∇V∘T`;
+    /// taking ∇V at x changes the step at O(τ²), so the scheme stays first order in τ.
+    /// `p = τV` (`x + ∇p` carries ρ₁ back to first order).
+    pub fn lagrangian_step(&self, energy: &Energy, mu: &ScalarField) -> Result<JkoStep> {
+        self.validate()?;
+        let grid = mu.grid();
+        let tau = self.tau;
+        let (density, w2_squared, p) = match &energy.potential {
+            None => (mu.clone(), 0.0, ScalarField::zeros(grid)),
+            Some(v) => {
+                if v.grid() != grid {
+                    return Err(Error::invalid("JKO step: density or potential on another grid"));
+                }
+                let g = gradient(v);
+                let d = grid.dim();
+                let mut map = VectorField::from_fn(grid, |x, out| out.copy_from_slice(x));
+                map.data_mut().zip_mut_with(g.data(), |m, g| *m -= tau * g);
+                let w2: f64 = g
+                    .data()
+                    .as_slice()
+                    .expect("contiguous")
+                    .chunks(d)
+                    .zip(mu.data().iter())
+                    .map(|(g, m)| tau * tau * g.iter().map(|x| x * x).sum::<f64>() * m)
+                    .sum::<f64>()
+                    * grid.cell_volume();
+                let rho = push_forward_adaptive(mu, &map, grid, self.subsamples)?;
+                let mut p = v.clone();
+                p.data_mut().mapv_inplace(|x| tau * x);
+                (rho, w2, p)
+            }
+        };
+        Ok(JkoStep {
+            density,
+            p,
+            outcome: Outcome::Converged,
+            iterations: 0,
+            marginal_error: 0.0,
+            dual_value: f64::NAN,
+            w2_squared,
+        })
+    }
+
     /// Solves one step from μ with energy `energy`, starting from the potential `start` (the
     /// previous step's p, or [`Self::explicit_start`]). Runs on a rayon worker thread, so
     /// that its many small parallel loops fork and join inside the pool (called from outside
@@ -292,6 +341,12 @@ impl JkoParams {
         ws: &mut JkoWorkspace,
     ) -> Result<JkoStep> {
         self.validate()?;
+        if energy.internal.is_none() {
+            return Err(Error::invalid(
+                "JKO step: the dual step needs an internal energy (entropy, porous medium or a \
+                 divergence)",
+            ));
+        }
         let grid = ws.grid.clone();
         if mu.grid() != &grid || start.grid() != &grid {
             return Err(Error::invalid("JKO step: density or potential on another grid"));
