@@ -129,4 +129,17 @@ fn bad_flows_fail_with_one_line_and_no_file() {
         assert!(err.contains(needle) && err.trim().lines().count() == 1, "{needle}: {err}");
         assert!(!d.join("bad.h5").exists(), "{args:?} left a file");
     }
+    // Problem files: an unknown key, no energy term, both steps and t_end, flags besides.
+    for (text, needle) in [
+        ("grid = { shape = [16, 16] }\ninitial = \"uniform\"\nenergy = [\"entropy:1\"]\n[time]\ntau = 0.01\nsteps = 2\ndt = 1\n", "dt"),
+        ("grid = { shape = [16, 16] }\ninitial = \"uniform\"\nenergy = []\n[time]\ntau = 0.01\nsteps = 2\n", "no term"),
+        ("grid = { shape = [16, 16] }\ninitial = \"uniform\"\nenergy = [\"entropy:1\"]\n[time]\ntau = 0.01\nsteps = 2\nt_end = 1\n", "not both"),
+    ] {
+        std::fs::write(d.join("bad.toml"), text).unwrap();
+        let o = otgrid(&["flow", "--problem", "bad.toml", "--out", "bad.h5"], d);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{text}: {err}");
+        assert!(err.contains(needle) && err.trim().lines().count() == 1, "{needle}: {err}");
+        assert!(!d.join("bad.h5").exists(), "{text} left a file");
+    }
 }

@@ -3,6 +3,7 @@
 use super::progress::TimeProgress;
 use super::{GridArgs, Report};
 use otgrid::error::{Error, Result};
+use otgrid::io::config::{read_problem, FlowProblemFile};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
 use otgrid::ot::flow::{Energy, FlowRecord, GradientFlow, JkoParams, Term};
 use otgrid::ot::DensitySpec;
@@ -11,10 +12,14 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct FlowArgs {
+    /// A flow problem file (TOML: grid, initial, energy, [time] tau and steps or t_end,
+    /// [solver], [output]; docs/problem-files.md) instead of the problem flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["initial", "energy", "tau", "steps", "t_end", "tol", "max_iterations", "mesh", "grid"])]
+    pub problem: Option<PathBuf>,
     /// Initial density ρ₀: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET,
     /// FILE.npy, FILE.png or an expression in x,y,z (its mass is kept).
     #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
-    pub initial: String,
+    pub initial: Option<String>,
     #[command(flatten)]
     pub grid: GridArgs,
     /// Map a density stored on another grid onto this run's grid by conservative
@@ -30,30 +35,32 @@ pub struct FlowArgs {
     /// (the squared MMD to ν), KERNEL one of gaussian(σ), laplace(σ), distance (−|d|),
     /// imq(c) or an expression in the displacement x,y,z. At most one internal term
     /// (entropy, porous, kl or a divergence); without one each step moves mass along −τ∇V.
-    #[arg(long = "energy", value_name = "TERM", required = true, allow_hyphen_values = true)]
+    #[arg(long = "energy", value_name = "TERM", allow_hyphen_values = true)]
     pub energy: Vec<String>,
     /// The JKO time step τ.
     #[arg(long)]
-    pub tau: f64,
+    pub tau: Option<f64>,
     /// Number of JKO steps (default: --t-end / τ).
     #[arg(long, conflicts_with = "t_end")]
     pub steps: Option<usize>,
     /// End time (rounded to a whole number of steps).
     #[arg(long)]
     pub t_end: Option<f64>,
-    /// Densities kept in the time series (evenly spaced; the last step always).
-    #[arg(long, default_value_t = 10)]
-    pub snapshots: usize,
+    /// Densities kept in the time series (evenly spaced; the last step always; default 10,
+    /// or the problem file's [output] snapshots).
+    #[arg(long)]
+    pub snapshots: Option<usize>,
     /// Stopping tolerance of each step's dual ascent: both H⁻¹ marginal errors (default
     /// 1e-3 τ; a step also stops at its grid's floor).
     #[arg(long)]
     pub tol: Option<f64>,
-    /// Back-and-forth iterations per step.
-    #[arg(long, default_value_t = 200)]
-    pub max_iterations: usize,
-    /// Output HDF5 file; the XDMF sidecar goes next to it.
-    #[arg(short, long, default_value = "flow.h5")]
-    pub out: PathBuf,
+    /// Back-and-forth iterations per step (default 200).
+    #[arg(long)]
+    pub max_iterations: Option<usize>,
+    /// Output HDF5 file; the XDMF sidecar goes next to it (default flow.h5, or the problem
+    /// file's [output] file, or its name with .h5).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -66,55 +73,110 @@ fn memory_fields(snapshots: usize) -> f64 {
     40.0 + snapshots as f64
 }
 
-pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
+/// What a run is made of, from the flags or from a problem file.
+struct Setup {
+    grid: otgrid::grid::Grid,
+    flow: GradientFlow,
+    rho0: otgrid::field::ScalarField,
+    initial: String,
+    energy: Vec<String>,
+    snapshots: usize,
+    out: PathBuf,
+}
+
+/// The run from `--problem FILE`.
+fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Setup> {
+    let file: FlowProblemFile = read_problem(path)?;
+    let base =
+        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let grid = file.grid.grid(&base)?;
+    report.put("grid", &grid);
+    report.put("problem_file", path.display().to_string());
+    let output = file.output.clone().unwrap_or_default();
+    let out = args.out.clone().or(output.file).unwrap_or_else(|| {
+        let stem = path.file_stem().map_or("flow".into(), |s| s.to_string_lossy().to_string());
+        PathBuf::from(format!("{stem}.h5"))
+    });
+    let snapshots = args.snapshots.or(output.snapshots).unwrap_or(10);
+    let steps = file.time.step_count()?;
+    MemoryEstimate::fields(&grid, memory_fields(snapshots.min(steps)), 0, "flow")
+        .check(report.memory_limit)?;
+    otgrid::io::check_output_path(&out, &otgrid::io::config::input_files(path))?;
+    let reading = Inputs { base, resample: args.resample };
+    let (flow, rho0) = file.flow(&grid, &reading)?;
+    Ok(Setup { grid, flow, rho0, initial: file.initial, energy: file.energy, snapshots, out })
+}
+
+/// The run from the problem flags.
+fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let grid = args.grid.resolve("unit_square_256")?;
     report.put("grid", &grid);
-    let steps = match (args.steps, args.t_end) {
-        (Some(k), _) => k,
-        (None, Some(t)) if t > 0.0 && args.tau > 0.0 => (t / args.tau).round().max(1.0) as usize,
-        (None, Some(t)) => {
-            return Err(Error::invalid(format!(
-                "--t-end must be positive (and --tau positive), got {t}"
-            )))
-        }
-        (None, None) => return Err(Error::invalid("give --steps or --t-end")),
+    let (Some(initial), Some(tau)) = (&args.initial, args.tau) else {
+        return Err(Error::invalid("give --initial, --energy and --tau, or --problem FILE"));
     };
-    MemoryEstimate::fields(&grid, memory_fields(args.snapshots.min(steps)), 0, "flow")
+    if args.energy.is_empty() {
+        return Err(Error::invalid("give at least one --energy term"));
+    }
+    let steps = otgrid::ot::flow::step_count(tau, args.steps, args.t_end)
+        .map_err(|e| Error::invalid(format!("{e} (--steps or --t-end)")))?;
+    let snapshots = args.snapshots.unwrap_or(10);
+    MemoryEstimate::fields(&grid, memory_fields(snapshots.min(steps)), 0, "flow")
         .check(report.memory_limit)?;
     let base = Path::new(".");
-    let initial_spec = DensitySpec::parse(&args.initial, "initial")?;
+    let initial_spec = DensitySpec::parse(initial, "initial")?;
     let inputs: Vec<(String, PathBuf)> =
         initial_spec.input_file(base).map(|p| vec![("initial".to_string(), p)]).unwrap_or_default();
-    check_output_path(&args.out, &inputs)?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("flow.h5"));
+    check_output_path(&out, &inputs)?;
     let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
     let terms: Vec<Term> = args.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
     let energy = Energy::from_terms(&terms, &grid, &reading)?;
     let rho0 = initial_spec.sample(&grid, "initial", &reading)?;
+    let defaults = JkoParams::default();
     let flow = GradientFlow {
         energy,
         jko: JkoParams {
-            tau: args.tau,
+            tau,
             tolerance: args.tol,
-            max_iterations: args.max_iterations,
-            ..Default::default()
+            max_iterations: args.max_iterations.unwrap_or(defaults.max_iterations),
+            ..defaults
         },
         steps,
     };
+    Ok(Setup {
+        grid,
+        flow,
+        rho0,
+        initial: initial.clone(),
+        energy: args.energy.clone(),
+        snapshots,
+        out,
+    })
+}
+
+pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
+    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out } =
+        match &args.problem {
+            Some(path) => from_problem(path, args, report)?,
+            None => from_flags(args, report)?,
+        };
+    let steps = flow.steps;
+    let tau = flow.jko.tau;
     let parameters = serde_json::json!({
-        "initial": &args.initial,
-        "energy": &args.energy,
+        "initial": &initial,
+        "energy": &energy_terms,
         "internal": &flow.energy.internal,
         "nonlocal": flow.energy.nonlocal.iter().map(|n| n.describe()).collect::<Vec<_>>(),
         "jko": &flow.jko,
         "steps": steps,
-        "snapshots": args.snapshots,
+        "snapshots": snapshots,
         "grid": &grid,
     });
     report.put("parameters", &parameters);
-    let t_end = steps as f64 * args.tau;
+    let t_end = steps as f64 * tau;
     let mut progress = TimeProgress::new(0.0, t_end, "flow");
     let started = std::time::Instant::now();
-    let run = flow.run(&rho0, args.snapshots, |r: &FlowRecord| {
+    let run = flow.run(&rho0, snapshots, |r: &FlowRecord| {
         progress.at(r.time);
         std::ops::ControlFlow::Continue(())
     })?;
@@ -150,7 +212,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         }),
     );
     if !report.json {
-        println!("flow         {} on {grid}, τ = {}", args.energy.join(" + "), args.tau);
+        println!("flow         {} on {grid}, τ = {tau}", energy_terms.join(" + "));
         println!(
             "integrated   t = {t_end} in {} JKO steps, {seconds:.3} s ({:.3} s per step, {:.1} iterations per step)",
             records.len(),
@@ -174,32 +236,40 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         println!("mass         {m0:.12e}, relative drift {drift:.1e}");
         println!("positivity   min density {min_density:.3e}");
     }
-    let mut out = Output::new(grid);
+    let mut output = Output::new(grid.clone());
     for (t, rho) in &run.snapshots {
-        out.add_step(*t, vec![("rho", Field::Scalar(rho.clone()))])?;
+        output.add_step(*t, vec![("rho", Field::Scalar(rho.clone()))])?;
     }
     let last = run.snapshots.last().expect("the initial density").1.clone();
-    out.add_field("rho", last)?;
+    output.add_field("rho", last)?;
     if let Some(v) = &flow.energy.potential {
-        out.add_field("potential", v.clone())?;
+        output.add_field("potential", v.clone())?;
     }
-    out.add_diagnostic("time", column(|r| r.time))?;
-    out.add_diagnostic("energy", column(|r| r.energy))?;
-    out.add_diagnostic("w2_step", column(|r| r.w2_step))?;
-    out.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
-    out.add_diagnostic("iterations", column(|r| r.iterations as f64))?;
-    out.add_diagnostic("seconds", column(|r| r.seconds))?;
-    out.add_diagnostic("mass", column(|r| r.mass))?;
-    out.add_diagnostic("min_density", column(|r| r.min_density))?;
+    output.add_diagnostic("time", column(|r| r.time))?;
+    output.add_diagnostic("energy", column(|r| r.energy))?;
+    output.add_diagnostic("w2_step", column(|r| r.w2_step))?;
+    output.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
+    output.add_diagnostic("iterations", column(|r| r.iterations as f64))?;
+    output.add_diagnostic("seconds", column(|r| r.seconds))?;
+    output.add_diagnostic("mass", column(|r| r.mass))?;
+    output.add_diagnostic("min_density", column(|r| r.min_density))?;
     if !flow.energy.nonlocal.is_empty() {
-        out.add_diagnostic("fixed_point_iterations", column(|r| r.fixed_point_iterations as f64))?;
-        out.add_diagnostic("fixed_point_change", column(|r| r.fixed_point_change))?;
+        output.add_diagnostic(
+            "fixed_point_iterations",
+            column(|r| r.fixed_point_iterations as f64),
+        )?;
+        output.add_diagnostic("fixed_point_change", column(|r| r.fixed_point_change))?;
     }
-    out.set_attribute("problem", AttrValue::Text("flow".into()))?;
-    out.set_attribute("tau", AttrValue::Number(args.tau))?;
-    out.set_attribute("seconds", AttrValue::Number(seconds))?;
-    out.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
-    let w = out.write(&args.out)?;
+    output.set_attribute("problem", AttrValue::Text("flow".into()))?;
+    output.set_attribute("tau", AttrValue::Number(tau))?;
+    output.set_attribute("seconds", AttrValue::Number(seconds))?;
+    output.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
+    if let Some(path) = &args.problem {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        output.set_attribute("problem_file", AttrValue::Text(text))?;
+        output.set_attribute("problem_path", AttrValue::Text(path.display().to_string()))?;
+    }
+    let w = output.write(&out)?;
     report.put("output", w.hdf5.display().to_string());
     report.put("xdmf", w.xdmf.display().to_string());
     if !report.json {

@@ -1,4 +1,5 @@
-//! Problem files (TOML) for `otgrid elliptic`, `otgrid parabolic` and `otgrid fokker-planck`.
+//! Problem files (TOML) for `otgrid elliptic`, `otgrid parabolic`, `otgrid fokker-planck`
+//! and `otgrid flow`.
 //! Every key is documented in `docs/problem-files.md`; unknown keys are errors.
 //!
 //! A *value* is a number, a math expression of x, y, z, t (see [`crate::expr`]), or a
@@ -153,6 +154,75 @@ pub struct FokkerPlanckFile {
     pub equation: FokkerPlanckEquation,
     pub time: TimeSection,
     pub output: Option<OutputSection>,
+}
+
+/// `[time]` of a gradient-flow problem: the JKO step τ and the number of steps (or the end
+/// time, rounded to a whole number of steps).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTime {
+    pub tau: f64,
+    pub steps: Option<usize>,
+    pub t_end: Option<f64>,
+}
+
+/// `[solver]` of a gradient-flow problem: each step's dual ascent.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSolver {
+    /// Both H⁻¹ marginal errors (default `min(1e-3 τ, 0.05 h)`).
+    pub tolerance: Option<f64>,
+    /// Back-and-forth iterations per step (default 200).
+    pub max_iterations: Option<usize>,
+}
+
+/// A gradient-flow problem file (`otgrid flow --problem FILE`): the JKO flow of the sum of
+/// the `energy` terms (as `--energy`: `entropy:D`, `potential:EXPR`, `mmd:KERNEL:SPEC`, …)
+/// from the `initial` density (a density specification, files relative to the problem file).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowProblemFile {
+    pub grid: GridChoice,
+    pub initial: String,
+    pub energy: Vec<String>,
+    pub time: FlowTime,
+    pub solver: Option<FlowSolver>,
+    pub output: Option<OutputSection>,
+}
+
+impl FlowTime {
+    /// The number of steps: `steps`, else `t_end / τ` rounded (at least one).
+    pub fn step_count(&self) -> Result<usize> {
+        crate::ot::flow::step_count(self.tau, self.steps, self.t_end)
+    }
+}
+
+impl FlowProblemFile {
+    /// The flow the file describes on `grid` and its initial density.
+    pub fn flow(
+        &self,
+        grid: &Grid,
+        inputs: &Inputs,
+    ) -> Result<(crate::ot::flow::GradientFlow, ScalarField)> {
+        use crate::ot::flow::{Energy, GradientFlow, JkoParams, Term};
+        if self.energy.is_empty() {
+            return Err(Error::invalid("flow problem: energy = [] has no term"));
+        }
+        let terms: Vec<Term> = self.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
+        let energy = Energy::from_terms(&terms, grid, inputs)?;
+        let initial = crate::ot::DensitySpec::parse(&self.initial, "initial")?
+            .sample(grid, "initial", inputs)?;
+        let solver = self.solver.clone().unwrap_or_default();
+        let defaults = JkoParams::default();
+        let jko = JkoParams {
+            tau: self.time.tau,
+            tolerance: solver.tolerance,
+            max_iterations: solver.max_iterations.unwrap_or(defaults.max_iterations),
+            ..defaults
+        };
+        jko.validate()?;
+        Ok((GradientFlow { energy, jko, steps: self.time.step_count()? }, initial))
+    }
 }
 
 /// A file reference's (file, dataset) parts: `"FILE.h5:/NAME"` → `("FILE.h5", Some("/NAME"))`,

@@ -16,6 +16,24 @@ use crate::ot::problem::Outcome;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+/// The number of JKO steps of τ: `steps` if given, else `t_end / τ` rounded (at least one).
+pub fn step_count(tau: f64, steps: Option<usize>, t_end: Option<f64>) -> Result<usize> {
+    match (steps, t_end) {
+        (Some(_), Some(_)) => {
+            Err(Error::invalid("give the number of steps or the end time, not both"))
+        }
+        (Some(0), None) => Err(Error::invalid("a flow needs at least one step")),
+        (Some(k), None) => Ok(k),
+        (None, Some(t)) if t > 0.0 && t.is_finite() && tau > 0.0 && tau.is_finite() => {
+            Ok((t / tau).round().max(1.0) as usize)
+        }
+        (None, Some(t)) => Err(Error::invalid(format!(
+            "the end time must be positive (and τ positive), got t_end = {t}, τ = {tau}"
+        ))),
+        (None, None) => Err(Error::invalid("give the number of steps or the end time")),
+    }
+}
+
 /// A gradient flow: an energy, the JKO step's parameters and the number of steps.
 #[derive(Clone, Debug)]
 pub struct GradientFlow {
