@@ -6,8 +6,9 @@ CARGO ?= cargo
 BIN := target/release/otgrid
 OUT ?= demo-output
 
-# Needed to build (hdf5-metno links the system HDF5) and to inspect files (h5dump).
-APT_BUILD := libhdf5-dev pkg-config hdf5-tools
+# Needed to build (hdf5-metno links the system HDF5), to inspect files (h5dump) and to label
+# the CLI's PNG plots (DejaVu Sans).
+APT_BUILD := libhdf5-dev pkg-config hdf5-tools fonts-dejavu-core
 # Needed by the ParaView integration test (pvpython with Debian's python3).
 APT_PARAVIEW := paraview python3-paraview
 

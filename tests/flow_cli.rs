@@ -104,6 +104,55 @@ fn nonlocal_flows_record_their_fixed_points() {
     }
 }
 
+/// `--tau-sweep` runs the flow to one end time per τ and writes the CSV (one row per τ,
+/// the step counts T/τ, W₂ to the KL target by bfm) and the PNG plot; `--w2-target` adds W₂
+/// to the target at every snapshot, falling along a KL flow.
+#[test]
+fn tau_sweep_and_w2_to_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = [
+        "flow",
+        "--grid",
+        "32x32",
+        "--initial",
+        "gaussian:0.35,0.4:0.01,0,0,0.01",
+        "--energy",
+        "kl:gaussian:0.6,0.55:0.01,0,0,0.01",
+        "--t-end",
+        "0.2",
+        "--json",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--tau-sweep", "0.1,0.05,0.02", "--out", "study/kl.h5"]);
+    let o = otgrid(&args, d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    let rows = v["tau_sweep"].as_array().unwrap();
+    let steps: Vec<u64> = rows.iter().map(|r| r["steps"].as_u64().unwrap()).collect();
+    assert_eq!(steps, [2, 4, 10]);
+    assert!(rows.iter().all(|r| r["w2_target"].as_f64().unwrap() < 0.3), "{v}");
+    let csv = std::fs::read_to_string(d.join("study/kl_tau_sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(csv.starts_with("tau,steps,energy,normalised_energy,w2_target,"));
+    let font = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists();
+    assert_eq!(d.join("study/kl_tau_sweep.png").exists(), font, "{v}");
+    if font {
+        let png = std::fs::read(d.join("study/kl_tau_sweep.png")).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+    }
+    assert!(!d.join("study/kl.h5").exists(), "a sweep writes no HDF5");
+    let mut args = base.to_vec();
+    args.extend(["--tau", "0.02", "--snapshots", "5", "--w2-target", "--out", "kl.h5"]);
+    let v = json(&otgrid(&args, d));
+    assert_eq!(v["status"], "ok", "{v}");
+    let out = Output::read(&d.join("kl.h5")).unwrap();
+    let w2 = &out.diagnostics()["w2_target"];
+    assert_eq!(w2.len(), 6, "t = 0 and five snapshots");
+    assert!(w2.windows(2).all(|w| w[1] <= w[0]) && w2[5] < 0.01, "{w2:?}");
+    assert!((w2[0] - 0.25f64.hypot(0.15)).abs() < 0.02, "W₂ of the shifted Gaussians: {w2:?}");
+}
+
 #[test]
 fn bad_flows_fail_with_one_line_and_no_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@ use super::{GridArgs, Report};
 use otgrid::error::{Error, Result};
 use otgrid::io::config::{read_problem, FlowProblemFile};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
-use otgrid::ot::flow::{Energy, FlowRecord, GradientFlow, JkoParams, Term};
+use otgrid::ot::flow::{target_of, w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Term};
 use otgrid::ot::DensitySpec;
 use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
@@ -61,6 +61,16 @@ pub struct FlowArgs {
     /// file's [output] file, or its name with .h5).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    /// W₂(ρ, ν) at every snapshot by otgrid's own OT (bfm, default settings), ν the density
+    /// of the energy's kl, divergence or mmd term: diagnostics `snapshot_time`, `w2_target`.
+    #[arg(long)]
+    pub w2_target: bool,
+    /// The τ study: comma-separated τ values, each running the flow to the same end time T
+    /// (--t-end, or the problem file's [time]) in T/τ steps; reports per τ the final energy,
+    /// W₂ to the energy's target density (if it has one), seconds and iterations per step, and
+    /// writes STEM_tau_sweep.csv and STEM_tau_sweep.png beside --out (no HDF5).
+    #[arg(long, value_name = "TAU,TAU,...", value_delimiter = ',', conflicts_with_all = ["tau", "steps"])]
+    pub tau_sweep: Vec<f64>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -82,6 +92,8 @@ struct Setup {
     energy: Vec<String>,
     snapshots: usize,
     out: PathBuf,
+    /// The density ν the energy compares with (kl, divergences, mmd).
+    target: Option<otgrid::field::ScalarField>,
 }
 
 /// The run from `--problem FILE`.
@@ -104,14 +116,26 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
     otgrid::io::check_output_path(&out, &otgrid::io::config::input_files(path))?;
     let reading = Inputs { base, resample: args.resample };
     let (flow, rho0) = file.flow(&grid, &reading)?;
-    Ok(Setup { grid, flow, rho0, initial: file.initial, energy: file.energy, snapshots, out })
+    let terms: Vec<Term> = file.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
+    let target = target_of(&terms, &grid, &reading)?;
+    Ok(Setup {
+        grid,
+        flow,
+        rho0,
+        initial: file.initial,
+        energy: file.energy,
+        snapshots,
+        out,
+        target,
+    })
 }
 
 /// The run from the problem flags.
 fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let grid = args.grid.resolve("unit_square_256")?;
     report.put("grid", &grid);
-    let (Some(initial), Some(tau)) = (&args.initial, args.tau) else {
+    let (Some(initial), Some(tau)) = (&args.initial, args.tau.or(args.tau_sweep.first().copied()))
+    else {
         return Err(Error::invalid("give --initial, --energy and --tau, or --problem FILE"));
     };
     if args.energy.is_empty() {
@@ -131,6 +155,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
     let terms: Vec<Term> = args.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
     let energy = Energy::from_terms(&terms, &grid, &reading)?;
+    let target = target_of(&terms, &grid, &reading)?;
     let rho0 = initial_spec.sample(&grid, "initial", &reading)?;
     let defaults = JkoParams::default();
     let flow = GradientFlow {
@@ -151,15 +176,19 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
         energy: args.energy.clone(),
         snapshots,
         out,
+        target,
     })
 }
 
 pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
-    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out } =
-        match &args.problem {
-            Some(path) => from_problem(path, args, report)?,
-            None => from_flags(args, report)?,
-        };
+    let setup = match &args.problem {
+        Some(path) => from_problem(path, args, report)?,
+        None => from_flags(args, report)?,
+    };
+    if !args.tau_sweep.is_empty() {
+        return tau_sweep(&setup, &args.tau_sweep, report);
+    }
+    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out, target } = setup;
     let steps = flow.steps;
     let tau = flow.jko.tau;
     let parameters = serde_json::json!({
@@ -182,6 +211,20 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     })?;
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
+    let w2_target: Option<Vec<f64>> = match (&target, args.w2_target) {
+        (Some(nu), true) => {
+            Some(run.snapshots.iter().map(|(_, rho)| w2_distance(rho, nu)).collect::<Result<_>>()?)
+        }
+        (None, true) => {
+            return Err(Error::invalid(
+                "--w2-target needs an energy with a target density (kl, a divergence or mmd)",
+            ))
+        }
+        _ => None,
+    };
+    if let Some(w) = &w2_target {
+        report.put("w2_target", serde_json::json!({"first": w[0], "last": w[w.len() - 1]}));
+    }
     let records = &run.records;
     let column = |f: fn(&FlowRecord) -> f64| records.iter().map(f).collect::<Vec<f64>>();
     let m0 = rho0.integral();
@@ -260,6 +303,10 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         )?;
         output.add_diagnostic("fixed_point_change", column(|r| r.fixed_point_change))?;
     }
+    if let Some(w) = w2_target {
+        output.add_diagnostic("snapshot_time", run.snapshots.iter().map(|(t, _)| *t).collect())?;
+        output.add_diagnostic("w2_target", w)?;
+    }
     output.set_attribute("problem", AttrValue::Text("flow".into()))?;
     output.set_attribute("tau", AttrValue::Number(tau))?;
     output.set_attribute("seconds", AttrValue::Number(seconds))?;
@@ -274,6 +321,94 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     report.put("xdmf", w.xdmf.display().to_string());
     if !report.json {
         println!("wrote        {} and {}", w.hdf5.display(), w.xdmf.display());
+    }
+    Ok(())
+}
+
+/// The τ study: the flow of `setup` to the same end time with each τ (see `--tau-sweep`).
+fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
+    if let Some(bad) = taus.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+        return Err(Error::invalid(format!("--tau-sweep: τ must be positive, got {bad}")));
+    }
+    let t_end = setup.flow.steps as f64 * setup.flow.jko.tau;
+    let stem = setup.out.with_extension("");
+    let name = |suffix: &str| PathBuf::from(format!("{}_tau_sweep.{suffix}", stem.display()));
+    let (csv_path, png_path) = (name("csv"), name("png"));
+    let mut rows = Vec::new();
+    let mut csv =
+        String::from("tau,steps,energy,normalised_energy,w2_target,seconds,iterations_per_step\n");
+    if !report.json {
+        println!("τ study: {} to t = {t_end} on {}", setup.energy.join(" + "), setup.grid);
+        println!(
+            "| τ | steps | F(ρ_K) | F(ρ_K/M) | W₂(ρ_K/M, ν) | seconds | iterations per step |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+    }
+    for &tau in taus {
+        let steps = otgrid::ot::flow::step_count(tau, None, Some(t_end))?;
+        let mut flow = setup.flow.clone();
+        flow.jko.tau = tau;
+        flow.steps = steps;
+        let started = std::time::Instant::now();
+        let run = flow.run(&setup.rho0, 1, |_| std::ops::ControlFlow::Continue(()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let last = &run.snapshots.last().expect("the last step").1;
+        let energy = flow.energy.value(last)?;
+        // The energy of the unit-mass density: with a kl or divergence term, the divergence
+        // of ρ/M from ν (F(ρ) itself includes M log M and the like).
+        let normalised = flow.energy.value(&last.to_density()?.0)?;
+        let w2 = setup.target.as_ref().map(|nu| w2_distance(last, nu)).transpose()?;
+        let iterations =
+            run.records.iter().map(|r| r.iterations).sum::<usize>() as f64 / steps as f64;
+        let w2_text = w2.map_or("-".to_string(), |w| format!("{w:.4e}"));
+        if !report.json {
+            println!(
+                "| {tau:.3e} | {steps} | {energy:.4e} | {normalised:.4e} | {w2_text} | {seconds:.2} | {iterations:.1} |"
+            );
+        }
+        csv.push_str(&format!(
+            "{tau},{steps},{energy},{normalised},{},{seconds},{iterations}\n",
+            w2.map_or(String::new(), |w| w.to_string())
+        ));
+        rows.push(serde_json::json!({
+            "tau": tau, "steps": steps, "energy": energy, "normalised_energy": normalised,
+            "w2_target": w2,
+            "seconds": seconds, "iterations_per_step": iterations,
+        }));
+    }
+    let file = otgrid::io::AtomicFile::new(&csv_path)?;
+    std::fs::write(file.path(), csv).map_err(|e| Error::io(file.path(), e))?;
+    let csv_written = file.commit()?;
+    let column = |key: &str| -> Vec<(f64, f64)> {
+        rows.iter().filter_map(|r| Some((r["tau"].as_f64()?, r[key].as_f64()?))).collect()
+    };
+    let mut panels = vec![super::plot::Panel {
+        title: "final energy of rho/M",
+        x_label: "tau",
+        points: column("normalised_energy"),
+    }];
+    if setup.target.is_some() {
+        panels.push(super::plot::Panel {
+            title: "W2(rho/M, target)",
+            x_label: "tau",
+            points: column("w2_target"),
+        });
+    }
+    panels.push(super::plot::Panel { title: "seconds", x_label: "tau", points: column("seconds") });
+    let plotted = super::plot::log_log_panels(&png_path, &panels)?;
+    report.put("t_end", t_end);
+    report.put("tau_sweep", &rows);
+    report.put("csv", csv_written.display().to_string());
+    match &plotted {
+        Ok(p) => report.put("png", p.display().to_string()),
+        Err(why) => report.put("png_skipped", why.as_str()),
+    }
+    if !report.json {
+        println!("wrote        {}", csv_written.display());
+        match plotted {
+            Ok(p) => println!("wrote        {}", p.display()),
+            Err(why) => println!("{why}"),
+        }
     }
     Ok(())
 }

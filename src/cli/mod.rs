@@ -8,6 +8,7 @@ mod flow;
 mod info;
 mod ot;
 mod pde;
+mod plot;
 mod progress;
 mod verify;
 

@@ -598,6 +598,31 @@ impl Energy {
     }
 }
 
+/// The density ν that the first term with one compares ρ with (`kl`, a divergence, `mmd`),
+/// sampled on `grid` and normalised to unit mass; `None` without such a term.
+pub fn target_of(
+    terms: &[Term],
+    grid: &crate::grid::Grid,
+    inputs: &crate::io::Inputs,
+) -> Result<Option<ScalarField>> {
+    let Some(spec) = terms.iter().find_map(|t| match t {
+        Term::RelativeEntropy(spec) | Term::Divergence(_, spec) | Term::Mmd(_, spec) => Some(spec),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    Ok(Some(spec.sample(grid, "target", inputs)?.to_density()?.0))
+}
+
+/// `W₂(ρ/M, ν)` by otgrid's back-and-forth solver with its default settings (ρ of mass M,
+/// ν of unit mass, on one grid).
+pub fn w2_distance(rho: &ScalarField, nu: &ScalarField) -> Result<f64> {
+    use crate::ot::{Method, Options, Problem};
+    let (rho, _) = rho.to_density()?;
+    let solution = Method::BFM.solve(&Problem::new(&rho, nu)?, &Options::default())?;
+    Ok(solution.w2_squared().max(0.0).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ pub mod energy;
 pub mod jko;
 pub mod nonlocal;
 
-pub use energy::{Divergence, Energy, Internal, Term};
+pub use energy::{target_of, w2_distance, Divergence, Energy, Internal, Term};
 pub use jko::{JkoParams, JkoStep, JkoWorkspace};
 pub use nonlocal::{Kernel, Nonlocal, NonlocalKind};
 
