@@ -828,6 +828,95 @@ mod tests {
         assert!(end < 0.05 * first && far_mass > 0.35, "{results:?}");
     }
 
+    /// An explicit finite-volume solve of `∂ₜρ = ∇·(ρ∇e'(ρ))` (e' per cell from the energy,
+    /// with its reference ν) on a box: face fluxes `−ρ_f (e'_{i+1} − e'_i)/h`, ρ_f the mean of
+    /// the two cells, none through the box's faces; explicit Euler steps of
+    /// `0.2 h² / max D`, `D = ρ ∂e'/∂ρ` the local diffusivity (by a difference quotient).
+    fn finite_volume(energy: &Energy, rho0: &ScalarField, t_end: f64) -> ScalarField {
+        let grid = rho0.grid().clone();
+        let (nx, ny) = (grid.axis(0).cells, grid.axis(1).cells);
+        let h = grid.axis(0).spacing();
+        assert!((grid.axis(1).spacing() - h).abs() < 1e-15);
+        let mut rho: Vec<f64> = rho0.data().iter().copied().collect();
+        let mut t = 0.0;
+        while t < t_end {
+            let mu: Vec<f64> =
+                rho.iter().enumerate().map(|(i, &r)| energy.derivative_at(i, r)).collect();
+            let d_max = rho
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| (energy.derivative_at(i, r * (1.0 + 1e-6)) - mu[i]) / 1e-6)
+                .fold(0.0, f64::max);
+            let dt = (0.2 * h * h / d_max).min(t_end - t);
+            let mut change = vec![0.0; rho.len()];
+            for j in 0..ny {
+                for i in 0..nx {
+                    let c = j * nx + i;
+                    for (e, ok) in [(c + 1, i + 1 < nx), (c + nx, j + 1 < ny)] {
+                        if ok {
+                            let flux = -0.5 * (rho[c] + rho[e]) * (mu[e] - mu[c]) / h;
+                            change[c] -= flux / h;
+                            change[e] += flux / h;
+                        }
+                    }
+                }
+            }
+            rho.iter_mut().zip(&change).for_each(|(r, d)| *r += dt * d);
+            t += dt;
+        }
+        ScalarField::from_vec(&grid, rho).unwrap()
+    }
+
+    /// Reverse KL, Hellinger and Jensen–Shannon flows against the explicit finite-volume
+    /// solve of `∂ₜρ = ∇·(ρ∇f'(ρ/ν))` (Gaussians on a floor, 96², T = 0.02, 5 / 10 / 20 steps).
+    /// The JKO flows converge at first order in τ (successive L1 differences halve: measured
+    /// ratios 2.09 / 1.92 / 1.93), and their Richardson limit `2ρ_{τ/2} − ρ_τ` lies within the
+    /// two discretisations' spatial gap of the finite-volume solution (measured 1.1e-3 –
+    /// 3.0e-3, 0.6 – 1.2 % of the distance the flow moved; at 48² 2.6e-3 – 7.0e-3: first
+    /// order in h). Measured L1 gaps at τ = 4e-3 / 2e-3 / 1e-3: reverse KL 1.41e-2 / 7.8e-3 /
+    /// 4.9e-3, Hellinger 1.10e-2 / 6.3e-3 / 4.0e-3, JS 6.1e-3 / 3.5e-3 / 2.3e-3.
+    #[test]
+    fn divergence_flows_match_a_finite_volume_solve() {
+        let grid = Grid::unit(2, 96, BoundaryKind::Neumann).unwrap();
+        let bump = |c: [f64; 2], s2: f64| {
+            unit_mass(ScalarField::from_fn(&grid, move |x| {
+                0.2 + (-((x[0] - c[0]).powi(2) + (x[1] - c[1]).powi(2)) / (2.0 * s2)).exp()
+            }))
+        };
+        let (initial, target) = (bump([0.4, 0.45], 0.01), bump([0.55, 0.5], 0.015));
+        let t_end = 0.02;
+        for f in [Divergence::ReverseKl, Divergence::Hellinger, Divergence::JensenShannon] {
+            let energy = Energy {
+                internal: Some(Internal::Divergence(f)),
+                potential: None,
+                reference: Some(target.clone()),
+                nonlocal: Vec::new(),
+            };
+            let reference = finite_volume(&energy, &initial, t_end);
+            let moved = l1(&initial, &reference);
+            let ends: Vec<ScalarField> = [5usize, 10, 20]
+                .iter()
+                .map(|&steps| {
+                    let jko = JkoParams { tau: t_end / steps as f64, ..Default::default() };
+                    let flow = GradientFlow { energy: energy.clone(), jko, steps };
+                    let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
+                    check_steps(&run, 1.0);
+                    run.snapshots.last().unwrap().1.clone()
+                })
+                .collect();
+            let gaps: Vec<f64> = ends.iter().map(|e| l1(e, &reference)).collect();
+            let (d1, d2) = (l1(&ends[0], &ends[1]), l1(&ends[1], &ends[2]));
+            let mut limit = ends[2].clone();
+            limit.data_mut().zip_mut_with(ends[1].data(), |a, b| *a = 2.0 * *a - b);
+            let limit_gap = l1(&limit, &reference);
+            let name = f.name();
+            assert!(d1 / d2 >= 1.8, "{name}: successive differences {d1:e}, {d2:e}");
+            assert!(limit_gap < 0.015 * moved, "{name}: limit gap {limit_gap:e}, moved {moved:e}");
+            assert!(gaps[0] > gaps[1] && gaps[1] > gaps[2], "{name}: gaps {gaps:?}");
+            assert!(gaps[2] < 0.025 * moved, "{name}: gaps {gaps:?}, moved {moved:e}");
+        }
+    }
+
     #[test]
     fn bad_flows_are_refused() {
         let grid = Grid::unit(2, 16, BoundaryKind::Neumann).unwrap();
