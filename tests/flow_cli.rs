@@ -50,6 +50,9 @@ fn flows_write_time_series_with_diagnostics() {
     let energy = &out.diagnostics()["energy"];
     assert_eq!(energy.len(), 5);
     assert!(energy.windows(2).all(|w| w[1] <= w[0]), "{energy:?}");
+    // Each step's primal–dual gap is far below its objective W₂²/(2τ) ≈ 2.5e-3.
+    let gap = &out.diagnostics()["dual_gap"];
+    assert!(gap.iter().all(|g| g.abs() < 1e-4), "{gap:?}");
     assert!(matches!(out.attributes()["problem"], AttrValue::Text(ref t) if t == "flow"));
     assert!(d.join("fp.xmf").exists());
     // A porous-medium flow from a compact bump keeps its mass and stays non-negative.

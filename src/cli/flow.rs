@@ -292,6 +292,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     output.add_diagnostic("energy", column(|r| r.energy))?;
     output.add_diagnostic("w2_step", column(|r| r.w2_step))?;
     output.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
+    output.add_diagnostic("dual_gap", column(|r| r.dual_gap))?;
     output.add_diagnostic("iterations", column(|r| r.iterations as f64))?;
     output.add_diagnostic("seconds", column(|r| r.seconds))?;
     output.add_diagnostic("mass", column(|r| r.mass))?;

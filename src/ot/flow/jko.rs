@@ -130,6 +130,9 @@ pub struct JkoStep {
     pub dual_value: f64,
     /// `∫ |∇p|² ρ₁`: the step's squared transport distance `W₂²(ρ₁, μ)`.
     pub w2_squared: f64,
+    /// `F(ρ₁) + W₂²/(2τ) − J(p)/τ` with the W₂² above: how far the returned pair is from
+    /// optimal (0 at the exact solution of the discrete step; NaN for a Lagrangian step).
+    pub dual_gap: f64,
 }
 
 /// The planned operators of a flow's grid, reused by every step.
@@ -316,6 +319,7 @@ impl JkoParams {
             marginal_error: 0.0,
             dual_value: f64::NAN,
             w2_squared,
+            dual_gap: f64::NAN,
         })
     }
 
@@ -469,14 +473,17 @@ impl JkoParams {
             .map(|(v, r)| r * v.iter().map(|x| x * x).sum::<f64>())
             .sum::<f64>()
             * dual.vol;
+        let dual_value = it.value / self.tau;
+        let primal = energy.value(&density)? + w2 / (2.0 * self.tau);
         Ok(JkoStep {
             density,
             p: it.p,
             outcome,
             iterations,
             marginal_error,
-            dual_value: it.value / self.tau,
+            dual_value,
             w2_squared: w2,
+            dual_gap: primal - dual_value,
         })
     }
 

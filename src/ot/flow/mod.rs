@@ -58,6 +58,8 @@ pub struct FlowRecord {
     pub w2_step: f64,
     /// The step's larger H⁻¹ marginal error.
     pub marginal_error: f64,
+    /// The step's primal–dual gap ([`JkoStep::dual_gap`], of the unit-mass step).
+    pub dual_gap: f64,
     /// How the step's ascent ended ([`Outcome::name`]).
     pub outcome: &'static str,
     /// Back-and-forth iterations of the step.
@@ -178,6 +180,7 @@ impl GradientFlow {
                 energy: self.energy.value(&given)?,
                 w2_step: (step.w2_squared.max(0.0) * mass).sqrt(),
                 marginal_error: step.marginal_error,
+                dual_gap: step.dual_gap,
                 outcome: step.outcome.name(),
                 iterations: step.iterations,
                 seconds: start.elapsed().as_secs_f64(),
