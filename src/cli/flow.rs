@@ -79,8 +79,17 @@ pub struct FlowArgs {
 /// Peak memory of a flow in fields of its grid: the step's potentials, densities, residuals,
 /// metric and CG vectors, the deposit and the Poisson solvers' scratch (about 40), plus the
 /// snapshots kept.
-fn memory_fields(snapshots: usize) -> f64 {
-    40.0 + snapshots as f64
+fn memory_fields(snapshots: usize, terms: &[String], dim: usize) -> f64 {
+    // A non-local term keeps its kernel's transform (2^d fields: the padded array) and each
+    // convolution uses two padded complex buffers (2 · 2 · 2^d fields).
+    let nonlocal = terms
+        .iter()
+        .filter(|t| {
+            t.trim_start().starts_with("interaction:") || t.trim_start().starts_with("mmd:")
+        })
+        .count();
+    let padded = (1usize << dim) as f64;
+    40.0 + snapshots as f64 + nonlocal as f64 * 5.0 * padded
 }
 
 /// What a run is made of, from the flags or from a problem file.
@@ -111,8 +120,8 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
     });
     let snapshots = args.snapshots.or(output.snapshots).unwrap_or(10);
     let steps = file.time.step_count()?;
-    MemoryEstimate::fields(&grid, memory_fields(snapshots.min(steps)), 0, "flow")
-        .check(report.memory_limit)?;
+    let fields = memory_fields(snapshots.min(steps), &file.energy, grid.dim());
+    MemoryEstimate::fields(&grid, fields, 0, "flow").check(report.memory_limit)?;
     otgrid::io::check_output_path(&out, &otgrid::io::config::input_files(path))?;
     let reading = Inputs { base, resample: args.resample };
     let (flow, rho0) = file.flow(&grid, &reading)?;
@@ -144,8 +153,8 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let steps = otgrid::ot::flow::step_count(tau, args.steps, args.t_end)
         .map_err(|e| Error::invalid(format!("{e} (--steps or --t-end)")))?;
     let snapshots = args.snapshots.unwrap_or(10);
-    MemoryEstimate::fields(&grid, memory_fields(snapshots.min(steps)), 0, "flow")
-        .check(report.memory_limit)?;
+    let fields = memory_fields(snapshots.min(steps), &args.energy, grid.dim());
+    MemoryEstimate::fields(&grid, fields, 0, "flow").check(report.memory_limit)?;
     let base = Path::new(".");
     let initial_spec = DensitySpec::parse(initial, "initial")?;
     let inputs: Vec<(String, PathBuf)> =
