@@ -45,6 +45,20 @@ const FLOOR_WINDOW: usize = 5;
 /// The metric's weight floor, relative to the density's peak (as bfm's weighted metric).
 const FLOOR: f64 = 0.01;
 
+/// `∫ |g|² ρ` (cell sums): the squared transport distance of the displacement g from ρ.
+fn weighted_square(g: &VectorField, rho: &ScalarField) -> f64 {
+    let d = rho.grid().dim();
+    let g = g.data();
+    let sum: f64 = g
+        .as_slice()
+        .expect("contiguous")
+        .chunks(d)
+        .zip(rho.data().iter())
+        .map(|(v, r)| r * v.iter().map(|x| x * x).sum::<f64>())
+        .sum();
+    sum * rho.grid().cell_volume()
+}
+
 /// Parameters of a JKO step.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct JkoParams {
@@ -293,18 +307,9 @@ impl JkoParams {
                     return Err(Error::invalid("JKO step: density or potential on another grid"));
                 }
                 let g = gradient(v);
-                let d = grid.dim();
                 let mut map = VectorField::from_fn(grid, |x, out| out.copy_from_slice(x));
                 map.data_mut().zip_mut_with(g.data(), |m, g| *m -= tau * g);
-                let w2: f64 = g
-                    .data()
-                    .as_slice()
-                    .expect("contiguous")
-                    .chunks(d)
-                    .zip(mu.data().iter())
-                    .map(|(g, m)| tau * tau * g.iter().map(|x| x * x).sum::<f64>() * m)
-                    .sum::<f64>()
-                    * grid.cell_volume();
+                let w2 = tau * tau * weighted_square(&g, mu);
                 let rho = push_forward_adaptive(mu, &map, grid, self.subsamples)?;
                 let mut p = v.clone();
                 p.data_mut().mapv_inplace(|x| tau * x);
@@ -462,17 +467,7 @@ impl JkoParams {
         };
         let it = dual.iterate(p)?;
         let density = dual.density(&it.p)?;
-        let g = gradient(&it.p);
-        let d = grid.dim();
-        let w2: f64 = g
-            .data()
-            .as_slice()
-            .expect("contiguous")
-            .chunks(d)
-            .zip(density.data().iter())
-            .map(|(v, r)| r * v.iter().map(|x| x * x).sum::<f64>())
-            .sum::<f64>()
-            * dual.vol;
+        let w2 = weighted_square(&gradient(&it.p), &density);
         let dual_value = it.value / self.tau;
         let primal = energy.value(&density)? + w2 / (2.0 * self.tau);
         Ok(JkoStep {
