@@ -166,6 +166,10 @@ fn bad_flows_fail_with_one_line_and_no_file() {
         (vec!["--energy", "entropy:0.1", "--tau", "0.01"], "--steps or --t-end"),
         (vec!["--energy", "mmd:gaussian(0):uniform", "--tau", "0.01", "--steps", "2"], "width"),
         (vec!["--energy", "mmd:distance", "--tau", "0.01", "--steps", "2"], "mmd:KERNEL:SPEC"),
+        (
+            vec!["--energy", "entropy:0.1", "--tau-sweep", "0.5,0.01", "--t-end", "0.1"],
+            "longer than the end time",
+        ),
         (vec!["--energy", "heat:1", "--tau", "0.01", "--steps", "2"], "unknown kind"),
         (
             vec!["--energy", "entropy:1", "--energy", "porous:2", "--tau", "0.01", "--steps", "2"],

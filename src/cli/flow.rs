@@ -103,6 +103,8 @@ struct Setup {
     out: PathBuf,
     /// The density ν the energy compares with (kl, divergences, mmd).
     target: Option<otgrid::field::ScalarField>,
+    /// The end time asked for (the τ study's horizon).
+    t_end: f64,
 }
 
 /// The run from `--problem FILE`.
@@ -136,6 +138,7 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
         snapshots,
         out,
         target,
+        t_end: file.time.t_end.unwrap_or(steps as f64 * file.time.tau),
     })
 }
 
@@ -186,6 +189,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
         snapshots,
         out,
         target,
+        t_end: args.t_end.unwrap_or(steps as f64 * tau),
     })
 }
 
@@ -197,7 +201,8 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     if !args.tau_sweep.is_empty() {
         return tau_sweep(&setup, &args.tau_sweep, report);
     }
-    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out, target } = setup;
+    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out, target, .. } =
+        setup;
     let steps = flow.steps;
     let tau = flow.jko.tau;
     let parameters = serde_json::json!({
@@ -340,7 +345,12 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     if let Some(bad) = taus.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
         return Err(Error::invalid(format!("--tau-sweep: τ must be positive, got {bad}")));
     }
-    let t_end = setup.flow.steps as f64 * setup.flow.jko.tau;
+    let t_end = setup.t_end;
+    if let Some(bad) = taus.iter().find(|t| **t > t_end * (1.0 + 1e-12)) {
+        return Err(Error::invalid(format!(
+            "--tau-sweep: τ = {bad} is longer than the end time {t_end}"
+        )));
+    }
     let stem = setup.out.with_extension("");
     let name = |suffix: &str| PathBuf::from(format!("{}_tau_sweep.{suffix}", stem.display()));
     let (csv_path, png_path) = (name("csv"), name("png"));
@@ -356,6 +366,12 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     }
     for &tau in taus {
         let steps = otgrid::ot::flow::step_count(tau, None, Some(t_end))?;
+        if ((steps as f64 * tau) - t_end).abs() > 1e-9 * t_end {
+            tracing::warn!(
+                "τ = {tau}: {steps} steps end at t = {} instead of {t_end}",
+                steps as f64 * tau
+            );
+        }
         let mut flow = setup.flow.clone();
         flow.jko.tau = tau;
         flow.steps = steps;
@@ -381,7 +397,8 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
             w2.map_or(String::new(), |w| w.to_string())
         ));
         rows.push(serde_json::json!({
-            "tau": tau, "steps": steps, "energy": energy, "normalised_energy": normalised,
+            "tau": tau, "steps": steps, "t_end": steps as f64 * tau,
+            "energy": energy, "normalised_energy": normalised,
             "w2_target": w2,
             "seconds": seconds, "iterations_per_step": iterations,
         }));
