@@ -110,8 +110,7 @@ struct Setup {
 /// The run from `--problem FILE`.
 fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let file: FlowProblemFile = read_problem(path)?;
-    let base =
-        path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let base = super::pde::base_dir(path);
     let grid = file.grid.grid(&base)?;
     report.put("grid", &grid);
     report.put("problem_file", path.display().to_string());

@@ -63,7 +63,7 @@ pub struct TimeArgs {
     pub resume: Option<PathBuf>,
 }
 
-fn base_dir(path: &Path) -> PathBuf {
+pub(super) fn base_dir(path: &Path) -> PathBuf {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
