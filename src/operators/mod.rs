@@ -67,11 +67,7 @@ fn scalar_neighbour(
 ) -> f64 {
     match neighbour(flat, i, n, stride, up, kind) {
         Some(j) => u[j],
-        None => match kind {
-            BoundaryKind::Neumann => u[flat],
-            BoundaryKind::Dirichlet => -u[flat],
-            BoundaryKind::Periodic => unreachable!("periodic axes always have a neighbour"),
-        },
+        None => ghost(kind, u[flat]),
     }
 }
 
@@ -102,21 +98,56 @@ pub fn apply_shifted_laplacian(grid: &Grid, shift: f64, u: &[f64], out: &mut [f6
 
 /// Computes `out = −∇_h·(w ∇_h u)` for C-order slices on `grid` (cell weights `w > 0`;
 /// homogeneous ghosts as in the module table, the boundary face taking its cell's weight).
+///
+/// Row by row (the axis-0 lines of C order): every face of a row along the axes above 0
+/// joins it to one neighbouring row, so the loops over a row are plain strided sums; each
+/// cell adds its faces' fluxes in axis order, low face first.
 pub fn apply_weighted_laplacian(grid: &Grid, w: &[f64], u: &[f64], out: &mut [f64]) {
     let axes = stencil_axes(grid);
-    out.par_iter_mut().enumerate().for_each(|(flat, o)| {
-        let mut acc = 0.0;
-        for &(n, s, ih2, kind) in &axes {
-            let i = (flat / s) % n;
+    let (n0, _, ih0, kind0) = axes[0];
+    out.par_chunks_mut(n0).enumerate().for_each(|(row, o)| {
+        let base = row * n0;
+        let (wr, ur) = (&w[base..base + n0], &u[base..base + n0]);
+        for (x, o) in o.iter_mut().enumerate() {
+            let mut acc = 0.0;
             for up in [false, true] {
-                acc += match neighbour(flat, i, n, s, up, kind) {
-                    Some(j) => 0.5 * (w[flat] + w[j]) * (u[flat] - u[j]),
-                    None => w[flat] * (u[flat] - scalar_neighbour(u, flat, i, n, s, up, kind)),
-                } * ih2;
+                acc += match neighbour(x, x, n0, 1, up, kind0) {
+                    Some(j) => 0.5 * (wr[x] + wr[j]) * (ur[x] - ur[j]),
+                    None => wr[x] * (ur[x] - ghost(kind0, ur[x])),
+                } * ih0;
+            }
+            *o = acc;
+        }
+        for &(n, s, ih2, kind) in &axes[1..] {
+            let i = (base / s) % n;
+            for up in [false, true] {
+                match neighbour(base, i, n, s, up, kind) {
+                    Some(j) => {
+                        let (wn, un) = (&w[j..j + n0], &u[j..j + n0]);
+                        for x in 0..n0 {
+                            o[x] += 0.5 * (wr[x] + wn[x]) * (ur[x] - un[x]) * ih2;
+                        }
+                    }
+                    None => {
+                        for x in 0..n0 {
+                            o[x] += wr[x] * (ur[x] - ghost(kind, ur[x])) * ih2;
+                        }
+                    }
+                }
             }
         }
-        *o = acc;
     });
+}
+
+/// The ghost value beyond a non-periodic face of a cell holding `v`: `v` (Neumann: zero
+/// flux), `−v` (Dirichlet: zero on the face).
+#[inline]
+fn ghost(kind: BoundaryKind, v: f64) -> f64 {
+    match kind {
+        BoundaryKind::Neumann => v,
+        BoundaryKind::Dirichlet => -v,
+        BoundaryKind::Periodic => unreachable!("periodic axes always have a neighbour"),
+    }
 }
 
 /// `∇_h u` by centred differences (see the module table for the faces).

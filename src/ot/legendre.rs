@@ -212,9 +212,20 @@ pub fn legendre_transform(
     if phi.first_non_finite().is_some() {
         return Err(Error::invalid("Legendre transform of a function with NaN or infinite values"));
     }
+    let values = phi.data().as_slice().expect("contiguous").to_vec();
+    Ok(transform_values(values, xgrid, ygrid, maximum))
+}
+
+/// [`legendre_transform`] of the finite C-order `values` on `xgrid` (same dimension as
+/// `ygrid`), consumed as the first pass's input.
+fn transform_values(
+    mut cur: Vec<f64>,
+    xgrid: &Grid,
+    ygrid: &Grid,
+    maximum: Maximum,
+) -> ScalarField {
     let d = xgrid.dim();
     let mut shape = xgrid.storage_shape();
-    let mut cur: Vec<f64> = phi.data().iter().copied().collect();
     for a in 0..d {
         let k = d - 1 - a; // storage axis of grid axis a
         let (xa, ya) = (xgrid.axis(a), ygrid.axis(a));
@@ -233,6 +244,7 @@ pub fn legendre_transform(
         shape[k] = ya.cells;
     }
     ScalarField::new(ygrid.clone(), ArrayD::from_shape_vec(IxDyn(&shape), cur).expect("shape"))
+        .expect("the transform's shape is ygrid's")
 }
 
 /// The c-transform for the quadratic cost, in displacement form:
@@ -283,10 +295,13 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
                 .collect()
         })
         .collect();
+    if p.first_non_finite().is_some() {
+        return Err(Error::invalid("Legendre transform of a function with NaN or infinite values"));
+    }
     let pdata = p.data().as_slice().expect("contiguous");
-    let mut phi = ScalarField::zeros(&padded);
+    let mut phi = vec![0.0; padded.num_cells()];
     let row = padded.axis(0).cells;
-    phi.as_mut_slice().par_chunks_mut(row).enumerate().for_each(|(r, out)| {
+    phi.par_chunks_mut(row).enumerate().for_each(|(r, out)| {
         // Storage row r fixes the indices of axes 1.. (axis 1 fastest after axis 0).
         let (mut rest, mut base, mut sq) = (r, 0, 0.0);
         for axis in per_axis.iter().skip(1) {
@@ -299,7 +314,14 @@ pub fn c_transform(p: &ScalarField, ygrid: &Grid) -> Result<ScalarField> {
             *v = sq + s + pdata[base + off];
         }
     });
-    let mut q = legendre_transform(&phi, ygrid, Maximum::Quadratic)?;
+    if xgrid.dim() != ygrid.dim() {
+        return Err(Error::invalid(format!(
+            "c-transform from a {}D to a {}D grid",
+            xgrid.dim(),
+            ygrid.dim()
+        )));
+    }
+    let mut q = transform_values(phi, &padded, ygrid, Maximum::Quadratic);
     // q = ψ − |y|²/2.
     let half_sq: Vec<Vec<f64>> = (0..d)
         .map(|a| {

@@ -15,7 +15,8 @@
 
 use super::nonlocal::{Kernel, Nonlocal};
 use crate::error::{Error, Result};
-use crate::field::ScalarField;
+use crate::field::{ordered_sum, ScalarField};
+use rayon::prelude::*;
 
 /// The internal part `∫ e(ρ)` of an energy.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -354,27 +355,28 @@ impl Energy {
     /// the increasing mass function, from δ = 0 (p was normalised before the update that
     /// moved it, so the root is near), bracketed below the divergences' domain edge.
     pub fn unit_mass_shift(&self, s: &[f64], vol: f64) -> Result<f64> {
-        let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // (max is exact in any order; the sums are chunk-ordered: the same in every run.)
+        let max = s.par_iter().copied().reduce(|| f64::NEG_INFINITY, f64::max);
         if !max.is_finite() {
             return Err(Error::invalid("JKO step: the dual variable is not finite"));
         }
         if let Internal::Entropy { diffusion } = *self.e() {
             // Σ vol w exp((s + δ)/D − 1) = 1 with a = s/D − 1 + log w.
             let a: Vec<f64> = s
-                .iter()
+                .par_iter()
                 .enumerate()
                 .map(|(i, v)| v / diffusion - 1.0 + self.weight(i).ln())
                 .collect();
-            let top = a.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = a.iter().map(|v| (v - top).exp()).sum::<f64>() * vol;
+            let top = a.par_iter().copied().reduce(|| f64::NEG_INFINITY, f64::max);
+            let sum = ordered_sum(a.len(), |r| a[r].iter().map(|v| (v - top).exp()).sum()) * vol;
             return Ok(-diffusion * (top + sum.ln()));
         }
-        let mass = |d: f64| -> f64 {
-            s.iter().enumerate().map(|(i, v)| self.density_at(i, v + d)).sum::<f64>() * vol
+        let sum_over = |f: &(dyn Fn(usize, f64) -> f64 + Sync), d: f64| -> f64 {
+            ordered_sum(s.len(), |r| s[r.clone()].iter().zip(r).map(|(v, i)| f(i, v + d)).sum())
+                * vol
         };
-        let slope = |d: f64| -> f64 {
-            s.iter().enumerate().map(|(i, v)| self.curvature_at(i, v + d)).sum::<f64>() * vol
-        };
+        let mass = |d: f64| sum_over(&|i, v| self.density_at(i, v), d);
+        let slope = |d: f64| sum_over(&|i, v| self.curvature_at(i, v), d);
         // Above `hi` some cell leaves the conjugate's domain (its density is infinite).
         let (mut lo, mut hi) = (f64::NEG_INFINITY, self.e().max_dual() - max);
         let mut d = if hi > 0.0 { 0.0 } else { hi - 1.0 };

@@ -100,25 +100,31 @@ pub(crate) fn interpolate_cubic(field: &ScalarField, p: &[f64]) -> f64 {
     for a in 0..d {
         let ax = g.axis(a);
         let n = ax.cells;
+        let periodic = ax.boundary.is_periodic();
         let mut s = (p[a] - ax.lower) / ax.spacing() - 0.5;
-        let first: i64 = if ax.boundary.is_periodic() {
+        let first: i64 = if periodic {
             s.floor() as i64 - 1
         } else {
             s = s.clamp(0.0, (n - 1) as f64);
             (s.floor() as i64 - 1).clamp(0, n as i64 - 4)
         };
-        for k in 0..4 {
+        // The Lagrange basis at the nodes 0, 1, 2, 3 (first, …, first + 3) at u = s − first.
+        let u = s - first as f64;
+        let (u1, u2, u3) = (u - 1.0, u - 2.0, u - 3.0);
+        weight[a] = [
+            -(u1 * u2 * u3) * (1.0 / 6.0),
+            u * u2 * u3 * 0.5,
+            -(u * u1 * u3) * 0.5,
+            u * u1 * u2 * (1.0 / 6.0),
+        ];
+        for (k, index) in index[a].iter_mut().enumerate() {
             let j = first + k as i64;
-            index[a][k] = j.rem_euclid(n as i64) as usize;
-            // Lagrange basis at the nodes first..first+3.
-            let mut w = 1.0;
-            for m in 0..4 {
-                if m != k {
-                    let xm = (first + m as i64) as f64;
-                    w *= (s - xm) / (j as f64 - xm);
-                }
-            }
-            weight[a][k] = w;
+            // (Box axes: first is clamped, so j is in range; periodic ones wrap.)
+            *index = if (0..n as i64).contains(&j) {
+                j as usize
+            } else {
+                j.rem_euclid(n as i64) as usize
+            };
         }
         strides[a] = stride;
         stride *= n;

@@ -109,7 +109,8 @@ impl JacobianPushForward {
         self.evaluate(q, out, |x, det| (interpolate_cubic(mu, x) * det).max(0.0));
     }
 
-    /// `out[cell] = f(y + ∇q(y), det(I + D²q(y)))`.
+    /// `out[cell] = f(y + ∇q(y), det(I + D²q(y)))`. Row by row (the axis-0 lines of C order):
+    /// the indices along the other axes are found once per row.
     fn evaluate<F>(&mut self, q: &[f64], out: &mut [f64], f: F)
     where
         F: Fn(&[f64], f64) -> f64 + Sync,
@@ -117,54 +118,77 @@ impl JacobianPushForward {
         let yg = &self.grid;
         let d = yg.dim();
         let st = &self.strides;
-        let deriv = |flat: usize, a: usize, vals: &[f64]| -> f64 {
+        let n0 = yg.axis(0).cells;
+        // The derivatives along axis a at cell `flat`, whose index along a is i.
+        let deriv = |flat: usize, a: usize, i: usize, vals: &[f64]| -> f64 {
             let ax = yg.axis(a);
             let (n, s) = (ax.cells, st[a]);
-            let i = (flat / s) % n;
             let line0 = flat - i * s;
             d1(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary.is_periodic())
         };
-        let second = |flat: usize, a: usize, vals: &[f64]| -> f64 {
+        let second = |flat: usize, a: usize, i: usize, vals: &[f64]| -> f64 {
             let ax = yg.axis(a);
             let (n, s) = (ax.cells, st[a]);
-            let i = (flat / s) % n;
             let line0 = flat - i * s;
             d2(|k| vals[line0 + k * s], i, n, ax.spacing(), ax.boundary.is_periodic())
         };
+        // The indices of the row starting at `base` (axis 0's left 0).
+        let row_index = |base: usize| -> [usize; 3] {
+            let mut idx = [0usize; 3];
+            let mut rest = base;
+            for a in (1..d).rev() {
+                idx[a] = rest / st[a];
+                rest -= idx[a] * st[a];
+            }
+            idx
+        };
         for (a, g) in self.gradients.iter_mut().enumerate() {
-            g.par_iter_mut().enumerate().for_each(|(f, o)| *o = deriv(f, a, q));
+            g.par_chunks_mut(n0).enumerate().for_each(|(row, o)| {
+                let base = row * n0;
+                let mut idx = row_index(base);
+                for (x, o) in o.iter_mut().enumerate() {
+                    idx[0] = x;
+                    *o = deriv(base + x, a, idx[a], q);
+                }
+            });
         }
         let gradients = &self.gradients;
-        out.par_iter_mut().enumerate().for_each(|(flat, o)| {
-            // Symmetrised I + D²q in a fixed-size array (no allocation per cell).
-            // Pure second derivatives by the compact 3-point stencil (the derivative of the
-            // centred gradient would skip every other cell and leave odd–even modes unseen),
-            // mixed ones as centred differences of the centred gradient.
-            let mut raw = [[0.0f64; 3]; 3];
-            for a in 0..d {
-                for b in 0..d {
-                    raw[a][b] =
-                        if a == b { second(flat, a, q) } else { deriv(flat, b, &gradients[a]) };
+        out.par_chunks_mut(n0).enumerate().for_each(|(row, o)| {
+            let base = row * n0;
+            let mut idx = row_index(base);
+            for (x0, o) in o.iter_mut().enumerate() {
+                idx[0] = x0;
+                let flat = base + x0;
+                // Symmetrised I + D²q in a fixed-size array (no allocation per cell).
+                // Pure second derivatives by the compact 3-point stencil (the derivative of
+                // the centred gradient would skip every other cell and leave odd–even modes
+                // unseen), mixed ones as centred differences of the centred gradient.
+                let mut raw = [[0.0f64; 3]; 3];
+                for a in 0..d {
+                    for b in 0..d {
+                        raw[a][b] = if a == b {
+                            second(flat, a, idx[a], q)
+                        } else {
+                            deriv(flat, b, idx[b], &gradients[a])
+                        };
+                    }
                 }
+                let hs = |a: usize, b: usize| {
+                    0.5 * (raw[a][b] + raw[b][a]) + if a == b { 1.0 } else { 0.0 }
+                };
+                let det = if d == 2 {
+                    hs(0, 0) * hs(1, 1) - hs(0, 1) * hs(1, 0)
+                } else {
+                    hs(0, 0) * (hs(1, 1) * hs(2, 2) - hs(1, 2) * hs(2, 1))
+                        - hs(0, 1) * (hs(1, 0) * hs(2, 2) - hs(1, 2) * hs(2, 0))
+                        + hs(0, 2) * (hs(1, 0) * hs(2, 1) - hs(1, 1) * hs(2, 0))
+                };
+                let mut x = [0.0f64; 3];
+                for a in 0..d {
+                    x[a] = yg.axis(a).center(idx[a]) + gradients[a][flat];
+                }
+                *o = f(&x[..d], det);
             }
-            let hs =
-                |a: usize, b: usize| 0.5 * (raw[a][b] + raw[b][a]) + if a == b { 1.0 } else { 0.0 };
-            let det = if d == 2 {
-                hs(0, 0) * hs(1, 1) - hs(0, 1) * hs(1, 0)
-            } else {
-                hs(0, 0) * (hs(1, 1) * hs(2, 2) - hs(1, 2) * hs(2, 1))
-                    - hs(0, 1) * (hs(1, 0) * hs(2, 2) - hs(1, 2) * hs(2, 0))
-                    + hs(0, 2) * (hs(1, 0) * hs(2, 1) - hs(1, 1) * hs(2, 0))
-            };
-            let mut x = [0.0f64; 3];
-            let mut rest = flat;
-            for a in (0..d).rev() {
-                // storage order: z slowest; strides[a] is grid axis a's stride.
-                let i = rest / st[a];
-                rest -= i * st[a];
-                x[a] = yg.axis(a).center(i) + gradients[a][flat];
-            }
-            *o = f(&x[..d], det);
         });
     }
 }
