@@ -310,20 +310,23 @@ impl DisjointWrites {
     }
 }
 
-/// `Σ_k part(chunk_k)` over `0..n` cut into fixed chunks of 4096, summed in parallel and
+/// `Σ_k part(chunk_k)` over `0..n` cut into fixed chunks of [`SUM_CHUNK`], summed in parallel and
 /// added in chunk order: the same floating-point result whatever the thread scheduling (a
 /// rayon `sum` adds in the order of its work-stealing splits, which varies from run to run).
 pub fn ordered_sum<F>(n: usize, part: F) -> f64
 where
     F: Fn(std::ops::Range<usize>) -> f64 + Sync,
 {
-    const CHUNK: usize = 4096;
-    let parts: Vec<f64> = (0..n.div_ceil(CHUNK))
+    let parts: Vec<f64> = (0..n.div_ceil(SUM_CHUNK))
         .into_par_iter()
-        .map(|k| part(k * CHUNK..((k + 1) * CHUNK).min(n)))
+        .map(|k| part(k * SUM_CHUNK..((k + 1) * SUM_CHUNK).min(n)))
         .collect();
     parts.iter().sum()
 }
+
+/// The chunk length of [`ordered_sum`]: a pass that writes a vector in chunks of this length
+/// and sums each chunk in order adds like `ordered_sum` (same result to the bit).
+pub const SUM_CHUNK: usize = 4096;
 
 #[cfg(test)]
 mod tests {

@@ -103,6 +103,18 @@ pub fn apply_shifted_laplacian(grid: &Grid, shift: f64, u: &[f64], out: &mut [f6
 /// joins it to one neighbouring row, so the loops over a row are plain strided sums; each
 /// cell adds its faces' fluxes in axis order, low face first.
 pub fn apply_weighted_laplacian(grid: &Grid, w: &[f64], u: &[f64], out: &mut [f64]) {
+    apply_weighted_laplacian_plus(grid, w, None, u, out);
+}
+
+/// [`apply_weighted_laplacian`] plus a diagonal: `out = −∇_h·(w ∇_h u) + d u` (each cell's
+/// face fluxes first, then `d u`), in one pass.
+pub(crate) fn apply_weighted_laplacian_plus(
+    grid: &Grid,
+    w: &[f64],
+    diagonal: Option<&[f64]>,
+    u: &[f64],
+    out: &mut [f64],
+) {
     let axes = stencil_axes(grid);
     let (n0, _, ih0, kind0) = axes[0];
     out.par_chunks_mut(n0).enumerate().for_each(|(row, o)| {
@@ -135,6 +147,9 @@ pub fn apply_weighted_laplacian(grid: &Grid, w: &[f64], u: &[f64], out: &mut [f6
                     }
                 }
             }
+        }
+        if let Some(d) = diagonal {
+            o.iter_mut().zip(&d[base..base + n0]).zip(ur).for_each(|((o, d), u)| *o += d * u);
         }
     });
 }

@@ -23,8 +23,9 @@
 
 use super::bfm::dot;
 use crate::error::{Error, Result};
+use crate::field::SUM_CHUNK;
 use crate::grid::Grid;
-use crate::operators::apply_weighted_laplacian;
+use crate::operators::apply_weighted_laplacian_plus;
 use crate::spectral::PoissonSolver;
 use rayon::prelude::*;
 
@@ -138,19 +139,31 @@ impl WeightedSolver {
         &self.weights[k].0
     }
 
-    /// `z = W^{-1/2} (−Δ)⁻¹ W^{-1/2} r` for side `k`.
-    fn precondition(&mut self, poisson: &mut PoissonSolver, k: usize) -> Result<()> {
-        let s = &self.weights[k].1;
-        self.scaled.par_iter_mut().zip(self.residual.par_iter().zip(s)).for_each(|(o, (r, s))| {
-            *o = r * s;
-        });
+    /// `z = W^{-1/2} (−Δ)⁻¹ W^{-1/2} r` for side `k`, with `scaled = W^{-1/2} r` already
+    /// written; returns `r·z` (summed as [`dot`] sums).
+    fn precondition(&mut self, poisson: &mut PoissonSolver, k: usize) -> Result<f64> {
         poisson.solve(&self.scaled, &mut self.preconditioned)?;
-        self.preconditioned.par_iter_mut().zip(s.par_iter()).for_each(|(z, s)| *z *= s);
-        Ok(())
+        let s = &self.weights[k].1;
+        let parts: Vec<f64> = self
+            .preconditioned
+            .par_chunks_mut(SUM_CHUNK)
+            .zip(self.residual.par_chunks(SUM_CHUNK).zip(s.par_chunks(SUM_CHUNK)))
+            .map(|(z, (r, s))| {
+                z.iter_mut()
+                    .zip(r.iter().zip(s))
+                    .map(|(z, (r, s))| {
+                        *z *= s;
+                        r * *z
+                    })
+                    .sum::<f64>()
+            })
+            .collect();
+        Ok(parts.iter().sum())
     }
 
     /// Approximately solves `−∇·(w_k ∇x) (+ d_k x) = r` (r of zero sum without a diagonal)
-    /// into `x`; returns the CG iterations taken.
+    /// into `x`; returns the CG iterations taken. (Fused passes: the update of x, the residual
+    /// and its scaling in one; the preconditioner's scaling with its dot product in one.)
     pub(crate) fn solve(
         &mut self,
         grid: &Grid,
@@ -159,11 +172,17 @@ impl WeightedSolver {
         r: &[f64],
         x: &mut [f64],
     ) -> Result<usize> {
-        x.par_iter_mut().for_each(|v| *v = 0.0);
-        self.residual.copy_from_slice(r);
-        self.precondition(poisson, k)?;
+        let s = &self.weights[k].1;
+        x.par_iter_mut()
+            .zip(self.residual.par_iter_mut().zip(self.scaled.par_iter_mut()))
+            .zip(r.par_iter().zip(s.par_iter()))
+            .for_each(|((x, (res, o)), (r, s))| {
+                *x = 0.0;
+                *res = *r;
+                *o = r * s;
+            });
+        let mut rz = self.precondition(poisson, k)?;
         self.direction.copy_from_slice(&self.preconditioned);
-        let mut rz = dot(&self.residual, &self.preconditioned);
         let start = rz;
         if !rz.is_finite() {
             return Err(Error::Numerical(
@@ -174,25 +193,30 @@ impl WeightedSolver {
             if rz <= 0.0 {
                 return Ok(it - 1); // r = 0: nothing to do
             }
-            apply_weighted_laplacian(grid, &self.weights[k].0, &self.direction, &mut self.product);
-            if !self.diagonals[k].is_empty() {
-                self.product
-                    .par_iter_mut()
-                    .zip(self.direction.par_iter().zip(self.diagonals[k].par_iter()))
-                    .for_each(|(y, (x, d))| *y += d * x);
-            }
+            let diagonal = Some(self.diagonals[k].as_slice()).filter(|d| !d.is_empty());
+            apply_weighted_laplacian_plus(
+                grid,
+                &self.weights[k].0,
+                diagonal,
+                &self.direction,
+                &mut self.product,
+            );
             let curvature = dot(&self.direction, &self.product);
             if curvature <= 0.0 || !curvature.is_finite() {
                 return Ok(it - 1); // round-off at convergence: keep the iterate
             }
             let alpha = rz / curvature;
-            x.par_iter_mut().zip(self.direction.par_iter()).for_each(|(x, p)| *x += alpha * p);
-            self.residual
-                .par_iter_mut()
-                .zip(self.product.par_iter())
-                .for_each(|(r, a)| *r -= alpha * a);
-            self.precondition(poisson, k)?;
-            let next = dot(&self.residual, &self.preconditioned);
+            let s = &self.weights[k].1;
+            x.par_iter_mut()
+                .zip(self.direction.par_iter())
+                .zip(self.residual.par_iter_mut().zip(self.product.par_iter()))
+                .zip(self.scaled.par_iter_mut().zip(s.par_iter()))
+                .for_each(|(((x, p), (r, a)), (o, s))| {
+                    *x += alpha * p;
+                    *r -= alpha * a;
+                    *o = *r * s;
+                });
+            let next = self.precondition(poisson, k)?;
             if next <= CG_TOLERANCE * CG_TOLERANCE * start {
                 return Ok(it);
             }
@@ -220,6 +244,7 @@ mod tests {
     use super::*;
     use crate::field::ScalarField;
     use crate::grid::BoundaryKind;
+    use crate::operators::apply_weighted_laplacian;
     use crate::spectral::{MeanPolicy, Symbol};
 
     #[test]
