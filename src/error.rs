@@ -92,7 +92,8 @@ impl Error {
         Error::Config { path: path.to_path_buf(), message: message.into() }
     }
 
-    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+    /// Shorthand for [`Error::Format`]: `path` is not in the expected format.
+    pub fn format(path: &Path, message: impl Into<String>) -> Self {
         Error::Format { path: path.to_path_buf(), message: message.into() }
     }
 

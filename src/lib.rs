@@ -22,6 +22,7 @@ pub mod operators;
 pub mod ot;
 pub mod pde;
 pub mod resources;
+pub mod sample;
 pub mod sparse;
 pub mod spectral;
 

@@ -10,6 +10,7 @@ mod ot;
 mod pde;
 mod plot;
 mod progress;
+mod sample;
 mod verify;
 
 use clap::{Args, Parser, Subcommand};
@@ -58,6 +59,10 @@ enum Command {
     FokkerPlanck(pde::TimeArgs),
     /// Wasserstein gradient flow of an energy by JKO steps (entropy, porous medium, potentials, KL to a target); writes a time series.
     Flow(flow::FlowArgs),
+    /// Push points through a computed map (T = ∇φ, or its inverse with --inverse).
+    Push(sample::PushArgs),
+    /// One-step generator: draw exactly from a result's source density and push through its map.
+    Sample(sample::SampleArgs),
 }
 
 /// Grid selection shared by every subcommand that builds a grid: a mesh file or built-in
@@ -168,6 +173,8 @@ impl Command {
             Command::Ot(a) => a.json,
             Command::Verify(a) => a.json,
             Command::Flow(a) => a.json,
+            Command::Push(a) => a.json,
+            Command::Sample(a) => a.json,
             Command::Elliptic(a) => a.json,
             Command::Parabolic(a) | Command::FokkerPlanck(a) => a.problem.json,
             Command::Info(_) | Command::Demo(_) => false,
@@ -242,6 +249,8 @@ pub fn main() -> i32 {
         Command::Parabolic(args) => pde::parabolic(args, &mut report),
         Command::FokkerPlanck(args) => pde::fokker_planck(args, &mut report),
         Command::Flow(args) => flow::run(args, &mut report),
+        Command::Push(args) => sample::push(args, &mut report),
+        Command::Sample(args) => sample::sample(args, &mut report),
     };
     match result {
         Ok(()) => {

@@ -18,7 +18,7 @@ fn text(s: &str) -> VarLenUnicode {
     s.replace('\0', "").parse().expect("no interior NUL")
 }
 
-fn put_text(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+pub(super) fn put_text(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
     loc.new_attr::<VarLenUnicode>().shape(()).create(name)?.write_scalar(&text(value))
 }
 

@@ -149,7 +149,7 @@ impl Inputs {
 }
 
 /// Reads a `.npy` array of f64 (or f32, widened) in C order.
-fn read_npy(path: &Path, what: &str) -> Result<ndarray::ArrayD<f64>> {
+pub(super) fn read_npy(path: &Path, what: &str) -> Result<ndarray::ArrayD<f64>> {
     use ndarray_npy::ReadNpyExt;
     let open = || std::fs::File::open(path).map_err(|e| Error::io(path, e));
     match ndarray::ArrayD::<f64>::read_npy(open()?) {

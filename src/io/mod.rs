@@ -11,6 +11,7 @@ pub mod config;
 #[cfg(feature = "hdf5")]
 mod h5;
 mod input;
+pub mod points;
 mod xdmf;
 
 pub use atomic::{remove_temporaries_on_signal, resolve_output, AtomicFile};

@@ -85,6 +85,18 @@ pub(crate) fn interpolate_with_gradient(
 /// sub-cell shift δ its error `δ(h − δ)f''/2` acts like a numerical diffusion). Stencils are
 /// shifted inwards next to a non-periodic face (clamped to the cell-centre range there) and
 /// wrap on periodic axes; axes with fewer than 4 cells fall back to [`interpolate`].
+/// The cubic Lagrange basis on the nodes 0, 1, 2, 3 at u (the weights of the four values).
+#[inline]
+pub(crate) fn cubic_weights(u: f64) -> [f64; 4] {
+    let (u1, u2, u3) = (u - 1.0, u - 2.0, u - 3.0);
+    [
+        -(u1 * u2 * u3) * (1.0 / 6.0),
+        u * u2 * u3 * 0.5,
+        -(u * u1 * u3) * 0.5,
+        u * u1 * u2 * (1.0 / 6.0),
+    ]
+}
+
 pub(crate) fn interpolate_cubic(field: &ScalarField, p: &[f64]) -> f64 {
     let g = field.grid();
     let d = g.dim();
@@ -108,15 +120,7 @@ pub(crate) fn interpolate_cubic(field: &ScalarField, p: &[f64]) -> f64 {
             s = s.clamp(0.0, (n - 1) as f64);
             (s.floor() as i64 - 1).clamp(0, n as i64 - 4)
         };
-        // The Lagrange basis at the nodes 0, 1, 2, 3 (first, …, first + 3) at u = s − first.
-        let u = s - first as f64;
-        let (u1, u2, u3) = (u - 1.0, u - 2.0, u - 3.0);
-        weight[a] = [
-            -(u1 * u2 * u3) * (1.0 / 6.0),
-            u * u2 * u3 * 0.5,
-            -(u * u1 * u3) * 0.5,
-            u * u1 * u2 * (1.0 / 6.0),
-        ];
+        weight[a] = cubic_weights(s - first as f64);
         for (k, index) in index[a].iter_mut().enumerate() {
             let j = first + k as i64;
             // (Box axes: first is clamped, so j is in range; periodic ones wrap.)

@@ -13,7 +13,9 @@ mod interpolate;
 mod jacobian;
 
 pub use deposit::{push_forward, push_forward_adaptive, push_forward_subsampled, MAX_SUBCELLS};
-pub(crate) use interpolate::{interpolate, interpolate_cubic, interpolate_with_gradient};
+pub(crate) use interpolate::{
+    cubic_weights, interpolate, interpolate_cubic, interpolate_with_gradient,
+};
 pub use jacobian::{push_forward_by_inverse_potential, JacobianPushForward};
 
 use crate::error::{Error, Result};

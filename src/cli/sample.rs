@@ -1,0 +1,187 @@
+//! `otgrid push` (points through a computed map) and `otgrid sample` (a one-step generator:
+//! exact draws from the source density pushed through the map).
+
+use super::Report;
+use ndarray::{Array2, Axis};
+use otgrid::io::points::{read_points, write_points, PointFormat};
+use otgrid::io::{Field, Output};
+use otgrid::resources::MemoryEstimate;
+use otgrid::sample::{draw, GridMap, Interpolation};
+use otgrid::{Error, Result, ScalarField};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// An `otgrid ot` result (its /fields/displacement, or /fields/inverse_map with --inverse).
+    #[arg(long, value_name = "RESULT.h5")]
+    pub map: PathBuf,
+    /// The points, one per row: .npy [n][dim], .csv/.txt, or .h5 (/points).
+    #[arg(long, value_name = "FILE")]
+    pub points: PathBuf,
+    /// Where the pushed points go (format by extension, as --points).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Push through the inverse map ∇ψ (target → source) instead of T = ∇φ.
+    #[arg(long)]
+    pub inverse: bool,
+    /// Interpolation between cell centres: cubic (4th order) or linear (2nd order).
+    #[arg(long, default_value = "cubic", value_name = "KIND")]
+    pub interpolation: Interpolation,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    /// An `otgrid ot` result (its /fields/source and /fields/displacement).
+    #[arg(long, value_name = "RESULT.h5")]
+    pub map: PathBuf,
+    /// How many samples.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub count: usize,
+    /// Random seed (the samples depend on it only, not on the thread count).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where the generated (pushed) samples go: .npy, .csv/.txt or .h5 (/points).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Also write the source samples (before the map) here.
+    #[arg(long, value_name = "FILE")]
+    pub source_out: Option<PathBuf>,
+    /// Interpolation between cell centres: cubic (4th order) or linear (2nd order).
+    #[arg(long, default_value = "cubic", value_name = "KIND")]
+    pub interpolation: Interpolation,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The map of an `otgrid ot` result, forward or inverse.
+fn load_map(path: &Path, inverse: bool, interpolation: Interpolation) -> Result<(Output, GridMap)> {
+    let result = Output::read(path)?;
+    let name = if inverse { "inverse_map" } else { "displacement" };
+    let map = match result.fields().get(name) {
+        Some(Field::Vector(v)) => {
+            if inverse {
+                GridMap::from_map(v, interpolation)?
+            } else {
+                GridMap::from_displacement(v.clone(), interpolation)?
+            }
+        }
+        _ => {
+            return Err(Error::format(
+                path,
+                format!("no vector field /fields/{name} (is it an `otgrid ot` result?)"),
+            ))
+        }
+    };
+    Ok((result, map))
+}
+
+/// Mean and covariance (rows of `points`), for the report.
+fn moments(points: &Array2<f64>) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let n = points.nrows().max(1) as f64;
+    let d = points.ncols();
+    let mean: Vec<f64> = (0..d).map(|a| points.column(a).sum() / n).collect();
+    let mut cov = vec![vec![0.0; d]; d];
+    for row in points.axis_iter(Axis(0)) {
+        for a in 0..d {
+            for b in 0..d {
+                cov[a][b] += (row[a] - mean[a]) * (row[b] - mean[b]) / n;
+            }
+        }
+    }
+    (mean, cov)
+}
+
+fn refuse_overwriting(out: &Path, inputs: &[&Path]) -> Result<()> {
+    for input in inputs {
+        if let (Ok(a), Ok(b)) = (std::fs::canonicalize(out), std::fs::canonicalize(input)) {
+            if a == b {
+                return Err(Error::invalid(format!(
+                    "output {} is one of the inputs; choose another name",
+                    out.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn push(args: &PushArgs, report: &mut Report) -> Result<()> {
+    PointFormat::of(&args.out)?;
+    refuse_overwriting(&args.out, &[&args.map, &args.points])?;
+    let (_, map) = load_map(&args.map, args.inverse, args.interpolation)?;
+    let points = read_points(&args.points)?;
+    report.put("grid", map.grid());
+    report.put("points", points.nrows());
+    report.put("direction", if args.inverse { "inverse" } else { "forward" });
+    report.put("interpolation", args.interpolation);
+    let start = Instant::now();
+    let pushed = map
+        .apply(points.view())
+        .map_err(|e| Error::invalid(format!("{}: {e}", args.points.display())))?;
+    report.put("seconds", start.elapsed().as_secs_f64());
+    let map_name = args.map.display().to_string();
+    let direction = if args.inverse { "inverse" } else { "forward" };
+    write_points(&args.out, &pushed, &[("map", &map_name), ("direction", direction)])?;
+    report.put("output", args.out.display().to_string());
+    if !report.json {
+        report.print_text(&[]);
+    }
+    Ok(())
+}
+
+pub fn sample(args: &SampleArgs, report: &mut Report) -> Result<()> {
+    if args.count == 0 {
+        return Err(Error::invalid("-n must be at least 1"));
+    }
+    PointFormat::of(&args.out)?;
+    refuse_overwriting(&args.out, &[&args.map])?;
+    if let Some(s) = &args.source_out {
+        PointFormat::of(s)?;
+        refuse_overwriting(s, &[&args.map])?;
+        if s == &args.out {
+            return Err(Error::invalid("--source-out and --out name the same file"));
+        }
+    }
+    // Memory: the source and the pushed samples, 2 × n × dim doubles.
+    let (result, map) = load_map(&args.map, false, args.interpolation)?;
+    let d = map.grid().dim();
+    let samples = (2 * args.count as u64).saturating_mul(d as u64 * 8);
+    MemoryEstimate::fields(map.grid(), 8.0, samples, "sampling").check(report.memory_limit)?;
+    let source: ScalarField = match result.fields().get("source") {
+        Some(Field::Scalar(s)) => s.clone(),
+        _ => {
+            return Err(Error::format(
+                &args.map,
+                "no scalar field /fields/source (is it an `otgrid ot` result?)",
+            ))
+        }
+    };
+    report.put("grid", map.grid());
+    report.put("samples", args.count);
+    report.put("seed", args.seed);
+    report.put("interpolation", args.interpolation);
+    let start = Instant::now();
+    let x = draw(&source, args.count, args.seed)?;
+    let y = map.apply(x.view())?;
+    report.put("seconds", start.elapsed().as_secs_f64());
+    let (mean, cov) = moments(&y);
+    report.put("mean", mean);
+    report.put("covariance", cov);
+    let map_name = args.map.display().to_string();
+    let seed = args.seed.to_string();
+    if let Some(s) = &args.source_out {
+        write_points(s, &x, &[("map", &map_name), ("seed", &seed), ("kind", "source")])?;
+        report.put("source_output", s.display().to_string());
+    }
+    write_points(&args.out, &y, &[("map", &map_name), ("seed", &seed), ("kind", "generated")])?;
+    report.put("output", args.out.display().to_string());
+    if !report.json {
+        report.print_text(&[]);
+    }
+    Ok(())
+}
