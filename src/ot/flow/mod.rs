@@ -484,7 +484,7 @@ mod tests {
 
     /// The porous medium (m = 2, γ = 1) from the Barenblatt profile at t = 1e-3 to 4e-3 (its
     /// support radius 0.225 → 0.318), with τ ∝ h: L1 error first order (measured 2.5e-2 /
-    /// 1.2e-2 / 4.8e-3 at 32² / 64² / 128² with 10 / 20 / 40 steps), the support radius
+    /// 1.2e-2 / 5.1e-3 at 32² / 64² / 128² with 10 / 20 / 40 steps), the support radius
     /// within a cell of the exact one, mass to round-off, the energy falling.
     #[test]
     fn porous_medium_flow_follows_barenblatt_at_first_order() {
@@ -521,6 +521,7 @@ mod tests {
             errors.push(l1(last, &exact) / exact.integral());
         }
         let orders = observed_orders(&hs, &errors);
+        eprintln!("Barenblatt m = {m}: L1/M {errors:?}, orders {orders:?}");
         assert!(orders.iter().all(|&o| o >= 0.9), "L1 {errors:?}, orders {orders:?}");
         assert!(errors[2] < 1e-2, "{errors:?}");
     }
