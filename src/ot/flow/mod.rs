@@ -373,6 +373,7 @@ mod tests {
         let taus = [0.02, 0.01, 0.005];
         let errors = fokker_planck_gaps(&initial, (0.05, &v), 0.1, 2000, &taus);
         let orders = observed_orders(&taus, &errors);
+        eprintln!("OU against Fokker–Planck: L1 {errors:?}, orders {orders:?}");
         assert!(orders.iter().all(|&o| o >= 0.9), "L1 {errors:?}, orders {orders:?}");
         assert!(errors[2] < 4e-3, "{errors:?}");
     }
