@@ -82,6 +82,38 @@ fn push_and_sample_through_an_ot_result() {
     let cov = r["covariance"].as_array().unwrap();
     assert!((cov[0][0].as_f64().unwrap() - 0.0036).abs() < 2e-4, "{cov:?}");
     assert!((cov[1][1].as_f64().unwrap() - 0.01).abs() < 4e-4, "{cov:?}");
+    // The generated samples as a target (KDE and cloud in cell): a plug-in map.
+    for spec in ["samples:a.csv", "samples:a.csv:cic", "samples:a.csv:kde=0.02"] {
+        let o = otgrid(
+            &[
+                "ot",
+                "--grid",
+                "64x64",
+                "--source",
+                "gaussian:0.4,0.45:0.0064,0,0,0.0064",
+                "--target",
+                spec,
+                "--out",
+                "plug.h5",
+                "--json",
+            ],
+            d,
+        );
+        assert!(o.status.success(), "{spec}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(json(&o)["outcome"], "converged", "{spec}");
+    }
+    for (spec, needle) in
+        [("samples:a.csv:kde=-1", "bandwidth"), ("samples:missing.npy", "no such file")]
+    {
+        let args =
+            ["ot", "--grid", "64x64", "--source", "uniform", "--target", spec, "--out", "x.h5"];
+        let o = otgrid(&args, d);
+        assert!(
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains(needle),
+            "{spec}"
+        );
+        assert!(!d.join("x.h5").exists());
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(clap::Args, Debug)]
 pub struct OtArgs {
-    /// Source density μ: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET, FILE.npy, FILE.png or an expression in x,y,z.
+    /// Source density μ: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET, FILE.npy, FILE.png, samples:POINTS[:cic|:kde|:kde=B] (a KDE of samples) or an expression in x,y,z.
     #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
     pub source: String,
     /// Target density ν (same forms as --source).

@@ -14,6 +14,9 @@
 //! - `FILE.png` — a grayscale (or RGB, converted to luminance) PNG image whose width × height
 //!   equals the 2D grid's cells; the top image row is the largest y (as displayed); values are
 //!   the pixel intensities scaled to [0, 1];
+//! - `samples:FILE[:cic|:kde|:kde=B]` — samples (a point file: `.npy` `[n][dim]`, CSV or HDF5
+//!   `/points`, [`crate::io::points`]) deposited on the grid: a Gaussian KDE (the default,
+//!   bandwidth B or Scott's rule) or cloud in cell ([`crate::sample::deposit`]);
 //! - anything else is an expression in x, y, z (see docs/problem-files.md), e.g.
 //!   `1 + 0.5*cos(2*pi*x)`.
 //!
@@ -41,7 +44,21 @@ pub enum DensitySpec {
         dataset: Option<String>,
     },
     Image(String),
+    /// Samples (a point file, [`crate::io::points`]) deposited on the grid.
+    Samples {
+        file: String,
+        deposit: SampleDeposit,
+    },
     Expression(String),
+}
+
+/// How `samples:` specifications put their points on the grid ([`crate::sample::deposit`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SampleDeposit {
+    /// Cloud in cell: zero far from the samples.
+    CloudInCell,
+    /// Gaussian KDE with this bandwidth (`None`: Scott's rule, at least a cell).
+    Kde(Option<f64>),
 }
 
 fn numbers(text: &str, what: &str) -> Result<Vec<f64>> {
@@ -92,6 +109,28 @@ impl DensitySpec {
                 Gaussian::new(mean, rows).map_err(|e| Error::invalid(format!("{what}: {e}")))?;
             return Ok(DensitySpec::Gaussian(g));
         }
+        if let Some(rest) = text.strip_prefix("samples:") {
+            let (file, deposit) = match rest.rsplit_once(':') {
+                Some((file, "cic")) => (file, SampleDeposit::CloudInCell),
+                Some((file, "kde")) => (file, SampleDeposit::Kde(None)),
+                Some((file, opt)) if opt.starts_with("kde=") => {
+                    let b = numbers(&opt[4..], what)?[0];
+                    if b <= 0.0 {
+                        return Err(Error::invalid(format!(
+                            "{what}: the KDE bandwidth must be positive, got {b}"
+                        )));
+                    }
+                    (file, SampleDeposit::Kde(Some(b)))
+                }
+                _ => (rest, SampleDeposit::Kde(None)),
+            };
+            if file.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{what}: expected samples:FILE[:cic|:kde|:kde=BANDWIDTH]"
+                )));
+            }
+            return Ok(DensitySpec::Samples { file: file.to_string(), deposit });
+        }
         if text.to_ascii_lowercase().ends_with(".png") {
             return Ok(DensitySpec::Image(text.to_string()));
         }
@@ -133,6 +172,24 @@ impl DensitySpec {
             }
             DensitySpec::Dataset { file, dataset } => {
                 inputs.read(file, dataset.as_deref(), grid, what, Quantity::Density)
+            }
+            DensitySpec::Samples { file, deposit } => {
+                let path = inputs.base.join(file);
+                let points = crate::io::points::read_points(&path)
+                    .map_err(|e| Error::invalid(format!("{what}: {e}")))?;
+                let deposited = match deposit {
+                    SampleDeposit::CloudInCell => crate::sample::cloud_in_cell(points.view(), grid),
+                    SampleDeposit::Kde(b) => {
+                        crate::sample::kde(points.view(), grid, *b).map(|(rho, b)| {
+                            tracing::info!(
+                                "{what}: {} samples, KDE bandwidth {b:.4e}",
+                                points.nrows()
+                            );
+                            rho
+                        })
+                    }
+                };
+                deposited.map_err(|e| Error::invalid(format!("{what}: {}: {e}", path.display())))
             }
             DensitySpec::Expression(text) => Expression::parse(text, what)?.sample(grid, 0.0, what),
         }

@@ -1,11 +1,14 @@
-//! The sample side: transport maps applied to points, exact draws from grid densities.
+//! The sample side: transport maps applied to points, exact draws from grid densities, and
+//! samples deposited on grids (empirical measures as OT inputs).
 //!
 //! A Brenier map computed on a grid is a one-step generator: draw points from the source
 //! density ([`draw`]) and push them through the map ([`GridMap`]) to sample the target.
 //! Point sets are `ndarray` arrays `[n][dim]`; on disk, see [`crate::io::points`].
 
+pub mod deposit;
 pub mod draw;
 pub mod map;
 
+pub use deposit::{cloud_in_cell, kde, scott_bandwidth};
 pub use draw::draw;
 pub use map::{GridMap, Interpolation};

@@ -61,6 +61,79 @@ pub fn push_forward_adaptive(
     deposit_cells(mu, map, target, min_s, MAX_SUBCELLS)
 }
 
+/// The multilinear (cloud-in-cell) deposit of point masses on a grid's cell centres: a mass
+/// at y shared between the 2^d centres around it with multilinear weights; on a box axis y is
+/// clamped into the box and a share beyond the last centre stays in the boundary cell, on a
+/// periodic axis the centres wrap. Adds masses (not densities) to `acc` (one value per cell).
+pub(crate) struct CellDeposit {
+    d: usize,
+    strides: Vec<usize>,
+    /// Per axis: cells, 1/h, lower, upper, periodic.
+    axes: Vec<(usize, f64, f64, f64, bool)>,
+}
+
+impl CellDeposit {
+    pub(crate) fn new(target: &Grid) -> CellDeposit {
+        CellDeposit {
+            d: target.dim(),
+            strides: crate::operators::strides(target),
+            axes: target
+                .axes()
+                .iter()
+                .map(|a| (a.cells, 1.0 / a.spacing(), a.lower, a.upper, a.boundary.is_periodic()))
+                .collect(),
+        }
+    }
+
+    /// Adds `mass` at `y` (`y.len()` ≥ the dimension; a periodic coordinate within a period
+    /// or so of the domain).
+    #[inline]
+    pub(crate) fn add(&self, acc: &mut [f64], y: &[f64], mass: f64) {
+        // Per axis: two (index, weight) pairs.
+        let mut idx = [[0usize; 2]; 3];
+        let mut wts = [[0.0f64; 2]; 3];
+        for (a, &(n, inv_h, lower, upper, periodic)) in self.axes.iter().enumerate() {
+            let yc = if periodic { y[a] } else { y[a].clamp(lower, upper) };
+            let s = (yc - lower) * inv_h - 0.5;
+            // floor without the libm call (s > −2⁴⁰ here: clamped, or one period off at most
+            // for a sane periodic map)
+            let i0 = (s + 1_099_511_627_776.0) as i64 - 1_099_511_627_776;
+            // (The sum rounds to 2⁻¹² of a cell: just below an integer it rounds up, which
+            // would make w slightly negative and the deposit's weights leave [0, 1].)
+            let i0 = if i0 as f64 > s { i0 - 1 } else { i0 };
+            let w = s - i0 as f64;
+            let (i0, i1) = if periodic {
+                let n = n as i64;
+                (i0.rem_euclid(n) as usize, (i0 + 1).rem_euclid(n) as usize)
+            } else {
+                let top = n as i64 - 1;
+                (i0.clamp(0, top) as usize, (i0 + 1).clamp(0, top) as usize)
+            };
+            idx[a] = [i0 * self.strides[a], i1 * self.strides[a]];
+            wts[a] = [1.0 - w, w];
+        }
+        if self.d == 2 {
+            let (x0, x1) = (mass * wts[0][0], mass * wts[0][1]);
+            let ([a0, a1], [b0, b1]) = (idx[0], idx[1]);
+            acc[a0 + b0] += x0 * wts[1][0];
+            acc[a1 + b0] += x1 * wts[1][0];
+            acc[a0 + b1] += x0 * wts[1][1];
+            acc[a1 + b1] += x1 * wts[1][1];
+            return;
+        }
+        for corner in 0..(1usize << self.d) {
+            let mut flat = 0;
+            let mut weight = mass;
+            for a in 0..self.d {
+                let bit = (corner >> a) & 1;
+                flat += idx[a][bit];
+                weight *= wts[a][bit];
+            }
+            acc[flat] += weight;
+        }
+    }
+}
+
 /// The deposit behind the push-forwards: sub-cell counts per axis in `min_s..=max_s`.
 fn deposit_cells(
     mu: &ScalarField,
@@ -84,7 +157,6 @@ fn deposit_cells(
     let d = source.dim();
     let vol_x = source.cell_volume();
     let n_out = target.num_cells();
-    let strides = crate::operators::strides(target);
     let m = mu.data().as_slice().expect("contiguous");
     let t = map.data().as_slice().expect("contiguous");
     let src_strides = crate::operators::strides(source);
@@ -97,56 +169,8 @@ fn deposit_cells(
     if max_s > 1 && source_axes.iter().any(|&(n, _, p, _)| n < 3 && !p) {
         return Err(Error::invalid("push-forward with sub-cells needs at least 3 cells per axis"));
     }
-    // Per target axis: cells, 1/h, lower, upper, periodic.
-    let axes: Vec<(usize, f64, f64, f64, bool)> = target
-        .axes()
-        .iter()
-        .map(|a| (a.cells, 1.0 / a.spacing(), a.lower, a.upper, a.boundary.is_periodic()))
-        .collect();
-    let deposit_point = |acc: &mut [f64], y: &[f64; 3], mass: f64| {
-        // Per axis: two (index, weight) pairs.
-        let mut idx = [[0usize; 2]; 3];
-        let mut wts = [[0.0f64; 2]; 3];
-        for (a, &(n, inv_h, lower, upper, periodic)) in axes.iter().enumerate() {
-            let yc = if periodic { y[a] } else { y[a].clamp(lower, upper) };
-            let s = (yc - lower) * inv_h - 0.5;
-            // floor without the libm call (s > −2⁴⁰ here: clamped, or one period off at most
-            // for a sane periodic map)
-            let i0 = (s + 1_099_511_627_776.0) as i64 - 1_099_511_627_776;
-            // (The sum rounds to 2⁻¹² of a cell: just below an integer it rounds up, which
-            // would make w slightly negative and the deposit's weights leave [0, 1].)
-            let i0 = if i0 as f64 > s { i0 - 1 } else { i0 };
-            let w = s - i0 as f64;
-            let (i0, i1) = if periodic {
-                let n = n as i64;
-                (i0.rem_euclid(n) as usize, (i0 + 1).rem_euclid(n) as usize)
-            } else {
-                let top = n as i64 - 1;
-                (i0.clamp(0, top) as usize, (i0 + 1).clamp(0, top) as usize)
-            };
-            idx[a] = [i0 * strides[a], i1 * strides[a]];
-            wts[a] = [1.0 - w, w];
-        }
-        if d == 2 {
-            let (x0, x1) = (mass * wts[0][0], mass * wts[0][1]);
-            let ([a0, a1], [b0, b1]) = (idx[0], idx[1]);
-            acc[a0 + b0] += x0 * wts[1][0];
-            acc[a1 + b0] += x1 * wts[1][0];
-            acc[a0 + b1] += x0 * wts[1][1];
-            acc[a1 + b1] += x1 * wts[1][1];
-            return;
-        }
-        for corner in 0..(1usize << d) {
-            let mut flat = 0;
-            let mut weight = mass;
-            for a in 0..d {
-                let bit = (corner >> a) & 1;
-                flat += idx[a][bit];
-                weight *= wts[a][bit];
-            }
-            acc[flat] += weight;
-        }
-    };
+    let cells = CellDeposit::new(target);
+    let deposit_point = |acc: &mut [f64], y: &[f64; 3], mass: f64| cells.add(acc, y, mass);
     let inv_h: Vec<f64> = target.axes().iter().map(|a| 1.0 / a.spacing()).collect();
     let h_target: Vec<f64> = target.axes().iter().map(|a| a.spacing()).collect();
     let deposit = |acc: &mut [f64], i: usize| {
