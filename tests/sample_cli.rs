@@ -82,6 +82,34 @@ fn push_and_sample_through_an_ot_result() {
     let cov = r["covariance"].as_array().unwrap();
     assert!((cov[0][0].as_f64().unwrap() - 0.0036).abs() < 2e-4, "{cov:?}");
     assert!((cov[1][1].as_f64().unwrap() - 0.01).abs() < 4e-4, "{cov:?}");
+    // Distances: a set against itself is at 0; the assignment W₂ for equal sizes.
+    for (seed, n, out) in [("1", "500", "c1.npy"), ("2", "500", "c2.npy"), ("3", "700", "c3.npy")] {
+        let source = format!("s{out}");
+        let args = ["sample", "--map", "map.h5", "-n", n, "--seed", seed, "--out", out];
+        let o = otgrid(&[&args[..], &["--source-out", &source]].concat(), d);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = otgrid(&["compare", "c1.npy", "c2.npy", "--json"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let w2 = json(&o)["w2"].as_f64().unwrap();
+    assert!(w2 > 0.0 && w2 < 0.05, "{w2}");
+    let o = otgrid(&["compare", "c1.npy", "c1.npy", "--json"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    for key in ["sliced_w2", "mmd2_gaussian", "energy_distance"] {
+        assert!(r[key].as_f64().unwrap().abs() < 1e-12, "{key}: {}", r[key]);
+    }
+    assert!(r["w2"].as_f64().unwrap().abs() < 1e-12);
+    let o = otgrid(
+        &["compare", "c1.npy", "a.csv", "--sigma", "0.1", "--directions", "50", "--json"],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(json(&o)["w2"].is_string(), "unequal sizes: no assignment");
+    let o = otgrid(&["compare", "c1.npy", "sc1.npy", "--sigma", "0.1", "--json"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sw = json(&o)["sliced_w2"].as_f64().unwrap();
+    assert!(sw > 0.05, "generated against source samples: {sw}");
     // The generated samples as a target (KDE and cloud in cell): a plug-in map.
     for spec in ["samples:a.csv", "samples:a.csv:cic", "samples:a.csv:kde=0.02"] {
         let o = otgrid(

@@ -63,6 +63,8 @@ enum Command {
     Push(sample::PushArgs),
     /// One-step generator: draw exactly from a result's source density and push through its map.
     Sample(sample::SampleArgs),
+    /// Distances between two point sets: exact W₂ (assignment), sliced W₂, MMD², energy distance.
+    Compare(sample::CompareArgs),
 }
 
 /// Grid selection shared by every subcommand that builds a grid: a mesh file or built-in
@@ -175,6 +177,7 @@ impl Command {
             Command::Flow(a) => a.json,
             Command::Push(a) => a.json,
             Command::Sample(a) => a.json,
+            Command::Compare(a) => a.json,
             Command::Elliptic(a) => a.json,
             Command::Parabolic(a) | Command::FokkerPlanck(a) => a.problem.json,
             Command::Info(_) | Command::Demo(_) => false,
@@ -251,6 +254,7 @@ pub fn main() -> i32 {
         Command::Flow(args) => flow::run(args, &mut report),
         Command::Push(args) => sample::push(args, &mut report),
         Command::Sample(args) => sample::sample(args, &mut report),
+        Command::Compare(args) => sample::compare(args, &mut report),
     };
     match result {
         Ok(()) => {
