@@ -146,9 +146,10 @@ impl GridMap {
             .zip(points.axis_iter(Axis(0)).into_par_iter())
             .enumerate()
             .filter_map(|(i, (mut o, p))| {
-                let p: Vec<f64> = p.iter().copied().collect();
+                let mut x = [0.0f64; 3];
+                x[..d].iter_mut().zip(p.iter()).for_each(|(x, p)| *x = *p);
                 let o = o.as_slice_mut().expect("rows of a C-order array are contiguous");
-                self.apply_one(&p, o).err().map(|e| (i, e))
+                self.apply_one(&x[..d], o).err().map(|e| (i, e))
             })
             .min_by_key(|(i, _)| *i);
         match bad {
