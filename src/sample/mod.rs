@@ -10,8 +10,10 @@ pub mod deposit;
 pub mod draw;
 pub mod map;
 pub mod metrics;
+pub mod regularity;
 
 pub use deposit::{cloud_in_cell, kde, scott_bandwidth};
 pub use draw::draw;
 pub use map::{GridMap, Interpolation};
 pub use metrics::{mmd_squared, sliced_w2, w2_assignment, MmdKernel};
+pub use regularity::{doubling_constant, holder_exponent, HolderEstimate};
