@@ -96,23 +96,16 @@ fn moments(points: &Array2<f64>) -> (Vec<f64>, Vec<Vec<f64>>) {
     (mean, cov)
 }
 
-fn refuse_overwriting(out: &Path, inputs: &[&Path]) -> Result<()> {
-    for input in inputs {
-        if let (Ok(a), Ok(b)) = (std::fs::canonicalize(out), std::fs::canonicalize(input)) {
-            if a == b {
-                return Err(Error::invalid(format!(
-                    "output {} is one of the inputs; choose another name",
-                    out.display()
-                )));
-            }
-        }
-    }
-    Ok(())
+/// Refuses an output that is one of the inputs (`(what, path)` pairs).
+fn refuse_overwriting(out: &Path, inputs: &[(&str, &Path)]) -> Result<()> {
+    let inputs: Vec<(String, PathBuf)> =
+        inputs.iter().map(|(w, p)| (w.to_string(), p.to_path_buf())).collect();
+    otgrid::io::refuse_input_as_output(out, &inputs)
 }
 
 pub fn push(args: &PushArgs, report: &mut Report) -> Result<()> {
     PointFormat::of(&args.out)?;
-    refuse_overwriting(&args.out, &[&args.map, &args.points])?;
+    refuse_overwriting(&args.out, &[("map", &args.map), ("points", &args.points)])?;
     let (_, map) = load_map(&args.map, args.inverse, args.interpolation)?;
     let points = read_points(&args.points)?;
     report.put("grid", map.grid());
@@ -139,10 +132,10 @@ pub fn sample(args: &SampleArgs, report: &mut Report) -> Result<()> {
         return Err(Error::invalid("-n must be at least 1"));
     }
     PointFormat::of(&args.out)?;
-    refuse_overwriting(&args.out, &[&args.map])?;
+    refuse_overwriting(&args.out, &[("map", &args.map)])?;
     if let Some(s) = &args.source_out {
         PointFormat::of(s)?;
-        refuse_overwriting(s, &[&args.map])?;
+        refuse_overwriting(s, &[("map", &args.map)])?;
         if s == &args.out {
             return Err(Error::invalid("--source-out and --out name the same file"));
         }

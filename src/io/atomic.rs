@@ -164,7 +164,7 @@ pub fn refuse_input_as_output(path: &Path, inputs: &[(String, PathBuf)]) -> Resu
         if let Ok(meta) = std::fs::metadata(input) {
             if same_file(&out, &meta) {
                 return Err(Error::invalid(format!(
-                    "output {} is the {what} {}; writing it would destroy the input (choose another output)",
+                    "output {} is the {what} {}; writing it would destroy one of the run's inputs (choose another output)",
                     path.display(),
                     input.display()
                 )));

@@ -14,7 +14,9 @@ mod input;
 pub mod points;
 mod xdmf;
 
-pub use atomic::{remove_temporaries_on_signal, resolve_output, AtomicFile};
+pub use atomic::{
+    refuse_input_as_output, remove_temporaries_on_signal, resolve_output, AtomicFile,
+};
 /// Version of the file layout written by this build. Readers refuse newer versions.
 pub const FORMAT_VERSION: u32 = 1;
 pub use input::{Inputs, Quantity};
