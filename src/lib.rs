@@ -25,6 +25,7 @@ pub mod resources;
 pub mod sample;
 pub mod sparse;
 pub mod spectral;
+pub mod study;
 
 pub use error::{Error, Result};
 pub use field::{ScalarField, VectorField};

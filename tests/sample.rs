@@ -197,3 +197,60 @@ fn plug_in_maps_from_samples_converge_to_the_map() {
     eprintln!("plug-in map L2 errors {errors:?} at n = 1e3, 1e4, 1e5: rate {overall}");
     assert!(errors[1] < errors[0] && errors[2] < errors[1] && overall >= 0.25, "{errors:?}");
 }
+
+/// The sample-based parabolic flow (a fresh batch of 4000 exact samples per step, KDE of one
+/// cell, `η_k = 0.01/√(k+1)`) on a Gaussian mixture over a uniform floor at 32² converges to
+/// the map of the true density: the last iterate's μ-weighted L² distance to bfm's map falls
+/// with the steps and ends within 1.5× bfm's own distance to Newton's map (the two
+/// discretisations' difference) plus the bandwidth's bias (the map of `K_b ∗ ν` against
+/// Newton's), and its distance to Newton's map (the flow's own discrete equation) ends below
+/// twice that bias.
+#[test]
+fn the_sample_based_flow_converges_to_the_map_of_the_true_density() {
+    use otgrid::field::ScalarField;
+    use otgrid::grid::{BoundaryKind, Grid};
+    use otgrid::ot::parabolic::{Batches, SampleStream};
+    use otgrid::ot::{Newton, Parabolic, Problem, Schedule, Solver};
+    let grid = Grid::unit(2, 32, BoundaryKind::Neumann).unwrap();
+    let nu = otgrid::study::batches::mixture_on_floor(&grid);
+    let problem = Problem::new(&ScalarField::from_fn(&grid, |_| 1.0), &nu).unwrap();
+    let options = Options::default();
+    let newton = Newton::default().solve(&problem, &options).unwrap();
+    let bfm =
+        Method::BFM.configure(&Settings::default()).unwrap().solve(&problem, &options).unwrap();
+    assert!(newton.solved() && bfm.solved());
+    let (t_newton, t_bfm) = (problem.map_of(&newton.p), problem.map_of(&bfm.p));
+    let distance = |p: &ScalarField, t: &otgrid::field::VectorField| -> f64 {
+        let m = problem.map_of(p);
+        let sq: f64 = m.data().iter().zip(t.data().iter()).map(|(a, b)| (a - b).powi(2)).sum();
+        (sq / grid.num_cells() as f64).sqrt() // μ uniform of unit mass on the unit square
+    };
+    let b = grid.max_spacing();
+    let smoothed =
+        Problem::new(problem.source(), &otgrid::sample::smooth(problem.target(), b).unwrap())
+            .unwrap();
+    let bias = distance(&Newton::default().solve(&smoothed, &options).unwrap().p, &t_newton);
+    let discretisations = distance(&bfm.p, &t_newton);
+    let (mut to_bfm, mut to_newton) = (vec![], vec![]);
+    for steps in [25, 50, 200] {
+        let mut batches = Batches::new(SampleStream::Density(nu.clone()), 4000);
+        batches.bandwidth = Some(b);
+        let flow = Parabolic {
+            schedule: Schedule::InverseSqrt(0.01),
+            max_iterations: Some(steps),
+            batches: Some(batches),
+            ..Default::default()
+        };
+        let s = flow.solve(&problem, &options).unwrap();
+        assert_eq!(s.iterations, steps);
+        to_bfm.push(distance(&s.p, &t_bfm));
+        to_newton.push(distance(&s.p, &t_newton));
+    }
+    eprintln!(
+        "sample-based flow after 25/50/200 steps: to bfm's map {to_bfm:?}, to Newton's \
+         {to_newton:?}; bfm–Newton {discretisations:.3e}, bandwidth bias {bias:.3e}"
+    );
+    assert!(to_bfm[1] < to_bfm[0] && to_bfm[2] < to_bfm[1], "{to_bfm:?}");
+    assert!(to_bfm[2] < 1.5 * (discretisations + bias), "{to_bfm:?}");
+    assert!(to_newton[2] < 2.0 * bias, "{to_newton:?} against bias {bias}");
+}

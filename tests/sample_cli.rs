@@ -209,3 +209,131 @@ fn bad_push_and_sample_input_fails_with_one_line_and_no_file() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown interpolation 'quintic'"));
 }
+
+/// `otgrid ot --method parabolic --batch B` learns a map from a sample file one batch per
+/// step: the run takes its step budget (outcome `completed`, exit 0), writes the per-step
+/// diagnostics, moves toward the sample density's map (KL to the all-sample deposit falls),
+/// and is the same for the same seed; misuse fails with one line and no file.
+#[test]
+fn the_sample_based_flow_runs_from_a_sample_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ot = otgrid(
+        &[
+            "ot",
+            "--grid",
+            "32x32",
+            "--source",
+            "uniform",
+            "--target",
+            "0.5 + exp(-((x-0.4)^2+(y-0.55)^2)/0.03)",
+            "--out",
+            "map.h5",
+            "-q",
+        ],
+        d,
+    );
+    assert!(ot.status.success(), "{}", String::from_utf8_lossy(&ot.stderr));
+    let s = otgrid(&["sample", "--map", "map.h5", "-n", "20000", "--out", "data.npy", "-q"], d);
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    // `--flag value` pairs override the defaults below.
+    let run = |out: &str, extra: &[&str]| {
+        let mut pairs = [
+            ("--grid", "32x32"),
+            ("--source", "uniform"),
+            ("--target", "samples:data.npy"),
+            ("--method", "parabolic"),
+            ("--batch", "1000"),
+            ("--max-iterations", "40"),
+            ("--out", out),
+        ];
+        let mut flags = vec![];
+        for e in extra.chunks(2) {
+            match (pairs.iter_mut().find(|(k, _)| *k == e[0]), e.get(1)) {
+                (Some(pair), Some(v)) => pair.1 = v,
+                _ => flags.extend_from_slice(e),
+            }
+        }
+        let mut args = vec!["ot", "--json"];
+        args.extend(pairs.iter().flat_map(|(k, v)| [*k, *v]));
+        args.extend(flags);
+        otgrid(&args, d)
+    };
+    let o = run("flow.h5", &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    assert_eq!(j["outcome"], "completed");
+    assert_eq!(j["iterations"], 40);
+    let file = otgrid::io::Output::read(&d.join("flow.h5")).unwrap();
+    for name in ["batch_kl", "average_kl_divergence", "cumulative_regret", "kl_divergence"] {
+        assert!(file.diagnostics().contains_key(name), "{name} missing");
+    }
+    let kl = file.diagnostics()["kl_divergence"].clone();
+    assert!(kl.last().unwrap() < &(0.2 * kl[0]), "{kl:?}");
+    let again = run("again.h5", &["--average"]);
+    assert!(again.status.success());
+    let first = json(&o)["marginal_error"].as_f64().unwrap();
+    let o2 = run("flow2.h5", &[]);
+    assert_eq!(json(&o2)["marginal_error"].as_f64().unwrap(), first);
+    for (extra, message) in [
+        (&["--method", "bfm"][..], "--batch applies to --method parabolic"),
+        (&["--target", "samples:data.npy:cic"][..], "KDE"),
+        (&["--target", "uniform"][..], "samples:FILE"),
+        (&["--batch", "1"][..], "at least 2"),
+    ] {
+        let o = run("bad.h5", extra);
+        assert!(!o.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(err.contains(message), "{extra:?}: {err}");
+        assert!(!d.join("bad.h5").exists());
+    }
+}
+
+/// `otgrid study batches` at a small size writes its three tables and the plot, and reports
+/// the fitted bias order and noise exponents.
+#[test]
+fn the_batch_study_writes_tables_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = otgrid(
+        &[
+            "study",
+            "batches",
+            "--grid",
+            "24x24",
+            "--steps",
+            "20",
+            "--bandwidths",
+            "1,2",
+            "--bias-batch",
+            "2000",
+            "--noise-etas",
+            "0.01,0.1",
+            "--noise-batches",
+            "500,4000",
+            "--noise-steps",
+            "40",
+            "--out",
+            "s",
+            "--json",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    assert!(j["bias_order"].as_f64().unwrap().is_finite());
+    assert!(j["noise_exponent_eta"].as_f64().unwrap() > 0.0);
+    assert_eq!(read_csv_rows(&d.join("s_schedules.csv")), 60);
+    assert_eq!(read_csv_rows(&d.join("s_bias.csv")), 2);
+    assert_eq!(read_csv_rows(&d.join("s_noise.csv")), 4);
+    if j.get("png").is_some() {
+        assert!(d.join("s.png").exists());
+    }
+    let bad = otgrid(&["study", "batches", "--bandwidths", "1", "--out", "t"], d);
+    assert!(!bad.status.success());
+    assert!(!d.join("t_schedules.csv").exists());
+}
+
+fn read_csv_rows(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().skip(1).count()
+}

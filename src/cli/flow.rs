@@ -408,19 +408,15 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     let column = |key: &str| -> Vec<(f64, f64)> {
         rows.iter().filter_map(|r| Some((r["tau"].as_f64()?, r[key].as_f64()?))).collect()
     };
-    let mut panels = vec![super::plot::Panel {
-        title: "final energy of rho/M",
-        x_label: "tau",
-        points: column("normalised_energy"),
-    }];
+    let mut panels = vec![super::plot::Panel::single(
+        "final energy of rho/M",
+        "tau",
+        column("normalised_energy"),
+    )];
     if setup.target.is_some() {
-        panels.push(super::plot::Panel {
-            title: "W2(rho/M, target)",
-            x_label: "tau",
-            points: column("w2_target"),
-        });
+        panels.push(super::plot::Panel::single("W2(rho/M, target)", "tau", column("w2_target")));
     }
-    panels.push(super::plot::Panel { title: "seconds", x_label: "tau", points: column("seconds") });
+    panels.push(super::plot::Panel::single("seconds", "tau", column("seconds")));
     let plotted = super::plot::log_log_panels(&png_path, &panels)?;
     report.put("t_end", t_end);
     report.put("tau_sweep", &rows);

@@ -11,6 +11,7 @@ mod pde;
 mod plot;
 mod progress;
 mod sample;
+mod study;
 mod verify;
 
 use clap::{Args, Parser, Subcommand};
@@ -65,6 +66,8 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Distances between two point sets: exact W₂ (assignment), sliced W₂, MMD², energy distance.
     Compare(sample::CompareArgs),
+    /// Experiments with fitted rates, written as CSV tables and a PNG plot.
+    Study(study::StudyArgs),
 }
 
 /// Grid selection shared by every subcommand that builds a grid: a mesh file or built-in
@@ -178,6 +181,7 @@ impl Command {
             Command::Push(a) => a.json,
             Command::Sample(a) => a.json,
             Command::Compare(a) => a.json,
+            Command::Study(a) => a.json(),
             Command::Elliptic(a) => a.json,
             Command::Parabolic(a) | Command::FokkerPlanck(a) => a.problem.json,
             Command::Info(_) | Command::Demo(_) => false,
@@ -255,6 +259,7 @@ pub fn main() -> i32 {
         Command::Push(args) => sample::push(args, &mut report),
         Command::Sample(args) => sample::sample(args, &mut report),
         Command::Compare(args) => sample::compare(args, &mut report),
+        Command::Study(args) => study::run(args, &mut report),
     };
     match result {
         Ok(()) => {

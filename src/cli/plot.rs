@@ -21,13 +21,36 @@ fn font() -> bool {
     })
 }
 
-/// One panel: a named series of (x, y) points; x logarithmic, y logarithmic when every
-/// value is positive, else linear.
+/// One panel: series of (x, y) points; x logarithmic, y logarithmic when every value is
+/// positive, else linear. A legend names the series when there are several.
 pub struct Panel<'a> {
     pub title: &'a str,
     pub x_label: &'a str,
+    pub series: Vec<Series>,
+}
+
+/// One labelled line of a [`Panel`].
+pub struct Series {
+    pub label: String,
     pub points: Vec<(f64, f64)>,
 }
+
+impl<'a> Panel<'a> {
+    /// A panel with one unlabelled series.
+    pub fn single(title: &'a str, x_label: &'a str, points: Vec<(f64, f64)>) -> Panel<'a> {
+        Panel { title, x_label, series: vec![Series { label: String::new(), points }] }
+    }
+}
+
+/// Line colours of a panel's series, in order.
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(23, 190, 207),
+];
 
 /// Draws `panels` side by side into the PNG `path` (written atomically). Returns
 /// the path, or `None` with the reason when the system has no font to label the axes.
@@ -58,13 +81,22 @@ fn draw(png: &Path, panels: &[Panel]) -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let areas = root.split_evenly((1, panels.len().max(1)));
         for (panel, area) in panels.iter().zip(areas) {
-            let points: Vec<(f64, f64)> =
-                panel.points.iter().copied().filter(|(x, y)| *x > 0.0 && y.is_finite()).collect();
-            if points.is_empty() {
+            let series: Vec<(&str, Vec<(f64, f64)>)> = panel
+                .series
+                .iter()
+                .map(|s| {
+                    let points =
+                        s.points.iter().copied().filter(|(x, y)| *x > 0.0 && y.is_finite());
+                    (s.label.as_str(), points.collect::<Vec<_>>())
+                })
+                .filter(|(_, p)| !p.is_empty())
+                .collect();
+            if series.is_empty() {
                 continue;
             }
-            let (xlo, xhi) = bounds(points.iter().map(|p| p.0));
-            let (ylo, yhi) = bounds(points.iter().map(|p| p.1));
+            let all = || series.iter().flat_map(|(_, p)| p.iter());
+            let (xlo, xhi) = bounds(all().map(|p| p.0));
+            let (ylo, yhi) = bounds(all().map(|p| p.1));
             let xs = (xlo / 1.5)..(xhi * 1.5);
             macro_rules! finish {
                 ($chart:expr) => {{
@@ -76,12 +108,33 @@ fn draw(png: &Path, panels: &[Panel]) -> std::result::Result<(), String> {
                         .y_label_formatter(&|v| format!("{v:.2e}"))
                         .draw()
                         .map_err(|e| e.to_string())?;
-                    chart
-                        .draw_series(LineSeries::new(points.clone(), &BLUE))
-                        .map_err(|e| e.to_string())?;
-                    chart
-                        .draw_series(points.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
-                        .map_err(|e| e.to_string())?;
+                    for (i, (label, points)) in series.iter().enumerate() {
+                        let colour = COLOURS[i % COLOURS.len()];
+                        let drawn = chart
+                            .draw_series(LineSeries::new(points.clone(), &colour))
+                            .map_err(|e| e.to_string())?;
+                        if !label.is_empty() {
+                            drawn.label(*label).legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 16, y)], colour)
+                            });
+                        }
+                        if points.len() <= 40 {
+                            chart
+                                .draw_series(
+                                    points.iter().map(|&p| Circle::new(p, 3, colour.filled())),
+                                )
+                                .map_err(|e| e.to_string())?;
+                        }
+                    }
+                    if series.iter().any(|(label, _)| !label.is_empty()) {
+                        chart
+                            .configure_series_labels()
+                            .background_style(WHITE.mix(0.8))
+                            .border_style(BLACK)
+                            .label_font(("sans-serif", 13))
+                            .draw()
+                            .map_err(|e| e.to_string())?;
+                    }
                 }};
             }
             let mut builder = ChartBuilder::on(&area);

@@ -819,6 +819,7 @@ impl BackAndForth {
             ),
             Outcome::Diverged => "the dual value is no longer finite".to_string(),
             Outcome::Stopped => format!("stopped by the observer at marginal error {error:.3e}"),
+            Outcome::Completed => unreachable!("bfm runs to a stopping rule"),
             Outcome::TimeLimit => format!(
                 "time limit {:.3} s reached with marginal error {error:.3e} > tolerance {tol:.3e}",
                 options.time_limit.unwrap_or(0.0)

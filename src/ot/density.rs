@@ -198,7 +198,9 @@ impl DensitySpec {
     /// The file this density is read from, if any (relative paths against `base`).
     pub fn input_file(&self, base: &Path) -> Option<std::path::PathBuf> {
         match self {
-            DensitySpec::Dataset { file, .. } | DensitySpec::Image(file) => Some(base.join(file)),
+            DensitySpec::Dataset { file, .. }
+            | DensitySpec::Image(file)
+            | DensitySpec::Samples { file, .. } => Some(base.join(file)),
             _ => None,
         }
     }

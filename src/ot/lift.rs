@@ -37,6 +37,18 @@ use crate::field::ScalarField;
 /// Resolution is not a condition: the reference pair converges from 12² (0.7 cells per
 /// standard deviation) up.
 pub fn unsuited(problem: &Problem) -> Option<String> {
+    unsuited_with(problem, true)
+}
+
+/// [`unsuited`] for the sample-based parabolic flow ([`super::parabolic::Batches`]): without
+/// the separated-modes test, which a kernel density estimate's tails fail by sampling noise
+/// alone (isolated samples make bumps); its damped steps halve where a step would leave the
+/// discretely convex set.
+pub fn unsuited_for_samples(problem: &Problem) -> Option<String> {
+    unsuited_with(problem, false)
+}
+
+fn unsuited_with(problem: &Problem, modes: bool) -> Option<String> {
     let contrast = problem.contrast();
     if contrast >= super::MIN_CONTRAST {
         return None;
@@ -56,7 +68,7 @@ pub fn unsuited(problem: &Problem) -> Option<String> {
             "densities with near-zero regions (min/max {contrast:.1e}) on a periodic domain"
         ));
     }
-    if let Some(line) = separated_modes(problem.target()) {
+    if let Some(line) = separated_modes(problem.target()).filter(|_| modes) {
         return Some(format!("the target density has separated modes or holes ({line})"));
     }
     None
@@ -101,6 +113,7 @@ pub(super) fn lifted_for(
     method: &'static str,
     lift: Option<GaussianLift>,
     problem: &Problem,
+    unsuited: fn(&Problem) -> Option<String>,
 ) -> Result<Option<(GaussianLift, Problem)>> {
     let Some(lift) = lift.filter(|_| problem.contrast() < super::MIN_CONTRAST) else {
         return Ok(None);
@@ -159,7 +172,7 @@ impl GaussianLift {
     }
 
     /// The unit-mass Gaussian with `rho`'s mean and `k²` times its covariance.
-    fn gaussian_like(&self, rho: &ScalarField) -> Result<ScalarField> {
+    pub(crate) fn gaussian_like(&self, rho: &ScalarField) -> Result<ScalarField> {
         let grid = rho.grid();
         let d = grid.dim();
         let vol = grid.cell_volume();

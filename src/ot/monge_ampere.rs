@@ -201,6 +201,7 @@ pub(super) struct CellLinearisation {
 }
 
 /// The discrete operator `F` on one grid.
+#[derive(Clone)]
 pub(super) struct MongeAmpere {
     grid: Grid,
     pub(super) dim: usize,
@@ -278,6 +279,18 @@ impl MongeAmpere {
 
     pub(super) fn len(&self) -> usize {
         self.grid.num_cells()
+    }
+
+    /// Replaces the target density `g` (positive, on this operator's grid).
+    pub(super) fn set_target(&mut self, g: &ScalarField) -> Result<()> {
+        let positive = g.min() > 0.0;
+        if g.grid() != &self.grid || !positive || g.first_non_finite().is_some() {
+            return Err(Error::invalid(
+                "a Monge–Ampère target must be positive and finite on the operator's grid",
+            ));
+        }
+        self.log_g.data_mut().zip_mut_with(g.data(), |l, v| *l = v.ln());
+        Ok(())
     }
 
     fn index(&self, flat: usize) -> [usize; 3] {

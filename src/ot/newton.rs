@@ -150,7 +150,7 @@ impl Solver for Newton {
         let options =
             &options.stopping(&METHOD, problem.grid(), self.tolerance, self.max_iterations)?;
         let start = Instant::now();
-        let lifted = lifted_for("newton", self.lift, problem)?;
+        let lifted = lifted_for("newton", self.lift, problem, super::lift::unsuited)?;
         let lift = lifted.as_ref().map(|(l, _)| *l);
         let equation = lifted.as_ref().map_or(problem, |(_, p)| p);
         let guess = match &self.initial {

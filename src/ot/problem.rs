@@ -338,11 +338,15 @@ pub enum Outcome {
     Diverged,
     /// The observer ([`Options::observer`]) asked to stop.
     Stopped,
+    /// A run of fixed length took every step it was given: the sample-based parabolic flow
+    /// ([`crate::ot::parabolic::Batches`]), whose stopping measure does not fall to zero under
+    /// sampling noise.
+    Completed,
 }
 
 impl Outcome {
     /// The name stored in files and JSON: `converged`, `discretisation_floor`,
-    /// `iteration_limit`, `time_limit`, `stalled`, `diverged`, `stopped`.
+    /// `iteration_limit`, `time_limit`, `stalled`, `diverged`, `stopped`, `completed`.
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Converged => "converged",
@@ -352,12 +356,17 @@ impl Outcome {
             Outcome::Stalled => "stalled",
             Outcome::Diverged => "diverged",
             Outcome::Stopped => "stopped",
+            Outcome::Completed => "completed",
         }
     }
 
-    /// Whether the result is the answer at this resolution (converged, or at the floor).
+    /// Whether the result is the answer at this resolution (converged, at the floor, or a
+    /// fixed-length run completed).
     pub fn is_solved(self) -> bool {
-        matches!(self, Outcome::Converged | Outcome::DiscretisationFloor { .. })
+        matches!(
+            self,
+            Outcome::Converged | Outcome::DiscretisationFloor { .. } | Outcome::Completed
+        )
     }
 
     /// The measured floor, if the outcome is [`Outcome::DiscretisationFloor`].

@@ -12,7 +12,7 @@ pub mod map;
 pub mod metrics;
 pub mod regularity;
 
-pub use deposit::{cloud_in_cell, kde, scott_bandwidth};
+pub use deposit::{cloud_in_cell, kde, scott_bandwidth, smooth};
 pub use draw::draw;
 pub use map::{GridMap, Interpolation};
 pub use metrics::{mmd_squared, sliced_w2, w2_assignment, MmdKernel};

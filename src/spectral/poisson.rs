@@ -154,15 +154,49 @@ impl PoissonSolver {
                 sum / n as f64
             )));
         }
+        self.diagonalised(rhs, out, Diagonal::Inverse);
+        Ok(())
+    }
+
+    /// The heat semigroup `out = e^{tΔ} f` (`t ≥ 0`) with the solver's symbol and boundary
+    /// kinds (the shift plays no part): with [`Symbol::Continuous`] on Neumann axes, the
+    /// convolution with the Gaussian of variance `2t` reflected at the faces; on periodic
+    /// axes, wrapped. Conserves the sum of `f` on periodic and Neumann axes. Allocation-free.
+    pub fn heat(&mut self, t: f64, f: &[f64], out: &mut [f64]) -> Result<()> {
+        let n = self.grid.num_cells();
+        if f.len() != n || out.len() != n {
+            return Err(Error::invalid(format!(
+                "heat semigroup: input has {} values and output {}, grid has {n} cells",
+                f.len(),
+                out.len()
+            )));
+        }
+        let finite_time = t.is_finite() && t >= 0.0;
+        if !finite_time {
+            return Err(Error::invalid(format!("heat semigroup time must be ≥ 0, got {t}")));
+        }
+        self.diagonalised(f, out, Diagonal::Heat(t));
+        Ok(())
+    }
+
+    /// `out = V D V⁻¹ rhs` for the diagonal `D` of `op` in the solver's eigenbasis.
+    fn diagonalised(&mut self, rhs: &[f64], out: &mut [f64], op: Diagonal) {
         out.copy_from_slice(rhs);
+        let singular = self.singular;
+        let shift = self.shift;
+        let scale = self.scale;
         let PoissonSolver { transforms, lambda, scratch, work, shape, .. } = self;
+        let diagonal = |data: &mut [f64], lambda: &[Vec<f64>]| match op {
+            Diagonal::Inverse => divide(data, lambda, shift, scale, singular),
+            Diagonal::Heat(t) => heat(data, lambda, t, scale),
+        };
         let (nx, ny) = (shape[0], shape[1]);
         let scratch = scratch.as_mut_slice();
         transform_lines(out, nx, &transforms[0], true, work);
         if shape.len() == 2 {
             transpose(out, scratch, 1, ny, nx); // [y][x] → [x][y]
             transform_lines(scratch, ny, &transforms[1], true, work);
-            divide(scratch, lambda, self.shift, self.scale, self.singular);
+            diagonal(scratch, lambda);
             transform_lines(scratch, ny, &transforms[1], false, work);
             transpose(scratch, out, 1, nx, ny);
         } else {
@@ -171,14 +205,13 @@ impl PoissonSolver {
             transform_lines(scratch, ny, &transforms[1], true, work);
             transpose(scratch, out, 1, nz, nx * ny); // → [x][y][z]
             transform_lines(out, nz, &transforms[2], true, work);
-            divide(out, lambda, self.shift, self.scale, self.singular);
+            diagonal(out, lambda);
             transform_lines(out, nz, &transforms[2], false, work);
             transpose(out, scratch, 1, nx * ny, nz); // → [z][x][y]
             transform_lines(scratch, ny, &transforms[1], false, work);
             transpose(scratch, out, nz, nx, ny); // → [z][y][x]
         }
         transform_lines(out, nx, &transforms[0], false, work);
-        Ok(())
     }
 
     /// Convenience: solves for a field on the solver's grid, returning a new field.
@@ -197,28 +230,53 @@ impl PoissonSolver {
     }
 }
 
-/// Divides the spectrum, laid out x-major (`[x][y]` or `[x][y][z]`), by `(Σλ + c)·scale`;
-/// the constant mode is set to zero when the operator is singular.
-fn divide(data: &mut [f64], lambda: &[Vec<f64>], shift: f64, scale: f64, singular: bool) {
+/// The diagonal operators applied in the eigenbasis.
+#[derive(Clone, Copy)]
+enum Diagonal {
+    /// `(−Δ_h + c)⁻¹`.
+    Inverse,
+    /// `e^{tΔ}`.
+    Heat(f64),
+}
+
+/// Applies `op(v, (λ_x + offset) + λ_y [+ λ_z])` to every value `v` of the spectrum, laid out
+/// x-major (`[x][y]` or `[x][y][z]`).
+fn each_mode(
+    data: &mut [f64],
+    lambda: &[Vec<f64>],
+    offset: f64,
+    op: impl Fn(&mut f64, f64) + Sync,
+) {
     let lx = &lambda[0];
     let rest: usize = lambda[1..].iter().map(Vec::len).product();
     data.par_chunks_mut(rest).enumerate().for_each(|(ix, chunk)| {
-        let base = lx[ix] + shift;
+        let base = lx[ix] + offset;
         if lambda.len() == 2 {
             for (v, ly) in chunk.iter_mut().zip(&lambda[1]) {
-                *v /= (base + ly) * scale;
+                op(v, base + ly);
             }
         } else {
             let nz = lambda[2].len();
             for (iy, row) in chunk.chunks_exact_mut(nz).enumerate() {
                 let b = base + lambda[1][iy];
                 for (v, lz) in row.iter_mut().zip(&lambda[2]) {
-                    *v /= (b + lz) * scale;
+                    op(v, b + lz);
                 }
             }
         }
-        if singular && ix == 0 {
-            chunk[0] = 0.0;
-        }
     });
+}
+
+/// Divides the spectrum by `(Σλ + c)·scale`; the constant mode is set to zero when the
+/// operator is singular.
+fn divide(data: &mut [f64], lambda: &[Vec<f64>], shift: f64, scale: f64, singular: bool) {
+    each_mode(data, lambda, shift, |v, s| *v /= s * scale);
+    if singular {
+        data[0] = 0.0;
+    }
+}
+
+/// Multiplies the spectrum by `e^{−tΣλ}/scale`.
+fn heat(data: &mut [f64], lambda: &[Vec<f64>], t: f64, scale: f64) {
+    each_mode(data, lambda, 0.0, |v, s| *v *= (-t * s).exp() / scale);
 }

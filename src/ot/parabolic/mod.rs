@@ -33,6 +33,12 @@
 //!   densities), the cumulative regret `Σ_{j≤k} KL(ρ_j‖ν)` and the step `η_k`. Observers
 //!   see the potential of every iteration (`otgrid ot` records the map error against a
 //!   closed form that way).
+//! * Targets known through samples ([`Batches`]): a fresh kernel density estimate of `B`
+//!   samples per step in place of ν (see [`batches`]).
+
+pub mod batches;
+use batches::Stochastic;
+pub use batches::{with_background, Batches, SampleStream};
 
 use super::lift::{lifted_for, GaussianLift};
 use super::monge_ampere::{
@@ -139,6 +145,11 @@ pub struct Parabolic {
     /// (its residual, KL and regret are the lifted pair's; the dual value and map error are
     /// measured on the densities as given).
     pub lift: Option<GaussianLift>,
+    /// Target known through samples: each step uses a fresh batch's density estimate (see
+    /// [`Batches`]); the problem's target is then the reference of the diagnostics and of
+    /// the stopping measure, and the run takes its whole step budget (outcome `completed`).
+    #[serde(skip)]
+    pub batches: Option<Batches>,
 }
 
 /// The flow's state at the start of iteration `iteration`, from which [`Parabolic::resume`]
@@ -175,6 +186,7 @@ impl Default for Parabolic {
             checkpoint_every: None,
             checkpoint: None,
             lift: Some(GaussianLift::default()),
+            batches: None,
         }
     }
 }
@@ -186,6 +198,7 @@ impl std::fmt::Debug for Parabolic {
             .field("stepping", &self.stepping)
             .field("resume", &self.resume.as_ref().map(|s| s.iteration))
             .field("checkpoint_every", &self.checkpoint_every)
+            .field("batch", &self.batches.as_ref().map(|b| b.size))
             .finish()
     }
 }
@@ -262,7 +275,11 @@ impl Solver for Parabolic {
             &options.stopping(&METHOD, problem.grid(), self.tolerance, self.max_iterations)?;
         let start = Instant::now();
         let start_from = self.resume.as_ref().map(|s| &s.u).or(self.initial.as_ref());
-        let lifted = lifted_for("parabolic", self.lift, problem)?;
+        let unsuited = match self.batches {
+            Some(_) => super::lift::unsuited_for_samples,
+            None => super::lift::unsuited,
+        };
+        let lifted = lifted_for("parabolic", self.lift, problem, unsuited)?;
         let lift = lifted.as_ref().map(|(l, _)| *l);
         let equation = lifted.as_ref().map_or(problem, |(_, p)| p);
         let (ma, mut u, mut residual, mut lin) = initial_state(equation, start_from, "parabolic")?;
@@ -270,6 +287,10 @@ impl Solver for Parabolic {
         let n = ma.len();
         let f: Vec<f64> = equation.source().data().iter().copied().collect();
         let vol = grid.cell_volume();
+        let mut stochastic = match &self.batches {
+            Some(batches) => Some(Stochastic::new(batches, self, problem, &ma)?),
+            None => None,
+        };
         let mut solver = StepSolver::new(NewtonLinearSolver::Direct);
         let mut history = Vec::new();
         let (mut kl_history, mut regret_history) = (vec![], vec![]);
@@ -309,7 +330,9 @@ impl Solver for Parabolic {
             error = max;
             let c = mean(&residual);
             let (l1, kl) = pullback_errors(&residual, c, &f, vol);
-            regret += kl;
+            if stochastic.is_none() {
+                regret += kl;
+            }
             let p = ScalarField::from_vec(&grid, u.clone())?;
             let (dual, conjugate) = dual_value(problem, &p)?;
             q = conjugate;
@@ -320,11 +343,24 @@ impl Solver for Parabolic {
                 step: Step::None,
             });
             kl_history.push(kl);
-            regret_history.push(regret);
+            if stochastic.is_none() {
+                regret_history.push(regret);
+            }
             let record = history.last().expect("pushed");
-            if let Some((end, reason)) = stopping(max, k, options, start, ("parabolic", record, &p))
-            {
+            let stop = stopping(max, k, options, start, ("parabolic", record, &p))
+                // A sample-based run takes its whole budget: the residual against the
+                // problem's target is not its stopping measure.
+                .filter(|(end, _)| !(stochastic.is_some() && *end == Outcome::Converged));
+            if let Some((end, reason)) = stop {
                 (outcome, stop_reason) = (end, reason);
+                if let (Outcome::IterationLimit, Some(s)) = (outcome, &stochastic) {
+                    outcome = Outcome::Completed;
+                    stop_reason = format!(
+                        "took {k} steps with batches of {} samples (a sample-based flow runs \
+                         its step budget; residual against the problem's target {max:.3e})",
+                        s.batches.size
+                    );
+                }
                 break;
             }
             if settled_at {
@@ -349,18 +385,37 @@ impl Solver for Parabolic {
                     eta = eta.min(2.0 * last);
                 }
             }
+            // The step's operator: this step's batch target, or the problem's.
+            let batch = match &mut stochastic {
+                Some(s) => Some(s.step(k, &u, &f, vol)?),
+                None => None,
+            };
+            if let (Some((_, _, _, loss)), Some(s)) = (&batch, &stochastic) {
+                regret += loss;
+                regret_history.push(regret);
+                debug_assert!(s.losses.len() == regret_history.len());
+            }
+            let (step_ma, step_lin, step_residual, step_c) = match (&batch, &stochastic) {
+                (Some((r, l, cb, _)), Some(s)) => (&s.ma, l, r, *cb),
+                _ => (&ma, &lin, &residual, c),
+            };
             let mut accepted = None;
             for _ in 0..=MAX_HALVINGS {
                 match self.stepping {
                     Stepping::Explicit => {
                         delta.clear();
-                        delta.extend(residual.iter().map(|r| eta * (r - c)));
+                        delta.extend(step_residual.iter().map(|r| eta * (r - step_c)));
                     }
                     Stepping::LinearlyImplicit => {
                         // (1/η − J) δ = F − c.
                         solver.choice =
                             NewtonLinearSolver::Krylov { shift: 1.0 / eta, tolerance: 1e-6 };
-                        let at = Linearisation { ma: &ma, cells: &lin, residual: &residual, c };
+                        let at = Linearisation {
+                            ma: step_ma,
+                            cells: step_lin,
+                            residual: step_residual,
+                            c: step_c,
+                        };
                         if let Err(e) = solver.step(&at, &mut delta) {
                             // A smaller η makes the system more diagonally dominant.
                             tracing::debug!("parabolic: η = {eta:.3e}: {e}; halving η");
@@ -387,7 +442,9 @@ impl Solver for Parabolic {
             // negligible fraction of a cell without halving the residual has met the floor
             // of the discrete equation (as Newton's rule).
             let settled = match &accepted {
-                Some((_, r, _)) if self.stepping == Stepping::LinearlyImplicit => {
+                Some((_, r, _))
+                    if self.stepping == Stepping::LinearlyImplicit && stochastic.is_none() =>
+                {
                     eta >= NEWTON_LIKE_STEP
                         && residual_norms(r).0 > 0.5 * max
                         && map_shift_in_cells(&delta, &grid) <= SETTLED_MAP_SHIFT
@@ -400,6 +457,9 @@ impl Solver for Parabolic {
                     residual = r;
                     lin = l;
                     settled_at |= settled;
+                    if let Some(s) = &mut stochastic {
+                        s.accumulate(&u, &ma, &f, vol);
+                    }
                 }
                 None if self.stepping == Stepping::Explicit => {
                     stop_reason = format!(
@@ -418,18 +478,29 @@ impl Solver for Parabolic {
             }
             tracing::debug!("parabolic: iteration {k}: residual {max:.3e}, η {eta:.3e}");
         }
-        let p = ScalarField::from_vec(&grid, u)?;
-        let dual_value = history.last().map_or(0.0, |r| r.dual_value);
-        let diagnostics = vec![
+        let mut diagnostics = vec![
             ("kl_divergence".to_string(), kl_history),
             ("cumulative_regret".to_string(), regret_history),
         ];
+        let mut dual = history.last().map_or(0.0, |r| r.dual_value);
+        if let Some(s) = stochastic {
+            if let Some(average) = s.average().filter(|_| s.batches.average) {
+                // The answer is the average iterate: its residual and dual value.
+                let (r, _) = ma.evaluate(&average).expect("averages of convex potentials are");
+                error = residual_norms(&r).0;
+                u = average;
+                (dual, q) = dual_value(problem, &ScalarField::from_vec(&grid, u.clone())?)?;
+            }
+            diagnostics.push(("batch_kl".to_string(), s.losses));
+            diagnostics.push(("average_kl_divergence".to_string(), s.average_kl));
+        }
+        let p = ScalarField::from_vec(&grid, u)?;
         Ok(Solution {
             method: "parabolic",
             outcome,
             stop_reason,
             marginal_error: error,
-            dual_value,
+            dual_value: dual,
             iterations: history.len() - 1,
             seconds: start.elapsed().as_secs_f64(),
             history,
