@@ -337,3 +337,45 @@ fn the_batch_study_writes_tables_and_a_plot() {
 fn read_csv_rows(path: &Path) -> usize {
     std::fs::read_to_string(path).unwrap().lines().skip(1).count()
 }
+
+/// `otgrid study generalization` at a small size writes its three tables and the plot; an
+/// unknown target is a one-line error and writes nothing.
+#[test]
+fn the_generalization_study_writes_tables_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = otgrid(
+        &[
+            "study",
+            "generalization",
+            "--grid",
+            "24x24",
+            "--targets",
+            "elliptic,double-well",
+            "--sizes",
+            "100,1000",
+            "--repetitions",
+            "2",
+            "--compared",
+            "200",
+            "--deltas",
+            "0.1,0.3",
+            "--out",
+            "g",
+            "--json",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    assert_eq!(j["targets"].as_array().unwrap().len(), 2);
+    assert!(j["robustness_exponent"].as_f64().unwrap().is_finite());
+    assert_eq!(read_csv_rows(&d.join("g_samples.csv")), 2 * 2 * 2);
+    assert_eq!(read_csv_rows(&d.join("g_targets.csv")), 2);
+    assert_eq!(read_csv_rows(&d.join("g_robustness.csv")), 2);
+    let bad = otgrid(&["study", "generalization", "--targets", "wave", "--out", "h"], d);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown PDE target 'wave'") && err.lines().count() == 1, "{err}");
+    assert!(!d.join("h_samples.csv").exists());
+}

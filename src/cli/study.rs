@@ -21,12 +21,18 @@ pub enum Study {
     /// iterates under constant, 1/√k and 1/k schedules, the O(b²) bias of the KDE bandwidth,
     /// and the noise floor against η/B.
     Batches(BatchesArgs),
+    /// Plug-in maps learnt from n samples of PDE-induced targets (elliptic, parabolic,
+    /// double-well Fokker–Planck): map error, W₂ and energy distance to held-out samples
+    /// against n with fitted rates, Hölder and doubling estimates, and the robustness of the
+    /// map to a perturbed PDE coefficient.
+    Generalization(GeneralizationArgs),
 }
 
 impl StudyArgs {
     pub fn json(&self) -> bool {
         match &self.study {
             Study::Batches(a) => a.json,
+            Study::Generalization(a) => a.json,
         }
     }
 }
@@ -83,18 +89,22 @@ pub struct BatchesArgs {
 pub fn run(args: &StudyArgs, report: &mut Report) -> Result<()> {
     match &args.study {
         Study::Batches(a) => batches(a, report),
+        Study::Generalization(a) => generalization(a, report),
+    }
+}
+
+/// The grid of a study: the flags', else 64² on the unit square.
+fn study_grid(args: &GridArgs) -> Result<otgrid::Grid> {
+    match (&args.mesh, &args.grid) {
+        (None, None) => {
+            otgrid::grid::GridSpec::from_flags("64x64", args.domain.as_deref(), args.bc.as_deref())
+        }
+        _ => args.resolve("unit_square_256"),
     }
 }
 
 fn batches(args: &BatchesArgs, report: &mut Report) -> Result<()> {
-    let grid = match (&args.grid.mesh, &args.grid.grid) {
-        (None, None) => otgrid::grid::GridSpec::from_flags(
-            "64x64",
-            args.grid.domain.as_deref(),
-            args.grid.bc.as_deref(),
-        )?,
-        _ => args.grid.resolve("unit_square_256")?,
-    };
+    let grid = study_grid(&args.grid)?;
     report.put("grid", &grid);
     let base = Path::new(".");
     let (source, target) =
@@ -126,49 +136,12 @@ fn batches(args: &BatchesArgs, report: &mut Report) -> Result<()> {
         seed: args.seed,
     };
     report.put("study", &study);
-    let quiet = report.json;
     let started = std::time::Instant::now();
-    let result = study.run(&problem, &|line| {
-        if !quiet {
-            eprintln!("[{:6.1} s] {line}", started.elapsed().as_secs_f64());
-        }
-    })?;
+    let result = study.run(&problem, &progress(report.json, started))?;
 
-    let f = |v: f64| v.to_string();
-    let schedules: Vec<Vec<String>> = result
-        .schedules
-        .iter()
-        .map(|r| {
-            vec![
-                r.schedule.clone(),
-                r.step.to_string(),
-                f(r.eta),
-                f(r.map_error_last),
-                f(r.map_error_average),
-                f(r.kl_last),
-                f(r.kl_average),
-                f(r.batch_kl),
-                f(r.regret),
-            ]
-        })
-        .collect();
-    write_csv(
-        &paths[0],
-        "schedule,step,eta,map_error_last,map_error_average,kl_last,kl_average,batch_kl,regret",
-        &schedules,
-    )?;
-    let bias: Vec<Vec<String>> = result
-        .bias
-        .iter()
-        .map(|r| vec![f(r.bandwidth), f(r.smoothing_map_error), f(r.flow_map_error)])
-        .collect();
-    write_csv(&paths[1], "bandwidth,smoothing_map_error,flow_map_error", &bias)?;
-    let noise: Vec<Vec<String>> = result
-        .noise
-        .iter()
-        .map(|r| vec![f(r.eta), r.batch.to_string(), f(r.kl_floor), f(r.map_floor)])
-        .collect();
-    write_csv(&paths[2], "eta,batch,kl_floor,map_floor", &noise)?;
+    write_table(&paths[0], &result.schedules)?;
+    write_table(&paths[1], &result.bias)?;
+    write_table(&paths[2], &result.noise)?;
 
     let mut by_schedule = Vec::new();
     for name in ["constant", "sqrt", "harmonic"] {
@@ -279,16 +252,202 @@ fn batches(args: &BatchesArgs, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Writes a CSV table atomically.
-fn write_csv(path: &Path, header: &str, rows: &[Vec<String>]) -> Result<()> {
-    let mut text = String::from(header);
+/// One line per step of a study on stderr, with the seconds since `started` (none with
+/// `--json`).
+fn progress(quiet: bool, started: std::time::Instant) -> impl Fn(&str) {
+    move |line| {
+        if !quiet {
+            eprintln!("[{:6.1} s] {line}", started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Writes `rows` (structs of numbers and strings) as a CSV table with their field names as
+/// the header, atomically.
+fn write_table<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let json = serde_json::to_value(rows).map_err(|e| Error::invalid(e.to_string()))?;
+    let rows = json.as_array().map(Vec::as_slice).unwrap_or_default();
+    let header: Vec<String> = rows
+        .first()
+        .and_then(|r| r.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut text = header.join(",");
     text.push('\n');
     for row in rows {
-        text.push_str(&row.join(","));
+        let cells: Vec<String> = header
+            .iter()
+            .map(|k| match &row[k] {
+                serde_json::Value::String(v) => v.clone(),
+                serde_json::Value::Null => String::new(),
+                v => v.to_string(),
+            })
+            .collect();
+        text.push_str(&cells.join(","));
         text.push('\n');
     }
     let file = AtomicFile::new(path)?;
     std::fs::write(file.path(), text).map_err(|e| Error::io(file.path(), e))?;
     file.commit()?;
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GeneralizationArgs {
+    /// Targets: elliptic, parabolic, double-well (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "elliptic,parabolic,double-well")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Sample sizes n of the plug-in maps.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000,100000")]
+    pub sizes: Vec<usize>,
+    /// Independent samples per n (the tables report medians).
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Generated and held-out samples compared by W₂ (assignment) and energy distance.
+    #[arg(long, default_value_t = 1000)]
+    pub compared: usize,
+    /// Perturbations δ of the elliptic coefficient, a_δ = (1 + x/2)(1 + δxy).
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2,0.4")]
+    pub deltas: Vec<f64>,
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output prefix: PREFIX_samples.csv, PREFIX_targets.csv, PREFIX_robustness.csv, PREFIX.png.
+    #[arg(short, long, default_value = "study_generalization")]
+    pub out: PathBuf,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn generalization(args: &GeneralizationArgs, report: &mut Report) -> Result<()> {
+    use otgrid::study::{GeneralizationStudy, PdeTarget};
+    let grid = study_grid(&args.grid)?;
+    report.put("grid", &grid);
+    let name = |suffix: &str| PathBuf::from(format!("{}{suffix}", args.out.display()));
+    let paths = [name("_samples.csv"), name("_targets.csv"), name("_robustness.csv"), name(".png")];
+    for p in &paths {
+        check_output_path(p, &[])?;
+    }
+    let study = GeneralizationStudy {
+        targets: args
+            .targets
+            .iter()
+            .map(|t| PdeTarget::from_name(t.trim()))
+            .collect::<Result<_>>()?,
+        sizes: args.sizes.clone(),
+        repetitions: args.repetitions,
+        compared: args.compared,
+        deltas: args.deltas.clone(),
+        seed: args.seed,
+    };
+    report.put("study", &study);
+    let started = std::time::Instant::now();
+    let result = study.run(&grid, &progress(report.json, started))?;
+    write_table(&paths[0], &result.rows)?;
+    write_table(&paths[1], &result.targets)?;
+    write_table(&paths[2], &result.robustness)?;
+
+    let medians = |target: &str, pick: fn(&otgrid::study::generalization::SizeRow) -> f64| {
+        args.sizes
+            .iter()
+            .map(|&n| {
+                let mut v: Vec<f64> = result
+                    .rows
+                    .iter()
+                    .filter(|r| r.target == target && r.n == n)
+                    .map(pick)
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                (n as f64, v.get(v.len() / 2).copied().unwrap_or(f64::NAN))
+            })
+            .collect::<Vec<_>>()
+    };
+    let series = |pick: fn(&otgrid::study::generalization::SizeRow) -> f64| -> Vec<Series> {
+        result
+            .targets
+            .iter()
+            .map(|t| Series { label: t.target.to_string(), points: medians(t.target, pick) })
+            .collect()
+    };
+    let plotted = log_log_panels(
+        &paths[3],
+        &[
+            Panel { title: "plug-in map error", x_label: "n", series: series(|r| r.map_error) },
+            Panel { title: "W2 to held-out samples", x_label: "n", series: series(|r| r.w2) },
+            Panel {
+                title: "map change vs W2(nu_delta, nu_0)",
+                x_label: "W2 between targets",
+                series: vec![Series {
+                    label: "elliptic".into(),
+                    points: result
+                        .robustness
+                        .iter()
+                        .map(|r| (r.w2_targets, r.map_change))
+                        .collect(),
+                }],
+            },
+        ],
+    )?;
+    report.put("targets", &result.targets);
+    report.put("robustness", &result.robustness);
+    report.put("robustness_exponent", result.robustness_exponent);
+    report.put("seconds", started.elapsed().as_secs_f64());
+    let written: Vec<String> = paths[..3].iter().map(|p| p.display().to_string()).collect();
+    report.put("csv", &written);
+    match &plotted {
+        Ok(p) => report.put("png", p.display().to_string()),
+        Err(why) => report.put("png_skipped", why.as_str()),
+    }
+    if !report.json {
+        println!(
+            "plug-in maps from n samples on {grid} (medians of {} repetitions)",
+            args.repetitions
+        );
+        println!("| target | n | map error | W₂ to held-out | energy distance |");
+        println!("|---|---|---|---|---|");
+        for t in &result.targets {
+            let (e, w, m) = (
+                medians(t.target, |r| r.map_error),
+                medians(t.target, |r| r.w2),
+                medians(t.target, |r| r.energy_distance),
+            );
+            for i in 0..e.len() {
+                println!(
+                    "| {} | {} | {:.3e} | {:.3e} | {:.3e} |",
+                    t.target, e[i].0, e[i].1, w[i].1, m[i].1
+                );
+            }
+        }
+        println!("\n| target | rate: map error | W₂ | energy distance | W₂ of the exact map's samples | Hölder exponent | doubling constant |");
+        println!("|---|---|---|---|---|---|---|");
+        for t in &result.targets {
+            println!(
+                "| {} | {:.2} | {:.2} | {:.2} | {:.3e} | {:.2} | {:.2} |",
+                t.target,
+                t.rate_map_error,
+                t.rate_w2,
+                t.rate_energy_distance,
+                t.exact_w2,
+                t.holder_exponent,
+                t.doubling_constant
+            );
+        }
+        println!("\n| δ | ‖T_δ − T₀‖ | W₂(ν_δ, ν₀) |");
+        println!("|---|---|---|");
+        for r in &result.robustness {
+            println!("| {} | {:.3e} | {:.3e} |", r.delta, r.map_change, r.w2_targets);
+        }
+        println!("robustness exponent: {:.2}", result.robustness_exponent);
+        for p in &written {
+            println!("wrote        {p}");
+        }
+        match plotted {
+            Ok(p) => println!("wrote        {}", p.display()),
+            Err(why) => println!("{why}"),
+        }
+    }
     Ok(())
 }

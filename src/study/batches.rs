@@ -21,6 +21,7 @@
 //!    independent of η (every step solves its batch's problem) once `ηλ ≫ 1` — hence the
 //!    explicit steps `η = θ h²` below the stability bound.
 
+use super::{map_distance, slope};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::ot::parabolic::{Batches, SampleStream};
@@ -156,7 +157,7 @@ impl BatchStudy {
         let options = Options::default();
         let truth = solve_exactly(problem, &options)?;
         let t_star = problem.map_of(&truth);
-        let error = |p: &ScalarField| map_distance(problem, p, &t_star);
+        let error = |p: &ScalarField| map_distance(problem, &problem.map_of(p), &t_star);
         let stream = SampleStream::Density(problem.target().clone());
 
         let mut schedules = Vec::new();
@@ -230,7 +231,8 @@ impl BatchStudy {
                 flow_map_error: error(&s.p),
             });
         }
-        let bias_order = slope(bias.iter().map(|r| (r.bandwidth, r.smoothing_map_error)));
+        let bias_order =
+            slope(&bias.iter().map(|r| (r.bandwidth, r.smoothing_map_error)).collect::<Vec<_>>());
 
         let mut noise = Vec::new();
         let b = self.bandwidth * h;
@@ -252,7 +254,8 @@ impl BatchStudy {
                     batches: Some(batches),
                     ..Default::default()
                 };
-                let distance = |p: &ScalarField| map_distance(&smoothed, p, &t_b_map);
+                let distance =
+                    |p: &ScalarField| map_distance(&smoothed, &smoothed.map_of(p), &t_b_map);
                 let (s, errors) = solve_tracking(&flow, &smoothed, &options, &distance)?;
                 if s.iterations < self.noise_steps {
                     return Err(Error::invalid(format!(
@@ -279,13 +282,19 @@ impl BatchStudy {
         }
         let middle_batch = self.noise_batches[self.noise_batches.len() / 2];
         let middle_eta = self.noise_etas[self.noise_etas.len() / 2] * h * h;
-        let noise_exponent_eta =
-            slope(noise.iter().filter(|r| r.batch == middle_batch).map(|r| (r.eta, r.kl_floor)));
+        let noise_exponent_eta = slope(
+            &noise
+                .iter()
+                .filter(|r| r.batch == middle_batch)
+                .map(|r| (r.eta, r.kl_floor))
+                .collect::<Vec<_>>(),
+        );
         let noise_exponent_batch = slope(
-            noise
+            &noise
                 .iter()
                 .filter(|r| (r.eta / middle_eta - 1.0).abs() < 1e-12)
-                .map(|r| (r.batch as f64, r.kl_floor)),
+                .map(|r| (r.batch as f64, r.kl_floor))
+                .collect::<Vec<_>>(),
         );
         Ok(BatchStudyResult {
             schedules,
@@ -336,26 +345,6 @@ fn solve_exactly(problem: &Problem, options: &Options) -> Result<ScalarField> {
     Ok(s.p)
 }
 
-/// `(∫ |T_p − T|² dμ)^{1/2}`, `T_p` the map of the potential `p`.
-pub(crate) fn map_distance(
-    problem: &Problem,
-    p: &ScalarField,
-    reference: &crate::field::VectorField,
-) -> f64 {
-    let map = problem.map_of(p);
-    let d = problem.grid().dim();
-    let mu = problem.source().data();
-    let vol = problem.grid().cell_volume();
-    let (m, r) = (map.data(), reference.data());
-    let (m, r) = (m.as_slice().expect("contiguous"), r.as_slice().expect("contiguous"));
-    let sum: f64 = mu
-        .iter()
-        .zip(m.chunks_exact(d).zip(r.chunks_exact(d)))
-        .map(|(w, (a, b))| w * a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>())
-        .sum();
-    (sum * vol).sqrt()
-}
-
 /// Solves with an observer that measures, per iterate `u_k`, `(error(u_k), error(ū_k))`
 /// (`ū_k` the mean of `u_1 … u_k`; `ū_0 = u_0`).
 fn solve_tracking(
@@ -394,20 +383,6 @@ fn solve_tracking(
         errors.push((error(u), error(&average)));
     }
     Ok((solution, errors))
-}
-
-/// Least-squares slope of `log y` against `log x`.
-fn slope(points: impl Iterator<Item = (f64, f64)>) -> f64 {
-    let p: Vec<(f64, f64)> =
-        points.filter(|(x, y)| *x > 0.0 && *y > 0.0).map(|(x, y)| (x.ln(), y.ln())).collect();
-    let n = p.len() as f64;
-    if p.len() < 2 {
-        return f64::NAN;
-    }
-    let (mx, my) = p.iter().fold((0.0, 0.0), |a, q| (a.0 + q.0 / n, a.1 + q.1 / n));
-    let sxy: f64 = p.iter().map(|q| (q.0 - mx) * (q.1 - my)).sum();
-    let sxx: f64 = p.iter().map(|q| (q.0 - mx).powi(2)).sum();
-    sxy / sxx
 }
 
 #[cfg(test)]
