@@ -93,6 +93,12 @@ fn push_and_sample_through_an_ot_result() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let w2 = json(&o)["w2"].as_f64().unwrap();
     assert!(w2 > 0.0 && w2 < 0.05, "{w2}");
+    // The Sinkhorn divergence of unequal sizes (500 + 700): positive, below W₂² scale.
+    let o = otgrid(&["compare", "c1.npy", "c3.npy", "--sinkhorn", "--json"], d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json(&o);
+    let s = r["sinkhorn_divergence"].as_f64().unwrap();
+    assert!(s > 0.0 && s < 2.5e-3 && r["sinkhorn_converged"] == true, "{r}");
     let o = otgrid(&["compare", "c1.npy", "c1.npy", "--json"], d);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r = json(&o);

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 /// The largest point sets [`w2_assignment`] takes (its cost matrix: 8 n² bytes, 200 MB).
 pub const ASSIGNMENT_MAX: usize = 5000;
 
-fn check(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Result<()> {
+pub(crate) fn check(a: ArrayView2<'_, f64>, b: ArrayView2<'_, f64>) -> Result<()> {
     if a.ncols() != b.ncols() {
         return Err(Error::invalid(format!(
             "point sets of dimension {} and {}",

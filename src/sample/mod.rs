@@ -7,12 +7,14 @@
 //! Point sets are `ndarray` arrays `[n][dim]`; on disk, see [`crate::io::points`].
 
 pub mod deposit;
+pub mod divergence;
 pub mod draw;
 pub mod map;
 pub mod metrics;
 pub mod regularity;
 
 pub use deposit::{cloud_in_cell, kde, scott_bandwidth, smooth};
+pub use divergence::{sinkhorn_divergence, SinkhornDivergence};
 pub use draw::draw;
 pub use map::{GridMap, Interpolation};
 pub use metrics::{mmd_squared, sliced_w2, w2_assignment, MmdKernel};
