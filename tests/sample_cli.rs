@@ -276,8 +276,8 @@ fn the_sample_based_flow_runs_from_a_sample_file() {
     }
     let kl = file.diagnostics()["kl_divergence"].clone();
     assert!(kl.last().unwrap() < &(0.2 * kl[0]), "{kl:?}");
-    let again = run("again.h5", &["--average"]);
-    assert!(again.status.success());
+    let again = run("again.h5", &["--average", "--bandwidth", "0.05"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     let first = json(&o)["marginal_error"].as_f64().unwrap();
     let o2 = run("flow2.h5", &[]);
     assert_eq!(json(&o2)["marginal_error"].as_f64().unwrap(), first);
@@ -286,6 +286,11 @@ fn the_sample_based_flow_runs_from_a_sample_file() {
         (&["--target", "samples:data.npy:cic"][..], "KDE"),
         (&["--target", "uniform"][..], "samples:FILE"),
         (&["--batch", "1"][..], "at least 2"),
+        (
+            &["--target", "samples:data.npy:kde=0.04", "--bandwidth", "0.05"][..],
+            "--bandwidth applies",
+        ),
+        (&["--bandwidth", "0"][..], "--bandwidth must be positive"),
     ] {
         let o = run("bad.h5", extra);
         assert!(!o.status.success(), "{extra:?}");

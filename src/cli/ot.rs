@@ -94,6 +94,10 @@ pub struct OtArgs {
     /// completed).
     #[arg(long, value_name = "B")]
     pub batch: Option<usize>,
+    /// KDE bandwidth of `samples:` densities given without one (instead of Scott's rule; a
+    /// `samples:FILE:kde=B` keeps its own B).
+    #[arg(long, value_name = "B")]
+    pub bandwidth: Option<f64>,
     /// Seed of the batches (with --batch; default 0).
     #[arg(long, value_name = "S", requires = "batch")]
     pub batch_seed: Option<u64>,
@@ -203,8 +207,27 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
         return Err(Error::invalid("--repeat must be at least 1"));
     }
     let base = Path::new(".");
-    let source_spec = DensitySpec::parse(&args.source, "source")?;
-    let target_spec = DensitySpec::parse(&args.target, "target")?;
+    let mut source_spec = DensitySpec::parse(&args.source, "source")?;
+    let mut target_spec = DensitySpec::parse(&args.target, "target")?;
+    if let Some(b) = args.bandwidth {
+        let positive = b.is_finite() && b > 0.0;
+        if !positive {
+            return Err(Error::invalid(format!("--bandwidth must be positive, got {b}")));
+        }
+        let mut applied = false;
+        for spec in [&mut source_spec, &mut target_spec] {
+            if let DensitySpec::Samples { deposit: SampleDeposit::Kde(bandwidth @ None), .. } = spec
+            {
+                *bandwidth = Some(b);
+                applied = true;
+            }
+        }
+        if !applied {
+            return Err(Error::invalid(
+                "--bandwidth applies to samples:FILE densities deposited by KDE without a bandwidth of their own",
+            ));
+        }
+    }
     let inputs: Vec<(String, PathBuf)> = [("source", &source_spec), ("target", &target_spec)]
         .into_iter()
         .filter_map(|(what, spec)| spec.input_file(base).map(|p| (what.to_string(), p)))
