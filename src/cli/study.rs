@@ -202,12 +202,6 @@ fn batches(args: &BatchesArgs, report: &mut Report) -> Result<()> {
     report.put("noise_exponent_eta", result.noise_exponent_eta);
     report.put("noise_exponent_batch", result.noise_exponent_batch);
     report.put("seconds", started.elapsed().as_secs_f64());
-    let written: Vec<String> = paths[..3].iter().map(|p| p.display().to_string()).collect();
-    report.put("csv", &written);
-    match &plotted {
-        Ok(p) => report.put("png", p.display().to_string()),
-        Err(why) => report.put("png_skipped", why.as_str()),
-    }
     if !report.json {
         println!("sample-based parabolic flow on {grid}: after {} steps", args.steps);
         println!("| schedule | map error (last) | map error (average) | KL (last) | KL (average) | regret |");
@@ -241,6 +235,25 @@ fn batches(args: &BatchesArgs, report: &mut Report) -> Result<()> {
             "KL floor exponents: {:.2} in η, {:.2} in B",
             result.noise_exponent_eta, result.noise_exponent_batch
         );
+    }
+    files_written(report, &paths[..3], plotted);
+    Ok(())
+}
+
+/// Records the tables and the plot a study wrote (`csv`, `png` or `png_skipped`) and,
+/// without `--json`, prints them.
+fn files_written(
+    report: &mut Report,
+    tables: &[PathBuf],
+    plotted: std::result::Result<PathBuf, String>,
+) {
+    let written: Vec<String> = tables.iter().map(|p| p.display().to_string()).collect();
+    report.put("csv", &written);
+    match &plotted {
+        Ok(p) => report.put("png", p.display().to_string()),
+        Err(why) => report.put("png_skipped", why.as_str()),
+    }
+    if !report.json {
         for p in &written {
             println!("wrote        {p}");
         }
@@ -249,7 +262,6 @@ fn batches(args: &BatchesArgs, report: &mut Report) -> Result<()> {
             Err(why) => println!("{why}"),
         }
     }
-    Ok(())
 }
 
 /// One line per step of a study on stderr, with the seconds since `started` (none with
@@ -395,12 +407,6 @@ fn generalization(args: &GeneralizationArgs, report: &mut Report) -> Result<()> 
     report.put("robustness", &result.robustness);
     report.put("robustness_exponent", result.robustness_exponent);
     report.put("seconds", started.elapsed().as_secs_f64());
-    let written: Vec<String> = paths[..3].iter().map(|p| p.display().to_string()).collect();
-    report.put("csv", &written);
-    match &plotted {
-        Ok(p) => report.put("png", p.display().to_string()),
-        Err(why) => report.put("png_skipped", why.as_str()),
-    }
     if !report.json {
         println!(
             "plug-in maps from n samples on {grid} (medians of {} repetitions)",
@@ -441,13 +447,7 @@ fn generalization(args: &GeneralizationArgs, report: &mut Report) -> Result<()> 
             println!("| {} | {:.3e} | {:.3e} |", r.delta, r.map_change, r.w2_targets);
         }
         println!("robustness exponent: {:.2}", result.robustness_exponent);
-        for p in &written {
-            println!("wrote        {p}");
-        }
-        match plotted {
-            Ok(p) => println!("wrote        {}", p.display()),
-            Err(why) => println!("{why}"),
-        }
     }
+    files_written(report, &paths[..3], plotted);
     Ok(())
 }
