@@ -278,6 +278,12 @@ fn the_sample_based_flow_runs_from_a_sample_file() {
     assert!(kl.last().unwrap() < &(0.2 * kl[0]), "{kl:?}");
     let again = run("again.h5", &["--average", "--bandwidth", "0.05"]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    // The diagnostics against the known density the samples came from.
+    let known = run("known.h5", &["--true-target", "0.5 + exp(-((x-0.4)^2+(y-0.55)^2)/0.03)"]);
+    assert!(known.status.success(), "{}", String::from_utf8_lossy(&known.stderr));
+    let file = otgrid::io::Output::read(&d.join("known.h5")).unwrap();
+    let kl = &file.diagnostics()["kl_divergence"];
+    assert!(kl.last().unwrap() < &(0.2 * kl[0]), "{kl:?}");
     let first = json(&o)["marginal_error"].as_f64().unwrap();
     let o2 = run("flow2.h5", &[]);
     assert_eq!(json(&o2)["marginal_error"].as_f64().unwrap(), first);
