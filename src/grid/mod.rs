@@ -9,8 +9,10 @@
 //! order. Field storage is C-order **`[z][y][x]`** (x fastest), the layout ParaView's XDMF
 //! readers expect; [`Grid::storage_shape`] gives it.
 
+pub mod decomposition;
 mod spec;
 
+pub use decomposition::SlabDecomposition;
 pub use spec::{builtin_mesh_names, GridSpec};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,150 @@
+//! Slab decomposition of a grid over P ranks: the ownership and index maps a distributed run
+//! is built on (issue #23; the transport itself is not here).
+//!
+//! The slab axis is the slowest-varying axis of the C-order `[z][y][x]` storage (z in 3D, y in
+//! 2D), so each rank's block is one contiguous run of the global array. Its n planes are split
+//! as evenly as possible: rank r owns `n/P + 1` planes if `r < n mod P`, else `n/P`, in rank
+//! order. More ranks than planes is refused (a rank would own nothing).
+
+use super::{Axis, Grid};
+use crate::error::{Error, Result};
+use std::ops::Range;
+
+/// Which planes of the slab axis each rank owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlabDecomposition {
+    grid: Grid,
+    ranks: usize,
+    /// `starts[r]..starts[r + 1]` are rank r's planes.
+    starts: Vec<usize>,
+}
+
+impl SlabDecomposition {
+    /// Splits `grid` over `ranks` ranks along its slowest axis.
+    pub fn new(grid: &Grid, ranks: usize) -> Result<SlabDecomposition> {
+        let planes = grid.axis(grid.dim() - 1).cells;
+        if ranks == 0 {
+            return Err(Error::invalid("a decomposition needs at least one rank"));
+        }
+        if ranks > planes {
+            return Err(Error::invalid(format!(
+                "{ranks} ranks for {planes} planes along axis {}: every rank needs a plane \
+                 (use at most {planes} ranks)",
+                ["x", "y", "z"][grid.dim() - 1]
+            )));
+        }
+        let (base, extra) = (planes / ranks, planes % ranks);
+        let mut starts = Vec::with_capacity(ranks + 1);
+        let mut start = 0;
+        for r in 0..ranks {
+            starts.push(start);
+            start += base + usize::from(r < extra);
+        }
+        starts.push(start);
+        Ok(SlabDecomposition { grid: grid.clone(), ranks, starts })
+    }
+
+    /// The number of ranks.
+    pub fn ranks(&self) -> usize {
+        self.ranks
+    }
+
+    /// The planes of the slab axis that `rank` owns.
+    pub fn planes(&self, rank: usize) -> Range<usize> {
+        self.starts[rank]..self.starts[rank + 1]
+    }
+
+    /// The rank that owns `plane`.
+    pub fn owner(&self, plane: usize) -> usize {
+        // The last start at or below the plane.
+        self.starts[1..].partition_point(|&s| s <= plane)
+    }
+
+    /// Cells per plane (the product of the other axes' counts).
+    pub fn plane_cells(&self) -> usize {
+        let d = self.grid.dim();
+        (0..d - 1).map(|a| self.grid.axis(a).cells).product()
+    }
+
+    /// The flat C-order indices of the global array that `rank` owns (one contiguous run).
+    pub fn cells(&self, rank: usize) -> Range<usize> {
+        let planes = self.planes(rank);
+        planes.start * self.plane_cells()..planes.end * self.plane_cells()
+    }
+
+    /// `rank`'s block as a grid: the global grid's axes, the slab axis cut to the owned
+    /// planes' faces (its boundary kind is the global one; which faces are interior is
+    /// [`Self::planes`]' business).
+    pub fn local_grid(&self, rank: usize) -> Result<Grid> {
+        let d = self.grid.dim();
+        let planes = self.planes(rank);
+        let mut axes: Vec<Axis> = self.grid.axes().to_vec();
+        let slab = &mut axes[d - 1];
+        let h = slab.spacing();
+        let lower = slab.lower;
+        slab.cells = planes.len();
+        slab.lower = lower + planes.start as f64 * h;
+        slab.upper = lower + planes.end as f64 * h;
+        Grid::new(axes)
+    }
+
+    /// The global flat index of `rank`'s local flat index `local`.
+    pub fn to_global(&self, rank: usize, local: usize) -> usize {
+        self.cells(rank).start + local
+    }
+
+    /// `(rank, local flat index)` of the global flat index `global`.
+    pub fn to_local(&self, global: usize) -> (usize, usize) {
+        let rank = self.owner(global / self.plane_cells());
+        (rank, global - self.cells(rank).start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::BoundaryKind;
+
+    /// Every plane has exactly one owner; block sizes differ by at most one plane and come in
+    /// rank order; the cell runs tile the global array; local grids have the owned planes'
+    /// extent and centres; index maps are inverse; too many ranks and zero ranks are refused.
+    #[test]
+    fn slabs_tile_the_grid() {
+        for (shape, ranks) in [(vec![8, 6, 13], 4), (vec![5, 7, 7], 7), (vec![9, 10], 3)] {
+            let d = shape.len();
+            let lower = vec![0.0; d];
+            let upper: Vec<f64> = (0..d).map(|a| 1.0 + a as f64).collect();
+            let grid = Grid::uniform(&shape, &lower, &upper, BoundaryKind::Neumann).unwrap();
+            let slab = SlabDecomposition::new(&grid, ranks).unwrap();
+            let planes = shape[d - 1];
+            let sizes: Vec<usize> = (0..ranks).map(|r| slab.planes(r).len()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), planes);
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
+            for p in 0..planes {
+                let r = slab.owner(p);
+                assert!(slab.planes(r).contains(&p), "plane {p}");
+            }
+            let mut next = 0;
+            for r in 0..ranks {
+                let cells = slab.cells(r);
+                assert_eq!(cells.start, next);
+                next = cells.end;
+                let local = slab.local_grid(r).unwrap();
+                assert_eq!(local.num_cells(), cells.len());
+                // The local centres are the global ones of the owned planes.
+                let a = d - 1;
+                let first = slab.planes(r).start;
+                assert!((local.axis(a).center(0) - grid.axis(a).center(first)).abs() < 1e-12);
+                for local_index in [0, cells.len() / 2, cells.len() - 1] {
+                    let g = slab.to_global(r, local_index);
+                    assert_eq!(slab.to_local(g), (r, local_index));
+                }
+            }
+            assert_eq!(next, grid.num_cells());
+        }
+        let grid = Grid::unit(3, 4, BoundaryKind::Periodic).unwrap();
+        let e = SlabDecomposition::new(&grid, 5).unwrap_err().to_string();
+        assert!(e.contains("5 ranks for 4 planes along axis z"), "{e}");
+        assert!(SlabDecomposition::new(&grid, 0).is_err());
+    }
+}
