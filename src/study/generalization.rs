@@ -113,23 +113,28 @@ impl PdeTarget {
                 integrate(&problem, &settings, crate::pde::unobserved)?.last().clone()
             }
             PdeTarget::DoubleWell => {
-                let problem = FokkerPlanckProblem {
-                    grid: neumann.clone(),
-                    diffusion: 0.3,
-                    potential: ScalarField::from_fn(&neumann, |x| {
-                        let (p, q) = (4.0 * x[0] - 2.0, 3.0 * x[1] - 1.5);
-                        (p * p - 1.0).powi(2) + 0.3 * p + q * q
-                    }),
-                    drift: None,
-                    initial: ScalarField::from_fn(&neumann, |_| 1.0),
-                };
-                let run = problem.run(10.0, 0.02, 1, crate::pde::unobserved)?;
+                let run = double_well(&neumann).run(10.0, 0.02, 1, crate::pde::unobserved)?;
                 run.snapshots.last().expect("the final state").1.clone()
             }
         };
         // On the study's (box) grid; Crank–Nicolson's round-off below zero clipped.
         let values: Vec<f64> = u.data().iter().map(|v| v.max(0.0)).collect();
         Ok(ScalarField::from_vec(&neumann, values)?.to_density()?.0)
+    }
+}
+
+/// The double-well Fokker–Planck problem of the `double-well` target on the unit-square box
+/// `grid`: `D = 0.3`, `V = ((4x−2)² − 1)² + 0.3(4x−2) + (3y−1.5)²`, from the uniform density.
+fn double_well(grid: &Grid) -> FokkerPlanckProblem {
+    FokkerPlanckProblem {
+        grid: grid.clone(),
+        diffusion: 0.3,
+        potential: ScalarField::from_fn(grid, |x| {
+            let (p, q) = (4.0 * x[0] - 2.0, 3.0 * x[1] - 1.5);
+            (p * p - 1.0).powi(2) + 0.3 * p + q * q
+        }),
+        drift: None,
+        initial: ScalarField::from_fn(grid, |_| 1.0),
     }
 }
 
@@ -370,17 +375,7 @@ mod tests {
             assert!((rho.integral() - 1.0).abs() < 1e-12 && rho.min() >= 0.0, "{target:?}");
         }
         let well = PdeTarget::DoubleWell.density(&grid, 0.0).unwrap();
-        let stationary = FokkerPlanckProblem {
-            grid: grid.clone(),
-            diffusion: 0.3,
-            potential: ScalarField::from_fn(&grid, |x| {
-                let (p, q) = (4.0 * x[0] - 2.0, 3.0 * x[1] - 1.5);
-                (p * p - 1.0).powi(2) + 0.3 * p + q * q
-            }),
-            drift: None,
-            initial: ScalarField::from_fn(&grid, |_| 1.0),
-        }
-        .stationary_state();
+        let stationary = double_well(&grid).stationary_state();
         let l1: f64 =
             well.data().iter().zip(stationary.data()).map(|(a, b)| (a - b).abs()).sum::<f64>()
                 * grid.cell_volume();
