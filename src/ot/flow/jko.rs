@@ -402,10 +402,10 @@ impl JkoParams {
             let mean = sum / count.max(1) as f64;
             // At a support's edge the curvature may be unbounded (m > 2: (e*)' ∝ s^{1/(m−1)}),
             // which freezes the steps there: with a support edge the diagonal is capped at 4×
-            // the support's mean (Barenblatt, m = 3, at 32² / 64² / 128²: L1 2.2e-2 / 1.2e-2 /
-            // 8.2e-3, against 2.2e-2 / 2.0e-2 / 3.4e-2 uncapped, before the deposit's
-            // positivity fix; with it 1.6e-2 / 1.5e-2 / 1.4e-2, docs/flows.md; m = 2, whose
-            // curvature is constant on the support, unchanged).
+            // the support's mean (Barenblatt, m = 3, support inside the box, 32² / 64² / 128²
+            // with 10 / 20 / 40 steps: L1/M 2.17e-2 / 1.15e-2 / 1.05e-2, against 2.16e-2 /
+            // 1.74e-2 / 2.20e-2 uncapped; m = 2, whose curvature is constant on the support,
+            // unchanged).
             let edge = count < d.len();
             d.iter_mut().zip(rho.data().iter()).for_each(|(d, r)| {
                 if *r <= 0.0 {

@@ -483,48 +483,77 @@ mod tests {
         t.powf(-alpha) * (c - k * r2 * t.powf(-2.0 * beta)).max(0.0).powf(1.0 / (m - 1.0))
     }
 
+    /// A porous-medium flow (γ = 1) on `n²` from the Barenblatt profile at t = 1e-3 to 4e-3
+    /// in `steps` steps, its steps checked (mass, positivity, energy): returns L1/M against
+    /// the exact profile, the support radius and the exact one.
+    fn barenblatt_flow(n: usize, steps: usize, m: f64, c: f64) -> (f64, f64, f64) {
+        let (t0, t1) = (1e-3, 4e-3);
+        let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+        let initial = ScalarField::from_fn(&grid, |x| barenblatt(x, t0, m, c));
+        let exact = ScalarField::from_fn(&grid, |x| barenblatt(x, t1, m, c));
+        let flow = GradientFlow {
+            energy: Energy::new(Internal::PorousMedium { coefficient: 1.0, exponent: m }, None),
+            jko: JkoParams { tau: (t1 - t0) / steps as f64, ..Default::default() },
+            steps,
+        };
+        let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
+        check_steps(&run, initial.integral());
+        let last = &run.snapshots.last().unwrap().1;
+        let radius = |f: &ScalarField| {
+            f.data()
+                .indexed_iter()
+                .filter(|(_, v)| **v > 0.0)
+                .map(|(i, _)| {
+                    let (x, y) = (grid.axis(0).center(i[1]), grid.axis(1).center(i[0]));
+                    ((x - 0.5).powi(2) + (y - 0.5).powi(2)).sqrt()
+                })
+                .fold(0.0, f64::max)
+        };
+        (l1(last, &exact) / exact.integral(), radius(last), radius(&exact))
+    }
+
     /// The porous medium (m = 2, γ = 1) from the Barenblatt profile at t = 1e-3 to 4e-3 (its
     /// support radius 0.225 → 0.318), with τ ∝ h: L1 error first order (measured 2.5e-2 /
     /// 1.2e-2 / 5.1e-3 at 32² / 64² / 128² with 10 / 20 / 40 steps), the support radius
     /// within a cell of the exact one, mass to round-off, the energy falling.
     #[test]
     fn porous_medium_flow_follows_barenblatt_at_first_order() {
-        let (t0, t1, m, c) = (1e-3, 4e-3, 2.0, 0.1);
+        let m = 2.0;
         let (mut hs, mut errors) = (vec![], vec![]);
         for (n, steps) in [(32usize, 10usize), (64, 20), (128, 40)] {
-            let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
-            let initial = ScalarField::from_fn(&grid, |x| barenblatt(x, t0, m, c));
-            let exact = ScalarField::from_fn(&grid, |x| barenblatt(x, t1, m, c));
-            let flow = GradientFlow {
-                energy: Energy::new(Internal::PorousMedium { coefficient: 1.0, exponent: m }, None),
-                jko: JkoParams { tau: (t1 - t0) / steps as f64, ..Default::default() },
-                steps,
-            };
-            let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
-            check_steps(&run, initial.integral());
-            let last = &run.snapshots.last().unwrap().1;
-            let radius = |f: &ScalarField| {
-                f.data()
-                    .indexed_iter()
-                    .filter(|(_, v)| **v > 0.0)
-                    .map(|(i, _)| {
-                        let (x, y) = (grid.axis(0).center(i[1]), grid.axis(1).center(i[0]));
-                        ((x - 0.5).powi(2) + (y - 0.5).powi(2)).sqrt()
-                    })
-                    .fold(0.0, f64::max)
-            };
+            let (error, r, r_exact) = barenblatt_flow(n, steps, m, 0.1);
             let h = 1.0 / n as f64;
             if n == 128 {
-                let (r, r_exact) = (radius(last), radius(&exact));
                 assert!((r - r_exact).abs() <= h, "support radius {r} against {r_exact}");
             }
             hs.push(h);
-            errors.push(l1(last, &exact) / exact.integral());
+            errors.push(error);
         }
         let orders = observed_orders(&hs, &errors);
         eprintln!("Barenblatt m = {m}: L1/M {errors:?}, orders {orders:?}");
         assert!(orders.iter().all(|&o| o >= 0.9), "L1 {errors:?}, orders {orders:?}");
         assert!(errors[2] < 1e-2, "{errors:?}");
+    }
+
+    /// The porous medium with m = 3 from the Barenblatt profile (c = 0.04: support radius
+    /// 0.268 → 0.338, inside the box; with c = 0.1 it reaches 0.534 and meets the walls, where
+    /// the Barenblatt profile is no longer the box's solution). τ ∝ h: L1/M measured 2.17e-2 /
+    /// 1.15e-2 at 32² / 64² (10 / 20 steps, order 0.92), 1.05e-2 at 128² (40 steps): the
+    /// per-step floor of the dual ascent (∝ h², 2.9e-4 in H⁻¹ at 128² against a step's W₂
+    /// of 5.6e-4 at τ = 3.75e-5) accumulates once a step moves the front by less than about
+    /// a quarter cell (docs/flows.md); the reference back-and-forth code behaves the same way.
+    /// Asserted where the scheme is in its first-order range: the error halves from 32² to
+    /// 64², the support within two cells, mass to round-off.
+    #[test]
+    fn porous_medium_m3_follows_barenblatt_while_steps_move_the_front() {
+        let mut errors = vec![];
+        for (n, steps) in [(32usize, 10usize), (64, 20)] {
+            let (error, r, r_exact) = barenblatt_flow(n, steps, 3.0, 0.04);
+            assert!((r - r_exact).abs() <= 2.0 / n as f64, "n = {n}: radius {r} against {r_exact}");
+            errors.push(error);
+        }
+        eprintln!("Barenblatt m = 3: L1/M {errors:?}");
+        assert!(errors[1] < 0.55 * errors[0] && errors[1] < 1.3e-2, "L1 {errors:?}");
     }
 
     /// One KL step with a large τ lands on the target and its map is the Brenier map back
