@@ -11,6 +11,11 @@ OUT ?= demo-output
 APT_BUILD := libhdf5-dev pkg-config hdf5-tools fonts-dejavu-core
 # Needed by the ParaView integration test (pvpython with Debian's python3).
 APT_PARAVIEW := paraview python3-paraview
+# Needed by the `distributed` feature: Open MPI (headers, mpirun) and libclang for the MPI
+# bindings' generator.
+APT_MPI := libopenmpi-dev openmpi-bin libclang-dev
+# mpirun refuses root unless told; CI runs as root.
+MPIRUN := mpirun --oversubscribe $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -30,7 +35,7 @@ define apt_install
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing
 endef
 
-.PHONY: all build deps deps-build deps-paraview demo test lint fmt bench doc clean
+.PHONY: all build deps deps-build deps-paraview deps-mpi demo test test-distributed lint fmt bench doc clean
 
 all: build
 
@@ -40,7 +45,10 @@ deps-build:
 deps-paraview:
 	$(call apt_install,$(APT_PARAVIEW))
 
-deps: deps-build deps-paraview
+deps-mpi:
+	$(call apt_install,$(APT_MPI))
+
+deps: deps-build deps-paraview deps-mpi
 
 build: deps-build
 	$(CARGO) build --release
@@ -70,6 +78,14 @@ test: deps lint
 	$(CARGO) build --release --no-default-features
 	$(CARGO) clippy --release --no-default-features --lib -- -D warnings
 	$(CARGO) test --release --no-default-features --lib
+	$(MAKE) test-distributed
+
+# The distributed build over the system MPI: clippy, then the slab Poisson solver against the
+# serial one under mpirun with 1, 2 and 4 ranks (64³, 96³ and non-divisible grids).
+test-distributed: deps-mpi
+	$(CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
+	$(CARGO) build --release --features distributed --example distributed_poisson_check
+	for p in 1 2 4; do $(MPIRUN) -np $$p target/release/examples/distributed_poisson_check || exit 1; done
 
 bench: deps-build
 	$(CARGO) bench

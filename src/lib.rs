@@ -13,6 +13,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod analytic;
+pub mod distributed;
 pub mod error;
 pub mod expr;
 pub mod field;

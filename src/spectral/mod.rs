@@ -6,8 +6,8 @@
 //! operator) and the continuous symbol |k|².
 
 mod convolution;
-mod poisson;
-mod transform;
+pub(crate) mod poisson;
+pub(crate) mod transform;
 
 pub use convolution::Convolution;
 pub use poisson::{MeanPolicy, PoissonSolver};

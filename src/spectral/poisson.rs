@@ -53,9 +53,22 @@ impl std::fmt::Debug for PoissonSolver {
     }
 }
 
-impl PoissonSolver {
-    /// Plans a solver for `(−Δ_h + shift) u = f` on `grid`.
-    pub fn new(grid: &Grid, shift: f64, symbol: Symbol) -> Result<PoissonSolver> {
+/// The per-axis transforms and eigenvalues of `−Δ_h + c` on a grid: what the serial and the
+/// distributed ([`crate::distributed::SlabPoissonSolver`]) solvers share.
+pub(crate) struct Spectrum {
+    pub transforms: Vec<LineTransform>,
+    /// Eigenvalues per axis, x first.
+    pub lambda: Vec<Vec<f64>>,
+    /// Product of the per-axis round-trip scales.
+    pub scale: f64,
+    /// Whether the constants are the kernel (c = 0, no Dirichlet axis).
+    pub singular: bool,
+}
+
+impl Spectrum {
+    /// Plans the transforms of `grid`'s axes and their eigenvalues for `(−Δ_h + shift)`;
+    /// refuses a non-finite shift and a shift that makes the operator singular otherwise.
+    pub fn plan(grid: &Grid, shift: f64, symbol: Symbol) -> Result<Spectrum> {
         if !shift.is_finite() {
             return Err(Error::invalid(format!("Poisson shift c = {shift} is not finite")));
         }
@@ -79,13 +92,29 @@ impl PoissonSolver {
                 "(−Δ + c) is singular for c = {shift} on this grid"
             )));
         }
+        Ok(Spectrum { transforms, lambda, scale, singular })
+    }
+
+    /// Scratch for the parallel line transforms: one per group of lines (two groups per
+    /// rayon thread), each sized for the longest axis.
+    pub fn work(&self, grid: &Grid) -> Vec<LineWork> {
         let groups = (2 * rayon::current_num_threads()).max(1);
         let mut work: Vec<LineWork> = (0..groups).map(|_| LineWork::new()).collect();
-        for (a, t) in grid.axes().iter().zip(&transforms) {
+        for (a, t) in grid.axes().iter().zip(&self.transforms) {
             for w in &mut work {
                 t.reserve(a.cells, w);
             }
         }
+        work
+    }
+}
+
+impl PoissonSolver {
+    /// Plans a solver for `(−Δ_h + shift) u = f` on `grid`.
+    pub fn new(grid: &Grid, shift: f64, symbol: Symbol) -> Result<PoissonSolver> {
+        let spectrum = Spectrum::plan(grid, shift, symbol)?;
+        let work = spectrum.work(grid);
+        let Spectrum { transforms, lambda, scale, singular } = spectrum;
         Ok(PoissonSolver {
             grid: grid.clone(),
             shift,
@@ -142,18 +171,7 @@ impl PoissonSolver {
             .par_iter()
             .fold(|| (0.0, 0.0), |(s, a), v| (s + v, a + v.abs()))
             .reduce(|| (0.0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
-        if !sum.is_finite() || !abs_sum.is_finite() {
-            return Err(Error::invalid(
-                "Poisson solve: right-hand side has NaN or infinite values",
-            ));
-        }
-        if self.singular && self.mean_policy == MeanPolicy::Reject && sum.abs() > 1e-10 * abs_sum {
-            return Err(Error::invalid(format!(
-                "right-hand side has mean {:.3e} ≠ 0, but (−Δ)u = f with only periodic/Neumann \
-                 boundaries and c = 0 needs zero mean (remove it, or use MeanPolicy::Project)",
-                sum / n as f64
-            )));
-        }
+        check_right_hand_side(sum, abs_sum, n, self.singular, self.mean_policy)?;
         self.diagonalised(rhs, out, Diagonal::Inverse);
         Ok(())
     }
@@ -230,6 +248,28 @@ impl PoissonSolver {
     }
 }
 
+/// Checks a right-hand side of `n` values from its sum and the sum of its absolute values:
+/// finite, and of zero mean where the operator is singular and the policy rejects a mean.
+pub(crate) fn check_right_hand_side(
+    sum: f64,
+    abs_sum: f64,
+    n: usize,
+    singular: bool,
+    policy: MeanPolicy,
+) -> Result<()> {
+    if !sum.is_finite() || !abs_sum.is_finite() {
+        return Err(Error::invalid("Poisson solve: right-hand side has NaN or infinite values"));
+    }
+    if singular && policy == MeanPolicy::Reject && sum.abs() > 1e-10 * abs_sum {
+        return Err(Error::invalid(format!(
+            "right-hand side has mean {:.3e} ≠ 0, but (−Δ)u = f with only periodic/Neumann \
+             boundaries and c = 0 needs zero mean (remove it, or use MeanPolicy::Project)",
+            sum / n as f64
+        )));
+    }
+    Ok(())
+}
+
 /// The diagonal operators applied in the eigenbasis.
 #[derive(Clone, Copy)]
 enum Diagonal {
@@ -269,7 +309,13 @@ fn each_mode(
 
 /// Divides the spectrum by `(Σλ + c)·scale`; the constant mode is set to zero when the
 /// operator is singular.
-fn divide(data: &mut [f64], lambda: &[Vec<f64>], shift: f64, scale: f64, singular: bool) {
+pub(crate) fn divide(
+    data: &mut [f64],
+    lambda: &[Vec<f64>],
+    shift: f64,
+    scale: f64,
+    singular: bool,
+) {
     each_mode(data, lambda, shift, |v, s| *v /= s * scale);
     if singular {
         data[0] = 0.0;
