@@ -86,6 +86,11 @@ test-distributed: deps-mpi
 	$(CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
 	$(CARGO) build --release --features distributed --example distributed_poisson_check
 	for p in 1 2 4; do $(MPIRUN) -np $$p target/release/examples/distributed_poisson_check || exit 1; done
+	@# More ranks than planes: every rank stops, one error line, non-zero status.
+	@if $(MPIRUN) -np 4 target/release/examples/distributed_poisson_check --grid 16x16x3 2> target/mpi_refusal.txt; then \
+	  echo "error: a 4-rank run on 3 planes was not refused" >&2; exit 1; fi; \
+	grep -c "^error: 4 ranks for 3 planes" target/mpi_refusal.txt | grep -qx 1 || { cat target/mpi_refusal.txt >&2; exit 1; }; \
+	echo "refused as expected: $$(grep '^error:' target/mpi_refusal.txt)"
 
 bench: deps-build
 	$(CARGO) bench
