@@ -80,8 +80,9 @@ test: deps lint
 	$(CARGO) test --release --no-default-features --lib
 	$(MAKE) test-distributed
 
-# The distributed build over the system MPI: clippy, then the slab Poisson solver against the
-# serial one under mpirun with 1, 2 and 4 ranks (64³, 96³ and non-divisible grids).
+# The distributed build over the system MPI: clippy, then the slab Poisson solver and
+# c-transform against the serial ones under mpirun with 1, 2 and 4 ranks (64³, 96³ and
+# non-divisible grids), and a refused decomposition.
 test-distributed: deps-mpi
 	$(CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
 	$(CARGO) build --release --features distributed --example distributed_poisson_check

@@ -13,38 +13,13 @@
 //! scratch, send and receive buffers, the pencil).
 
 use super::exchange::Exchange;
+use super::{balanced, displacements};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
 use crate::spectral::poisson::{check_right_hand_side, Spectrum};
 use crate::spectral::transform::{transform_lines, transpose, LineTransform, LineWork};
 use crate::spectral::{MeanPolicy, Symbol};
 use std::ops::Range;
-
-/// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
-/// `r < n mod parts`, else `n/parts` (as [`SlabDecomposition`] splits planes).
-fn balanced(n: usize, parts: usize) -> Vec<Range<usize>> {
-    let (base, extra) = (n / parts, n % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|r| {
-            let len = base + usize::from(r < extra);
-            start += len;
-            start - len..start
-        })
-        .collect()
-}
-
-/// Prefix sums: the displacements of consecutive blocks of `counts`.
-fn displacements(counts: &[usize]) -> Vec<usize> {
-    counts
-        .iter()
-        .scan(0, |acc, c| {
-            let d = *acc;
-            *acc += c;
-            Some(d)
-        })
-        .collect()
-}
 
 /// A planned distributed solver of `(−Δ_h + c) u = f` on one rank of a slab decomposition.
 /// Every rank of the group constructs it with the same global grid and calls
@@ -333,16 +308,7 @@ mod tests {
             (vec![9, 7], vec![Neumann, Neumann], 0.0),
         ];
         for (shape, kinds, shift) in cases {
-            let d = shape.len();
-            let axes: Vec<crate::grid::Axis> = (0..d)
-                .map(|a| crate::grid::Axis {
-                    cells: shape[a],
-                    lower: 0.0,
-                    upper: 1.0 + 0.25 * a as f64,
-                    boundary: kinds[a],
-                })
-                .collect();
-            let grid = Grid::new(axes).unwrap();
+            let grid = crate::distributed::test_grid(&shape, &kinds);
             let f = rhs(&grid);
             let mut serial = PoissonSolver::new(&grid, shift, Symbol::Discrete)
                 .unwrap()

@@ -126,7 +126,7 @@ const LANE_BLOCK: usize = 16;
 /// array of shape `shape`, the output having `m` points along that axis (the line from `y0`
 /// with step `hy`); `x0`, `hx` describe the input points.
 #[allow(clippy::too_many_arguments)]
-fn transform_axis(
+pub(crate) fn transform_axis(
     input: &[f64],
     shape: &[usize],
     k: usize,

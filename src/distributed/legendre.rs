@@ -1,0 +1,263 @@
+//! The c-transform of the quadratic cost on a slab-decomposed grid (bfm's kernel).
+//!
+//! `q(y) = −min_x ( |x − y|²/2 + p(x) )` as [`crate::ot::c_transform`] computes it: the
+//! separable Legendre transform of `φ = |x|²/2 + p` (p extended periodically by half a period
+//! plus a cell on periodic axes), one 1D pass per axis with a negation between passes, then
+//! `q = φ* − |y|²/2`. The passes along the axes a slab holds whole (x, and y in 3D) run
+//! locally; one `Alltoallv` regroups the data into x-pencils for the slab axis' pass (its
+//! periodic extension built there, where the whole axis is at hand) and one brings it back.
+//! On box axes every operation is the serial one, so the result is the same to the bit; a
+//! periodic slab axis adds its plane's `|z|²/2` after the other passes instead of before,
+//! a round-off difference.
+
+use super::exchange::Exchange;
+use super::{balanced, displacements};
+use crate::error::{Error, Result};
+use crate::grid::{Axis, Grid, SlabDecomposition};
+use crate::ot::legendre::{transform_axis, Maximum};
+
+/// The padded axis of `a`: periodic axes extended by `n/2 + 1` cells on each side (every
+/// optimal displacement on a torus is at most half a period), others as they are.
+fn padded(a: &Axis) -> (Axis, usize) {
+    let k = if a.boundary.is_periodic() { a.cells / 2 + 1 } else { 0 };
+    let h = a.spacing();
+    let axis = Axis {
+        cells: a.cells + 2 * k,
+        lower: a.lower - k as f64 * h,
+        upper: a.upper + k as f64 * h,
+        boundary: crate::grid::BoundaryKind::Neumann,
+    };
+    (axis, k)
+}
+
+/// Index on the axis of `n` cells of the padded index `i` (pad `k`).
+fn wrap(i: usize, n: usize, k: usize) -> usize {
+    (i + n * (k / n + 1) - k) % n
+}
+
+/// This rank's planes of the c-transform of `p` (this rank's planes of a function on
+/// `grid`, C order), onto the same grid. A collective: every rank of `exchange` calls it
+/// with the same grid. Errors (more ranks than planes or than cells along x, a block of the
+/// wrong length or with NaN on any rank) are agreed over the ranks.
+pub fn slab_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let rank = exchange.rank();
+    let slabs = SlabDecomposition::new(grid, ranks)?;
+    let d = grid.dim();
+    let nx = grid.axis(0).cells;
+    if ranks > nx {
+        return Err(Error::invalid(format!(
+            "{ranks} ranks for {nx} cells along x: the transposed pencils need a column each \
+             (use at most {nx} ranks)"
+        )));
+    }
+    let planes = slabs.planes(rank);
+    let local = slabs.cells(rank).len();
+    let bad = p.len() != local || p.iter().any(|v| !v.is_finite());
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed c-transform: a rank's block has the wrong length or NaN/infinite values \
+             (this rank: {} values for its {local} cells)",
+            p.len()
+        )));
+    }
+    let columns = balanced(nx, ranks);
+    let axes: Vec<(Axis, usize)> = grid.axes().iter().map(padded).collect();
+    // The middle axis (y in 3D; none in 2D): `rows` output lines per plane.
+    let rows = if d == 3 { grid.axis(1).cells } else { 1 };
+    let half = |x: f64| 0.5 * x * x;
+
+    // φ on this rank's planes, padded along x (and y): |x|²/2 + |y|²/2 + |z|²/2 + p.
+    let (xp, kx) = (&axes[0].0, axes[0].1);
+    let (mp, km) = if d == 3 { (axes[1].0.clone(), axes[1].1) } else { (xp.clone(), 0) };
+    let mid = if d == 3 { mp.cells } else { 1 };
+    let sl = planes.len();
+    let mut phi = vec![0.0; sl * mid * xp.cells];
+    for s in 0..sl {
+        let zs = grid.axis(d - 1).center(planes.start + s);
+        for r in 0..mid {
+            // Storage row (s, r): sq sums the half squares of axes 1.. in the serial order.
+            let (sq, src_row) = if d == 3 {
+                (0.0 + half(mp.center(r)) + half(zs), wrap(r, grid.axis(1).cells, km))
+            } else {
+                (0.0 + half(zs), 0)
+            };
+            let src = &p[(s * rows + src_row) * nx..][..nx];
+            let out = &mut phi[(s * mid + r) * xp.cells..][..xp.cells];
+            for (i, v) in out.iter_mut().enumerate() {
+                *v = sq + half(xp.center(i)) + src[wrap(i, nx, kx)];
+            }
+        }
+    }
+    // The passes along x (and y) on the slab.
+    let gx = grid.axis(0);
+    let mut cur = transform_axis(
+        &phi,
+        &[sl, mid, xp.cells],
+        2,
+        nx,
+        1.0,
+        (xp.center(0), xp.spacing()),
+        (gx.center(0), gx.spacing()),
+        Maximum::Quadratic,
+    );
+    if d == 3 {
+        let gy = grid.axis(1);
+        cur = transform_axis(
+            &cur,
+            &[sl, mp.cells, nx],
+            1,
+            gy.cells,
+            -1.0,
+            (mp.center(0), mp.spacing()),
+            (gy.center(0), gy.spacing()),
+            Maximum::Quadratic,
+        );
+    }
+
+    // To x-pencils: [S][rows][x_mine].
+    let mine = columns[rank].clone();
+    let n_s = grid.axis(d - 1).cells;
+    let send_counts: Vec<usize> = columns.iter().map(|c| sl * rows * c.len()).collect();
+    let recv_counts: Vec<usize> =
+        (0..ranks).map(|r| slabs.planes(r).len() * rows * mine.len()).collect();
+    let mut send = Vec::with_capacity(local);
+    for c in &columns {
+        for line in cur.chunks_exact(nx) {
+            send.extend_from_slice(&line[c.clone()]);
+        }
+    }
+    let mut pencil = vec![0.0; n_s * rows * mine.len()];
+    exchange.all_to_all_v(
+        &send,
+        &send_counts,
+        &displacements(&send_counts),
+        &mut pencil,
+        &recv_counts,
+        &displacements(&recv_counts),
+    );
+
+    // The slab axis' pass, its periodic extension built here: after the passes so far a
+    // plane holds g − |z|²/2, so a padded plane is its source plane's values with the
+    // source's |z|²/2 added back and its own taken off.
+    let (sp, ks) = (&axes[d - 1].0, axes[d - 1].1);
+    let gs = grid.axis(d - 1);
+    let width = rows * mine.len();
+    let input = if ks == 0 {
+        pencil
+    } else {
+        let mut ext = vec![0.0; sp.cells * width];
+        for (i, plane) in ext.chunks_exact_mut(width).enumerate() {
+            let j = wrap(i, n_s, ks);
+            let shift = half(gs.center(j)) - half(sp.center(i));
+            for (v, src) in plane.iter_mut().zip(&pencil[j * width..][..width]) {
+                *v = src + shift;
+            }
+        }
+        ext
+    };
+    let mut q = transform_axis(
+        &input,
+        &[sp.cells, rows, mine.len()],
+        0,
+        n_s,
+        -1.0,
+        (sp.center(0), sp.spacing()),
+        (gs.center(0), gs.spacing()),
+        Maximum::Quadratic,
+    );
+    // q = φ* − |y|²/2, the half squares summed in the serial order (axes 1.., then x).
+    for (s, plane) in q.chunks_exact_mut(width).enumerate() {
+        let hz = half(gs.center(s));
+        for (r, line) in plane.chunks_exact_mut(mine.len()).enumerate() {
+            let sq = if d == 3 { 0.0 + half(grid.axis(1).center(r)) + hz } else { 0.0 + hz };
+            for (v, i) in line.iter_mut().zip(mine.clone()) {
+                *v -= sq + half(gx.center(i));
+            }
+        }
+    }
+
+    // Back to the slabs.
+    let mut back = vec![0.0; local];
+    exchange.all_to_all_v(
+        &q,
+        &recv_counts,
+        &displacements(&recv_counts),
+        &mut send,
+        &send_counts,
+        &displacements(&send_counts),
+    );
+    let mut at = 0;
+    for c in &columns {
+        for line in back.chunks_exact_mut(nx) {
+            line[c.clone()].copy_from_slice(&send[at..at + c.len()]);
+            at += c.len();
+        }
+    }
+    Ok(back)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::exchange::LocalWorld;
+    use crate::field::ScalarField;
+    use crate::grid::BoundaryKind;
+    use crate::ot::c_transform;
+
+    /// The slab c-transform equals the serial one on 1–4 ranks, on non-divisible 2D and 3D
+    /// grids with box and periodic axes (the same to the bit where the slab axis is a box).
+    #[test]
+    fn slab_c_transform_equals_the_serial_one() {
+        use BoundaryKind::*;
+        let cases: Vec<(Vec<usize>, Vec<BoundaryKind>)> = vec![
+            (vec![13, 10, 11], vec![Neumann, Neumann, Neumann]),
+            (vec![12, 9, 7], vec![Periodic, Neumann, Periodic]),
+            (vec![8, 7, 9], vec![Periodic, Periodic, Periodic]),
+            (vec![11, 14], vec![Neumann, Neumann]),
+            (vec![9, 10], vec![Periodic, Periodic]),
+        ];
+        for (shape, kinds) in cases {
+            let d = shape.len();
+            let grid = crate::distributed::test_grid(&shape, &kinds);
+            // A displacement potential with structure on every axis.
+            let p = ScalarField::from_fn(&grid, |x| {
+                let z = x.get(2).copied().unwrap_or(0.3);
+                0.05 * (6.0 * x[0]).sin() * (4.0 * x[1] + z).cos() - 0.02 * x[0] * z
+            });
+            let expected = c_transform(&p, &grid).unwrap();
+            let expected = expected.data().as_slice().unwrap().to_vec();
+            let values = p.data().as_slice().unwrap().to_vec();
+            let box_slab = !kinds[d - 1].is_periodic();
+            for ranks in 1..=4 {
+                let blocks = LocalWorld::run(ranks, |ex| {
+                    let cells = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
+                    (cells.clone(), slab_c_transform(ex, &grid, &values[cells]).unwrap())
+                });
+                let mut worst = 0.0f64;
+                for (cells, q) in blocks {
+                    for (v, e) in q.iter().zip(&expected[cells]) {
+                        worst = worst.max((v - e).abs());
+                    }
+                }
+                let bound = if box_slab { 0.0 } else { 1e-12 };
+                assert!(worst <= bound, "{shape:?} {kinds:?} on {ranks} ranks: off by {worst:e}");
+            }
+        }
+    }
+
+    /// Bad input on one rank ends every rank with the same error.
+    #[test]
+    fn a_bad_block_on_one_rank_fails_every_rank() {
+        let grid = Grid::uniform(&[6, 5, 4], &[0.0; 3], &[1.0; 3], BoundaryKind::Neumann).unwrap();
+        let errors = LocalWorld::run(2, |ex| {
+            let n = SlabDecomposition::new(&grid, 2).unwrap().cells(ex.rank()).len();
+            let mut p = vec![0.0; n];
+            if ex.rank() == 1 {
+                p[3] = f64::NAN;
+            }
+            slab_c_transform(ex, &grid, &p).unwrap_err().to_string()
+        });
+        assert!(errors.iter().all(|e| e.contains("NaN")), "{errors:?}");
+    }
+}
