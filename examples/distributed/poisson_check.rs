@@ -16,7 +16,9 @@
 //! status 1 and one error line from rank 0.
 
 use otgrid::distributed::mpi::MpiExchange;
-use otgrid::distributed::{slab_c_transform, Exchange, SlabPoissonSolver};
+use otgrid::distributed::{
+    slab_c_transform, slab_soft_transform, Exchange, Single, SlabPoissonSolver,
+};
 use otgrid::grid::{Axis, BoundaryKind, Grid};
 use otgrid::ot::c_transform;
 use otgrid::spectral::{MeanPolicy, PoissonSolver, Symbol};
@@ -64,24 +66,12 @@ fn main() {
         let mut expected = vec![0.0; f.len()];
         serial.solve(&f, &mut expected).expect("serial solve");
         let peak = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut solver = match SlabPoissonSolver::new(&grid, shift, Symbol::Discrete, &ex) {
-            Ok(s) => s.with_mean_policy(MeanPolicy::Project),
-            Err(e) => {
-                if ex.rank() == 0 {
-                    eprintln!("error: {e}");
-                }
-                std::process::exit(1);
-            }
-        };
+        let mut solver = or_exit(&ex, SlabPoissonSolver::new(&grid, shift, Symbol::Discrete, &ex))
+            .with_mean_policy(MeanPolicy::Project);
         let cells = solver.decomposition().cells(ex.rank());
         let mut out = vec![0.0; cells.len()];
         let start = Instant::now();
-        if let Err(e) = solver.solve(&ex, &f[cells.clone()], &mut out) {
-            if ex.rank() == 0 {
-                eprintln!("error: {e}");
-            }
-            std::process::exit(1);
-        }
+        or_exit(&ex, solver.solve(&ex, &f[cells.clone()], &mut out));
         let seconds = ex.max(start.elapsed().as_secs_f64());
         let local =
             out.iter().zip(&expected[cells.clone()]).fold(0.0f64, |m, (v, e)| m.max((v - e).abs()));
@@ -103,22 +93,30 @@ fn main() {
         let expected = c_transform(&field, &grid).expect("serial c-transform");
         let expected = expected.data().as_slice().expect("contiguous");
         let start = Instant::now();
-        let q = match slab_c_transform(&ex, &grid, &potential[cells.clone()]) {
-            Ok(q) => q,
-            Err(e) => {
-                if ex.rank() == 0 {
-                    eprintln!("error: {e}");
-                }
-                std::process::exit(1);
-            }
-        };
+        let q = or_exit(&ex, slab_c_transform(&ex, &grid, &potential[cells.clone()]));
         let seconds = ex.max(start.elapsed().as_secs_f64());
-        let local = q.iter().zip(&expected[cells]).fold(0.0f64, |m, (v, e)| m.max((v - e).abs()));
+        let local =
+            q.iter().zip(&expected[cells.clone()]).fold(0.0f64, |m, (v, e)| m.max((v - e).abs()));
         let worst = ex.max(local);
         if ex.rank() == 0 {
             println!("  c-transform: max |q − q_serial| = {worst:.2e}, {seconds:.3} s");
         }
         let within = worst <= 1e-12; // false for NaN too
+        failed |= !within;
+
+        // The soft c-transform (Sinkhorn's kernel) at ε = 0.01.
+        let eps = 0.01;
+        let serial_lse = serial_soft_transform(&grid, eps, &potential);
+        let start = Instant::now();
+        let lse = or_exit(&ex, slab_soft_transform(&ex, &grid, eps, &potential[cells.clone()]));
+        let seconds = ex.max(start.elapsed().as_secs_f64());
+        let local =
+            lse.iter().zip(&serial_lse[cells]).fold(0.0f64, |m, (v, e)| m.max((v - e).abs()));
+        let worst = ex.max(local);
+        if ex.rank() == 0 {
+            println!("  soft c-transform (ε = {eps}): max difference {worst:.2e}, {seconds:.3} s");
+        }
+        let within = worst <= 1e-12;
         failed |= !within;
     }
     if failed {
@@ -127,4 +125,21 @@ fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// The serial soft c-transform: the slab transform on one rank is the serial kernel's
+/// passes in the serial order, with no exchange.
+fn serial_soft_transform(grid: &Grid, eps: f64, h: &[f64]) -> Vec<f64> {
+    slab_soft_transform(&Single, grid, eps, h).expect("serial soft c-transform")
+}
+
+/// The value, or: rank 0 prints the error (every rank has the same one: the collectives
+/// agree on errors) and every rank exits with status 1.
+fn or_exit<T>(ex: &MpiExchange, result: otgrid::Result<T>) -> T {
+    result.unwrap_or_else(|e| {
+        if ex.rank() == 0 {
+            eprintln!("error: {e}");
+        }
+        std::process::exit(1)
+    })
 }

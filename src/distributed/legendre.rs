@@ -11,7 +11,7 @@
 //! a round-off difference.
 
 use super::exchange::Exchange;
-use super::{balanced, displacements};
+use super::XPencils;
 use crate::error::{Error, Result};
 use crate::grid::{Axis, Grid, SlabDecomposition};
 use crate::ot::legendre::{transform_axis, Maximum};
@@ -45,12 +45,9 @@ pub fn slab_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> Res
     let slabs = SlabDecomposition::new(grid, ranks)?;
     let d = grid.dim();
     let nx = grid.axis(0).cells;
-    if ranks > nx {
-        return Err(Error::invalid(format!(
-            "{ranks} ranks for {nx} cells along x: the transposed pencils need a column each \
-             (use at most {nx} ranks)"
-        )));
-    }
+    // The middle axis (y in 3D; none in 2D): `rows` output lines per plane.
+    let rows = if d == 3 { grid.axis(1).cells } else { 1 };
+    let pencils = XPencils::new(&slabs, rank, nx, rows)?;
     let planes = slabs.planes(rank);
     let local = slabs.cells(rank).len();
     let bad = p.len() != local || p.iter().any(|v| !v.is_finite());
@@ -61,10 +58,7 @@ pub fn slab_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> Res
             p.len()
         )));
     }
-    let columns = balanced(nx, ranks);
     let axes: Vec<(Axis, usize)> = grid.axes().iter().map(padded).collect();
-    // The middle axis (y in 3D; none in 2D): `rows` output lines per plane.
-    let rows = if d == 3 { grid.axis(1).cells } else { 1 };
     let half = |x: f64| 0.5 * x * x;
 
     // φ on this rank's planes, padded along x (and y): |x|²/2 + |y|²/2 + |z|²/2 + p.
@@ -116,26 +110,9 @@ pub fn slab_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> Res
     }
 
     // To x-pencils: [S][rows][x_mine].
-    let mine = columns[rank].clone();
+    let mine = pencils.mine();
     let n_s = grid.axis(d - 1).cells;
-    let send_counts: Vec<usize> = columns.iter().map(|c| sl * rows * c.len()).collect();
-    let recv_counts: Vec<usize> =
-        (0..ranks).map(|r| slabs.planes(r).len() * rows * mine.len()).collect();
-    let mut send = Vec::with_capacity(local);
-    for c in &columns {
-        for line in cur.chunks_exact(nx) {
-            send.extend_from_slice(&line[c.clone()]);
-        }
-    }
-    let mut pencil = vec![0.0; n_s * rows * mine.len()];
-    exchange.all_to_all_v(
-        &send,
-        &send_counts,
-        &displacements(&send_counts),
-        &mut pencil,
-        &recv_counts,
-        &displacements(&recv_counts),
-    );
+    let pencil = pencils.to_pencils(exchange, &cur);
 
     // The slab axis' pass, its periodic extension built here: after the passes so far a
     // plane holds g − |z|²/2, so a padded plane is its source plane's values with the
@@ -177,24 +154,7 @@ pub fn slab_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> Res
         }
     }
 
-    // Back to the slabs.
-    let mut back = vec![0.0; local];
-    exchange.all_to_all_v(
-        &q,
-        &recv_counts,
-        &displacements(&recv_counts),
-        &mut send,
-        &send_counts,
-        &displacements(&send_counts),
-    );
-    let mut at = 0;
-    for c in &columns {
-        for line in back.chunks_exact_mut(nx) {
-            line[c.clone()].copy_from_slice(&send[at..at + c.len()]);
-            at += c.len();
-        }
-    }
-    Ok(back)
+    Ok(pencils.to_slabs(exchange, &q))
 }
 
 #[cfg(test)]

@@ -6,11 +6,14 @@
 //! - [`poisson`]: the FFT/DCT/DST Poisson solver on slabs, equal to the serial one to
 //!   round-off;
 //! - [`legendre`]: the c-transform of the quadratic cost on slabs (bfm's kernel), equal to
-//!   [`crate::ot::c_transform`] to round-off.
+//!   [`crate::ot::c_transform`] to round-off;
+//! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs
+//!   (Sinkhorn's kernel), equal to the serial one to round-off.
 //!
 //! The decomposition itself is [`crate::grid::SlabDecomposition`].
 
 pub mod exchange;
+pub mod gibbs;
 pub mod legendre;
 #[cfg(feature = "distributed")]
 pub mod mpi;
@@ -19,6 +22,7 @@ pub mod poisson;
 use std::ops::Range;
 
 pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
+pub use gibbs::slab_soft_transform;
 pub use legendre::slab_c_transform;
 pub use poisson::SlabPoissonSolver;
 
@@ -34,6 +38,91 @@ pub(crate) fn balanced(n: usize, parts: usize) -> Vec<Range<usize>> {
             start - len..start
         })
         .collect()
+}
+
+/// The regrouping of slab data `[s_local][rows][x]` (this rank's planes of the slab axis S,
+/// whole lines along x) into x-pencils `[S][rows][x_mine]` (every plane, this rank's range of
+/// x) and back: one `Alltoallv` each way. `rows` is the number of lines per plane (ny in 3D,
+/// 1 in 2D).
+pub(crate) struct XPencils {
+    columns: Vec<Range<usize>>,
+    rank: usize,
+    nx: usize,
+    send_counts: Vec<usize>,
+    recv_counts: Vec<usize>,
+}
+
+impl XPencils {
+    /// The regrouping for `rank` of `ranks` on `slabs`; refused with more ranks than cells
+    /// along x.
+    pub(crate) fn new(
+        slabs: &crate::grid::SlabDecomposition,
+        rank: usize,
+        nx: usize,
+        rows: usize,
+    ) -> crate::Result<XPencils> {
+        let ranks = slabs.ranks();
+        if ranks > nx {
+            return Err(crate::Error::invalid(format!(
+                "{ranks} ranks for {nx} cells along x: the transposed pencils need a column each \
+                 (use at most {nx} ranks)"
+            )));
+        }
+        let columns = balanced(nx, ranks);
+        let sl = slabs.planes(rank).len();
+        let mine = columns[rank].len();
+        let send_counts = columns.iter().map(|c| sl * rows * c.len()).collect();
+        let recv_counts = (0..ranks).map(|r| slabs.planes(r).len() * rows * mine).collect();
+        Ok(XPencils { columns, rank, nx, send_counts, recv_counts })
+    }
+
+    /// This rank's range of x in the pencils.
+    pub(crate) fn mine(&self) -> Range<usize> {
+        self.columns[self.rank].clone()
+    }
+
+    /// Slab `[s_local][rows][x]` → pencil `[S][rows][x_mine]`.
+    pub(crate) fn to_pencils(&self, exchange: &impl Exchange, slab: &[f64]) -> Vec<f64> {
+        let mut send = Vec::with_capacity(slab.len());
+        for c in &self.columns {
+            for line in slab.chunks_exact(self.nx) {
+                send.extend_from_slice(&line[c.clone()]);
+            }
+        }
+        let mut pencil = vec![0.0; self.recv_counts.iter().sum()];
+        exchange.all_to_all_v(
+            &send,
+            &self.send_counts,
+            &displacements(&self.send_counts),
+            &mut pencil,
+            &self.recv_counts,
+            &displacements(&self.recv_counts),
+        );
+        pencil
+    }
+
+    /// Pencil `[S][rows][x_mine]` → slab `[s_local][rows][x]`.
+    pub(crate) fn to_slabs(&self, exchange: &impl Exchange, pencil: &[f64]) -> Vec<f64> {
+        let local: usize = self.send_counts.iter().sum();
+        let mut recv = vec![0.0; local];
+        exchange.all_to_all_v(
+            pencil,
+            &self.recv_counts,
+            &displacements(&self.recv_counts),
+            &mut recv,
+            &self.send_counts,
+            &displacements(&self.send_counts),
+        );
+        let mut slab = vec![0.0; local];
+        let mut at = 0;
+        for c in &self.columns {
+            for line in slab.chunks_exact_mut(self.nx) {
+                line[c.clone()].copy_from_slice(&recv[at..at + c.len()]);
+                at += c.len();
+            }
+        }
+        slab
+    }
 }
 
 /// Prefix sums: the displacements of consecutive blocks of `counts`.

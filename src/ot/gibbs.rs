@@ -27,7 +27,7 @@ const NEGLIGIBLE: f64 = 40.0;
 pub(super) const TASK_CELLS: usize = 8192;
 
 /// The 1D Gibbs kernels of a grid for one ε, and what the soft c-transform needs.
-pub(super) struct GibbsKernel {
+pub(crate) struct GibbsKernel {
     pub(super) eps: f64,
     /// Per grid axis: `K_ij = exp(−d(x_i, x_j)²/(2ε))`, row-major n × n (symmetric).
     kernels: Vec<Vec<f64>>,
@@ -59,7 +59,7 @@ struct Scratch {
 impl GibbsKernel {
     /// The axes are uniform, so `d(x_i, x_j)` depends on `|i − j|` only (wrapped on periodic
     /// axes): n costs and n exponentials per axis, spread over the matrices.
-    pub(super) fn new(grid: &Grid, eps: f64) -> GibbsKernel {
+    pub(crate) fn new(grid: &Grid, eps: f64) -> GibbsKernel {
         let toeplitz = |by_offset: &[f64]| -> Vec<f64> {
             let n = by_offset.len();
             let mut m = vec![0.0; n * n];
@@ -89,17 +89,22 @@ impl GibbsKernel {
     }
 
     /// `LSE_ε(h)` over all axes (the soft c-transform without its sign), in place.
-    pub(super) fn soft_transform(&self, h: &mut [f64], shape: &[usize]) {
+    pub(crate) fn soft_transform(&self, h: &mut [f64], shape: &[usize]) {
         let d = shape.len();
         for a in 0..d {
-            let k = d - 1 - a; // storage axis of grid axis a
-            let n = shape[k];
-            let inner: usize = shape[k + 1..].iter().product();
-            if inner == 1 {
-                self.rows_pass(h, n, a);
-            } else {
-                self.columns_pass(h, n, inner, a);
-            }
+            self.soft_transform_axis(h, shape, d - 1 - a, a);
+        }
+    }
+
+    /// `LSE_ε` along storage axis `k` of the C-order array `h` of `shape`, with the kernel of
+    /// grid axis `a` (the axis' cells are `shape[k]`), in place.
+    pub(crate) fn soft_transform_axis(&self, h: &mut [f64], shape: &[usize], k: usize, a: usize) {
+        let n = shape[k];
+        let inner: usize = shape[k + 1..].iter().product();
+        if inner == 1 {
+            self.rows_pass(h, n, a);
+        } else {
+            self.columns_pass(h, n, inner, a);
         }
     }
 

@@ -17,7 +17,7 @@ pub mod bfm;
 pub mod density;
 mod fastmath;
 pub mod flow;
-mod gibbs;
+pub(crate) mod gibbs;
 pub mod legendre;
 pub mod lift;
 pub mod method;
