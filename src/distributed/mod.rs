@@ -8,7 +8,9 @@
 //! - [`legendre`]: the c-transform of the quadratic cost on slabs (bfm's kernel), equal to
 //!   [`crate::ot::c_transform`] to round-off;
 //! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs
-//!   (Sinkhorn's kernel), equal to the serial one to round-off.
+//!   (Sinkhorn's kernel), equal to the serial one to round-off;
+//! - [`operators`]: matrix-free finite differences on slabs with one-plane halos, equal to
+//!   [`crate::operators`]' to the bit.
 //!
 //! The decomposition itself is [`crate::grid::SlabDecomposition`].
 
@@ -17,6 +19,7 @@ pub mod gibbs;
 pub mod legendre;
 #[cfg(feature = "distributed")]
 pub mod mpi;
+pub mod operators;
 pub mod poisson;
 
 use std::ops::Range;
@@ -24,6 +27,7 @@ use std::ops::Range;
 pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::slab_soft_transform;
 pub use legendre::slab_c_transform;
+pub use operators::slab_shifted_laplacian;
 pub use poisson::SlabPoissonSolver;
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if

@@ -56,7 +56,7 @@ pub(crate) fn neighbour(
 
 /// Value of the scalar `u` at the neighbour of `flat` (ghost rule at a face).
 #[inline]
-fn scalar_neighbour(
+pub(crate) fn scalar_neighbour(
     u: &[f64],
     flat: usize,
     i: usize,
@@ -73,7 +73,7 @@ fn scalar_neighbour(
 
 /// Per axis: cells, storage stride, `1/h²` and boundary kind (what the second-difference
 /// stencils need).
-fn stencil_axes(grid: &Grid) -> Vec<(usize, usize, f64, BoundaryKind)> {
+pub(crate) fn stencil_axes(grid: &Grid) -> Vec<(usize, usize, f64, BoundaryKind)> {
     grid.axes()
         .iter()
         .zip(strides(grid))
@@ -157,7 +157,7 @@ pub(crate) fn apply_weighted_laplacian_plus(
 /// The ghost value beyond a non-periodic face of a cell holding `v`: `v` (Neumann: zero
 /// flux), `−v` (Dirichlet: zero on the face).
 #[inline]
-fn ghost(kind: BoundaryKind, v: f64) -> f64 {
+pub(crate) fn ghost(kind: BoundaryKind, v: f64) -> f64 {
     match kind {
         BoundaryKind::Neumann => v,
         BoundaryKind::Dirichlet => -v,
