@@ -44,6 +44,18 @@ pub(crate) fn balanced(n: usize, parts: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// The x-range of every rank's pencil: [`balanced`] over the x cells; refused with more ranks
+/// than cells along x.
+pub(crate) fn pencil_columns(nx: usize, ranks: usize) -> crate::Result<Vec<Range<usize>>> {
+    if ranks > nx {
+        return Err(crate::Error::invalid(format!(
+            "{ranks} ranks for {nx} cells along x: the transposed pencils need a column each \
+             (use at most {nx} ranks)"
+        )));
+    }
+    Ok(balanced(nx, ranks))
+}
+
 /// The regrouping of slab data `[s_local][rows][x]` (this rank's planes of the slab axis S,
 /// whole lines along x) into x-pencils `[S][rows][x_mine]` (every plane, this rank's range of
 /// x) and back: one `Alltoallv` each way. `rows` is the number of lines per plane (ny in 3D,
@@ -66,13 +78,7 @@ impl XPencils {
         rows: usize,
     ) -> crate::Result<XPencils> {
         let ranks = slabs.ranks();
-        if ranks > nx {
-            return Err(crate::Error::invalid(format!(
-                "{ranks} ranks for {nx} cells along x: the transposed pencils need a column each \
-                 (use at most {nx} ranks)"
-            )));
-        }
-        let columns = balanced(nx, ranks);
+        let columns = pencil_columns(nx, ranks)?;
         let sl = slabs.planes(rank).len();
         let mine = columns[rank].len();
         let send_counts = columns.iter().map(|c| sl * rows * c.len()).collect();

@@ -13,7 +13,7 @@
 //! scratch, send and receive buffers, the pencil).
 
 use super::exchange::Exchange;
-use super::{balanced, displacements};
+use super::{displacements, pencil_columns};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
 use crate::spectral::poisson::{check_right_hand_side, Spectrum};
@@ -70,13 +70,7 @@ impl SlabPoissonSolver {
         let ranks = exchange.size();
         let slabs = SlabDecomposition::new(grid, ranks)?;
         let nx = grid.axis(0).cells;
-        if ranks > nx {
-            return Err(Error::invalid(format!(
-                "{ranks} ranks for {nx} cells along x: the transposed pencils need a column each \
-                 (use at most {nx} ranks)"
-            )));
-        }
-        let columns = balanced(nx, ranks);
+        let columns = pencil_columns(nx, ranks)?;
         // MPI counts blocks in C ints.
         if slabs.cells(0).len() > i32::MAX as usize {
             return Err(Error::invalid(format!(
