@@ -11,11 +11,15 @@ OUT ?= demo-output
 APT_BUILD := libhdf5-dev pkg-config hdf5-tools fonts-dejavu-core
 # Needed by the ParaView integration test (pvpython with Debian's python3).
 APT_PARAVIEW := paraview python3-paraview
-# Needed by the `distributed` feature: Open MPI (headers, mpirun) and libclang for the MPI
-# bindings' generator.
-APT_MPI := libopenmpi-dev openmpi-bin libclang-dev
+# Needed by the `distributed` feature: Open MPI (headers, mpirun), libclang for the MPI
+# bindings' generator, and parallel HDF5 (Debian's Open MPI build of libhdf5; h5diff).
+APT_MPI := libopenmpi-dev openmpi-bin libclang-dev libhdf5-openmpi-dev hdf5-tools
 # mpirun refuses root unless told; CI runs as root.
 MPIRUN := mpirun --oversubscribe $(shell [ "$$(id -u)" = 0 ] && echo --allow-run-as-root)
+# The distributed build links the parallel libhdf5 instead of the serial one, so it has its
+# own target directory (the two builds would otherwise rebuild each other's HDF5 bindings).
+DIST_CARGO := HDF5_DIR=/usr/lib/$(shell gcc -dumpmachine)/hdf5/openmpi CARGO_TARGET_DIR=target/distributed $(CARGO)
+DIST_CHECK := target/distributed/release/examples/distributed_poisson_check
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -80,18 +84,30 @@ test: deps lint
 	$(CARGO) test --release --no-default-features --lib
 	$(MAKE) test-distributed
 
-# The distributed build over the system MPI: clippy, then the slab Poisson solver and
-# c-transform against the serial ones under mpirun with 1, 2 and 4 ranks (64³, 96³ and
-# non-divisible grids), and a refused decomposition.
+# The distributed build over the system MPI: clippy; then the slab Poisson solver,
+# c-transform, soft c-transform and halo operator against the serial ones under mpirun with
+# 1, 2 and 4 ranks (64³, 96³ and non-divisible grids), each case also written collectively
+# (parallel HDF5) and compared with the serial writer's file by h5diff; a refused
+# decomposition; a refused output path (one error, no file left).
 test-distributed: deps-mpi
-	$(CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
-	$(CARGO) build --release --features distributed --example distributed_poisson_check
-	for p in 1 2 4; do $(MPIRUN) -np $$p target/release/examples/distributed_poisson_check || exit 1; done
+	$(DIST_CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
+	$(DIST_CARGO) build --release --features distributed --example distributed_poisson_check
+	rm -rf target/mpi-check && mkdir -p target/mpi-check
+	for p in 1 2 4; do $(MPIRUN) -np $$p $(DIST_CHECK) --out target/mpi-check || exit 1; done
+	@for f in target/mpi-check/case*-np*.h5; do \
+	  h5diff $${f%-np*}-serial.h5 $$f || { echo "error: $$f differs from the serial writer's file" >&2; exit 1; }; \
+	done; echo "h5diff: every collective file equals the serial writer's ($$(ls target/mpi-check/case*-np*.h5 | wc -l) files)"
 	@# More ranks than planes: every rank stops, one error line, non-zero status.
-	@if $(MPIRUN) -np 4 target/release/examples/distributed_poisson_check --grid 16x16x3 2> target/mpi_refusal.txt; then \
+	@if $(MPIRUN) -np 4 $(DIST_CHECK) --grid 16x16x3 2> target/mpi_refusal.txt; then \
 	  echo "error: a 4-rank run on 3 planes was not refused" >&2; exit 1; fi; \
 	grep -c "^error: 4 ranks for 3 planes" target/mpi_refusal.txt | grep -qx 1 || { cat target/mpi_refusal.txt >&2; exit 1; }; \
 	echo "refused as expected: $$(grep '^error:' target/mpi_refusal.txt)"
+	@# An output path under a regular file: every rank stops, one error line, no file left.
+	@if $(MPIRUN) -np 2 $(DIST_CHECK) --grid 16x16x16 --out target/mpi_refusal.txt/out 2> target/mpi_write_refusal.txt; then \
+	  echo "error: a collective write under a regular file was not refused" >&2; exit 1; fi; \
+	grep -c "^error: .*Not a directory" target/mpi_write_refusal.txt | grep -qx 1 || { cat target/mpi_write_refusal.txt >&2; exit 1; }; \
+	if ls -a target | grep -q "^\.mpi_refusal"; then echo "error: a temporary was left behind" >&2; exit 1; fi; \
+	echo "refused as expected: $$(grep '^error:' target/mpi_write_refusal.txt)"
 
 bench: deps-build
 	$(CARGO) bench

@@ -181,3 +181,38 @@ fn failed_write_leaves_no_file() {
     assert!(sample(&grids()[0]).write(&d).is_err());
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// One rank's part of a distributed output: fields on the rank's planes, XDMF of the whole
+/// grid (what the collective writer stores), and no serial write of a part.
+#[test]
+fn a_slab_part_describes_the_whole_file_and_is_not_written_serially() {
+    let global = Grid::unit(3, 6, BoundaryKind::Neumann).unwrap();
+    let decomposition = otgrid::grid::SlabDecomposition::new(&global, 4).unwrap();
+    let whole = sample(&global);
+    for rank in 0..4 {
+        let mut part = Output::slab(&global, &decomposition, rank).unwrap();
+        let local = decomposition.local_grid(rank).unwrap();
+        assert_eq!(part.grid(), &local);
+        assert_eq!(part.file_grid(), &global);
+        assert_eq!(part.part().unwrap().first_plane, decomposition.planes(rank).start);
+        // A whole-grid field is refused; the rank's planes are taken.
+        let refused = part.add_field("rho", whole.fields()["rho"].clone()).unwrap_err();
+        assert!(refused.to_string().contains("lives on"), "{refused}");
+        let v = VectorField::from_fn(&local, |p, v| v.copy_from_slice(p));
+        part.add_field("map", v.clone()).unwrap();
+        let mut serial = Output::new(global.clone());
+        serial
+            .add_field("map", VectorField::from_fn(&global, |p, v| v.copy_from_slice(p)))
+            .unwrap();
+        // The sidecar names the whole arrays: equal to the serial output's.
+        assert_eq!(
+            otgrid::io::render_xdmf(&part, "f.h5"),
+            otgrid::io::render_xdmf(&serial, "f.h5")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.h5");
+        let err = part.write(&path).unwrap_err().to_string();
+        assert!(err.contains("written collectively"), "{err}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing left behind");
+    }
+}

@@ -15,17 +15,25 @@
 //! any case is off by more than 1e-12. `--grid NXxNYxNZ` runs that grid alone; a
 //! decomposition the solvers refuse (more ranks than planes) ends every rank with exit
 //! status 1 and one error line from rank 0.
+//!
+//! With `--out DIR` each case's right-hand side, solution and a vector field are also
+//! written: by rank 0 alone with the serial writer (`DIR/caseK-serial.h5`) and by every rank
+//! collectively with [`write_collective`] (`DIR/caseK-npP.h5`), both with one fixed
+//! provenance, so that `h5diff` finds them identical; rank 0 reads the collective file back
+//! and checks its fields against the serial ones to the bit.
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_c_transform, slab_shifted_laplacian, slab_soft_transform, Exchange, Single,
-    SlabPoissonSolver,
+    slab_c_transform, slab_shifted_laplacian, slab_soft_transform, write_collective, Exchange,
+    Single, SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid};
+use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
 use otgrid::operators::apply_shifted_laplacian;
 use otgrid::ot::c_transform;
 use otgrid::spectral::{MeanPolicy, PoissonSolver, Symbol};
-use otgrid::ScalarField;
+use otgrid::{ScalarField, VectorField};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn main() {
@@ -53,8 +61,16 @@ fn main() {
         }
         cases = vec![([shape[0], shape[1], shape[2]], [Neumann; 3], 0.0)];
     }
+    let out_dir = args.iter().position(|a| a == "--out").map(|i| {
+        PathBuf::from(args.get(i + 1).cloned().unwrap_or_else(|| {
+            if ex.rank() == 0 {
+                eprintln!("error: --out wants a directory");
+            }
+            std::process::exit(2)
+        }))
+    });
     let mut failed = false;
-    for (shape, kinds, shift) in cases {
+    for (case, (shape, kinds, shift)) in cases.into_iter().enumerate() {
         let axes = (0..3)
             .map(|a| Axis { cells: shape[a], lower: 0.0, upper: 1.0, boundary: kinds[a] })
             .collect();
@@ -89,6 +105,10 @@ fn main() {
         }
         let within = worst <= 1e-12; // false for NaN too
         failed |= !within;
+        if let Some(dir) = &out_dir {
+            let case = CaseFiles { dir, case, grid: &grid, f: &f, u: &expected };
+            failed |= !case.write_and_compare(&ex, solver.decomposition(), &out);
+        }
 
         // The c-transform of a displacement potential on the same grid.
         let potential: Vec<f64> = f.iter().map(|v| 0.01 * v).collect();
@@ -159,4 +179,105 @@ fn or_exit<T>(ex: &MpiExchange, result: otgrid::Result<T>) -> T {
         }
         std::process::exit(1)
     })
+}
+
+/// One case's files: the serial writer's and the collective writer's, compared.
+struct CaseFiles<'a> {
+    dir: &'a Path,
+    case: usize,
+    grid: &'a Grid,
+    f: &'a [f64],
+    /// The serial solution.
+    u: &'a [f64],
+}
+
+impl CaseFiles<'_> {
+    /// The fields of one output on `grid` from the global arrays' `planes`: f, u and the
+    /// vector field (x, y·z, sin z).
+    fn output(&self, mut output: Output, planes: std::ops::Range<usize>, u: &[f64]) -> Output {
+        let grid = output.grid().clone();
+        let plane = self.grid.num_cells() / self.grid.storage_shape()[0];
+        let cells = planes.start * plane..planes.end * plane;
+        let scalar = |v: &[f64]| ScalarField::from_vec(&grid, v.to_vec()).expect("the grid's size");
+        output.add_field("f", scalar(&self.f[cells])).expect("a field name");
+        output.add_field("u", scalar(u)).expect("a field name");
+        let whole = VectorField::from_fn(self.grid, |x, v| {
+            v.copy_from_slice(&[x[0], x[1] * x[2], x[2].sin()]);
+        });
+        let part = whole.data().slice_axis(ndarray::Axis(0), planes.into()).to_owned();
+        output
+            .add_field("v", VectorField::new(grid, part).expect("the local shape"))
+            .expect("a name");
+        output.add_diagnostic("residuals", vec![1.0, 0.5, 0.25]).expect("a name");
+        output.set_attribute("case", AttrValue::Integer(self.case as i64)).expect("a name");
+        output.provenance = Some(Provenance {
+            format_version: FORMAT_VERSION,
+            otgrid_version: "check".into(),
+            command_line: "distributed_poisson_check".into(),
+            created: "fixed".into(),
+        });
+        output
+    }
+
+    /// Writes both files (the distributed solution `mine` on this rank's planes); on rank 0
+    /// reads the collective one back and compares it with the serial one field by field.
+    fn write_and_compare(
+        &self,
+        ex: &MpiExchange,
+        decomposition: &otgrid::grid::SlabDecomposition,
+        mine: &[f64],
+    ) -> bool {
+        let serial_path = self.dir.join(format!("case{}-serial.h5", self.case));
+        let parallel_path = self.dir.join(format!("case{}-np{}.h5", self.case, ex.size()));
+        let part = or_exit(ex, Output::slab(self.grid, decomposition, ex.rank()));
+        let output = self.output(part, decomposition.planes(ex.rank()), mine);
+        let start = Instant::now();
+        or_exit(ex, write_collective(&output, &parallel_path, ex));
+        let seconds = ex.max(start.elapsed().as_secs_f64());
+        // The serial file, by rank 0 (its failure ends every rank).
+        let serial = (ex.rank() == 0).then(|| {
+            let all = 0..self.grid.storage_shape()[0];
+            self.output(Output::new(self.grid.clone()), all, self.u).write(&serial_path)
+        });
+        if let Some(Err(e)) = &serial {
+            eprintln!("error: {e}");
+        }
+        if ex.max(f64::from(u8::from(matches!(serial, Some(Err(_)))))) > 0.0 {
+            std::process::exit(1);
+        }
+        if ex.rank() != 0 {
+            return true;
+        }
+        let read = |p: &Path| or_exit(ex, Output::read(p));
+        let (serial, parallel) = (read(&serial_path), read(&parallel_path));
+        let same = serial.grid() == parallel.grid()
+            && serial.fields().len() == parallel.fields().len()
+            && serial.fields().iter().all(|(name, field)| {
+                parallel.fields().get(name).is_some_and(|other| match (field, other) {
+                    (Field::Scalar(a), Field::Scalar(b)) => a.data() == b.data(),
+                    (Field::Vector(a), Field::Vector(b)) => a.data() == b.data(),
+                    _ => false,
+                })
+            })
+            && serial.diagnostics() == parallel.diagnostics()
+            && serial.attributes() == parallel.attributes()
+            && sidecar(&serial_path) == sidecar(&parallel_path);
+        println!(
+            "  collective HDF5 write: {} ({seconds:.3} s), {}",
+            parallel_path.display(),
+            if same {
+                "same fields, diagnostics, attributes and XDMF as the serial file"
+            } else {
+                "DIFFERS from the serial file"
+            }
+        );
+        same
+    }
+}
+
+/// The XDMF sidecar of `h5` with the HDF5 file's name replaced by `H5`.
+fn sidecar(h5: &Path) -> Option<String> {
+    let name = h5.file_name()?.to_str()?;
+    let text = std::fs::read_to_string(h5.with_extension("xmf")).ok()?;
+    Some(text.replace(name, "H5"))
 }

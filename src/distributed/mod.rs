@@ -12,6 +12,9 @@
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos, equal to
 //!   [`crate::operators`]' to the bit.
 //!
+//! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
+//!   (parallel HDF5), the serial writer's layout and XDMF.
+//!
 //! The decomposition itself is [`crate::grid::SlabDecomposition`].
 
 pub mod exchange;
@@ -20,6 +23,8 @@ pub mod legendre;
 #[cfg(feature = "distributed")]
 pub mod mpi;
 pub mod operators;
+#[cfg(all(feature = "distributed", feature = "hdf5"))]
+pub mod output;
 pub mod poisson;
 
 use std::ops::Range;
@@ -28,6 +33,8 @@ pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::slab_soft_transform;
 pub use legendre::slab_c_transform;
 pub use operators::slab_shifted_laplacian;
+#[cfg(all(feature = "distributed", feature = "hdf5"))]
+pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if

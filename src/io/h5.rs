@@ -39,8 +39,37 @@ fn put_attr(loc: &Location, name: &str, value: &AttrValue) -> hdf5::Result<()> {
     }
 }
 
-fn write_field(group: &Group, name: &str, field: &Field) -> hdf5::Result<()> {
-    let ds = group.new_dataset_builder().with_data(field.data()).create(name)?;
+/// Where field data goes: the whole array, or (one rank of a distributed output) this
+/// rank's planes of the file's array. In the latter every rank creates every object (HDF5's
+/// metadata operations are collective) and replicated raw data — diagnostics — is written
+/// by the lead rank alone.
+#[derive(Clone, Copy)]
+enum Sink {
+    Whole,
+    #[cfg(feature = "distributed")]
+    Planes {
+        first: usize,
+        planes: usize,
+        lead: bool,
+    },
+}
+
+fn write_field(group: &Group, name: &str, field: &Field, sink: Sink) -> hdf5::Result<()> {
+    let data = field.data();
+    let ds = match sink {
+        Sink::Whole => group.new_dataset_builder().with_data(data).create(name)?,
+        #[cfg(feature = "distributed")]
+        Sink::Planes { first, planes, .. } => {
+            let mut shape = data.shape().to_vec();
+            let local = shape[0];
+            shape[0] = planes;
+            let ds = group.new_dataset::<f64>().shape(shape.as_slice()).create(name)?;
+            let mut slab = vec![hdf5::SliceOrIndex::from(first..first + local)];
+            slab.extend((1..shape.len()).map(|_| hdf5::SliceOrIndex::from(..)));
+            ds.write_slice(data.view(), hdf5::Hyperslab::from(slab))?;
+            ds
+        }
+    };
     put_text(&ds, "kind", field.kind())?;
     put_text(&ds, "centering", "cell")?;
     Ok(())
@@ -48,14 +77,45 @@ fn write_field(group: &Group, name: &str, field: &Field) -> hdf5::Result<()> {
 
 /// Writes `output` to `tmp` (an HDF5 file created there); `shown` names it in errors.
 pub(super) fn write(output: &Output, prov: &Provenance, tmp: &Path, shown: &Path) -> Result<()> {
-    write_inner(output, prov, tmp).map_err(|e| Error::hdf5(shown, e))
+    let create = || hdf5::File::with_options().with_fapl(|p| p.libver_v18()).create(tmp);
+    create()
+        .and_then(|file| write_into(file, output, prov, Sink::Whole))
+        .map_err(|e| Error::hdf5(shown, e))
 }
 
-fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<()> {
-    // The 1.8 object format (superblock v2, v2 object headers) checksums the metadata, so a
-    // reader detects corrupted metadata instead of interpreting it (libhdf5 can crash on
-    // corrupted v0 metadata).
-    let file = hdf5::File::with_options().with_fapl(|p| p.libver_v18()).create(tmp)?;
+/// Writes this rank's part of a distributed `output` into `tmp`, collectively with every
+/// rank of `comm` (MPI-IO): the file is the one [`write`] makes of the whole grid. Every rank
+/// must pass the same path, provenance and names.
+#[cfg(feature = "distributed")]
+pub(crate) fn write_collective(
+    output: &Output,
+    prov: &Provenance,
+    tmp: &Path,
+    shown: &Path,
+    comm: mpi::ffi::MPI_Comm,
+    lead: bool,
+) -> Result<()> {
+    let part = output.part().ok_or_else(|| {
+        Error::invalid("a collective write needs one rank's part of a distributed output")
+    })?;
+    let sink =
+        Sink::Planes { first: part.first_plane, planes: part.global.storage_shape()[0], lead };
+    let create =
+        || hdf5::File::with_options().with_fapl(|p| p.libver_v18().mpio(comm, None)).create(tmp);
+    create()
+        .and_then(|file| write_into(file, output, prov, sink))
+        .map_err(|e| Error::hdf5(shown, e))
+}
+
+fn write_into(
+    file: hdf5::File,
+    output: &Output,
+    prov: &Provenance,
+    sink: Sink,
+) -> hdf5::Result<()> {
+    // (The 1.8 object format — superblock v2, v2 object headers — checksums the metadata, so
+    // a reader detects corrupted metadata instead of interpreting it: libhdf5 can crash on
+    // corrupted v0 metadata.)
     put_text(&file, "format", FORMAT_NAME)?;
     file.new_attr::<u32>()
         .shape(())
@@ -68,7 +128,7 @@ fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<(
         put_attr(&file, name, value)?;
     }
 
-    let grid = output.grid();
+    let grid = output.file_grid();
     let g = file.create_group("grid")?;
     g.new_attr::<u32>().shape(()).create("dim")?.write_scalar(&(grid.dim() as u32))?;
     let shape: Vec<u64> = grid.shape().iter().map(|&n| n as u64).collect();
@@ -84,7 +144,7 @@ fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<(
 
     let fields = file.create_group("fields")?;
     for (name, field) in output.fields() {
-        write_field(&fields, name, field)?;
+        write_field(&fields, name, field, sink)?;
     }
     if !output.steps().is_empty() {
         let steps = file.create_group("steps")?;
@@ -92,14 +152,25 @@ fn write_inner(output: &Output, prov: &Provenance, tmp: &Path) -> hdf5::Result<(
             let s = steps.create_group(&k.to_string())?;
             s.new_attr::<f64>().shape(()).create("time")?.write_scalar(&step.time)?;
             for (name, field) in &step.fields {
-                write_field(&s, name, field)?;
+                write_field(&s, name, field, sink)?;
             }
         }
     }
     if !output.diagnostics().is_empty() {
         let d = file.create_group("diagnostics")?;
         for (name, values) in output.diagnostics() {
-            d.new_dataset_builder().with_data(values.as_slice()).create(name.as_str())?;
+            match sink {
+                Sink::Whole => {
+                    d.new_dataset_builder().with_data(values.as_slice()).create(name.as_str())?;
+                }
+                #[cfg(feature = "distributed")]
+                Sink::Planes { lead, .. } => {
+                    let ds = d.new_dataset::<f64>().shape(values.len()).create(name.as_str())?;
+                    if lead {
+                        ds.write_raw(values)?;
+                    }
+                }
+            }
         }
     }
     file.flush()?;
@@ -282,5 +353,13 @@ pub(super) fn read(path: &Path) -> Result<Output> {
             diagnostics.insert(name, ds.read_raw::<f64>().map_err(h5err)?);
         }
     }
-    Ok(Output { grid, fields, steps, diagnostics, attributes, provenance: Some(provenance) })
+    Ok(Output {
+        grid,
+        part: None,
+        fields,
+        steps,
+        diagnostics,
+        attributes,
+        provenance: Some(provenance),
+    })
 }

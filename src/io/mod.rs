@@ -9,7 +9,7 @@
 mod atomic;
 pub mod config;
 #[cfg(feature = "hdf5")]
-mod h5;
+pub(crate) mod h5;
 mod input;
 pub mod points;
 mod xdmf;
@@ -111,6 +111,8 @@ pub struct Provenance {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Output {
     grid: Grid,
+    /// Set for one rank's part of a distributed run's output ([`Output::slab`]).
+    part: Option<Part>,
     fields: BTreeMap<String, Field>,
     steps: Vec<Step>,
     diagnostics: BTreeMap<String, Vec<f64>>,
@@ -120,6 +122,17 @@ pub struct Output {
 }
 
 /// Paths of the two files written by [`Output::write`].
+/// One rank's part of a distributed output: its fields hold the planes
+/// `first_plane..first_plane + n` of the slowest storage axis of `global` (z in 3D, y in 2D),
+/// where `n` is the part's own grid's count along that axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    /// The whole grid: the file's grid.
+    pub global: Grid,
+    /// The first plane this rank holds.
+    pub first_plane: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct Written {
     pub hdf5: PathBuf,
@@ -148,6 +161,7 @@ impl Output {
     pub fn new(grid: Grid) -> Output {
         Output {
             grid,
+            part: None,
             fields: BTreeMap::new(),
             steps: Vec::new(),
             diagnostics: BTreeMap::new(),
@@ -159,6 +173,32 @@ impl Output {
     /// The grid every field lives on.
     pub fn grid(&self) -> &Grid {
         &self.grid
+    }
+
+    /// One rank's part of a distributed run's output on `global`: the rank's planes of
+    /// `decomposition` (fields are added on [`SlabDecomposition::local_grid`]); written
+    /// collectively by `distributed::write_collective` into one file with `global`'s layout.
+    ///
+    /// [`SlabDecomposition::local_grid`]: crate::grid::SlabDecomposition::local_grid
+    pub fn slab(
+        global: &Grid,
+        decomposition: &crate::grid::SlabDecomposition,
+        rank: usize,
+    ) -> Result<Output> {
+        let mut output = Output::new(decomposition.local_grid(rank)?);
+        output.part =
+            Some(Part { global: global.clone(), first_plane: decomposition.planes(rank).start });
+        Ok(output)
+    }
+
+    /// The grid of the file: the whole grid of a distributed output, else [`Output::grid`].
+    pub fn file_grid(&self) -> &Grid {
+        self.part.as_ref().map_or(&self.grid, |p| &p.global)
+    }
+
+    /// This rank's part of a distributed output ([`Output::slab`]).
+    pub fn part(&self) -> Option<&Part> {
+        self.part.as_ref()
     }
 
     /// Static fields by name.
@@ -251,6 +291,12 @@ impl Output {
 
     #[cfg(feature = "hdf5")]
     fn write_hdf5(&self, path: &Path) -> Result<Written> {
+        if self.part.is_some() {
+            return Err(Error::invalid(
+                "one rank's part of a distributed output is written collectively \
+                 (distributed::write_collective), not by Output::write",
+            ));
+        }
         let xdmf_path = sidecar_path(path)?;
         let h5_name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
             Error::invalid(format!("output path {} has no file name", path.display()))

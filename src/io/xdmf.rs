@@ -21,7 +21,7 @@ fn xml_escape(s: &str) -> String {
 
 /// The XDMF document for `output`, whose HDF5 file is `h5_name` (relative to the .xmf).
 pub fn render(output: &Output, h5_name: &str) -> String {
-    let grid = output.grid();
+    let grid = output.file_grid();
     // 2D grids are written as a flat 3D mesh: two node layers at the same z (spacing 0) and
     // one cell layer, with data items given a leading 1. ParaView reads a 2DCoRectMesh into
     // the y–z plane, and the legacy XDMF reader misreads 2D data items on a 3D mesh, so
@@ -57,10 +57,12 @@ pub fn render(output: &Output, h5_name: &str) -> String {
         )
     };
     let attribute = |ind: &str, name: &str, field: &Field, h5path: &str| -> String {
-        let (kind, dims) = match field {
-            Field::Scalar(f) => ("Scalar", join(f.data().shape())),
-            Field::Vector(f) => ("Vector", join(f.data().shape())),
+        // (The file's array: the whole grid, also for one rank's part of a distributed run.)
+        let (kind, components) = match field {
+            Field::Scalar(_) => ("Scalar", None),
+            Field::Vector(_) => ("Vector", Some(grid.dim())),
         };
+        let dims = join(grid.storage_shape().into_iter().chain(components));
         let dims = format!("{lead}{dims}");
         format!(
             "{ind}<Attribute Name=\"{name}\" AttributeType=\"{kind}\" Center=\"Cell\">\n\
