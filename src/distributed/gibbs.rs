@@ -11,7 +11,7 @@ use super::exchange::Exchange;
 use super::XPencils;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
-use crate::ot::gibbs::GibbsKernel;
+use crate::ot::gibbs::{GibbsKernel, SoftTransform};
 
 /// This rank's planes of `LSE_ε(h)` for `h` given on this rank's planes of `grid` (C order).
 /// A collective: every rank calls it with the same grid and ε. Errors (ε not positive, more
@@ -23,17 +23,8 @@ pub fn slab_soft_transform(
     eps: f64,
     h: &[f64],
 ) -> Result<Vec<f64>> {
-    let positive = eps.is_finite() && eps > 0.0;
-    if !positive {
-        return Err(Error::invalid(format!("ε must be positive and finite, got {eps}")));
-    }
-    let (rank, ranks) = (exchange.rank(), exchange.size());
-    let slabs = SlabDecomposition::new(grid, ranks)?;
-    let d = grid.dim();
-    let nx = grid.axis(0).cells;
-    let rows = if d == 3 { grid.axis(1).cells } else { 1 };
-    let pencils = XPencils::new(&slabs, rank, nx, rows)?;
-    let local = slabs.cells(rank).len();
+    let planned = SlabGibbs::new(exchange, grid, eps)?;
+    let local: usize = planned.slab.iter().product();
     let bad = h.len() != local || h.iter().any(|v| v.is_nan());
     if exchange.max(f64::from(u8::from(bad))) > 0.0 {
         return Err(Error::invalid(format!(
@@ -42,18 +33,63 @@ pub fn slab_soft_transform(
             h.len()
         )));
     }
-    let kernel = GibbsKernel::new(grid, eps);
-    let sl = slabs.planes(rank).len();
-    let mut slab = h.to_vec();
-    let shape: Vec<usize> = if d == 3 { vec![sl, rows, nx] } else { vec![sl, nx] };
-    kernel.soft_transform_axis(&mut slab, &shape, d - 1, 0);
-    if d == 3 {
-        kernel.soft_transform_axis(&mut slab, &shape, 1, 1);
+    let mut out = h.to_vec();
+    planned.apply(&mut out)?;
+    Ok(out)
+}
+
+/// The soft c-transform on one rank's slab, planned once for a grid and ε (the kernels, the
+/// slab's shape and the pencil regrouping): what a distributed Sinkhorn iterates with.
+pub struct SlabGibbs<'a, E: Exchange> {
+    exchange: &'a E,
+    kernel: GibbsKernel,
+    pencils: XPencils,
+    /// The slab's storage shape `[planes][rows][x]` (2D: `[planes][x]`).
+    slab: Vec<usize>,
+    /// The pencils' shape for the slab axis' pass: `[n_S][rows · x_mine]`.
+    pencil: [usize; 2],
+}
+
+impl<'a, E: Exchange> SlabGibbs<'a, E> {
+    /// Plans the transform on this rank's planes of `grid` at ε; refused (on every rank
+    /// alike) for ε not positive, more ranks than planes or than cells along x.
+    pub fn new(exchange: &'a E, grid: &Grid, eps: f64) -> Result<SlabGibbs<'a, E>> {
+        let positive = eps.is_finite() && eps > 0.0;
+        if !positive {
+            return Err(Error::invalid(format!("ε must be positive and finite, got {eps}")));
+        }
+        let slabs = SlabDecomposition::new(grid, exchange.size())?;
+        let d = grid.dim();
+        let (nx, rows) = (grid.axis(0).cells, if d == 3 { grid.axis(1).cells } else { 1 });
+        let pencils = XPencils::new(&slabs, exchange.rank(), nx, rows)?;
+        let sl = slabs.planes(exchange.rank()).len();
+        let slab = if d == 3 { vec![sl, rows, nx] } else { vec![sl, nx] };
+        let pencil = [grid.axis(d - 1).cells, rows * pencils.mine().len()];
+        Ok(SlabGibbs { exchange, kernel: GibbsKernel::new(grid, eps), pencils, slab, pencil })
     }
-    let mut pencil = pencils.to_pencils(exchange, &slab);
-    let n_s = grid.axis(d - 1).cells;
-    kernel.soft_transform_axis(&mut pencil, &[n_s, rows * pencils.mine().len()], 0, d - 1);
-    Ok(pencils.to_slabs(exchange, &pencil))
+}
+
+impl<E: Exchange> SoftTransform for SlabGibbs<'_, E> {
+    fn eps(&self) -> f64 {
+        self.kernel.eps()
+    }
+
+    /// The x (and y) passes on the slab, the slab axis' pass on the x-pencils.
+    fn apply(&self, h: &mut Vec<f64>) -> Result<()> {
+        let d = self.slab.len();
+        self.kernel.soft_transform_axis(h, &self.slab, d - 1, 0);
+        if d == 3 {
+            self.kernel.soft_transform_axis(h, &self.slab, 1, 1);
+        }
+        let mut pencil = self.pencils.to_pencils(self.exchange, h);
+        self.kernel.soft_transform_axis(&mut pencil, &self.pencil, 0, d - 1);
+        *h = self.pencils.to_slabs(self.exchange, &pencil);
+        Ok(())
+    }
+
+    fn total(&self, local: f64) -> f64 {
+        self.exchange.sum(local)
+    }
 }
 
 #[cfg(test)]

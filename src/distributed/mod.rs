@@ -9,6 +9,8 @@
 //!   [`crate::ot::c_transform`] to round-off;
 //! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs
 //!   (Sinkhorn's kernel), equal to the serial one to round-off;
+//! - [`sinkhorn`]: the Sinkhorn solver on slabs (single grid), equal to the serial one with
+//!   `multiscale: false` to round-off;
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos, equal to
 //!   [`crate::operators`]' to the bit.
 //!
@@ -26,16 +28,18 @@ pub mod operators;
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub mod output;
 pub mod poisson;
+pub mod sinkhorn;
 
 use std::ops::Range;
 
 pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
-pub use gibbs::slab_soft_transform;
+pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
 pub use operators::slab_shifted_laplacian;
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
+pub use sinkhorn::slab_sinkhorn;
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
 /// `r < n mod parts`, else `n/parts` (as [`crate::grid::SlabDecomposition`] splits planes).

@@ -6,6 +6,7 @@
 //! [`super::sinkhorn`] drives it.
 
 use super::fastmath::{exp_scaled, exp_shifted, ln_shifted, shift_ln};
+use crate::error::Result;
 use crate::field::DisjointWrites;
 use crate::grid::Grid;
 use faer::linalg::matmul::matmul;
@@ -86,6 +87,11 @@ impl GibbsKernel {
             kernels.push(toeplitz(&kernel));
         }
         GibbsKernel { eps, kernels, costs }
+    }
+
+    /// ε.
+    pub(crate) fn eps(&self) -> f64 {
+        self.eps
     }
 
     /// `LSE_ε(h)` over all axes (the soft c-transform without its sign), in place.
@@ -256,16 +262,57 @@ fn exact_lse(h: &[f64], cost: &[f64], eps: f64, terms: &mut Vec<f64>) -> f64 {
     m + eps * sum.ln()
 }
 
+/// Sinkhorn's operations on one grid at one ε: the soft c-transform `LSE_ε` of a potential
+/// given on this process's cells and sums over the whole grid — every cell here
+/// ([`WholeGrid`]), or one rank's slab of a decomposed grid
+/// (`crate::distributed::SlabGibbs`). The Sinkhorn iteration is written once against it.
+pub(crate) trait SoftTransform {
+    /// ε.
+    fn eps(&self) -> f64;
+    /// `h ← LSE_ε(h)` on this process's cells (a collective where the grid is decomposed).
+    fn apply(&self, h: &mut Vec<f64>) -> Result<()>;
+    /// The sum over the whole grid of every process's `local` part.
+    fn total(&self, local: f64) -> f64;
+}
+
+/// The whole grid in this process: [`GibbsKernel`] over the grid's storage shape.
+pub(crate) struct WholeGrid {
+    pub(crate) kernel: GibbsKernel,
+    shape: Vec<usize>,
+}
+
+impl WholeGrid {
+    pub(crate) fn new(grid: &Grid, eps: f64) -> WholeGrid {
+        WholeGrid { kernel: GibbsKernel::new(grid, eps), shape: grid.storage_shape() }
+    }
+}
+
+impl SoftTransform for WholeGrid {
+    fn eps(&self) -> f64 {
+        self.kernel.eps
+    }
+
+    fn apply(&self, h: &mut Vec<f64>) -> Result<()> {
+        self.kernel.soft_transform(h, &self.shape);
+        Ok(())
+    }
+
+    fn total(&self, local: f64) -> f64 {
+        local
+    }
+}
+
 /// `−LSE_ε(potential + ε log weights)`: the Sinkhorn update of the other potential.
 pub(super) fn update(
-    kernel: &GibbsKernel,
+    kernel: &dyn SoftTransform,
     other: &[f64],
     log_weights: &[f64],
-    shape: &[usize],
     out: &mut Vec<f64>,
-) {
+) -> Result<()> {
+    let eps = kernel.eps();
     out.clear();
-    out.extend(other.iter().zip(log_weights).map(|(g, lb)| g + kernel.eps * lb));
-    kernel.soft_transform(out, shape);
+    out.extend(other.iter().zip(log_weights).map(|(g, lb)| g + eps * lb));
+    kernel.apply(out)?;
     out.iter_mut().for_each(|v| *v = -*v);
+    Ok(())
 }

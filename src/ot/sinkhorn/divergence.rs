@@ -2,9 +2,9 @@
 //! OT_ε(ν, ν))/2` removes the entropic bias (S_ε ≥ 0, zero iff μ = ν; for the cost
 //! |x−y|²/2, `2 S_ε → W₂²` with an O(ε²) error where `2 OT_ε` has an O(ε log ε) one).
 
-use super::super::gibbs::{update, GibbsKernel, TASK_CELLS};
+use super::super::gibbs::{update, SoftTransform, TASK_CELLS};
 use super::levels::Levels;
-use super::{marginal_error, weighted_sum};
+use super::{marginal_error, weighted_sum, Kernels};
 use crate::error::Result;
 use rayon::prelude::*;
 
@@ -15,17 +15,16 @@ const SYMMETRIC_ITERATIONS: usize = 1000;
 /// AISTATS 2019), which converges fast, from `f` (updated in place); `OT_ε(α, α) = 2 Σ f a`.
 /// Stops when the marginal error `Σ a |exp((f − T_ε f)/ε) − 1|` is at most `tolerance`.
 pub(super) fn symmetric_ot(
-    kernel: &GibbsKernel,
+    kernel: &dyn SoftTransform,
     log_a: &[f64],
     a: &[f64],
-    shape: &[usize],
     tolerance: f64,
     f: &mut [f64],
-) -> f64 {
+) -> Result<f64> {
     let mut t = Vec::with_capacity(f.len());
     for _ in 0..SYMMETRIC_ITERATIONS {
-        update(kernel, f, log_a, shape, &mut t);
-        let error = marginal_error(f, &t, a, kernel.eps);
+        update(kernel, f, log_a, &mut t)?;
+        let error = kernel.total(marginal_error(f, &t, a, kernel.eps()));
         tracing::trace!("symmetric problem: marginal error {error:.3e}");
         f.par_chunks_mut(TASK_CELLS)
             .zip(t.par_chunks(TASK_CELLS))
@@ -34,7 +33,7 @@ pub(super) fn symmetric_ot(
             break;
         }
     }
-    2.0 * weighted_sum(f, a)
+    Ok(2.0 * kernel.total(weighted_sum(f, a)))
 }
 
 /// `(OT_ε(μ, μ), OT_ε(ν, ν))` at `epsilon`, solved on `final_levels` coarse to fine (each
@@ -42,6 +41,7 @@ pub(super) fn symmetric_ot(
 /// on the finest level and ten times it on coarser ones.
 pub(super) fn self_transport(
     levels: &mut Levels,
+    kernels: Kernels,
     final_levels: &[usize],
     epsilon: f64,
     tolerance: f64,
@@ -54,7 +54,7 @@ pub(super) fn self_transport(
     let mut sym: [Vec<f64>; 2] = Default::default();
     for (i, &l) in final_levels.iter().enumerate() {
         let level = levels.at(l)?;
-        let kernel = GibbsKernel::new(&level.grid, epsilon);
+        let kernel = kernels(&level.grid, epsilon)?;
         let tol = if l == finest { symmetric_tolerance } else { 10.0 * symmetric_tolerance };
         for (side, f) in sym.iter_mut().enumerate() {
             let (log_w, w) =
@@ -68,7 +68,7 @@ pub(super) fn self_transport(
             } else {
                 hierarchy.lift(std::mem::take(f), final_levels[i - 1], l)?
             };
-            values[side] = symmetric_ot(&kernel, log_w, w, &level.shape, tol, f);
+            values[side] = symmetric_ot(kernel.as_ref(), log_w, w, tol, f)?;
         }
     }
     Ok((values[0], values[1]))

@@ -4,7 +4,6 @@
 use super::super::fastmath::shift_ln;
 use super::super::gibbs::TASK_CELLS;
 use super::super::multilevel::{sample, Hierarchy};
-use super::super::problem::Problem;
 use crate::error::Result;
 use crate::field::ScalarField;
 use crate::grid::Grid;
@@ -13,7 +12,6 @@ use rayon::prelude::*;
 /// One grid of the multiscale hierarchy with the cell weights of both measures on it.
 pub(super) struct Level {
     pub(super) grid: Grid,
-    pub(super) shape: Vec<usize>,
     pub(super) log_a: Vec<f64>,
     pub(super) log_b: Vec<f64>,
     pub(super) a: Vec<f64>,
@@ -40,7 +38,7 @@ impl Level {
             (w, log)
         };
         let ((a, log_a), (b, log_b)) = (weights(source), weights(target));
-        Level { grid: grid.clone(), shape: grid.storage_shape(), log_a, log_b, a, b }
+        Level { grid: grid.clone(), log_a, log_b, a, b }
     }
 }
 
@@ -48,24 +46,26 @@ impl Level {
 /// the coarser ones their point values sampled there ([`sample`]).
 pub(super) struct Levels<'a> {
     hierarchy: &'a Hierarchy,
-    problem: &'a Problem,
+    /// The source and target densities on the finest grid.
+    densities: [&'a ScalarField; 2],
     built: Vec<Option<Level>>,
 }
 
 impl<'a> Levels<'a> {
-    pub(super) fn new(hierarchy: &'a Hierarchy, problem: &'a Problem) -> Levels<'a> {
-        Levels { hierarchy, problem, built: hierarchy.grids().iter().map(|_| None).collect() }
+    pub(super) fn new(hierarchy: &'a Hierarchy, densities: [&'a ScalarField; 2]) -> Levels<'a> {
+        Levels { hierarchy, densities, built: hierarchy.grids().iter().map(|_| None).collect() }
     }
 
     /// Level `l` (built on first use).
     pub(super) fn at(&mut self, l: usize) -> Result<&Level> {
         if self.built[l].is_none() {
             let grid = &self.hierarchy.grids()[l];
+            let [source, target] = self.densities;
             let level = if l == self.hierarchy.finest() {
-                Level::new(grid, self.problem.source(), self.problem.target())
+                Level::new(grid, source, target)
             } else {
-                let mu = sample(self.problem.source(), grid)?;
-                let nu = sample(self.problem.target(), grid)?;
+                let mu = sample(source, grid)?;
+                let nu = sample(target, grid)?;
                 Level::new(grid, &mu, &nu)
             };
             self.built[l] = Some(level);

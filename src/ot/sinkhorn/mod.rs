@@ -42,7 +42,7 @@ mod divergence;
 mod levels;
 
 use super::fastmath::exp_shifted;
-use super::gibbs::{update, GibbsKernel, TASK_CELLS};
+use super::gibbs::{update, SoftTransform, WholeGrid, TASK_CELLS};
 use super::multilevel::{self, After, Hierarchy, Stage};
 use super::problem::{
     IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
@@ -99,6 +99,10 @@ impl Default for Sinkhorn {
         }
     }
 }
+
+/// Makes the soft c-transform of a level's grid at an ε (the whole grid in this process, or
+/// one rank's slab of it).
+pub(crate) type Kernels<'a> = &'a dyn Fn(&Grid, f64) -> Result<Box<dyn SoftTransform + 'a>>;
 
 /// Default cap of the over-relaxation.
 const OMEGA: f64 = 1.9;
@@ -178,16 +182,15 @@ impl Sinkhorn {
     fn iterate(
         &self,
         level: &Level,
-        kernel: &GibbsKernel,
+        kernel: &dyn SoftTransform,
         f: &mut Vec<f64>,
         g: &mut Vec<f64>,
         tol: f64,
         iterations: &mut usize,
         (options, start): (&Stopping, Instant),
         history: &mut Vec<IterationRecord>,
-    ) -> StageEnd {
-        let eps = kernel.eps;
-        let shape = &level.shape;
+    ) -> Result<StageEnd> {
+        let eps = kernel.eps();
         let (mut f_new, mut g_new) = (Vec::with_capacity(f.len()), Vec::with_capacity(g.len()));
         // Plain iterations first; then ω from the observed contraction rate r of the
         // marginal error (SOR's optimum for a Gauss–Seidel rate r: 2/(1 + √(1 − r))), at
@@ -198,13 +201,13 @@ impl Sinkhorn {
         let mut stage_errors: Vec<f64> = Vec::new();
         loop {
             if omega == 1.0 {
-                update(kernel, g, &level.log_b, shape, f);
+                update(kernel, g, &level.log_b, f)?;
             } else {
-                update(kernel, g, &level.log_b, shape, &mut f_new);
+                update(kernel, g, &level.log_b, &mut f_new)?;
                 relax(f, &f_new, omega);
             }
-            update(kernel, f, &level.log_a, shape, &mut g_new);
-            let error = marginal_error(g, &g_new, &level.b, eps);
+            update(kernel, f, &level.log_a, &mut g_new)?;
+            let error = kernel.total(marginal_error(g, &g_new, &level.b, eps));
             tracing::trace!("ε {eps:.1e} n {} ω {omega:.3} error {error:.3e}", g.len());
             if omega == 1.0 {
                 std::mem::swap(g, &mut g_new);
@@ -212,7 +215,7 @@ impl Sinkhorn {
                 relax(g, &g_new, omega);
             }
             *iterations += 1;
-            let value = weighted_sum(f, &level.a) + weighted_sum(g, &level.b);
+            let value = kernel.total(weighted_sum(f, &level.a) + weighted_sum(g, &level.b));
             history.push(IterationRecord {
                 marginal_error: error,
                 l1_marginal_error: error,
@@ -230,7 +233,7 @@ impl Sinkhorn {
                 &potential,
                 start,
             ) {
-                return StageEnd { error, met: false, stopped: true };
+                return Ok(StageEnd { error, met: false, stopped: true });
             }
             // An over-relaxed pair's first marginal is not exact: stop only on a plain
             // iteration, and fall back to plain ones if the error rises. (The marginal error
@@ -267,7 +270,7 @@ impl Sinkhorn {
                 || !error.is_finite()
                 || options.out_of_time(start)
             {
-                return StageEnd { error, met: error <= tol, stopped: false };
+                return Ok(StageEnd { error, met: error <= tol, stopped: false });
             }
         }
     }
@@ -275,9 +278,11 @@ impl Sinkhorn {
 
 /// The stages of one Sinkhorn solve, run by [`multilevel::drive`]: the potential the driver
 /// carries is g; f restarts from it on each level (the first update computes it).
-struct Stages<'a> {
+struct Stages<'a, 'k> {
     solver: &'a Sinkhorn,
     levels: Levels<'a>,
+    /// The soft c-transform on a level's grid at an ε.
+    kernels: Kernels<'k>,
     options: &'a Stopping,
     start: Instant,
     /// The target ε.
@@ -295,7 +300,7 @@ struct Stages<'a> {
     stopped: bool,
 }
 
-impl multilevel::LevelSolver for Stages<'_> {
+impl multilevel::LevelSolver for Stages<'_, '_> {
     type Setting = f64;
 
     fn run_stage(
@@ -329,22 +334,22 @@ impl multilevel::LevelSolver for Stages<'_> {
         let options = self.options;
         let level = self.levels.at(l)?;
         let (stage_start, stage_first) = (Instant::now(), self.iterations);
-        let kernel = GibbsKernel::new(&level.grid, eps);
+        let kernel = (self.kernels)(&level.grid, eps)?;
         if k == 0 && self.solver.initial.is_some() {
-            update(&kernel, &self.f, &level.log_a, &level.shape, g);
+            update(kernel.as_ref(), &self.f, &level.log_a, g)?;
         }
         // (At the final ε every level converges fully: the next one starts from its error.)
         let tol = if eps == self.epsilon { options.tol() } else { 10.0 * options.tol() };
         let end = self.solver.iterate(
             level,
-            &kernel,
+            kernel.as_ref(),
             &mut self.f,
             g,
             tol,
             &mut self.iterations,
             (options, self.start),
             &mut self.history,
-        );
+        )?;
         self.error = end.error;
         self.converged = last && end.met;
         self.stopped = end.stopped;
@@ -366,12 +371,12 @@ impl multilevel::LevelSolver for Stages<'_> {
     fn finish(&mut self, g: &mut Vec<f64>) -> Result<()> {
         let finest = self.levels.hierarchy().finest();
         let level = self.levels.at(finest)?;
-        let kernel = GibbsKernel::new(&level.grid, self.epsilon);
+        let kernel = (self.kernels)(&level.grid, self.epsilon)?;
         self.f = Vec::with_capacity(g.len());
-        update(&kernel, g, &level.log_b, &level.shape, &mut self.f);
+        update(kernel.as_ref(), g, &level.log_b, &mut self.f)?;
         let mut g_new = Vec::new();
-        update(&kernel, &self.f, &level.log_a, &level.shape, &mut g_new);
-        self.error = marginal_error(g, &g_new, &level.b, self.epsilon);
+        update(kernel.as_ref(), &self.f, &level.log_a, &mut g_new)?;
+        self.error = kernel.total(marginal_error(g, &g_new, &level.b, self.epsilon));
         *g = g_new;
         Ok(())
     }
@@ -430,21 +435,63 @@ impl Sinkhorn {
     }
 
     fn solve_in_pool(&self, problem: &Problem, options: &Stopping) -> Result<Solution> {
-        let (epsilon, epsilon_start) = self.epsilons(problem.grid());
+        if let Some(p0) = &self.initial {
+            problem.check_initial(p0, "sinkhorn")?;
+        }
+        let grid = problem.grid();
+        // The grid hierarchy, coarsest first (only the problem's grid from a given start).
+        let hierarchy =
+            Hierarchy::new(grid, COARSEST_CELLS, self.multiscale && self.initial.is_none());
+        let levels = Levels::new(&hierarchy, [problem.source(), problem.target()]);
+        let whole = |g: &Grid, eps: f64| -> Result<Box<dyn SoftTransform>> {
+            Ok(Box::new(WholeGrid::new(g, eps)))
+        };
+        self.run(grid, &hierarchy, levels, &whole, options)
+    }
+
+    /// This rank's part of the solve on a decomposed grid (`crate::distributed::slab_sinkhorn`
+    /// checks and normalises the densities): `local` are the rank's blocks of μ and ν on its
+    /// local grid, `kernels` the decomposed soft c-transform, `domain` the whole grid. One
+    /// level (the multiscale hierarchy is not decomposed yet), so this equals the serial
+    /// solve with `multiscale: false`. The potentials returned are the rank's blocks.
+    pub(crate) fn solve_part(
+        &self,
+        domain: &Grid,
+        local: [&ScalarField; 2],
+        kernels: Kernels,
+        options: &Options,
+    ) -> Result<Solution> {
+        if self.initial.is_some() {
+            return Err(Error::invalid(
+                "sinkhorn on a decomposed grid: a starting potential is not supported yet",
+            ));
+        }
+        let stopping = options.stopping(&METHOD, domain, self.tolerance, self.max_iterations)?;
+        let hierarchy = Hierarchy::new(local[0].grid(), COARSEST_CELLS, false);
+        let levels = Levels::new(&hierarchy, local);
+        self.run(domain, &hierarchy, levels, kernels, &stopping)
+    }
+
+    /// The solve on `hierarchy` (the problem's grid, or this rank's slab of it, finest), with
+    /// the soft c-transforms `kernels` makes; `domain` is the whole problem's grid (the scale
+    /// of ε's default). The potentials returned live on the hierarchy's finest grid.
+    fn run<'a, 'k>(
+        &'a self,
+        domain: &Grid,
+        hierarchy: &'a Hierarchy,
+        levels: Levels<'a>,
+        kernels: Kernels<'k>,
+        options: &'a Stopping,
+    ) -> Result<Solution> {
+        let (epsilon, epsilon_start) = self.epsilons(domain);
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(Error::invalid(format!(
                 "sinkhorn: ε must be positive and finite, got {epsilon}"
             )));
         }
         let start = Instant::now();
-        let grid = problem.grid().clone();
-        if let Some(p0) = &self.initial {
-            problem.check_initial(p0, "sinkhorn")?;
-        }
-        // The grid hierarchy, coarsest first (only the problem's grid from a given start).
-        let hierarchy =
-            Hierarchy::new(&grid, COARSEST_CELLS, self.multiscale && self.initial.is_none());
         let grids = hierarchy.grids();
+        let grid = grids[hierarchy.finest()].clone();
         let finest = hierarchy.finest();
         // ε-scaling stages: ε halves from max(ε, ε_start) down to the target.
         let mut stages = vec![epsilon];
@@ -455,7 +502,6 @@ impl Sinkhorn {
         // Work plan: (level, ε) pairs. Each stage runs on the coarsest level that resolves
         // its blur √ε (never coarser than the stage before); the final ε then runs on every
         // finer level in turn, each starting from the interpolated coarser potential.
-        let levels = Levels::new(&hierarchy, problem);
         let spacing = |l: usize| grids[l].axes().iter().map(|a| a.spacing()).fold(0.0, f64::max);
         let mut plan: Vec<Stage<f64>> = Vec::new();
         let mut current = 0;
@@ -470,6 +516,7 @@ impl Sinkhorn {
         let mut run = Stages {
             solver: self,
             levels,
+            kernels,
             options,
             start,
             epsilon,
@@ -486,7 +533,7 @@ impl Sinkhorn {
         if let Some(p0) = &self.initial {
             run.f.iter_mut().zip(p0.data().iter()).for_each(|(f, p)| *f = -p);
         }
-        let g = multilevel::drive(&hierarchy, &plan, vec![0.0; n0], &mut run)?;
+        let g = multilevel::drive(hierarchy, &plan, vec![0.0; n0], &mut run)?;
         let Stages { mut levels, f, history, iterations, error, converged, stopped, .. } = run;
         let (outcome, stop_reason) = if converged {
             (
@@ -528,8 +575,13 @@ impl Sinkhorn {
         let mut final_levels: Vec<usize> =
             plan.iter().filter(|s| s.setting == epsilon).map(|s| s.level).collect();
         final_levels.dedup();
-        let (self_source, self_target) =
-            divergence::self_transport(&mut levels, &final_levels, epsilon, options.tol())?;
+        let (self_source, self_target) = divergence::self_transport(
+            &mut levels,
+            kernels,
+            &final_levels,
+            epsilon,
+            options.tol(),
+        )?;
         let divergence = dual_value - 0.5 * (self_source + self_target);
         let divergence_seconds = divergence_start.elapsed().as_secs_f64();
         tracing::debug!(
@@ -674,7 +726,7 @@ mod tests {
                 let d = cells.len();
                 let grid = Grid::uniform(&cells, &vec![0.0; d], &vec![1.0; d], kind).unwrap();
                 let eps = 1e-4;
-                let kernel = GibbsKernel::new(&grid, eps);
+                let kernel = crate::ot::gibbs::GibbsKernel::new(&grid, eps);
                 let shape = grid.storage_shape();
                 // Grid index of flat cell k (axis 0 = x fastest).
                 let index = |k: usize| -> Vec<usize> {
