@@ -87,7 +87,8 @@ test: deps lint
 # The distributed build over the system MPI: clippy; then the slab Poisson solver,
 # c-transform, soft c-transform and halo operator against the serial ones under mpirun with
 # 1, 2 and 4 ranks (64³, 96³ and non-divisible grids), each case also written collectively
-# (parallel HDF5) and compared with the serial writer's file by h5diff; a refused
+# (parallel HDF5) and compared with the serial writer's file by h5diff; Sinkhorn on slabs
+# against the serial solve (64³ box, 96×90×83 torus); a refused
 # decomposition; a refused output path (one error, no file left).
 test-distributed: deps-mpi
 	$(DIST_CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
