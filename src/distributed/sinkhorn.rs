@@ -19,7 +19,7 @@ use crate::ot::{Options, Sinkhorn, Solution};
 /// potentials `p`, `q` are this rank's blocks (on [`SlabDecomposition::local_grid`]); its
 /// scalars, iterations and history are the whole solve's, the same on every rank. Refused on
 /// every rank alike: a grid OT does not take (Dirichlet axes, fewer than 4 cells per axis),
-/// a bad decomposition, a block of the wrong length, NaN, infinite or negative values, a
+/// a time limit or observer in `options` (ranks must stop together), a bad decomposition, a block of the wrong length, NaN, infinite or negative values, a
 /// density of zero mass.
 pub fn slab_sinkhorn<E: Exchange>(
     exchange: &E,
@@ -36,6 +36,13 @@ pub fn slab_sinkhorn<E: Exchange>(
     }
     if grid.axes().iter().any(|a| a.cells < 4) {
         return Err(Error::invalid("optimal transport needs at least 4 cells per axis"));
+    }
+    if options.time_limit.is_some() || options.observer.is_some() {
+        // (Each rank would stop at its own iteration and leave the others in a collective.)
+        return Err(Error::invalid(
+            "sinkhorn on a decomposed grid: a time limit or an observer is not supported (the \
+             ranks must stop at the same iteration); use the tolerance and iteration limit",
+        ));
     }
     let slabs = SlabDecomposition::new(grid, exchange.size())?;
     let local_grid = slabs.local_grid(exchange.rank())?;
@@ -194,5 +201,18 @@ mod tests {
             .to_string()
         });
         assert!(zero.iter().all(|e| e == "target density: its mass is zero"), "{zero:?}");
+        let timed = Options { time_limit: Some(10.0), ..Options::default() };
+        let n = grid.num_cells();
+        let err = slab_sinkhorn(
+            &crate::distributed::Single,
+            &grid,
+            &vec![1.0; n],
+            &vec![1.0; n],
+            &Sinkhorn::default(),
+            &timed,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("time limit or an observer"), "{err}");
     }
 }
