@@ -110,13 +110,21 @@ impl WeightedSolver {
     pub(crate) fn new(densities: [&[f64]; 2], floor: f64) -> WeightedSolver {
         let side = |rho: &[f64]| {
             let peak = rho.par_iter().copied().reduce(|| 0.0, f64::max);
-            let w: Vec<f64> = rho.par_iter().map(|r| r.max(floor * peak)).collect();
+            rho.par_iter().map(|r| r.max(floor * peak)).collect()
+        };
+        WeightedSolver::with_weights([side(densities[0]), side(densities[1])])
+    }
+
+    /// Operators with the given positive weights per side.
+    pub(crate) fn with_weights(weights: [Vec<f64>; 2]) -> WeightedSolver {
+        let n = weights[0].len();
+        let [w0, w1] = weights;
+        let side = |w: Vec<f64>| {
             let s = w.par_iter().map(|w| 1.0 / w.sqrt()).collect();
             (w, s)
         };
-        let n = densities[0].len();
         WeightedSolver {
-            weights: [side(densities[0]), side(densities[1])],
+            weights: [side(w0), side(w1)],
             diagonals: [Vec::new(), Vec::new()],
             residual: vec![0.0; n],
             preconditioned: vec![0.0; n],

@@ -21,7 +21,7 @@
 //! 10 % in [`FLOOR_WINDOW`] iterations, or an iteration that neither lowers the error nor
 //! finds an ascent at [`MIN_STEP`] of the natural step; it returns the pair of least error.
 
-use super::energy::Energy;
+use super::energy::{Energy, Internal};
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
 use crate::grid::Grid;
@@ -45,6 +45,38 @@ const FLOOR_PROGRESS: f64 = 0.9;
 const FLOOR_WINDOW: usize = 5;
 /// The metric's weight floor, relative to the density's peak (as bfm's weighted metric).
 const FLOOR: f64 = 0.01;
+/// The p side's weight floor (relative to the peak) when the metric is of Schrödinger form
+/// ([`schroedinger_form`]): it only keeps the weights positive (1e-8 took 3–5 more
+/// iterations on some 256² steps; 1e-4 2–3× the CG iterations).
+const TAIL_FLOOR: f64 = 1e-6;
+/// Fitted shifts λ below `SHIFT_GATE / L²` (L the domain's largest side) are weaker than the
+/// Laplacian's lowest modes: the diagonal then does not make the operator elliptic.
+const SHIFT_GATE: f64 = 100.0;
+
+/// Whether the energy's diagonal is the density times one constant λ above [`SHIFT_GATE`]:
+/// the entropy and KL (`(e*)'' = (e*)'/D`, so `d = ρ/(Dτ)`; checked to 1e-9, which also
+/// rules out a diagonal capped at a support edge). The p side's operator `−∇·(ρ∇) + λρ` is
+/// then `ρ^{1/2}(−Δ + λ + V)ρ^{1/2}` with `V = Δ√ρ/√ρ` bounded against λ on smooth
+/// densities: its preconditioner `W^{-1/2}(−Δ + λ)⁻¹W^{-1/2}` needs no floor and the tails
+/// keep their own weight (with the 1 % floor, λw overstates the tails' diagonal up to 100×).
+/// Measured, OU flow (docs/flows.md), 2 steps: 64³ CG iterations per step 178 / 150 → 36 / 36,
+/// back-and-forth iterations 7 / 6 → 4 / 4; 128³ 42.6 → 15.3 s per step (same window). The q
+/// side keeps [`FLOOR`]: its diagonal is the p side's pulled back through the map, which the
+/// cell-wise d does not represent (lowering it too stalled an OU step at 64², τ = 0.05); so do
+/// the other energies, whose `d/ρ` varies (lowering it for JS let the energy rise).
+fn schroedinger_form(energy: &Energy, d: &[f64], rho: &[f64], grid: &Grid) -> bool {
+    if !matches!(energy.internal, Some(Internal::Entropy { .. })) {
+        return false;
+    }
+    let (lo, hi) = d
+        .par_iter()
+        .zip(rho.par_iter())
+        .filter(|(_, r)| **r > 0.0)
+        .map(|(d, r)| (d / r, d / r))
+        .reduce(|| (f64::INFINITY, 0.0), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+    let side = grid.axes().iter().map(|a| a.length()).fold(0.0, f64::max);
+    lo.is_finite() && hi <= lo * (1.0 + 1e-9) && lo * side * side >= SHIFT_GATE
+}
 /// The smallest step size a half step tries, relative to the natural step 1 of its
 /// approximate Newton direction. A half step that finds no ascent at this size has a
 /// gradient dominated by the push-forward's and the c-transform's error: the step is at its
@@ -416,11 +448,20 @@ impl JkoParams {
             });
             let slices = [rho.data(), mu.data()];
             let slices = [slices[0].as_slice().expect("c"), slices[1].as_slice().expect("c")];
-            let metric = WeightedSolver::new(slices, FLOOR).with_diagonals([d.clone(), d.clone()]);
-            let w = metric.weights(0);
-            let (num, den) =
-                w.iter().zip(&d).fold((0.0, 0.0), |(n, m), (w, d)| (n + d * w, m + w * w));
-            let lambda = (num / den).max(0.0);
+            let fit = |w: &[f64]| {
+                let (num, den) =
+                    w.iter().zip(&d).fold((0.0, 0.0), |(n, m), (w, d)| (n + d * w, m + w * w));
+                (num / den).max(0.0)
+            };
+            let mut metric = WeightedSolver::new(slices, FLOOR);
+            let mut lambda = fit(metric.weights(0));
+            if schroedinger_form(energy, &d, slices[0], &grid) {
+                let peak = slices[0].par_iter().copied().reduce(|| 0.0, f64::max);
+                let w0 = slices[0].par_iter().map(|r| r.max(TAIL_FLOOR * peak)).collect();
+                metric = WeightedSolver::with_weights([w0, metric.weights(1).to_vec()]);
+                lambda = fit(metric.weights(0));
+            }
+            let metric = metric.with_diagonals([d.clone(), d.clone()]);
             let replan =
                 ws.shifted.as_ref().is_none_or(|(l, _)| (l - lambda).abs() > 1e-3 * lambda);
             if replan {
@@ -561,7 +602,8 @@ impl JkoParams {
         let (_, shifted) = ws.shifted.as_mut().expect("planned on entry");
         let metric = ws.metric.as_mut().expect("planned on entry");
         let k = if forward { 0 } else { 1 };
-        metric.solve(grid, shifted, k, &ws.residual, &mut ws.correction)?;
+        let cg = metric.solve(grid, shifted, k, &ws.residual, &mut ws.correction)?;
+        tracing::trace!("JKO metric: {cg} CG iterations");
         let predicted = dot(&ws.residual, &ws.correction) * vol;
         ws.poisson.solve(&ws.residual, &mut ws.norm)?;
         let error = (dot(&ws.residual, &ws.norm) * vol).max(0.0).sqrt();
@@ -598,5 +640,30 @@ impl JkoParams {
         }
         *sigma = MIN_STEP;
         Ok((error, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::BoundaryKind;
+    use crate::ot::flow::energy::Divergence;
+
+    /// The tails keep their weight only for an entropy-like curvature `d = λρ` with λ large
+    /// against the box's lowest modes: not for a varying `d/ρ`, a small λ or a capped diagonal.
+    #[test]
+    fn only_an_entropy_curvature_above_the_gate_is_of_schroedinger_form() {
+        let grid = Grid::unit(2, 8, BoundaryKind::Neumann).unwrap();
+        let rho: Vec<f64> = (0..64).map(|i| (-(i as f64) / 4.0).exp()).collect();
+        let entropy = Energy::new(Internal::Entropy { diffusion: 0.05 }, None);
+        let d = |lambda: f64| rho.iter().map(|r| lambda * r).collect::<Vec<f64>>();
+        assert!(schroedinger_form(&entropy, &d(2000.0), &rho, &grid));
+        assert!(!schroedinger_form(&entropy, &d(50.0), &rho, &grid), "below the gate");
+        let mut capped = d(2000.0);
+        capped[0] *= 0.5;
+        assert!(!schroedinger_form(&entropy, &capped, &rho, &grid), "a capped diagonal");
+        let mut hellinger = entropy.clone();
+        hellinger.internal = Some(Internal::Divergence(Divergence::Hellinger));
+        assert!(!schroedinger_form(&hellinger, &d(2000.0), &rho, &grid), "not an entropy");
     }
 }
