@@ -92,6 +92,12 @@ impl Metric {
     }
 }
 
+/// The weight `max(ρ, floor · max ρ)`.
+pub(crate) fn floored(rho: &[f64], floor: f64) -> Vec<f64> {
+    let peak = rho.par_iter().copied().reduce(|| 0.0, f64::max);
+    rho.par_iter().map(|r| r.max(floor * peak)).collect()
+}
+
 /// The weighted operators of one grid level (one weight per side) and the CG workspace.
 pub(crate) struct WeightedSolver {
     /// Per side: `w` and `w^{-1/2}`.
@@ -108,11 +114,7 @@ pub(crate) struct WeightedSolver {
 impl WeightedSolver {
     /// Weights `max(ρ, floor · max ρ)` for the two sides' densities.
     pub(crate) fn new(densities: [&[f64]; 2], floor: f64) -> WeightedSolver {
-        let side = |rho: &[f64]| {
-            let peak = rho.par_iter().copied().reduce(|| 0.0, f64::max);
-            rho.par_iter().map(|r| r.max(floor * peak)).collect()
-        };
-        WeightedSolver::with_weights([side(densities[0]), side(densities[1])])
+        WeightedSolver::with_weights([floored(densities[0], floor), floored(densities[1], floor)])
     }
 
     /// Operators with the given positive weights per side.

@@ -28,7 +28,7 @@ use crate::grid::Grid;
 use crate::operators::gradient;
 use crate::ot::bfm::{dot, PushForward};
 use crate::ot::legendre::c_transform;
-use crate::ot::metric::WeightedSolver;
+use crate::ot::metric::{floored, WeightedSolver};
 use crate::ot::problem::Outcome;
 use crate::ot::pushforward::{push_forward_adaptive, JacobianPushForward};
 use crate::spectral::{MeanPolicy, PoissonSolver, Symbol};
@@ -453,15 +453,14 @@ impl JkoParams {
                     w.iter().zip(&d).fold((0.0, 0.0), |(n, m), (w, d)| (n + d * w, m + w * w));
                 (num / den).max(0.0)
             };
-            let mut metric = WeightedSolver::new(slices, FLOOR);
-            let mut lambda = fit(metric.weights(0));
-            if schroedinger_form(energy, &d, slices[0], &grid) {
-                let peak = slices[0].par_iter().copied().reduce(|| 0.0, f64::max);
-                let w0 = slices[0].par_iter().map(|r| r.max(TAIL_FLOOR * peak)).collect();
-                metric = WeightedSolver::with_weights([w0, metric.weights(1).to_vec()]);
-                lambda = fit(metric.weights(0));
-            }
-            let metric = metric.with_diagonals([d.clone(), d.clone()]);
+            let p_floor =
+                if schroedinger_form(energy, &d, slices[0], &grid) { TAIL_FLOOR } else { FLOOR };
+            let metric = WeightedSolver::with_weights([
+                floored(slices[0], p_floor),
+                floored(slices[1], FLOOR),
+            ])
+            .with_diagonals([d.clone(), d.clone()]);
+            let lambda = fit(metric.weights(0));
             let replan =
                 ws.shifted.as_ref().is_none_or(|(l, _)| (l - lambda).abs() > 1e-3 * lambda);
             if replan {
