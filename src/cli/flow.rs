@@ -243,16 +243,19 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let m0 = rho0.integral();
     let drift = records.iter().map(|r| ((r.mass - m0) / m0).abs()).fold(0.0, f64::max);
     let min_density = records.iter().map(|r| r.min_density).fold(f64::INFINITY, f64::min);
-    let at_floor = records.iter().filter(|r| r.outcome == "discretisation_floor").count();
-    let limited = records.iter().filter(|r| r.outcome == "iteration_limit").count();
+    let count = |name: &str| records.iter().filter(|r| r.outcome == name).count();
+    let (converged, at_floor) = (count("converged"), count("discretisation_floor"));
+    let (limited, stalled) = (count("iteration_limit"), count("stalled"));
     let energy0 = flow.energy.value(&rho0)?;
     let energy1 = records.last().map_or(energy0, |r| r.energy);
     let iterations: usize = records.iter().map(|r| r.iterations).sum();
+    let cg_iterations: usize = records.iter().map(|r| r.cg_iterations).sum();
     report.put("steps", records.len());
     report.put("t_end", t_end);
     report.put("seconds", seconds);
     report.put("seconds_per_step", seconds / records.len().max(1) as f64);
     report.put("iterations", iterations);
+    report.put("cg_iterations", cg_iterations);
     report
         .put("fixed_point_solves", records.iter().map(|r| r.fixed_point_iterations).sum::<usize>());
     report.put("energy", serde_json::json!({"first": energy0, "last": energy1}));
@@ -262,22 +265,24 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     report.put(
         "step_outcomes",
         serde_json::json!({
-            "converged": records.len() - at_floor - limited,
+            "converged": converged,
             "discretisation_floor": at_floor,
             "iteration_limit": limited,
+            "stalled": stalled,
         }),
     );
     if !report.json {
         println!("flow         {} on {grid}, τ = {tau}", energy_terms.join(" + "));
         println!(
-            "integrated   t = {t_end} in {} JKO steps, {seconds:.3} s ({:.3} s per step, {:.1} iterations per step)",
+            "integrated   t = {t_end} in {} JKO steps, {seconds:.3} s ({:.3} s per step, {:.1} iterations and {:.1} CG iterations per step)",
             records.len(),
             seconds / records.len().max(1) as f64,
-            iterations as f64 / records.len().max(1) as f64
+            iterations as f64 / records.len().max(1) as f64,
+            cg_iterations as f64 / records.len().max(1) as f64
         );
         println!(
-            "steps        {} converged, {at_floor} at the grid's floor, {limited} at the iteration limit",
-            records.len() - at_floor - limited
+            "steps        {converged} converged, {at_floor} at the grid's floor, {limited} at the iteration limit{}",
+            if stalled > 0 { format!(", {stalled} stalled (their ascent stopped above the grid's floor: a smaller τ helps)") } else { String::new() }
         );
         if !flow.energy.nonlocal.is_empty() {
             let solves: usize = records.iter().map(|r| r.fixed_point_iterations).sum();
@@ -307,6 +312,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     output.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
     output.add_diagnostic("dual_gap", column(|r| r.dual_gap))?;
     output.add_diagnostic("iterations", column(|r| r.iterations as f64))?;
+    output.add_diagnostic("cg_iterations", column(|r| r.cg_iterations as f64))?;
     output.add_diagnostic("seconds", column(|r| r.seconds))?;
     output.add_diagnostic("mass", column(|r| r.mass))?;
     output.add_diagnostic("min_density", column(|r| r.min_density))?;

@@ -49,6 +49,9 @@ const FLOOR: f64 = 0.01;
 /// ([`schroedinger_form`]): it only keeps the weights positive (1e-8 took 3–5 more
 /// iterations on some 256² steps; 1e-4 2–3× the CG iterations).
 const TAIL_FLOOR: f64 = 1e-6;
+/// The explicit start's floor on the density, relative to its peak
+/// ([`JkoParams::explicit_start`]).
+const START_FLOOR: f64 = 1e-9;
 /// Fitted shifts λ below `SHIFT_GATE / L²` (L the domain's largest side) are weaker than the
 /// Laplacian's lowest modes: the diagonal then does not make the operator elliptic.
 const SHIFT_GATE: f64 = 100.0;
@@ -61,9 +64,14 @@ const SHIFT_GATE: f64 = 100.0;
 /// keep their own weight (with the 1 % floor, λw overstates the tails' diagonal up to 100×).
 /// Measured, OU flow (docs/flows.md), 2 steps: 64³ CG iterations per step 178 / 150 → 36 / 36,
 /// back-and-forth iterations 7 / 6 → 4 / 4; 128³ 42.6 → 15.3 s per step (same window). The q
-/// side keeps [`FLOOR`]: its diagonal is the p side's pulled back through the map, which the
-/// cell-wise d does not represent (lowering it too stalled an OU step at 64², τ = 0.05); so do
-/// the other energies, whose `d/ρ` varies (lowering it for JS let the energy rise).
+/// side's Hessian is the same operator seen through the map: weight T#ρ_p and diagonal
+/// `d(S(x)) det DS(x) = λ T#ρ_p(x)`; it takes them at the solution, where T#ρ_p = μ: weight μ
+/// (floored at [`TAIL_FLOOR`]) and diagonal λμ. Measured against μ at 1 % with the cell-wise
+/// d (2 steps unless said): 32³ CG iterations 58 → 25, 64³ 72 → 29, 128³ 92 → 30 (16.4 →
+/// 13.0–13.2 s per step), 256² (5 steps) 176 → 81; 64² τ = 0.05 (4 steps) 113 → 68. Taking
+/// the iterate's own T#ρ_p instead (rough far from the solution, holes included) stalled the
+/// first steps of that τ = 0.05 flow and of a two-bump flow. The other energies keep [`FLOOR`]
+/// on both sides: their `d/ρ` varies (lowering it for JS let the energy rise).
 fn schroedinger_form(energy: &Energy, d: &[f64], rho: &[f64], grid: &Grid) -> bool {
     if !matches!(energy.internal, Some(Internal::Entropy { .. })) {
         return false;
@@ -179,6 +187,8 @@ pub struct JkoStep {
     pub outcome: Outcome,
     /// Back-and-forth iterations.
     pub iterations: usize,
+    /// Preconditioned CG iterations of the metric's solves, summed over the half steps.
+    pub cg_iterations: usize,
     /// The larger H⁻¹ marginal error of the returned pair.
     pub marginal_error: f64,
     /// `J(p)/τ`: a lower bound of the step's minimum `F(ρ₁) + W₂²(ρ₁, μ)/(2τ)`.
@@ -304,11 +314,26 @@ impl JkoParams {
     /// When that step would move mass by more than a quarter of the domain (large τ: it is
     /// no longer a small step), the start is zero instead: `ρ₀` is then the energy's own
     /// minimiser over densities and the transport part starts from the identity.
+    ///
+    /// For the entropy and KL, μ is floored at [`START_FLOOR`] of its peak first and the
+    /// displacement is measured in the mean, `(∫|∇p₀|²μ / ∫μ)^{1/2}`: `log μ` jumps where μ
+    /// is cut off — by −708 (the clamped `log 0`) at a compact support's edge, by 20 at a
+    /// torus' seam under a Gaussian whose tails do not wrap — and the jumps' large `∇p₀` sit
+    /// on light cells. Measured: 64² torus, a Gaussian of width 0.1 at (0.3, 0.6), D = 0.05,
+    /// τ = 0.01 — with the largest displacement as the test (0.6 at the seam, on cells of
+    /// 1 % of the peak) the start was zero and the first step stalled at an H⁻¹ error of
+    /// 0.13 with its energy risen, now 2.2e-3; a heat flow from a compact support (64²,
+    /// D = 0.01, τ = 0.005) with the mean test and no floor stalled at 0.5, now 3.9e-3. The
+    /// other energies keep the largest displacement and no floor (both changes raised
+    /// Jensen–Shannon and Hellinger flows' energies).
     pub fn explicit_start(&self, energy: &Energy, mu: &ScalarField) -> ScalarField {
         let mut p = mu.clone();
+        let entropy = matches!(energy.internal, Some(Internal::Entropy { .. }));
+        let floor =
+            if entropy { START_FLOOR * mu.data().iter().copied().fold(0.0, f64::max) } else { 0.0 };
         match energy.internal {
             Some(_) => p.as_mut_slice().iter_mut().enumerate().for_each(|(i, v)| {
-                *v = self.tau * energy.derivative_at(i, *v);
+                *v = self.tau * energy.derivative_at(i, v.max(floor));
             }),
             None => p.as_mut_slice().fill(0.0),
         }
@@ -319,15 +344,18 @@ impl JkoParams {
         let side = grid.axes().iter().map(|a| a.length()).fold(0.0, f64::max);
         let g = gradient(&p);
         let d = grid.dim();
-        let reach = g
+        let (moved, mass, largest) = g
             .data()
             .as_slice()
             .expect("contiguous")
             .chunks(d)
             .zip(mu.data().iter())
             .filter(|(_, m)| **m > 0.0)
-            .map(|(v, _)| v.iter().map(|x| x * x).sum::<f64>().sqrt())
-            .fold(0.0, f64::max);
+            .fold((0.0, 0.0, 0.0_f64), |(a, b, c), (v, m)| {
+                let square = v.iter().map(|x| x * x).sum::<f64>();
+                (a + m * square, b + m, c.max(square.sqrt()))
+            });
+        let reach = if entropy { (moved / mass).sqrt() } else { largest };
         let small = reach <= 0.25 * side; // (false for a non-finite reach)
         if !small {
             return ScalarField::zeros(grid);
@@ -366,6 +394,7 @@ impl JkoParams {
             p,
             outcome: Outcome::Converged,
             iterations: 0,
+            cg_iterations: 0,
             marginal_error: 0.0,
             dual_value: f64::NAN,
             w2_squared,
@@ -453,13 +482,21 @@ impl JkoParams {
                     w.iter().zip(&d).fold((0.0, 0.0), |(n, m), (w, d)| (n + d * w, m + w * w));
                 (num / den).max(0.0)
             };
-            let p_floor =
-                if schroedinger_form(energy, &d, slices[0], &grid) { TAIL_FLOOR } else { FLOOR };
-            let metric = WeightedSolver::with_weights([
-                floored(slices[0], p_floor),
-                floored(slices[1], FLOOR),
-            ])
-            .with_diagonals([d.clone(), d.clone()]);
+            let positive = slices[1].par_iter().all(|m| *m > 0.0);
+            let metric = if positive && schroedinger_form(energy, &d, slices[0], &grid) {
+                // The q side's operator at the solution, where T#ρ_p = μ: weight μ and the
+                // diagonal pulled back through the map, d(S(x)) det DS(x) = λμ(x).
+                let lambda = fit(slices[0]);
+                let q_diagonal = slices[1].iter().map(|m| lambda * m).collect();
+                WeightedSolver::with_weights([
+                    floored(slices[0], TAIL_FLOOR),
+                    floored(slices[1], TAIL_FLOOR),
+                ])
+                .with_diagonals([d.clone(), q_diagonal])
+            } else {
+                WeightedSolver::with_weights([floored(slices[0], FLOOR), floored(slices[1], FLOOR)])
+                    .with_diagonals([d.clone(), d.clone()])
+            };
             let lambda = fit(metric.weights(0));
             let replan =
                 ws.shifted.as_ref().is_none_or(|(l, _)| (l - lambda).abs() > 1e-3 * lambda);
@@ -475,11 +512,13 @@ impl JkoParams {
         let (mut mark, mut mark_at) = (f64::INFINITY, 0usize);
         let mut outcome = Outcome::IterationLimit;
         let mut iterations = 0;
+        let mut cg_iterations = 0;
         let mut last_error = f64::INFINITY;
         for k in 0..self.max_iterations {
             iterations = k + 1;
-            let (h_f, ascent_f) = self.half_step(&dual, &mut it, &mut sigma[0], true, ws)?;
-            let (h_b, ascent_b) = self.half_step(&dual, &mut it, &mut sigma[1], false, ws)?;
+            let (h_f, ascent_f, cg_f) = self.half_step(&dual, &mut it, &mut sigma[0], true, ws)?;
+            let (h_b, ascent_b, cg_b) = self.half_step(&dual, &mut it, &mut sigma[1], false, ws)?;
+            cg_iterations += cg_f + cg_b;
             let error = h_f.max(h_b);
             tracing::trace!(
                 "JKO iteration {k}: H⁻¹ marginal errors {h_f:.3e} / {h_b:.3e}, J {:.10e}, steps \
@@ -535,6 +574,7 @@ impl JkoParams {
             p: it.p,
             outcome,
             iterations,
+            cg_iterations,
             marginal_error,
             dual_value,
             w2_squared: w2,
@@ -543,8 +583,9 @@ impl JkoParams {
     }
 
     /// One half step: `forward` ascends in p (matching ρ_p to S#μ), else in q (matching
-    /// T#ρ_p to μ). Returns the H⁻¹ marginal error measured before the step, and whether J
-    /// rose at a step size of at least [`MIN_STEP`] (else the iterate is left unchanged).
+    /// T#ρ_p to μ). Returns the H⁻¹ marginal error measured before the step, whether J rose
+    /// at a step size of at least [`MIN_STEP`] (else the iterate is left unchanged) and the
+    /// metric's CG iterations.
     fn half_step(
         &self,
         dual: &Dual,
@@ -552,7 +593,7 @@ impl JkoParams {
         sigma: &mut f64,
         forward: bool,
         ws: &mut JkoWorkspace,
-    ) -> Result<(f64, bool)> {
+    ) -> Result<(f64, bool, usize)> {
         let grid = &ws.grid;
         let vol = dual.vol;
         // (moving potential, its c-transform) and the residual target − pushed.
@@ -633,12 +674,12 @@ impl JkoParams {
                     *sigma *= 0.8;
                 }
                 *it = candidate;
-                return Ok((error, true));
+                return Ok((error, true, cg));
             }
             *sigma *= 0.5;
         }
         *sigma = MIN_STEP;
-        Ok((error, false))
+        Ok((error, false, cg))
     }
 }
 
