@@ -292,6 +292,29 @@ fn verify_lists_the_zoo() {
     }
 }
 
+/// `otgrid verify --suite flows` lists its cases, runs one as JSON with its checks, and
+/// refuses an unknown case or a method.
+#[test]
+fn verify_runs_the_flow_zoo() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = otgrid(&["verify", "--suite", "flows", "--list"], dir.path());
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for name in ["torus-seam", "compact-heat", "kl-two-bumps", "porous-m2", "torus-3d"] {
+        assert!(text.contains(name), "{name} missing: {text}");
+    }
+    let o = otgrid(&["verify", "--suite", "flows", "--case", "torus-seam", "--json"], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["solved"], 1, "{v}");
+    assert!(v["rows"][0]["first_error"].as_f64().unwrap() < 0.5 / 64.0, "{v}");
+    let o = otgrid(&["verify", "--suite", "flows", "--case", "nope"], dir.path());
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown flow case"));
+    let o = otgrid(&["verify", "--suite", "flows", "--method", "bfm"], dir.path());
+    assert!(!o.status.success());
+}
+
 /// A PNG image with large zero regions (the zoo's `shapes` source drawn as a grayscale
 /// image: an L-shaped block, a half-grey bar, black elsewhere) solves with the default
 /// settings onto a disk given as an expression, and its W₂² matches the zoo case sampled

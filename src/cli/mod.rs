@@ -50,7 +50,7 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Brenier map between two densities (quadratic cost): potentials, map, inverse map, push-forward, W₂².
     Ot(ot::OtArgs),
-    /// Run the OT solvers on cases with closed-form Brenier maps at several resolutions; print errors, W₂² errors, observed orders, iterations, times.
+    /// Run the OT solvers on cases with closed-form Brenier maps at several resolutions (or the gradient-flow zoo, --suite flows); print errors, W₂² errors, observed orders, iterations, times.
     Verify(verify::VerifyArgs),
     /// Solve −∇·(a∇u) + b·∇u + c u = s from a problem file.
     Elliptic(pde::ProblemArgs),

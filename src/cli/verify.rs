@@ -1,15 +1,18 @@
 //! `otgrid verify`: the OT solvers against closed forms and reference values — the classic
 //! suite (every method, orders of convergence) and the problem zoo (default settings over
-//! the density pairs users bring).
+//! the density pairs users bring) — and the gradient-flow zoo (`--suite flows`).
 
 use otgrid::error::{Error, Result};
+use otgrid::ot::flow::zoo::{FlowCase, FLOW_ZOO};
 use otgrid::ot::verify::Suite;
 use otgrid::ot::{verify_case, Case, Method, VerifyRow};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// Which suite: classic (closed-form cases, each with the methods meant for it) or zoo
-    /// (every ordinary kind of density pair, `otgrid ot`'s default method and settings).
+    /// Which suite: classic (closed-form cases, each with the methods meant for it), zoo
+    /// (every ordinary kind of density pair, `otgrid ot`'s default method and settings) or
+    /// flows (gradient flows over the densities and energies users bring, `otgrid flow`'s
+    /// defaults: mass, positivity, energy descent and each step's marginal error checked).
     #[arg(long, default_value = "classic", value_name = "SUITE")]
     pub suite: String,
     /// Case(s) to run (repeatable; `--list` names them). Default: the suite's cases.
@@ -71,13 +74,88 @@ fn print_row(r: &VerifyRow) {
     );
 }
 
+/// `otgrid verify --suite flows`: the gradient-flow zoo ([`FLOW_ZOO`]).
+fn run_flows(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
+    if args.list {
+        for case in &FLOW_ZOO {
+            println!("{:<20} {}D  {}", case.name, case.dim, case.description);
+        }
+        return Ok(());
+    }
+    if args.method.is_some() {
+        return Err(Error::invalid("--method: the flows suite runs `otgrid flow`'s JKO steps"));
+    }
+    let cases: Vec<FlowCase> = if args.cases.is_empty() {
+        FLOW_ZOO.to_vec()
+    } else {
+        args.cases.iter().map(|c| FlowCase::from_name(c)).collect::<Result<_>>()?
+    };
+    let sizes = args.sizes.as_deref().map(parse_sizes).transpose()?;
+    for case in &cases {
+        let largest = sizes.as_deref().map_or(case.cells, |s| s.iter().copied().max().unwrap_or(4));
+        let grid = otgrid::grid::Grid::unit(case.dim, largest, case.boundary)?;
+        otgrid::resources::MemoryEstimate::fields(&grid, 50.0, 0, &format!("verify {}", case.name))
+            .check(report.memory_limit)?;
+    }
+    if !args.json {
+        println!(
+            "{:<20} {:>4} {:>5} {:>6} {:>6} {:>8} {:>10} {:>10}  result",
+            "case", "n", "steps", "iters", "CG", "time[s]", "H⁻¹ first", "H⁻¹ worst"
+        );
+    }
+    let mut rows = Vec::new();
+    for case in cases {
+        for cells in sizes.clone().unwrap_or_else(|| vec![case.cells]) {
+            let row = case.run(cells)?;
+            if !args.json {
+                println!(
+                    "{:<20} {:>4} {:>5} {:>6} {:>6} {:>8.3} {:>10.3e} {:>10.3e}  {}",
+                    row.case,
+                    row.cells,
+                    row.steps,
+                    row.iterations,
+                    row.cg_iterations,
+                    row.seconds,
+                    row.first_error,
+                    row.worst_error,
+                    match (&row.reason, case.known_issue) {
+                        (None, None) => "solved".to_string(),
+                        (None, Some(_)) => "solved (a known issue no longer seen)".to_string(),
+                        (Some(r), None) => r.clone(),
+                        (Some(r), Some(issue)) => format!("known issue: {r} — {issue}"),
+                    }
+                );
+            }
+            rows.push((row, case.known_issue.is_some()));
+        }
+    }
+    let known = rows.iter().filter(|(r, k)| !r.solved && *k).count();
+    let failed = rows.iter().filter(|(r, k)| !r.solved && !*k).count();
+    let solved = rows.len() - known - failed;
+    report.put("solved", solved);
+    report.put("not_solved", failed);
+    report.put("known_issues", known);
+    report.put("rows", rows.iter().map(|(r, _)| r).collect::<Vec<_>>());
+    if !args.json {
+        println!("{solved} solved, {failed} not solved, {known} known issues");
+    }
+    if failed > 0 {
+        return Err(Error::Numerical(format!(
+            "{failed} of {} flows were not solved (not counting known issues)",
+            rows.len()
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
     let suite = match args.suite.as_str() {
         "classic" => Suite::Classic,
         "zoo" => Suite::Zoo,
+        "flows" => return run_flows(args, report),
         other => {
             return Err(Error::invalid(format!(
-                "unknown suite '{other}' (expected classic or zoo)"
+                "unknown suite '{other}' (expected classic, zoo or flows)"
             )))
         }
     };

@@ -5,6 +5,7 @@
 pub mod energy;
 pub mod jko;
 pub mod nonlocal;
+pub mod zoo;
 
 pub use energy::{target_of, w2_distance, Divergence, Energy, Internal, Term};
 pub use jko::{JkoParams, JkoStep, JkoWorkspace};
