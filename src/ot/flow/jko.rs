@@ -70,8 +70,10 @@ const SHIFT_GATE: f64 = 100.0;
 /// d (2 steps unless said): 32³ CG iterations 58 → 25, 64³ 72 → 29, 128³ 92 → 30 (16.4 →
 /// 13.0–13.2 s per step), 256² (5 steps) 176 → 81; 64² τ = 0.05 (4 steps) 113 → 68. Taking
 /// the iterate's own T#ρ_p instead (rough far from the solution, holes included) stalled the
-/// first steps of that τ = 0.05 flow and of a two-bump flow. The other energies keep [`FLOOR`]
-/// on both sides: their `d/ρ` varies (lowering it for JS let the energy rise).
+/// first steps of that τ = 0.05 flow and of a two-bump flow. Only where μ > 0 in every cell
+/// (a first step from a compact support keeps the 1 % metric on both sides). The other
+/// energies keep [`FLOOR`] on both sides: their `d/ρ` varies (lowering it for JS let the
+/// energy rise).
 fn schroedinger_form(energy: &Energy, d: &[f64], rho: &[f64], grid: &Grid) -> bool {
     if !matches!(energy.internal, Some(Internal::Entropy { .. })) {
         return false;
