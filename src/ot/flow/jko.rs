@@ -43,6 +43,13 @@ const FLOOR_PROGRESS: f64 = 0.9;
 /// (15 iterations per step), 1.66e-2 / 7.60e-3 / 3.75e-3 with 10 (22); 10 fixed iterations
 /// 1.72e-2 / 8.97e-3 / 4.02e-3, 3 iterations 2.1e-2 / 2.0e-2 / 2.0e-2 (no convergence in τ).
 const FLOOR_WINDOW: usize = 5;
+/// The largest H⁻¹ marginal error, in cell widths, that a JKO step's stall may take for its
+/// grid's floor (else the step is `Stalled`). Measured floors: at most 0.25 cells (a compact
+/// support's first step at 64²; OU, mixtures, narrow Gaussians, the torus, porous media and
+/// 3D 1e-3–0.45 cells: `otgrid verify --suite flows`); failed first steps of KL and JS flows
+/// stopped at 1.7 and 4 cells, which bfm's 12-cell rule (`bfm::FLOOR_CELLS`, for maps) took
+/// for floors.
+const FLOOR_CELLS: f64 = 1.0;
 /// The metric's weight floor, relative to the density's peak (as bfm's weighted metric).
 const FLOOR: f64 = 0.01;
 /// The p side's weight floor (relative to the peak) when the metric is of Schrödinger form
@@ -544,11 +551,11 @@ impl JkoParams {
             if error < FLOOR_PROGRESS * mark {
                 (mark, mark_at) = (error, k);
             }
-            // A floor is a few cell widths at most (as bfm's, `FLOOR_CELLS`); a stall above
-            // that is a failed ascent. At the floor, an iteration that neither lowers the
-            // error's mark nor finds an ascent at [`MIN_STEP`] ends the step at once.
+            // A floor is [`FLOOR_CELLS`] cell widths at most; a stall above that is a failed
+            // ascent. At the floor, an iteration that neither lowers the error's mark nor
+            // finds an ascent at [`MIN_STEP`] ends the step at once.
             let floor = best.as_ref().map_or(error, |b| b.0);
-            let at_floor = floor <= crate::ot::bfm::FLOOR_CELLS * grid.max_spacing();
+            let at_floor = floor <= FLOOR_CELLS * grid.max_spacing();
             if at_floor && k > mark_at && !(ascent_f && ascent_b) {
                 outcome = Outcome::DiscretisationFloor { floor };
                 break;
