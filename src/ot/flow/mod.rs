@@ -447,7 +447,8 @@ mod tests {
     /// a Gaussian of width 0.1 off centre, 2 steps): the p side's metric keeps the tails'
     /// weight (`jko::schroedinger_form`), so each step converges in ≤ 3 back-and-forth
     /// iterations (measured 3 / 3; with the 1 % floor on both sides 4 / 4 and 3× the CG work),
-    /// and the q side's metric follows the push-forward, so ≤ 20 CG iterations per step.
+    /// and the q side's metric is J's Hessian at the solution (weight μ, diagonal λμ), so
+    /// ≤ 20 CG iterations per step.
     #[test]
     fn a_3d_fokker_planck_step_converges_in_few_iterations() {
         let grid = Grid::unit(3, 32, BoundaryKind::Neumann).unwrap();
@@ -473,8 +474,8 @@ mod tests {
                 r.iterations,
                 r.outcome
             );
-            // The q side's metric from the push-forward (measured 26 CG iterations for the
-            // two steps; 58 with μ's weight floored at 1 % and the cell-wise diagonal).
+            // The q side's metric at the solution (measured 25 CG iterations for the two
+            // steps; 58 with μ's weight floored at 1 % and the cell-wise diagonal).
             assert!(r.cg_iterations <= 20, "step {}: {} CG iterations", r.step, r.cg_iterations);
             assert!(
                 r.outcome == "converged" || r.outcome == "discretisation_floor",
