@@ -144,6 +144,15 @@ impl WeightedSolver {
         self
     }
 
+    /// Replaces side `k`'s weight (and diagonal, if given).
+    pub(crate) fn set_side(&mut self, k: usize, w: Vec<f64>, d: Option<Vec<f64>>) {
+        let s = w.par_iter().map(|w| 1.0 / w.sqrt()).collect();
+        self.weights[k] = (w, s);
+        if let Some(d) = d {
+            self.diagonals[k] = d;
+        }
+    }
+
     /// The weights `w` of side `k`.
     pub(crate) fn weights(&self, k: usize) -> &[f64] {
         &self.weights[k].0
