@@ -9,7 +9,7 @@
 //! Every rank solves `(−Δ_h + c)u = f` for its planes of 64³, 96³ and non-divisible grids
 //! (periodic, Neumann, Dirichlet and mixed axes) and compares them with the serial solve of
 //! the whole grid, then does the same for the c-transform, the soft c-transform and the
-//! halo-exchanged `(−Δ_h + c)` of a potential; rank 0 prints the
+//! halo-exchanged `(−Δ_h + c)` and `−∇·(w∇) + d` of a potential; rank 0 prints the
 //! largest differences (relative to the solution's peak for the solve), the seconds of each
 //! distributed operation and the values each rank sent, and the process exits non-zero if
 //! any case is off by more than 1e-12. Then Sinkhorn (ε = 0.01, single grid) between two
@@ -26,12 +26,12 @@
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_c_transform, slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform, write_collective,
-    Exchange, Single, SlabPoissonSolver,
+    slab_c_transform, slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform,
+    slab_weighted_laplacian, write_collective, Exchange, Single, SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
-use otgrid::operators::apply_shifted_laplacian;
+use otgrid::operators::{apply_shifted_laplacian, apply_weighted_laplacian_plus};
 use otgrid::ot::c_transform;
 use otgrid::ot::{Options, Problem, Sinkhorn, Solver};
 use otgrid::spectral::{MeanPolicy, PoissonSolver, Symbol};
@@ -139,6 +139,31 @@ fn main() {
         if ex.rank() == 0 {
             println!(
                 "  (−Δ_h + c) with halos: {}",
+                if all_same { "bitwise equal" } else { "DIFFERS" }
+            );
+        }
+        failed |= !all_same;
+
+        // The weighted operator of bfm's metric, −∇·(w∇u) + d u, with halos of u and w.
+        let w: Vec<f64> = f.iter().map(|v| 0.05 + v * v).collect();
+        let diagonal: Vec<f64> = f.iter().map(|v| 2.0 + v.sin()).collect();
+        let mut serial_apply = vec![0.0; f.len()];
+        apply_weighted_laplacian_plus(&grid, &w, Some(&diagonal), &f, &mut serial_apply);
+        let applied = or_exit(
+            &ex,
+            slab_weighted_laplacian(
+                &ex,
+                &grid,
+                &w[cells.clone()],
+                Some(&diagonal[cells.clone()]),
+                &f[cells.clone()],
+            ),
+        );
+        let same = applied == serial_apply[cells.clone()];
+        let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
+        if ex.rank() == 0 {
+            println!(
+                "  −∇·(w∇) + d with halos: {}",
                 if all_same { "bitwise equal" } else { "DIFFERS" }
             );
         }

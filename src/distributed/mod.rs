@@ -11,8 +11,10 @@
 //!   (Sinkhorn's kernel), equal to the serial one to round-off;
 //! - [`sinkhorn`]: the Sinkhorn solver on slabs (single grid), equal to the serial one with
 //!   `multiscale: false` to round-off;
-//! - [`operators`]: matrix-free finite differences on slabs with one-plane halos, equal to
-//!   [`crate::operators`]' to the bit.
+//! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
+//!   and the weighted `−∇·(w∇) + d`), equal to [`crate::operators`]' to the bit;
+//! - [`metric`]: the weighted metric's preconditioned CG (bfm's and the JKO steps') on
+//!   slabs, the serial solver's iterations and solution to round-off.
 //!
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
 //!   (parallel HDF5), the serial writer's layout and XDMF.
@@ -22,6 +24,7 @@
 pub mod exchange;
 pub mod gibbs;
 pub mod legendre;
+pub mod metric;
 #[cfg(feature = "distributed")]
 pub mod mpi;
 pub mod operators;
@@ -35,7 +38,8 @@ use std::ops::Range;
 pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
-pub use operators::slab_shifted_laplacian;
+pub use metric::SlabMetric;
+pub use operators::{slab_shifted_laplacian, slab_weighted_laplacian};
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;

@@ -11,7 +11,7 @@ use super::displacements;
 use super::exchange::Exchange;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
-use crate::operators::{ghost, scalar_neighbour, stencil_axes};
+use crate::operators::{ghost, neighbour, scalar_neighbour, stencil_axes, weighted_row};
 use rayon::prelude::*;
 
 /// The planes below and above this rank's block along the slab axis (`None` at a
@@ -74,6 +74,87 @@ fn exchange_halos(
     halos
 }
 
+/// The `len` values from `start` of a halo plane that exists.
+fn halo_row(halo: &Option<Vec<f64>>, start: usize, len: usize) -> &[f64] {
+    &halo.as_deref().expect("a halo where a neighbour exists")[start..start + len]
+}
+
+/// Refuses, on every rank alike, a block of the wrong length on any rank.
+fn agree_lengths(
+    exchange: &impl Exchange,
+    what: &str,
+    lengths: &[usize],
+    cells: usize,
+) -> Result<()> {
+    let bad = lengths.iter().any(|&l| l != cells);
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed {what}: a rank's block has the wrong length (this rank: {lengths:?} \
+             values for its {cells} cells)"
+        )));
+    }
+    Ok(())
+}
+
+/// This rank's block of `−∇_h·(w ∇_h u) + d u` ([`crate::operators::apply_weighted_laplacian`]'s
+/// stencil, face weights and ghost rules, plus an optional diagonal d: the weighted metric
+/// of bfm and of the JKO steps) for `w`, `u` (and `d`) given on this rank's planes of `grid`.
+/// A collective: two halo exchanges (u's and w's edge planes). Each row sums its faces in the
+/// serial kernel's order, so the result is the serial operator's to the bit. A block of the
+/// wrong length on any rank is an error on every rank.
+pub fn slab_weighted_laplacian(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    w: &[f64],
+    diagonal: Option<&[f64]>,
+    u: &[f64],
+) -> Result<Vec<f64>> {
+    let slabs = SlabDecomposition::new(grid, exchange.size())?;
+    let rank = exchange.rank();
+    let cells = slabs.cells(rank);
+    let mut lengths = vec![u.len(), w.len()];
+    lengths.extend(diagonal.map(<[f64]>::len));
+    agree_lengths(exchange, "weighted Laplacian", &lengths, cells.len())?;
+    let d = grid.dim();
+    let axes = stencil_axes(grid);
+    let periodic = axes[d - 1].3.is_periodic();
+    let (hu, hw) = (
+        exchange_halos(exchange, &slabs, periodic, u),
+        exchange_halos(exchange, &slabs, periodic, w),
+    );
+    let plane = slabs.plane_cells();
+    let local_planes = slabs.planes(rank).len();
+    let n0 = axes[0].0;
+    let mut out = vec![0.0; u.len()];
+    out.par_chunks_mut(n0).enumerate().for_each(|(row, o)| {
+        let base = row * n0;
+        let global = cells.start + base;
+        let row_of = |j: usize| (&w[j..j + n0], &u[j..j + n0]);
+        let (p, k) = (base / plane, base % plane);
+        let next = |a: usize, up: bool| {
+            let (n, s, _, kind) = axes[a];
+            let i = (global / s) % n;
+            neighbour(global, i, n, s, up, kind)?;
+            Some(if a + 1 < d {
+                // Within the plane: the same offset locally.
+                row_of(neighbour(base, i, n, s, up, kind).expect("exists"))
+            } else if up {
+                if p + 1 < local_planes {
+                    row_of(base + plane)
+                } else {
+                    (halo_row(&hw.above, k, n0), halo_row(&hu.above, k, n0))
+                }
+            } else if p > 0 {
+                row_of(base - plane)
+            } else {
+                (halo_row(&hw.below, k, n0), halo_row(&hu.below, k, n0))
+            })
+        };
+        weighted_row(&axes, row_of(base), diagonal.map(|dg| &dg[base..base + n0]), next, o);
+    });
+    Ok(out)
+}
+
 /// This rank's block of `(−Δ_h + shift) u` ([`crate::operators::apply_shifted_laplacian`]'s
 /// stencil and ghost rules) for `u` given on this rank's planes of `grid`. A collective: one
 /// halo exchange. A block of the wrong length on any rank is an error on every rank.
@@ -86,15 +167,7 @@ pub fn slab_shifted_laplacian(
     let slabs = SlabDecomposition::new(grid, exchange.size())?;
     let rank = exchange.rank();
     let cells = slabs.cells(rank);
-    let bad = u.len() != cells.len();
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed Laplacian: a rank's block has the wrong length (this rank: {} values \
-             for its {} cells)",
-            u.len(),
-            cells.len()
-        )));
-    }
+    agree_lengths(exchange, "Laplacian", &[u.len()], cells.len())?;
     let d = grid.dim();
     let axes = stencil_axes(grid);
     let (_, _, ih2_s, kind_s) = axes[d - 1];
@@ -131,22 +204,76 @@ mod tests {
     use crate::distributed::exchange::LocalWorld;
     use crate::field::ScalarField;
     use crate::grid::BoundaryKind;
-    use crate::operators::apply_shifted_laplacian;
+    use crate::operators::{apply_shifted_laplacian, apply_weighted_laplacian_plus};
+
+    /// Non-divisible 2D and 3D grids with periodic, Neumann and Dirichlet slab axes (down to
+    /// one plane per rank on 4 ranks).
+    fn grids() -> Vec<(Vec<usize>, Vec<BoundaryKind>)> {
+        use BoundaryKind::*;
+        vec![
+            (vec![7, 6, 5], vec![Neumann, Periodic, Dirichlet]),
+            (vec![5, 6, 4], vec![Dirichlet, Neumann, Periodic]),
+            (vec![6, 5, 7], vec![Periodic, Periodic, Neumann]),
+            (vec![9, 4], vec![Neumann, Periodic]),
+            (vec![8, 3], vec![Periodic, Dirichlet]),
+        ]
+    }
+
+    /// The slab weighted operator (with and without a diagonal) equals the serial one to the
+    /// bit on 1–4 ranks, on the grids of [`slab_laplacian_equals_the_serial_one`]; a wrong
+    /// block length on one rank fails every rank.
+    #[test]
+    fn slab_weighted_laplacian_equals_the_serial_one() {
+        for (shape, kinds) in grids() {
+            let grid = crate::distributed::test_grid(&shape, &kinds);
+            let field = |f: &(dyn Fn(&[f64]) -> f64 + Sync)| {
+                ScalarField::from_fn(&grid, f).data().as_slice().unwrap().to_vec()
+            };
+            let u = field(&|x| {
+                let z = x.get(2).copied().unwrap_or(0.3);
+                (2.0 * x[0] + z).sin() * (1.0 + x[1] * x[1]) - z
+            });
+            let w = field(&|x| 0.1 + (-(x[0] - 0.4).powi(2) - (x[1] - 0.6).powi(2)).exp());
+            let dg = field(&|x| 3.0 + x[0] * x[1]);
+            let planes = shape[shape.len() - 1];
+            for diagonal in [None, Some(dg.as_slice())] {
+                let mut expected = vec![0.0; u.len()];
+                apply_weighted_laplacian_plus(&grid, &w, diagonal, &u, &mut expected);
+                for ranks in 1..=planes.min(4) {
+                    let blocks = LocalWorld::run(ranks, |ex| {
+                        let cells = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
+                        let d = diagonal.map(|d| &d[cells.clone()]);
+                        let out = slab_weighted_laplacian(
+                            ex,
+                            &grid,
+                            &w[cells.clone()],
+                            d,
+                            &u[cells.clone()],
+                        );
+                        (cells, out.unwrap())
+                    });
+                    for (cells, out) in blocks {
+                        assert_eq!(out, expected[cells], "{shape:?} {kinds:?} on {ranks} ranks");
+                    }
+                }
+            }
+        }
+        let grid = crate::distributed::test_grid(&[6, 5, 4], &[BoundaryKind::Neumann; 3]);
+        let errors = LocalWorld::run(2, |ex| {
+            let cells = SlabDecomposition::new(&grid, 2).unwrap().cells(ex.rank());
+            let n = cells.len() - ex.rank(); // rank 1's weight is one value short
+            let u = vec![1.0; cells.len()];
+            slab_weighted_laplacian(ex, &grid, &vec![1.0; n], None, &u).unwrap_err().to_string()
+        });
+        assert!(errors.iter().all(|e| e.contains("wrong length")), "{errors:?}");
+    }
 
     /// The slab operator equals the serial one to the bit on 1–4 ranks, on non-divisible 2D
     /// and 3D grids with periodic, Neumann and Dirichlet slab axes (down to one plane per
     /// rank, and two ranks on a periodic axis, where one rank is both neighbours).
     #[test]
     fn slab_laplacian_equals_the_serial_one() {
-        use BoundaryKind::*;
-        let cases: Vec<(Vec<usize>, Vec<BoundaryKind>)> = vec![
-            (vec![7, 6, 5], vec![Neumann, Periodic, Dirichlet]),
-            (vec![5, 6, 4], vec![Dirichlet, Neumann, Periodic]),
-            (vec![6, 5, 7], vec![Periodic, Periodic, Neumann]),
-            (vec![9, 4], vec![Neumann, Periodic]),
-            (vec![8, 3], vec![Periodic, Dirichlet]),
-        ];
-        for (shape, kinds) in cases {
+        for (shape, kinds) in grids() {
             let grid = crate::distributed::test_grid(&shape, &kinds);
             let u = ScalarField::from_fn(&grid, |x| {
                 let z = x.get(2).copied().unwrap_or(0.3);

@@ -108,7 +108,7 @@ pub fn apply_weighted_laplacian(grid: &Grid, w: &[f64], u: &[f64], out: &mut [f6
 
 /// [`apply_weighted_laplacian`] plus a diagonal: `out = −∇_h·(w ∇_h u) + d u` (each cell's
 /// face fluxes first, then `d u`), in one pass.
-pub(crate) fn apply_weighted_laplacian_plus(
+pub fn apply_weighted_laplacian_plus(
     grid: &Grid,
     w: &[f64],
     diagonal: Option<&[f64]>,
@@ -116,42 +116,60 @@ pub(crate) fn apply_weighted_laplacian_plus(
     out: &mut [f64],
 ) {
     let axes = stencil_axes(grid);
-    let (n0, _, ih0, kind0) = axes[0];
+    let n0 = axes[0].0;
     out.par_chunks_mut(n0).enumerate().for_each(|(row, o)| {
         let base = row * n0;
-        let (wr, ur) = (&w[base..base + n0], &u[base..base + n0]);
-        for (x, o) in o.iter_mut().enumerate() {
-            let mut acc = 0.0;
-            for up in [false, true] {
-                acc += match neighbour(x, x, n0, 1, up, kind0) {
-                    Some(j) => 0.5 * (wr[x] + wr[j]) * (ur[x] - ur[j]),
-                    None => wr[x] * (ur[x] - ghost(kind0, ur[x])),
-                } * ih0;
-            }
-            *o = acc;
+        let row_of = |j: usize| (&w[j..j + n0], &u[j..j + n0]);
+        let next = |a: usize, up: bool| {
+            let (n, s, _, kind) = axes[a];
+            neighbour(base, (base / s) % n, n, s, up, kind).map(row_of)
+        };
+        weighted_row(&axes, row_of(base), diagonal.map(|d| &d[base..base + n0]), next, o);
+    });
+}
+
+/// One row (an axis-0 line of C order) of `−∇_h·(w ∇_h u) + d u`: `(w, u)` on the row,
+/// `next(a, up)` the neighbouring row's `(w, u)` along axis `a ≥ 1` (`None` at a
+/// non-periodic face: the ghost rule, the face taking the cell's weight). Each cell adds
+/// its faces' fluxes in axis order, low face first, then `d u` — the order every caller
+/// (the serial kernel, the slab one) shares, so their results agree to the bit.
+pub(crate) fn weighted_row<'a>(
+    axes: &[(usize, usize, f64, BoundaryKind)],
+    (wr, ur): (&[f64], &[f64]),
+    diagonal: Option<&[f64]>,
+    next: impl Fn(usize, bool) -> Option<(&'a [f64], &'a [f64])>,
+    o: &mut [f64],
+) {
+    let (n0, _, ih0, kind0) = axes[0];
+    for (x, o) in o.iter_mut().enumerate() {
+        let mut acc = 0.0;
+        for up in [false, true] {
+            acc += match neighbour(x, x, n0, 1, up, kind0) {
+                Some(j) => 0.5 * (wr[x] + wr[j]) * (ur[x] - ur[j]),
+                None => wr[x] * (ur[x] - ghost(kind0, ur[x])),
+            } * ih0;
         }
-        for &(n, s, ih2, kind) in &axes[1..] {
-            let i = (base / s) % n;
-            for up in [false, true] {
-                match neighbour(base, i, n, s, up, kind) {
-                    Some(j) => {
-                        let (wn, un) = (&w[j..j + n0], &u[j..j + n0]);
-                        for x in 0..n0 {
-                            o[x] += 0.5 * (wr[x] + wn[x]) * (ur[x] - un[x]) * ih2;
-                        }
+        *o = acc;
+    }
+    for (a, &(_, _, ih2, kind)) in axes.iter().enumerate().skip(1) {
+        for up in [false, true] {
+            match next(a, up) {
+                Some((wn, un)) => {
+                    for x in 0..n0 {
+                        o[x] += 0.5 * (wr[x] + wn[x]) * (ur[x] - un[x]) * ih2;
                     }
-                    None => {
-                        for x in 0..n0 {
-                            o[x] += wr[x] * (ur[x] - ghost(kind, ur[x])) * ih2;
-                        }
+                }
+                None => {
+                    for x in 0..n0 {
+                        o[x] += wr[x] * (ur[x] - ghost(kind, ur[x])) * ih2;
                     }
                 }
             }
         }
-        if let Some(d) = diagonal {
-            o.iter_mut().zip(&d[base..base + n0]).zip(ur).for_each(|((o, d), u)| *o += d * u);
-        }
-    });
+    }
+    if let Some(d) = diagonal {
+        o.iter_mut().zip(d).zip(ur).for_each(|((o, d), u)| *o += d * u);
+    }
 }
 
 /// The ghost value beyond a non-periodic face of a cell holding `v`: `v` (Neumann: zero

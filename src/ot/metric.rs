@@ -92,6 +92,47 @@ impl Metric {
     }
 }
 
+/// What the weighted metric's CG needs from the grid it runs on: the operator, the
+/// preconditioner's Poisson solve and sums over every cell. [`PoissonSolver`] is the whole
+/// grid in one process; `distributed::SlabMetric` is one rank's slab of it.
+pub trait MetricOps {
+    /// `out = −∇_h·(w ∇_h u) + d u` on this process's cells of `grid`.
+    fn apply(
+        &mut self,
+        grid: &Grid,
+        w: &[f64],
+        diagonal: Option<&[f64]>,
+        u: &[f64],
+        out: &mut [f64],
+    ) -> Result<()>;
+    /// `z = (−Δ_h + λ)⁻¹ r` (the planned solver's λ and mean policy) on this process's cells.
+    fn poisson(&mut self, r: &[f64], z: &mut [f64]) -> Result<()>;
+    /// The sum over every process of this process's `local` sum.
+    fn total(&self, local: f64) -> f64;
+}
+
+impl MetricOps for PoissonSolver {
+    fn apply(
+        &mut self,
+        grid: &Grid,
+        w: &[f64],
+        diagonal: Option<&[f64]>,
+        u: &[f64],
+        out: &mut [f64],
+    ) -> Result<()> {
+        apply_weighted_laplacian_plus(grid, w, diagonal, u, out);
+        Ok(())
+    }
+
+    fn poisson(&mut self, r: &[f64], z: &mut [f64]) -> Result<()> {
+        self.solve(r, z)
+    }
+
+    fn total(&self, local: f64) -> f64 {
+        local
+    }
+}
+
 /// The weight `max(ρ, floor · max ρ)`.
 pub(crate) fn floored(rho: &[f64], floor: f64) -> Vec<f64> {
     let peak = rho.par_iter().copied().reduce(|| 0.0, f64::max);
@@ -160,8 +201,8 @@ impl WeightedSolver {
 
     /// `z = W^{-1/2} (−Δ)⁻¹ W^{-1/2} r` for side `k`, with `scaled = W^{-1/2} r` already
     /// written; returns `r·z` (summed as [`dot`] sums).
-    fn precondition(&mut self, poisson: &mut PoissonSolver, k: usize) -> Result<f64> {
-        poisson.solve(&self.scaled, &mut self.preconditioned)?;
+    fn precondition(&mut self, ops: &mut impl MetricOps, k: usize) -> Result<f64> {
+        ops.poisson(&self.scaled, &mut self.preconditioned)?;
         let s = &self.weights[k].1;
         let parts: Vec<f64> = self
             .preconditioned
@@ -177,7 +218,7 @@ impl WeightedSolver {
                     .sum::<f64>()
             })
             .collect();
-        Ok(parts.iter().sum())
+        Ok(ops.total(parts.iter().sum()))
     }
 
     /// Approximately solves `−∇·(w_k ∇x) (+ d_k x) = r` (r of zero sum without a diagonal)
@@ -186,7 +227,7 @@ impl WeightedSolver {
     pub(crate) fn solve(
         &mut self,
         grid: &Grid,
-        poisson: &mut PoissonSolver,
+        ops: &mut impl MetricOps,
         k: usize,
         r: &[f64],
         x: &mut [f64],
@@ -200,7 +241,7 @@ impl WeightedSolver {
                 *res = *r;
                 *o = r * s;
             });
-        let mut rz = self.precondition(poisson, k)?;
+        let mut rz = self.precondition(ops, k)?;
         self.direction.copy_from_slice(&self.preconditioned);
         let start = rz;
         if !rz.is_finite() {
@@ -213,14 +254,8 @@ impl WeightedSolver {
                 return Ok(it - 1); // r = 0: nothing to do
             }
             let diagonal = Some(self.diagonals[k].as_slice()).filter(|d| !d.is_empty());
-            apply_weighted_laplacian_plus(
-                grid,
-                &self.weights[k].0,
-                diagonal,
-                &self.direction,
-                &mut self.product,
-            );
-            let curvature = dot(&self.direction, &self.product);
+            ops.apply(grid, &self.weights[k].0, diagonal, &self.direction, &mut self.product)?;
+            let curvature = ops.total(dot(&self.direction, &self.product));
             if curvature <= 0.0 || !curvature.is_finite() {
                 return Ok(it - 1); // round-off at convergence: keep the iterate
             }
@@ -235,7 +270,7 @@ impl WeightedSolver {
                     *r -= alpha * a;
                     *o = *r * s;
                 });
-            let next = self.precondition(poisson, k)?;
+            let next = self.precondition(ops, k)?;
             if next <= CG_TOLERANCE * CG_TOLERANCE * start {
                 return Ok(it);
             }
