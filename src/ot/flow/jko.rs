@@ -226,16 +226,6 @@ pub struct JkoWorkspace {
     shifted: Option<(f64, PoissonSolver)>,
     /// The step's metric (planned per step).
     metric: Option<WeightedSolver>,
-    /// Whether the p side's metric is rebuilt at each forward half step: for the
-    /// divergences whose density blows up at a finite dual value (Jensen–Shannon,
-    /// Hellinger, reverse KL), whose curvature `(e*)''` changes by orders of magnitude
-    /// within a step. Measured, 32², τ = 0.01, from a Gaussian to another: reverse KL's
-    /// first step stalled at an H⁻¹ error of 1.7e-2 (0.54 cells) with the start's metric,
-    /// 2.2e-3 with this; Hellinger 1.8e-3 → 8.2e-4 with fewer iterations (59 → 58 for 10
-    /// steps); Jensen–Shannon to a two-bump target at 128²: dual gap −4.4e-3 (H⁻¹ error
-    /// 2.5e-3) → −2.1e-4 (1.9e-4). The entropy, χ² and porous media keep the step's metric
-    /// (porous m = 2 from a compact support: 47 → 13 iterations, but its error 1.9e-3 → 2.8e-3).
-    follows: bool,
     norm: Vec<f64>,
     identity: VectorField,
     jacobian: JacobianPushForward,
@@ -253,7 +243,6 @@ impl JkoWorkspace {
                 .with_mean_policy(MeanPolicy::Project),
             shifted: None,
             metric: None,
-            follows: false,
             norm: vec![0.0; n],
             identity: VectorField::from_fn(grid, |x, out| out.copy_from_slice(x)),
             jacobian: JacobianPushForward::new(grid)?,
@@ -330,29 +319,34 @@ impl Dual<'_> {
         -(qmu + self.tau * conj) * self.vol
     }
 
-    /// `p − σc`, the forward half step's candidate; for an energy whose density blows up at a
-    /// finite dual value (the divergences with `sup dom e* < ∞`: Jensen–Shannon, Hellinger,
-    /// reverse KL) a cell where s rises takes the linearised density instead:
+    /// `p − σc`, the forward half step's candidate; given the iterate's dual variable s (for
+    /// an energy with a domain edge, [`Self::has_edge`]) a cell where s rises takes the
+    /// linearised density instead:
     /// `s₁ = e'(ρ + (e*)''(s) Δs)` with `Δs = −σc/τ` (`s₁ ≤ s + Δs`, as ρ(s) is convex), the
     /// same direction to first order in σ. Near the domain's edge ρ(s) grows like
     /// 1/(edge − s): a step of s that the quadratic model takes for a doubling of ρ reaches
     /// the edge. Measured: Jensen–Shannon between two Gaussians (32², τ = 0.01), step sizes
     /// ~1e-3 of the natural one and the first step stalled at an H⁻¹ error of 7.3e-2 (2.3
     /// cells); with the linearised density 5.4e-4.
-    fn step_p(&self, out: &mut ScalarField, p: &ScalarField, correction: &[f64], sigma: f64) {
+    fn step_p(
+        &self,
+        out: &mut ScalarField,
+        p: &ScalarField,
+        s: Option<&[f64]>,
+        correction: &[f64],
+        sigma: f64,
+    ) {
         let e = self.energy;
-        let edge = e.internal.as_ref().map_or(f64::INFINITY, |i| i.max_dual());
         let out = out.as_mut_slice();
         let p = p.data();
         let p = p.as_slice().expect("contiguous");
-        if !edge.is_finite() {
+        let Some(s) = s else {
             out.par_iter_mut()
                 .zip(p.par_iter().zip(correction.par_iter()))
                 .for_each(|(o, (p, c))| *o = p - sigma * c);
             return;
-        }
+        };
         let tau = self.tau;
-        let s = self.dual_variable_slice(p);
         out.par_iter_mut()
             .zip(p.par_iter().zip(correction.par_iter()).zip(s.par_iter()))
             .enumerate()
@@ -365,6 +359,24 @@ impl Dual<'_> {
                     p - sigma * c
                 };
             });
+    }
+
+    /// Whether the energy's density blows up at a finite dual value (`sup dom e* < ∞`: the
+    /// divergences Jensen–Shannon, Hellinger, reverse KL). Their curvature `(e*)''` changes
+    /// by orders of magnitude within a step, so their forward half steps rebuild the p side's
+    /// metric at the iterate — weight `max(ρ_p, S#μ)` (the transport Hessian's weight is
+    /// S#μ, which a start far from the solution misses) floored at 1 %, diagonal
+    /// `(e*)''(s)/τ` — and take the linearised density where s rises ([`Self::step_p`]).
+    /// Measured, 32², τ = 0.01, from a Gaussian to another: reverse KL's first step stalled
+    /// at an H⁻¹ error of 4.1e-2 before, 2.7e-3 with both (with the linearised density alone
+    /// it still stalled; with the metric alone a later step ended above half a cell);
+    /// Hellinger 1.4e-2 → 7.7e-4; Jensen–Shannon to a
+    /// two-bump target at 128² (one step): dual gap −4.4e-3 with H⁻¹ error 2.5e-3 (taken for
+    /// the floor but not solved) → −2.1e-4 with 1.9e-4. The entropy, χ² and porous media keep
+    /// the step's metric (porous m = 2 from a compact support: 47 → 13 iterations, but its
+    /// error 1.9e-3 → 2.8e-3).
+    fn has_edge(&self) -> bool {
+        self.energy.internal.as_ref().is_some_and(|e| e.max_dual().is_finite())
     }
 
     /// The iterate at p: normalised, with its c-transform and value.
@@ -640,7 +652,7 @@ impl JkoParams {
     /// H¹ metric the condition number grows like 1/(Dτ) times the density's contrast
     /// (measured: an Ornstein–Uhlenbeck step from a zero start stalled at an H⁻¹ error of
     /// 1.3e-2 after 52 iterations).
-    /// Built once per step (but see [`JkoWorkspace::follows`]).
+    /// Built once per step (but see [`Dual::has_edge`]).
     fn build_metric(&self, dual: &Dual, it: &Iterate, ws: &mut JkoWorkspace) -> Result<()> {
         let grid = ws.grid.clone();
         let rho = dual.density(&it.p)?;
@@ -654,7 +666,6 @@ impl JkoParams {
             (num / den).max(0.0)
         };
         let positive = slices[1].par_iter().all(|m| *m > 0.0);
-        ws.follows = dual.energy.internal.as_ref().is_some_and(|e| e.max_dual().is_finite());
         let metric = if positive && schroedinger_form(dual.energy, &d, slices[0], &grid) {
             // The q side's operator at the solution, where T#ρ_p = μ: weight μ and the
             // diagonal pulled back through the map, d(S(x)) det DS(x) = λμ(x).
@@ -739,13 +750,12 @@ impl JkoParams {
             .for_each(|(out, (t, r))| *out = t - r);
         let (_, shifted) = ws.shifted.as_mut().expect("planned on entry");
         let metric = ws.metric.as_mut().expect("planned on entry");
-        if forward && ws.follows {
-            // The p side's metric at the iterate ([`JkoWorkspace::follows`]): weight
-            // max(ρ_p, S#μ), the transport Hessian's weight S#μ where the iterate's ρ_p is
-            // far from it, and the diagonal at the iterate's s.
+        // The iterate's dual variable, for an energy with an edge ([`Dual::has_edge`]): the
+        // p side's metric at the iterate and the candidates' linearised density.
+        let s_iterate = (forward && dual.has_edge()).then(|| dual.dual_variable(&it.p));
+        if let Some(s) = &s_iterate {
             let w: Vec<f64> = t.par_iter().zip(r.par_iter()).map(|(a, b)| a.max(*b)).collect();
-            let s = dual.dual_variable(&it.p);
-            let d = self.curvature_diagonal(dual, &s, t);
+            let d = self.curvature_diagonal(dual, s, t);
             metric.set_side(0, floored(&w, FLOOR), Some(d));
         }
         let k = if forward { 0 } else { 1 };
@@ -759,7 +769,7 @@ impl JkoParams {
             let candidate = if forward {
                 let mut p = it.p.clone();
                 let s = *sigma;
-                dual.step_p(&mut p, &it.p, &ws.correction, s);
+                dual.step_p(&mut p, &it.p, s_iterate.as_deref(), &ws.correction, s);
                 dual.iterate(p)?
             } else {
                 let mut q = it.q.clone();
@@ -818,7 +828,9 @@ mod tests {
         let sigma = 1.0;
         let dual = Dual { energy: &energy, mu: &mu, tau, vol: grid.cell_volume() };
         let mut out = ScalarField::zeros(&grid);
-        dual.step_p(&mut out, &p, &correction, sigma);
+        assert!(dual.has_edge());
+        let s = dual.dual_variable(&p);
+        dual.step_p(&mut out, &p, Some(&s), &correction, sigma);
         let (p, out) = (p.data().as_slice().unwrap(), out.data().as_slice().unwrap());
         for i in 0..n {
             let (s0, s1) = (p[i] / tau, out[i] / tau);
@@ -836,7 +848,8 @@ mod tests {
         let dual = Dual { energy: &chi2, mu: &mu, tau, vol: grid.cell_volume() };
         let q = ScalarField::from_vec(&grid, p.to_vec()).unwrap();
         let mut out = ScalarField::zeros(&grid);
-        dual.step_p(&mut out, &q, &correction, sigma);
+        assert!(!dual.has_edge());
+        dual.step_p(&mut out, &q, None, &correction, sigma);
         for (i, o) in out.data().iter().enumerate() {
             assert_eq!(*o, p[i] - sigma * correction[i]);
         }

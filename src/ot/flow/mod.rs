@@ -1094,7 +1094,7 @@ mod tests {
     }
 
     /// Jensen–Shannon to a two-bump target from a Gaussian (128², τ = 0.01, one step): with
-    /// the p side's metric rebuilt at each iterate (`JkoWorkspace::follows`) the step ends
+    /// the p side's metric rebuilt at each iterate (`jko::Dual::has_edge`) the step ends
     /// with a small H⁻¹ error and a dual gap near 0 (measured 1.9e-4 and −2.1e-4; with the
     /// start's metric 2.5e-3 and −4.4e-3: the step was not solved, though "at its floor").
     #[test]
