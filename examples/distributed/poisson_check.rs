@@ -9,7 +9,7 @@
 //! Every rank solves `(−Δ_h + c)u = f` for its planes of 64³, 96³ and non-divisible grids
 //! (periodic, Neumann, Dirichlet and mixed axes) and compares them with the serial solve of
 //! the whole grid, then does the same for the c-transform, the soft c-transform and the
-//! halo-exchanged `(−Δ_h + c)` and `−∇·(w∇) + d` of a potential; rank 0 prints the
+//! halo-exchanged `(−Δ_h + c)`, `−∇·(w∇) + d` and `∇_h` of a potential; rank 0 prints the
 //! largest differences (relative to the solution's peak for the solve), the seconds of each
 //! distributed operation and the values each rank sent, and the process exits non-zero if
 //! any case is off by more than 1e-12. Then Sinkhorn (ε = 0.01, single grid) between two
@@ -26,12 +26,12 @@
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_c_transform, slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform,
+    slab_c_transform, slab_gradient, slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform,
     slab_weighted_laplacian, write_collective, Exchange, Single, SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
-use otgrid::operators::{apply_shifted_laplacian, apply_weighted_laplacian_plus};
+use otgrid::operators::{apply_shifted_laplacian, apply_weighted_laplacian_plus, gradient};
 use otgrid::ot::c_transform;
 use otgrid::ot::{Options, Problem, Sinkhorn, Solver};
 use otgrid::spectral::{MeanPolicy, PoissonSolver, Symbol};
@@ -166,6 +166,18 @@ fn main() {
                 "  −∇·(w∇) + d with halos: {}",
                 if all_same { "bitwise equal" } else { "DIFFERS" }
             );
+        }
+        failed |= !all_same;
+
+        // The gradient (bfm's map x + ∇p), with one halo exchange.
+        let field = ScalarField::from_vec(&grid, f.clone()).expect("the grid's size");
+        let serial_gradient = gradient(&field);
+        let serial_gradient = serial_gradient.data().as_slice().expect("contiguous");
+        let applied = or_exit(&ex, slab_gradient(&ex, &grid, &f[cells.clone()]));
+        let same = applied == serial_gradient[cells.start * 3..cells.end * 3];
+        let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
+        if ex.rank() == 0 {
+            println!("  ∇_h with halos: {}", if all_same { "bitwise equal" } else { "DIFFERS" });
         }
         failed |= !all_same;
 

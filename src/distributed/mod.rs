@@ -12,7 +12,7 @@
 //! - [`sinkhorn`]: the Sinkhorn solver on slabs (single grid), equal to the serial one with
 //!   `multiscale: false` to round-off;
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
-//!   and the weighted `−∇·(w∇) + d`), equal to [`crate::operators`]' to the bit;
+//!   and the weighted `−∇·(w∇) + d`, the gradient), equal to [`crate::operators`]' to the bit;
 //! - [`metric`]: the weighted metric's preconditioned CG (bfm's and the JKO steps') on
 //!   slabs, the serial solver's iterations and solution to round-off.
 //!
@@ -39,7 +39,7 @@ pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
-pub use operators::{slab_shifted_laplacian, slab_weighted_laplacian};
+pub use operators::{slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian};
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;

@@ -192,21 +192,35 @@ pub fn gradient(u: &ScalarField) -> VectorField {
     let mut g = VectorField::zeros(grid);
     g.as_mut_slice().par_chunks_mut(d).enumerate().for_each(|(flat, out)| {
         for (a, ax) in grid.axes().iter().enumerate() {
-            let (n, s, h) = (ax.cells, st[a], ax.spacing());
+            let (n, s) = (ax.cells, st[a]);
             let i = (flat / s) % n;
-            let left = neighbour(flat, i, n, s, false, ax.boundary);
-            let right = neighbour(flat, i, n, s, true, ax.boundary);
-            out[a] = match (left, right, ax.boundary) {
-                (Some(l), Some(r), _) => (src[r] - src[l]) / (2.0 * h),
-                (None, Some(r), BoundaryKind::Dirichlet) => (src[flat] + src[r] / 3.0) / h,
-                (Some(l), None, BoundaryKind::Dirichlet) => -(src[flat] + src[l] / 3.0) / h,
-                (None, Some(r), _) => (src[r] - src[flat]) / (2.0 * h),
-                (Some(l), None, _) => (src[flat] - src[l]) / (2.0 * h),
-                (None, None, _) => 0.0,
-            };
+            let left = neighbour(flat, i, n, s, false, ax.boundary).map(|l| src[l]);
+            let right = neighbour(flat, i, n, s, true, ax.boundary).map(|r| src[r]);
+            out[a] = centred_difference(ax.boundary, ax.spacing(), left, src[flat], right);
         }
     });
     g
+}
+
+/// One component of [`gradient`] at a cell holding `here`, from its neighbours' values along
+/// the axis (`None` beyond a non-periodic face): centred, or at a face the one-sided rule of
+/// the module table.
+#[inline]
+pub(crate) fn centred_difference(
+    kind: BoundaryKind,
+    h: f64,
+    left: Option<f64>,
+    here: f64,
+    right: Option<f64>,
+) -> f64 {
+    match (left, right, kind) {
+        (Some(l), Some(r), _) => (r - l) / (2.0 * h),
+        (None, Some(r), BoundaryKind::Dirichlet) => (here + r / 3.0) / h,
+        (Some(l), None, BoundaryKind::Dirichlet) => -(here + l / 3.0) / h,
+        (None, Some(r), _) => (r - here) / (2.0 * h),
+        (Some(l), None, _) => (here - l) / (2.0 * h),
+        (None, None, _) => 0.0,
+    }
 }
 
 /// `∇_h · v` by centred differences of each component along its own axis.
