@@ -134,15 +134,7 @@ fn main() {
         let mut serial_apply = vec![0.0; f.len()];
         apply_shifted_laplacian(&grid, shift, &f, &mut serial_apply);
         let applied = or_exit(&ex, slab_shifted_laplacian(&ex, &grid, shift, &f[cells.clone()]));
-        let same = applied == serial_apply[cells.clone()];
-        let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
-        if ex.rank() == 0 {
-            println!(
-                "  (−Δ_h + c) with halos: {}",
-                if all_same { "bitwise equal" } else { "DIFFERS" }
-            );
-        }
-        failed |= !all_same;
+        failed |= !bitwise(&ex, "(−Δ_h + c)", applied == serial_apply[cells.clone()]);
 
         // The weighted operator of bfm's metric, −∇·(w∇u) + d u, with halos of u and w.
         let w: Vec<f64> = f.iter().map(|v| 0.05 + v * v).collect();
@@ -159,27 +151,14 @@ fn main() {
                 &f[cells.clone()],
             ),
         );
-        let same = applied == serial_apply[cells.clone()];
-        let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
-        if ex.rank() == 0 {
-            println!(
-                "  −∇·(w∇) + d with halos: {}",
-                if all_same { "bitwise equal" } else { "DIFFERS" }
-            );
-        }
-        failed |= !all_same;
+        failed |= !bitwise(&ex, "−∇·(w∇) + d", applied == serial_apply[cells.clone()]);
 
         // The gradient (bfm's map x + ∇p), with one halo exchange.
         let field = ScalarField::from_vec(&grid, f.clone()).expect("the grid's size");
         let serial_gradient = gradient(&field);
         let serial_gradient = serial_gradient.data().as_slice().expect("contiguous");
         let applied = or_exit(&ex, slab_gradient(&ex, &grid, &f[cells.clone()]));
-        let same = applied == serial_gradient[cells.start * 3..cells.end * 3];
-        let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
-        if ex.rank() == 0 {
-            println!("  ∇_h with halos: {}", if all_same { "bitwise equal" } else { "DIFFERS" });
-        }
-        failed |= !all_same;
+        failed |= !bitwise(&ex, "∇_h", applied == serial_gradient[cells.start * 3..cells.end * 3]);
 
         // The soft c-transform (Sinkhorn's kernel) at ε = 0.01.
         let eps = 0.01;
@@ -205,6 +184,16 @@ fn main() {
         }
         std::process::exit(1);
     }
+}
+
+/// Whether every rank's block equals the serial one to the bit; rank 0 prints the verdict
+/// for `name`.
+fn bitwise(ex: &MpiExchange, name: &str, same: bool) -> bool {
+    let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
+    if ex.rank() == 0 {
+        println!("  {name} with halos: {}", if all_same { "bitwise equal" } else { "DIFFERS" });
+    }
+    all_same
 }
 
 /// The serial soft c-transform: the slab transform on one rank is the serial kernel's
