@@ -246,6 +246,8 @@ pub struct FlowZooRow {
     pub energy: (f64, f64),
     /// Steps per outcome that is not converged or at the floor (`stalled`, …).
     pub failed_steps: Vec<String>,
+    /// The largest relative mass change of a step.
+    pub mass_drift: f64,
     /// Whether every check held.
     pub solved: bool,
     /// The first check that failed.
@@ -317,6 +319,7 @@ impl FlowCase {
             first_error: records.first().map_or(f64::NAN, |r| r.marginal_error),
             energy: (f0, records.last().map_or(f0, |r| r.energy)),
             failed_steps,
+            mass_drift: records.iter().map(|r| (r.mass - mass).abs() / mass).fold(0.0, f64::max),
             solved: reason.is_none(),
             reason,
         })
@@ -377,6 +380,7 @@ mod tests {
                 Some(_) => {
                     assert!(!row.solved, "{}: solved now, remove its known issue", case.name);
                     assert_eq!(row.steps, case.steps, "{}", case.name);
+                    assert!(row.mass_drift < 1e-12, "{}: mass drift {}", case.name, row.mass_drift);
                 }
             }
         }
