@@ -1,10 +1,10 @@
-//! OT: the discrete Legendre transform, the back-and-forth solver, Newton, the parabolic flow
-//! and Sinkhorn.
+//! OT: the discrete Legendre transform, the deposit push-forward, the back-and-forth solver,
+//! Newton, the parabolic flow and Sinkhorn.
 //! `cargo bench --bench ot`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use otgrid::ot::{legendre_transform, Maximum};
-use otgrid::{BoundaryKind, Grid, ScalarField};
+use otgrid::ot::{legendre_transform, push_forward_adaptive, Maximum};
+use otgrid::{BoundaryKind, Grid, ScalarField, VectorField};
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("legendre transform");
@@ -20,6 +20,30 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(name, |b| {
             b.iter(|| legendre_transform(&phi, &grid, Maximum::Discrete).unwrap())
+        });
+    }
+    g.finish();
+}
+
+/// The deposit push-forward (bfm's and the JKO steps' default) of a Gaussian by a smooth
+/// map that shifts and stretches it, with bfm's sub-cell counts (2 in 2D, 1 in 3D).
+fn bench_push_forward(c: &mut Criterion) {
+    let mut g = c.benchmark_group("push-forward deposit");
+    g.sample_size(10);
+    for (name, grid, subcells) in [
+        ("512^2", Grid::unit(2, 512, BoundaryKind::Neumann).unwrap(), 2),
+        ("128^3", Grid::unit(3, 128, BoundaryKind::Neumann).unwrap(), 1),
+    ] {
+        let mu = ScalarField::from_fn(&grid, |p| {
+            (-p.iter().map(|x| (x - 0.45) * (x - 0.45)).sum::<f64>() / 0.02).exp()
+        });
+        let map = VectorField::from_fn(&grid, |p, out| {
+            for (o, x) in out.iter_mut().zip(p) {
+                *o = 0.5 + 1.3 * (x - 0.45) + 0.02 * (5.0 * x).sin();
+            }
+        });
+        g.bench_function(name, |b| {
+            b.iter(|| push_forward_adaptive(&mu, &map, &grid, subcells).unwrap())
         });
     }
     g.finish();
@@ -129,5 +153,5 @@ fn bench_case(
     });
 }
 
-criterion_group!(benches, bench, bench_bfm, bench_sinkhorn, bench_newton);
+criterion_group!(benches, bench, bench_push_forward, bench_bfm, bench_sinkhorn, bench_newton);
 criterion_main!(benches);

@@ -72,7 +72,7 @@ pub fn cloud_in_cell(points: ArrayView2<'_, f64>, grid: &Grid) -> Result<ScalarF
                 row[a]
             };
         }
-        cells.add(&mut values, &y[..d], weight);
+        cells.add(values.as_mut_slice(), &y[..d], weight);
     }
     ScalarField::from_vec(grid, values)
 }
