@@ -14,7 +14,9 @@
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
 //!   and the weighted `−∇·(w∇) + d`, the gradient), equal to [`crate::operators`]' to the bit;
 //! - [`metric`]: the weighted metric's preconditioned CG (bfm's and the JKO steps') on
-//!   slabs, the serial solver's iterations and solution to round-off.
+//!   slabs, the serial solver's iterations and solution to round-off;
+//! - [`pushforward`]: the deposit push-forward `T#μ` on slabs (bfm's and the JKO steps'),
+//!   the serial deposit to the bit (both add in fixed point).
 //!
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
 //!   (parallel HDF5), the serial writer's layout and XDMF.
@@ -31,6 +33,7 @@ pub mod operators;
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub mod output;
 pub mod poisson;
+pub mod pushforward;
 pub mod sinkhorn;
 
 use std::ops::Range;
@@ -43,6 +46,7 @@ pub use operators::{slab_gradient, slab_shifted_laplacian, slab_weighted_laplaci
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
+pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
@@ -148,6 +152,26 @@ impl XPencils {
         }
         slab
     }
+}
+
+/// One `Alltoallv` of consecutive blocks: `send_counts[q]` values of `send` to rank q (in
+/// rank order), `recv_counts[s]` from rank s, returned in rank order.
+pub(crate) fn exchange_blocks(
+    exchange: &impl Exchange,
+    send: &[f64],
+    send_counts: &[usize],
+    recv_counts: &[usize],
+) -> Vec<f64> {
+    let mut recv = vec![0.0; recv_counts.iter().sum()];
+    exchange.all_to_all_v(
+        send,
+        send_counts,
+        &displacements(send_counts),
+        &mut recv,
+        recv_counts,
+        &displacements(recv_counts),
+    );
+    recv
 }
 
 /// Prefix sums: the displacements of consecutive blocks of `counts`.

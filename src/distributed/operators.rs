@@ -7,8 +7,8 @@
 //! [`crate::operators`]' to the bit. At the grid's own faces the ghost rules of
 //! [`crate::operators`] apply.
 
-use super::displacements;
 use super::exchange::Exchange;
+use super::{displacements, exchange_blocks};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
 use crate::operators::{
@@ -54,16 +54,8 @@ fn exchange_halos(
         // plane if I am above it (q is below me).
         recv_counts[q] = plane * (usize::from(above == Some(q)) + usize::from(below == Some(q)));
     }
-    let mut recv = vec![0.0; recv_counts.iter().sum()];
+    let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
     let recv_displs = displacements(&recv_counts);
-    exchange.all_to_all_v(
-        &send,
-        &send_counts,
-        &displacements(&send_counts),
-        &mut recv,
-        &recv_counts,
-        &recv_displs,
-    );
     let mut halos = Halos { below: None, above: None };
     if let Some(q) = above {
         // q's first plane comes first in q's block.

@@ -127,6 +127,46 @@ impl Accumulate for FixedCells<'_> {
     }
 }
 
+/// Fixed-point cells ([`FixedCells`]' arithmetic) allocated a plane of the slowest axis at
+/// a time, where shares land: a slab rank's deposit, whose shares may land on any plane.
+pub(crate) struct FixedPlanes {
+    planes: Vec<Option<Vec<i128>>>,
+    plane: usize,
+    scale: f64,
+}
+
+impl FixedPlanes {
+    /// No plane yet of `count` planes of `plane` cells; quantum `2^exponent`.
+    pub(crate) fn new(count: usize, plane: usize, exponent: i32) -> FixedPlanes {
+        FixedPlanes { planes: vec![None; count], plane, scale: power_of_two(-exponent) }
+    }
+
+    /// Adds `other`'s planes (exact).
+    pub(crate) fn merge(&mut self, other: FixedPlanes) {
+        for (mine, theirs) in self.planes.iter_mut().zip(other.planes) {
+            match (mine.as_mut(), theirs) {
+                (Some(a), Some(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
+                (None, Some(b)) => *mine = Some(b),
+                (_, None) => {}
+            }
+        }
+    }
+
+    /// The planes, `None` where no share landed.
+    pub(crate) fn into_planes(self) -> Vec<Option<Vec<i128>>> {
+        self.planes
+    }
+}
+
+impl Accumulate for FixedPlanes {
+    #[inline]
+    fn add_at(&mut self, i: usize, v: f64) {
+        let plane = self.plane;
+        let cells = self.planes[i / plane].get_or_insert_with(|| vec![0; plane]);
+        cells[i % plane] += to_fixed(v * self.scale);
+    }
+}
+
 /// The multilinear (cloud-in-cell) deposit of point masses on a grid's cell centres: a mass
 /// at y shared between the 2^d centres around it with multilinear weights; on a box axis y is
 /// clamped into the box and a share beyond the last centre stays in the boundary cell, on a

@@ -1,0 +1,306 @@
+//! The deposit push-forward `T#μ` on a slab-decomposed grid (bfm's and the JKO steps'
+//! default push-forward, [`crate::ot::push_forward_adaptive`]).
+//!
+//! Each rank deposits its own source cells. Their sub-cells ([`SubCells`]) place themselves
+//! along the map's slopes, which reach two planes beyond the rank's block along the slab axis
+//! (the one-sided slopes at a box face): those planes of the map come in one `Alltoallv`.
+//! The shares go, by cloud-in-cell weights, into fixed-point cells (exact sums,
+//! [`FixedPlanes`]) for the planes they land on — anywhere in the grid: a map moves mass
+//! across slabs. Each such plane then goes to its owner (one `Alltoallv` of the counts, one
+//! of the planes), which adds them to its own. Integer sums do not depend on their order, and
+//! the quantum comes from the global peak of |μ| (a max: exact over ranks), so the result is
+//! the serial deposit's to the bit, for every rank count.
+//!
+//! Communication per call: the map's 2 + 2 halo planes (`4 d × plane` values) and, per plane
+//! a rank's shares land on but does not own, `1 + 2 × plane` values (an `i128` travels as two
+//! doubles' bits) — for a map that moves mass by at most a plane, about two planes per
+//! neighbour.
+
+use super::exchange::Exchange;
+use super::{displacements, exchange_blocks};
+use crate::error::{Error, Result};
+use crate::grid::{Grid, SlabDecomposition};
+use crate::ot::pushforward::{
+    fixed_exponent, mass_bound, CellDeposit, FixedCells, FixedPlanes, SubCells, MAX_SUBCELLS,
+};
+use rayon::prelude::*;
+
+/// Planes of the map beyond a rank's block that its sub-cell slopes read (each side).
+const MAP_HALO: usize = 2;
+
+/// This rank's planes of `T#μ` (a density on `grid`) for `mu` (this rank's planes of a
+/// density on `grid`) and the map `map` (this rank's cells, `d` components each, interleaved
+/// as in [`crate::VectorField`]): [`crate::ot::push_forward_adaptive`] with at least
+/// `min_subcells` sub-cells per axis, to the bit. A collective: every rank calls it with
+/// the same grid and `min_subcells`. A block of the wrong length or with NaN / infinite
+/// values on any rank, or too few planes for the slopes, is an error on every rank.
+pub fn slab_push_forward(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    mu: &[f64],
+    map: &[f64],
+    min_subcells: usize,
+) -> Result<Vec<f64>> {
+    let slabs = SlabDecomposition::new(grid, exchange.size())?;
+    let rank = exchange.rank();
+    let cells = slabs.cells(rank);
+    let d = grid.dim();
+    let bad = mu.len() != cells.len()
+        || map.len() != cells.len() * d
+        || mu.iter().chain(map).any(|v| !v.is_finite());
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed push-forward: a rank's density or map has the wrong length or NaN / \
+             infinite values (this rank: {} and {} values for its {} cells, {d} components)",
+            mu.len(),
+            map.len(),
+            cells.len()
+        )));
+    }
+    let min_s = min_subcells.clamp(1, MAX_SUBCELLS);
+    let sub = SubCells::new(grid, grid, min_s, MAX_SUBCELLS)?;
+    let plane = slabs.plane_cells();
+    let axis = grid.axis(d - 1);
+    let (n, periodic) = (axis.cells, axis.boundary.is_periodic());
+
+    // The map on this rank's planes and MAP_HALO beyond (where they exist), and where each
+    // global plane sits in that block.
+    let wanted: Vec<Vec<usize>> =
+        (0..slabs.ranks()).map(|q| map_planes(&slabs.planes(q), n, periodic)).collect();
+    let block = gather_planes(exchange, &slabs, map, plane * d, &wanted)?;
+    let mut position = vec![usize::MAX; n];
+    for (k, &j) in wanted[rank].iter().enumerate() {
+        position[j] = k;
+    }
+    let at = |flat: usize, a: usize| {
+        let k = position[flat / plane];
+        debug_assert!(k != usize::MAX, "a slope read a plane outside the halo");
+        block[(k * plane + flat % plane) * d + a]
+    };
+
+    // The quantum: from the global peak (as the serial deposit's, from the whole grid's).
+    let local_peak = mu.par_iter().map(|v| v.abs()).reduce(|| 0.0, f64::max);
+    let exponent = fixed_exponent(mass_bound(exchange.max(local_peak), grid));
+    let vol = grid.cell_volume();
+    let target = CellDeposit::new(grid);
+    let parts = rayon::current_num_threads().clamp(1, mu.len().max(1));
+    let len = mu.len().div_ceil(parts).max(1);
+    let landed = mu
+        .par_chunks(len)
+        .enumerate()
+        .map(|(part, chunk)| {
+            let mut acc = FixedPlanes::new(n, plane, exponent);
+            for (k, &m) in chunk.iter().enumerate() {
+                if m != 0.0 {
+                    let i = cells.start + part * len + k;
+                    sub.each(i, m * vol, at, |y, share| target.add(&mut acc, y, share));
+                }
+            }
+            acc
+        })
+        .reduce_with(|mut a, b| {
+            a.merge(b);
+            a
+        })
+        .map(FixedPlanes::into_planes)
+        .unwrap_or_else(|| vec![None; n]);
+
+    let mine = scatter_to_owners(exchange, &slabs, plane, landed);
+    Ok(mine.into_par_iter().map(|v| FixedCells::value(v, exponent) / vol).collect())
+}
+
+/// The planes of the slab axis (n planes) whose map a block of `planes` reads: the block and
+/// [`MAP_HALO`] beyond on each side (wrapped on a periodic axis, cut at a box face), in order,
+/// each once.
+fn map_planes(planes: &std::ops::Range<usize>, n: usize, periodic: bool) -> Vec<usize> {
+    let mut out = Vec::with_capacity(planes.len() + 2 * MAP_HALO);
+    let (lo, hi) = (planes.start as isize - MAP_HALO as isize, (planes.end + MAP_HALO) as isize);
+    for j in lo..hi {
+        let j = if periodic {
+            j.rem_euclid(n as isize) as usize
+        } else if (0..n as isize).contains(&j) {
+            j as usize
+        } else {
+            continue;
+        };
+        if !out.contains(&j) {
+            out.push(j);
+        }
+    }
+    out
+}
+
+/// Rank q's copy of the planes `wanted[q]` (in that order) of a field stored per rank by
+/// planes of `plane` values: every rank sends each the wanted planes it owns, one
+/// `Alltoallv`.
+fn gather_planes(
+    exchange: &impl Exchange,
+    slabs: &SlabDecomposition,
+    data: &[f64],
+    plane: usize,
+    wanted: &[Vec<usize>],
+) -> Result<Vec<f64>> {
+    let rank = exchange.rank();
+    let ranks = slabs.ranks();
+    let own = slabs.planes(rank);
+    let mut send = Vec::new();
+    let mut send_counts = vec![0; ranks];
+    for (q, list) in wanted.iter().enumerate() {
+        for &j in list.iter().filter(|j| own.contains(j)) {
+            send.extend_from_slice(&data[(j - own.start) * plane..][..plane]);
+            send_counts[q] += plane;
+        }
+    }
+    let recv_counts: Vec<usize> = (0..ranks)
+        .map(|s| wanted[rank].iter().filter(|&&j| slabs.owner(j) == s).count() * plane)
+        .collect();
+    let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
+    // Each owner's planes arrive in `wanted` order: take them in that order.
+    let mut next = displacements(&recv_counts);
+    let mut out = Vec::with_capacity(wanted[rank].len() * plane);
+    for &j in &wanted[rank] {
+        let s = slabs.owner(j);
+        out.extend_from_slice(&recv[next[s]..][..plane]);
+        next[s] += plane;
+    }
+    Ok(out)
+}
+
+/// The sum over ranks of the fixed-point planes `landed` (this rank's shares, indexed by
+/// global plane), on this rank's own planes: each plane goes to its owner, which adds (exact
+/// integer sums, in any order). Two `Alltoallv`s: the plane counts, then the planes, each as
+/// its index and its `i128` cells as pairs of doubles' bits.
+fn scatter_to_owners(
+    exchange: &impl Exchange,
+    slabs: &SlabDecomposition,
+    plane: usize,
+    landed: Vec<Option<Vec<i128>>>,
+) -> Vec<i128> {
+    let rank = exchange.rank();
+    let ranks = slabs.ranks();
+    let own = slabs.planes(rank);
+    let mut mine = vec![0i128; own.len() * plane];
+    let record = 1 + 2 * plane;
+    let mut send = Vec::new();
+    let mut counts = vec![0.0; ranks];
+    let mut send_counts = vec![0; ranks];
+    for (q, count) in counts.iter_mut().enumerate() {
+        for j in slabs.planes(q) {
+            let Some(cells) = &landed[j] else { continue };
+            if q == rank {
+                let at = &mut mine[(j - own.start) * plane..][..plane];
+                at.iter_mut().zip(cells).for_each(|(a, b)| *a += b);
+                continue;
+            }
+            send.push(j as f64);
+            for &v in cells {
+                let bits = v as u128;
+                send.push(f64::from_bits(bits as u64));
+                send.push(f64::from_bits((bits >> 64) as u64));
+            }
+            *count += 1.0;
+            send_counts[q] += record;
+        }
+    }
+    // How many planes each rank sends me.
+    let ones = vec![1; ranks];
+    let incoming = exchange_blocks(exchange, &counts, &ones, &ones);
+    let recv_counts: Vec<usize> = incoming.iter().map(|&c| c as usize * record).collect();
+    let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
+    for block in recv.chunks_exact(record) {
+        let j = block[0] as usize;
+        let at = &mut mine[(j - own.start) * plane..][..plane];
+        for (a, pair) in at.iter_mut().zip(block[1..].chunks_exact(2)) {
+            let bits = u128::from(pair[0].to_bits()) | (u128::from(pair[1].to_bits()) << 64);
+            *a += bits as i128;
+        }
+    }
+    mine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::{test_grid, LocalWorld};
+    use crate::grid::BoundaryKind::{self, Dirichlet, Neumann, Periodic};
+    use crate::ot::push_forward_adaptive;
+    use crate::{ScalarField, VectorField};
+
+    /// A density and a map that shifts, stretches and (on a periodic axis) wraps it — by up
+    /// to several planes, so that shares land on other ranks' planes.
+    fn data(grid: &Grid) -> (ScalarField, VectorField) {
+        let mu = ScalarField::from_fn(grid, |p| {
+            0.05 + (-p.iter().map(|x| (x - 0.45) * (x - 0.45)).sum::<f64>() / 0.05).exp()
+        });
+        let map = VectorField::from_fn(grid, |p, out| {
+            for (a, (o, x)) in out.iter_mut().zip(p).enumerate() {
+                *o = x + 0.15 * (3.0 * x + a as f64).sin() + 0.08 * (2.0 * p[0]).cos();
+            }
+        });
+        (mu, map)
+    }
+
+    /// On 1–4 ranks the slab deposit equals the serial one to the bit, on 2D and 3D grids
+    /// whose planes do not divide, with every boundary kind on the slab axis.
+    #[test]
+    fn the_slab_deposit_equals_the_serial_one_to_the_bit() {
+        let cases: [(&[usize], &[BoundaryKind]); 5] = [
+            (&[13, 11], &[Neumann, Neumann]),
+            (&[12, 10], &[Neumann, Periodic]),
+            (&[9, 8, 11], &[Neumann, Periodic, Dirichlet]),
+            (&[8, 7, 10], &[Periodic, Neumann, Periodic]),
+            (&[10, 9, 7], &[Neumann, Neumann, Neumann]),
+        ];
+        for (shape, kinds) in cases {
+            let grid = test_grid(shape, kinds);
+            let (mu, map) = data(&grid);
+            for subcells in [1, 2] {
+                let serial = push_forward_adaptive(&mu, &map, &grid, subcells).unwrap();
+                let serial = serial.data().as_slice().unwrap().to_vec();
+                let m = mu.data().as_slice().unwrap();
+                let t = map.data().as_slice().unwrap();
+                let d = grid.dim();
+                for ranks in 1..=4 {
+                    let blocks = LocalWorld::run(ranks, |ex| {
+                        let slabs = SlabDecomposition::new(&grid, ranks).unwrap();
+                        let c = slabs.cells(ex.rank());
+                        let t = &t[c.start * d..c.end * d];
+                        (c.clone(), slab_push_forward(ex, &grid, &m[c], t, subcells).unwrap())
+                    });
+                    for (cells, block) in blocks {
+                        assert!(
+                            block == serial[cells.clone()],
+                            "{shape:?} {kinds:?}, {ranks} ranks, {subcells} sub-cells: cells \
+                             {cells:?} differ"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A short or non-finite block on one rank is an error on every rank.
+    #[test]
+    fn a_bad_block_fails_every_rank() {
+        let grid = test_grid(&[8, 6, 9], &[Neumann, Neumann, Neumann]);
+        let (mu, map) = data(&grid);
+        let m = mu.data().as_slice().unwrap();
+        let t = map.data().as_slice().unwrap();
+        for broken in [0, 1] {
+            let results = LocalWorld::run(3, |ex| {
+                let slabs = SlabDecomposition::new(&grid, 3).unwrap();
+                let c = slabs.cells(ex.rank());
+                let mut t = t[c.start * 3..c.end * 3].to_vec();
+                if ex.rank() == 1 {
+                    if broken == 0 {
+                        t.pop();
+                    } else {
+                        t[4] = f64::NAN;
+                    }
+                }
+                slab_push_forward(ex, &grid, &m[c], &t, 2)
+            });
+            assert!(results.iter().all(|r| r.is_err()), "case {broken}");
+        }
+    }
+}
