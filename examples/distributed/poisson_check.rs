@@ -10,7 +10,8 @@
 //! (periodic, Neumann, Dirichlet and mixed axes) and compares them with the serial solve of
 //! the whole grid, then does the same for the c-transform, the soft c-transform, the
 //! halo-exchanged `(−Δ_h + c)`, `−∇·(w∇) + d` and `∇_h` of a potential and the deposit
-//! push-forward `T#μ` by `x + 0.3∇f` (mass crossing slabs); rank 0 prints the
+//! push-forward `T#μ` by `x + 0.3∇f` (mass crossing slabs) and a dot product over the
+//! ranks (bitwise: the serial chunk order); rank 0 prints the
 //! largest differences (relative to the solution's peak for the solve), the seconds of each
 //! distributed operation and the values each rank sent, and the process exits non-zero if
 //! any case is off by more than 1e-12. Then Sinkhorn (ε = 0.01, single grid) between two
@@ -27,9 +28,9 @@
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_c_transform, slab_gradient, slab_push_forward, slab_shifted_laplacian, slab_sinkhorn,
-    slab_soft_transform, slab_weighted_laplacian, write_collective, Exchange, Single,
-    SlabPoissonSolver,
+    slab_c_transform, slab_dot, slab_gradient, slab_push_forward, slab_shifted_laplacian,
+    slab_sinkhorn, slab_soft_transform, slab_weighted_laplacian, write_collective, Exchange,
+    Single, SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
@@ -189,6 +190,14 @@ fn main() {
             println!("  T#μ deposit: {seconds:.3} s");
         }
         failed |= !bitwise(&ex, "T#μ deposit", pushed == serial_pushed[cells.clone()]);
+
+        // A dot product over the ranks, added as the serial one (the metric's CG sums).
+        let serial_dot = otgrid::field::ordered_sum(mu.len(), |r| {
+            mu[r.clone()].iter().zip(&serial_pushed[r]).map(|(x, y)| x * y).sum()
+        });
+        let slabs = solver.decomposition();
+        let sum = slab_dot(&ex, slabs, &mu[cells.clone()], &serial_pushed[cells.clone()]);
+        failed |= !bitwise(&ex, "Σ a·b", sum.to_bits() == serial_dot.to_bits());
 
         // The soft c-transform (Sinkhorn's kernel) at ε = 0.01.
         let eps = 0.01;

@@ -14,9 +14,10 @@
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
 //!   and the weighted `−∇·(w∇) + d`, the gradient), equal to [`crate::operators`]' to the bit;
 //! - [`metric`]: the weighted metric's preconditioned CG (bfm's and the JKO steps') on
-//!   slabs, the serial solver's iterations and solution to round-off;
+//!   slabs, the serial solver's iterations and solution to the bit;
 //! - [`pushforward`]: the deposit push-forward `T#μ` on slabs (bfm's and the JKO steps'),
-//!   the serial deposit to the bit (both add in fixed point).
+//!   the serial deposit to the bit (both add in fixed point);
+//! - [`sum`]: dot products over the ranks that add as the serial ones, to the bit.
 //!
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
 //!   (parallel HDF5), the serial writer's layout and XDMF.
@@ -35,6 +36,7 @@ pub mod output;
 pub mod poisson;
 pub mod pushforward;
 pub mod sinkhorn;
+pub mod sum;
 
 use std::ops::Range;
 
@@ -48,6 +50,7 @@ pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;
+pub use sum::slab_dot;
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
 /// `r < n mod parts`, else `n/parts` (as [`crate::grid::SlabDecomposition`] splits planes).

@@ -264,7 +264,7 @@ struct Level {
 }
 
 /// `Σ a b` (parallel, in a fixed order: see [`crate::field::ordered_sum`]).
-pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     crate::field::ordered_sum(a.len(), |r| a[r.clone()].iter().zip(&b[r]).map(|(x, y)| x * y).sum())
 }
 

@@ -23,7 +23,6 @@
 
 use super::bfm::dot;
 use crate::error::{Error, Result};
-use crate::field::SUM_CHUNK;
 use crate::grid::Grid;
 use crate::operators::apply_weighted_laplacian_plus;
 use crate::spectral::PoissonSolver;
@@ -107,8 +106,9 @@ pub trait MetricOps {
     ) -> Result<()>;
     /// `z = (−Δ_h + λ)⁻¹ r` (the planned solver's λ and mean policy) on this process's cells.
     fn poisson(&mut self, r: &[f64], z: &mut [f64]) -> Result<()>;
-    /// The sum over every process of this process's `local` sum.
-    fn total(&self, local: f64) -> f64;
+    /// `Σ a·b` over every process's cells, added as [`dot`] adds one process's (so the CG
+    /// takes the same steps, to the bit, however the grid is split).
+    fn dot(&self, a: &[f64], b: &[f64]) -> f64;
 }
 
 impl MetricOps for PoissonSolver {
@@ -128,8 +128,8 @@ impl MetricOps for PoissonSolver {
         self.solve(r, z)
     }
 
-    fn total(&self, local: f64) -> f64 {
-        local
+    fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
+        dot(a, b)
     }
 }
 
@@ -200,25 +200,12 @@ impl WeightedSolver {
     }
 
     /// `z = W^{-1/2} (−Δ)⁻¹ W^{-1/2} r` for side `k`, with `scaled = W^{-1/2} r` already
-    /// written; returns `r·z` (summed as [`dot`] sums).
+    /// written; returns `r·z` ([`MetricOps::dot`]).
     fn precondition(&mut self, ops: &mut impl MetricOps, k: usize) -> Result<f64> {
         ops.poisson(&self.scaled, &mut self.preconditioned)?;
         let s = &self.weights[k].1;
-        let parts: Vec<f64> = self
-            .preconditioned
-            .par_chunks_mut(SUM_CHUNK)
-            .zip(self.residual.par_chunks(SUM_CHUNK).zip(s.par_chunks(SUM_CHUNK)))
-            .map(|(z, (r, s))| {
-                z.iter_mut()
-                    .zip(r.iter().zip(s))
-                    .map(|(z, (r, s))| {
-                        *z *= s;
-                        r * *z
-                    })
-                    .sum::<f64>()
-            })
-            .collect();
-        Ok(ops.total(parts.iter().sum()))
+        self.preconditioned.par_iter_mut().zip(s.par_iter()).for_each(|(z, s)| *z *= s);
+        Ok(ops.dot(&self.residual, &self.preconditioned))
     }
 
     /// Approximately solves `−∇·(w_k ∇x) (+ d_k x) = r` (r of zero sum without a diagonal)
@@ -255,7 +242,7 @@ impl WeightedSolver {
             }
             let diagonal = Some(self.diagonals[k].as_slice()).filter(|d| !d.is_empty());
             ops.apply(grid, &self.weights[k].0, diagonal, &self.direction, &mut self.product)?;
-            let curvature = ops.total(dot(&self.direction, &self.product));
+            let curvature = ops.dot(&self.direction, &self.product);
             if curvature <= 0.0 || !curvature.is_finite() {
                 return Ok(it - 1); // round-off at convergence: keep the iterate
             }
