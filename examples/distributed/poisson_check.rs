@@ -16,7 +16,10 @@
 //! distributed operation and the values each rank sent, and the process exits non-zero if
 //! any case is off by more than 1e-12. Then Sinkhorn (ε = 0.01, single grid) between two
 //! Gaussian mixtures on 64³ (box) and 96×90×83 (torus): rank 0 solves the whole grid
-//! serially and sends each rank its block; every rank compares its slab solve with it. `--grid NXxNYxNZ` runs that grid alone; a
+//! serially and sends each rank its block; every rank compares its slab solve with it. Then
+//! bfm (one level, the deposit push-forward) between the same mixtures on 64³ and 67×61×59
+//! (boxes): iterations, outcome and potentials to the bit. `--grid NXxNYxNZ` runs that grid
+//! alone; a
 //! decomposition the solvers refuse (more ranks than planes) ends every rank with exit
 //! status 1 and one error line from rank 0.
 //!
@@ -28,15 +31,16 @@
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_c_transform, slab_dot, slab_gradient, slab_push_forward, slab_shifted_laplacian,
+    slab_bfm, slab_c_transform, slab_dot, slab_gradient, slab_push_forward, slab_shifted_laplacian,
     slab_sinkhorn, slab_soft_transform, slab_weighted_laplacian, write_collective, Exchange,
     Single, SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
 use otgrid::operators::{apply_shifted_laplacian, apply_weighted_laplacian_plus, gradient};
+use otgrid::ot::bfm::PushForward;
 use otgrid::ot::{c_transform, push_forward_adaptive};
-use otgrid::ot::{Options, Problem, Sinkhorn, Solver};
+use otgrid::ot::{BackAndForth, Options, Problem, Sinkhorn, Solver};
 use otgrid::spectral::{MeanPolicy, PoissonSolver, Symbol};
 use otgrid::{ScalarField, VectorField};
 use std::path::{Path, PathBuf};
@@ -216,6 +220,7 @@ fn main() {
     }
     if args.iter().all(|a| a != "--grid") {
         failed |= !sinkhorn_cases(&ex);
+        failed |= !bfm_cases(&ex);
     }
     if failed {
         if ex.rank() == 0 {
@@ -356,6 +361,113 @@ fn sidecar(h5: &Path) -> Option<String> {
 /// Sinkhorn on slabs against the serial solve with `multiscale: false` (rank 0 solves the
 /// whole grid and sends each rank its block of the potentials); true when every case agrees
 /// to 1e-12 of the potentials' peak, with the same iteration count and divergence.
+/// Two Gaussian mixtures on `grid` (on a floor of 0.01), the Sinkhorn and bfm cases' pair.
+fn mixtures(grid: &Grid) -> otgrid::Result<Problem> {
+    let bump = |c: [f64; 3], s: f64| {
+        move |x: &[f64]| {
+            let r2: f64 = x.iter().zip(c).map(|(x, c)| (x - c) * (x - c)).sum();
+            (-r2 / (2.0 * s * s)).exp()
+        }
+    };
+    let (a, b) = (bump([0.35, 0.4, 0.45], 0.1), bump([0.6, 0.55, 0.5], 0.12));
+    let mu = ScalarField::from_fn(grid, |x| a(x) + 0.5 * b(x) + 0.01);
+    let (c, d) = (bump([0.65, 0.6, 0.4], 0.08), bump([0.4, 0.5, 0.6], 0.15));
+    let nu = ScalarField::from_fn(grid, |x| c(x) + d(x) + 0.01);
+    Problem::new(&mu, &nu)
+}
+
+/// Every rank's planes of rank 0's whole-grid fields (`Some` on rank 0 only), one
+/// `Alltoallv`.
+fn scatter_from_root<const K: usize>(
+    ex: &MpiExchange,
+    slabs: &otgrid::grid::SlabDecomposition,
+    fields: Option<[&ScalarField; K]>,
+) -> Vec<Vec<f64>> {
+    let cells = slabs.cells(ex.rank());
+    let ranks: Vec<_> = (0..ex.size()).map(|r| slabs.cells(r)).collect();
+    let mut send = Vec::new();
+    if let Some(fields) = fields {
+        for r in &ranks {
+            for f in fields {
+                send.extend_from_slice(&f.data().as_slice().expect("c")[r.clone()]);
+            }
+        }
+    }
+    let send_counts: Vec<usize> =
+        ranks.iter().map(|r| if ex.rank() == 0 { K * r.len() } else { 0 }).collect();
+    let send_displs: Vec<usize> = send_counts
+        .iter()
+        .scan(0, |a, c| {
+            let d = *a;
+            *a += c;
+            Some(d)
+        })
+        .collect();
+    let mut recv = vec![0.0; K * cells.len()];
+    let mut recv_counts = vec![0; ex.size()];
+    recv_counts[0] = K * cells.len();
+    ex.all_to_all_v(
+        &send,
+        &send_counts,
+        &send_displs,
+        &mut recv,
+        &recv_counts,
+        &vec![0; ex.size()],
+    );
+    recv.chunks(cells.len()).map(<[f64]>::to_vec).collect()
+}
+
+/// bfm (one level, the deposit push-forward) between two Gaussian mixtures on box grids,
+/// 64³ and 67×61×59: every rank's slab solve against rank 0's serial solve (`multilevel:
+/// false`), iterations, outcome and potentials to the bit.
+fn bfm_cases(ex: &MpiExchange) -> bool {
+    use BoundaryKind::*;
+    let mut all = true;
+    for shape in [[64, 64, 64], [67, 61, 59]] {
+        let axes = (0..3)
+            .map(|a| Axis { cells: shape[a], lower: 0.0, upper: 1.0, boundary: Neumann })
+            .collect();
+        let grid = Grid::new(axes).expect("a valid grid");
+        let problem = or_exit(ex, mixtures(&grid));
+        let solver = BackAndForth {
+            multilevel: false,
+            push_forward: PushForward::Deposit,
+            ..BackAndForth::default()
+        };
+        let slabs = or_exit(ex, otgrid::grid::SlabDecomposition::new(&grid, ex.size()));
+        let cells = slabs.cells(ex.rank());
+        let block =
+            |f: &ScalarField| f.data().as_slice().expect("contiguous")[cells.clone()].to_vec();
+        let start = Instant::now();
+        let part = or_exit(
+            ex,
+            slab_bfm(ex, &grid, &block(problem.source()), &block(problem.target()), &solver),
+        );
+        let seconds = ex.max(start.elapsed().as_secs_f64());
+        let serial = (ex.rank() == 0).then(|| {
+            let t = Instant::now();
+            let s = or_exit(ex, solver.solve(&problem, &Options::default()));
+            (s, t.elapsed().as_secs_f64())
+        });
+        let blocks = scatter_from_root(ex, &slabs, serial.as_ref().map(|(s, _)| [&s.p, &s.q]));
+        let same_here = part.p == blocks[0] && part.q == blocks[1];
+        let same = ex.max(f64::from(u8::from(!same_here))) == 0.0;
+        let ok = if let Some((s, serial_seconds)) = &serial {
+            let ok = same && part.iterations == s.iterations && part.outcome == s.outcome;
+            println!(
+                "bfm {}x{}x{} (one level, deposit): ranks {}, {} iterations (serial {}), {:?}, potentials {}; {seconds:.2} s (serial {serial_seconds:.2} s)",
+                shape[0], shape[1], shape[2], ex.size(), part.iterations, s.iterations,
+                part.outcome, if ok { "bitwise equal" } else { "DIFFER" }
+            );
+            ok
+        } else {
+            true
+        };
+        all &= ex.max(f64::from(u8::from(!ok))) == 0.0;
+    }
+    all
+}
+
 fn sinkhorn_cases(ex: &MpiExchange) -> bool {
     use BoundaryKind::*;
     let mut all = true;
@@ -364,17 +476,7 @@ fn sinkhorn_cases(ex: &MpiExchange) -> bool {
             .map(|a| Axis { cells: shape[a], lower: 0.0, upper: 1.0, boundary: kind })
             .collect();
         let grid = Grid::new(axes).expect("a valid grid");
-        let bump = |c: [f64; 3], s: f64| {
-            move |x: &[f64]| {
-                let r2: f64 = x.iter().zip(c).map(|(x, c)| (x - c) * (x - c)).sum();
-                (-r2 / (2.0 * s * s)).exp()
-            }
-        };
-        let (a, b) = (bump([0.35, 0.4, 0.45], 0.1), bump([0.6, 0.55, 0.5], 0.12));
-        let mu = ScalarField::from_fn(&grid, |x| a(x) + 0.5 * b(x) + 0.01);
-        let (c, d) = (bump([0.65, 0.6, 0.4], 0.08), bump([0.4, 0.5, 0.6], 0.15));
-        let nu = ScalarField::from_fn(&grid, |x| c(x) + d(x) + 0.01);
-        let problem = or_exit(ex, Problem::new(&mu, &nu));
+        let problem = or_exit(ex, mixtures(&grid));
         let solver = Sinkhorn { epsilon: Some(0.01), multiscale: false, ..Sinkhorn::default() };
         let options = Options::default();
         let slabs = or_exit(ex, otgrid::grid::SlabDecomposition::new(&grid, ex.size()));
@@ -401,36 +503,9 @@ fn sinkhorn_cases(ex: &MpiExchange) -> bool {
             (s, t.elapsed().as_secs_f64())
         });
         let n = grid.num_cells();
-        let ranks: Vec<_> = (0..ex.size()).map(|r| slabs.cells(r)).collect();
-        let mut send = Vec::new();
-        if let Some((s, _)) = &serial {
-            for r in &ranks {
-                send.extend_from_slice(&s.p.data().as_slice().expect("c")[r.clone()]);
-                send.extend_from_slice(&s.q.data().as_slice().expect("c")[r.clone()]);
-            }
-        }
-        let send_counts: Vec<usize> =
-            ranks.iter().map(|r| if ex.rank() == 0 { 2 * r.len() } else { 0 }).collect();
-        let send_displs: Vec<usize> = send_counts
-            .iter()
-            .scan(0, |a, c| {
-                let d = *a;
-                *a += c;
-                Some(d)
-            })
-            .collect();
-        let mut recv = vec![0.0; 2 * cells.len()];
-        let mut recv_counts = vec![0; ex.size()];
-        recv_counts[0] = 2 * cells.len();
-        ex.all_to_all_v(
-            &send,
-            &send_counts,
-            &send_displs,
-            &mut recv,
-            &recv_counts,
-            &vec![0; ex.size()],
-        );
-        let (p, q) = recv.split_at(cells.len());
+        let fields = serial.as_ref().map(|(s, _)| [&s.p, &s.q]);
+        let blocks = scatter_from_root(ex, &slabs, fields);
+        let (p, q) = (&blocks[0][..], &blocks[1][..]);
         let diff = |a: &ScalarField, b: &[f64]| {
             a.data().iter().zip(b).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
         };

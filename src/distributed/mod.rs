@@ -19,11 +19,16 @@
 //!   the serial deposit to the bit (both add in fixed point);
 //! - [`sum`]: dot products over the ranks that add as the serial ones, to the bit.
 //!
+//! - [`bfm`]: the back-and-forth method on slabs (one level, the deposit push-forward): the
+//!   serial level and loop on the slab operations above, the serial solve's potentials to the
+//!   bit on a box slab axis.
+//!
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
 //!   (parallel HDF5), the serial writer's layout and XDMF.
 //!
 //! The decomposition itself is [`crate::grid::SlabDecomposition`].
 
+pub mod bfm;
 pub mod exchange;
 pub mod gibbs;
 pub mod legendre;
@@ -40,6 +45,7 @@ pub mod sum;
 
 use std::ops::Range;
 
+pub use bfm::{slab_bfm, SlabBfm, SlabLevel};
 pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
@@ -50,7 +56,7 @@ pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;
-pub use sum::slab_dot;
+pub use sum::{slab_dot, slab_sum};
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
 /// `r < n mod parts`, else `n/parts` (as [`crate::grid::SlabDecomposition`] splits planes).

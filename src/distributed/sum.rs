@@ -19,6 +19,17 @@ use std::ops::Range;
 /// `Σ a·b` over every rank's cells (`a`, `b`: this rank's blocks), as
 /// [`crate::ot::bfm::dot`] sums the whole grid's — to the bit, on every rank. A collective.
 pub fn slab_dot(exchange: &impl Exchange, slabs: &SlabDecomposition, a: &[f64], b: &[f64]) -> f64 {
+    slab_sum(exchange, slabs, |i| a[i] * b[i])
+}
+
+/// `Σ term(i)` over this rank's cells i (local indices) and every other rank's, added as
+/// [`crate::field::ordered_sum`] adds the whole grid's terms (a chunk's part the sequential
+/// `sum` of its terms) — to the bit, on every rank. A collective.
+pub fn slab_sum(
+    exchange: &impl Exchange,
+    slabs: &SlabDecomposition,
+    term: impl Fn(usize) -> f64 + Sync,
+) -> f64 {
     let rank = exchange.rank();
     let ranks = slabs.ranks();
     let plane = slabs.plane_cells();
@@ -36,7 +47,7 @@ pub fn slab_dot(exchange: &impl Exchange, slabs: &SlabDecomposition, a: &[f64], 
         let cells = slabs.cells(r);
         (cells.start % SUM_CHUNK != 0).then(|| owner(chunk_start(cells.start)))
     };
-    let product = |i: usize| a[i] * b[i];
+    let product = &term;
     let my_lead = lead(rank);
     let mut send = Vec::new();
     let mut send_counts = vec![0; ranks];

@@ -44,7 +44,7 @@
 //! open regions.
 
 use super::legendre::c_transform;
-use super::metric::{Metric, WeightedSolver};
+use super::metric::{floored_with_peak, Metric, MetricOps, WeightedSolver};
 use super::multilevel::{self, restrict, Hierarchy};
 use super::problem::{
     IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
@@ -206,7 +206,7 @@ const DIVERGED_RESTARTS: usize = 2;
 
 /// When a level stops before its tolerance because its error stopped falling.
 #[derive(Clone, Copy, Debug)]
-enum Stall {
+pub(crate) enum Stall {
     /// Coarse levels: the error fell by less than [`STALL_RATIO`] over [`STALL_WINDOW`]
     /// iterations (they only provide the next level's start); a floor if at most `bound`.
     Window { bound: f64 },
@@ -242,19 +242,104 @@ impl Default for BackAndForth {
     }
 }
 
+/// The grid operations of a level: on the whole grid ([`WholeGrid`]), or on one rank's
+/// slab (`distributed::SlabLevel`: every call a collective, every result the whole grid's
+/// to the bit).
+pub(crate) trait LevelOps {
+    /// The weighted metric's operations: its operator, `(−Δ)⁻¹` with the mean projected
+    /// (also the H⁻¹ norm's), dot products over the grid.
+    type Metric: MetricOps;
+    /// See [`Self::Metric`].
+    fn metric(&mut self) -> &mut Self::Metric;
+    /// `Σ a·b` over the grid ([`MetricOps::dot`]).
+    fn dot(&self, a: &[f64], b: &[f64]) -> f64;
+    /// The grid the operations act on (the whole grid, also for a slab).
+    fn whole(&self) -> &Grid;
+    /// `p^c` ([`c_transform`]), on the level's cells.
+    fn c_transform(&self, p: &ScalarField) -> Result<ScalarField>;
+    /// `T#mass` for `T = id + ∇potential` ([`push_forward_adaptive`]).
+    fn push_forward(
+        &self,
+        mass: &ScalarField,
+        potential: &ScalarField,
+        subsamples: usize,
+    ) -> Result<ScalarField>;
+    /// `Σ |a|` over the grid, as [`crate::field::ordered_sum`] adds.
+    fn sum_abs(&self, a: &[f64]) -> f64;
+    /// The largest of every process's `local`.
+    fn max(&self, local: f64) -> f64;
+}
+
+/// [`LevelOps`] on the whole grid: the planned Poisson solver and the identity map.
+pub(crate) struct WholeGrid {
+    grid: Grid,
+    poisson: PoissonSolver,
+    identity: VectorField,
+}
+
+impl WholeGrid {
+    fn new(grid: &Grid) -> Result<WholeGrid> {
+        Ok(WholeGrid {
+            grid: grid.clone(),
+            poisson: PoissonSolver::new(grid, 0.0, Symbol::Discrete)?
+                .with_mean_policy(MeanPolicy::Project),
+            identity: VectorField::from_fn(grid, |x, out| out.copy_from_slice(x)),
+        })
+    }
+}
+
+impl LevelOps for WholeGrid {
+    type Metric = PoissonSolver;
+
+    fn metric(&mut self) -> &mut PoissonSolver {
+        &mut self.poisson
+    }
+
+    fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
+        dot(a, b)
+    }
+
+    fn whole(&self) -> &Grid {
+        &self.grid
+    }
+
+    fn c_transform(&self, p: &ScalarField) -> Result<ScalarField> {
+        c_transform(p, &self.grid)
+    }
+
+    fn push_forward(
+        &self,
+        mass: &ScalarField,
+        potential: &ScalarField,
+        subsamples: usize,
+    ) -> Result<ScalarField> {
+        let mut map = gradient(potential);
+        map.data_mut().zip_mut_with(self.identity.data(), |a, b| *a += b);
+        push_forward_adaptive(mass, &map, &self.grid, subsamples)
+    }
+
+    fn sum_abs(&self, a: &[f64]) -> f64 {
+        crate::field::ordered_sum(a.len(), |r| a[r].iter().map(|v| v.abs()).sum())
+    }
+
+    fn max(&self, local: f64) -> f64 {
+        local
+    }
+}
+
 /// State of one level: potentials, step sizes and planned operators.
-struct Level {
+pub(crate) struct Level<O: LevelOps = WholeGrid> {
+    /// The grid of this process's cells (the whole grid, or a slab's block).
     grid: Grid,
     mu: ScalarField,
     nu: ScalarField,
-    p: ScalarField,
-    q: ScalarField,
+    pub(crate) p: ScalarField,
+    pub(crate) q: ScalarField,
     sigma: [f64; 2],
     subsamples: usize,
     jacobian: Option<JacobianPushForward>,
     value: f64,
-    poisson: PoissonSolver,
-    identity: VectorField,
+    ops: O,
     residual: Vec<f64>,
     correction: Vec<f64>,
     /// The weighted metric's operators (`None` for the H¹ metric).
@@ -268,11 +353,11 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     crate::field::ordered_sum(a.len(), |r| a[r.clone()].iter().zip(&b[r]).map(|(x, y)| x * y).sum())
 }
 
-fn dot_fields(a: &ScalarField, b: &ScalarField) -> f64 {
-    dot(a.data().as_slice().expect("contiguous"), b.data().as_slice().expect("contiguous"))
+fn slice(a: &ScalarField) -> &[f64] {
+    a.data().as_slice().expect("contiguous")
 }
 
-impl Level {
+impl Level<WholeGrid> {
     fn new(
         mu: ScalarField,
         nu: ScalarField,
@@ -282,24 +367,42 @@ impl Level {
         jacobian: bool,
         metric: Metric,
     ) -> Result<Level> {
+        let ops = WholeGrid::new(mu.grid())?;
+        let jacobian = if jacobian { Some(JacobianPushForward::new(mu.grid())?) } else { None };
+        Level::with_ops(ops, [mu, nu], p, sigma, subsamples, jacobian, metric)
+    }
+}
+
+impl<O: LevelOps> Level<O> {
+    /// A level on this process's cells of `ops`' grid: densities `[μ, ν]` and the potential
+    /// p on them.
+    pub(crate) fn with_ops(
+        ops: O,
+        [mu, nu]: [ScalarField; 2],
+        p: ScalarField,
+        sigma: f64,
+        subsamples: usize,
+        jacobian: Option<JacobianPushForward>,
+        metric: Metric,
+    ) -> Result<Level<O>> {
         let grid = mu.grid().clone();
         let n = grid.num_cells();
-        // Side 0 ascends in q (weights from ν), side 1 in p (weights from μ).
+        // Side 0 ascends in q (weights from ν), side 1 in p (weights from μ), each floored
+        // against its peak over the whole grid.
         let weighted = match metric {
             Metric::Laplacian => None,
             Metric::Weighted { floor } => {
-                let (nu, mu) = (nu.data(), mu.data());
-                let slices = [nu.as_slice(), mu.as_slice()].map(|s| s.expect("contiguous"));
-                Some(WeightedSolver::new(slices, floor))
+                let side = |rho: &ScalarField| {
+                    let local = slice(rho).par_iter().copied().reduce(|| 0.0, f64::max);
+                    floored_with_peak(slice(rho), floor, ops.max(local))
+                };
+                Some(WeightedSolver::with_weights([side(&nu), side(&mu)]))
             }
         };
         let inverse_laplacian = if weighted.is_some() { vec![0.0; n] } else { Vec::new() };
-        let q = c_transform(&p, &grid)?;
-        let jacobian = if jacobian { Some(JacobianPushForward::new(&grid)?) } else { None };
+        let q = ops.c_transform(&p)?;
         let mut level = Level {
-            poisson: PoissonSolver::new(&grid, 0.0, Symbol::Discrete)?
-                .with_mean_policy(MeanPolicy::Project),
-            identity: VectorField::from_fn(&grid, |x, out| out.copy_from_slice(x)),
+            ops,
             grid,
             mu,
             nu,
@@ -318,15 +421,21 @@ impl Level {
         Ok(level)
     }
 
+    /// The dual value of the current pair.
+    pub(crate) fn value(&self) -> f64 {
+        self.value
+    }
+
     /// `∫(−p) dμ + ∫(−q) dν`.
     fn dual_value(&self) -> f64 {
-        -(dot_fields(&self.p, &self.mu) + dot_fields(&self.q, &self.nu)) * self.grid.cell_volume()
+        let dot = |a, b| self.ops.dot(slice(a), slice(b));
+        -(dot(&self.p, &self.mu) + dot(&self.q, &self.nu)) * self.ops.whole().cell_volume()
     }
 
     /// One half step; `forward` ascends in q (matching T#μ to ν), otherwise in p. Returns the
     /// marginal errors (L1 and H⁻¹) measured before the step.
     fn half_step(&mut self, forward: bool) -> Result<(f64, f64)> {
-        let vol = self.grid.cell_volume();
+        let vol = self.ops.whole().cell_volume();
         let (moving, pushed, target) = if forward {
             (&mut self.q, &self.mu, &self.nu)
         } else {
@@ -334,15 +443,18 @@ impl Level {
         };
         // The dual gradient at the moving potential is `target − T#pushed`, T the gradient
         // map of the moving potential's c-transform.
-        let envelope = c_transform(moving, &self.grid)?;
+        let ops = &mut self.ops;
+        let envelope = ops.c_transform(moving)?;
         // The ascended functional at the current iterate, with the fresh c-transform (its
         // value differs from `self.value` by the c-transform's discretisation error, which
         // would otherwise bias the step-size test: measured in 3D, σ collapsed to 1e-31).
-        let before = -(dot_fields(&envelope, pushed) + dot_fields(moving, target)) * vol;
+        let before = -(ops.dot(slice(&envelope), slice(pushed))
+            + ops.dot(slice(moving), slice(target)))
+            * vol;
         let rho = match &mut self.jacobian {
             Some(plan) => {
                 // T⁻¹ = id + ∇ψ with ψ = envelope^c, the c-concave potential T inverts.
-                let inverse = c_transform(&envelope, &self.grid)?;
+                let inverse = ops.c_transform(&envelope)?;
                 let mut rho = ScalarField::zeros(&self.grid);
                 plan.apply(
                     pushed,
@@ -351,11 +463,7 @@ impl Level {
                 );
                 rho
             }
-            None => {
-                let mut map = gradient(&envelope);
-                map.data_mut().zip_mut_with(self.identity.data(), |a, b| *a += b);
-                push_forward_adaptive(pushed, &map, &self.grid, self.subsamples)?
-            }
+            None => ops.push_forward(pushed, &envelope, self.subsamples)?,
         };
         let rho = rho.data().as_slice().expect("contiguous");
         let t = target.data().as_slice().expect("contiguous");
@@ -363,32 +471,25 @@ impl Level {
             .par_iter_mut()
             .zip(t.par_iter().zip(rho.par_iter()))
             .for_each(|(r, (t, rho))| *r = t - rho);
-        let residual = &self.residual;
-        let l1 = crate::field::ordered_sum(residual.len(), |r| {
-            residual[r].iter().map(|v| v.abs()).sum()
-        }) * vol;
+        let l1 = ops.sum_abs(&self.residual) * vol;
         let k = if forward { 0 } else { 1 };
         // The step direction, and the H⁻¹ norm of the residual (the stopping measure).
         // (Under the H¹ metric the two are the same number.)
         let (h1_error, predicted) = match &mut self.weighted {
             None => {
-                self.poisson.solve(&self.residual, &mut self.correction)?;
-                let h1 = dot(&self.residual, &self.correction) * vol;
+                ops.metric().poisson(&self.residual, &mut self.correction)?;
+                let h1 = ops.dot(&self.residual, &self.correction) * vol;
                 (h1, h1)
             }
             Some(weighted) => {
-                let its = weighted.solve(
-                    &self.grid,
-                    &mut self.poisson,
-                    k,
-                    &self.residual,
-                    &mut self.correction,
-                )?;
+                let whole = ops.whole().clone();
+                let (r, x) = (&self.residual, &mut self.correction);
+                let its = weighted.solve(&whole, ops.metric(), k, r, x)?;
                 tracing::trace!("weighted metric: {its} CG iterations");
-                self.poisson.solve(&self.residual, &mut self.inverse_laplacian)?;
+                ops.metric().poisson(&self.residual, &mut self.inverse_laplacian)?;
                 (
-                    dot(&self.residual, &self.inverse_laplacian) * vol,
-                    dot(&self.residual, &self.correction) * vol,
+                    ops.dot(&self.residual, &self.inverse_laplacian) * vol,
+                    ops.dot(&self.residual, &self.correction) * vol,
                 )
             }
         };
@@ -396,9 +497,9 @@ impl Level {
         let m = moving.as_mut_slice();
         m.par_iter_mut().zip(self.correction.par_iter()).for_each(|(v, c)| *v -= sigma * c);
         if forward {
-            self.p = c_transform(&self.q, &self.grid)?;
+            self.p = ops.c_transform(&self.q)?;
         } else {
-            self.q = c_transform(&self.p, &self.grid)?;
+            self.q = ops.c_transform(&self.p)?;
         }
         let value = self.dual_value();
         let rise = value - before;
@@ -419,8 +520,8 @@ impl BackAndForth {
     /// unfinished level returns the pair of least error seen. Appends to `history`;
     /// returns (how it ended, iterations, the returned pair's error).
     #[allow(clippy::too_many_arguments)]
-    fn iterate(
-        level: &mut Level,
+    pub(crate) fn iterate<O: LevelOps>(
+        level: &mut Level<O>,
         tolerance: f64,
         budget: usize,
         stall: Option<Stall>,
@@ -557,8 +658,8 @@ impl BackAndForth {
     /// the adaptive step grows and overshoots), so an unconverged finest level returns its
     /// best pair, not its last. (Coarse levels hand over their last pair: handing over the
     /// pair of least H⁻¹ error tripled the 512² Gaussian map error, 2.5e-4 → 6.7e-4.)
-    fn restore_best(
-        level: &mut Level,
+    fn restore_best<O: LevelOps>(
+        level: &mut Level<O>,
         best: Option<(f64, ScalarField, ScalarField, f64)>,
         last: f64,
     ) -> f64 {

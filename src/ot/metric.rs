@@ -136,6 +136,11 @@ impl MetricOps for PoissonSolver {
 /// The weight `max(ρ, floor · max ρ)`.
 pub(crate) fn floored(rho: &[f64], floor: f64) -> Vec<f64> {
     let peak = rho.par_iter().copied().reduce(|| 0.0, f64::max);
+    floored_with_peak(rho, floor, peak)
+}
+
+/// The weight `max(ρ, floor · peak)` (`peak`: ρ's maximum over the whole grid).
+pub(crate) fn floored_with_peak(rho: &[f64], floor: f64, peak: f64) -> Vec<f64> {
     rho.par_iter().map(|r| r.max(floor * peak)).collect()
 }
 
@@ -153,11 +158,6 @@ pub(crate) struct WeightedSolver {
 }
 
 impl WeightedSolver {
-    /// Weights `max(ρ, floor · max ρ)` for the two sides' densities.
-    pub(crate) fn new(densities: [&[f64]; 2], floor: f64) -> WeightedSolver {
-        WeightedSolver::with_weights([floored(densities[0], floor), floored(densities[1], floor)])
-    }
-
     /// Operators with the given positive weights per side.
     pub(crate) fn with_weights(weights: [Vec<f64>; 2]) -> WeightedSolver {
         let n = weights[0].len();
@@ -310,7 +310,7 @@ mod tests {
                 (-((p[0] - 0.4).powi(2) + (p[1] - 0.5).powi(2)) / 0.02).exp()
             });
             let rho = rho.data().as_slice().unwrap();
-            let mut solver = WeightedSolver::new([rho, rho], 0.01);
+            let mut solver = WeightedSolver::with_weights([floored(rho, 0.01), floored(rho, 0.01)]);
             let w = solver.weights[0].0.clone();
             let apply = |x: &[f64]| {
                 let mut y = vec![0.0; x.len()];
