@@ -437,7 +437,7 @@ impl JkoParams {
                 (a + m * square, b + m, c.max(square.sqrt()))
             });
         let reach = if entropy { (moved / mass).sqrt() } else { largest };
-        let small = reach <= 0.25 * side || std::env::var("OTG_EXPLICIT").is_ok(); // (false for a non-finite reach)
+        let small = reach <= 0.25 * side; // (false for a non-finite reach)
         if !small {
             return ScalarField::zeros(grid);
         }
