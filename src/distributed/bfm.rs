@@ -25,9 +25,9 @@ use super::{slab_c_transform, slab_gradient};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{Grid, SlabDecomposition};
-use crate::ot::bfm::{Level, LevelOps, PushForward, Stall, FLOOR_CELLS, METHOD};
+use crate::ot::bfm::{stop_reason, Level, LevelOps, PushForward, Stall, FLOOR_CELLS, METHOD};
 use crate::ot::metric::{Metric, MetricOps};
-use crate::ot::{BackAndForth, Options, Outcome};
+use crate::ot::{BackAndForth, IterationRecord, Options, Outcome};
 use crate::spectral::{MeanPolicy, Symbol};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -138,6 +138,12 @@ pub struct SlabBfm {
     pub marginal_error: f64,
     /// The dual value of the returned pair.
     pub dual_value: f64,
+    /// Every iteration's record, as the serial solve's history.
+    pub history: Vec<IterationRecord>,
+    /// Why the solve ended, in the serial solve's words.
+    pub stop_reason: String,
+    /// Seconds the solve took on this rank.
+    pub seconds: f64,
 }
 
 /// bfm between μ and ν (this rank's planes of two densities on `grid`, normalised over every
@@ -192,6 +198,7 @@ pub fn slab_bfm(
     let start = Instant::now();
     let mut metric = solver.metric;
     let mut iterations = 0;
+    let mut history = Vec::new();
     loop {
         let sigma = solver.initial_step.unwrap_or_else(|| metric.natural_step(peak));
         let ops = SlabLevel::new(exchange, grid)?;
@@ -206,7 +213,7 @@ pub fn slab_bfm(
             stall,
             true,
             (&stopping, start),
-            &mut Vec::new(),
+            &mut history,
             false,
         )?;
         iterations += its;
@@ -222,6 +229,9 @@ pub fn slab_bfm(
             iterations,
             marginal_error: error,
             dual_value: level.value(),
+            history,
+            stop_reason: stop_reason(outcome, error, &stopping, grid),
+            seconds: start.elapsed().as_secs_f64(),
         });
     }
 }

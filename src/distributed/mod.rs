@@ -23,6 +23,9 @@
 //!   serial level and loop on the slab operations above, the serial solve's potentials to the
 //!   bit on a box slab axis.
 //!
+//! - [`solution`]: one rank's part of a distributed bfm solve's results file (the serial
+//!   file's fields, diagnostics and attributes, computed on the slabs).
+//!
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
 //!   (parallel HDF5), the serial writer's layout and XDMF.
 //!
@@ -41,6 +44,7 @@ pub mod output;
 pub mod poisson;
 pub mod pushforward;
 pub mod sinkhorn;
+pub mod solution;
 pub mod sum;
 
 use std::ops::Range;
@@ -56,6 +60,7 @@ pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;
+pub use solution::slab_bfm_output;
 pub use sum::{slab_dot, slab_sum};
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if

@@ -939,32 +939,7 @@ impl BackAndForth {
         let Levels { history, iterations, result, level, .. } = levels;
         let level = level.expect("at least one level");
         let (outcome, _, error) = result;
-        let tol = options.tol();
-        let h = problem.grid().max_spacing();
-        let stop_reason = match outcome {
-            Outcome::Converged => format!("marginal error {error:.3e} ≤ tolerance {tol:.3e}"),
-            Outcome::DiscretisationFloor { floor } => format!(
-                "marginal error stopped falling at {floor:.3e} = {:.2} h (tolerance {tol:.3e}): \
-                 the discretisation floor of this grid",
-                floor / h
-            ),
-            Outcome::Stalled => format!(
-                "marginal error stopped falling at {error:.3e} = {:.1} h, above the grid-scale \
-                 floor ({FLOOR_CELLS} h): stalled",
-                error / h
-            ),
-            Outcome::Diverged => "the dual value is no longer finite".to_string(),
-            Outcome::Stopped => format!("stopped by the observer at marginal error {error:.3e}"),
-            Outcome::Completed => unreachable!("bfm runs to a stopping rule"),
-            Outcome::TimeLimit => format!(
-                "time limit {:.3} s reached with marginal error {error:.3e} > tolerance {tol:.3e}",
-                options.time_limit.unwrap_or(0.0)
-            ),
-            Outcome::IterationLimit => format!(
-                "iteration limit {} reached with marginal error {error:.3e} > tolerance {tol:.3e}",
-                options.budget()
-            ),
-        };
+        let stop_reason = stop_reason(outcome, error, options, problem.grid());
         Ok(Solution {
             method: "bfm",
             outcome,
@@ -979,6 +954,37 @@ impl BackAndForth {
             p: level.p,
             q: level.q,
         })
+    }
+}
+
+/// Why a solve ended, in words (the Solution's `stop_reason`): the outcome with the
+/// marginal error, the tolerance and (at a floor or stall) the error in cells of `grid`.
+pub(crate) fn stop_reason(outcome: Outcome, error: f64, options: &Stopping, grid: &Grid) -> String {
+    let tol = options.tol();
+    let h = grid.max_spacing();
+    match outcome {
+        Outcome::Converged => format!("marginal error {error:.3e} ≤ tolerance {tol:.3e}"),
+        Outcome::DiscretisationFloor { floor } => format!(
+            "marginal error stopped falling at {floor:.3e} = {:.2} h (tolerance {tol:.3e}): \
+             the discretisation floor of this grid",
+            floor / h
+        ),
+        Outcome::Stalled => format!(
+            "marginal error stopped falling at {error:.3e} = {:.1} h, above the grid-scale \
+             floor ({FLOOR_CELLS} h): stalled",
+            error / h
+        ),
+        Outcome::Diverged => "the dual value is no longer finite".to_string(),
+        Outcome::Stopped => format!("stopped by the observer at marginal error {error:.3e}"),
+        Outcome::Completed => unreachable!("bfm runs to a stopping rule"),
+        Outcome::TimeLimit => format!(
+            "time limit {:.3} s reached with marginal error {error:.3e} > tolerance {tol:.3e}",
+            options.time_limit.unwrap_or(0.0)
+        ),
+        Outcome::IterationLimit => format!(
+            "iteration limit {} reached with marginal error {error:.3e} > tolerance {tol:.3e}",
+            options.budget()
+        ),
     }
 }
 

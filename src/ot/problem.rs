@@ -88,16 +88,7 @@ impl Problem {
             }
         }
         debug_assert!(shape.len() == d);
-        (0..d)
-            .map(|a| {
-                let axis = grid.axis(a);
-                if axis.boundary.is_periodic() {
-                    return None;
-                }
-                let h = axis.spacing();
-                Some((axis.lower + first[a] as f64 * h, axis.lower + (last[a] + 1) as f64 * h))
-            })
-            .collect()
+        box_of(grid, &first, &last)
     }
 
     /// The map `x + ∇p` of a displacement potential `p` on this problem's grid, projected
@@ -480,16 +471,46 @@ pub struct Solution {
 
 /// `|x|²/2` at the cell centres (the potential of the identity map).
 pub(crate) fn half_square_norm(grid: &Grid) -> ScalarField {
-    ScalarField::from_fn(grid, |x| x.iter().map(|v| 0.5 * v * v).sum::<f64>())
+    ScalarField::from_fn(grid, half_square)
+}
+
+/// Per axis of `grid`, the interval from cell `first[a]`'s lower face to cell `last[a]`'s
+/// upper face; `None` on periodic axes.
+pub(crate) fn box_of(grid: &Grid, first: &[usize], last: &[usize]) -> Vec<Option<(f64, f64)>> {
+    (0..grid.dim())
+        .map(|a| {
+            let axis = grid.axis(a);
+            if axis.boundary.is_periodic() {
+                return None;
+            }
+            let h = axis.spacing();
+            Some((axis.lower + first[a] as f64 * h, axis.lower + (last[a] + 1) as f64 * h))
+        })
+        .collect()
+}
+
+/// `|x|²/2`.
+pub(crate) fn half_square(x: &[f64]) -> f64 {
+    x.iter().map(|v| 0.5 * v * v).sum::<f64>()
+}
+
+/// Cell i's term `μ_i |v_i|²` of the transport cost (`v` the displacement, d components
+/// per cell).
+pub(crate) fn transport_term(mu: &[f64], v: &[f64], d: usize, i: usize) -> f64 {
+    mu[i] * v[i * d..(i + 1) * d].iter().map(|c| c * c).sum::<f64>()
 }
 
 /// Clamps each component of `t` into its axis' interval (`None`: left as it is).
 fn clamp_to_box(t: &mut VectorField, bounds: &[Option<(f64, f64)>]) {
+    clamp_points(t.as_mut_slice(), bounds);
+}
+
+/// Clamps each point's components (d = `bounds.len()` per point) into its axis' interval.
+pub(crate) fn clamp_points(v: &mut [f64], bounds: &[Option<(f64, f64)>]) {
     let d = bounds.len();
     if bounds.iter().all(Option::is_none) {
         return;
     }
-    let v = t.as_mut_slice();
     v.par_chunks_mut(d).for_each(|y| {
         for (c, b) in y.iter_mut().zip(bounds) {
             if let Some((lo, hi)) = b {
@@ -592,11 +613,8 @@ impl Solution {
         let d = disp.grid().dim();
         let v = disp.data().as_slice().expect("contiguous");
         let mu = problem.source().data().as_slice().expect("contiguous");
-        let sum: f64 = mu
-            .iter()
-            .enumerate()
-            .map(|(i, m)| m * v[i * d..(i + 1) * d].iter().map(|c| c * c).sum::<f64>())
-            .sum();
+        let sum =
+            crate::field::ordered_sum(mu.len(), |r| r.map(|i| transport_term(mu, v, d, i)).sum());
         sum * problem.grid().cell_volume()
     }
 
@@ -614,6 +632,22 @@ impl Solution {
         out.add_field("displacement", self.displacement(problem))?;
         out.add_field("inverse_map", self.inverse_map(problem))?;
         out.add_field("push_forward", self.push_forward(problem)?)?;
+        self.add_summary(&mut out, self.transport_cost(problem), problem.masses())?;
+        Ok(out)
+    }
+}
+
+impl Solution {
+    /// The results file's diagnostics (the iteration history, [`Solution::diagnostics`])
+    /// and attributes (outcome, iterations, W₂², the transport cost given, the masses given,
+    /// [`Solution::scalars`]): [`Solution::to_output`] without its fields, shared with the
+    /// distributed writer.
+    pub fn add_summary(
+        &self,
+        out: &mut Output,
+        transport_cost: f64,
+        masses: (f64, f64),
+    ) -> Result<()> {
         let column = |f: fn(&IterationRecord) -> f64| self.history.iter().map(f).collect();
         out.add_diagnostic("marginal_error", column(|r| r.marginal_error))?;
         out.add_diagnostic("l1_marginal_error", column(|r| r.l1_marginal_error))?;
@@ -628,7 +662,7 @@ impl Solution {
         for (name, values) in &self.diagnostics {
             out.add_diagnostic(name, values.clone())?;
         }
-        let (ms, mt) = problem.masses();
+        let (ms, mt) = masses;
         for (k, v) in [
             ("method", AttrValue::Text(self.method.into())),
             ("converged", AttrValue::Integer(self.converged() as i64)),
@@ -636,7 +670,7 @@ impl Solution {
             ("stop_reason", AttrValue::Text(self.stop_reason.clone())),
             ("iterations", AttrValue::Integer(self.iterations as i64)),
             ("w2_squared", AttrValue::Number(self.w2_squared())),
-            ("transport_cost", AttrValue::Number(self.transport_cost(problem))),
+            ("transport_cost", AttrValue::Number(transport_cost)),
             ("marginal_error", AttrValue::Number(self.marginal_error)),
             ("seconds", AttrValue::Number(self.seconds)),
             ("source_mass", AttrValue::Number(ms)),
@@ -650,7 +684,7 @@ impl Solution {
         for (k, v) in &self.scalars {
             out.set_attribute(k, AttrValue::Number(*v))?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -1,0 +1,240 @@
+//! One rank's part of a distributed bfm solve's results file: the fields, diagnostics and
+//! attributes of [`crate::ot::Solution::to_output`], each rank computing its planes of every
+//! field with the slab operations — `φ = |x|²/2 + p`, `ψ = |y|²/2 + q`, the maps `x + ∇p`
+//! and `y + ∇q` (clamped into the other density's support box, found over every rank), the
+//! displacement, the push-forward `T#μ` by the deposit, and the transport cost `∫|T − x|² dμ`
+//! summed in the serial order — so that a collective write of it
+//! ([`super::write_collective`]) is the serial solve's file.
+
+use super::bfm::SlabBfm;
+use super::exchange::Exchange;
+use super::operators::slab_gradient;
+use super::pushforward::slab_push_forward;
+use super::sum::slab_sum;
+use crate::error::{Error, Result};
+use crate::field::{ScalarField, VectorField};
+use crate::grid::{Grid, SlabDecomposition};
+use crate::io::Output;
+use crate::ot::problem::{box_of, clamp_points, half_square, transport_term};
+use crate::ot::{Outcome, Solution};
+use rayon::prelude::*;
+
+/// The cell centres of `cells` (global flat indices of `grid`), d per cell, x first.
+fn centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
+    let d = grid.dim();
+    let shape = grid.storage_shape();
+    let mut out = vec![0.0; cells.len() * d];
+    out.par_chunks_mut(d).zip(cells.into_par_iter()).for_each(|(point, flat)| {
+        let mut index = [0usize; 3];
+        let mut rest = flat;
+        for k in (0..d).rev() {
+            index[k] = rest % shape[k];
+            rest /= shape[k];
+        }
+        grid.cell_center(&index[..d], point);
+    });
+    out
+}
+
+/// The box of the cells where `density` (this rank's planes) is positive, over every rank
+/// (as [`crate::ot::Problem::support_box`]). A collective.
+fn support_box(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    slabs: &SlabDecomposition,
+    density: &[f64],
+) -> Vec<Option<(f64, f64)>> {
+    let d = grid.dim();
+    let shape = grid.storage_shape();
+    let start = slabs.cells(exchange.rank()).start;
+    let mut first = vec![usize::MAX; d];
+    let mut last = vec![0usize; d];
+    for (local, _) in density.iter().enumerate().filter(|(_, v)| **v > 0.0) {
+        let mut rest = start + local;
+        for k in (0..d).rev() {
+            let a = d - 1 - k;
+            let i = rest % shape[k];
+            rest /= shape[k];
+            first[a] = first[a].min(i);
+            last[a] = last[a].max(i);
+        }
+    }
+    // Cell indices are exact in f64; a rank without positive cells offers −(usize::MAX).
+    let first: Vec<usize> = first.iter().map(|&f| (-exchange.max(-(f as f64))) as usize).collect();
+    let last: Vec<usize> = last.iter().map(|&l| exchange.max(l as f64) as usize).collect();
+    box_of(grid, &first, &last)
+}
+
+/// `x + ∇u` on this rank's cells, clamped into `bounds`.
+fn map_of(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    u: &[f64],
+    centre: &[f64],
+    bounds: &[Option<(f64, f64)>],
+) -> Result<Vec<f64>> {
+    let mut t = slab_gradient(exchange, grid, u)?;
+    t.par_iter_mut().zip(centre.par_iter()).for_each(|(a, b)| *a += b);
+    clamp_points(&mut t, bounds);
+    Ok(t)
+}
+
+/// This rank's part of the results file of `result`, the [`super::slab_bfm`] solve between
+/// μ and ν (this rank's planes, as passed to the solve) on `grid`; `masses` are the
+/// densities' masses before normalisation (the file's `source_mass`, `target_mass`). Its
+/// collective write is the serial solve's [`Solution::to_output`] file: the same fields to
+/// the bit, the same diagnostics and attributes (but `seconds`). A collective.
+pub fn slab_bfm_output(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    (mu, nu): (&[f64], &[f64]),
+    masses: (f64, f64),
+    result: &SlabBfm,
+) -> Result<Output> {
+    let slabs = SlabDecomposition::new(grid, exchange.size())?;
+    let rank = exchange.rank();
+    let cells = slabs.cells(rank);
+    let n = cells.len();
+    let bad = [mu.len(), nu.len(), result.p.len(), result.q.len()].iter().any(|&l| l != n);
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(
+            "distributed bfm output: a rank's blocks do not match its planes",
+        ));
+    }
+    let d = grid.dim();
+    let local = slabs.local_grid(rank)?;
+    let centre = centres(grid, cells);
+    let half: Vec<f64> = centre.par_chunks(d).map(half_square).collect();
+    let plus = |u: &[f64]| -> Vec<f64> { half.iter().zip(u).map(|(a, b)| a + b).collect() };
+    let boxes = [mu, nu].map(|rho| support_box(exchange, grid, &slabs, rho));
+    let map = map_of(exchange, grid, &result.p, &centre, &boxes[1])?;
+    let inverse = map_of(exchange, grid, &result.q, &centre, &boxes[0])?;
+    let mut displacement = map.clone();
+    displacement.par_iter_mut().zip(centre.par_iter()).for_each(|(a, b)| *a -= b);
+    let subsamples = if d == 2 { 2 } else { 1 };
+    let pushed = slab_push_forward(exchange, grid, mu, &map, subsamples)?;
+    let cost = slab_sum(exchange, &slabs, |i| transport_term(mu, &displacement, d, i))
+        * grid.cell_volume();
+    let scalar = |v: Vec<f64>| ScalarField::from_vec(&local, v);
+    let vector = |v: Vec<f64>| -> Result<VectorField> {
+        let mut shape = local.storage_shape();
+        shape.push(d);
+        let data = ndarray::ArrayD::from_shape_vec(shape, v)
+            .map_err(|e| Error::invalid(format!("distributed bfm output: {e}")))?;
+        VectorField::new(local.clone(), data)
+    };
+    let mut out = Output::slab(grid, &slabs, rank)?;
+    out.add_field("source", scalar(mu.to_vec())?)?;
+    out.add_field("target", scalar(nu.to_vec())?)?;
+    out.add_field("phi", scalar(plus(&result.p))?)?;
+    out.add_field("psi", scalar(plus(&result.q))?)?;
+    out.add_field("map", vector(map)?)?;
+    out.add_field("displacement", vector(displacement)?)?;
+    out.add_field("inverse_map", vector(inverse)?)?;
+    out.add_field("push_forward", scalar(pushed)?)?;
+    let summary = Solution {
+        method: "bfm",
+        outcome: result.outcome,
+        stop_reason: result.stop_reason.clone(),
+        marginal_error: result.marginal_error,
+        dual_value: result.dual_value,
+        iterations: result.iterations,
+        seconds: result.seconds,
+        history: result.history.clone(),
+        diagnostics: Vec::new(),
+        scalars: Vec::new(),
+        p: scalar(result.p.clone())?,
+        q: scalar(result.q.clone())?,
+    };
+    debug_assert!(summary.outcome != Outcome::Completed);
+    summary.add_summary(&mut out, cost, masses)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::{slab_bfm, test_grid, LocalWorld};
+    use crate::grid::BoundaryKind::{Neumann, Periodic};
+    use crate::io::{AttrValue, Field};
+    use crate::ot::bfm::PushForward;
+    use crate::ot::{BackAndForth, Options, Problem, Solver};
+
+    /// A bump of width² `width` at `centre`, cut to zero below `cut` of its peak.
+    fn bump(grid: &Grid, centre: [f64; 3], width: f64, cut: f64) -> ScalarField {
+        ScalarField::from_fn(grid, |x| {
+            let v =
+                (-x.iter().zip(centre).map(|(x, c)| (x - c).powi(2)).sum::<f64>() / width).exp();
+            if v < cut {
+                0.0
+            } else {
+                v
+            }
+        })
+    }
+
+    fn values(f: &Field) -> Vec<f64> {
+        match f {
+            Field::Scalar(s) => s.data().iter().copied().collect(),
+            Field::Vector(v) => v.data().iter().copied().collect(),
+        }
+    }
+
+    /// On 1–4 ranks every rank's part holds its planes of the serial single-level solve's
+    /// file — every field to the bit — and the serial diagnostics and attributes (all but
+    /// `seconds`): 2D and 3D box grids, and a target that vanishes outside a disc (the maps'
+    /// clamp into its support box), a periodic axis across the slabs' x.
+    #[test]
+    fn slab_output_is_the_serial_file_to_the_bit() {
+        let cases = [
+            (&[24usize, 21][..], &[Neumann, Neumann][..], 0.0),
+            (&[14, 13, 11][..], &[Periodic, Neumann, Neumann][..], 0.0),
+            (&[20, 19][..], &[Neumann, Neumann][..], 0.05),
+        ];
+        for (shape, kinds, cut) in cases {
+            let grid = test_grid(shape, kinds);
+            let mut mu = bump(&grid, [0.4, 0.5, 0.5], 0.05, 0.0);
+            mu.data_mut().mapv_inplace(|v| 3.0 * (v + 0.02));
+            let nu = bump(&grid, [0.6, 0.55, 0.45], 0.03, cut);
+            let solver = BackAndForth {
+                multilevel: false,
+                push_forward: PushForward::Deposit,
+                tolerance: Some(1e-6),
+                max_iterations: Some(12),
+                ..BackAndForth::default()
+            };
+            let problem = Problem::new(&mu, &nu).unwrap();
+            let serial = solver.solve(&problem, &Options::default()).unwrap();
+            let file = serial.to_output(&problem).unwrap();
+            let flat = |f: &ScalarField| f.data().iter().copied().collect::<Vec<f64>>();
+            let (m, n) = (flat(problem.source()), flat(problem.target()));
+            for ranks in 1..=4 {
+                let parts = LocalWorld::run(ranks, |ex| {
+                    let c = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
+                    let blocks = (&m[c.clone()], &n[c.clone()]);
+                    let result = slab_bfm(ex, &grid, blocks.0, blocks.1, &solver).unwrap();
+                    let out = slab_bfm_output(ex, &grid, blocks, problem.masses(), &result);
+                    (c, out.unwrap())
+                });
+                let d = grid.dim();
+                for (c, part) in parts {
+                    assert_eq!(part.fields().len(), file.fields().len());
+                    for (name, field) in file.fields() {
+                        let whole = values(field);
+                        let width = if matches!(field, Field::Vector(_)) { d } else { 1 };
+                        let mine = &whole[c.start * width..c.end * width];
+                        let got = values(&part.fields()[name]);
+                        assert!(got == mine, "{shape:?}, {ranks} ranks: field {name}");
+                    }
+                    assert_eq!(part.diagnostics(), file.diagnostics(), "{shape:?}, {ranks} ranks");
+                    let mut attributes = part.attributes().clone();
+                    let mut expected = file.attributes().clone();
+                    for a in [&mut attributes, &mut expected] {
+                        assert!(matches!(a.remove("seconds"), Some(AttrValue::Number(_))));
+                    }
+                    assert_eq!(attributes, expected, "{shape:?}, {ranks} ranks");
+                }
+            }
+        }
+    }
+}
