@@ -89,10 +89,11 @@ test: deps lint
 # 1, 2 and 4 ranks (64³, 96³ and non-divisible grids), each case also written collectively
 # (parallel HDF5) and compared with the serial writer's file by h5diff; Sinkhorn on slabs
 # against the serial solve (64³ box, 96×90×83 torus); a refused
-# decomposition; a refused output path (one error, no file left).
+# decomposition; a refused output path (one error, no file left); then `mpirun -np P otgrid ot`
+# against the serial CLI (tests/mpi/ot_cli.sh: files identical, refusals).
 test-distributed: deps-mpi
-	$(DIST_CARGO) clippy --release --features distributed --lib --example distributed_poisson_check -- -D warnings
-	$(DIST_CARGO) build --release --features distributed --example distributed_poisson_check
+	$(DIST_CARGO) clippy --release --features distributed --lib --bin otgrid --example distributed_poisson_check -- -D warnings
+	$(DIST_CARGO) build --release --features distributed --bin otgrid --example distributed_poisson_check
 	rm -rf target/mpi-check && mkdir -p target/mpi-check
 	for p in 1 2 4; do $(MPIRUN) -np $$p $(DIST_CHECK) --out target/mpi-check || exit 1; done
 	@for f in target/mpi-check/case*-np*.h5; do \
@@ -109,6 +110,8 @@ test-distributed: deps-mpi
 	grep -c "^error: .*Not a directory" target/mpi_write_refusal.txt | grep -qx 1 || { cat target/mpi_write_refusal.txt >&2; exit 1; }; \
 	if ls -a target | grep -q "^\.mpi_refusal"; then echo "error: a temporary was left behind" >&2; exit 1; fi; \
 	echo "refused as expected: $$(grep '^error:' target/mpi_write_refusal.txt)"
+	@# `mpirun -np P otgrid ot …` against the serial CLI: fields and diagnostics h5diff-identical.
+	bash tests/mpi/ot_cli.sh target/distributed/release/otgrid $(MPIRUN) --bind-to none
 
 bench: deps-build
 	$(CARGO) bench

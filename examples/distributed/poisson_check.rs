@@ -450,7 +450,8 @@ fn bfm_cases(ex: &MpiExchange) -> bool {
             (s, t.elapsed().as_secs_f64())
         });
         let blocks = scatter_from_root(ex, &slabs, serial.as_ref().map(|(s, _)| [&s.p, &s.q]));
-        let same_here = part.p == blocks[0] && part.q == blocks[1];
+        let flat = |f: &ScalarField| f.data().as_slice().expect("contiguous").to_vec();
+        let same_here = flat(&part.p) == blocks[0] && flat(&part.q) == blocks[1];
         let same = ex.max(f64::from(u8::from(!same_here))) == 0.0;
         let ok = if let Some((s, serial_seconds)) = &serial {
             let ok = same && part.iterations == s.iterations && part.outcome == s.outcome;

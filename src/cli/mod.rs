@@ -6,6 +6,8 @@
 mod demo;
 mod flow;
 mod info;
+#[cfg(feature = "distributed")]
+mod mpi;
 mod ot;
 mod pde;
 mod plot;
@@ -48,7 +50,7 @@ enum Command {
     Info(info::InfoArgs),
     /// Write a demo field set (Gaussian density, its gradient, a heat-kernel time series) with its XDMF sidecar.
     Demo(demo::DemoArgs),
-    /// Brenier map between two densities (quadratic cost): potentials, map, inverse map, push-forward, W₂².
+    /// Brenier map between two densities (quadratic cost): potentials, map, inverse map, push-forward, W₂². Built with the `distributed` feature, `mpirun -np P otgrid ot …` solves by bfm on slabs of the grid and writes one file collectively (docs/distributed.md).
     Ot(ot::OtArgs),
     /// Run the OT solvers on cases with closed-form Brenier maps at several resolutions (or the gradient-flow zoo, --suite flows); print errors, W₂² errors, observed orders, iterations, times.
     Verify(verify::VerifyArgs),
@@ -142,6 +144,11 @@ impl Report {
 
     /// Prints the entries as `key value` lines (numbers in scientific notation), leaving out
     /// `skip`; a grid prints as its description.
+    #[cfg(feature = "distributed")]
+    pub fn get(&self, key: &str) -> Option<&serde_json::Value> {
+        self.entries.get(key)
+    }
+
     pub fn print_text(&self, skip: &[&str]) {
         for (k, v) in self.entries.iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
             match v {
@@ -233,7 +240,17 @@ pub fn main() -> i32 {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    // Under an MPI launcher (the `distributed` feature) the process joins MPI's world; rank
+    // 0 alone logs, prints the report and errors (the ranks agree on every error).
+    #[cfg(feature = "distributed")]
+    let universe = if mpi::launched() { ::mpi::initialize() } else { None };
+    #[cfg(feature = "distributed")]
+    let world = universe.as_ref().map(|u| otgrid::distributed::mpi::MpiExchange::new(u.world()));
+    #[cfg(feature = "distributed")]
+    let root = world.as_ref().is_none_or(|w| otgrid::distributed::Exchange::rank(w) == 0);
+    #[cfg(not(feature = "distributed"))]
+    let root = true;
+    init_logging(cli.verbose, cli.quiet || !root);
     if let Err(e) = otgrid::io::remove_temporaries_on_signal() {
         tracing::warn!("{e}; an interrupted run may leave temporary files");
     }
@@ -247,23 +264,19 @@ pub fn main() -> i32 {
             }
         }
     }
-    let result = match &cli.command {
-        Command::Info(args) => info::run(args, &mut report),
-        Command::Demo(args) => demo::run(args, &mut report),
-        Command::Ot(args) => ot::run(args, &mut report),
-        Command::Verify(args) => verify::run(args, &mut report),
-        Command::Elliptic(args) => pde::elliptic(args, &mut report),
-        Command::Parabolic(args) => pde::parabolic(args, &mut report),
-        Command::FokkerPlanck(args) => pde::fokker_planck(args, &mut report),
-        Command::Flow(args) => flow::run(args, &mut report),
-        Command::Push(args) => sample::push(args, &mut report),
-        Command::Sample(args) => sample::sample(args, &mut report),
-        Command::Compare(args) => sample::compare(args, &mut report),
-        Command::Study(args) => study::run(args, &mut report),
+    #[cfg(feature = "distributed")]
+    let result = match (&world, &cli.command) {
+        (Some(world), Command::Ot(args)) => mpi::ot(args, &mut report, world),
+        (Some(world), _) if otgrid::distributed::Exchange::size(world) > 1 => {
+            Err(mpi::refuse(otgrid::distributed::Exchange::size(world)))
+        }
+        _ => run(&cli.command, &mut report),
     };
+    #[cfg(not(feature = "distributed"))]
+    let result = run(&cli.command, &mut report);
     match result {
         Ok(()) => {
-            if report.json && !report.printed {
+            if report.json && !report.printed && root {
                 println!("{}", report.document(None));
             }
             0
@@ -273,11 +286,31 @@ pub fn main() -> i32 {
             if let Some(hint) = flag_hint(&e) {
                 message = format!("{message} ({hint})");
             }
-            if report.json {
+            if report.json && root {
                 println!("{}", report.document(Some(&message)));
             }
-            eprintln!("error: {message}");
+            if root {
+                eprintln!("error: {message}");
+            }
             e.exit_code()
         }
+    }
+}
+
+/// Runs `command` in this process.
+fn run(command: &Command, report: &mut Report) -> Result<()> {
+    match command {
+        Command::Info(args) => info::run(args, report),
+        Command::Demo(args) => demo::run(args, report),
+        Command::Ot(args) => ot::run(args, report),
+        Command::Verify(args) => verify::run(args, report),
+        Command::Elliptic(args) => pde::elliptic(args, report),
+        Command::Parabolic(args) => pde::parabolic(args, report),
+        Command::FokkerPlanck(args) => pde::fokker_planck(args, report),
+        Command::Flow(args) => flow::run(args, report),
+        Command::Push(args) => sample::push(args, report),
+        Command::Sample(args) => sample::sample(args, report),
+        Command::Compare(args) => sample::compare(args, report),
+        Command::Study(args) => study::run(args, report),
     }
 }

@@ -159,8 +159,29 @@ fn batches(args: &OtArgs, size: usize, target: &DensitySpec, base: &Path) -> Res
     Ok(batches)
 }
 
+/// `--bandwidth B`: the KDE bandwidth of those `samples:` densities given without one.
+pub(super) fn apply_bandwidth(b: f64, specs: &mut [DensitySpec]) -> Result<()> {
+    let positive = b.is_finite() && b > 0.0;
+    if !positive {
+        return Err(Error::invalid(format!("--bandwidth must be positive, got {b}")));
+    }
+    let mut applied = false;
+    for spec in specs {
+        if let DensitySpec::Samples { deposit: SampleDeposit::Kde(bandwidth @ None), .. } = spec {
+            *bandwidth = Some(b);
+            applied = true;
+        }
+    }
+    if !applied {
+        return Err(Error::invalid(
+            "--bandwidth applies to samples:FILE densities deposited by KDE without a bandwidth of their own",
+        ));
+    }
+    Ok(())
+}
+
 /// The method settings the flags give: each method flag is one setting, plus `--set`.
-fn settings(args: &OtArgs) -> Result<Settings> {
+pub(super) fn settings(args: &OtArgs) -> Result<Settings> {
     let mut settings = Settings::default();
     let flags = [
         ("metric", args.metric.clone()),
@@ -184,7 +205,7 @@ fn settings(args: &OtArgs) -> Result<Settings> {
 
 /// Refuses a method flag the method does not take, naming the method that does (a flag's
 /// setting has the flag's name).
-fn check_flags(method: Method, settings: &Settings, args: &OtArgs) -> Result<()> {
+pub(super) fn check_flags(method: Method, settings: &Settings, args: &OtArgs) -> Result<()> {
     let from_set = |name: &str| args.set.iter().any(|p| p.split('=').next() == Some(name));
     for name in settings.names() {
         if !method.takes(name) && !from_set(name) {
@@ -216,23 +237,9 @@ pub fn run(args: &OtArgs, report: &mut Report) -> Result<()> {
     let mut source_spec = DensitySpec::parse(&args.source, "source")?;
     let mut target_spec = DensitySpec::parse(&args.target, "target")?;
     if let Some(b) = args.bandwidth {
-        let positive = b.is_finite() && b > 0.0;
-        if !positive {
-            return Err(Error::invalid(format!("--bandwidth must be positive, got {b}")));
-        }
-        let mut applied = false;
-        for spec in [&mut source_spec, &mut target_spec] {
-            if let DensitySpec::Samples { deposit: SampleDeposit::Kde(bandwidth @ None), .. } = spec
-            {
-                *bandwidth = Some(b);
-                applied = true;
-            }
-        }
-        if !applied {
-            return Err(Error::invalid(
-                "--bandwidth applies to samples:FILE densities deposited by KDE without a bandwidth of their own",
-            ));
-        }
+        let mut specs = [source_spec, target_spec];
+        apply_bandwidth(b, &mut specs)?;
+        [source_spec, target_spec] = specs;
     }
     let true_target = args
         .true_target

@@ -27,7 +27,7 @@ use crate::field::ScalarField;
 use crate::grid::{Grid, SlabDecomposition};
 use crate::ot::bfm::{stop_reason, Level, LevelOps, PushForward, Stall, FLOOR_CELLS, METHOD};
 use crate::ot::metric::{Metric, MetricOps};
-use crate::ot::{BackAndForth, IterationRecord, Options, Outcome};
+use crate::ot::{BackAndForth, Options, Outcome, Solution};
 use crate::spectral::{MeanPolicy, Symbol};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -122,33 +122,11 @@ fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
 }
 
-/// One rank's result of [`slab_bfm`]: its planes of the potentials (displacement form, as
-/// [`crate::ot::Solution`]'s p and q) and the solve's outcome, the same on every rank.
-#[derive(Clone, Debug)]
-pub struct SlabBfm {
-    /// This rank's planes of p (on μ's side).
-    pub p: Vec<f64>,
-    /// This rank's planes of q = p^c (on ν's side).
-    pub q: Vec<f64>,
-    /// How the solve ended.
-    pub outcome: Outcome,
-    /// Iterations, the fall back's restart included.
-    pub iterations: usize,
-    /// The returned pair's H⁻¹ marginal error.
-    pub marginal_error: f64,
-    /// The dual value of the returned pair.
-    pub dual_value: f64,
-    /// Every iteration's record, as the serial solve's history.
-    pub history: Vec<IterationRecord>,
-    /// Why the solve ended, in the serial solve's words.
-    pub stop_reason: String,
-    /// Seconds the solve took on this rank.
-    pub seconds: f64,
-}
-
 /// bfm between μ and ν (this rank's planes of two densities on `grid`, normalised over every
 /// rank to equal mass by the caller) with `solver`'s settings, on one level (the serial
-/// solve with `multilevel: false`, to the bit on a box slab axis). A collective. Refused,
+/// solve with `multilevel: false`, to the bit on a box slab axis). The solution's `p` and `q`
+/// are this rank's planes (on [`SlabDecomposition::local_grid`]); the rest is the whole
+/// solve's, the same on every rank. A collective. Refused,
 /// on every rank: a warm start, the change-of-variables push-forward, a block of the wrong
 /// length or with negative, NaN or infinite values on any rank, masses that differ.
 pub fn slab_bfm(
@@ -157,7 +135,7 @@ pub fn slab_bfm(
     mu: &[f64],
     nu: &[f64],
     solver: &BackAndForth,
-) -> Result<SlabBfm> {
+) -> Result<Solution> {
     let slabs = SlabDecomposition::new(grid, exchange.size())?;
     let cells = slabs.cells(exchange.rank());
     let bad = mu.len() != cells.len()
@@ -222,16 +200,19 @@ pub fn slab_bfm(
             metric = Metric::Laplacian;
             continue;
         }
-        return Ok(SlabBfm {
-            p: values(&level.p).to_vec(),
-            q: values(&level.q).to_vec(),
+        return Ok(Solution {
+            method: "bfm",
             outcome,
-            iterations,
+            stop_reason: stop_reason(outcome, error, &stopping, grid),
             marginal_error: error,
             dual_value: level.value(),
-            history,
-            stop_reason: stop_reason(outcome, error, &stopping, grid),
+            iterations,
             seconds: start.elapsed().as_secs_f64(),
+            history,
+            diagnostics: Vec::new(),
+            scalars: Vec::new(),
+            p: level.p,
+            q: level.q,
         });
     }
 }
@@ -278,8 +259,8 @@ mod tests {
                 for (c, r) in results {
                     assert_eq!(r.iterations, serial.iterations, "{shape:?}, {ranks} ranks");
                     assert_eq!(r.outcome, serial.outcome, "{shape:?}, {ranks} ranks");
-                    assert!(r.p == values(&serial.p)[c.clone()], "{shape:?}, {ranks} ranks: p");
-                    assert!(r.q == values(&serial.q)[c], "{shape:?}, {ranks} ranks: q");
+                    assert!(values(&r.p) == &values(&serial.p)[c.clone()], "{shape:?}, {ranks}: p");
+                    assert!(values(&r.q) == &values(&serial.q)[c], "{shape:?}, {ranks} ranks: q");
                     assert_eq!(r.marginal_error.to_bits(), serial.marginal_error.to_bits());
                 }
             }
@@ -318,10 +299,10 @@ mod tests {
                 r.marginal_error,
                 serial.marginal_error
             );
-            let worst =
-                r.p.iter()
-                    .zip(&values(&serial.p)[c])
-                    .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+            let worst = values(&r.p)
+                .iter()
+                .zip(&values(&serial.p)[c])
+                .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
             let h = grid.max_spacing();
             assert!(worst <= h * h, "{worst:e} (p's peak {peak:e})");
         }

@@ -5,6 +5,7 @@
 //! process — the decomposed algorithms' tests run on it without an MPI installation) and, with
 //! the `distributed` feature, [`super::mpi::MpiExchange`] over a real MPI communicator.
 
+use crate::error::{Error, Result};
 use std::sync::{Arc, Barrier, Mutex};
 
 /// Collective operations of one group of ranks.
@@ -155,6 +156,20 @@ impl Exchange for LocalExchange {
     }
     fn max(&self, value: f64) -> f64 {
         self.reduce(value, f64::max)
+    }
+}
+
+/// Whether `result` failed on any rank: every rank gets the same verdict, its own error
+/// where it failed, else one naming how many ranks failed. A collective.
+pub fn agree<T>(ex: &impl Exchange, result: Result<T>, what: &str) -> Result<T> {
+    let failed = ex.sum(if result.is_err() { 1.0 } else { 0.0 });
+    match result {
+        Err(e) => Err(e),
+        Ok(_) if failed > 0.0 => Err(Error::invalid(format!(
+            "{what} failed on {failed} of {} ranks (their errors are reported there)",
+            ex.size()
+        ))),
+        ok => ok,
     }
 }
 

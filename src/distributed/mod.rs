@@ -23,7 +23,7 @@
 //!   serial level and loop on the slab operations above, the serial solve's potentials to the
 //!   bit on a box slab axis.
 //!
-//! - [`solution`]: one rank's part of a distributed bfm solve's results file (the serial
+//! - [`solution`]: one rank's part of a distributed solve's results file (the serial
 //!   file's fields, diagnostics and attributes, computed on the slabs).
 //!
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
@@ -49,8 +49,8 @@ pub mod sum;
 
 use std::ops::Range;
 
-pub use bfm::{slab_bfm, SlabBfm, SlabLevel};
-pub use exchange::{Exchange, LocalExchange, LocalWorld, Single};
+pub use bfm::{slab_bfm, SlabLevel};
+pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
@@ -60,7 +60,7 @@ pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;
-pub use solution::slab_bfm_output;
+pub use solution::slab_output;
 pub use sum::{slab_dot, slab_sum};
 
 /// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if

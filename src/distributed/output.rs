@@ -5,7 +5,7 @@
 //! writes, and rank 0 renames both files only once every rank has closed the HDF5 file
 //! without error; a failure on any rank fails every rank and leaves no file behind.
 
-use super::exchange::Exchange;
+use super::exchange::{agree, Exchange};
 use super::mpi::MpiExchange;
 use crate::error::{Error, Result};
 use crate::io::{render_xdmf, sidecar_path, AtomicFile, Output, Provenance, Written};
@@ -29,20 +29,6 @@ fn broadcast(ex: &MpiExchange, bytes: Vec<u8>) -> Vec<u8> {
     let mut buf = if ex.rank() == 0 { bytes } else { vec![0u8; len as usize] };
     root.broadcast_into(&mut buf[..]);
     buf
-}
-
-/// Whether `result` failed on any rank: every rank gets the same verdict, its own error
-/// where it failed, else one naming the rank count that did.
-fn agree<T>(ex: &MpiExchange, result: Result<T>, what: &str) -> Result<T> {
-    let failed = ex.sum(if result.is_err() { 1.0 } else { 0.0 });
-    match result {
-        Err(e) => Err(e),
-        Ok(_) if failed > 0.0 => Err(Error::invalid(format!(
-            "{what} failed on {failed} of {} ranks (their errors are reported there)",
-            ex.size()
-        ))),
-        ok => ok,
-    }
 }
 
 /// Writes `output` (this rank's part, from [`Output::slab`]) to `path` and its XDMF sidecar,

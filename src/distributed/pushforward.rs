@@ -68,11 +68,19 @@ pub fn slab_push_forward(
     let wanted: Vec<Vec<usize>> =
         (0..slabs.ranks()).map(|q| map_planes(&slabs.planes(q), n, periodic)).collect();
     let block = gather_planes(exchange, &slabs, map, plane * d, &wanted)?;
+    // Where the block's planes are consecutive (always but where a periodic halo wraps), a
+    // cell's place in it is one subtraction away.
+    let mine = &wanted[rank];
+    let consecutive = mine.windows(2).all(|w| w[1] == w[0] + 1);
+    let offset = mine.first().map_or(0, |&j| j * plane);
     let mut position = vec![usize::MAX; n];
-    for (k, &j) in wanted[rank].iter().enumerate() {
+    for (k, &j) in mine.iter().enumerate() {
         position[j] = k;
     }
     let at = |flat: usize, a: usize| {
+        if consecutive {
+            return block[(flat - offset) * d + a];
+        }
         let k = position[flat / plane];
         debug_assert!(k != usize::MAX, "a slope read a plane outside the halo");
         block[(k * plane + flat % plane) * d + a]
@@ -89,7 +97,7 @@ pub fn slab_push_forward(
         .par_chunks(len)
         .enumerate()
         .map(|(part, chunk)| {
-            let mut acc = FixedPlanes::new(n, plane, exponent);
+            let mut acc = FixedPlanes::new(plane, exponent);
             for (k, &m) in chunk.iter().enumerate() {
                 if m != 0.0 {
                     let i = cells.start + part * len + k;
@@ -103,7 +111,7 @@ pub fn slab_push_forward(
             a
         })
         .map(FixedPlanes::into_planes)
-        .unwrap_or_else(|| vec![None; n]);
+        .unwrap_or_default();
 
     let mine = scatter_to_owners(exchange, &slabs, plane, landed);
     Ok(mine.into_par_iter().map(|v| FixedCells::value(v, exponent) / vol).collect())
@@ -166,15 +174,15 @@ fn gather_planes(
     Ok(out)
 }
 
-/// The sum over ranks of the fixed-point planes `landed` (this rank's shares, indexed by
-/// global plane), on this rank's own planes: each plane goes to its owner, which adds (exact
+/// The sum over ranks of the fixed-point planes `landed` (this rank's shares on that window
+/// of global planes, plane after plane), on this rank's own planes: each plane goes to its owner, which adds (exact
 /// integer sums, in any order). Two `Alltoallv`s: the plane counts, then the planes, each as
 /// its index and its `i128` cells as pairs of doubles' bits.
 fn scatter_to_owners(
     exchange: &impl Exchange,
     slabs: &SlabDecomposition,
     plane: usize,
-    landed: Vec<Option<Vec<i128>>>,
+    (landed, shares): (std::ops::Range<usize>, Vec<i128>),
 ) -> Vec<i128> {
     let rank = exchange.rank();
     let ranks = slabs.ranks();
@@ -185,8 +193,9 @@ fn scatter_to_owners(
     let mut counts = vec![0.0; ranks];
     let mut send_counts = vec![0; ranks];
     for (q, count) in counts.iter_mut().enumerate() {
-        for j in slabs.planes(q) {
-            let Some(cells) = &landed[j] else { continue };
+        let theirs = slabs.planes(q);
+        for j in theirs.start.max(landed.start)..theirs.end.min(landed.end) {
+            let cells = &shares[(j - landed.start) * plane..][..plane];
             if q == rank {
                 let at = &mut mine[(j - own.start) * plane..][..plane];
                 at.iter_mut().zip(cells).for_each(|(a, b)| *a += b);

@@ -1,4 +1,4 @@
-//! One rank's part of a distributed bfm solve's results file: the fields, diagnostics and
+//! One rank's part of a distributed solve's results file: the fields, diagnostics and
 //! attributes of [`crate::ot::Solution::to_output`], each rank computing its planes of every
 //! field with the slab operations — `φ = |x|²/2 + p`, `ψ = |y|²/2 + q`, the maps `x + ∇p`
 //! and `y + ∇q` (clamped into the other density's support box, found over every rank), the
@@ -6,7 +6,6 @@
 //! summed in the serial order — so that a collective write of it
 //! ([`super::write_collective`]) is the serial solve's file.
 
-use super::bfm::SlabBfm;
 use super::exchange::Exchange;
 use super::operators::slab_gradient;
 use super::pushforward::slab_push_forward;
@@ -16,8 +15,12 @@ use crate::field::{ScalarField, VectorField};
 use crate::grid::{Grid, SlabDecomposition};
 use crate::io::Output;
 use crate::ot::problem::{box_of, clamp_points, half_square, transport_term};
-use crate::ot::{Outcome, Solution};
+use crate::ot::Solution;
 use rayon::prelude::*;
+
+fn values(f: &ScalarField) -> &[f64] {
+    f.data().as_slice().expect("contiguous")
+}
 
 /// The cell centres of `cells` (global flat indices of `grid`), d per cell, x first.
 fn centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
@@ -79,27 +82,28 @@ fn map_of(
     Ok(t)
 }
 
-/// This rank's part of the results file of `result`, the [`super::slab_bfm`] solve between
-/// μ and ν (this rank's planes, as passed to the solve) on `grid`; `masses` are the
-/// densities' masses before normalisation (the file's `source_mass`, `target_mass`). Its
-/// collective write is the serial solve's [`Solution::to_output`] file: the same fields to
-/// the bit, the same diagnostics and attributes (but `seconds`). A collective.
-pub fn slab_bfm_output(
+/// This rank's part of the results file of `solution`, a decomposed solve
+/// ([`super::slab_bfm`], [`super::slab_sinkhorn`]: p and q this rank's planes) between μ and
+/// ν (this rank's planes, as passed to the solve) on `grid`; `masses` are the densities'
+/// masses before normalisation (the file's `source_mass`, `target_mass`). Its collective
+/// write is the serial solve's [`Solution::to_output`] file: the same fields (to the bit
+/// where the potentials are the serial ones to the bit), diagnostics and attributes (but
+/// `seconds`). A collective.
+pub fn slab_output(
     exchange: &impl Exchange,
     grid: &Grid,
     (mu, nu): (&[f64], &[f64]),
     masses: (f64, f64),
-    result: &SlabBfm,
+    solution: &Solution,
 ) -> Result<Output> {
     let slabs = SlabDecomposition::new(grid, exchange.size())?;
     let rank = exchange.rank();
     let cells = slabs.cells(rank);
     let n = cells.len();
-    let bad = [mu.len(), nu.len(), result.p.len(), result.q.len()].iter().any(|&l| l != n);
+    let (p, q) = (values(&solution.p), values(&solution.q));
+    let bad = [mu.len(), nu.len(), p.len(), q.len()].iter().any(|&l| l != n);
     if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(
-            "distributed bfm output: a rank's blocks do not match its planes",
-        ));
+        return Err(Error::invalid("distributed output: a rank's blocks do not match its planes"));
     }
     let d = grid.dim();
     let local = slabs.local_grid(rank)?;
@@ -107,8 +111,8 @@ pub fn slab_bfm_output(
     let half: Vec<f64> = centre.par_chunks(d).map(half_square).collect();
     let plus = |u: &[f64]| -> Vec<f64> { half.iter().zip(u).map(|(a, b)| a + b).collect() };
     let boxes = [mu, nu].map(|rho| support_box(exchange, grid, &slabs, rho));
-    let map = map_of(exchange, grid, &result.p, &centre, &boxes[1])?;
-    let inverse = map_of(exchange, grid, &result.q, &centre, &boxes[0])?;
+    let map = map_of(exchange, grid, p, &centre, &boxes[1])?;
+    let inverse = map_of(exchange, grid, q, &centre, &boxes[0])?;
     let mut displacement = map.clone();
     displacement.par_iter_mut().zip(centre.par_iter()).for_each(|(a, b)| *a -= b);
     let subsamples = if d == 2 { 2 } else { 1 };
@@ -120,34 +124,19 @@ pub fn slab_bfm_output(
         let mut shape = local.storage_shape();
         shape.push(d);
         let data = ndarray::ArrayD::from_shape_vec(shape, v)
-            .map_err(|e| Error::invalid(format!("distributed bfm output: {e}")))?;
+            .map_err(|e| Error::invalid(format!("distributed output: {e}")))?;
         VectorField::new(local.clone(), data)
     };
     let mut out = Output::slab(grid, &slabs, rank)?;
     out.add_field("source", scalar(mu.to_vec())?)?;
     out.add_field("target", scalar(nu.to_vec())?)?;
-    out.add_field("phi", scalar(plus(&result.p))?)?;
-    out.add_field("psi", scalar(plus(&result.q))?)?;
+    out.add_field("phi", scalar(plus(p))?)?;
+    out.add_field("psi", scalar(plus(q))?)?;
     out.add_field("map", vector(map)?)?;
     out.add_field("displacement", vector(displacement)?)?;
     out.add_field("inverse_map", vector(inverse)?)?;
     out.add_field("push_forward", scalar(pushed)?)?;
-    let summary = Solution {
-        method: "bfm",
-        outcome: result.outcome,
-        stop_reason: result.stop_reason.clone(),
-        marginal_error: result.marginal_error,
-        dual_value: result.dual_value,
-        iterations: result.iterations,
-        seconds: result.seconds,
-        history: result.history.clone(),
-        diagnostics: Vec::new(),
-        scalars: Vec::new(),
-        p: scalar(result.p.clone())?,
-        q: scalar(result.q.clone())?,
-    };
-    debug_assert!(summary.outcome != Outcome::Completed);
-    summary.add_summary(&mut out, cost, masses)?;
+    solution.add_summary(&mut out, cost, masses)?;
     Ok(out)
 }
 
@@ -213,7 +202,7 @@ mod tests {
                     let c = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
                     let blocks = (&m[c.clone()], &n[c.clone()]);
                     let result = slab_bfm(ex, &grid, blocks.0, blocks.1, &solver).unwrap();
-                    let out = slab_bfm_output(ex, &grid, blocks, problem.masses(), &result);
+                    let out = slab_output(ex, &grid, blocks, problem.masses(), &result);
                     (c, out.unwrap())
                 });
                 let d = grid.dim();

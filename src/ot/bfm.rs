@@ -861,18 +861,12 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
             name: "push-forward",
             help: "auto (default), deposit or jacobian",
         },
+        super::method::Setting {
+            name: "multilevel",
+            help: "true (default: coarse-to-fine levels) or false (the finest grid only)",
+        },
     ],
-    configure: |settings| {
-        let defaults = BackAndForth::default();
-        let (tolerance, max_iterations) = settings.stopping()?;
-        Ok(Box::new(BackAndForth {
-            tolerance,
-            max_iterations,
-            metric: settings.parse("metric")?.unwrap_or(defaults.metric),
-            push_forward: settings.parse("push-forward")?.unwrap_or(defaults.push_forward),
-            ..defaults
-        }))
-    },
+    configure: |settings| Ok(Box::new(BackAndForth::from_settings(settings)?)),
     memory_fields: |_| 48.0,
 };
 
@@ -894,6 +888,21 @@ impl Solver for BackAndForth {
 }
 
 impl BackAndForth {
+    /// The solver the registry's settings give (`metric`, `push-forward`, `multilevel`, the
+    /// stopping settings); the defaults elsewhere.
+    pub fn from_settings(settings: &super::method::Settings) -> Result<BackAndForth> {
+        let defaults = BackAndForth::default();
+        let (tolerance, max_iterations) = settings.stopping()?;
+        Ok(BackAndForth {
+            tolerance,
+            max_iterations,
+            metric: settings.parse("metric")?.unwrap_or(defaults.metric),
+            push_forward: settings.parse("push-forward")?.unwrap_or(defaults.push_forward),
+            multilevel: settings.parse("multilevel")?.unwrap_or(defaults.multilevel),
+            ..defaults
+        })
+    }
+
     /// Whether the dual gradient uses the Jacobian push-forward on `problem` (see
     /// [`PushForward`]).
     pub fn uses_jacobian(&self, problem: &Problem) -> bool {

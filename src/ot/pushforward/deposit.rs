@@ -127,43 +127,78 @@ impl Accumulate for FixedCells<'_> {
     }
 }
 
-/// Fixed-point cells ([`FixedCells`]' arithmetic) allocated a plane of the slowest axis at
-/// a time, where shares land: a slab rank's deposit, whose shares may land on any plane.
+/// Fixed-point cells ([`FixedCells`]' arithmetic) on a window of whole planes of the
+/// slowest axis that grows to the planes where shares land: a slab rank's deposit, whose
+/// shares may land on any plane (for bfm's maps, its own planes and a few beyond). One
+/// subtraction and one comparison per share (a plane index by division cost the slab
+/// deposit 1.6× the serial one).
 pub(crate) struct FixedPlanes {
-    planes: Vec<Option<Vec<i128>>>,
+    /// The window's cells, planes `first..first + cells.len() / plane`.
+    cells: Vec<i128>,
+    first: usize,
     plane: usize,
     scale: f64,
 }
 
 impl FixedPlanes {
-    /// No plane yet of `count` planes of `plane` cells; quantum `2^exponent`.
-    pub(crate) fn new(count: usize, plane: usize, exponent: i32) -> FixedPlanes {
-        FixedPlanes { planes: vec![None; count], plane, scale: power_of_two(-exponent) }
+    /// An empty window on planes of `plane` cells; quantum `2^exponent`.
+    pub(crate) fn new(plane: usize, exponent: i32) -> FixedPlanes {
+        FixedPlanes { cells: Vec::new(), first: 0, plane, scale: power_of_two(-exponent) }
     }
 
-    /// Adds `other`'s planes (exact).
-    pub(crate) fn merge(&mut self, other: FixedPlanes) {
-        for (mine, theirs) in self.planes.iter_mut().zip(other.planes) {
-            match (mine.as_mut(), theirs) {
-                (Some(a), Some(b)) => a.iter_mut().zip(b).for_each(|(x, y)| *x += y),
-                (None, Some(b)) => *mine = Some(b),
-                (_, None) => {}
-            }
+    /// The window's planes.
+    fn planes(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.cells.len() / self.plane
+    }
+
+    /// Grows the window to cover `planes` (zeros in the new planes).
+    fn cover(&mut self, planes: std::ops::Range<usize>) {
+        let now = self.planes();
+        if now.start <= planes.start && planes.end <= now.end && !now.is_empty() {
+            return;
         }
+        let (lo, hi) = if now.is_empty() {
+            (planes.start, planes.end)
+        } else {
+            (now.start.min(planes.start), now.end.max(planes.end))
+        };
+        let mut cells = vec![0i128; (hi - lo) * self.plane];
+        let at = (now.start.max(lo) - lo) * self.plane;
+        cells[at..at + self.cells.len()].copy_from_slice(&self.cells);
+        self.cells = cells;
+        self.first = lo;
     }
 
-    /// The planes, `None` where no share landed.
-    pub(crate) fn into_planes(self) -> Vec<Option<Vec<i128>>> {
-        self.planes
+    /// Adds `other`'s cells (exact).
+    pub(crate) fn merge(&mut self, other: FixedPlanes) {
+        let theirs = other.planes();
+        if theirs.is_empty() {
+            return;
+        }
+        self.cover(theirs.clone());
+        let at = (theirs.start - self.first) * self.plane;
+        self.cells[at..at + other.cells.len()]
+            .iter_mut()
+            .zip(other.cells)
+            .for_each(|(a, b)| *a += b);
+    }
+
+    /// The window's planes (global indices) and their cells, plane after plane.
+    pub(crate) fn into_planes(self) -> (std::ops::Range<usize>, Vec<i128>) {
+        (self.planes(), self.cells)
     }
 }
 
 impl Accumulate for FixedPlanes {
     #[inline]
     fn add_at(&mut self, i: usize, v: f64) {
-        let plane = self.plane;
-        let cells = self.planes[i / plane].get_or_insert_with(|| vec![0; plane]);
-        cells[i % plane] += to_fixed(v * self.scale);
+        let offset = i.wrapping_sub(self.first * self.plane);
+        if offset >= self.cells.len() {
+            let j = i / self.plane;
+            self.cover(j..j + 1);
+        }
+        let offset = i - self.first * self.plane;
+        self.cells[offset] += to_fixed(v * self.scale);
     }
 }
 

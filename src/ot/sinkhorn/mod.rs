@@ -393,22 +393,39 @@ pub const METHOD: super::method::MethodInfo = super::method::MethodInfo {
     // and image-like blocks ("shapes") up to 470 at 256².
     max_iterations: 2000,
     unsuited: |_| None,
-    settings: &[super::method::Setting {
-        name: "epsilon",
-        help: "the entropic regularisation ε (default 1e-3 L², L the domain's longest side)",
-    }],
-    configure: |settings| {
-        let defaults = Sinkhorn::default();
-        let epsilon = settings.parse("epsilon")?.or(defaults.epsilon);
-        let (tolerance, max_iterations) = settings.stopping()?;
-        Ok(Box::new(Sinkhorn { tolerance, max_iterations, epsilon, ..defaults }))
-    },
+    settings: &[
+        super::method::Setting {
+            name: "epsilon",
+            help: "the entropic regularisation ε (default 1e-3 L², L the domain's longest side)",
+        },
+        super::method::Setting {
+            name: "multiscale",
+            help: "true (default: coarse grids first) or false (the finest grid only)",
+        },
+    ],
+    configure: |settings| Ok(Box::new(Sinkhorn::from_settings(settings)?)),
     memory_fields: |_| 32.0,
 };
 
 impl super::method::ConfiguredSolver for Sinkhorn {
     fn parameters(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl Sinkhorn {
+    /// The solver the registry's settings give (`epsilon`, `multiscale`, the stopping
+    /// settings); the defaults elsewhere.
+    pub fn from_settings(settings: &super::method::Settings) -> Result<Sinkhorn> {
+        let defaults = Sinkhorn::default();
+        let (tolerance, max_iterations) = settings.stopping()?;
+        Ok(Sinkhorn {
+            tolerance,
+            max_iterations,
+            epsilon: settings.parse("epsilon")?.or(defaults.epsilon),
+            multiscale: settings.parse("multiscale")?.unwrap_or(defaults.multiscale),
+            ..defaults
+        })
     }
 }
 

@@ -1,0 +1,254 @@
+//! `mpirun -np P otgrid ot …` (the `distributed` feature): under an MPI launcher `otgrid ot`
+//! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial
+//! single-level solve with the deposit push-forward, to the bit on a box slab axis; the
+//! default) or Sinkhorn ([`otgrid::distributed::slab_sinkhorn`], the serial single-grid
+//! solve to round-off) — and every rank writes its planes of the results file collectively
+//! ([`otgrid::distributed::slab_output`], [`otgrid::distributed::write_collective`]): the
+//! serial `otgrid ot --method bfm --set multilevel=false --push-forward deposit` (`--method
+//! sinkhorn --set multiscale=false`) file. The rank count is MPI's. Rank 0 prints the report
+//! and any error (the ranks agree on every error, so all exit with its status).
+
+use super::ot::{check_flags, settings, OtArgs};
+use super::Report;
+use otgrid::distributed::mpi::MpiExchange;
+use otgrid::distributed::{
+    agree, slab_bfm, slab_output, slab_sinkhorn, write_collective, Exchange,
+};
+use otgrid::error::{Error, Result};
+use otgrid::grid::SlabDecomposition;
+use otgrid::io::{check_output_path, AttrValue, Inputs};
+use otgrid::ot::bfm::PushForward;
+use otgrid::ot::{BackAndForth, DensitySpec, Method, Options, Problem, Sinkhorn, Solution};
+use otgrid::resources::MemoryEstimate;
+use std::path::{Path, PathBuf};
+
+/// Whether an MPI launcher started this process (Open MPI's `mpirun`, or a PMI / PMIx
+/// launcher such as Slurm's `srun`): then `otgrid` joins MPI's world.
+pub fn launched() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some())
+}
+
+/// Why a subcommand other than `ot` is refused on more than one rank.
+pub fn refuse(ranks: usize) -> Error {
+    Error::invalid(format!(
+        "under mpirun ({ranks} ranks) only `otgrid ot` runs distributed; the other subcommands \
+         run on one rank (start them without mpirun, or with -np 1)"
+    ))
+}
+
+/// Per rank: the whole grid's densities (sampled, then normalised: 4 fields, so that every
+/// rank normalises as the serial run does) and the method's working fields on its slab.
+fn memory(grid: &otgrid::Grid, method: Method, ranks: usize) -> MemoryEstimate {
+    let fields = method.memory_fields(grid) / ranks as f64 + 4.0;
+    let what = format!("ot --method {} on {ranks} ranks, per rank", method.name());
+    MemoryEstimate::fields(grid, fields, 0, &what)
+}
+
+/// The options a distributed run does not take, by their flags.
+fn refused_options(args: &OtArgs) -> Option<&'static str> {
+    [
+        (args.batch.is_some(), "--batch"),
+        (args.true_target.is_some(), "--true-target"),
+        (args.checkpoint_every.is_some(), "--checkpoint-every"),
+        (args.resume.is_some(), "--resume"),
+        (args.time_limit.is_some(), "--time-limit (each rank would stop at its own iteration)"),
+        (args.repeat != 1, "--repeat"),
+    ]
+    .into_iter()
+    .find_map(|(given, flag)| given.then_some(flag))
+}
+
+/// The decomposed solvers: bfm on one level with the deposit, Sinkhorn on one grid.
+enum Decomposed {
+    Bfm(BackAndForth),
+    Sinkhorn(Sinkhorn),
+}
+
+impl Decomposed {
+    fn method(&self) -> Method {
+        match self {
+            Decomposed::Bfm(_) => Method::BFM,
+            Decomposed::Sinkhorn(_) => Method::SINKHORN,
+        }
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        match self {
+            Decomposed::Bfm(s) => serde_json::to_value(s),
+            Decomposed::Sinkhorn(s) => serde_json::to_value(s),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The solve on this rank's planes of μ and ν. A collective.
+    fn solve(
+        &self,
+        ex: &MpiExchange,
+        grid: &otgrid::Grid,
+        mu: &[f64],
+        nu: &[f64],
+    ) -> Result<Solution> {
+        match self {
+            Decomposed::Bfm(s) => slab_bfm(ex, grid, mu, nu, s),
+            Decomposed::Sinkhorn(s) => slab_sinkhorn(ex, grid, mu, nu, s, &Options::default()),
+        }
+    }
+}
+
+/// The solver a distributed run takes: `--method bfm` (and `auto`) on one level with the
+/// deposit, `--method sinkhorn` on one grid, with the flags' settings and the serial CLI's
+/// default tolerance and budget; `multilevel=true`, `multiscale=true` and the Jacobian
+/// push-forward are refused (not decomposed).
+fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed> {
+    let method = match args.method.as_str() {
+        "auto" | "bfm" => Method::BFM,
+        "sinkhorn" => Method::SINKHORN,
+        other => {
+            return Err(Error::invalid(format!(
+                "--method {other}: under mpirun ({ranks} ranks) otgrid ot solves by bfm or \
+                 sinkhorn, the methods with a distributed solver (start other methods without \
+                 mpirun)"
+            )))
+        }
+    };
+    let mut settings = settings(args)?;
+    check_flags(method, &settings, args)?;
+    method.configure(&settings)?;
+    // The hierarchy's setting: refused when asked for (not decomposed).
+    let levels = if method == Method::SINKHORN { "multiscale" } else { "multilevel" };
+    if settings.parse::<bool>(levels)? == Some(true) {
+        return Err(Error::invalid(format!(
+            "{levels}=true: a distributed {} solve runs the finest grid only ({levels}=false)",
+            method.name()
+        )));
+    }
+    let (tolerance, budget) = settings.stopping()?;
+    settings.set("tolerance", &tolerance.unwrap_or(method.default_tolerance(grid)).to_string());
+    let budget = budget.unwrap_or(method.info().max_iterations);
+    settings.set("max-iterations", &budget.to_string());
+    if method == Method::SINKHORN {
+        let solver = Sinkhorn::from_settings(&settings)?;
+        return Ok(Decomposed::Sinkhorn(Sinkhorn { multiscale: false, ..solver }));
+    }
+    let solver = BackAndForth::from_settings(&settings)?;
+    if solver.push_forward == PushForward::Jacobian {
+        return Err(Error::invalid(
+            "--push-forward jacobian: a distributed bfm solve deposits (--push-forward deposit)",
+        ));
+    }
+    Ok(Decomposed::Bfm(BackAndForth {
+        multilevel: false,
+        push_forward: PushForward::Deposit,
+        ..solver
+    }))
+}
+
+/// `otgrid ot` on every rank of `ex` (see the module's description). A collective: every
+/// rank returns the same verdict.
+pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
+    let ranks = ex.size();
+    let prepared = prepare(args, report, ranks);
+    let (problem, solver, grid) = agree(ex, prepared, "reading the problem")?;
+    let slabs = SlabDecomposition::new(&grid, ranks)?;
+    let cells = slabs.cells(ex.rank());
+    let flat = |f: &otgrid::field::ScalarField| -> Vec<f64> {
+        f.data().as_slice().expect("contiguous")[cells.clone()].to_vec()
+    };
+    let (mu, nu) = (flat(problem.source()), flat(problem.target()));
+    let masses = problem.masses();
+    drop(problem);
+    tracing::info!("rank {} of {ranks}: planes {:?}", ex.rank(), slabs.planes(ex.rank()));
+    let result = solver.solve(ex, &grid, &mu, &nu)?;
+    report.put("outcome", result.outcome.name());
+    report.put("converged", result.outcome == otgrid::ot::Outcome::Converged);
+    if let Some(floor) = result.outcome.floor() {
+        report.put("discretisation_floor", floor);
+    }
+    report.put("stop_reason", &result.stop_reason);
+    report.put("iterations", result.iterations);
+    report.put("w2_squared", result.w2_squared());
+    report.put("stopping_measure", solver.method().stopping_measure());
+    report.put("tolerance", &solver.parameters()["tolerance"]);
+    report.put("marginal_error", result.marginal_error);
+    report.put("seconds", ex.max(result.seconds));
+    report.put("source_mass", masses.0);
+    report.put("target_mass", masses.1);
+    for (k, v) in &result.scalars {
+        report.put(k, v);
+    }
+    if !result.outcome.is_solved() && !args.keep_unconverged {
+        return Err(Error::NotConverged {
+            method: result.method.into(),
+            iterations: result.iterations,
+            residual: result.marginal_error,
+            reason: format!(
+                "{} ({}); nothing written (--keep-unconverged writes it anyway)",
+                result.stop_reason,
+                result.outcome.name()
+            ),
+        });
+    }
+    let mut output = slab_output(ex, &grid, (&mu, &nu), masses, &result)?;
+    output.set_attribute("source_spec", AttrValue::Text(args.source.clone()))?;
+    output.set_attribute("target_spec", AttrValue::Text(args.target.clone()))?;
+    let parameters = report.get("parameters").cloned().unwrap_or_default();
+    output.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
+    let written = write_collective(&output, &args.out, ex)?;
+    report.put("output", written.hdf5.display().to_string());
+    if ex.rank() == 0 && !report.json {
+        report.print_text(&["parameters", "source_spec", "target_spec"]);
+        if !result.outcome.is_solved() {
+            println!("warning: not converged ({})", result.stop_reason);
+        }
+    }
+    Ok(())
+}
+
+/// Everything before the solve, on each rank alike: the checks, the grid, the normalised
+/// densities on the whole grid and the solver.
+fn prepare(
+    args: &OtArgs,
+    report: &mut Report,
+    ranks: usize,
+) -> Result<(Problem, Decomposed, otgrid::Grid)> {
+    if let Some(flag) = refused_options(args) {
+        return Err(Error::invalid(format!("{flag} does not apply to a distributed run")));
+    }
+    let grid = args.grid.resolve("unit_square_256")?;
+    SlabDecomposition::new(&grid, ranks)?;
+    report.put("grid", &grid);
+    report.put("ranks", ranks);
+    let solver = solver(args, &grid, ranks)?;
+    memory(&grid, solver.method(), ranks).check(report.memory_limit)?;
+    report.put("source_spec", &args.source);
+    report.put("target_spec", &args.target);
+    let base = Path::new(".");
+    let mut specs =
+        [DensitySpec::parse(&args.source, "source")?, DensitySpec::parse(&args.target, "target")?];
+    if let Some(b) = args.bandwidth {
+        super::ot::apply_bandwidth(b, &mut specs)?;
+    }
+    let inputs: Vec<(String, PathBuf)> = [("source", &specs[0]), ("target", &specs[1])]
+        .into_iter()
+        .filter_map(|(what, spec)| spec.input_file(base).map(|p| (what.to_string(), p)))
+        .collect();
+    check_output_path(&args.out, &inputs)?;
+    let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
+    let mu = specs[0].sample(&grid, "source", &reading)?;
+    let nu = specs[1].sample(&grid, "target", &reading)?;
+    let problem = Problem::new(&mu, &nu)?;
+    let method = solver.method();
+    report.put("method", method.name());
+    let parameters = serde_json::json!({
+        "method": method.name(),
+        "solver": solver.parameters(),
+        "stopping_measure": method.stopping_measure(),
+        "source": &args.source,
+        "target": &args.target,
+        "resample": args.resample,
+        "grid": &grid,
+        "ranks": ranks,
+    });
+    report.put("parameters", &parameters);
+    Ok((problem, solver, grid))
+}

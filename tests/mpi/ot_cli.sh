@@ -1,0 +1,85 @@
+#!/bin/bash
+# `mpirun -np P otgrid ot …` against the serial CLI (run by `make test-distributed`).
+#
+# For each problem: the serial `otgrid ot --method bfm --set multilevel=false
+# --push-forward deposit` file (Sinkhorn: `--method sinkhorn --set multiscale=false`), then
+# the same command line without those settings under mpirun with 1, 2 and 4 ranks. bfm:
+# every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
+# marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
+# add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
+# iterations and outcome. Then the refusals: more ranks than planes, a method without a
+# distributed solver, another subcommand — each ends every rank with status 2 and one error
+# line, and leaves no file.
+# Usage: tests/mpi/ot_cli.sh BIN MPIRUN… (MPIRUN: the launcher with its flags)
+set -euo pipefail
+bin=$1
+shift
+mpirun=("$@")
+dir=target/mpi-ot
+rm -rf "$dir" && mkdir -p "$dir"
+
+mixture="exp(-((x-0.3)^2+(y-0.4)^2+(z-0.45)^2)/0.01)+0.6*exp(-((x-0.7)^2+(y-0.6)^2+(z-0.55)^2)/0.006)"
+cases=(
+  "box64|bfm|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
+  "uneven|bfm|--grid 67x61x59 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
+  "sinkhorn64|sinkhorn|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
+)
+for case in "${cases[@]}"; do
+  IFS='|' read -r name method args <<< "$case"
+  read -r -a problem <<< "$args"
+  if [ "$method" = bfm ]; then
+    serial=(--method bfm --set multilevel=false --push-forward deposit)
+    distributed=()
+    delta=()
+    attributes=(iterations outcome marginal_error w2_squared transport_cost)
+  else
+    serial=(--method sinkhorn --set multiscale=false)
+    distributed=(--method sinkhorn)
+    delta=(-d 1e-10)
+    attributes=(iterations outcome)
+  fi
+  start=$(date +%s%N)
+  "$bin" -q ot "${problem[@]}" "${serial[@]}" -o "$dir/$name-serial.h5" > /dev/null
+  serial_ms=$((($(date +%s%N) - start) / 1000000))
+  for p in 1 2 4; do
+    start=$(date +%s%N)
+    "${mpirun[@]}" -np "$p" "$bin" -q ot "${problem[@]}" "${distributed[@]}" -o "$dir/$name-np$p.h5" > /dev/null
+    ms=$((($(date +%s%N) - start) / 1000000))
+    for group in /fields /diagnostics; do
+      h5diff "${delta[@]}" "$dir/$name-serial.h5" "$dir/$name-np$p.h5" "$group" "$group" || {
+        echo "error: $name, $p ranks: $group differs from the serial run's" >&2; exit 1; }
+    done
+    for a in "${attributes[@]}"; do
+      value() { h5dump -a "$a" "$1" | sed -n '/DATA {/,/}/p'; }
+      [ "$(value "$dir/$name-serial.h5")" = "$(value "$dir/$name-np$p.h5")" ] || {
+        echo "error: $name, $p ranks: attribute $a differs from the serial run's" >&2; exit 1; }
+    done
+    its=$(h5dump -a iterations "$dir/$name-np$p.h5" | sed -n 's/^ *(0): //p')
+    same=$([ ${#delta[@]} = 0 ] && echo identical || echo "within ${delta[1]}")
+    printf 'otgrid ot %s (%s) under mpirun -np %d: fields and diagnostics %s, %s equal to the serial run (%s iterations; %d ms, serial %d ms, wall)\n' \
+      "$name" "$method" "$p" "$same" "${attributes[*]}" "$its" "$ms" "$serial_ms"
+  done
+done
+
+# Refusals: every rank stops with status 2, rank 0 alone prints the one error line, no file.
+refused() {
+  local expect=$1 ranks=$2
+  shift 2
+  local status=0
+  "${mpirun[@]}" -np "$ranks" "$bin" "$@" > /dev/null 2> "$dir/refusal.txt" || status=$?
+  if [ "$status" -ne 2 ] || [ "$(grep -c '^error: ' "$dir/refusal.txt")" -ne 1 ] ||
+    ! grep -q "^error: .*$expect" "$dir/refusal.txt"; then
+    echo "error: expected one '$expect' error and status 2 (got $status):" >&2
+    cat "$dir/refusal.txt" >&2
+    exit 1
+  fi
+  echo "refused as expected: $(grep '^error: ' "$dir/refusal.txt")"
+}
+refused "4 ranks for 3 planes" 4 ot --grid 16x16x3 --source uniform --target uniform -o "$dir/planes.h5"
+refused "solves by bfm or sinkhorn" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
+refused "multilevel=true" 2 ot --grid 16x16x16 --source uniform --target uniform --set multilevel=true -o "$dir/method.h5"
+refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
+if ls "$dir" | grep -q -e planes -e method -e demo -e '^\.'; then
+  echo "error: a refused run left a file: $(ls -a "$dir")" >&2
+  exit 1
+fi
