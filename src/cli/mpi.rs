@@ -1,11 +1,11 @@
 //! `mpirun -np P otgrid ot …` (the `distributed` feature): under an MPI launcher `otgrid ot`
-//! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial
-//! single-level solve with the deposit push-forward, to the bit on a box slab axis; the
+//! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial solve
+//! with the deposit push-forward, levels included, to the bit on a box slab axis; the
 //! default) or Sinkhorn ([`otgrid::distributed::slab_sinkhorn`], the serial single-grid
 //! solve to round-off) — and every rank writes its planes of the results file collectively
 //! ([`otgrid::distributed::slab_output`], [`otgrid::distributed::write_collective`]): the
-//! serial `otgrid ot --method bfm --set multilevel=false --push-forward deposit` (`--method
-//! sinkhorn --set multiscale=false`) file. The rank count is MPI's. Rank 0 prints the report
+//! serial `otgrid ot --method bfm --push-forward deposit` (`--method sinkhorn --set
+//! multiscale=false`) file. The rank count is MPI's. Rank 0 prints the report
 //! and any error (the ranks agree on every error, so all exit with its status).
 
 use super::ot::{check_flags, settings, OtArgs};
@@ -58,7 +58,7 @@ fn refused_options(args: &OtArgs) -> Option<&'static str> {
     .find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// The decomposed solvers: bfm on one level with the deposit, Sinkhorn on one grid.
+/// The decomposed solvers: bfm with the deposit, Sinkhorn on one grid.
 enum Decomposed {
     Bfm(BackAndForth),
     Sinkhorn(Sinkhorn),
@@ -95,10 +95,11 @@ impl Decomposed {
     }
 }
 
-/// The solver a distributed run takes: `--method bfm` (and `auto`) on one level with the
-/// deposit, `--method sinkhorn` on one grid, with the flags' settings and the serial CLI's
-/// default tolerance and budget; `multilevel=true`, `multiscale=true` and the Jacobian
-/// push-forward are refused (not decomposed).
+/// The solver a distributed run takes: `--method bfm` (and `auto`) with the deposit, its
+/// levels as the serial solve's (the finest alone where the coarsest level would have fewer
+/// planes than ranks and `multilevel` was not set), `--method sinkhorn` on one grid; the
+/// flags' settings and the serial CLI's default tolerance and budget. `multiscale=true` and
+/// the Jacobian push-forward are refused (not decomposed).
 fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed> {
     let method = match args.method.as_str() {
         "auto" | "bfm" => Method::BFM,
@@ -114,13 +115,12 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
     let mut settings = settings(args)?;
     check_flags(method, &settings, args)?;
     method.configure(&settings)?;
-    // The hierarchy's setting: refused when asked for (not decomposed).
-    let levels = if method == Method::SINKHORN { "multiscale" } else { "multilevel" };
-    if settings.parse::<bool>(levels)? == Some(true) {
-        return Err(Error::invalid(format!(
-            "{levels}=true: a distributed {} solve runs the finest grid only ({levels}=false)",
-            method.name()
-        )));
+    // Sinkhorn's scaling hierarchy is not decomposed: refused when asked for.
+    if method == Method::SINKHORN && settings.parse::<bool>("multiscale")? == Some(true) {
+        return Err(Error::invalid(
+            "multiscale=true: a distributed sinkhorn solve runs the finest grid only \
+             (multiscale=false)",
+        ));
     }
     let (tolerance, budget) = settings.stopping()?;
     settings.set("tolerance", &tolerance.unwrap_or(method.default_tolerance(grid)).to_string());
@@ -136,11 +136,20 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
             "--push-forward jacobian: a distributed bfm solve deposits (--push-forward deposit)",
         ));
     }
-    Ok(Decomposed::Bfm(BackAndForth {
-        multilevel: false,
-        push_forward: PushForward::Deposit,
-        ..solver
-    }))
+    let mut solver = BackAndForth { push_forward: PushForward::Deposit, ..solver };
+    // Every level needs a plane per rank: unless multilevel=true was asked for (which
+    // slab_bfm then refuses), a hierarchy whose coarsest level is too thin runs the finest
+    // grid only.
+    let coarsest = solver.levels(grid).remove(0);
+    let planes = coarsest.axis(grid.dim() - 1).cells;
+    if planes < ranks && settings.get("multilevel").is_none() {
+        tracing::warn!(
+            "bfm's coarsest level {coarsest} has {planes} planes for {ranks} ranks: solving the \
+             finest grid only (multilevel=false)"
+        );
+        solver.multilevel = false;
+    }
+    Ok(Decomposed::Bfm(solver))
 }
 
 /// `otgrid ot` on every rank of `ex` (see the module's description). A collective: every

@@ -1,23 +1,26 @@
-//! The back-and-forth method on a slab-decomposed grid: the serial single-level solve
-//! ([`crate::ot::BackAndForth`] with `multilevel: false` and the deposit push-forward), each
-//! rank iterating on its planes.
+//! The back-and-forth method on a slab-decomposed grid: the serial solve
+//! ([`crate::ot::BackAndForth`] with the deposit push-forward), each rank iterating on its
+//! planes of every level.
 //!
-//! The level and its loop — half steps, step-size rule, stopping rules, the fall back to
-//! the H¹ metric — are the serial ones ([`crate::ot::bfm`]), run against [`SlabLevel`]'s
-//! grid operations instead of the whole grid's: the c-transform ([`super::slab_c_transform`]),
-//! the map `x + ∇p` ([`super::slab_gradient`]) and its deposit ([`super::slab_push_forward`]),
-//! the metric's CG and the Poisson solve ([`super::SlabMetric`]) and sums over the grid
-//! ([`super::slab_sum`]). Each is the serial operation's result to the bit on a box slab axis,
-//! so every rank takes the serial solve's steps and decisions and the potentials are the
-//! serial ones to the bit (on a periodic slab axis the c-transform differs by round-off).
-//! Every rank gets the same outcome, iterations and marginal error.
+//! The levels, each level and its loop — half steps, step-size rule, stopping rules, the
+//! fall back to the H¹ metric, the coarse levels' budgets — are the serial ones
+//! ([`crate::ot::bfm`]), run against [`SlabLevel`]'s grid operations instead of the whole
+//! grid's: the c-transform ([`super::slab_c_transform`]), the map `x + ∇p`
+//! ([`super::slab_gradient`]) and its deposit ([`super::slab_push_forward`]), the metric's CG
+//! and the Poisson solve ([`super::SlabMetric`]), sums over the grid ([`super::slab_sum`]),
+//! and between levels the restriction and prolongation ([`super::slab_restrict`],
+//! [`super::slab_prolong`]). Each is the serial operation's result to the bit on a box slab
+//! axis, so every rank takes the serial solve's steps and decisions and the potentials are
+//! the serial ones to the bit (on a periodic slab axis the c-transform differs by
+//! round-off). Every rank gets the same outcome, iterations and marginal error.
 //!
-//! Not decomposed: the multilevel hierarchy (coarse levels would restrict across slabs) and
-//! the change-of-variables push-forward; a time limit or an observer is refused (each rank
-//! would stop at its own iteration and leave the others waiting in a collective).
+//! Not decomposed: the change-of-variables push-forward; a time limit or an observer is
+//! refused (each rank would stop at its own iteration and leave the others waiting in a
+//! collective).
 
 use super::exchange::Exchange;
 use super::metric::SlabMetric;
+use super::multilevel::{slab_prolong, slab_restrict};
 use super::poisson::SlabPoissonSolver;
 use super::pushforward::slab_push_forward;
 use super::sum::slab_sum;
@@ -25,9 +28,10 @@ use super::{slab_c_transform, slab_gradient};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{Grid, SlabDecomposition};
-use crate::ot::bfm::{stop_reason, Level, LevelOps, PushForward, Stall, FLOOR_CELLS, METHOD};
+use crate::ot::bfm::{Layout, Level, LevelOps, Levels, PushForward, METHOD};
 use crate::ot::metric::{Metric, MetricOps};
-use crate::ot::{BackAndForth, Options, Outcome, Solution};
+use crate::ot::multilevel::{self, Hierarchy};
+use crate::ot::{BackAndForth, Options, Solution};
 use crate::spectral::{MeanPolicy, Symbol};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -122,13 +126,53 @@ fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
 }
 
+/// Where a slab bfm solve's levels live ([`Layout`]): each level of the hierarchy on its own
+/// slab decomposition, the coarse densities this rank's planes of the serial cell averages
+/// ([`super::slab_restrict`]), potentials lifted by [`super::slab_prolong`].
+struct SlabLayout<'a, E: Exchange> {
+    exchange: &'a E,
+    grids: &'a [Grid],
+    /// Per level: this rank's planes of μ and ν.
+    densities: Vec<[Vec<f64>; 2]>,
+}
+
+impl<'a, E: Exchange> Layout for SlabLayout<'a, E> {
+    type Ops = SlabLevel<'a, E>;
+
+    fn level(
+        &self,
+        i: usize,
+        p: Vec<f64>,
+        sigma: f64,
+        subsamples: usize,
+        metric: Metric,
+    ) -> Result<Level<SlabLevel<'a, E>>> {
+        let g = &self.grids[i];
+        let local =
+            SlabDecomposition::new(g, self.exchange.size())?.local_grid(self.exchange.rank())?;
+        let field = |v: Vec<f64>| ScalarField::from_vec(&local, v);
+        let [mu, nu] = self.densities[i].clone().map(field);
+        let ops = SlabLevel::new(self.exchange, g)?;
+        Level::with_ops(ops, [mu?, nu?], field(p)?, sigma, subsamples, None, metric)
+    }
+
+    fn lift(&self, _: &Hierarchy, mut v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+        for l in from..to {
+            v = slab_prolong(self.exchange, &self.grids[l], &self.grids[l + 1], &v)?;
+        }
+        Ok(v)
+    }
+}
+
 /// bfm between μ and ν (this rank's planes of two densities on `grid`, normalised over every
-/// rank to equal mass by the caller) with `solver`'s settings, on one level (the serial
-/// solve with `multilevel: false`, to the bit on a box slab axis). The solution's `p` and `q`
-/// are this rank's planes (on [`SlabDecomposition::local_grid`]); the rest is the whole
-/// solve's, the same on every rank. A collective. Refused,
-/// on every rank: a warm start, the change-of-variables push-forward, a block of the wrong
-/// length or with negative, NaN or infinite values on any rank, masses that differ.
+/// rank to equal mass by the caller) with `solver`'s settings: the serial solve — its
+/// levels coarse to fine (with `multilevel`, the default) and each level's iterations — on
+/// slabs, to the bit on a box slab axis. The solution's `p` and `q` are this rank's planes
+/// (on [`SlabDecomposition::local_grid`]); the rest is the whole solve's, the same on every
+/// rank. A collective. Refused, on every rank: a level with fewer planes than ranks (with
+/// `multilevel`, the coarsest), a warm start, the change-of-variables push-forward, a block
+/// of the wrong length or with negative, NaN or infinite values on any rank, masses that
+/// differ.
 pub fn slab_bfm(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -136,7 +180,8 @@ pub fn slab_bfm(
     nu: &[f64],
     solver: &BackAndForth,
 ) -> Result<Solution> {
-    let slabs = SlabDecomposition::new(grid, exchange.size())?;
+    let ranks = exchange.size();
+    let slabs = SlabDecomposition::new(grid, ranks)?;
     let cells = slabs.cells(exchange.rank());
     let bad = mu.len() != cells.len()
         || nu.len() != cells.len()
@@ -165,56 +210,33 @@ pub fn slab_bfm(
     }
     let stopping =
         Options::default().stopping(&METHOD, grid, solver.tolerance, solver.max_iterations)?;
-    let local = slabs.local_grid(exchange.rank())?;
-    let field = |v: &[f64]| ScalarField::from_vec(&local, v.to_vec());
-    let local_peak = mu.iter().chain(nu).copied().fold(0.0, f64::max);
-    let peak = exchange.max(local_peak);
-    let subsamples = solver.subsamples.unwrap_or(if grid.dim() == 2 { 2 } else { 1 });
-    let stall = solver
-        .stop_at_floor
-        .then_some(Stall::Floor { bound: FLOOR_CELLS * grid.max_spacing(), step_collapse: false });
-    let start = Instant::now();
-    let mut metric = solver.metric;
-    let mut iterations = 0;
-    let mut history = Vec::new();
-    loop {
-        let sigma = solver.initial_step.unwrap_or_else(|| metric.natural_step(peak));
-        let ops = SlabLevel::new(exchange, grid)?;
-        let p = field(&vec![0.0; cells.len()])?;
-        let mut level =
-            Level::with_ops(ops, [field(mu)?, field(nu)?], p, sigma, subsamples, None, metric)?;
-        let budget = stopping.budget().saturating_sub(iterations).max(1);
-        let (outcome, its, error) = BackAndForth::iterate(
-            &mut level,
-            stopping.tol(),
-            budget,
-            stall,
-            true,
-            (&stopping, start),
-            &mut history,
-            false,
-        )?;
-        iterations += its;
-        // The serial solve's fall back: a stalled weighted ascent restarts under H¹.
-        if outcome == Outcome::Stalled && metric != Metric::Laplacian {
-            metric = Metric::Laplacian;
-            continue;
-        }
-        return Ok(Solution {
-            method: "bfm",
-            outcome,
-            stop_reason: stop_reason(outcome, error, &stopping, grid),
-            marginal_error: error,
-            dual_value: level.value(),
-            iterations,
-            seconds: start.elapsed().as_secs_f64(),
-            history,
-            diagnostics: Vec::new(),
-            scalars: Vec::new(),
-            p: level.p,
-            q: level.q,
-        });
+    let hierarchy = Hierarchy::new(grid, solver.coarsest(grid), solver.multilevel);
+    let grids = hierarchy.grids();
+    if let Err(e) = SlabDecomposition::new(&grids[0], ranks) {
+        return Err(Error::invalid(format!(
+            "distributed bfm: the coarsest level {}: {e} (multilevel=false solves the finest \
+             grid only)",
+            grids[0]
+        )));
     }
+    let mut densities: Vec<[Vec<f64>; 2]> = Vec::with_capacity(grids.len());
+    for g in &grids[..grids.len() - 1] {
+        densities
+            .push([slab_restrict(exchange, grid, g, mu)?, slab_restrict(exchange, grid, g, nu)?]);
+    }
+    densities.push([mu.to_vec(), nu.to_vec()]);
+    let peak = exchange.max(mu.iter().chain(nu).copied().fold(0.0, f64::max));
+    let start = Instant::now();
+    let layout = SlabLayout { exchange, grids, densities };
+    let mut levels = Levels::new(solver, layout, (&stopping, start), grids, peak, false);
+    let coarsest = SlabDecomposition::new(&grids[0], ranks)?.cells(exchange.rank()).len();
+    multilevel::drive(
+        &hierarchy,
+        &multilevel::per_level(&hierarchy),
+        vec![0.0; coarsest],
+        &mut levels,
+    )?;
+    Ok(levels.into_solution(grid))
 }
 
 #[cfg(test)]
@@ -265,6 +287,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With the multilevel hierarchy (the default solve; coarse levels down to 8 cells per
+    /// axis here) the slab bfm takes the serial solve's levels and iterations and ends with its
+    /// outcome and potentials to the bit on 1–4 ranks; a coarsest level with fewer planes than
+    /// ranks is refused on every rank.
+    #[test]
+    fn multilevel_slab_bfm_equals_the_serial_solve_to_the_bit() {
+        for shape in [&[32usize, 28][..], &[16, 18, 20][..]] {
+            let grid = test_grid(shape, &[Neumann; 3][..shape.len()]);
+            let mu = density(&grid, [0.4, 0.5, 0.5], 0.03);
+            let nu = density(&grid, [0.6, 0.55, 0.45], 0.05);
+            let solver = BackAndForth {
+                push_forward: PushForward::Deposit,
+                coarsest_cells: Some(8),
+                tolerance: Some(1e-6),
+                max_iterations: Some(40),
+                ..BackAndForth::default()
+            };
+            let problem = Problem::new(&mu, &nu).unwrap();
+            let serial = solver.solve(&problem, &Options::default()).unwrap();
+            assert!(serial.history.len() > 5, "{shape:?}: {} iterations", serial.history.len());
+            let (m, n) = (values(problem.source()), values(problem.target()));
+            for ranks in 1..=4 {
+                let results = LocalWorld::run(ranks, |ex| {
+                    let c = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
+                    (c.clone(), slab_bfm(ex, &grid, &m[c.clone()], &n[c], &solver).unwrap())
+                });
+                for (c, r) in results {
+                    assert_eq!(r.iterations, serial.iterations, "{shape:?}, {ranks} ranks");
+                    assert_eq!(r.outcome, serial.outcome, "{shape:?}, {ranks} ranks");
+                    assert_eq!(r.history, serial.history, "{shape:?}, {ranks} ranks");
+                    assert!(values(&r.p) == &values(&serial.p)[c.clone()], "{shape:?}, {ranks}: p");
+                    assert!(values(&r.q) == &values(&serial.q)[c], "{shape:?}, {ranks} ranks: q");
+                }
+            }
+        }
+        // 5 ranks for the 16×18×20 grid's coarsest level of 10 planes: fine; with a coarsest
+        // level of 5 planes (coarsest_cells 4: 20 → 10 → 5), 6 ranks are refused.
+        let grid = test_grid(&[16, 18, 20], &[Neumann; 3]);
+        let mu = density(&grid, [0.4, 0.5, 0.5], 0.03);
+        let solver = BackAndForth { coarsest_cells: Some(4), ..BackAndForth::default() };
+        let m = values(&mu);
+        let refused = LocalWorld::run(6, |ex| {
+            let c = SlabDecomposition::new(&grid, 6).unwrap().cells(ex.rank());
+            slab_bfm(ex, &grid, &m[c.clone()], &m[c], &solver).map(|_| ())
+        });
+        assert!(refused
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.to_string().contains("coarsest"))));
     }
 
     /// On a periodic slab axis the slab c-transform adds `|z|²/2` in another order (4e-16

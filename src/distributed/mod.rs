@@ -19,9 +19,11 @@
 //!   the serial deposit to the bit (both add in fixed point);
 //! - [`sum`]: dot products over the ranks that add as the serial ones, to the bit.
 //!
-//! - [`bfm`]: the back-and-forth method on slabs (one level, the deposit push-forward): the
-//!   serial level and loop on the slab operations above, the serial solve's potentials to the
-//!   bit on a box slab axis.
+//! - [`multilevel`]: restriction and prolongation between the levels of a hierarchy on
+//!   slabs, the serial ones to the bit;
+//! - [`bfm`]: the back-and-forth method on slabs (its levels, the deposit push-forward): the
+//!   serial levels and loop on the slab operations above, the serial solve's potentials to
+//!   the bit on a box slab axis.
 //!
 //! - [`solution`]: one rank's part of a distributed solve's results file (the serial
 //!   file's fields, diagnostics and attributes, computed on the slabs).
@@ -38,6 +40,7 @@ pub mod legendre;
 pub mod metric;
 #[cfg(feature = "distributed")]
 pub mod mpi;
+pub mod multilevel;
 pub mod operators;
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub mod output;
@@ -54,6 +57,7 @@ pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
+pub use multilevel::{slab_prolong, slab_restrict};
 pub use operators::{slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian};
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;

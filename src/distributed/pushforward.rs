@@ -141,7 +141,7 @@ fn map_planes(planes: &std::ops::Range<usize>, n: usize, periodic: bool) -> Vec<
 /// Rank q's copy of the planes `wanted[q]` (in that order) of a field stored per rank by
 /// planes of `plane` values: every rank sends each the wanted planes it owns, one
 /// `Alltoallv`.
-fn gather_planes(
+pub(crate) fn gather_planes(
     exchange: &impl Exchange,
     slabs: &SlabDecomposition,
     data: &[f64],

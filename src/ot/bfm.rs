@@ -421,11 +421,6 @@ impl<O: LevelOps> Level<O> {
         Ok(level)
     }
 
-    /// The dual value of the current pair.
-    pub(crate) fn value(&self) -> f64 {
-        self.value
-    }
-
     /// `∫(−p) dμ + ∫(−q) dν`.
     fn dual_value(&self) -> f64 {
         let dot = |a, b| self.ops.dot(slice(a), slice(b));
@@ -676,9 +671,9 @@ impl BackAndForth {
 /// The levels of one bfm solve, run coarse to fine by [`multilevel::drive`]: coarse levels
 /// solve the cell-averaged densities ([`restrict`]) for their share of the budget, the finest
 /// the problem's own densities for the rest.
-struct Levels<'a> {
+pub(crate) struct Levels<'a, L: Layout> {
     solver: &'a BackAndForth,
-    problem: &'a Problem,
+    layout: L,
     options: &'a Stopping,
     start: Instant,
     grids: &'a [Grid],
@@ -692,31 +687,129 @@ struct Levels<'a> {
     /// The last level's (outcome, iterations, error).
     result: (Outcome, usize, f64),
     /// The last level run.
-    level: Option<Level>,
+    level: Option<Level<L::Ops>>,
 }
 
-impl Levels<'_> {
-    /// Level `i`'s state from potential `p`, its densities and a fresh step under `metric`.
-    /// Every level restarts from a fixed step: a step grown on a converged coarse level
-    /// overshoots on the next one (measured: the map error rose 5× in 2 steps), and even the
-    /// initial step made the first steps of a prolonged start overshoot (H⁻¹ error 4e-3 →
-    /// 2e-2 before recovering), hence the smaller refined step.
-    fn level(&self, i: usize, p: ScalarField, metric: Metric) -> Result<Level> {
+/// Where a bfm solve's levels live: the whole grid ([`WholeLayout`]) or one rank's slabs
+/// (`distributed::SlabLayout`) — each level's densities and grid operations, and the
+/// potential's prolongation between levels.
+pub(crate) trait Layout {
+    /// The levels' grid operations.
+    type Ops: LevelOps;
+
+    /// Level `i` of the hierarchy: its densities, the potential `p` (this process's cells),
+    /// the step `sigma` under `metric`.
+    fn level(
+        &self,
+        i: usize,
+        p: Vec<f64>,
+        sigma: f64,
+        subsamples: usize,
+        metric: Metric,
+    ) -> Result<Level<Self::Ops>>;
+
+    /// `v` (this process's cells of level `from`) interpolated onto level `to`.
+    fn lift(&self, hierarchy: &Hierarchy, v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>>;
+}
+
+/// The serial layout: every level on the whole grid, the coarse densities cell-averaged
+/// ([`restrict`]) from the problem's.
+struct WholeLayout<'a> {
+    problem: &'a Problem,
+    grids: &'a [Grid],
+    jacobian: bool,
+}
+
+impl Layout for WholeLayout<'_> {
+    type Ops = WholeGrid;
+
+    fn level(
+        &self,
+        i: usize,
+        p: Vec<f64>,
+        sigma: f64,
+        subsamples: usize,
+        metric: Metric,
+    ) -> Result<Level> {
         let g = &self.grids[i];
         let (mu, nu) = if i + 1 == self.grids.len() {
             (self.problem.source().clone(), self.problem.target().clone())
         } else {
             (restrict(self.problem.source(), g)?, restrict(self.problem.target(), g)?)
         };
+        let p = ScalarField::from_vec(g, p)?;
+        Level::new(mu, nu, p, sigma, subsamples, self.jacobian, metric)
+    }
+
+    fn lift(&self, hierarchy: &Hierarchy, v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+        hierarchy.lift(v, from, to)
+    }
+}
+
+impl<'a, L: Layout> Levels<'a, L> {
+    /// The levels of `grids` (coarsest first) under `layout`, none run yet.
+    pub(crate) fn new(
+        solver: &'a BackAndForth,
+        layout: L,
+        (options, start): (&'a Stopping, Instant),
+        grids: &'a [Grid],
+        peak: f64,
+        jacobian: bool,
+    ) -> Self {
+        Levels {
+            solver,
+            layout,
+            options,
+            start,
+            grids,
+            peak,
+            jacobian,
+            history: Vec::new(),
+            stopped: false,
+            iterations: 0,
+            result: (Outcome::IterationLimit, 0, f64::INFINITY),
+            level: None,
+        }
+    }
+
+    /// The solve's result once [`multilevel::drive`] has run the levels: the last level's
+    /// pair (this process's cells) with the whole solve's outcome, history and counts.
+    pub(crate) fn into_solution(self, whole: &Grid) -> Solution {
+        let Levels { history, iterations, result, level, options, start, .. } = self;
+        let level = level.expect("at least one level");
+        let (outcome, _, error) = result;
+        Solution {
+            method: "bfm",
+            outcome,
+            stop_reason: stop_reason(outcome, error, options, whole),
+            marginal_error: error,
+            dual_value: level.value,
+            iterations,
+            seconds: start.elapsed().as_secs_f64(),
+            history,
+            diagnostics: Vec::new(),
+            scalars: Vec::new(),
+            p: level.p,
+            q: level.q,
+        }
+    }
+
+    /// Level `i`'s state from potential `p`, its densities and a fresh step under `metric`.
+    /// Every level restarts from a fixed step: a step grown on a converged coarse level
+    /// overshoots on the next one (measured: the map error rose 5× in 2 steps), and even the
+    /// initial step made the first steps of a prolonged start overshoot (H⁻¹ error 4e-3 →
+    /// 2e-2 before recovering), hence the smaller refined step.
+    fn level(&self, i: usize, p: Vec<f64>, metric: Metric) -> Result<Level<L::Ops>> {
+        let g = &self.grids[i];
         let bfm = self.solver;
         let sigma0 = bfm.initial_step.unwrap_or_else(|| metric.natural_step(self.peak));
         let sigma = if i == 0 { sigma0 } else { sigma0 * bfm.refined_step };
         let subsamples = bfm.subsamples.unwrap_or(if g.dim() == 2 { 2 } else { 1 });
-        Level::new(mu, nu, p, sigma, subsamples, self.jacobian, metric)
+        self.layout.level(i, p, sigma, subsamples, metric)
     }
 }
 
-impl multilevel::LevelSolver for Levels<'_> {
+impl<L: Layout> multilevel::LevelSolver for Levels<'_, L> {
     type Setting = ();
 
     fn run_stage(
@@ -729,7 +822,7 @@ impl multilevel::LevelSolver for Levels<'_> {
         let i = stage.level;
         let g = &self.grids[i];
         let options = self.options;
-        let start_p = ScalarField::from_vec(g, std::mem::take(potential))?;
+        let start_p = std::mem::take(potential);
         // Each level tries the configured metric first (see the fallback below).
         let mut metric = self.solver.metric;
         let level_start = Instant::now();
@@ -813,8 +906,7 @@ impl multilevel::LevelSolver for Levels<'_> {
     /// pair lies on the problem's grid.
     fn finish(&mut self, potential: &mut Vec<f64>) -> Result<()> {
         let i = self.grids.len() - 1;
-        let p = ScalarField::from_vec(&self.grids[i], std::mem::take(potential))?;
-        let mut level = self.level(i, p, self.solver.metric)?;
+        let mut level = self.level(i, std::mem::take(potential), self.solver.metric)?;
         let result = BackAndForth::iterate(
             &mut level,
             self.options.tol(),
@@ -830,6 +922,10 @@ impl multilevel::LevelSolver for Levels<'_> {
         potential.extend(level.p.data().iter().copied());
         self.level = Some(level);
         Ok(())
+    }
+
+    fn lift(&self, hierarchy: &Hierarchy, v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+        self.layout.lift(hierarchy, v, from, to)
     }
 }
 
@@ -903,6 +999,19 @@ impl BackAndForth {
         })
     }
 
+    /// The grids this solver's levels run on for a problem on `grid`, coarsest first (`grid`
+    /// alone without `multilevel` or with a warm start).
+    pub fn levels(&self, grid: &Grid) -> Vec<Grid> {
+        let multilevel = self.multilevel && self.initial.is_none();
+        Hierarchy::new(grid, self.coarsest(grid), multilevel).grids().to_vec()
+    }
+
+    /// The fewest cells an axis of a coarse level keeps: the setting, else 64 in 2D and 32
+    /// in 3D.
+    pub(crate) fn coarsest(&self, grid: &Grid) -> usize {
+        self.coarsest_cells.unwrap_or(if grid.dim() == 2 { 64 } else { 32 })
+    }
+
     /// Whether the dual gradient uses the Jacobian push-forward on `problem` (see
     /// [`PushForward`]).
     pub fn uses_jacobian(&self, problem: &Problem) -> bool {
@@ -920,9 +1029,11 @@ impl BackAndForth {
 
     fn solve_in_pool(&self, problem: &Problem, options: &Stopping) -> Result<Solution> {
         let start = Instant::now();
-        let min = self.coarsest_cells.unwrap_or(if problem.grid().dim() == 2 { 64 } else { 32 });
-        let hierarchy =
-            Hierarchy::new(problem.grid(), min, self.multilevel && self.initial.is_none());
+        let hierarchy = Hierarchy::new(
+            problem.grid(),
+            self.coarsest(problem.grid()),
+            self.multilevel && self.initial.is_none(),
+        );
         let p = match &self.initial {
             Some(p0) => {
                 problem.check_initial(p0, "bfm")?;
@@ -930,39 +1041,13 @@ impl BackAndForth {
             }
             None => vec![0.0; hierarchy.grids()[0].num_cells()],
         };
-        let mut levels = Levels {
-            solver: self,
-            problem,
-            options,
-            start,
-            grids: hierarchy.grids(),
-            peak: problem.source().max().max(problem.target().max()),
-            jacobian: self.uses_jacobian(problem),
-            history: Vec::new(),
-            stopped: false,
-            iterations: 0,
-            result: (Outcome::IterationLimit, 0, f64::INFINITY),
-            level: None,
-        };
+        let jacobian = self.uses_jacobian(problem);
+        let layout = WholeLayout { problem, grids: hierarchy.grids(), jacobian };
+        let peak = problem.source().max().max(problem.target().max());
+        let mut levels =
+            Levels::new(self, layout, (options, start), hierarchy.grids(), peak, jacobian);
         multilevel::drive(&hierarchy, &multilevel::per_level(&hierarchy), p, &mut levels)?;
-        let Levels { history, iterations, result, level, .. } = levels;
-        let level = level.expect("at least one level");
-        let (outcome, _, error) = result;
-        let stop_reason = stop_reason(outcome, error, options, problem.grid());
-        Ok(Solution {
-            method: "bfm",
-            outcome,
-            stop_reason,
-            marginal_error: error,
-            dual_value: level.value,
-            iterations,
-            seconds: start.elapsed().as_secs_f64(),
-            history,
-            diagnostics: Vec::new(),
-            scalars: Vec::new(),
-            p: level.p,
-            q: level.q,
-        })
+        Ok(levels.into_solution(problem.grid()))
     }
 }
 

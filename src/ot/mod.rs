@@ -23,7 +23,7 @@ pub mod lift;
 pub mod method;
 pub mod metric;
 mod monge_ampere;
-mod multilevel;
+pub(crate) mod multilevel;
 pub mod newton;
 pub mod parabolic;
 pub mod problem;

@@ -9,44 +9,54 @@ use rayon::prelude::*;
 
 /// Cell-averages a density onto `coarse` (each coarse cell covers 2 fine cells per axis that
 /// was halved, 1 otherwise).
-pub(super) fn restrict(fine: &ScalarField, coarse: &Grid) -> Result<ScalarField> {
+pub(crate) fn restrict(fine: &ScalarField, coarse: &Grid) -> Result<ScalarField> {
     let fg = fine.grid();
     let d = fg.dim();
     let ratio: Vec<usize> = (0..d).map(|a| fg.axis(a).cells / coarse.axis(a).cells).collect();
     let fshape = fg.shape();
     let cshape = coarse.shape();
     let f = fine.data().as_slice().expect("contiguous");
-    let count: usize = ratio.iter().product();
     let values: Vec<f64> = (0..coarse.num_cells())
         .into_par_iter()
-        .map(|flat| {
-            let mut idx = [0usize; 3];
-            let mut rest = flat;
-            for a in 0..d {
-                idx[a] = rest % cshape[a];
-                rest /= cshape[a];
-            }
-            let mut sum = 0.0;
-            for sub in 0..count {
-                let mut r = sub;
-                let mut fflat = 0;
-                let mut stride = 1;
-                for a in 0..d {
-                    let o = r % ratio[a];
-                    r /= ratio[a];
-                    fflat += (idx[a] * ratio[a] + o) * stride;
-                    stride *= fshape[a];
-                }
-                sum += f[fflat];
-            }
-            sum / count as f64
-        })
+        .map(|flat| cell_average(flat, (&cshape, &fshape), &ratio, |i| f[i]))
         .collect();
     ScalarField::from_vec(coarse, values)
 }
 
+/// The mean of the fine cells under coarse cell `flat` (shapes x first; `ratio` fine cells
+/// per coarse cell per axis), `fine(i)` the value of fine cell i, summed x fastest.
+pub(crate) fn cell_average(
+    flat: usize,
+    (cshape, fshape): (&[usize], &[usize]),
+    ratio: &[usize],
+    fine: impl Fn(usize) -> f64,
+) -> f64 {
+    let d = ratio.len();
+    let mut idx = [0usize; 3];
+    let mut rest = flat;
+    for a in 0..d {
+        idx[a] = rest % cshape[a];
+        rest /= cshape[a];
+    }
+    let count: usize = ratio.iter().product();
+    let mut sum = 0.0;
+    for sub in 0..count {
+        let mut r = sub;
+        let mut fflat = 0;
+        let mut stride = 1;
+        for a in 0..d {
+            let o = r % ratio[a];
+            r /= ratio[a];
+            fflat += (idx[a] * ratio[a] + o) * stride;
+            stride *= fshape[a];
+        }
+        sum += fine(fflat);
+    }
+    sum / count as f64
+}
+
 /// Points of [`prolong`]'s stencils: cubic, the gradient (the map) second order.
-const PROLONG_POINTS: usize = 4;
+pub(crate) const PROLONG_POINTS: usize = 4;
 
 /// Points of [`sample`]'s stencils: quintic, sixth order. A coarse Sinkhorn solution meets
 /// the coarse densities' marginals, so the finer grid starts at the L1 distance between its
@@ -60,7 +70,7 @@ const SAMPLE_POINTS: usize = 6;
 /// ends), clamped at 0 and normalised to unit mass. Sixth order where [`restrict`]'s cell
 /// average is second order: a coarse problem whose solution is a start for a finer one keeps
 /// the fine densities' point values, not their blur.
-pub(super) fn sample(fine: &ScalarField, coarse: &Grid) -> Result<ScalarField> {
+pub(crate) fn sample(fine: &ScalarField, coarse: &Grid) -> Result<ScalarField> {
     let fg = fine.grid();
     let d = fg.dim();
     let mut shape = fg.storage_shape();
@@ -91,7 +101,7 @@ pub(super) fn sample(fine: &ScalarField, coarse: &Grid) -> Result<ScalarField> {
 /// of a coarse cell; one-sided stencils at non-periodic ends, wrapped on periodic axes).
 /// Cubic accuracy keeps the gradient — the map — second-order accurate; multilinear
 /// interpolation would leave an O(h) kink error in the map of every coarse cell.
-pub(super) fn prolong(coarse: &ScalarField, fine: &Grid) -> ScalarField {
+pub(crate) fn prolong(coarse: &ScalarField, fine: &Grid) -> ScalarField {
     let cg = coarse.grid();
     let d = cg.dim();
     let mut shape = cg.storage_shape();
@@ -112,6 +122,22 @@ pub(super) fn prolong(coarse: &ScalarField, fine: &Grid) -> ScalarField {
     ScalarField::from_vec(fine, data).expect("prolonged shape matches the fine grid")
 }
 
+/// The Lagrange stencil of [`resample_axis`] at source coordinate x on an axis of n points:
+/// its first source index (wrapped on a periodic axis) and its `min(points, n)` weights.
+pub(crate) fn stencil(n: usize, periodic: bool, points: usize, x: f64) -> (usize, Vec<f64>) {
+    let p = points.min(n);
+    let base = x.floor() as i64 - (p as i64 - 1) / 2;
+    let first = if periodic { base } else { base.clamp(0, (n - p) as i64) };
+    let t = x - first as f64;
+    let weights = (0..p)
+        .map(|j| {
+            let others = (0..p).filter(|&l| l != j);
+            others.map(|l| (t - l as f64) / (j as f64 - l as f64)).product::<f64>()
+        })
+        .collect();
+    (first.rem_euclid(n as i64) as usize, weights)
+}
+
 /// Cells per parallel task of a resampling (a smaller array is resampled as one task).
 const TASK_CELLS: usize = 16384;
 
@@ -119,7 +145,7 @@ const TASK_CELLS: usize = 16384;
 /// coordinate `at(i)` (in cells of the source axis), by Lagrange interpolation on
 /// `min(points, n)` source points: the stencil centred when possible, shifted inside at
 /// non-periodic ends, wrapped on periodic axes.
-fn resample_axis(
+pub(crate) fn resample_axis(
     data: &[f64],
     shape: &[usize],
     k: usize,
@@ -135,15 +161,9 @@ fn resample_axis(
     let mut firsts = Vec::with_capacity(m);
     let mut weights = Vec::with_capacity(m * p);
     for i in 0..m {
-        let x = at(i);
-        let base = x.floor() as i64 - (p as i64 - 1) / 2;
-        let first = if periodic { base } else { base.clamp(0, (n - p) as i64) };
-        let t = x - first as f64;
-        weights.extend((0..p).map(|j| {
-            let others = (0..p).filter(|&l| l != j);
-            others.map(|l| (t - l as f64) / (j as f64 - l as f64)).product::<f64>()
-        }));
-        firsts.push(first.rem_euclid(n as i64) as usize);
+        let (first, w) = stencil(n, periodic, points, at(i));
+        firsts.push(first);
+        weights.extend(w);
     }
     let stencils = || firsts.iter().zip(weights.chunks(p));
     let mut out = vec![0.0; data.len() / n * m];
@@ -178,13 +198,13 @@ fn resample_axis(
 
 /// A grid hierarchy for multilevel solves (bfm, Sinkhorn): a grid and its successive
 /// halvings ([`coarsen`]) while an axis keeps at least `coarsest` cells, coarsest first.
-pub(super) struct Hierarchy {
+pub(crate) struct Hierarchy {
     grids: Vec<Grid>,
 }
 
 impl Hierarchy {
     /// The hierarchy below `grid`, or `grid` alone when `multilevel` is false.
-    pub(super) fn new(grid: &Grid, coarsest: usize, multilevel: bool) -> Hierarchy {
+    pub(crate) fn new(grid: &Grid, coarsest: usize, multilevel: bool) -> Hierarchy {
         let mut grids = vec![grid.clone()];
         if multilevel {
             while let Some(c) = coarsen(grids.last().expect("non-empty"), coarsest) {
@@ -196,18 +216,18 @@ impl Hierarchy {
     }
 
     /// The grids, coarsest first; the last one is the problem's.
-    pub(super) fn grids(&self) -> &[Grid] {
+    pub(crate) fn grids(&self) -> &[Grid] {
         &self.grids
     }
 
     /// The index of the finest level.
-    pub(super) fn finest(&self) -> usize {
+    pub(crate) fn finest(&self) -> usize {
         self.grids.len() - 1
     }
 
     /// Values on level `from` interpolated onto level `to` (≥ `from`), one doubling at a
     /// time ([`prolong`]).
-    pub(super) fn lift(&self, mut v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+    pub(crate) fn lift(&self, mut v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
         for l in from..to {
             let coarse = ScalarField::from_vec(&self.grids[l], v)?;
             v = prolong(&coarse, &self.grids[l + 1]).data().iter().copied().collect();
@@ -218,14 +238,14 @@ impl Hierarchy {
 
 /// One stage of a multilevel solve: the level of the hierarchy it runs on and the method's
 /// setting there (bfm: none, one stage per level; Sinkhorn: the ε of its scaling).
-pub(super) struct Stage<S> {
-    pub(super) level: usize,
-    pub(super) setting: S,
+pub(crate) struct Stage<S> {
+    pub(crate) level: usize,
+    pub(crate) setting: S,
 }
 
 /// How a stage ended, for the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum After {
+pub(crate) enum After {
     /// Go on with the next stage.
     Next,
     /// End the schedule (budget, time limit, an observer's stop, divergence): the potential
@@ -235,7 +255,7 @@ pub(super) enum After {
 
 /// A method solved coarse to fine by [`drive`]: it owns its per-level data and state; the
 /// driver owns the order of the stages and the transfer of the potential between levels.
-pub(super) trait LevelSolver {
+pub(crate) trait LevelSolver {
     /// What a stage sets besides its level.
     type Setting;
 
@@ -253,6 +273,12 @@ pub(super) trait LevelSolver {
     /// After a stage below the finest level ended the schedule: `potential` has been lifted to
     /// the finest level; bring the method's state there (e.g. one iteration, unreported).
     fn finish(&mut self, potential: &mut Vec<f64>) -> Result<()>;
+
+    /// `v` on level `from` interpolated onto level `to` ([`Hierarchy::lift`] on the whole
+    /// grid; a decomposed solver lifts its own cells).
+    fn lift(&self, hierarchy: &Hierarchy, v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+        hierarchy.lift(v, from, to)
+    }
 }
 
 /// Runs `schedule` (levels non-decreasing, the last stage on the finest level) from `potential`
@@ -260,7 +286,7 @@ pub(super) trait LevelSolver {
 /// cubic) whenever the level rises. A stage that ends the schedule below the finest level has
 /// its potential lifted to the finest and handed to [`LevelSolver::finish`]. Returns the
 /// potential on the finest level.
-pub(super) fn drive<L: LevelSolver>(
+pub(crate) fn drive<L: LevelSolver>(
     hierarchy: &Hierarchy,
     schedule: &[Stage<L::Setting>],
     mut potential: Vec<f64>,
@@ -271,13 +297,13 @@ pub(super) fn drive<L: LevelSolver>(
     for (k, stage) in schedule.iter().enumerate() {
         debug_assert!(stage.level >= on, "a schedule's levels do not decrease");
         if stage.level != on {
-            potential = hierarchy.lift(potential, on, stage.level)?;
+            potential = solver.lift(hierarchy, potential, on, stage.level)?;
             on = stage.level;
         }
         let last = k + 1 == schedule.len();
         if solver.run_stage(k, stage, last, &mut potential)? == After::Finish && !last {
             if on != finest {
-                potential = hierarchy.lift(potential, on, finest)?;
+                potential = solver.lift(hierarchy, potential, on, finest)?;
                 solver.finish(&mut potential)?;
             }
             return Ok(potential);
@@ -288,12 +314,12 @@ pub(super) fn drive<L: LevelSolver>(
 
 /// One stage per level of `hierarchy`, coarsest first (the schedule of a method whose
 /// levels differ only in their grid).
-pub(super) fn per_level(hierarchy: &Hierarchy) -> Vec<Stage<()>> {
+pub(crate) fn per_level(hierarchy: &Hierarchy) -> Vec<Stage<()>> {
     (0..hierarchy.grids().len()).map(|level| Stage { level, setting: () }).collect()
 }
 
 /// The grid with every axis of more than `2·min` cells (and even) halved.
-pub(super) fn coarsen(grid: &Grid, min: usize) -> Option<Grid> {
+pub(crate) fn coarsen(grid: &Grid, min: usize) -> Option<Grid> {
     let mut halved = false;
     let axes: Vec<Axis> = grid
         .axes()

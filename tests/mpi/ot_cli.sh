@@ -1,8 +1,8 @@
 #!/bin/bash
 # `mpirun -np P otgrid ot …` against the serial CLI (run by `make test-distributed`).
 #
-# For each problem: the serial `otgrid ot --method bfm --set multilevel=false
-# --push-forward deposit` file (Sinkhorn: `--method sinkhorn --set multiscale=false`), then
+# For each problem: the serial `otgrid ot --method bfm --push-forward deposit` file (its
+# levels included; Sinkhorn: `--method sinkhorn --set multiscale=false`), then
 # the same command line without those settings under mpirun with 1, 2 and 4 ranks. bfm:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
@@ -21,6 +21,7 @@ rm -rf "$dir" && mkdir -p "$dir"
 mixture="exp(-((x-0.3)^2+(y-0.4)^2+(z-0.45)^2)/0.01)+0.6*exp(-((x-0.7)^2+(y-0.6)^2+(z-0.55)^2)/0.006)"
 cases=(
   "box64|bfm|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
+  "box96|bfm|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
   "uneven|bfm|--grid 67x61x59 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
   "sinkhorn64|sinkhorn|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
 )
@@ -28,7 +29,7 @@ for case in "${cases[@]}"; do
   IFS='|' read -r name method args <<< "$case"
   read -r -a problem <<< "$args"
   if [ "$method" = bfm ]; then
-    serial=(--method bfm --set multilevel=false --push-forward deposit)
+    serial=(--method bfm --push-forward deposit)
     distributed=()
     delta=()
     attributes=(iterations outcome marginal_error w2_squared transport_cost)
@@ -77,7 +78,7 @@ refused() {
 }
 refused "4 ranks for 3 planes" 4 ot --grid 16x16x3 --source uniform --target uniform -o "$dir/planes.h5"
 refused "solves by bfm or sinkhorn" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
-refused "multilevel=true" 2 ot --grid 16x16x16 --source uniform --target uniform --set multilevel=true -o "$dir/method.h5"
+refused "deposits" 2 ot --grid 16x16x16 --source uniform --target uniform --push-forward jacobian -o "$dir/method.h5"
 refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
 if ls "$dir" | grep -q -e planes -e method -e demo -e '^\.'; then
   echo "error: a refused run left a file: $(ls -a "$dir")" >&2

@@ -1,0 +1,187 @@
+//! Grid hierarchies on slabs: [`crate::ot::multilevel`]'s restriction (cell averages) and
+//! cubic prolongation, each rank computing its planes of the coarse (fine) level from the
+//! planes of the fine (coarse) level that its cells read — gathered in one `Alltoallv` —
+//! with the serial arithmetic in the serial order, so the result is the serial one to the
+//! bit. Every level has its own balanced slab decomposition.
+
+use super::exchange::Exchange;
+use super::pushforward::gather_planes;
+use crate::error::Result;
+use crate::grid::{Grid, SlabDecomposition};
+use crate::ot::multilevel::{cell_average, resample_axis, stencil, PROLONG_POINTS};
+use rayon::prelude::*;
+
+/// This rank's planes of [`crate::ot::multilevel::restrict`]`(fine, coarse)`: each coarse
+/// cell the mean of the fine cells it covers (2^k per halved axis), summed x fastest as the
+/// serial restriction sums. `block`: this rank's planes of the fine field. A collective.
+pub fn slab_restrict(
+    exchange: &impl Exchange,
+    fine: &Grid,
+    coarse: &Grid,
+    block: &[f64],
+) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let rank = exchange.rank();
+    let (fs, cs) = (SlabDecomposition::new(fine, ranks)?, SlabDecomposition::new(coarse, ranks)?);
+    let d = fine.dim();
+    let ratio: Vec<usize> = (0..d).map(|a| fine.axis(a).cells / coarse.axis(a).cells).collect();
+    let rz = ratio[d - 1];
+    // Each rank reads the fine planes under its coarse planes, in order.
+    let wanted: Vec<Vec<usize>> =
+        (0..ranks).map(|q| (cs.planes(q).start * rz..cs.planes(q).end * rz).collect()).collect();
+    let under = gather_planes(exchange, &fs, block, fs.plane_cells(), &wanted)?;
+    let (fshape, cshape) = (fine.shape(), coarse.shape());
+    let mine = cs.cells(rank);
+    let first = wanted[rank].first().map_or(0, |&j| j * fs.plane_cells());
+    Ok(mine
+        .into_par_iter()
+        .map(|flat| cell_average(flat, (&cshape, &fshape), &ratio, |i| under[i - first]))
+        .collect())
+}
+
+/// This rank's planes of [`crate::ot::multilevel::prolong`]`(coarse, fine)` (fine's axes
+/// the same or twice coarse's): the axes a slab holds whole resampled on the rank's coarse
+/// planes, then the slab axis' cubic stencils on the coarse planes they read (gathered), in
+/// the serial order. `block`: this rank's planes of the coarse field. A collective.
+pub fn slab_prolong(
+    exchange: &impl Exchange,
+    coarse: &Grid,
+    fine: &Grid,
+    block: &[f64],
+) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let rank = exchange.rank();
+    let (cs, fs) = (SlabDecomposition::new(coarse, ranks)?, SlabDecomposition::new(fine, ranks)?);
+    let d = coarse.dim();
+    // The axes within a plane (x first), on this rank's coarse planes.
+    let mut shape = coarse.storage_shape();
+    shape[0] = cs.planes(rank).len();
+    let mut data = block.to_vec();
+    for a in 0..d - 1 {
+        let k = d - 1 - a;
+        if fine.axis(a).cells == coarse.axis(a).cells {
+            continue;
+        }
+        let periodic = coarse.axis(a).boundary.is_periodic();
+        let m = 2 * shape[k];
+        data = resample_axis(&data, &shape, k, periodic, PROLONG_POINTS, m, |i| {
+            (i as f64 - 0.5) / 2.0
+        });
+        shape[k] = m;
+    }
+    let slab = coarse.axis(d - 1);
+    if fine.axis(d - 1).cells == slab.cells {
+        return Ok(data);
+    }
+    // The slab axis: fine plane i reads coarse planes `first + j` (wrapped) with weights w_j.
+    let (n, periodic) = (slab.cells, slab.boundary.is_periodic());
+    let stencils = |planes: std::ops::Range<usize>| -> Vec<(usize, Vec<f64>)> {
+        planes.map(|i| stencil(n, periodic, PROLONG_POINTS, (i as f64 - 0.5) / 2.0)).collect()
+    };
+    let wanted: Vec<Vec<usize>> = (0..ranks)
+        .map(|q| {
+            let mut planes: Vec<usize> = stencils(fs.planes(q))
+                .iter()
+                .flat_map(|(first, w)| (0..w.len()).map(move |j| (first + j) % n))
+                .collect();
+            planes.sort_unstable();
+            planes.dedup();
+            planes
+        })
+        .collect();
+    let plane = fs.plane_cells();
+    let read = gather_planes(exchange, &cs, &data, plane, &wanted)?;
+    let mut position = vec![usize::MAX; n];
+    for (k, &j) in wanted[rank].iter().enumerate() {
+        position[j] = k;
+    }
+    let mine = stencils(fs.planes(rank));
+    let mut out = vec![0.0; mine.len() * plane];
+    out.par_chunks_mut(plane).zip(mine.par_iter()).for_each(|(row, (first, w))| {
+        for (j, wj) in w.iter().enumerate() {
+            let line = &read[position[(first + j) % n] * plane..][..plane];
+            row.iter_mut().zip(line).for_each(|(v, s)| *v += wj * s);
+        }
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::{test_grid, LocalWorld};
+    use crate::field::ScalarField;
+    use crate::grid::BoundaryKind::{Neumann, Periodic};
+    use crate::ot::multilevel::{coarsen, prolong, restrict};
+
+    /// On 1–4 ranks the slab restriction and prolongation equal the serial ones to the bit:
+    /// 2D and 3D, box and periodic slab axes, a level that halves only some axes, and two
+    /// levels at once (restriction by 4 along each halved axis).
+    #[test]
+    fn slab_restriction_and_prolongation_equal_the_serial_ones_to_the_bit() {
+        let cases = [
+            (&[24usize, 20][..], &[Neumann, Neumann][..], 1),
+            (&[16, 12, 20][..], &[Neumann, Periodic, Neumann][..], 1),
+            (&[12, 16, 16][..], &[Periodic, Neumann, Periodic][..], 2),
+            (&[10, 16, 9][..], &[Neumann, Neumann, Neumann][..], 1),
+        ];
+        for (shape, kinds, down) in cases {
+            let fine = test_grid(shape, kinds);
+            let mut coarse = fine.clone();
+            for _ in 0..down {
+                coarse = coarsen(&coarse, 2).expect("coarsens");
+            }
+            let f = ScalarField::from_fn(&fine, |x| {
+                (3.0 * x[0]).sin() + x[1] * x[1] + x.get(2).map_or(0.0, |z| (2.0 * z).cos())
+            });
+            let c = ScalarField::from_fn(&coarse, |x| (2.0 * x[0]).cos() * x[1] + x[d(x)] * 0.3);
+            let restricted = restrict(&f, &coarse).unwrap();
+            let mut prolonged = c.clone();
+            let mut grids = vec![coarse.clone()];
+            while prolonged.grid().axis(0).cells < fine.axis(0).cells
+                || prolonged.grid().num_cells() < fine.num_cells()
+            {
+                let next = finer(prolonged.grid(), &fine);
+                prolonged = prolong(&prolonged, &next);
+                grids.push(next);
+            }
+            let flat = |v: &ScalarField| v.data().iter().copied().collect::<Vec<f64>>();
+            let (fv, cv) = (flat(&f), flat(&c));
+            for ranks in 1..=4 {
+                let got = LocalWorld::run(ranks, |ex| {
+                    let fc = SlabDecomposition::new(&fine, ranks).unwrap().cells(ex.rank());
+                    let cc = SlabDecomposition::new(&coarse, ranks).unwrap().cells(ex.rank());
+                    let r = slab_restrict(ex, &fine, &coarse, &fv[fc.clone()]).unwrap();
+                    let mut p = cv[cc.clone()].to_vec();
+                    for w in grids.windows(2) {
+                        p = slab_prolong(ex, &w[0], &w[1], &p).unwrap();
+                    }
+                    (cc, r, fc, p)
+                });
+                for (cc, r, fc, p) in got {
+                    assert!(r == flat(&restricted)[cc], "{shape:?}, {ranks} ranks: restrict");
+                    assert!(p == flat(&prolonged)[fc], "{shape:?}, {ranks} ranks: prolong");
+                }
+            }
+        }
+    }
+
+    /// The last coordinate's index (z in 3D, y in 2D).
+    fn d(x: &[f64]) -> usize {
+        x.len() - 1
+    }
+
+    /// The grid between `coarse` and `fine` one doubling up from `coarse`.
+    fn finer(coarse: &Grid, fine: &Grid) -> Grid {
+        let axes = coarse
+            .axes()
+            .iter()
+            .zip(fine.axes())
+            .map(|(c, f)| crate::grid::Axis {
+                cells: if c.cells < f.cells { 2 * c.cells } else { c.cells },
+                ..c.clone()
+            })
+            .collect();
+        Grid::new(axes).unwrap()
+    }
+}
