@@ -55,17 +55,7 @@ impl<'a, E: Exchange> SlabLevel<'a, E> {
         let rank = exchange.rank();
         let poisson = SlabPoissonSolver::new(grid, 0.0, Symbol::Discrete, exchange)?
             .with_mean_policy(MeanPolicy::Project);
-        let d = grid.dim();
-        let shape = grid.storage_shape();
-        let cells = slabs.cells(rank);
-        let mut identity = vec![0.0; cells.len() * d];
-        identity.par_chunks_mut(d).enumerate().for_each(|(l, out)| {
-            let mut index = vec![0usize; d];
-            crate::grid::unflatten(cells.start + l, &shape, &mut index, 0);
-            let mut point = [0.0; 3];
-            grid.cell_center(&index, &mut point);
-            out.copy_from_slice(&point[..d]);
-        });
+        let identity = super::solution::centres(grid, slabs.cells(rank));
         Ok(SlabLevel {
             exchange,
             grid: grid.clone(),

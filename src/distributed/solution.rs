@@ -23,18 +23,16 @@ fn values(f: &ScalarField) -> &[f64] {
 }
 
 /// The cell centres of `cells` (global flat indices of `grid`), d per cell, x first.
-fn centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
+pub(crate) fn centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
     let d = grid.dim();
     let shape = grid.storage_shape();
     let mut out = vec![0.0; cells.len() * d];
     out.par_chunks_mut(d).zip(cells.into_par_iter()).for_each(|(point, flat)| {
         let mut index = [0usize; 3];
-        let mut rest = flat;
-        for k in (0..d).rev() {
-            index[k] = rest % shape[k];
-            rest /= shape[k];
-        }
-        grid.cell_center(&index[..d], point);
+        crate::grid::unflatten(flat, &shape, &mut index[..d], 0);
+        let mut centre = [0.0; 3];
+        grid.cell_center(&index[..d], &mut centre);
+        point.copy_from_slice(&centre[..d]);
     });
     out
 }
