@@ -85,7 +85,7 @@ test: deps lint
 	$(MAKE) test-distributed
 
 # The distributed build over the system MPI: clippy; then the slab Poisson solver,
-# c-transform, soft c-transform and halo operators (−Δ_h + c, −∇·(w∇) + d, ∇_h) against the serial ones under mpirun with
+# c-transform, soft c-transform and halo operators (−Δ_h + c, −∇·(w∇) + d, ∇_h, ∇_h·) against the serial ones under mpirun with
 # 1, 2 and 4 ranks (64³, 96³ and non-divisible grids), each case also written collectively
 # (parallel HDF5) and compared with the serial writer's file by h5diff; Sinkhorn on slabs
 # against the serial solve (64³ box, 96×90×83 torus); a refused

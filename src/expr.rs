@@ -78,13 +78,7 @@ impl Expression {
     /// Samples the expression at every cell centre at time `t`; a NaN or infinite value is
     /// an error naming the first offending point.
     pub fn sample(&self, grid: &Grid, t: f64, what: &str) -> Result<ScalarField> {
-        if grid.dim() < 3 && self.slots.contains(&2) {
-            return Err(Error::invalid(format!(
-                "{what}: expression '{}' uses z on a {}D grid",
-                self.text,
-                grid.dim()
-            )));
-        }
+        self.check_dimension(grid, what)?;
         let field = ScalarField::from_fn(grid, |p| self.eval(p, t));
         if let Some(index) = field.first_non_finite() {
             let mut p = [0.0; 3];
@@ -97,6 +91,31 @@ impl Expression {
             )));
         }
         Ok(field)
+    }
+
+    /// The expression at time `t` on planes `planes` of the grid's outermost storage axis
+    /// ([`crate::field::sample_planes`]), unchecked for finiteness: a slab's part of
+    /// [`Expression::sample`], whose check needs every rank's planes.
+    pub fn sample_planes(
+        &self,
+        grid: &Grid,
+        planes: std::ops::Range<usize>,
+        t: f64,
+        what: &str,
+    ) -> Result<Vec<f64>> {
+        self.check_dimension(grid, what)?;
+        Ok(crate::field::sample_planes(grid, planes, |p| self.eval(p, t)))
+    }
+
+    fn check_dimension(&self, grid: &Grid, what: &str) -> Result<()> {
+        if grid.dim() < 3 && self.slots.contains(&2) {
+            return Err(Error::invalid(format!(
+                "{what}: expression '{}' uses z on a {}D grid",
+                self.text,
+                grid.dim()
+            )));
+        }
+        Ok(())
     }
 }
 

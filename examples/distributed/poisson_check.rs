@@ -31,13 +31,15 @@
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_bfm, slab_c_transform, slab_dot, slab_gradient, slab_push_forward, slab_shifted_laplacian,
-    slab_sinkhorn, slab_soft_transform, slab_weighted_laplacian, write_collective, Exchange,
-    Single, SlabPoissonSolver,
+    slab_bfm, slab_c_transform, slab_divergence, slab_dot, slab_gradient, slab_push_forward,
+    slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform, slab_weighted_laplacian,
+    write_collective, Exchange, Single, SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
-use otgrid::operators::{apply_shifted_laplacian, apply_weighted_laplacian_plus, gradient};
+use otgrid::operators::{
+    apply_shifted_laplacian, apply_weighted_laplacian_plus, divergence, gradient,
+};
 use otgrid::ot::bfm::PushForward;
 use otgrid::ot::{c_transform, push_forward_adaptive};
 use otgrid::ot::{BackAndForth, Options, Problem, Sinkhorn, Solver};
@@ -166,6 +168,11 @@ fn main() {
         let serial_gradient = serial_gradient.data().as_slice().expect("contiguous");
         let applied = or_exit(&ex, slab_gradient(&ex, &grid, &f[cells.clone()]));
         failed |= !bitwise(&ex, "∇_h", applied == serial_gradient[cells.start * 3..cells.end * 3]);
+        // The divergence of that gradient (one-sided differences at the faces).
+        let serial_divergence = divergence(&gradient(&field));
+        let serial_divergence = serial_divergence.data().as_slice().expect("contiguous");
+        let applied = or_exit(&ex, slab_divergence(&ex, &grid, &applied));
+        failed |= !bitwise(&ex, "∇_h·", applied == serial_divergence[cells.clone()]);
 
         // The deposit push-forward T#μ (bfm's) of a density by x + ∇p, p large enough that
         // mass crosses slabs: shares land on other ranks' planes.

@@ -12,7 +12,7 @@ use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    agree, slab_bfm, slab_output, slab_sinkhorn, write_collective, Exchange,
+    agree, slab_bfm, slab_density, slab_output, slab_sinkhorn, write_collective, Exchange,
 };
 use otgrid::error::{Error, Result};
 use otgrid::grid::SlabDecomposition;
@@ -36,10 +36,10 @@ pub fn refuse(ranks: usize) -> Error {
     ))
 }
 
-/// Per rank: the whole grid's densities (sampled, then normalised: 4 fields, so that every
-/// rank normalises as the serial run does) and the method's working fields on its slab.
+/// Per rank: the method's working fields on its slab (the densities among them: each rank
+/// samples only its planes).
 fn memory(grid: &otgrid::Grid, method: Method, ranks: usize) -> MemoryEstimate {
-    let fields = method.memory_fields(grid) / ranks as f64 + 4.0;
+    let fields = method.memory_fields(grid) / ranks as f64;
     let what = format!("ot --method {} on {ranks} ranks, per rank", method.name());
     MemoryEstimate::fields(grid, fields, 0, &what)
 }
@@ -157,15 +157,16 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
 pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
     let ranks = ex.size();
     let prepared = prepare(args, report, ranks);
-    let (problem, solver, grid) = agree(ex, prepared, "reading the problem")?;
+    let (specs, reading, solver, grid) = agree(ex, prepared, "reading the problem")?;
     let slabs = SlabDecomposition::new(&grid, ranks)?;
-    let cells = slabs.cells(ex.rank());
-    let flat = |f: &otgrid::field::ScalarField| -> Vec<f64> {
-        f.data().as_slice().expect("contiguous")[cells.clone()].to_vec()
-    };
-    let (mu, nu) = (flat(problem.source()), flat(problem.target()));
-    let masses = problem.masses();
-    drop(problem);
+    let planes = slabs.planes(ex.rank());
+    let sample =
+        |k: usize, what: &str| specs[k].sample_planes(&grid, planes.clone(), what, &reading);
+    let sampled = sample(0, "source").and_then(|mu| Ok((mu, sample(1, "target")?)));
+    let (mu, nu) = agree(ex, sampled, "sampling the densities")?;
+    let (mu, source_mass) = slab_density(ex, &slabs, mu, "source")?;
+    let (nu, target_mass) = slab_density(ex, &slabs, nu, "target")?;
+    let masses = (source_mass, target_mass);
     tracing::info!("rank {} of {ranks}: planes {:?}", ex.rank(), slabs.planes(ex.rank()));
     let result = solver.solve(ex, &grid, &mu, &nu)?;
     report.put("outcome", result.outcome.name());
@@ -213,18 +214,19 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
     Ok(())
 }
 
-/// Everything before the solve, on each rank alike: the checks, the grid, the normalised
-/// densities on the whole grid and the solver.
+/// Everything before the densities, on each rank alike: the checks, the grid, the density
+/// specifications, how input files are read, and the solver.
 fn prepare(
     args: &OtArgs,
     report: &mut Report,
     ranks: usize,
-) -> Result<(Problem, Decomposed, otgrid::Grid)> {
+) -> Result<([DensitySpec; 2], Inputs, Decomposed, otgrid::Grid)> {
     if let Some(flag) = refused_options(args) {
         return Err(Error::invalid(format!("{flag} does not apply to a distributed run")));
     }
     let grid = args.grid.resolve("unit_square_256")?;
     SlabDecomposition::new(&grid, ranks)?;
+    Problem::check_grid(&grid)?;
     report.put("grid", &grid);
     report.put("ranks", ranks);
     let solver = solver(args, &grid, ranks)?;
@@ -243,9 +245,6 @@ fn prepare(
         .collect();
     check_output_path(&args.out, &inputs)?;
     let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
-    let mu = specs[0].sample(&grid, "source", &reading)?;
-    let nu = specs[1].sample(&grid, "target", &reading)?;
-    let problem = Problem::new(&mu, &nu)?;
     let method = solver.method();
     report.put("method", method.name());
     let parameters = serde_json::json!({
@@ -259,5 +258,5 @@ fn prepare(
         "ranks": ranks,
     });
     report.put("parameters", &parameters);
-    Ok((problem, solver, grid))
+    Ok((specs, reading, solver, grid))
 }

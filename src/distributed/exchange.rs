@@ -159,17 +159,35 @@ impl Exchange for LocalExchange {
     }
 }
 
-/// Whether `result` failed on any rank: every rank gets the same verdict, its own error
-/// where it failed, else one naming how many ranks failed. A collective.
+/// Whether `result` failed on any rank: every rank gets the same verdict — its own error
+/// where it failed, else the error of the lowest failing rank (its message sent to every
+/// rank), so that whichever rank reports says what went wrong. A collective.
 pub fn agree<T>(ex: &impl Exchange, result: Result<T>, what: &str) -> Result<T> {
-    let failed = ex.sum(if result.is_err() { 1.0 } else { 0.0 });
+    let rank = ex.rank();
+    let first = -ex.max(if result.is_err() { -(rank as f64) } else { f64::NEG_INFINITY });
+    if !first.is_finite() {
+        return result;
+    }
+    let first = first as usize;
+    // The lowest failing rank's message, one byte per value, to every rank.
+    let bytes: Vec<f64> = match (&result, rank == first) {
+        (Err(e), true) => e.to_string().bytes().map(f64::from).collect(),
+        _ => Vec::new(),
+    };
+    let len = ex.max(bytes.len() as f64) as usize;
+    let ranks = ex.size();
+    let send: Vec<f64> = (0..ranks).flat_map(|_| bytes.iter().copied()).collect();
+    let recv_counts: Vec<usize> = (0..ranks).map(|r| if r == first { len } else { 0 }).collect();
+    let message = super::exchange_blocks(ex, &send, &vec![bytes.len(); ranks], &recv_counts);
     match result {
         Err(e) => Err(e),
-        Ok(_) if failed > 0.0 => Err(Error::invalid(format!(
-            "{what} failed on {failed} of {} ranks (their errors are reported there)",
-            ex.size()
-        ))),
-        ok => ok,
+        Ok(_) => {
+            let text: Vec<u8> = message.iter().map(|&b| b as u8).collect();
+            Err(Error::invalid(format!(
+                "{} (rank {first} of {ranks}, {what})",
+                String::from_utf8_lossy(&text)
+            )))
+        }
     }
 }
 
@@ -201,5 +219,27 @@ mod tests {
             assert_eq!(sum, 3.0);
             assert_eq!(max, 2.0);
         }
+    }
+
+    /// Ranks that failed keep their errors; the others get the lowest failing rank's message
+    /// (UTF-8 intact); without a failure every rank keeps its value.
+    #[test]
+    fn agree_sends_the_first_failure_to_every_rank() {
+        let verdicts = LocalWorld::run(4, |ex| {
+            let r = ex.rank();
+            let result = if r == 1 || r == 2 {
+                Err(Error::invalid(format!("rank {r}: ν ≤ 0 ✗")))
+            } else {
+                Ok(r)
+            };
+            agree(ex, result, "reading").map_err(|e| e.to_string())
+        });
+        assert_eq!(verdicts[1], Err("rank 1: ν ≤ 0 ✗".to_string()));
+        assert_eq!(verdicts[2], Err("rank 2: ν ≤ 0 ✗".to_string()));
+        for r in [0, 3] {
+            assert_eq!(verdicts[r], Err("rank 1: ν ≤ 0 ✗ (rank 1 of 4, reading)".to_string()));
+        }
+        let fine = LocalWorld::run(3, |ex| agree(ex, Ok(ex.rank()), "x").unwrap());
+        assert_eq!(fine, vec![0, 1, 2]);
     }
 }

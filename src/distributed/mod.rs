@@ -1,6 +1,8 @@
 //! Distributed runs: a grid decomposed over ranks and solvers whose ranks exchange data
 //! through one collective transport (issue #23).
 //!
+//! - [`density`]: a density sampled on slabs, checked and normalised as the serial run does
+//!   (to the bit, the same verdict on every rank);
 //! - [`exchange`]: the collectives a solver needs ([`Exchange`]): one rank, P threads of one
 //!   process (tests), or an MPI communicator (`distributed` feature, [`mpi`]);
 //! - [`poisson`]: the FFT/DCT/DST Poisson solver on slabs, equal to the serial one to
@@ -12,7 +14,8 @@
 //! - [`sinkhorn`]: the Sinkhorn solver on slabs (single grid), equal to the serial one with
 //!   `multiscale: false` to round-off;
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
-//!   and the weighted `−∇·(w∇) + d`, the gradient), equal to [`crate::operators`]' to the bit;
+//!   and the weighted `−∇·(w∇) + d`, the gradient, the divergence), equal to
+//!   [`crate::operators`]' to the bit;
 //! - [`metric`]: the weighted metric's preconditioned CG (bfm's and the JKO steps') on
 //!   slabs, the serial solver's iterations and solution to the bit;
 //! - [`pushforward`]: the deposit push-forward `T#μ` on slabs (bfm's and the JKO steps'),
@@ -34,6 +37,7 @@
 //! The decomposition itself is [`crate::grid::SlabDecomposition`].
 
 pub mod bfm;
+pub mod density;
 pub mod exchange;
 pub mod gibbs;
 pub mod legendre;
@@ -53,12 +57,15 @@ pub mod sum;
 use std::ops::Range;
 
 pub use bfm::{slab_bfm, SlabLevel};
+pub use density::slab_density;
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
 pub use multilevel::{slab_prolong, slab_restrict};
-pub use operators::{slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian};
+pub use operators::{
+    slab_divergence, slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian,
+};
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use poisson::SlabPoissonSolver;

@@ -8,11 +8,13 @@
 //! [`crate::operators`] apply.
 
 use super::exchange::Exchange;
+use super::pushforward::gather_planes;
 use super::{displacements, exchange_blocks};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
 use crate::operators::{
-    centred_difference, ghost, neighbour, scalar_neighbour, stencil_axes, weighted_row,
+    centred_difference, divergence_term, ghost, neighbour, scalar_neighbour, stencil_axes,
+    weighted_row,
 };
 use rayon::prelude::*;
 
@@ -190,6 +192,92 @@ pub fn slab_gradient(exchange: &impl Exchange, grid: &Grid, u: &[f64]) -> Result
     Ok(out)
 }
 
+/// This rank's block of `∇_h · v` ([`crate::operators::divergence`]'s centred differences,
+/// one-sided second-order ones next to a non-periodic face) for `v` given on this rank's
+/// planes of `grid`, `dim` components per cell as a [`crate::field::VectorField`] stores
+/// them. A collective: the slab-axis planes a rank's cells read (one beyond its block on each
+/// side, and the third plane in from a face the rank touches, which may lie two ranks away)
+/// gathered in one `Alltoallv`; each row adds its axes in the serial order, so the result is
+/// the serial divergence to the bit. A block of the wrong length on any rank is an error on
+/// every rank.
+pub fn slab_divergence(exchange: &impl Exchange, grid: &Grid, v: &[f64]) -> Result<Vec<f64>> {
+    let slabs = SlabDecomposition::new(grid, exchange.size())?;
+    let rank = exchange.rank();
+    let d = grid.dim();
+    let cells = slabs.cells(rank);
+    agree_lengths(exchange, "divergence", &[v.len()], cells.len() * d)?;
+    let slab_axis = grid.axis(d - 1);
+    let (n, kind) = (slab_axis.cells, slab_axis.boundary);
+    // The slab-axis planes rank q's cells read, ascending.
+    let reads = |q: usize| -> Vec<usize> {
+        let own = slabs.planes(q);
+        let mut list: Vec<usize> = if kind.is_periodic() {
+            (own.start + n - 1..=own.end + n).map(|j| j % n).collect()
+        } else {
+            (own.start.saturating_sub(1)..(own.end + 1).min(n)).collect()
+        };
+        if !kind.is_periodic() && n >= 3 {
+            list.extend(
+                (own.start == 0).then_some(2).into_iter().chain((own.end == n).then(|| n - 3)),
+            );
+        }
+        list.sort_unstable();
+        list.dedup();
+        list
+    };
+    let wanted: Vec<Vec<usize>> = (0..slabs.ranks()).map(reads).collect();
+    let plane = slabs.plane_cells();
+    let planes = gather_planes(exchange, &slabs, v, plane * d, &wanted)?;
+    let mut at = vec![usize::MAX; n];
+    wanted[rank].iter().enumerate().for_each(|(k, &j)| at[j] = k);
+    // Component a of the cell at in-plane offset k of global plane j.
+    let value = |j: usize, k: usize, a: usize| planes[(at[j] * plane + k) * d + a];
+    let axes = stencil_axes(grid);
+    let mut out = vec![0.0; cells.len()];
+    out.par_iter_mut().enumerate().for_each(|(flat, o)| {
+        let global = cells.start + flat;
+        let mut acc = 0.0;
+        for (a, &(n, s, _, kind)) in axes.iter().enumerate() {
+            let h = grid.axis(a).spacing();
+            let i = (global / s) % n;
+            let left = neighbour(global, i, n, s, false, kind);
+            let right = neighbour(global, i, n, s, true, kind);
+            let term = if a + 1 < d {
+                let own = |j: usize| v[(j - cells.start) * d + a];
+                let beyond = |up: bool| {
+                    if up {
+                        own(right.expect("r") + s)
+                    } else {
+                        own(left.expect("l") - s)
+                    }
+                };
+                divergence_term(n, h, own(global), left.map(own), right.map(own), beyond)
+            } else {
+                let k = global % plane;
+                let at_plane = |j: usize| value(j / plane, k, a);
+                let beyond = |up: bool| {
+                    if up {
+                        at_plane(right.expect("r") + s)
+                    } else {
+                        at_plane(left.expect("l") - s)
+                    }
+                };
+                divergence_term(
+                    n,
+                    h,
+                    at_plane(global),
+                    left.map(at_plane),
+                    right.map(at_plane),
+                    beyond,
+                )
+            };
+            acc += term;
+        }
+        *o = acc;
+    });
+    Ok(out)
+}
+
 /// This rank's block of `(−Δ_h + shift) u` ([`crate::operators::apply_shifted_laplacian`]'s
 /// stencil and ghost rules) for `u` given on this rank's planes of `grid`. A collective: one
 /// halo exchange. A block of the wrong length on any rank is an error on every rank.
@@ -281,6 +369,47 @@ mod tests {
                         "{shape:?} {kinds:?} on {ranks} ranks"
                     );
                 }
+            }
+        }
+    }
+
+    /// The slab divergence equals the serial one to the bit on 1–4 ranks, on [`grids`] (every
+    /// boundary kind on the slab axis: one-sided differences reading a plane two ranks
+    /// away, 3 planes); a wrong block length on one rank fails every rank.
+    #[test]
+    fn slab_divergence_equals_the_serial_one() {
+        for (shape, kinds) in grids() {
+            let grid = crate::distributed::test_grid(&shape, &kinds);
+            let v = crate::field::VectorField::from_fn(&grid, |x, out| {
+                let z = x.get(2).copied().unwrap_or(0.3);
+                for (a, o) in out.iter_mut().enumerate() {
+                    *o = (1.7 * x[0] + (a + 1) as f64 * z).sin() * (1.0 + x[1] * x[1]) - z * z * z;
+                }
+            });
+            let expected = crate::operators::divergence(&v);
+            let expected = expected.data().as_slice().unwrap();
+            let v = v.data().as_slice().unwrap();
+            let d = grid.dim();
+            let planes = shape[shape.len() - 1];
+            for ranks in 1..=planes.min(4) {
+                let blocks = LocalWorld::run(ranks, |ex| {
+                    let cells = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
+                    let block = &v[cells.start * d..cells.end * d];
+                    (cells.clone(), slab_divergence(ex, &grid, block).unwrap())
+                });
+                for (cells, out) in blocks {
+                    let same =
+                        out.iter().zip(&expected[cells]).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{shape:?} {kinds:?} on {ranks} ranks");
+                }
+            }
+            if planes >= 2 {
+                let errors = LocalWorld::run(2, |ex| {
+                    let cells = SlabDecomposition::new(&grid, 2).unwrap().cells(ex.rank());
+                    let extra = usize::from(ex.rank() == 1);
+                    slab_divergence(ex, &grid, &v[cells.start * d..cells.end * d - extra]).is_err()
+                });
+                assert_eq!(errors, vec![true, true]);
             }
         }
     }

@@ -44,6 +44,30 @@ where
     });
 }
 
+/// `f` at the cell centres of planes `planes` of the outermost storage axis (z in 3D, y in
+/// 2D), C order: that part of [`ScalarField::from_fn`]`(grid, f)`, to the bit — how a rank
+/// samples its slab without the whole grid.
+pub fn sample_planes<F>(grid: &Grid, planes: std::ops::Range<usize>, f: F) -> Vec<f64>
+where
+    F: Fn(&[f64]) -> f64 + Sync,
+{
+    let shape = grid.storage_shape();
+    let inner: usize = shape[1..].iter().product();
+    let d = grid.dim();
+    let mut values = vec![0.0; planes.len() * inner];
+    values.par_chunks_mut(inner.max(1)).enumerate().for_each(|(k, chunk)| {
+        let mut index = vec![0usize; shape.len()];
+        index[0] = planes.start + k;
+        let mut p = [0.0; 3];
+        for (flat, out) in chunk.iter_mut().enumerate() {
+            crate::grid::unflatten(flat, &shape, &mut index, 1);
+            grid.cell_center(&index, &mut p);
+            *out = f(&p[..d]);
+        }
+    });
+    values
+}
+
 impl ScalarField {
     /// Wraps `data` (shape must equal `grid.storage_shape()`).
     pub fn new(grid: Grid, data: ArrayD<f64>) -> Result<Self> {
@@ -102,6 +126,13 @@ impl ScalarField {
     /// Mutable values, C order `[z][y][x]`: a view, so the grid's shape cannot change.
     pub fn data_mut(&mut self) -> ArrayViewMutD<'_, f64> {
         self.data.view_mut()
+    }
+
+    /// The values on planes `planes` of the outermost storage axis (z in 3D, y in 2D), C order.
+    pub fn planes(&self, planes: std::ops::Range<usize>) -> &[f64] {
+        let plane: usize = self.data.shape()[1..].iter().product();
+        &self.data.as_slice().expect("fields are contiguous")
+            [planes.start * plane..planes.end * plane]
     }
 
     /// Mutable values as one contiguous slice, C order (x fastest).

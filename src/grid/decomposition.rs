@@ -49,6 +49,11 @@ impl SlabDecomposition {
         self.ranks
     }
 
+    /// The decomposed grid.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
+
     /// The planes of the slab axis that `rank` owns.
     pub fn planes(&self, rank: usize) -> Range<usize> {
         self.starts[rank]..self.starts[rank + 1]

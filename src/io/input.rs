@@ -62,6 +62,70 @@ impl Inputs {
         Ok(field)
     }
 
+    /// Planes `planes` of the outermost storage axis (z in 3D, y in 2D) of what
+    /// [`Inputs::read`] reads, C order, unchecked for finiteness (on slabs that check needs
+    /// every rank's planes). A dataset of an HDF5 file already on `grid` (an otgrid file on
+    /// it, or any other file of its shape) is read as that hyperslab alone; anything else (a
+    /// `.npy` array, a resampled dataset) is read whole, checked, and cut.
+    pub fn read_planes(
+        &self,
+        file: &str,
+        dataset: Option<&str>,
+        grid: &Grid,
+        planes: std::ops::Range<usize>,
+        what: &str,
+    ) -> Result<Vec<f64>> {
+        #[cfg(feature = "hdf5")]
+        if let Some(name) = dataset {
+            let path = self.base.join(file);
+            if path.is_file() {
+                if let Some(values) = self.read_hdf5_planes(&path, name, grid, &planes, what)? {
+                    return Ok(values);
+                }
+            }
+        }
+        Ok(self.read(file, dataset, grid, what, Quantity::Density)?.planes(planes).to_vec())
+    }
+
+    /// The hyperslab of `planes` when dataset `name` of `path` lies on `grid` as it is (no
+    /// resampling); `None` when it does not (then [`Inputs::read`] reads it, or says why not).
+    #[cfg(feature = "hdf5")]
+    fn read_hdf5_planes(
+        &self,
+        path: &Path,
+        name: &str,
+        grid: &Grid,
+        planes: &std::ops::Range<usize>,
+        what: &str,
+    ) -> Result<Option<Vec<f64>>> {
+        use hdf5::{Hyperslab, Selection, SliceOrIndex};
+        let file = super::h5::open(path)?;
+        let Ok(ds) = file.dataset(name.trim_start_matches('/')) else { return Ok(None) };
+        let shape = grid.storage_shape();
+        if ds.shape() != shape {
+            return Ok(None);
+        }
+        if super::h5::is_otgrid(&file) {
+            super::h5::checked_version(&file, path)?;
+            if &super::h5::read_grid(&file, path)? != grid {
+                return Ok(None);
+            }
+        } else if self.resample {
+            return Ok(None);
+        } else {
+            tracing::warn!(
+                "{what}: {} carries no grid; assuming it covers the run's domain ({grid})",
+                path.display()
+            );
+        }
+        let mut slices = vec![SliceOrIndex::from(planes.clone())];
+        slices.extend(shape[1..].iter().map(|&n| SliceOrIndex::from(0..n)));
+        let selection = Selection::from(Hyperslab::from(slices));
+        let data: ndarray::ArrayD<f64> =
+            ds.read_slice(selection).map_err(|e| Error::hdf5(path, e))?;
+        Ok(Some(data.as_standard_layout().iter().copied().collect()))
+    }
+
     #[cfg(not(feature = "hdf5"))]
     fn read_hdf5(
         &self,

@@ -238,18 +238,37 @@ pub fn divergence(v: &VectorField) -> ScalarField {
             let v = |j: usize| src[j * d + a];
             let left = neighbour(flat, i, n, s, false, ax.boundary);
             let right = neighbour(flat, i, n, s, true, ax.boundary);
-            acc += match (left, right) {
-                (Some(l), Some(r)) => (v(r) - v(l)) / (2.0 * h),
-                (None, Some(r)) if n >= 3 => (-3.0 * v(flat) + 4.0 * v(r) - v(r + s)) / (2.0 * h),
-                (Some(l), None) if n >= 3 => (3.0 * v(flat) - 4.0 * v(l) + v(l - s)) / (2.0 * h),
-                (None, Some(r)) => (v(r) - v(flat)) / h,
-                (Some(l), None) => (v(flat) - v(l)) / h,
-                (None, None) => 0.0,
-            };
+            // Two cells in from a face: past the right neighbour, or before the left one.
+            let beyond =
+                |up: bool| if up { v(right.expect("r") + s) } else { v(left.expect("l") - s) };
+            acc += divergence_term(n, h, v(flat), left.map(v), right.map(v), beyond);
         }
         *o = acc;
     });
     out
+}
+
+/// One axis' term of [`divergence`] at a cell whose component along the axis is `here`, from
+/// its neighbours' (`None` beyond a non-periodic face) and, at a face with n ≥ 3 cells,
+/// `beyond(up)`: the cell two in from the face (past the right neighbour for `up`, before
+/// the left one otherwise) — centred, or the one-sided second-order difference.
+#[inline]
+pub(crate) fn divergence_term(
+    n: usize,
+    h: f64,
+    here: f64,
+    left: Option<f64>,
+    right: Option<f64>,
+    beyond: impl Fn(bool) -> f64,
+) -> f64 {
+    match (left, right) {
+        (Some(l), Some(r)) => (r - l) / (2.0 * h),
+        (None, Some(r)) if n >= 3 => (-3.0 * here + 4.0 * r - beyond(true)) / (2.0 * h),
+        (Some(l), None) if n >= 3 => (3.0 * here - 4.0 * l + beyond(false)) / (2.0 * h),
+        (None, Some(r)) => (r - here) / h,
+        (Some(l), None) => (here - l) / h,
+        (None, None) => 0.0,
+    }
 }
 
 /// Removes the mean of a field in place (the projection used with singular operators).

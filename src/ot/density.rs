@@ -195,6 +195,33 @@ impl DensitySpec {
         }
     }
 
+    /// Planes `planes` of the grid's outermost storage axis (z in 3D, y in 2D) of what
+    /// [`DensitySpec::sample`] gives, C order and to the bit, unchecked for finiteness — one
+    /// rank's slab of the density. Formulas (Gaussians, uniform, expressions) are evaluated on
+    /// those planes only and a dataset already on the grid is read as their hyperslab; cases,
+    /// images, sample files and resampled datasets are sampled whole and cut.
+    pub fn sample_planes(
+        &self,
+        grid: &Grid,
+        planes: std::ops::Range<usize>,
+        what: &str,
+        inputs: &Inputs,
+    ) -> Result<Vec<f64>> {
+        match self {
+            DensitySpec::Uniform => Ok(crate::field::sample_planes(grid, planes, |_| 1.0)),
+            DensitySpec::Gaussian(g) if g.mean.len() == grid.dim() => {
+                Ok(crate::field::sample_planes(grid, planes, |p| g.density(p)))
+            }
+            DensitySpec::Expression(text) => {
+                Expression::parse(text, what)?.sample_planes(grid, planes, 0.0, what)
+            }
+            DensitySpec::Dataset { file, dataset } => {
+                inputs.read_planes(file, dataset.as_deref(), grid, planes, what)
+            }
+            _ => Ok(self.sample(grid, what, inputs)?.planes(planes).to_vec()),
+        }
+    }
+
     /// The file this density is read from, if any (relative paths against `base`).
     pub fn input_file(&self, base: &Path) -> Option<std::path::PathBuf> {
         match self {
@@ -300,6 +327,76 @@ mod tests {
         assert!(msg.unwrap_err().to_string().contains("no such file"));
         let g3 = DensitySpec::parse("gaussian:0.5,0.5,0.5:1,0,0,0,1,0,0,0,1", "s").unwrap();
         assert!(g3.sample(&g, "s", here).unwrap_err().to_string().contains("3D Gaussian on a 2D"));
+    }
+}
+
+#[cfg(all(test, feature = "hdf5"))]
+mod plane_tests {
+    use super::*;
+    use crate::grid::BoundaryKind;
+
+    /// Every kind of specification sampled plane range by plane range (uneven ranges, 2D and
+    /// 3D) equals those planes of the whole-grid sample to the bit: formulas, a case, an
+    /// otgrid file on the grid and a plain HDF5 file (hyperslabs), a `.npy` array and a
+    /// resampled file (read whole and cut).
+    #[test]
+    fn densities_sampled_by_planes_equal_the_whole_grid_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = Inputs::new(dir.path());
+        for grid in [
+            Grid::uniform(&[9, 7, 11], &[0.0; 3], &[1.0, 0.8, 1.3], BoundaryKind::Neumann).unwrap(),
+            Grid::uniform(&[13, 10], &[0.0; 2], &[1.0, 1.0], BoundaryKind::Neumann).unwrap(),
+        ] {
+            let d = grid.dim();
+            let f = ScalarField::from_fn(&grid, |p| 1.0 + p.iter().sum::<f64>().sin());
+            let mut out = crate::io::Output::new(grid.clone());
+            out.add_field("rho", f.clone()).unwrap();
+            out.write(&dir.path().join(format!("on{d}.h5"))).unwrap();
+            let file = hdf5::File::create(dir.path().join(format!("plain{d}.h5"))).unwrap();
+            file.new_dataset_builder().with_data(f.data()).create("rho").unwrap();
+            drop(file);
+            let coarse = Grid::unit(d, 5, grid.boundaries()[0]).unwrap();
+            let mut other = crate::io::Output::new(coarse.clone());
+            other.add_field("rho", ScalarField::from_fn(&coarse, |p| 2.0 + p[0])).unwrap();
+            other.write(&dir.path().join(format!("coarse{d}.h5"))).unwrap();
+            {
+                use ndarray_npy::WriteNpyExt;
+                let npy = std::fs::File::create(dir.path().join(format!("a{d}.npy"))).unwrap();
+                f.data().write_npy(npy).unwrap();
+            }
+            let mean = vec!["0.4"; d].join(",");
+            let cov = if d == 2 { "0.02,0.003,0.003,0.03" } else { "0.02,0,0,0,0.03,0,0,0,0.01" };
+            let case = if d == 2 { "mixture-2d" } else { "mixture-3d" };
+            let specs = [
+                format!("gaussian:{mean}:{cov}"),
+                "uniform".to_string(),
+                "exp(0-(x-0.3)^2/0.05) + y".to_string(),
+                format!("case:{case}"),
+                format!("on{d}.h5:/fields/rho"),
+                format!("plain{d}.h5:rho"),
+                format!("a{d}.npy"),
+            ];
+            let resampled = Inputs { base: dir.path().to_path_buf(), resample: true };
+            let with_inputs = specs
+                .iter()
+                .map(|s| (s.clone(), &inputs))
+                .chain([(format!("coarse{d}.h5:/fields/rho"), &resampled)]);
+            let n = grid.storage_shape()[0];
+            for (text, reading) in with_inputs {
+                let spec = DensitySpec::parse(&text, "source").unwrap();
+                let whole = spec.sample(&grid, "source", reading).unwrap();
+                for planes in [0..n, 0..1, 2..5, n - 3..n] {
+                    let part =
+                        spec.sample_planes(&grid, planes.clone(), "source", reading).unwrap();
+                    let expected = whole.planes(planes.clone());
+                    assert_eq!(part.len(), expected.len(), "{text} {planes:?}");
+                    assert!(
+                        part.iter().zip(expected).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{text} {planes:?}"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -38,19 +38,26 @@ impl Problem {
                 target.grid()
             )));
         }
-        if source.grid().boundaries().iter().any(|k| k.prescribes_value()) {
-            return Err(Error::invalid(
-                "optimal transport needs neumann (box) or periodic axes, not dirichlet",
-            ));
-        }
-        if source.grid().axes().iter().any(|a| a.cells < 4) {
-            return Err(Error::invalid("optimal transport needs at least 4 cells per axis"));
-        }
+        Problem::check_grid(source.grid())?;
         let (mu, source_mass) =
             source.to_density().map_err(|e| Error::invalid(format!("source density: {e}")))?;
         let (nu, target_mass) =
             target.to_density().map_err(|e| Error::invalid(format!("target density: {e}")))?;
         Ok(Problem { source: mu, target: nu, source_mass, target_mass })
+    }
+
+    /// Whether optimal transport can be posed on `grid`: neumann (box) or periodic axes of at
+    /// least 4 cells.
+    pub fn check_grid(grid: &Grid) -> Result<()> {
+        if grid.boundaries().iter().any(|k| k.prescribes_value()) {
+            return Err(Error::invalid(
+                "optimal transport needs neumann (box) or periodic axes, not dirichlet",
+            ));
+        }
+        if grid.axes().iter().any(|a| a.cells < 4) {
+            return Err(Error::invalid("optimal transport needs at least 4 cells per axis"));
+        }
+        Ok(())
     }
 
     /// The grid both densities live on.

@@ -7,9 +7,10 @@
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
-# iterations and outcome. Then the refusals: more ranks than planes, a method without a
-# distributed solver, another subcommand — each ends every rank with status 2 and one error
-# line, and leaves no file.
+# iterations and outcome. One problem reads its source from another's results file (each
+# rank reads its planes' hyperslab). Then the refusals: more ranks than planes, a method
+# without a distributed solver, another subcommand, a density with a NaN, negative values or
+# a missing file — each ends every rank with status 2 and one error line, and leaves no file.
 # Usage: tests/mpi/ot_cli.sh BIN MPIRUN… (MPIRUN: the launcher with its flags)
 set -euo pipefail
 bin=$1
@@ -23,6 +24,7 @@ cases=(
   "box64|bfm|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
   "box96|bfm|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
   "uneven|bfm|--grid 67x61x59 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
+  "file64|bfm|--grid 64x64x64 --source $dir/box64-serial.h5:/fields/target --target $mixture"
   "sinkhorn64|sinkhorn|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
 )
 for case in "${cases[@]}"; do
@@ -80,7 +82,10 @@ refused "4 ranks for 3 planes" 4 ot --grid 16x16x3 --source uniform --target uni
 refused "solves by bfm or sinkhorn" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
 refused "deposits" 2 ot --grid 16x16x16 --source uniform --target uniform --push-forward jacobian -o "$dir/method.h5"
 refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
-if ls "$dir" | grep -q -e planes -e method -e demo -e '^\.'; then
+refused "source density: NaN or infinite value at storage index \[0, 0, 0\]" 2 ot --grid 16x16x16 --source "log(z-0.7)" --target uniform -o "$dir/nan.h5"
+refused "target density: cannot be a density: it has negative values" 4 ot --grid 16x16x16 --source uniform --target "0.7-z" -o "$dir/negative.h5"
+refused "source: no such file" 2 ot --grid 16x16x16 --source "$dir/none.h5:/fields/rho" --target uniform -o "$dir/missing.h5"
+if ls "$dir" | grep -q -e planes -e method -e demo -e nan -e negative -e missing -e '^\.'; then
   echo "error: a refused run left a file: $(ls -a "$dir")" >&2
   exit 1
 fi

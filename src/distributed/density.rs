@@ -1,0 +1,139 @@
+//! A density sampled on slabs, checked and normalised as the serial run does: every rank
+//! holds only its planes, and the checks and the mass are collectives, so every rank reaches
+//! the same verdict with the same message and the normalised values equal
+//! [`crate::field::ScalarField::to_density`]'s to the bit.
+
+use super::exchange::Exchange;
+use super::sum::slab_sum;
+use crate::error::{Error, Result};
+use crate::grid::SlabDecomposition;
+use rayon::prelude::*;
+
+/// The smallest of `value` over the ranks (`+∞` where every rank gives `+∞`). A collective.
+fn min_over_ranks(exchange: &impl Exchange, value: f64) -> f64 {
+    -exchange.max(-value)
+}
+
+/// This rank's planes `values` of the `what` density (`"source"`, `"target"`) normalised to
+/// unit mass over every rank's planes, with the whole density's mass — the slab's part of
+/// [`crate::field::ScalarField::to_density`], to the bit (the mass is added in the serial
+/// order, [`slab_sum`]). A NaN or infinite value (the first in C order over the whole grid
+/// is named), negative values beyond round-off (below −1e-10 max|ρ|) or zero mass fail on
+/// every rank with the same message; round-off negatives become zero. A collective.
+pub fn slab_density(
+    exchange: &impl Exchange,
+    slabs: &SlabDecomposition,
+    mut values: Vec<f64>,
+    what: &str,
+) -> Result<(Vec<f64>, f64)> {
+    let grid = slabs.grid();
+    let offset = slabs.cells(exchange.rank()).start;
+    let first_bad = values.par_iter().position_first(|v| !v.is_finite());
+    let first_bad =
+        min_over_ranks(exchange, first_bad.map_or(f64::INFINITY, |i| (offset + i) as f64));
+    if first_bad.is_finite() {
+        let shape = grid.storage_shape();
+        let mut index = vec![0; shape.len()];
+        crate::grid::unflatten(first_bad as usize, &shape, &mut index, 0);
+        return Err(Error::invalid(format!(
+            "{what} density: NaN or infinite value at storage index {index:?}"
+        )));
+    }
+    let scale = exchange
+        .max(values.par_iter().fold(|| 0.0f64, |m, v| m.max(v.abs())).reduce(|| 0.0, f64::max));
+    let min =
+        min_over_ranks(exchange, values.par_iter().copied().reduce(|| f64::INFINITY, f64::min));
+    if min < -1e-10 * scale {
+        return Err(Error::invalid(format!(
+            "{what} density: cannot be a density: it has negative values (min {min:.3e}, max |u| {scale:.3e})"
+        )));
+    }
+    values.par_iter_mut().for_each(|v| *v = v.max(0.0));
+    let mass = slab_sum(exchange, slabs, |i| values[i]) * grid.cell_volume();
+    if mass.is_nan() || mass <= 0.0 {
+        return Err(Error::invalid(format!(
+            "{what} density: cannot be a density: its mass is zero"
+        )));
+    }
+    values.par_iter_mut().for_each(|v| *v /= mass);
+    Ok((values, mass))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::{test_grid, LocalWorld};
+    use crate::field::ScalarField;
+    use crate::grid::BoundaryKind::{Neumann, Periodic};
+
+    /// On 1–5 ranks, uneven slabs, 2D and 3D: every rank's normalised planes and the mass
+    /// equal the serial `to_density`'s to the bit.
+    #[test]
+    fn slab_densities_equal_the_serial_ones_to_the_bit() {
+        for (shape, kinds) in [
+            (vec![37usize, 29, 23], vec![Neumann, Neumann, Periodic]),
+            (vec![64, 64, 9], vec![Neumann; 3]),
+            (vec![130, 61], vec![Periodic, Neumann]),
+        ] {
+            let grid = test_grid(&shape, &kinds);
+            let f = ScalarField::from_fn(&grid, |p| {
+                (-40.0 * p.iter().map(|x| (x - 0.4).powi(2)).sum::<f64>()).exp() - 1e-13
+            });
+            let (serial, mass) = f.to_density().unwrap();
+            let serial = serial.data().as_slice().unwrap().to_vec();
+            for ranks in 1..=5 {
+                let slabs = SlabDecomposition::new(&grid, ranks).unwrap();
+                let results = LocalWorld::run(ranks, |ex| {
+                    let planes = slabs.planes(ex.rank());
+                    slab_density(ex, &slabs, f.planes(planes).to_vec(), "source").unwrap()
+                });
+                for (r, (values, m)) in results.iter().enumerate() {
+                    assert_eq!(m.to_bits(), mass.to_bits(), "{shape:?}, {ranks} ranks");
+                    let mine = &serial[slabs.cells(r)];
+                    assert!(
+                        values.iter().zip(mine).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{shape:?}, rank {r} of {ranks}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A NaN on one rank's planes, a negative value, zero mass: every rank fails with the
+    /// same one-line message, naming the whole grid's first bad index.
+    #[test]
+    fn bad_densities_fail_alike_on_every_rank() {
+        let grid = test_grid(&[6, 5, 8], &[Neumann; 3]);
+        let plane = 30;
+        type Value = Box<dyn Fn(usize) -> f64 + Sync>;
+        let cases: [(&str, Value, &str); 3] = [
+            (
+                "nan",
+                Box::new(
+                    move |i| if i == 6 * plane + 7 || i == 7 * plane { f64::NAN } else { 1.0 },
+                ),
+                "NaN or infinite value at storage index [6, 1, 1]",
+            ),
+            (
+                "negative",
+                Box::new(|i| if i == 3 { -0.5 } else { 1.0 }),
+                "negative values (min -5.000e-1",
+            ),
+            ("zero", Box::new(|_| 0.0), "its mass is zero"),
+        ];
+        for (name, value, expected) in cases {
+            for ranks in [1, 3, 4] {
+                let slabs = SlabDecomposition::new(&grid, ranks).unwrap();
+                let messages = LocalWorld::run(ranks, |ex| {
+                    let cells = slabs.cells(ex.rank());
+                    let values = cells.map(&value).collect();
+                    slab_density(ex, &slabs, values, "target").unwrap_err().to_string()
+                });
+                for m in &messages {
+                    assert_eq!(m, &messages[0], "{name}, {ranks} ranks");
+                    assert!(m.contains(expected) && m.starts_with("target density"), "{name}: {m}");
+                }
+            }
+        }
+    }
+}
