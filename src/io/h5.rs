@@ -51,7 +51,40 @@ enum Sink {
         first: usize,
         planes: usize,
         lead: bool,
+        comm: mpi::ffi::MPI_Comm,
     },
+}
+
+/// `result` of one step of a write, agreed over the ranks of a collective write: an error on
+/// any rank fails that step on every rank, so that no rank goes on to a collective the
+/// others never reach (a full disk may fail some ranks' part of a collective write only).
+fn agreed<T>(sink: Sink, result: hdf5::Result<T>) -> hdf5::Result<T> {
+    match sink {
+        Sink::Whole => result,
+        #[cfg(feature = "distributed")]
+        Sink::Planes { comm, .. } => {
+            let failed = i32::from(result.is_err());
+            let mut any = 0i32;
+            // SAFETY: one i32 each way; `comm` is the valid communicator of the write, which
+            // every rank reaches at the same step.
+            unsafe {
+                mpi::ffi::MPI_Allreduce(
+                    (&failed as *const i32).cast(),
+                    (&mut any as *mut i32).cast(),
+                    1,
+                    mpi::ffi::RSMPI_INT32_T,
+                    mpi::ffi::RSMPI_MAX,
+                    comm,
+                );
+            }
+            match result {
+                Ok(_) if any != 0 => {
+                    Err(hdf5::Error::from("another rank failed to write its part"))
+                }
+                result => result,
+            }
+        }
+    }
 }
 
 fn write_field(group: &Group, name: &str, field: &Field, sink: Sink) -> hdf5::Result<()> {
@@ -66,7 +99,7 @@ fn write_field(group: &Group, name: &str, field: &Field, sink: Sink) -> hdf5::Re
             let ds = group.new_dataset::<f64>().shape(shape.as_slice()).create(name)?;
             let mut slab = vec![hdf5::SliceOrIndex::from(first..first + local)];
             slab.extend((1..shape.len()).map(|_| hdf5::SliceOrIndex::from(..)));
-            ds.write_slice(data.view(), hdf5::Hyperslab::from(slab))?;
+            agreed(sink, ds.write_slice(data.view(), hdf5::Hyperslab::from(slab)))?;
             ds
         }
     };
@@ -79,7 +112,11 @@ fn write_field(group: &Group, name: &str, field: &Field, sink: Sink) -> hdf5::Re
 pub(super) fn write(output: &Output, prov: &Provenance, tmp: &Path, shown: &Path) -> Result<()> {
     let create = || hdf5::File::with_options().with_fapl(|p| p.libver_v18()).create(tmp);
     create()
-        .and_then(|file| write_into(file, output, prov, Sink::Whole))
+        .and_then(|file| {
+            write_into(&file, output, prov, Sink::Whole)?;
+            // Close explicitly: the file must be complete and unlocked before it is renamed.
+            file.close()
+        })
         .map_err(|e| Error::hdf5(shown, e))
 }
 
@@ -98,17 +135,40 @@ pub(crate) fn write_collective(
     let part = output.part().ok_or_else(|| {
         Error::invalid("a collective write needs one rank's part of a distributed output")
     })?;
-    let sink =
-        Sink::Planes { first: part.first_plane, planes: part.global.storage_shape()[0], lead };
+    let sink = Sink::Planes {
+        first: part.first_plane,
+        planes: part.global.storage_shape()[0],
+        lead,
+        comm,
+    };
     let create =
         || hdf5::File::with_options().with_fapl(|p| p.libver_v18().mpio(comm, None)).create(tmp);
-    create()
-        .and_then(|file| write_into(file, output, prov, sink))
-        .map_err(|e| Error::hdf5(shown, e))
+    let file = create().map_err(|e| Error::hdf5(shown, e))?;
+    let written = write_into(&file, output, prov, sink);
+    if written.is_ok() {
+        return file.close().map_err(|e| Error::hdf5(shown, e));
+    }
+    // A write that failed (a full disk) cannot flush the file when it closes, which leaves
+    // it open in libhdf5, and libhdf5 then crashes closing it again inside MPI_Finalize.
+    // The temporary is discarded anyway: the lead rank empties it, which frees the space,
+    // and every rank closes the file after that.
+    if lead {
+        let emptied = std::fs::OpenOptions::new().write(true).open(tmp).and_then(|f| f.set_len(0));
+        if let Err(e) = emptied {
+            tracing::warn!("emptying {} after a failed write: {e}", tmp.display());
+        }
+    }
+    // SAFETY: `comm` is the valid communicator every rank passed; the barrier orders every
+    // rank's close after the lead's truncation.
+    unsafe {
+        mpi::ffi::MPI_Barrier(comm);
+    }
+    drop(file);
+    written.map_err(|e| Error::hdf5(shown, e))
 }
 
 fn write_into(
-    file: hdf5::File,
+    file: &hdf5::File,
     output: &Output,
     prov: &Provenance,
     sink: Sink,
@@ -116,16 +176,16 @@ fn write_into(
     // (The 1.8 object format — superblock v2, v2 object headers — checksums the metadata, so
     // a reader detects corrupted metadata instead of interpreting it: libhdf5 can crash on
     // corrupted v0 metadata.)
-    put_text(&file, "format", FORMAT_NAME)?;
+    put_text(file, "format", FORMAT_NAME)?;
     file.new_attr::<u32>()
         .shape(())
         .create("format_version")?
         .write_scalar(&prov.format_version)?;
-    put_text(&file, "otgrid_version", &prov.otgrid_version)?;
-    put_text(&file, "command_line", &prov.command_line)?;
-    put_text(&file, "created", &prov.created)?;
+    put_text(file, "otgrid_version", &prov.otgrid_version)?;
+    put_text(file, "command_line", &prov.command_line)?;
+    put_text(file, "created", &prov.created)?;
     for (name, value) in output.attributes() {
-        put_attr(&file, name, value)?;
+        put_attr(file, name, value)?;
     }
 
     let grid = output.file_grid();
@@ -166,17 +226,12 @@ fn write_into(
                 #[cfg(feature = "distributed")]
                 Sink::Planes { lead, .. } => {
                     let ds = d.new_dataset::<f64>().shape(values.len()).create(name.as_str())?;
-                    if lead {
-                        ds.write_raw(values)?;
-                    }
+                    agreed(sink, if lead { ds.write_raw(values) } else { Ok(()) })?;
                 }
             }
         }
     }
-    file.flush()?;
-    drop((g, fields));
-    // Close explicitly: the file must be complete and unlocked before it is renamed.
-    file.close()
+    agreed(sink, file.flush())
 }
 
 fn get_text(loc: &Location, name: &str) -> hdf5::Result<String> {

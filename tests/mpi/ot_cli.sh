@@ -10,7 +10,8 @@
 # iterations and outcome. One problem reads its source from another's results file (each
 # rank reads its planes' hyperslab). Then the refusals: more ranks than planes, a method
 # without a distributed solver, another subcommand, a density with a NaN, negative values or
-# a missing file — each ends every rank with status 2 and one error line, and leaves no file.
+# a missing file, a disk that fills up mid-write — each ends every rank with status 2 and
+# one error line, and leaves no file.
 # Usage: tests/mpi/ot_cli.sh BIN MPIRUN… (MPIRUN: the launcher with its flags)
 set -euo pipefail
 bin=$1
@@ -85,6 +86,27 @@ refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/d
 refused "source density: NaN or infinite value at storage index \[0, 0, 0\]" 2 ot --grid 16x16x16 --source "log(z-0.7)" --target uniform -o "$dir/nan.h5"
 refused "target density: cannot be a density: it has negative values" 4 ot --grid 16x16x16 --source uniform --target "0.7-z" -o "$dir/negative.h5"
 refused "source: no such file" 2 ot --grid 16x16x16 --source "$dir/none.h5:/fields/rho" --target uniform -o "$dir/missing.h5"
+# A disk that fills up mid-write (a 1 MiB tmpfs; mounting needs root): every rank stops with
+# the one error, status 2, and neither the file nor a temporary is left; the serial writer alike.
+tiny=$(mktemp -d)
+if mount -t tmpfs -o size=1m tmpfs "$tiny" 2> /dev/null; then
+  trap 'umount "$tiny" 2> /dev/null; rmdir "$tiny"' EXIT
+  full=(ot --grid 32x32x32 --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target uniform -o "$tiny/out.h5")
+  refused "file write failed" 2 "${full[@]}"
+  refused "file write failed" 4 "${full[@]}"
+  status=0
+  "$bin" -q "${full[@]}" 2> "$dir/full-serial.txt" || status=$?
+  grep -q "^error: .*No space left on device" "$dir/full-serial.txt" && [ "$status" -eq 2 ] || {
+    echo "error: the serial write to a full disk did not fail cleanly (status $status)" >&2; exit 1; }
+  if [ -n "$(ls -A "$tiny")" ]; then
+    echo "error: a failed write left $(ls -A "$tiny")" >&2
+    exit 1
+  fi
+  echo "a full disk mid-write: every rank and the serial run stopped with status 2, nothing left behind"
+else
+  rmdir "$tiny"
+  echo "skipped: the full-disk write (mounting a tmpfs needs root)"
+fi
 if ls "$dir" | grep -q -e planes -e method -e demo -e nan -e negative -e missing -e '^\.'; then
   echo "error: a refused run left a file: $(ls -a "$dir")" >&2
   exit 1
