@@ -1,11 +1,11 @@
 //! `mpirun -np P otgrid ot …` (the `distributed` feature): under an MPI launcher `otgrid ot`
 //! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial solve
 //! with the deposit push-forward, levels included, to the bit on a box slab axis; the
-//! default) or Sinkhorn ([`otgrid::distributed::slab_sinkhorn`], the serial single-grid
-//! solve to round-off) — and every rank writes its planes of the results file collectively
-//! ([`otgrid::distributed::slab_output`], [`otgrid::distributed::write_collective`]): the
-//! serial `otgrid ot --method bfm --push-forward deposit` (`--method sinkhorn --set
-//! multiscale=false`) file. The rank count is MPI's. Rank 0 prints the report
+//! default) or Sinkhorn ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its
+//! multiscale levels included, to round-off) — and every rank writes its planes of the
+//! results file collectively ([`otgrid::distributed::slab_output`],
+//! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm
+//! --push-forward deposit` (`--method sinkhorn`) file. The rank count is MPI's. Rank 0 prints the report
 //! and any error (the ranks agree on every error, so all exit with its status).
 
 use super::ot::{check_flags, settings, OtArgs};
@@ -58,7 +58,7 @@ fn refused_options(args: &OtArgs) -> Option<&'static str> {
     .find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// The decomposed solvers: bfm with the deposit, Sinkhorn on one grid.
+/// The decomposed solvers: bfm with the deposit, Sinkhorn.
 enum Decomposed {
     Bfm(BackAndForth),
     Sinkhorn(Sinkhorn),
@@ -97,9 +97,9 @@ impl Decomposed {
 
 /// The solver a distributed run takes: `--method bfm` (and `auto`) with the deposit, its
 /// levels as the serial solve's (the finest alone where the coarsest level would have fewer
-/// planes than ranks and `multilevel` was not set), `--method sinkhorn` on one grid; the
-/// flags' settings and the serial CLI's default tolerance and budget. `multiscale=true` and
-/// the Jacobian push-forward are refused (not decomposed).
+/// planes than ranks and `multilevel` was not set), `--method sinkhorn` (its levels with
+/// at least a plane per rank); the flags' settings and the serial CLI's default tolerance
+/// and budget. The Jacobian push-forward is refused (not decomposed).
 fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed> {
     let method = match args.method.as_str() {
         "auto" | "bfm" => Method::BFM,
@@ -115,20 +115,12 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
     let mut settings = settings(args)?;
     check_flags(method, &settings, args)?;
     method.configure(&settings)?;
-    // Sinkhorn's scaling hierarchy is not decomposed: refused when asked for.
-    if method == Method::SINKHORN && settings.parse::<bool>("multiscale")? == Some(true) {
-        return Err(Error::invalid(
-            "multiscale=true: a distributed sinkhorn solve runs the finest grid only \
-             (multiscale=false)",
-        ));
-    }
     let (tolerance, budget) = settings.stopping()?;
     settings.set("tolerance", &tolerance.unwrap_or(method.default_tolerance(grid)).to_string());
     let budget = budget.unwrap_or(method.info().max_iterations);
     settings.set("max-iterations", &budget.to_string());
     if method == Method::SINKHORN {
-        let solver = Sinkhorn::from_settings(&settings)?;
-        return Ok(Decomposed::Sinkhorn(Sinkhorn { multiscale: false, ..solver }));
+        return Ok(Decomposed::Sinkhorn(Sinkhorn::from_settings(&settings)?));
     }
     let solver = BackAndForth::from_settings(&settings)?;
     if solver.push_forward == PushForward::Jacobian {

@@ -11,8 +11,8 @@
 //!   [`crate::ot::c_transform`] to round-off;
 //! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs
 //!   (Sinkhorn's kernel), equal to the serial one to round-off;
-//! - [`sinkhorn`]: the Sinkhorn solver on slabs (single grid), equal to the serial one with
-//!   `multiscale: false` to round-off;
+//! - [`sinkhorn`]: the Sinkhorn solver on slabs (its multiscale levels each on their own
+//!   slabs), equal to the serial one to round-off;
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
 //!   and the weighted `−∇·(w∇) + d`, the gradient, the divergence), equal to
 //!   [`crate::operators`]' to the bit;
@@ -22,8 +22,8 @@
 //!   the serial deposit to the bit (both add in fixed point);
 //! - [`sum`]: dot products over the ranks that add as the serial ones, to the bit.
 //!
-//! - [`multilevel`]: restriction and prolongation between the levels of a hierarchy on
-//!   slabs, the serial ones to the bit;
+//! - [`multilevel`]: restriction, sampling and prolongation between the levels of a
+//!   hierarchy on slabs, the serial ones to the bit;
 //! - [`bfm`]: the back-and-forth method on slabs (its levels, the deposit push-forward): the
 //!   serial levels and loop on the slab operations above, the serial solve's potentials to
 //!   the bit on a box slab axis.
@@ -62,7 +62,7 @@ pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
-pub use multilevel::{slab_prolong, slab_restrict};
+pub use multilevel::{slab_prolong, slab_restrict, slab_sample};
 pub use operators::{
     slab_divergence, slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian,
 };
@@ -98,6 +98,17 @@ pub(crate) fn pencil_columns(nx: usize, ranks: usize) -> crate::Result<Vec<Range
         )));
     }
     Ok(balanced(nx, ranks))
+}
+
+/// `grid` with `cells` cells along its slab (last) axis.
+pub(crate) fn with_slab_cells(
+    grid: &crate::grid::Grid,
+    cells: usize,
+) -> crate::Result<crate::grid::Grid> {
+    let mut axes = grid.axes().to_vec();
+    let last = axes.len() - 1;
+    axes[last].cells = cells;
+    crate::grid::Grid::new(axes)
 }
 
 /// The regrouping of slab data `[s_local][rows][x]` (this rank's planes of the slab axis S,

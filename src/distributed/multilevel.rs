@@ -6,9 +6,11 @@
 
 use super::exchange::Exchange;
 use super::pushforward::gather_planes;
+use super::sum::slab_sum;
+use super::with_slab_cells;
 use crate::error::Result;
 use crate::grid::{Grid, SlabDecomposition};
-use crate::ot::multilevel::{cell_average, resample_axis, stencil, PROLONG_POINTS};
+use crate::ot::multilevel::{cell_average, resample_axis, stencil, PROLONG_POINTS, SAMPLE_POINTS};
 use rayon::prelude::*;
 
 /// This rank's planes of [`crate::ot::multilevel::restrict`]`(fine, coarse)`: each coarse
@@ -69,18 +71,82 @@ pub fn slab_prolong(
         });
         shape[k] = m;
     }
-    let slab = coarse.axis(d - 1);
-    if fine.axis(d - 1).cells == slab.cells {
+    if fine.axis(d - 1).cells == coarse.axis(d - 1).cells {
         return Ok(data);
     }
-    // The slab axis: fine plane i reads coarse planes `first + j` (wrapped) with weights w_j.
+    resample_planes(exchange, (&cs, &fs), &data, PROLONG_POINTS, |i| (i as f64 - 0.5) / 2.0)
+}
+
+/// This rank's planes of [`crate::ot::multilevel::sample`]`(fine, coarse)` — the fine
+/// density's point values at the coarse centres by 6-point quintic interpolation per halving,
+/// clamped at 0 and normalised to unit mass (the cell averages, [`slab_restrict`], where
+/// that leaves no mass) — to the bit: the axes a slab holds whole halved on the rank's fine
+/// planes, then the slab axis one halving at a time (each on its own balanced slabs), the
+/// mass added in the serial order ([`slab_sum`]). `block`: this rank's planes of the fine
+/// density. A collective.
+pub fn slab_sample(
+    exchange: &impl Exchange,
+    fine: &Grid,
+    coarse: &Grid,
+    block: &[f64],
+) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let rank = exchange.rank();
+    let d = fine.dim();
+    let mut shape = fine.storage_shape();
+    shape[0] = SlabDecomposition::new(fine, ranks)?.planes(rank).len();
+    let mut data = block.to_vec();
+    let at = |i: usize| 2.0 * i as f64 + 0.5;
+    for a in 0..d - 1 {
+        let k = d - 1 - a;
+        let periodic = fine.axis(a).boundary.is_periodic();
+        while shape[k] > coarse.axis(a).cells {
+            let m = shape[k] / 2;
+            data = resample_axis(&data, &shape, k, periodic, SAMPLE_POINTS, m, at);
+            shape[k] = m;
+        }
+    }
+    // The slab axis, halving by halving: `from` has the coarse axes within a plane.
+    let mut from = with_slab_cells(coarse, fine.axis(d - 1).cells)?;
+    while from.axis(d - 1).cells > coarse.axis(d - 1).cells {
+        let to = with_slab_cells(coarse, from.axis(d - 1).cells / 2)?;
+        let slabs = (SlabDecomposition::new(&from, ranks)?, SlabDecomposition::new(&to, ranks)?);
+        data = resample_planes(exchange, (&slabs.0, &slabs.1), &data, SAMPLE_POINTS, at)?;
+        from = to;
+    }
+    data.par_iter_mut().for_each(|v| *v = v.max(0.0));
+    let slabs = SlabDecomposition::new(coarse, ranks)?;
+    let mass = slab_sum(exchange, &slabs, |i| data[i]) * coarse.cell_volume();
+    if !(mass > 0.0 && mass.is_finite()) {
+        return slab_restrict(exchange, fine, coarse, block);
+    }
+    data.par_iter_mut().for_each(|v| *v /= mass);
+    Ok(data)
+}
+
+/// This rank's planes of [`resample_axis`] along the slab axis, from the planes `data` this
+/// rank holds under `slabs.0` to its planes under `slabs.1` (the two grids differ only in the
+/// slab axis' cells): output plane i at source coordinate `at(i)`, by Lagrange
+/// interpolation on `points` source planes — the planes its stencils read gathered in one
+/// `Alltoallv`, each output plane summed in the serial order.
+fn resample_planes(
+    exchange: &impl Exchange,
+    slabs: (&SlabDecomposition, &SlabDecomposition),
+    data: &[f64],
+    points: usize,
+    at: impl Fn(usize) -> f64,
+) -> Result<Vec<f64>> {
+    let (from, to) = slabs;
+    let (ranks, rank) = (exchange.size(), exchange.rank());
+    let source = from.grid();
+    let slab = source.axis(source.dim() - 1);
     let (n, periodic) = (slab.cells, slab.boundary.is_periodic());
     let stencils = |planes: std::ops::Range<usize>| -> Vec<(usize, Vec<f64>)> {
-        planes.map(|i| stencil(n, periodic, PROLONG_POINTS, (i as f64 - 0.5) / 2.0)).collect()
+        planes.map(|i| stencil(n, periodic, points, at(i))).collect()
     };
     let wanted: Vec<Vec<usize>> = (0..ranks)
         .map(|q| {
-            let mut planes: Vec<usize> = stencils(fs.planes(q))
+            let mut planes: Vec<usize> = stencils(to.planes(q))
                 .iter()
                 .flat_map(|(first, w)| (0..w.len()).map(move |j| (first + j) % n))
                 .collect();
@@ -89,13 +155,13 @@ pub fn slab_prolong(
             planes
         })
         .collect();
-    let plane = fs.plane_cells();
-    let read = gather_planes(exchange, &cs, &data, plane, &wanted)?;
+    let plane = to.plane_cells();
+    let read = gather_planes(exchange, from, data, plane, &wanted)?;
     let mut position = vec![usize::MAX; n];
     for (k, &j) in wanted[rank].iter().enumerate() {
         position[j] = k;
     }
-    let mine = stencils(fs.planes(rank));
+    let mine = stencils(to.planes(rank));
     let mut out = vec![0.0; mine.len() * plane];
     out.par_chunks_mut(plane).zip(mine.par_iter()).for_each(|(row, (first, w))| {
         for (j, wj) in w.iter().enumerate() {
@@ -112,19 +178,20 @@ mod tests {
     use crate::distributed::{test_grid, LocalWorld};
     use crate::field::ScalarField;
     use crate::grid::BoundaryKind::{Neumann, Periodic};
-    use crate::ot::multilevel::{coarsen, prolong, restrict};
+    use crate::ot::multilevel::{coarsen, prolong, restrict, sample};
 
-    /// On 1–4 ranks the slab restriction and prolongation equal the serial ones to the bit:
-    /// 2D and 3D, box and periodic slab axes, a level that halves only some axes, and two
-    /// levels at once (restriction by 4 along each halved axis).
+    /// On 1–4 ranks the slab restriction, sampling and prolongation equal the serial ones to
+    /// the bit: 2D and 3D, box and periodic slab axes, a level that halves only some axes,
+    /// and two levels at once (restriction and sampling by 4 along each halved axis).
     #[test]
-    fn slab_restriction_and_prolongation_equal_the_serial_ones_to_the_bit() {
+    fn slab_restriction_sampling_and_prolongation_equal_the_serial_ones_to_the_bit() {
         let cases = [
             (&[24usize, 20][..], &[Neumann, Neumann][..], 1),
             (&[16, 12, 20][..], &[Neumann, Periodic, Neumann][..], 1),
             (&[12, 16, 16][..], &[Periodic, Neumann, Periodic][..], 2),
             (&[10, 16, 9][..], &[Neumann, Neumann, Neumann][..], 1),
         ];
+        let mut clamped = 0;
         for (shape, kinds, down) in cases {
             let fine = test_grid(shape, kinds);
             let mut coarse = fine.clone();
@@ -136,6 +203,13 @@ mod tests {
             });
             let c = ScalarField::from_fn(&coarse, |x| (2.0 * x[0]).cos() * x[1] + x[d(x)] * 0.3);
             let restricted = restrict(&f, &coarse).unwrap();
+            // (A density with a zero region: the sample's clamp at 0 acts.)
+            let rho = ScalarField::from_fn(&fine, |x| {
+                (-30.0 * x.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>()).exp()
+                    * f64::from(u8::from(x[0] < 0.7))
+            });
+            let sampled = sample(&rho, &coarse).unwrap();
+            clamped += usize::from(sampled.data().iter().any(|v| *v == 0.0));
             let mut prolonged = c.clone();
             let mut grids = vec![coarse.clone()];
             while prolonged.grid().axis(0).cells < fine.axis(0).cells
@@ -146,24 +220,30 @@ mod tests {
                 grids.push(next);
             }
             let flat = |v: &ScalarField| v.data().iter().copied().collect::<Vec<f64>>();
-            let (fv, cv) = (flat(&f), flat(&c));
+            let (fv, cv, rv) = (flat(&f), flat(&c), flat(&rho));
             for ranks in 1..=4 {
                 let got = LocalWorld::run(ranks, |ex| {
                     let fc = SlabDecomposition::new(&fine, ranks).unwrap().cells(ex.rank());
                     let cc = SlabDecomposition::new(&coarse, ranks).unwrap().cells(ex.rank());
                     let r = slab_restrict(ex, &fine, &coarse, &fv[fc.clone()]).unwrap();
+                    let s = slab_sample(ex, &fine, &coarse, &rv[fc.clone()]).unwrap();
                     let mut p = cv[cc.clone()].to_vec();
                     for w in grids.windows(2) {
                         p = slab_prolong(ex, &w[0], &w[1], &p).unwrap();
                     }
-                    (cc, r, fc, p)
+                    (cc, r, s, fc, p)
                 });
-                for (cc, r, fc, p) in got {
-                    assert!(r == flat(&restricted)[cc], "{shape:?}, {ranks} ranks: restrict");
+                for (cc, r, s, fc, p) in got {
+                    assert!(
+                        r == flat(&restricted)[cc.clone()],
+                        "{shape:?}, {ranks} ranks: restrict"
+                    );
+                    assert!(s == flat(&sampled)[cc], "{shape:?}, {ranks} ranks: sample");
                     assert!(p == flat(&prolonged)[fc], "{shape:?}, {ranks} ranks: prolong");
                 }
             }
         }
+        assert!(clamped >= 2, "the sample's clamp at 0 acts in {clamped} cases");
     }
 
     /// The last coordinate's index (z in 3D, y in 2D).

@@ -62,7 +62,7 @@ pub(crate) const PROLONG_POINTS: usize = 4;
 /// the coarse densities' marginals, so the finer grid starts at the L1 distance between its
 /// densities and the coarse ones interpolated: on the reference Gaussian pair at 128² and
 /// ε = 1e-3, 5e-6 with cubic sampling (4 iterations to 1e-6), 6e-7 with quintic (one).
-const SAMPLE_POINTS: usize = 6;
+pub(crate) const SAMPLE_POINTS: usize = 6;
 
 /// Point values of a smooth density at the centres of `coarse` (each axis the same or
 /// 2^k times fewer cells than `fine`'s), by 6-point quintic interpolation per halving
@@ -213,6 +213,14 @@ impl Hierarchy {
         }
         grids.reverse();
         Hierarchy { grids }
+    }
+
+    /// The hierarchy without its coarsest levels while `leave_out` holds for them (the
+    /// problem's grid is always kept).
+    pub(crate) fn without_coarsest(mut self, leave_out: impl Fn(&Grid) -> bool) -> Hierarchy {
+        let drop = self.grids[..self.grids.len() - 1].iter().take_while(|g| leave_out(g)).count();
+        self.grids.drain(..drop);
+        self
     }
 
     /// The grids, coarsest first; the last one is the problem's.

@@ -2,8 +2,8 @@
 # `mpirun -np P otgrid ot …` against the serial CLI (run by `make test-distributed`).
 #
 # For each problem: the serial `otgrid ot --method bfm --push-forward deposit` file (its
-# levels included; Sinkhorn: `--method sinkhorn --set multiscale=false`), then
-# the same command line without those settings under mpirun with 1, 2 and 4 ranks. bfm:
+# levels included; Sinkhorn: `--method sinkhorn`, its multiscale levels included), then
+# the same command line (bfm: without those settings) under mpirun with 1, 2 and 4 ranks. bfm:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
@@ -25,8 +25,11 @@ cases=(
   "box64|bfm|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
   "box96|bfm|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
   "uneven|bfm|--grid 67x61x59 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
+  "torus64|bfm|--grid 64x64x64 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture"
   "file64|bfm|--grid 64x64x64 --source $dir/box64-serial.h5:/fields/target --target $mixture"
   "sinkhorn64|sinkhorn|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
+  "sinkhorn96|sinkhorn|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
+  "sinkhorn-uneven|sinkhorn|--grid 70x66x62 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
 )
 for case in "${cases[@]}"; do
   IFS='|' read -r name method args <<< "$case"
@@ -37,7 +40,7 @@ for case in "${cases[@]}"; do
     delta=()
     attributes=(iterations outcome marginal_error w2_squared transport_cost)
   else
-    serial=(--method sinkhorn --set multiscale=false)
+    serial=(--method sinkhorn)
     distributed=(--method sinkhorn)
     delta=(-d 1e-10)
     attributes=(iterations outcome)

@@ -4,7 +4,7 @@
 
 use super::super::gibbs::{update, SoftTransform, TASK_CELLS};
 use super::levels::Levels;
-use super::{marginal_error, weighted_sum, Kernels};
+use super::{marginal_error, weighted_sum};
 use crate::error::Result;
 use rayon::prelude::*;
 
@@ -41,20 +41,19 @@ pub(super) fn symmetric_ot(
 /// on the finest level and ten times it on coarser ones.
 pub(super) fn self_transport(
     levels: &mut Levels,
-    kernels: Kernels,
     final_levels: &[usize],
     epsilon: f64,
     tolerance: f64,
 ) -> Result<(f64, f64)> {
     // (At least 1e-10: a run stopped by its iteration limit may pass a tolerance of 0.)
     let symmetric_tolerance = tolerance.max(1e-10);
-    let hierarchy = levels.hierarchy();
+    let (hierarchy, layout) = (levels.hierarchy(), levels.layout());
     let finest = hierarchy.finest();
     let mut values = [0.0; 2];
     let mut sym: [Vec<f64>; 2] = Default::default();
     for (i, &l) in final_levels.iter().enumerate() {
         let level = levels.at(l)?;
-        let kernel = kernels(&level.grid, epsilon)?;
+        let kernel = layout.kernel(&level.grid, epsilon)?;
         let tol = if l == finest { symmetric_tolerance } else { 10.0 * symmetric_tolerance };
         for (side, f) in sym.iter_mut().enumerate() {
             let (log_w, w) =
@@ -66,7 +65,7 @@ pub(super) fn self_transport(
                 let half = -0.5 * epsilon;
                 log_w.iter().map(|l| if l.is_finite() { half * l } else { 0.0 }).collect()
             } else {
-                hierarchy.lift(std::mem::take(f), final_levels[i - 1], l)?
+                layout.lift(hierarchy, std::mem::take(f), final_levels[i - 1], l)?
             };
             values[side] = symmetric_ot(kernel.as_ref(), log_w, w, tol, f)?;
         }

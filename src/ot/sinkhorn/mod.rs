@@ -42,7 +42,7 @@ mod divergence;
 mod levels;
 
 use super::fastmath::exp_shifted;
-use super::gibbs::{update, SoftTransform, WholeGrid, TASK_CELLS};
+use super::gibbs::{update, SoftTransform, TASK_CELLS};
 use super::multilevel::{self, After, Hierarchy, Stage};
 use super::problem::{
     IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
@@ -50,7 +50,8 @@ use super::problem::{
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
-use levels::{Level, Levels};
+pub(crate) use levels::Layout;
+use levels::{Level, Levels, WholeLayout};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -99,10 +100,6 @@ impl Default for Sinkhorn {
         }
     }
 }
-
-/// Makes the soft c-transform of a level's grid at an ε (the whole grid in this process, or
-/// one rank's slab of it).
-pub(crate) type Kernels<'a> = &'a dyn Fn(&Grid, f64) -> Result<Box<dyn SoftTransform + 'a>>;
 
 /// Default cap of the over-relaxation.
 const OMEGA: f64 = 1.9;
@@ -225,11 +222,11 @@ impl Sinkhorn {
             let record = history.last().expect("pushed");
             let potential = || {
                 let p = f.iter().map(|v| -v).collect();
-                ScalarField::from_vec(&level.grid, p).expect("one potential value per cell")
+                ScalarField::from_vec(&level.local, p).expect("one potential value per cell")
             };
             if options.stop_requested(
                 ("sinkhorn", *iterations, record),
-                &level.grid,
+                &level.local,
                 &potential,
                 start,
             ) {
@@ -278,11 +275,9 @@ impl Sinkhorn {
 
 /// The stages of one Sinkhorn solve, run by [`multilevel::drive`]: the potential the driver
 /// carries is g; f restarts from it on each level (the first update computes it).
-struct Stages<'a, 'k> {
+struct Stages<'a> {
     solver: &'a Sinkhorn,
     levels: Levels<'a>,
-    /// The soft c-transform on a level's grid at an ε.
-    kernels: Kernels<'k>,
     options: &'a Stopping,
     start: Instant,
     /// The target ε.
@@ -300,7 +295,7 @@ struct Stages<'a, 'k> {
     stopped: bool,
 }
 
-impl multilevel::LevelSolver for Stages<'_, '_> {
+impl multilevel::LevelSolver for Stages<'_> {
     type Setting = f64;
 
     fn run_stage(
@@ -311,7 +306,7 @@ impl multilevel::LevelSolver for Stages<'_, '_> {
         g: &mut Vec<f64>,
     ) -> Result<After> {
         let (l, eps) = (stage.level, stage.setting);
-        let hierarchy = self.levels.hierarchy();
+        let (hierarchy, layout) = (self.levels.hierarchy(), self.levels.layout());
         if l != self.on {
             // Onto the finer level (g lifted by the driver; f follows from it in the first
             // update).
@@ -326,7 +321,7 @@ impl multilevel::LevelSolver for Stages<'_, '_> {
             // extrapolates from it.)
             let previous = (g.clone(), l);
             if let Some((g4, l4)) = self.older.take() {
-                let g4 = hierarchy.lift(g4, l4, l)?;
+                let g4 = layout.lift(hierarchy, g4, l4, l)?;
                 g.iter_mut().zip(&g4).for_each(|(g, o)| *g += 0.5 * (*g - o));
             }
             self.older = Some(previous);
@@ -334,7 +329,7 @@ impl multilevel::LevelSolver for Stages<'_, '_> {
         let options = self.options;
         let level = self.levels.at(l)?;
         let (stage_start, stage_first) = (Instant::now(), self.iterations);
-        let kernel = (self.kernels)(&level.grid, eps)?;
+        let kernel = layout.kernel(&level.grid, eps)?;
         if k == 0 && self.solver.initial.is_some() {
             update(kernel.as_ref(), &self.f, &level.log_a, g)?;
         }
@@ -369,9 +364,9 @@ impl multilevel::LevelSolver for Stages<'_, '_> {
 
     /// One Sinkhorn iteration at the target ε on the problem's grid from the lifted g.
     fn finish(&mut self, g: &mut Vec<f64>) -> Result<()> {
-        let finest = self.levels.hierarchy().finest();
+        let (finest, layout) = (self.levels.hierarchy().finest(), self.levels.layout());
         let level = self.levels.at(finest)?;
-        let kernel = (self.kernels)(&level.grid, self.epsilon)?;
+        let kernel = layout.kernel(&level.grid, self.epsilon)?;
         self.f = Vec::with_capacity(g.len());
         update(kernel.as_ref(), g, &level.log_b, &mut self.f)?;
         let mut g_new = Vec::new();
@@ -379,6 +374,10 @@ impl multilevel::LevelSolver for Stages<'_, '_> {
         self.error = kernel.total(marginal_error(g, &g_new, &level.b, self.epsilon));
         *g = g_new;
         Ok(())
+    }
+
+    fn lift(&self, hierarchy: &Hierarchy, v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
+        self.levels.layout().lift(hierarchy, v, from, to)
     }
 }
 
@@ -459,23 +458,21 @@ impl Sinkhorn {
         // The grid hierarchy, coarsest first (only the problem's grid from a given start).
         let hierarchy =
             Hierarchy::new(grid, COARSEST_CELLS, self.multiscale && self.initial.is_none());
-        let levels = Levels::new(&hierarchy, [problem.source(), problem.target()]);
-        let whole = |g: &Grid, eps: f64| -> Result<Box<dyn SoftTransform>> {
-            Ok(Box::new(WholeGrid::new(g, eps)))
-        };
-        self.run(grid, &hierarchy, levels, &whole, options)
+        let levels = Levels::new(&hierarchy, &WholeLayout, [problem.source(), problem.target()]);
+        self.run(&hierarchy, levels, options)
     }
 
     /// This rank's part of the solve on a decomposed grid (`crate::distributed::slab_sinkhorn`
-    /// checks and normalises the densities): `local` are the rank's blocks of μ and ν on its
-    /// local grid, `kernels` the decomposed soft c-transform, `domain` the whole grid. One
-    /// level (the multiscale hierarchy is not decomposed yet), so this equals the serial
-    /// solve with `multiscale: false`. The potentials returned are the rank's blocks.
+    /// checks and normalises the densities): `local` are the rank's blocks of μ and ν on
+    /// `layout`'s part of `domain`, the whole grid. The serial solve's levels and stages,
+    /// except that levels `layout` cannot hold (fewer planes than ranks) are left out, with
+    /// a warning: the stages they would run take the coarsest level kept. The potentials
+    /// returned are the rank's blocks.
     pub(crate) fn solve_part(
         &self,
         domain: &Grid,
         local: [&ScalarField; 2],
-        kernels: Kernels,
+        layout: &dyn Layout,
         options: &Options,
     ) -> Result<Solution> {
         if self.initial.is_some() {
@@ -484,23 +481,31 @@ impl Sinkhorn {
             ));
         }
         let stopping = options.stopping(&METHOD, domain, self.tolerance, self.max_iterations)?;
-        let hierarchy = Hierarchy::new(local[0].grid(), COARSEST_CELLS, false);
-        let levels = Levels::new(&hierarchy, local);
-        self.run(domain, &hierarchy, levels, kernels, &stopping)
+        let whole = Hierarchy::new(domain, COARSEST_CELLS, self.multiscale);
+        let coarsest = whole.grids()[0].clone();
+        let hierarchy = whole.without_coarsest(|g| layout.local_grid(g).is_err());
+        if hierarchy.grids()[0] != coarsest {
+            tracing::warn!(
+                "sinkhorn: the multiscale levels from {coarsest} below {} have fewer planes than \
+                 ranks and are left out (the serial solve starts on {coarsest}: the results agree \
+                 to the tolerance, not to round-off)",
+                hierarchy.grids()[0]
+            );
+        }
+        let levels = Levels::new(&hierarchy, layout, local);
+        self.run(&hierarchy, levels, &stopping)
     }
 
-    /// The solve on `hierarchy` (the problem's grid, or this rank's slab of it, finest), with
-    /// the soft c-transforms `kernels` makes; `domain` is the whole problem's grid (the scale
-    /// of ε's default). The potentials returned live on the hierarchy's finest grid.
-    fn run<'a, 'k>(
+    /// The solve on `hierarchy` (the problem's grid finest) with `levels`, this process's cells
+    /// of each level. The potentials returned are this process's cells of the finest level.
+    fn run<'a>(
         &'a self,
-        domain: &Grid,
         hierarchy: &'a Hierarchy,
         levels: Levels<'a>,
-        kernels: Kernels<'k>,
         options: &'a Stopping,
     ) -> Result<Solution> {
-        let (epsilon, epsilon_start) = self.epsilons(domain);
+        let layout = levels.layout();
+        let (epsilon, epsilon_start) = self.epsilons(&hierarchy.grids()[hierarchy.finest()]);
         if !(epsilon.is_finite() && epsilon > 0.0) {
             return Err(Error::invalid(format!(
                 "sinkhorn: ε must be positive and finite, got {epsilon}"
@@ -508,8 +513,8 @@ impl Sinkhorn {
         }
         let start = Instant::now();
         let grids = hierarchy.grids();
-        let grid = grids[hierarchy.finest()].clone();
         let finest = hierarchy.finest();
+        let grid = layout.local_grid(&grids[finest])?;
         // ε-scaling stages: ε halves from max(ε, ε_start) down to the target.
         let mut stages = vec![epsilon];
         while stages.last().copied().unwrap_or(0.0) * 2.0 <= epsilon_start {
@@ -529,11 +534,10 @@ impl Sinkhorn {
             plan.push(Stage { level: current, setting: eps });
         }
         plan.extend((current + 1..=finest).map(|level| Stage { level, setting: epsilon }));
-        let n0 = grids[plan[0].level].num_cells();
+        let n0 = layout.local_grid(&grids[plan[0].level])?.num_cells();
         let mut run = Stages {
             solver: self,
             levels,
-            kernels,
             options,
             start,
             epsilon,
@@ -592,13 +596,8 @@ impl Sinkhorn {
         let mut final_levels: Vec<usize> =
             plan.iter().filter(|s| s.setting == epsilon).map(|s| s.level).collect();
         final_levels.dedup();
-        let (self_source, self_target) = divergence::self_transport(
-            &mut levels,
-            kernels,
-            &final_levels,
-            epsilon,
-            options.tol(),
-        )?;
+        let (self_source, self_target) =
+            divergence::self_transport(&mut levels, &final_levels, epsilon, options.tol())?;
         let divergence = dual_value - 0.5 * (self_source + self_target);
         let divergence_seconds = divergence_start.elapsed().as_secs_f64();
         tracing::debug!(
