@@ -1,12 +1,12 @@
 //! `mpirun -np P otgrid ot …` (the `distributed` feature): under an MPI launcher `otgrid ot`
-//! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial solve
-//! with the deposit push-forward, levels included, to the bit on a box slab axis; the
-//! default) or Sinkhorn ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its
-//! multiscale levels included, to round-off) — and every rank writes its planes of the
-//! results file collectively ([`otgrid::distributed::slab_output`],
-//! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm
-//! --push-forward deposit` (`--method sinkhorn`) file. The rank count is MPI's. Rank 0 prints the report
-//! and any error (the ranks agree on every error, so all exit with its status).
+//! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial solve,
+//! levels and push-forward included, to the bit; the default) or Sinkhorn
+//! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
+//! included, to round-off) — and every rank writes its planes of the results file
+//! collectively ([`otgrid::distributed::slab_output`],
+//! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm`
+//! (`--method sinkhorn`) file. The rank count is MPI's. Rank 0 prints the report and any
+//! error (the ranks agree on every error, so all exit with its status).
 
 use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
@@ -17,7 +17,6 @@ use otgrid::distributed::{
 use otgrid::error::{Error, Result};
 use otgrid::grid::SlabDecomposition;
 use otgrid::io::{check_output_path, AttrValue, Inputs};
-use otgrid::ot::bfm::PushForward;
 use otgrid::ot::{BackAndForth, DensitySpec, Method, Options, Problem, Sinkhorn, Solution};
 use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
@@ -58,7 +57,7 @@ fn refused_options(args: &OtArgs) -> Option<&'static str> {
     .find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// The decomposed solvers: bfm with the deposit, Sinkhorn.
+/// The decomposed solvers: bfm, Sinkhorn.
 enum Decomposed {
     Bfm(BackAndForth),
     Sinkhorn(Sinkhorn),
@@ -95,11 +94,10 @@ impl Decomposed {
     }
 }
 
-/// The solver a distributed run takes: `--method bfm` (and `auto`) with the deposit, its
-/// levels as the serial solve's (the finest alone where the coarsest level would have fewer
-/// planes than ranks and `multilevel` was not set), `--method sinkhorn` (its levels with
-/// at least a plane per rank); the flags' settings and the serial CLI's default tolerance
-/// and budget. The Jacobian push-forward is refused (not decomposed).
+/// The solver a distributed run takes: `--method bfm` (and `auto`), its levels as the
+/// serial solve's (the finest alone where the coarsest level would have fewer planes than
+/// ranks and `multilevel` was not set), `--method sinkhorn` (its levels with at least a
+/// plane per rank); the flags' settings and the serial CLI's default tolerance and budget.
 fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed> {
     let method = match args.method.as_str() {
         "auto" | "bfm" => Method::BFM,
@@ -122,13 +120,7 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
     if method == Method::SINKHORN {
         return Ok(Decomposed::Sinkhorn(Sinkhorn::from_settings(&settings)?));
     }
-    let solver = BackAndForth::from_settings(&settings)?;
-    if solver.push_forward == PushForward::Jacobian {
-        return Err(Error::invalid(
-            "--push-forward jacobian: a distributed bfm solve deposits (--push-forward deposit)",
-        ));
-    }
-    let mut solver = BackAndForth { push_forward: PushForward::Deposit, ..solver };
+    let mut solver = BackAndForth::from_settings(&settings)?;
     // Every level needs a plane per rank: unless multilevel=true was asked for (which
     // slab_bfm then refuses), a hierarchy whose coarsest level is too thin runs the finest
     // grid only.

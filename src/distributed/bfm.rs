@@ -6,16 +6,16 @@
 //! fall back to the H¹ metric, the coarse levels' budgets — are the serial ones
 //! ([`crate::ot::bfm`]), run against [`SlabLevel`]'s grid operations instead of the whole
 //! grid's: the c-transform ([`super::slab_c_transform`]), the map `x + ∇p`
-//! ([`super::slab_gradient`]) and its deposit ([`super::slab_push_forward`]), the metric's CG
+//! ([`super::slab_gradient`]) and its deposit ([`super::slab_push_forward`]) or the change of
+//! variables ([`super::slab_change_of_variables`]), the metric's CG
 //! and the Poisson solve ([`super::SlabMetric`]), sums over the grid ([`super::slab_sum`]),
 //! and between levels the restriction and prolongation ([`super::slab_restrict`],
 //! [`super::slab_prolong`]). Each is the serial operation's result to the bit, so every rank takes the serial solve's steps and decisions and the potentials are
 //! the serial ones to the bit, on box and periodic slab axes. Every rank gets the same
 //! outcome, iterations and marginal error.
 //!
-//! Not decomposed: the change-of-variables push-forward; a time limit or an observer is
-//! refused (each rank would stop at its own iteration and leave the others waiting in a
-//! collective).
+//! A warm start, a time limit or an observer is refused (each rank would stop at its own
+//! iteration and leave the others waiting in a collective).
 
 use super::exchange::Exchange;
 use super::metric::SlabMetric;
@@ -23,11 +23,11 @@ use super::multilevel::{slab_prolong, slab_restrict};
 use super::poisson::SlabPoissonSolver;
 use super::pushforward::slab_push_forward;
 use super::sum::slab_sum;
-use super::{slab_c_transform, slab_gradient};
+use super::{slab_c_transform, slab_change_of_variables, slab_gradient};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{Grid, SlabDecomposition};
-use crate::ot::bfm::{Layout, Level, LevelOps, Levels, PushForward, METHOD};
+use crate::ot::bfm::{Layout, Level, LevelOps, Levels, METHOD};
 use crate::ot::metric::{Metric, MetricOps};
 use crate::ot::multilevel::{self, Hierarchy};
 use crate::ot::{BackAndForth, Options, Solution};
@@ -102,6 +102,16 @@ impl<'a, E: Exchange> LevelOps for SlabLevel<'a, E> {
         self.field(pushed)
     }
 
+    fn change_of_variables(
+        &mut self,
+        mass: &ScalarField,
+        inverse: &ScalarField,
+    ) -> Result<ScalarField> {
+        let pushed =
+            slab_change_of_variables(self.exchange, &self.grid, values(mass), values(inverse))?;
+        self.field(pushed)
+    }
+
     fn sum_abs(&self, a: &[f64]) -> f64 {
         slab_sum(self.exchange, &self.slabs, |i| a[i].abs())
     }
@@ -121,6 +131,8 @@ fn values(f: &ScalarField) -> &[f64] {
 struct SlabLayout<'a, E: Exchange> {
     exchange: &'a E,
     grids: &'a [Grid],
+    /// The push-forward by change of variables (else the deposit).
+    jacobian: bool,
     /// Per level: this rank's planes of μ and ν.
     densities: Vec<[Vec<f64>; 2]>,
 }
@@ -142,7 +154,7 @@ impl<'a, E: Exchange> Layout for SlabLayout<'a, E> {
         let field = |v: Vec<f64>| ScalarField::from_vec(&local, v);
         let [mu, nu] = self.densities[i].clone().map(field);
         let ops = SlabLevel::new(self.exchange, g)?;
-        Level::with_ops(ops, [mu?, nu?], field(p)?, sigma, subsamples, None, metric)
+        Level::with_ops(ops, [mu?, nu?], field(p)?, sigma, subsamples, self.jacobian, metric)
     }
 
     fn lift(&self, _: &Hierarchy, mut v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
@@ -158,10 +170,11 @@ impl<'a, E: Exchange> Layout for SlabLayout<'a, E> {
 /// levels coarse to fine (with `multilevel`, the default) and each level's iterations — on
 /// slabs, to the bit on a box slab axis. The solution's `p` and `q` are this rank's planes
 /// (on [`SlabDecomposition::local_grid`]); the rest is the whole solve's, the same on every
-/// rank. A collective. Refused, on every rank: a level with fewer planes than ranks (with
-/// `multilevel`, the coarsest), a warm start, the change-of-variables push-forward, a block
-/// of the wrong length or with negative, NaN or infinite values on any rank, masses that
-/// differ.
+/// rank. The push-forward is the serial solve's: the deposit, or the change of variables
+/// (`--push-forward jacobian`, and `auto` for smooth densities on the torus). A collective.
+/// Refused, on every rank: a level with fewer planes than ranks (with `multilevel`, the
+/// coarsest), a warm start, a block of the wrong length or with negative, NaN or infinite
+/// values on any rank, masses that differ.
 pub fn slab_bfm(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -184,11 +197,8 @@ pub fn slab_bfm(
             cells.len()
         )));
     }
-    if solver.initial.is_some() || solver.push_forward == PushForward::Jacobian {
-        return Err(Error::invalid(
-            "distributed bfm: no warm start or change-of-variables push-forward (the deposit \
-             is decomposed)",
-        ));
+    if solver.initial.is_some() {
+        return Err(Error::invalid("distributed bfm: a warm start is not supported"));
     }
     let masses = [mu, nu].map(|m| slab_sum(exchange, &slabs, |i| m[i]));
     if (masses[0] - masses[1]).abs() > 1e-9 * masses[0].max(masses[1]) || masses[0] <= 0.0 {
@@ -215,9 +225,11 @@ pub fn slab_bfm(
     }
     densities.push([mu.to_vec(), nu.to_vec()]);
     let peak = exchange.max(mu.iter().chain(nu).copied().fold(0.0, f64::max));
+    let floor = -exchange.max(-mu.iter().chain(nu).copied().fold(f64::INFINITY, f64::min));
+    let jacobian = solver.picks_jacobian(grid, floor, peak);
     let start = Instant::now();
-    let layout = SlabLayout { exchange, grids, densities };
-    let mut levels = Levels::new(solver, layout, (&stopping, start), grids, peak, false);
+    let layout = SlabLayout { exchange, grids, jacobian, densities };
+    let mut levels = Levels::new(solver, layout, (&stopping, start), grids, peak, jacobian);
     let coarsest = SlabDecomposition::new(&grids[0], ranks)?.cells(exchange.rank()).len();
     multilevel::drive(
         &hierarchy,
@@ -233,6 +245,7 @@ mod tests {
     use super::*;
     use crate::distributed::{test_grid, LocalWorld};
     use crate::grid::BoundaryKind::{Neumann, Periodic};
+    use crate::ot::bfm::PushForward;
     use crate::ot::{Options, Problem, Solver};
 
     fn density(grid: &Grid, centre: [f64; 3], width: f64) -> ScalarField {
@@ -242,6 +255,38 @@ mod tests {
         let mass = f.integral();
         f.data_mut().mapv_inplace(|v| v / mass);
         f
+    }
+
+    /// Solves `problem` serially and on slabs with each of `ranks` rank counts, and asserts
+    /// the slab solves' iterations, outcome, history, marginal error and potentials equal the
+    /// serial solve's to the bit. Returns the serial solve.
+    fn assert_slab_solves_are_serial(
+        problem: &Problem,
+        solver: &BackAndForth,
+        ranks: impl IntoIterator<Item = usize>,
+    ) -> crate::ot::Solution {
+        let grid = problem.grid();
+        let serial = solver.solve(problem, &Options::default()).unwrap();
+        let (m, n) = (values(problem.source()), values(problem.target()));
+        for ranks in ranks {
+            let results = LocalWorld::run(ranks, |ex| {
+                let c = SlabDecomposition::new(grid, ranks).unwrap().cells(ex.rank());
+                (c.clone(), slab_bfm(ex, grid, &m[c.clone()], &n[c], solver).unwrap())
+            });
+            let case = format!("{grid}, {ranks} ranks");
+            for (c, r) in results {
+                assert_eq!(
+                    (r.iterations, r.outcome),
+                    (serial.iterations, serial.outcome),
+                    "{case}"
+                );
+                assert_eq!(r.history, serial.history, "{case}");
+                assert_eq!(r.marginal_error.to_bits(), serial.marginal_error.to_bits(), "{case}");
+                assert!(*values(&r.p) == values(&serial.p)[c.clone()], "{case}: p");
+                assert!(*values(&r.q) == values(&serial.q)[c], "{case}: q");
+            }
+        }
+        serial
     }
 
     /// On 1–4 ranks the slab bfm takes the serial single-level solve's iterations and ends
@@ -259,22 +304,7 @@ mod tests {
                 max_iterations: Some(30),
                 ..BackAndForth::default()
             };
-            let problem = Problem::new(&mu, &nu).unwrap();
-            let serial = solver.solve(&problem, &Options::default()).unwrap();
-            let (m, n) = (values(problem.source()), values(problem.target()));
-            for ranks in 1..=4 {
-                let results = LocalWorld::run(ranks, |ex| {
-                    let c = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
-                    (c.clone(), slab_bfm(ex, &grid, &m[c.clone()], &n[c], &solver).unwrap())
-                });
-                for (c, r) in results {
-                    assert_eq!(r.iterations, serial.iterations, "{shape:?}, {ranks} ranks");
-                    assert_eq!(r.outcome, serial.outcome, "{shape:?}, {ranks} ranks");
-                    assert!(values(&r.p) == &values(&serial.p)[c.clone()], "{shape:?}, {ranks}: p");
-                    assert!(values(&r.q) == &values(&serial.q)[c], "{shape:?}, {ranks} ranks: q");
-                    assert_eq!(r.marginal_error.to_bits(), serial.marginal_error.to_bits());
-                }
-            }
+            assert_slab_solves_are_serial(&Problem::new(&mu, &nu).unwrap(), &solver, 1..=4);
         }
     }
 
@@ -296,22 +326,8 @@ mod tests {
                 ..BackAndForth::default()
             };
             let problem = Problem::new(&mu, &nu).unwrap();
-            let serial = solver.solve(&problem, &Options::default()).unwrap();
+            let serial = assert_slab_solves_are_serial(&problem, &solver, 1..=4);
             assert!(serial.history.len() > 5, "{shape:?}: {} iterations", serial.history.len());
-            let (m, n) = (values(problem.source()), values(problem.target()));
-            for ranks in 1..=4 {
-                let results = LocalWorld::run(ranks, |ex| {
-                    let c = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
-                    (c.clone(), slab_bfm(ex, &grid, &m[c.clone()], &n[c], &solver).unwrap())
-                });
-                for (c, r) in results {
-                    assert_eq!(r.iterations, serial.iterations, "{shape:?}, {ranks} ranks");
-                    assert_eq!(r.outcome, serial.outcome, "{shape:?}, {ranks} ranks");
-                    assert_eq!(r.history, serial.history, "{shape:?}, {ranks} ranks");
-                    assert!(values(&r.p) == &values(&serial.p)[c.clone()], "{shape:?}, {ranks}: p");
-                    assert!(values(&r.q) == &values(&serial.q)[c], "{shape:?}, {ranks} ranks: q");
-                }
-            }
         }
         // 5 ranks for the 16×18×20 grid's coarsest level of 10 planes: fine; with a coarsest
         // level of 5 planes (coarsest_cells 4: 20 → 10 → 5), 6 ranks are refused.
@@ -341,20 +357,30 @@ mod tests {
             max_iterations: Some(8),
             ..BackAndForth::default()
         };
-        let problem = Problem::new(&mu, &nu).unwrap();
-        let serial = solver.solve(&problem, &Options::default()).unwrap();
-        let (m, n) = (values(problem.source()), values(problem.target()));
-        for ranks in [2, 3] {
-            let results = LocalWorld::run(ranks, |ex| {
-                let c = SlabDecomposition::new(&grid, ranks).unwrap().cells(ex.rank());
-                (c.clone(), slab_bfm(ex, &grid, &m[c.clone()], &n[c], &solver).unwrap())
-            });
-            for (c, r) in results {
-                assert_eq!((r.iterations, r.outcome), (serial.iterations, serial.outcome));
-                assert_eq!(r.marginal_error, serial.marginal_error, "{ranks} ranks");
-                assert!(*values(&r.p) == values(&serial.p)[c.clone()], "{ranks} ranks: p");
-                assert!(*values(&r.q) == values(&serial.q)[c], "{ranks} ranks: q");
-            }
+        assert_slab_solves_are_serial(&Problem::new(&mu, &nu).unwrap(), &solver, [2, 3]);
+    }
+
+    /// Smooth densities on the torus: the default push-forward (`auto`) is the change of
+    /// variables, serially and on slabs, and the slab solve is the serial one to the bit
+    /// (2D and 3D, 1–4 ranks); `--push-forward jacobian` on a box too.
+    #[test]
+    fn slab_bfm_by_change_of_variables_is_the_serial_solve_to_the_bit() {
+        for (shape, kind, push_forward) in [
+            (&[20usize, 18, 17][..], Periodic, PushForward::Auto),
+            (&[26, 23][..], Periodic, PushForward::Auto),
+            (&[16, 15, 14][..], Neumann, PushForward::Jacobian),
+        ] {
+            let grid = test_grid(shape, &vec![kind; shape.len()]);
+            let smooth = |c: f64| {
+                ScalarField::from_fn(&grid, |x| {
+                    1.0 + 0.4 * (6.0 * (x[0] - c)).sin() * (4.0 * x[x.len() - 1] + c).cos()
+                })
+            };
+            let problem = Problem::new(&smooth(0.1), &smooth(0.7)).unwrap();
+            let solver =
+                BackAndForth { max_iterations: Some(6), push_forward, ..BackAndForth::default() };
+            assert!(solver.uses_jacobian(&problem), "{shape:?}");
+            assert_slab_solves_are_serial(&problem, &solver, 1..=4);
         }
     }
 

@@ -40,6 +40,7 @@ pub mod bfm;
 pub mod density;
 pub mod exchange;
 pub mod gibbs;
+pub mod jacobian;
 pub mod legendre;
 pub mod metric;
 #[cfg(feature = "distributed")]
@@ -60,6 +61,7 @@ pub use bfm::{slab_bfm, SlabLevel};
 pub use density::slab_density;
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, SlabGibbs};
+pub use jacobian::slab_change_of_variables;
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
 pub use multilevel::{slab_prolong, slab_restrict, slab_sample};
@@ -208,6 +210,23 @@ pub(crate) fn exchange_blocks(
         &displacements(recv_counts),
     );
     recv
+}
+
+/// Every rank's list `mine` (indices), on every rank, in rank order: two `Alltoallv`s (the
+/// lengths, then the lists).
+pub(crate) fn all_lists(exchange: &impl Exchange, mine: &[usize]) -> Vec<Vec<usize>> {
+    let ranks = exchange.size();
+    let ones = vec![1; ranks];
+    let lengths = exchange_blocks(exchange, &vec![mine.len() as f64; ranks], &ones, &ones);
+    let counts: Vec<usize> = lengths.iter().map(|&v| v as usize).collect();
+    let send: Vec<f64> = (0..ranks).flat_map(|_| mine.iter().map(|&j| j as f64)).collect();
+    let all = exchange_blocks(exchange, &send, &vec![mine.len(); ranks], &counts);
+    let starts = displacements(&counts);
+    counts
+        .iter()
+        .zip(starts)
+        .map(|(&c, at)| all[at..at + c].iter().map(|&v| v as usize).collect())
+        .collect()
 }
 
 /// Prefix sums: the displacements of consecutive blocks of `counts`.

@@ -264,17 +264,26 @@ pub(crate) trait LevelOps {
         potential: &ScalarField,
         subsamples: usize,
     ) -> Result<ScalarField>;
+    /// `T#mass` by the change of variables through the inverse map `id + ∇inverse`
+    /// ([`JacobianPushForward::apply`]).
+    fn change_of_variables(
+        &mut self,
+        mass: &ScalarField,
+        inverse: &ScalarField,
+    ) -> Result<ScalarField>;
     /// `Σ |a|` over the grid, as [`crate::field::ordered_sum`] adds.
     fn sum_abs(&self, a: &[f64]) -> f64;
     /// The largest of every process's `local`.
     fn max(&self, local: f64) -> f64;
 }
 
-/// [`LevelOps`] on the whole grid: the planned Poisson solver and the identity map.
+/// [`LevelOps`] on the whole grid: the planned Poisson solver, the identity map and (once
+/// used) the planned change of variables.
 pub(crate) struct WholeGrid {
     grid: Grid,
     poisson: PoissonSolver,
     identity: VectorField,
+    jacobian: Option<JacobianPushForward>,
 }
 
 impl WholeGrid {
@@ -284,6 +293,7 @@ impl WholeGrid {
             poisson: PoissonSolver::new(grid, 0.0, Symbol::Discrete)?
                 .with_mean_policy(MeanPolicy::Project),
             identity: VectorField::from_fn(grid, |x, out| out.copy_from_slice(x)),
+            jacobian: None,
         })
     }
 }
@@ -318,6 +328,20 @@ impl LevelOps for WholeGrid {
         push_forward_adaptive(mass, &map, &self.grid, subsamples)
     }
 
+    fn change_of_variables(
+        &mut self,
+        mass: &ScalarField,
+        inverse: &ScalarField,
+    ) -> Result<ScalarField> {
+        if self.jacobian.is_none() {
+            self.jacobian = Some(JacobianPushForward::new(&self.grid)?);
+        }
+        let plan = self.jacobian.as_mut().expect("planned");
+        let mut rho = ScalarField::zeros(&self.grid);
+        plan.apply(mass, inverse.data().as_slice().expect("contiguous"), rho.as_mut_slice());
+        Ok(rho)
+    }
+
     fn sum_abs(&self, a: &[f64]) -> f64 {
         crate::field::ordered_sum(a.len(), |r| a[r].iter().map(|v| v.abs()).sum())
     }
@@ -337,7 +361,8 @@ pub(crate) struct Level<O: LevelOps = WholeGrid> {
     pub(crate) q: ScalarField,
     sigma: [f64; 2],
     subsamples: usize,
-    jacobian: Option<JacobianPushForward>,
+    /// The dual gradient's push-forward by change of variables (else the deposit).
+    jacobian: bool,
     value: f64,
     ops: O,
     residual: Vec<f64>,
@@ -368,7 +393,6 @@ impl Level<WholeGrid> {
         metric: Metric,
     ) -> Result<Level> {
         let ops = WholeGrid::new(mu.grid())?;
-        let jacobian = if jacobian { Some(JacobianPushForward::new(mu.grid())?) } else { None };
         Level::with_ops(ops, [mu, nu], p, sigma, subsamples, jacobian, metric)
     }
 }
@@ -382,7 +406,7 @@ impl<O: LevelOps> Level<O> {
         p: ScalarField,
         sigma: f64,
         subsamples: usize,
-        jacobian: Option<JacobianPushForward>,
+        jacobian: bool,
         metric: Metric,
     ) -> Result<Level<O>> {
         let grid = mu.grid().clone();
@@ -446,19 +470,12 @@ impl<O: LevelOps> Level<O> {
         let before = -(ops.dot(slice(&envelope), slice(pushed))
             + ops.dot(slice(moving), slice(target)))
             * vol;
-        let rho = match &mut self.jacobian {
-            Some(plan) => {
-                // T⁻¹ = id + ∇ψ with ψ = envelope^c, the c-concave potential T inverts.
-                let inverse = ops.c_transform(&envelope)?;
-                let mut rho = ScalarField::zeros(&self.grid);
-                plan.apply(
-                    pushed,
-                    inverse.data().as_slice().expect("contiguous"),
-                    rho.as_mut_slice(),
-                );
-                rho
-            }
-            None => ops.push_forward(pushed, &envelope, self.subsamples)?,
+        let rho = if self.jacobian {
+            // T⁻¹ = id + ∇ψ with ψ = envelope^c, the c-concave potential T inverts.
+            let inverse = ops.c_transform(&envelope)?;
+            ops.change_of_variables(pushed, &inverse)?
+        } else {
+            ops.push_forward(pushed, &envelope, self.subsamples)?
         };
         let rho = rho.data().as_slice().expect("contiguous");
         let t = target.data().as_slice().expect("contiguous");
@@ -1015,14 +1032,19 @@ impl BackAndForth {
     /// Whether the dual gradient uses the Jacobian push-forward on `problem` (see
     /// [`PushForward`]).
     pub fn uses_jacobian(&self, problem: &Problem) -> bool {
+        let peak = problem.source().max().max(problem.target().max());
+        let floor = problem.source().min().min(problem.target().min());
+        self.picks_jacobian(problem.grid(), floor, peak)
+    }
+
+    /// [`Self::uses_jacobian`] for densities on `grid` whose smallest value is `floor` and
+    /// largest `peak` (both densities together).
+    pub(crate) fn picks_jacobian(&self, grid: &Grid, floor: f64, peak: f64) -> bool {
         match self.push_forward {
             PushForward::Deposit => false,
             PushForward::Jacobian => true,
             PushForward::Auto => {
-                let peak = problem.source().max().max(problem.target().max());
-                let floor = problem.source().min().min(problem.target().min());
-                floor >= SMOOTH_CONTRAST * peak
-                    && problem.grid().boundaries().iter().all(|b| b.is_periodic())
+                floor >= SMOOTH_CONTRAST * peak && grid.boundaries().iter().all(|b| b.is_periodic())
             }
         }
     }

@@ -1,9 +1,10 @@
 #!/bin/bash
 # `mpirun -np P otgrid ot …` against the serial CLI (run by `make test-distributed`).
 #
-# For each problem: the serial `otgrid ot --method bfm --push-forward deposit` file (its
-# levels included; Sinkhorn: `--method sinkhorn`, its multiscale levels included), then
-# the same command line (bfm: without those settings) under mpirun with 1, 2 and 4 ranks. bfm:
+# For each problem: the serial `otgrid ot --method bfm` file (its levels and push-forward
+# included — the change of variables on the smooth torus pair, the deposit elsewhere;
+# Sinkhorn: `--method sinkhorn`, its multiscale levels included), then the same command
+# line (bfm: without --method) under mpirun with 1, 2 and 4 ranks. bfm:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
@@ -26,6 +27,7 @@ cases=(
   "box96|bfm|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
   "uneven|bfm|--grid 67x61x59 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
   "torus64|bfm|--grid 64x64x64 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture"
+  "smooth-torus64|bfm|--grid 64x64x64 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x) --push-forward auto"
   "file64|bfm|--grid 64x64x64 --source $dir/box64-serial.h5:/fields/target --target $mixture"
   "sinkhorn64|sinkhorn|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
   "sinkhorn96|sinkhorn|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
@@ -35,7 +37,7 @@ for case in "${cases[@]}"; do
   IFS='|' read -r name method args <<< "$case"
   read -r -a problem <<< "$args"
   if [ "$method" = bfm ]; then
-    serial=(--method bfm --push-forward deposit)
+    serial=(--method bfm)
     distributed=()
     delta=()
     attributes=(iterations outcome marginal_error w2_squared transport_cost)
@@ -84,7 +86,6 @@ refused() {
 }
 refused "4 ranks for 3 planes" 4 ot --grid 16x16x3 --source uniform --target uniform -o "$dir/planes.h5"
 refused "solves by bfm or sinkhorn" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
-refused "deposits" 2 ot --grid 16x16x16 --source uniform --target uniform --push-forward jacobian -o "$dir/method.h5"
 refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
 refused "source density: NaN or infinite value at storage index \[0, 0, 0\]" 2 ot --grid 16x16x16 --source "log(z-0.7)" --target uniform -o "$dir/nan.h5"
 refused "target density: cannot be a density: it has negative values" 4 ot --grid 16x16x16 --source uniform --target "0.7-z" -o "$dir/negative.h5"

@@ -3,6 +3,7 @@
 //! ones).
 
 use super::*;
+use crate::grid::Axis;
 
 /// Multilinear interpolation of the cell values `field` at point `p` (clamped to the range
 /// of cell centres on non-periodic axes).
@@ -15,11 +16,38 @@ pub(crate) fn interpolate(field: &ScalarField, p: &[f64]) -> f64 {
 pub(crate) fn interpolate_with_gradient(
     field: &ScalarField,
     p: &[f64],
+    gradient: Option<&mut [f64]>,
+) -> f64 {
+    let data = field.data().as_slice().expect("contiguous");
+    interpolate_from(field.grid(), |flat| data[flat], p, gradient)
+}
+
+/// The two cells of axis `ax` that [`interpolate`] reads at coordinate x, `(base, next)`,
+/// the weight `w` of `next`, and whether x lies inside the cell-centre range (always on a
+/// periodic axis).
+pub(crate) fn linear_stencil(ax: &Axis, x: f64) -> (usize, usize, f64, bool) {
+    let n = ax.cells;
+    let s = (x - ax.lower) / ax.spacing() - 0.5;
+    if ax.boundary.is_periodic() {
+        let f = s.floor();
+        let base = (f as i64).rem_euclid(n as i64) as usize;
+        (base, (base + 1) % n, s - f, true)
+    } else {
+        let clamped = s.clamp(0.0, (n - 1) as f64);
+        let f = clamped.floor().min((n.max(2) - 2) as f64);
+        let base = f as usize;
+        (base, (base + 1).min(n - 1), clamped - f, clamped == s)
+    }
+}
+
+/// [`interpolate_with_gradient`] of the cell values `data(flat)` (C order) of grid `g`.
+pub(crate) fn interpolate_from(
+    g: &Grid,
+    data: impl Fn(usize) -> f64,
+    p: &[f64],
     mut gradient: Option<&mut [f64]>,
 ) -> f64 {
-    let g = field.grid();
     let d = g.dim();
-    let data = field.data().as_slice().expect("contiguous");
     let mut base = [0usize; 3];
     let mut next = [0usize; 3];
     let mut w = [0.0f64; 3];
@@ -27,26 +55,13 @@ pub(crate) fn interpolate_with_gradient(
     let mut stride = 1usize;
     let mut strides = [0usize; 3];
     for a in 0..d {
-        let ax = g.axis(a);
-        let n = ax.cells;
-        let s = (p[a] - ax.lower) / ax.spacing() - 0.5;
-        if ax.boundary.is_periodic() {
-            let f = s.floor();
-            base[a] = (f as i64).rem_euclid(n as i64) as usize;
-            next[a] = (base[a] + 1) % n;
-            w[a] = s - f;
-        } else {
-            let clamped = s.clamp(0.0, (n - 1) as f64);
-            if clamped != s {
-                inside[a] = 0.0;
-            }
-            let f = clamped.floor().min((n.max(2) - 2) as f64);
-            base[a] = f as usize;
-            next[a] = (base[a] + 1).min(n - 1);
-            w[a] = clamped - f;
+        let (b, n, wa, within) = linear_stencil(g.axis(a), p[a]);
+        (base[a], next[a], w[a]) = (b, n, wa);
+        if !within {
+            inside[a] = 0.0;
         }
         strides[a] = stride;
-        stride *= n;
+        stride *= g.axis(a).cells;
     }
     if let Some(grad) = gradient.as_deref_mut() {
         grad[..d].iter_mut().for_each(|v| *v = 0.0);
@@ -60,7 +75,7 @@ pub(crate) fn interpolate_with_gradient(
             flat += if bit == 0 { base[a] } else { next[a] } * strides[a];
             weight *= if bit == 0 { 1.0 - w[a] } else { w[a] };
         }
-        let value = data[flat];
+        let value = data(flat);
         v += weight * value;
         if let Some(grad) = gradient.as_deref_mut() {
             // ∂/∂p_a of the corner weight: the other factors times ±1/h_a.

@@ -5,7 +5,7 @@ use super::*;
 
 /// Second-order derivative of line values `f` (spacing h) at index i: centred inside,
 /// one-sided `(∓3f₀ ± 4f₁ ∓ f₂)/2h` at the two ends (needs n ≥ 3).
-fn d1(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
+pub(crate) fn d1(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
     if periodic {
         return (f((i + 1) % n) - f((i + n - 1) % n)) / (2.0 * h);
     }
@@ -20,7 +20,7 @@ fn d1(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f
 
 /// Second-order second derivative of line values `f` (spacing h) at index i: the compact
 /// 3-point stencil inside, one-sided `(2f₀ − 5f₁ + 4f₂ − f₃)/h²` at the two ends (n ≥ 4).
-fn d2(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
+pub(crate) fn d2(f: impl Fn(usize) -> f64, i: usize, n: usize, h: f64, periodic: bool) -> f64 {
     let h2 = h * h;
     if periodic {
         return (f((i + 1) % n) - 2.0 * f(i) + f((i + n - 1) % n)) / h2;
@@ -173,16 +173,7 @@ impl JacobianPushForward {
                         };
                     }
                 }
-                let hs = |a: usize, b: usize| {
-                    0.5 * (raw[a][b] + raw[b][a]) + if a == b { 1.0 } else { 0.0 }
-                };
-                let det = if d == 2 {
-                    hs(0, 0) * hs(1, 1) - hs(0, 1) * hs(1, 0)
-                } else {
-                    hs(0, 0) * (hs(1, 1) * hs(2, 2) - hs(1, 2) * hs(2, 1))
-                        - hs(0, 1) * (hs(1, 0) * hs(2, 2) - hs(1, 2) * hs(2, 0))
-                        + hs(0, 2) * (hs(1, 0) * hs(2, 1) - hs(1, 1) * hs(2, 0))
-                };
+                let det = determinant(&raw, d);
                 let mut x = [0.0f64; 3];
                 for a in 0..d {
                     x[a] = yg.axis(a).center(idx[a]) + gradients[a][flat];
@@ -190,6 +181,19 @@ impl JacobianPushForward {
                 *o = f(&x[..d], det);
             }
         });
+    }
+}
+
+/// `det(I + D²q)` from the raw second differences `raw[a][b]` (the derivative along b of the
+/// gradient along a; pure ones by the compact stencil), symmetrised.
+pub(crate) fn determinant(raw: &[[f64; 3]; 3], d: usize) -> f64 {
+    let hs = |a: usize, b: usize| 0.5 * (raw[a][b] + raw[b][a]) + if a == b { 1.0 } else { 0.0 };
+    if d == 2 {
+        hs(0, 0) * hs(1, 1) - hs(0, 1) * hs(1, 0)
+    } else {
+        hs(0, 0) * (hs(1, 1) * hs(2, 2) - hs(1, 2) * hs(2, 1))
+            - hs(0, 1) * (hs(1, 0) * hs(2, 2) - hs(1, 2) * hs(2, 0))
+            + hs(0, 2) * (hs(1, 0) * hs(2, 1) - hs(1, 1) * hs(2, 0))
     }
 }
 
