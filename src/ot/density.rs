@@ -197,9 +197,10 @@ impl DensitySpec {
 
     /// Planes `planes` of the grid's outermost storage axis (z in 3D, y in 2D) of what
     /// [`DensitySpec::sample`] gives, C order and to the bit, unchecked for finiteness — one
-    /// rank's slab of the density. Formulas (Gaussians, uniform, expressions) are evaluated on
-    /// those planes only and a dataset already on the grid is read as their hyperslab; cases,
-    /// images, sample files and resampled datasets are sampled whole and cut.
+    /// rank's slab of the density. Formulas (Gaussians, uniform, expressions, cases given by
+    /// closed forms) are evaluated on those planes only and a dataset already on the grid is
+    /// read as their hyperslab; the cases whose densities a PDE solve makes (2D), images,
+    /// sample files and resampled datasets are sampled whole and cut.
     pub fn sample_planes(
         &self,
         grid: &Grid,
@@ -217,6 +218,11 @@ impl DensitySpec {
             }
             DensitySpec::Dataset { file, dataset } => {
                 inputs.read_planes(file, dataset.as_deref(), grid, planes, what)
+            }
+            DensitySpec::Case(case) => {
+                let role = if what == "target" { Role::Target } else { Role::Source };
+                case.sample_planes(grid, role, planes)
+                    .map_err(|e| Error::invalid(format!("{what}: {e}")))
             }
             _ => Ok(self.sample(grid, what, inputs)?.planes(planes).to_vec()),
         }

@@ -469,6 +469,31 @@ impl Case {
     /// The source or target density sampled on `grid` (which must match the case's
     /// dimension and boundary kind).
     pub fn sample(self, grid: &Grid, role: Role) -> Result<ScalarField> {
+        self.check_grid(grid)?;
+        match self.pointwise(role)? {
+            Some(density) => Ok(ScalarField::from_fn(grid, density)),
+            None => self.solved(grid),
+        }
+    }
+
+    /// Planes `planes` of the grid's outermost storage axis of [`Case::sample`], to the bit:
+    /// a density given by a formula is evaluated on those planes only; one made by a PDE
+    /// solve is solved on the whole grid and cut.
+    pub fn sample_planes(
+        self,
+        grid: &Grid,
+        role: Role,
+        planes: std::ops::Range<usize>,
+    ) -> Result<Vec<f64>> {
+        self.check_grid(grid)?;
+        match self.pointwise(role)? {
+            Some(density) => Ok(crate::field::sample_planes(grid, planes, density)),
+            None => Ok(self.solved(grid)?.planes(planes).to_vec()),
+        }
+    }
+
+    /// The case's dimension and boundary kind on `grid`.
+    fn check_grid(self, grid: &Grid) -> Result<()> {
         if grid.dim() != self.dim() {
             return Err(Error::invalid(format!(
                 "case {} is {}D but the grid is {}D",
@@ -484,19 +509,16 @@ impl Case {
                 self.boundary().name()
             )));
         }
-        let from = |f: &(dyn Fn(&[f64]) -> f64 + Sync)| Ok(ScalarField::from_fn(grid, f));
-        match (self, role) {
-            (Case::Mixture2d, _) => {
-                let (s, t, w) = MIXTURE_2D;
-                let c = if role == Role::Source { s } else { t };
-                from(&|x| bumps(&c, w, x))
-            }
-            (Case::Mixture3d, _) => {
-                let (s, t, w) = MIXTURE_3D;
-                let c = if role == Role::Source { s } else { t };
-                from(&|x| bumps(&c, w, x))
-            }
-            (Case::Shapes, Role::Source) => from(&|x| {
+        Ok(())
+    }
+
+    /// The density of `role` as a function of the point, or `None` where a PDE solve makes
+    /// it ([`Case::solved`]).
+    fn pointwise(self, role: Role) -> Result<Option<PointDensity>> {
+        Ok(Some(match (self, role) {
+            (Case::Mixture2d, _) => bump_density(MIXTURE_2D, role),
+            (Case::Mixture3d, _) => bump_density(MIXTURE_3D, role),
+            (Case::Shapes, Role::Source) => Box::new(|x: &[f64]| {
                 let inside = |x0: f64, x1: f64, y0: f64, y1: f64| {
                     x[0] >= x0 && x[0] <= x1 && x[1] >= y0 && x[1] <= y1
                 };
@@ -509,25 +531,45 @@ impl Case {
                     0.0
                 }
             }),
-            (Case::Shapes, Role::Target) => from(&|x| {
+            (Case::Shapes, Role::Target) => Box::new(|x: &[f64]| {
                 if (x[0] - 0.62).powi(2) + (x[1] - 0.6).powi(2) < 0.0625 {
                     1.0
                 } else {
                     0.0
                 }
             }),
-            (Case::PoissonUniform | Case::PoissonGaussian, Role::Source) => poisson_density(grid),
-            (Case::DoubleWellUniform | Case::DoubleWellGaussian, Role::Source) => {
-                double_well_density(grid)
+            (Case::PoissonUniform | Case::PoissonGaussian, Role::Source)
+            | (Case::DoubleWellUniform | Case::DoubleWellGaussian, Role::Source) => {
+                return Ok(None)
             }
             _ => {
                 let exact = self.exact().ok_or_else(|| {
                     Error::invalid(format!("case {} has no closed-form densities", self.name()))
                 })?;
-                from(&|x| exact.density(role, x))
+                Box::new(move |x: &[f64]| exact.density(role, x))
             }
+        }))
+    }
+
+    /// The source density of the cases whose source a PDE solve makes, on `grid`.
+    fn solved(self, grid: &Grid) -> Result<ScalarField> {
+        match self {
+            Case::PoissonUniform | Case::PoissonGaussian => poisson_density(grid),
+            _ => double_well_density(grid),
         }
     }
+}
+
+/// A density as a function of the point.
+type PointDensity = Box<dyn Fn(&[f64]) -> f64 + Sync>;
+
+/// The mixture `(source centres, target centres, 2σ²)`'s density of `role`.
+fn bump_density<const D: usize>(
+    (source, target, two_s2): ([[f64; D]; 2], [[f64; D]; 2], f64),
+    role: Role,
+) -> PointDensity {
+    let c = if role == Role::Source { source } else { target };
+    Box::new(move |x: &[f64]| bumps(&c, two_s2, x))
 }
 
 /// `u` of `−Δu = 2π² sin πx sin πy`, u = 0 on the boundary, solved by the sparse direct
@@ -748,6 +790,32 @@ mod tests {
 
     fn zoo(case: Case, sizes: &[usize]) -> Vec<VerifyRow> {
         verify_case(case, None, sizes, Suite::Zoo).unwrap()
+    }
+
+    /// Every case's densities sampled plane by plane equal the whole-grid sample to the bit
+    /// (both roles; the first, middle and last planes, and all of them).
+    #[test]
+    fn case_densities_by_planes_equal_the_whole_grid_sample() {
+        for case in Case::all() {
+            let grid = case.grid(12).unwrap();
+            let n = grid.storage_shape()[0];
+            for role in [Role::Source, Role::Target] {
+                let whole = case.sample(&grid, role).unwrap();
+                for planes in [0..n, 0..1, 5..7, n - 2..n] {
+                    let part = case.sample_planes(&grid, role, planes.clone()).unwrap();
+                    let same = part
+                        .iter()
+                        .zip(whole.planes(planes.clone()))
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same && part.len() == planes.len() * n_plane(&grid), "{case:?}");
+                }
+            }
+        }
+    }
+
+    /// Cells per plane of the outermost storage axis.
+    fn n_plane(grid: &Grid) -> usize {
+        grid.num_cells() / grid.storage_shape()[0]
     }
 
     /// Every 2D zoo case solves at 64² (narrow Gaussians: 128², 1.5 cells per standard
