@@ -210,6 +210,48 @@ mod tests {
         }
     }
 
+    /// With more ranks than a coarse level's planes (18 ranks; levels 20×20×17 and 40×40×34)
+    /// that level is left out: the solve starts on the finest grid and still converges, to
+    /// the serial solve's plan within the tolerance.
+    #[test]
+    fn levels_with_fewer_planes_than_ranks_are_left_out() {
+        let grid = Grid::unit(3, 40, BoundaryKind::Neumann).unwrap();
+        let axes = grid
+            .axes()
+            .iter()
+            .enumerate()
+            .map(|(a, x)| Axis { cells: if a == 2 { 34 } else { 40 }, ..x.clone() })
+            .collect();
+        let grid = Grid::new(axes).unwrap();
+        let hierarchy = crate::ot::multilevel::Hierarchy::new(&grid, 16, true);
+        assert_eq!(hierarchy.grids()[0].axis(2).cells, 17);
+        let problem = Problem::new(
+            &gaussian(&grid, [0.4, 0.45, 0.5], 0.15),
+            &gaussian(&grid, [0.6, 0.5, 0.45], 0.2),
+        )
+        .unwrap();
+        let solver = Sinkhorn { epsilon: Some(0.01), ..Sinkhorn::default() };
+        let serial = solver.solve(&problem, &Options::default()).unwrap();
+        let p = serial.p.data().as_slice().unwrap();
+        let peak = p.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let ranks = 18;
+        let slabs = SlabDecomposition::new(&grid, ranks).unwrap();
+        let parts = LocalWorld::run(ranks, |ex| {
+            let cells = slabs.cells(ex.rank());
+            let block = |f: &ScalarField| f.data().as_slice().unwrap()[cells.clone()].to_vec();
+            let (mu, nu) = (block(problem.source()), block(problem.target()));
+            (cells.clone(), slab_sinkhorn(ex, &grid, &mu, &nu, &solver, &Options::default()))
+        });
+        for (cells, part) in parts {
+            let part = part.unwrap();
+            assert_eq!(part.outcome, serial.outcome);
+            assert_ne!(part.iterations, serial.iterations, "the coarse level was left out");
+            let worst =
+                part.p.data().iter().zip(&p[cells]).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-3 * peak, "p off by {worst:e} (peak {peak:e})");
+        }
+    }
+
     /// Bad blocks fail every rank alike.
     #[test]
     fn bad_blocks_fail_every_rank() {
