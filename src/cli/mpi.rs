@@ -2,22 +2,27 @@
 //! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial solve,
 //! levels and push-forward included, to the bit; the default) or Sinkhorn
 //! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
-//! included, to round-off) — and every rank writes its planes of the results file
+//! included, to round-off) or the parabolic Monge–Ampère flow
+//! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit; pairs that need the
+//! Gaussian lift are refused) — and every rank writes its planes of the results file
 //! collectively ([`otgrid::distributed::slab_output`],
 //! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm`
-//! (`--method sinkhorn`) file. The rank count is MPI's. Rank 0 prints the report and any
+//! (`--method sinkhorn`, `--method parabolic`) file. The rank count is MPI's. Rank 0 prints the report and any
 //! error (the ranks agree on every error, so all exit with its status).
 
 use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    agree, slab_bfm, slab_density, slab_output, slab_sinkhorn, write_collective, Exchange,
+    agree, slab_bfm, slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective,
+    Exchange,
 };
 use otgrid::error::{Error, Result};
 use otgrid::grid::SlabDecomposition;
 use otgrid::io::{check_output_path, AttrValue, Inputs};
-use otgrid::ot::{BackAndForth, DensitySpec, Method, Options, Problem, Sinkhorn, Solution};
+use otgrid::ot::{
+    BackAndForth, DensitySpec, Method, Options, Parabolic, Problem, Sinkhorn, Solution,
+};
 use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
 
@@ -57,10 +62,11 @@ fn refused_options(args: &OtArgs) -> Option<&'static str> {
     .find_map(|(given, flag)| given.then_some(flag))
 }
 
-/// The decomposed solvers: bfm, Sinkhorn.
+/// The decomposed solvers: bfm, Sinkhorn, the parabolic Monge–Ampère flow.
 enum Decomposed {
     Bfm(BackAndForth),
     Sinkhorn(Sinkhorn),
+    Parabolic(Box<Parabolic>),
 }
 
 impl Decomposed {
@@ -68,6 +74,7 @@ impl Decomposed {
         match self {
             Decomposed::Bfm(_) => Method::BFM,
             Decomposed::Sinkhorn(_) => Method::SINKHORN,
+            Decomposed::Parabolic(_) => Method::PARABOLIC,
         }
     }
 
@@ -75,6 +82,7 @@ impl Decomposed {
         match self {
             Decomposed::Bfm(s) => serde_json::to_value(s),
             Decomposed::Sinkhorn(s) => serde_json::to_value(s),
+            Decomposed::Parabolic(s) => serde_json::to_value(s),
         }
         .unwrap_or_default()
     }
@@ -90,6 +98,7 @@ impl Decomposed {
         match self {
             Decomposed::Bfm(s) => slab_bfm(ex, grid, mu, nu, s),
             Decomposed::Sinkhorn(s) => slab_sinkhorn(ex, grid, mu, nu, s, &Options::default()),
+            Decomposed::Parabolic(s) => slab_parabolic(ex, grid, mu, nu, s),
         }
     }
 }
@@ -102,11 +111,12 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
     let method = match args.method.as_str() {
         "auto" | "bfm" => Method::BFM,
         "sinkhorn" => Method::SINKHORN,
+        "parabolic" => Method::PARABOLIC,
         other => {
             return Err(Error::invalid(format!(
-                "--method {other}: under mpirun ({ranks} ranks) otgrid ot solves by bfm or \
-                 sinkhorn, the methods with a distributed solver (start other methods without \
-                 mpirun)"
+                "--method {other}: under mpirun ({ranks} ranks) otgrid ot solves by bfm, \
+                 sinkhorn or parabolic, the methods with a distributed solver (start other \
+                 methods without mpirun)"
             )))
         }
     };
@@ -119,6 +129,11 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
     settings.set("max-iterations", &budget.to_string());
     if method == Method::SINKHORN {
         return Ok(Decomposed::Sinkhorn(Sinkhorn::from_settings(&settings)?));
+    }
+    if method == Method::PARABOLIC {
+        let mut configured = method.configure(&settings)?;
+        let flow = configured.as_flow_mut().expect("the parabolic method configures a flow");
+        return Ok(Decomposed::Parabolic(Box::new(flow.clone())));
     }
     let mut solver = BackAndForth::from_settings(&settings)?;
     // Every level needs a plane per rank: unless multilevel=true was asked for (which

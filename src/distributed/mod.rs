@@ -49,6 +49,7 @@ pub mod multilevel;
 pub mod operators;
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub mod output;
+pub mod parabolic;
 pub mod poisson;
 pub mod pushforward;
 pub mod sinkhorn;
@@ -70,6 +71,7 @@ pub use operators::{
 };
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
+pub use parabolic::slab_parabolic;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;

@@ -114,6 +114,11 @@ impl SlabPoissonSolver {
         self
     }
 
+    /// The shift of `(−Δ_h + shift)`.
+    pub fn shift(&self) -> f64 {
+        self.shift
+    }
+
     /// The decomposition: which planes this rank's `rhs` and `out` hold.
     pub fn decomposition(&self) -> &SlabDecomposition {
         &self.slabs

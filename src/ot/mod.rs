@@ -22,7 +22,7 @@ pub mod legendre;
 pub mod lift;
 pub mod method;
 pub mod metric;
-mod monge_ampere;
+pub(crate) mod monge_ampere;
 pub(crate) mod multilevel;
 pub mod newton;
 pub mod parabolic;

@@ -13,12 +13,12 @@
 
 use super::legendre::c_transform;
 use super::problem::{IterationRecord, Outcome, Problem, Stopping};
-use super::pushforward::interpolate_with_gradient;
+use super::pushforward::interpolate_from;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::{BoundaryKind, Grid};
 use crate::operators::neighbour;
-use crate::sparse::{BiCgStab, KrylovSettings, LinearSolver, Lu, Preconditioner};
+use crate::sparse::{bicgstab, KrylovOps, LinearSolver, Lu};
 use crate::spectral::{PoissonSolver, Symbol};
 use faer::sparse::{SparseColMat, Triplet};
 use rayon::prelude::*;
@@ -53,7 +53,7 @@ pub enum NewtonLinearSolver {
 }
 
 /// Most BiCGSTAB iterations of a Krylov step.
-const KRYLOV_ITERATIONS: usize = 1000;
+pub(super) const KRYLOV_ITERATIONS: usize = 1000;
 
 /// Most BiCGSTAB iterations of a Krylov step that can fall back to the direct solver.
 const KRYLOV_ITERATIONS_BEFORE_DIRECT: usize = 200;
@@ -62,7 +62,7 @@ pub(super) const KRYLOV_DEFAULT: NewtonLinearSolver =
     NewtonLinearSolver::Krylov { shift: 1e-2, tolerance: 1e-6 };
 
 /// The state a Newton step linearises around: `F`'s cells, residual and constant `c`.
-pub(super) struct Linearisation<'a> {
+pub(crate) struct Linearisation<'a> {
     pub(super) ma: &'a MongeAmpere,
     pub(super) cells: &'a [CellLinearisation],
     pub(super) residual: &'a [f64],
@@ -78,12 +78,13 @@ pub(super) struct StepSolver {
     /// tolerance once the residual is small, so the final quadratic phase is unchanged).
     pub(super) forcing: bool,
     lu: Option<Lu>,
-    preconditioner: Option<PoissonSolver>,
+    /// The Krylov steps' operations (the planned preconditioner kept between steps).
+    whole: Option<WholeGrid>,
 }
 
 impl StepSolver {
     pub(super) fn new(choice: NewtonLinearSolver) -> StepSolver {
-        StepSolver { choice, forcing: false, lu: None, preconditioner: None }
+        StepSolver { choice, forcing: false, lu: None, whole: None }
     }
 
     /// The step `v` (mean-free) with `J v ≈ c − F`, `c = mean F`.
@@ -148,69 +149,220 @@ impl StepSolver {
         max_iterations: usize,
         retry: bool,
     ) -> Result<()> {
-        let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
-        let matrix = ma.jacobian(lin, Some(shift))?;
-        let poisson = match self.preconditioner.take() {
+        let whole = self.whole.get_or_insert_with(|| WholeGrid::new(&at.ma.grid));
+        let settings =
+            KrylovStep { shift, tolerance, max_iterations, retry, forcing: self.forcing };
+        krylov_step(whole, at, v, settings)
+    }
+}
+
+/// A term `l ↦ value` over this process's cells, for sums over the whole grid.
+pub(crate) type Term<'a> = dyn Fn(usize) -> f64 + Sync + 'a;
+
+/// A process's operations for the Krylov steps: the product with the step's rows, the
+/// shifted Poisson solve `(−Δ_h + ε)⁻¹` (planned once per shift) and sums over the whole
+/// grid in one fixed order, so the ranks of a decomposed grid take one process's steps.
+pub(crate) trait StepOps {
+    /// `y = rows · x` for this process's `x`.
+    fn apply_rows(&mut self, rows: &Rows, x: &[f64], y: &mut [f64]) -> Result<()>;
+    /// `z = (−Δ_h + shift)⁻¹ r` (discrete symbol).
+    fn poisson(&mut self, shift: f64, r: &[f64], z: &mut [f64]) -> Result<()>;
+    /// `Σ term(l)` over this process's cells l and every other process's, added as
+    /// [`crate::field::ordered_sum`] adds the whole grid's.
+    fn sum(&self, term: &Term) -> f64;
+    /// The whole grid's cells.
+    fn cells(&self) -> usize;
+    /// `Σ a·b` over the whole grid.
+    fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
+        self.sum(&|i| a[i] * b[i])
+    }
+    /// The mean over the whole grid.
+    fn mean(&self, v: &[f64]) -> f64 {
+        self.sum(&|i| v[i]) / self.cells() as f64
+    }
+}
+
+/// [`StepOps`] of one process holding the whole grid.
+pub(crate) struct WholeGrid {
+    grid: Grid,
+    poisson: Option<PoissonSolver>,
+}
+
+impl WholeGrid {
+    pub(crate) fn new(grid: &Grid) -> WholeGrid {
+        WholeGrid { grid: grid.clone(), poisson: None }
+    }
+}
+
+impl StepOps for WholeGrid {
+    fn apply_rows(&mut self, rows: &Rows, x: &[f64], y: &mut [f64]) -> Result<()> {
+        rows.apply(|c| x[c], y);
+        Ok(())
+    }
+
+    fn poisson(&mut self, shift: f64, r: &[f64], z: &mut [f64]) -> Result<()> {
+        let solver = match self.poisson.take() {
             Some(p) if p.shift() == shift => p,
-            _ => PoissonSolver::new(&ma.grid, shift, Symbol::Discrete)?,
+            _ => PoissonSolver::new(&self.grid, shift, Symbol::Discrete)?,
         };
-        let tolerance = if self.forcing {
-            let rms = (residual.iter().map(|r| (r - c).powi(2)).sum::<f64>()
-                / residual.len() as f64)
-                .sqrt();
-            (0.1 * rms).clamp(tolerance, tolerance.max(1e-2))
-        } else {
-            tolerance
-        };
-        let settings = KrylovSettings { rel_tolerance: tolerance, max_iterations };
-        let rhs: Vec<f64> = residual.iter().map(|r| r - c).collect();
-        // The scaled preconditioner first; where BiCGSTAB stagnates with it (measured once:
-        // rotated 3D Gaussians at 48³, no progress in 1000 iterations), the plain one.
-        let mut weights = Some(ma.laplacian_weights(lin, shift));
-        let (mut matrix, mut poisson) = (matrix, Some(poisson));
-        let mut result = Ok(());
-        for scaled in [true, false] {
-            if !scaled && !retry {
-                break;
-            }
-            let Some(p) = poisson.take() else { break };
-            let preconditioner = match weights.take() {
-                Some(w) if scaled => Preconditioner::scaled_spectral(p, w),
-                _ => Preconditioner::spectral(p, 1.0),
-            };
-            let mut krylov = BiCgStab::new(matrix, preconditioner, settings);
-            v.clear();
-            v.resize(ma.len(), 0.0);
-            result = krylov.solve(&rhs, v).map(|_| ());
-            (matrix, poisson) = krylov.into_parts();
-            if result.is_ok() {
-                break;
-            }
-            tracing::debug!("newton step: {:?}; retrying", result);
+        let solver = self.poisson.insert(solver);
+        solver.solve(r, z)
+    }
+
+    fn sum(&self, term: &Term) -> f64 {
+        crate::field::ordered_sum(self.grid.num_cells(), |r| r.map(term).sum())
+    }
+
+    fn cells(&self) -> usize {
+        self.grid.num_cells()
+    }
+}
+
+/// The settings of one Krylov step ([`krylov_step`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KrylovStep {
+    /// The shift ε of `εI − J` and of the preconditioner.
+    pub(crate) shift: f64,
+    /// Relative residual tolerance (with `forcing`, the floor of the forcing term).
+    pub(crate) tolerance: f64,
+    pub(crate) max_iterations: usize,
+    /// After a failure with the scaled preconditioner, try the plain one.
+    pub(crate) retry: bool,
+    /// The inexact-Newton forcing term of [`StepSolver::forcing`].
+    pub(crate) forcing: bool,
+}
+
+/// `(εI − J) v = F − c` by BiCGSTAB ([`crate::sparse::bicgstab`]) right-preconditioned with
+/// `(−Δ_h + ε)⁻¹ diag(w)` ([`MongeAmpere::laplacian_weights`]), then (`retry`) with the plain
+/// `(−Δ_h + ε)⁻¹`; `v` is this process's part of the step (not made mean-free).
+pub(crate) fn krylov_step(
+    ops: &mut impl StepOps,
+    at: &Linearisation,
+    v: &mut Vec<f64>,
+    settings: KrylovStep,
+) -> Result<()> {
+    let KrylovStep { shift, tolerance, max_iterations, retry, forcing } = settings;
+    let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
+    let rows = ma.rows(lin, shift);
+    let rhs: Vec<f64> = residual.iter().map(|r| r - c).collect();
+    let tolerance = if forcing {
+        let rms = (ops.dot(&rhs, &rhs) / ops.cells() as f64).sqrt();
+        (0.1 * rms).clamp(tolerance, tolerance.max(1e-2))
+    } else {
+        tolerance
+    };
+    // The scaled preconditioner first; where BiCGSTAB stagnates with it (measured once:
+    // rotated 3D Gaussians at 48³, no progress in 1000 iterations), the plain one.
+    let weights = ma.laplacian_weights(lin, shift);
+    let mut result = Ok(());
+    for scaled in [true, false] {
+        if !scaled && !retry {
+            break;
         }
-        self.preconditioner = poisson;
-        result
+        let mut system = Preconditioned {
+            ops: &mut *ops,
+            rows: &rows,
+            shift,
+            weights: scaled.then_some(&weights[..]),
+            scaled: vec![0.0; ma.len()],
+        };
+        v.clear();
+        v.resize(ma.len(), 0.0);
+        result = bicgstab(&mut system, &rhs, v, tolerance, max_iterations).map(|_| ());
+        if result.is_ok() {
+            break;
+        }
+        tracing::debug!("newton step: {:?}; retrying", result);
+    }
+    result
+}
+
+/// `εI − J` with its preconditioner, for [`bicgstab`].
+struct Preconditioned<'a, O: StepOps> {
+    ops: &'a mut O,
+    rows: &'a Rows,
+    shift: f64,
+    weights: Option<&'a [f64]>,
+    scaled: Vec<f64>,
+}
+
+impl<O: StepOps> KrylovOps for Preconditioned<'_, O> {
+    fn apply(&mut self, x: &[f64], y: &mut [f64]) -> Result<()> {
+        self.ops.apply_rows(self.rows, x, y)
+    }
+
+    fn precondition(&mut self, r: &[f64], z: &mut [f64]) -> Result<()> {
+        match self.weights {
+            Some(w) => {
+                self.scaled.par_iter_mut().zip(r.par_iter().zip(w)).for_each(|(s, (r, w))| {
+                    *s = r * w;
+                });
+                self.ops.poisson(self.shift, &self.scaled, z)
+            }
+            None => self.ops.poisson(self.shift, r, z),
+        }
+    }
+
+    fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
+        self.ops.dot(a, b)
     }
 }
 
 /// What the Jacobian needs from one cell: `(I + D²_h u)⁻¹` and `∇ log g` at `x + ∇_h u`.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct CellLinearisation {
+pub(crate) struct CellLinearisation {
     pub(super) inverse_hessian: [[f64; 3]; 3],
     pub(super) drift: [f64; 3],
 }
 
-/// The discrete operator `F` on one grid.
+/// The discrete operator `F` on one grid, on this process's cells: the whole grid, or a
+/// rank's planes (global cell indices from `first`; `log g` then comes from the caller, see
+/// [`MongeAmpere::finish`]).
 #[derive(Clone)]
-pub(super) struct MongeAmpere {
+pub(crate) struct MongeAmpere {
     grid: Grid,
-    pub(super) dim: usize,
-    pub(super) spacing: [f64; 3],
+    pub(crate) dim: usize,
+    pub(crate) spacing: [f64; 3],
     cells: [usize; 3],
     strides: [usize; 3],
     periodic: [bool; 3],
+    /// `log f` on this process's cells.
     log_f: Vec<f64>,
-    log_g: ScalarField,
+    /// `log g` on the whole grid (empty on a rank's planes).
+    log_g: Vec<f64>,
+    /// The global index of this process's first cell.
+    first: usize,
+}
+
+/// What `F` needs at a cell before `log g` is read: `log det(I + D²_h u)`,
+/// `(I + D²_h u)⁻¹` and the mapped point `x + ∇_h u`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CellGeometry {
+    log_det: f64,
+    inverse_hessian: [[f64; 3]; 3],
+    /// The mapped point `x + ∇_h u`.
+    pub(crate) point: [f64; 3],
+}
+
+/// The rows of `εI − J` on this process's cells (CSR, global column indices in increasing
+/// order): the Krylov steps' operator.
+pub(crate) struct Rows {
+    start: Vec<usize>,
+    columns: Vec<usize>,
+    values: Vec<f64>,
+}
+
+impl Rows {
+    /// `y_l = Σ_k values_k x(column_k)` over row l's entries in column order.
+    pub(crate) fn apply(&self, x: impl Fn(usize) -> f64 + Sync, y: &mut [f64]) {
+        y.par_iter_mut().enumerate().for_each(|(l, y)| {
+            let mut acc = 0.0;
+            for k in self.start[l]..self.start[l + 1] {
+                acc += self.values[k] * x(self.columns[k]);
+            }
+            *y = acc;
+        });
+    }
 }
 
 /// Cholesky factorisation of a small symmetric matrix: `(log det, inverse)`, or `None` when it
@@ -259,6 +411,15 @@ impl MongeAmpere {
                 )));
             }
         }
+        let log = |f: &ScalarField| f.data().iter().map(|v| v.ln()).collect::<Vec<f64>>();
+        let mut ma = MongeAmpere::on_cells(&grid, log(problem.source()), 0);
+        ma.log_g = log(problem.target());
+        Ok(ma)
+    }
+
+    /// The operator on `grid`'s cells from global index `first` with `log f` there (`log g`
+    /// is the caller's, see [`MongeAmpere::finish`]).
+    pub(crate) fn on_cells(grid: &Grid, log_f: Vec<f64>, first: usize) -> MongeAmpere {
         let dim = grid.dim();
         let (mut spacing, mut cells, mut strides, mut periodic) =
             ([1.0; 3], [1; 3], [0; 3], [false; 3]);
@@ -271,14 +432,18 @@ impl MongeAmpere {
             stride *= axis.cells;
             periodic[a] = axis.boundary.is_periodic();
         }
-        let log = |f: &ScalarField| f.data().iter().map(|v| v.ln()).collect::<Vec<f64>>();
-        let log_f = log(problem.source());
-        let log_g = ScalarField::from_vec(&grid, log(problem.target()))?;
-        Ok(MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g })
+        let grid = grid.clone();
+        MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g: vec![], first }
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.grid.num_cells()
+    /// The whole grid.
+    pub(crate) fn grid(&self) -> &Grid {
+        &self.grid
+    }
+
+    /// This process's cells.
+    pub(crate) fn len(&self) -> usize {
+        self.log_f.len()
     }
 
     /// Replaces the target density `g` (positive, on this operator's grid).
@@ -289,7 +454,7 @@ impl MongeAmpere {
                 "a Monge–Ampère target must be positive and finite on the operator's grid",
             ));
         }
-        self.log_g.data_mut().zip_mut_with(g.data(), |l, v| *l = v.ln());
+        self.log_g = g.data().iter().map(|v| v.ln()).collect();
         Ok(())
     }
 
@@ -347,11 +512,18 @@ impl MongeAmpere {
     /// `F` at one cell and its linearisation; `None` where `I + D²_h u` is not positive
     /// definite.
     fn cell(&self, u: &[f64], flat: usize) -> Option<(f64, CellLinearisation)> {
+        let geometry = self.geometry(|c| u[c], flat)?;
+        self.finish(&geometry, |c| self.log_g[c], flat - self.first)
+    }
+
+    /// The cell at global index `flat` before `log g` is read, with `u(c)` the potential at
+    /// global index c; `None` where `I + D²_h u` is not positive definite.
+    pub(crate) fn geometry(&self, u: impl Fn(usize) -> f64, flat: usize) -> Option<CellGeometry> {
         let d = self.dim;
         let mut grad = [0.0f64; 3];
         let mut hess = [[0.0f64; 3]; 3];
         self.stencil(flat, |col, g, hh| {
-            let v = u[col];
+            let v = u(col);
             for a in 0..d {
                 grad[a] += g[a] * v;
                 for b in 0..d {
@@ -364,13 +536,28 @@ impl MongeAmpere {
         }
         let (log_det, inverse_hessian) = spd_log_det_inverse(&hess, d)?;
         let index = self.index(flat);
-        let mut x = [0.0f64; 3];
+        let mut point = [0.0f64; 3];
         for a in 0..d {
-            x[a] = self.grid.axis(a).center(index[a]) + grad[a];
+            point[a] = self.grid.axis(a).center(index[a]) + grad[a];
         }
+        Some(CellGeometry { log_det, inverse_hessian, point })
+    }
+
+    /// `F` and its linearisation at this process's cell `local` from its geometry, with
+    /// `log_g(c)` the target's log at global index c (interpolated multilinearly at the
+    /// mapped point); `None` where `F` is not finite.
+    pub(crate) fn finish(
+        &self,
+        geometry: &CellGeometry,
+        log_g: impl Fn(usize) -> f64,
+        local: usize,
+    ) -> Option<(f64, CellLinearisation)> {
+        let d = self.dim;
         let mut drift = [0.0f64; 3];
-        let log_g = interpolate_with_gradient(&self.log_g, &x[..d], Some(&mut drift[..d]));
-        let residual = log_det + log_g - self.log_f[flat];
+        let value =
+            interpolate_from(&self.grid, log_g, &geometry.point[..d], Some(&mut drift[..d]));
+        let residual = geometry.log_det + value - self.log_f[local];
+        let inverse_hessian = geometry.inverse_hessian;
         residual.is_finite().then_some((residual, CellLinearisation { inverse_hessian, drift }))
     }
 
@@ -393,8 +580,57 @@ impl MongeAmpere {
     /// `F(u)` and the cells' linearisations; `None` when `u` is not discretely convex.
     pub(super) fn evaluate(&self, u: &[f64]) -> Option<(Vec<f64>, Vec<CellLinearisation>)> {
         let cells: Option<Vec<(f64, CellLinearisation)>> =
-            (0..self.len()).into_par_iter().map(|i| self.cell(u, i)).collect();
+            (0..self.len()).into_par_iter().map(|i| self.cell(u, self.first + i)).collect();
         Some(cells?.into_iter().unzip())
+    }
+
+    /// Row `flat` (a global index) of `J` (`shift = None`) or of `εI − J`
+    /// (`shift = Some(ε)`) at the cell linearisation `c`: `(column, weight)` in increasing
+    /// column order, a column the stencil visits twice (a box face's mirror) added in visit
+    /// order.
+    fn row(&self, c: &CellLinearisation, flat: usize, shift: Option<f64>) -> Vec<(usize, f64)> {
+        let d = self.dim;
+        let mut entries: Vec<(usize, f64)> = Vec::with_capacity(20);
+        self.stencil(flat, |col, g, hh| {
+            let mut w = 0.0;
+            for a in 0..d {
+                w += c.drift[a] * g[a];
+                for b in 0..d {
+                    w += c.inverse_hessian[a][b] * hh[a][b];
+                }
+            }
+            entries.push((col, w));
+        });
+        // Stable: duplicates keep their visit order.
+        entries.sort_by_key(|e| e.0);
+        let mut merged: Vec<(usize, f64)> = Vec::with_capacity(entries.len() + 1);
+        for (col, w) in entries {
+            match merged.last_mut() {
+                Some(last) if last.0 == col => last.1 += w,
+                _ => merged.push((col, w)),
+            }
+        }
+        if let Some(eps) = shift {
+            for e in merged.iter_mut() {
+                e.1 = if e.0 == flat { eps - e.1 } else { -e.1 };
+            }
+        }
+        merged
+    }
+
+    /// The rows of `εI − J` on this process's cells (`lin` their linearisations).
+    pub(crate) fn rows(&self, lin: &[CellLinearisation], shift: f64) -> Rows {
+        let rows: Vec<Vec<(usize, f64)>> = (0..self.len())
+            .into_par_iter()
+            .map(|l| self.row(&lin[l], self.first + l, Some(shift)))
+            .collect();
+        let mut start = Vec::with_capacity(rows.len() + 1);
+        start.push(0);
+        for r in &rows {
+            start.push(start.last().copied().unwrap_or(0) + r.len());
+        }
+        let (columns, values) = rows.into_iter().flatten().unzip();
+        Rows { start, columns, values }
     }
 
     /// The bordered Jacobian `[[J, −s·1], [s·e₀ᵀ, 0]]` for the unknowns `(v, δc/s)`: the
@@ -414,33 +650,9 @@ impl MongeAmpere {
         let rows: Vec<Vec<(usize, f64)>> = (0..n)
             .into_par_iter()
             .map(|i| {
-                let c = &lin[i];
-                let mut entries: Vec<(usize, f64)> = Vec::with_capacity(20);
-                self.stencil(i, |col, g, hh| {
-                    let mut w = 0.0;
-                    for a in 0..d {
-                        w += c.drift[a] * g[a];
-                        for b in 0..d {
-                            w += c.inverse_hessian[a][b] * hh[a][b];
-                        }
-                    }
-                    entries.push((col, w));
-                });
-                entries.sort_unstable_by_key(|e| e.0);
-                let mut merged: Vec<(usize, f64)> = Vec::with_capacity(entries.len() + 1);
-                for (col, w) in entries {
-                    match merged.last_mut() {
-                        Some(last) if last.0 == col => last.1 += w,
-                        _ => merged.push((col, w)),
-                    }
-                }
-                match shift {
-                    None => merged.push((n, -s)),
-                    Some(eps) => {
-                        for e in merged.iter_mut() {
-                            e.1 = if e.0 == i { eps - e.1 } else { -e.1 };
-                        }
-                    }
+                let mut merged = self.row(&lin[i], i, shift);
+                if shift.is_none() {
+                    merged.push((n, -s));
                 }
                 merged
             })
@@ -485,20 +697,24 @@ pub(super) fn residual_norms(f: &[f64]) -> (f64, f64) {
 /// `(∫ f |e^r − 1| dx, ∫ f (e^r − 1 − r) dx)` — the pull-back's L1 marginal error and
 /// KL(T#μ‖ν) by the change of variables y = T(x) (≥ 0).
 pub(super) fn pullback_errors(residual: &[f64], c: f64, f: &[f64], vol: f64) -> (f64, f64) {
-    // One pass in fixed chunks, added in chunk order: the same diagnostics whatever the
-    // thread schedule.
-    let parts: Vec<(f64, f64)> = residual
-        .par_chunks(CHUNK)
-        .zip(f.par_chunks(CHUNK))
-        .map(|(r, f)| {
-            r.iter().zip(f).fold((0.0, 0.0), |(l1, kl), (r, f)| {
-                let x = r - c;
-                let e = x.exp_m1();
-                (l1 + f * e.abs(), kl + f * (e - x))
-            })
-        })
-        .collect();
-    let (l1, kl) = parts.iter().fold((0.0, 0.0), |a, p| (a.0 + p.0, a.1 + p.1));
+    let sum = |t: &Term| crate::field::ordered_sum(residual.len(), |r| r.map(t).sum());
+    pullback_errors_with(&sum, residual, c, f, vol)
+}
+
+/// [`pullback_errors`] with `sum` adding a term over every process's cells in one fixed
+/// order (this process's values given).
+pub(super) fn pullback_errors_with(
+    sum: &dyn Fn(&Term) -> f64,
+    residual: &[f64],
+    c: f64,
+    f: &[f64],
+    vol: f64,
+) -> (f64, f64) {
+    let l1 = sum(&|i| f[i] * (residual[i] - c).exp_m1().abs());
+    let kl = sum(&|i| {
+        let x = residual[i] - c;
+        f[i] * (x.exp_m1() - x)
+    });
     (l1 * vol, kl * vol)
 }
 
@@ -569,13 +785,17 @@ pub(super) fn initial_state(
     Ok((ma, u, residual, lin))
 }
 
-/// `(∫(−p) dμ + ∫(−q) dν, q)` with `q = p^c`.
+/// `(∫(−p) dμ + ∫(−q) dν, q)` with `q = p^c` (sums in [`crate::field::ordered_sum`]'s
+/// order).
 pub(super) fn dual_value(problem: &Problem, p: &ScalarField) -> Result<(f64, ScalarField)> {
     let q = c_transform(p, problem.grid())?;
-    let s = |a: &ScalarField, w: &ScalarField| -> f64 {
-        a.data().iter().zip(w.data().iter()).map(|(x, y)| x * y).sum()
+    let dot = |a: &ScalarField, w: &ScalarField| -> f64 {
+        let (a, w) =
+            (a.data().as_slice().expect("contiguous"), w.data().as_slice().expect("contiguous"));
+        crate::ot::bfm::dot(a, w)
     };
-    let value = -(s(p, problem.source()) + s(&q, problem.target())) * problem.grid().cell_volume();
+    let value =
+        -(dot(p, problem.source()) + dot(&q, problem.target())) * problem.grid().cell_volume();
     Ok((value, q))
 }
 

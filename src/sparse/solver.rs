@@ -563,8 +563,18 @@ fn krylov_report(
     iterations: usize,
     tol: f64,
 ) -> Result<SolveReport> {
-    let residual = rows.relative_residual(b, x);
     // faer's recurrence residual can drift from the true one; insist on the true residual.
+    true_residual_report(name, rows.relative_residual(b, x), iterations, tol)
+}
+
+/// The report of a Krylov solve whose true relative residual is `residual`: an error above
+/// `10 tol` (a recurrence residual can drift from the true one).
+pub(super) fn true_residual_report(
+    name: &str,
+    residual: f64,
+    iterations: usize,
+    tol: f64,
+) -> Result<SolveReport> {
     if !residual.is_finite() || residual > 10.0 * tol {
         return Err(Error::NotConverged {
             method: name.to_string(),

@@ -3,8 +3,9 @@
 #
 # For each problem: the serial `otgrid ot --method bfm` file (its levels and push-forward
 # included — the change of variables on the smooth torus pair, the deposit elsewhere;
-# Sinkhorn: `--method sinkhorn`, its multiscale levels included), then the same command
-# line (bfm: without --method) under mpirun with 1, 2 and 4 ranks. bfm:
+# Sinkhorn: `--method sinkhorn`, its multiscale levels included; the parabolic Monge–Ampère
+# flow: `--method parabolic`, linearly implicit and explicit), then the same command line
+# (bfm: without --method) under mpirun with 1, 2 and 4 ranks. bfm and parabolic:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
@@ -21,6 +22,7 @@ mpirun=("$@")
 dir=target/mpi-ot
 rm -rf "$dir" && mkdir -p "$dir"
 
+bumps=(--source "1+0.8*exp(-((x-0.4)^2+(y-0.45)^2+(z-0.5)^2)/0.04)" --target "1+0.6*exp(-((x-0.6)^2+(y-0.5)^2+(z-0.45)^2)/0.05)")
 mixture="exp(-((x-0.3)^2+(y-0.4)^2+(z-0.45)^2)/0.01)+0.6*exp(-((x-0.7)^2+(y-0.6)^2+(z-0.55)^2)/0.006)"
 cases=(
   "box64|bfm|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
@@ -32,6 +34,9 @@ cases=(
   "sinkhorn64|sinkhorn|--grid 64x64x64 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009"
   "sinkhorn96|sinkhorn|--grid 96x96x96 --source gaussian:0.42,0.45,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target $mixture"
   "sinkhorn-uneven|sinkhorn|--grid 70x66x62 --bc neumann,periodic,neumann --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target $mixture"
+  "parabolic64|parabolic|--grid 64x64x64"
+  "parabolic-torus48|parabolic|--grid 48x48x48 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x)"
+  "parabolic-explicit|parabolic|--grid 34x31x29 --bc neumann,periodic,neumann --explicit --max-iterations 80 --keep-unconverged"
 )
 for case in "${cases[@]}"; do
   IFS='|' read -r name method args <<< "$case"
@@ -39,6 +44,12 @@ for case in "${cases[@]}"; do
   if [ "$method" = bfm ]; then
     serial=(--method bfm)
     distributed=()
+    delta=()
+    attributes=(iterations outcome marginal_error w2_squared transport_cost)
+  elif [ "$method" = parabolic ]; then
+    case "$args" in *--source*) ;; *) problem+=("${bumps[@]}") ;; esac
+    serial=(--method parabolic)
+    distributed=(--method parabolic)
     delta=()
     attributes=(iterations outcome marginal_error w2_squared transport_cost)
   else
@@ -85,7 +96,8 @@ refused() {
   echo "refused as expected: $(grep '^error: ' "$dir/refusal.txt")"
 }
 refused "4 ranks for 3 planes" 4 ot --grid 16x16x3 --source uniform --target uniform -o "$dir/planes.h5"
-refused "solves by bfm or sinkhorn" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
+refused "solves by bfm, sinkhorn or parabolic" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
+refused "such pairs are solved through the Gaussian lift" 2 ot --grid 16x16x16 --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target uniform --method parabolic -o "$dir/lift.h5"
 refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
 refused "source density: NaN or infinite value at storage index \[0, 0, 0\]" 2 ot --grid 16x16x16 --source "log(z-0.7)" --target uniform -o "$dir/nan.h5"
 refused "target density: cannot be a density: it has negative values" 4 ot --grid 16x16x16 --source uniform --target "0.7-z" -o "$dir/negative.h5"
@@ -111,7 +123,7 @@ else
   rmdir "$tiny"
   echo "skipped: the full-disk write (mounting a tmpfs needs root)"
 fi
-if ls "$dir" | grep -q -e planes -e method -e demo -e nan -e negative -e missing -e '^\.'; then
+if ls "$dir" | grep -q -e planes -e method -e lift -e demo -e nan -e negative -e missing -e '^\.'; then
   echo "error: a refused run left a file: $(ls -a "$dir")" >&2
   exit 1
 fi

@@ -155,7 +155,7 @@ pub fn with_background(rho: &ScalarField, lift: GaussianLift) -> Result<ScalarFi
 }
 
 /// The sample-based flow's working state inside [`super::Parabolic`]'s solve.
-pub(super) struct Stochastic<'a> {
+pub(crate) struct Stochastic<'a> {
     pub(super) batches: &'a Batches,
     /// The operator with the current batch's target.
     pub(super) ma: MongeAmpere,

@@ -37,17 +37,22 @@
 //!   samples per step in place of ν (see [`batches`]).
 
 pub mod batches;
-use batches::Stochastic;
+pub(crate) use batches::Stochastic;
 pub use batches::{with_background, Batches, SampleStream};
 
 use super::lift::{lifted_for, GaussianLift};
 use super::monge_ampere::{
-    dual_value, initial_state, map_shift_in_cells, mean, pullback_errors, residual_norms, stopping,
-    Linearisation, MongeAmpere, NewtonLinearSolver, StepSolver, SETTLED_MAP_SHIFT,
+    dual_value, initial_state, krylov_step, map_shift_in_cells, pullback_errors_with, stopping,
+    KrylovStep, Linearisation, Rows, StepOps, Term, WholeGrid, KRYLOV_ITERATIONS,
+    SETTLED_MAP_SHIFT,
 };
-use super::problem::{IterationRecord, Options, Outcome, Problem, Solution, Solver, Step};
+pub(crate) use super::monge_ampere::{CellLinearisation, MongeAmpere};
+use super::problem::{
+    IterationRecord, Options, Outcome, Problem, Solution, Solver, Step, Stopping,
+};
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
+use crate::grid::Grid;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -210,14 +215,14 @@ const MAX_HALVINGS: usize = 30;
 /// for the first eigenvalue `λ₁ ≈ 4π²` of the linearised operator on a unit box.
 const NEWTON_LIKE_STEP: f64 = 10.0;
 
-/// `η_CFL = min_cells 1 / Σ_k 2 A_kk / h_k²`.
-fn cfl_bound(ma: &MongeAmpere, cells: &[super::monge_ampere::CellLinearisation]) -> f64 {
+/// `max_cells Σ_k 2 A_kk / h_k²` on this process's cells: `η_CFL` is its inverse over
+/// every process.
+fn cfl_rate(ma: &MongeAmpere, cells: &[CellLinearisation]) -> f64 {
     let (d, h) = (ma.dim, ma.spacing);
-    let worst = cells
+    cells
         .par_iter()
         .map(|c| (0..d).map(|k| 2.0 * c.inverse_hessian[k][k] / (h[k] * h[k])).sum::<f64>())
-        .reduce(|| 0.0, f64::max);
-    1.0 / worst
+        .reduce(|| 0.0, f64::max)
 }
 
 /// The registry entry of the parabolic Monge–Ampère flow: tolerance 1e-6 on the max
@@ -269,6 +274,89 @@ impl super::method::ConfiguredSolver for Parabolic {
     }
 }
 
+/// One process's grid operations for the flow ([`Parabolic::iterate`]): the whole grid
+/// ([`WholeFlow`]), or a rank's planes (`crate::distributed::slab_parabolic`). Every call is a
+/// collective there, and every process gets the same answer.
+pub(crate) trait FlowLayout: StepOps {
+    /// The operator on this process's cells.
+    fn ma(&self) -> &MongeAmpere;
+    /// The grid of this process's values.
+    fn local_grid(&self) -> &Grid;
+    /// `F(u)` and its linearisation on this process's cells; `None` (on every process) when
+    /// `u` is not discretely convex somewhere.
+    fn evaluate(&mut self, u: &[f64]) -> Result<Option<Evaluation>>;
+    /// The largest of every process's `value`.
+    fn max(&self, value: f64) -> f64;
+    /// `(∫(−p) dμ + ∫(−q) dν, q)` with `q = p^c`, for the densities as given.
+    fn dual_value(&mut self, p: &[f64]) -> Result<(f64, Vec<f64>)>;
+    /// [`map_shift_in_cells`] of the step `v`.
+    fn map_shift(&mut self, v: &[f64]) -> Result<f64>;
+}
+
+/// `F(u)` and the cells' linearisations.
+pub(crate) type Evaluation = (Vec<f64>, Vec<CellLinearisation>);
+
+/// The flow's operations on the whole grid.
+struct WholeFlow<'a> {
+    ma: MongeAmpere,
+    problem: &'a Problem,
+    steps: WholeGrid,
+}
+
+impl StepOps for WholeFlow<'_> {
+    fn apply_rows(&mut self, rows: &Rows, x: &[f64], y: &mut [f64]) -> Result<()> {
+        self.steps.apply_rows(rows, x, y)
+    }
+    fn poisson(&mut self, shift: f64, r: &[f64], z: &mut [f64]) -> Result<()> {
+        self.steps.poisson(shift, r, z)
+    }
+    fn sum(&self, term: &Term) -> f64 {
+        self.steps.sum(term)
+    }
+    fn cells(&self) -> usize {
+        self.steps.cells()
+    }
+}
+
+impl FlowLayout for WholeFlow<'_> {
+    fn ma(&self) -> &MongeAmpere {
+        &self.ma
+    }
+    fn local_grid(&self) -> &Grid {
+        self.problem.grid()
+    }
+    fn evaluate(&mut self, u: &[f64]) -> Result<Option<Evaluation>> {
+        Ok(self.ma.evaluate(u))
+    }
+    fn max(&self, value: f64) -> f64 {
+        value
+    }
+    fn dual_value(&mut self, p: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let (value, q) =
+            dual_value(self.problem, &ScalarField::from_vec(self.problem.grid(), p.to_vec())?)?;
+        Ok((value, q.data().iter().copied().collect()))
+    }
+    fn map_shift(&mut self, v: &[f64]) -> Result<f64> {
+        Ok(map_shift_in_cells(v, self.problem.grid()))
+    }
+}
+
+/// `max |r − mean r|` over every process's cells.
+fn max_deviation(layout: &impl FlowLayout, r: &[f64]) -> f64 {
+    let c = layout.mean(r);
+    layout.max(r.par_iter().map(|v| (v - c).abs()).reduce(|| 0.0, f64::max))
+}
+
+/// Where a flow starts ([`Parabolic::iterate`]): this process's potential, `F` there and its
+/// linearisation, the lifted source's values for the pull-back errors, and the state a
+/// resumed run continues from.
+pub(crate) struct Start {
+    pub(crate) u: Vec<f64>,
+    pub(crate) evaluation: Evaluation,
+    pub(crate) source: Vec<f64>,
+    pub(crate) resumed: Option<FlowState>,
+}
+
 impl Solver for Parabolic {
     fn solve(&self, problem: &Problem, options: &Options) -> Result<Solution> {
         let options =
@@ -283,26 +371,50 @@ impl Solver for Parabolic {
         let lift = lifted.as_ref().map(|(l, _)| *l);
         let equation = lifted.as_ref().map_or(problem, |(_, p)| p);
         let (ma, mut u, mut residual, mut lin) = initial_state(equation, start_from, "parabolic")?;
-        let grid = problem.grid().clone();
-        let n = ma.len();
         let f: Vec<f64> = equation.source().data().iter().copied().collect();
-        let vol = grid.cell_volume();
-        let mut stochastic = match &self.batches {
+        let stochastic = match &self.batches {
             Some(batches) => Some(Stochastic::new(batches, self, problem, &ma)?),
             None => None,
         };
-        let mut solver = StepSolver::new(NewtonLinearSolver::Direct);
-        let mut history = Vec::new();
-        let (mut kl_history, mut regret_history) = (vec![], vec![]);
-        let mut regret = 0.0;
-        let mut settled_at = false;
-        let mut first = 0;
         if let Some(state) = &self.resume {
             // The saved potential exactly (initial_state re-centres it by its round-off mean).
             u = state.u.data().iter().copied().collect();
             (residual, lin) = ma.evaluate(&u).ok_or_else(|| {
                 Error::invalid("the saved potential is not discretely convex on this problem")
             })?;
+        }
+        let steps = WholeGrid::new(problem.grid());
+        let mut layout = WholeFlow { ma, problem, steps };
+        let begin =
+            Start { u, evaluation: (residual, lin), source: f, resumed: self.resume.clone() };
+        let mut solution = self.iterate(&mut layout, begin, stochastic, options, start)?;
+        solution.scalars =
+            lift.map(|l| vec![("lift_mass".to_string(), l.mass)]).unwrap_or_default();
+        Ok(solution)
+    }
+}
+
+impl Parabolic {
+    /// The flow's time steps on `layout`'s cells from `begin` (see the module's description);
+    /// `stochastic`: the sample-based flow's batches (the whole grid only). The solution's
+    /// fields are this process's values on [`FlowLayout::local_grid`].
+    pub(crate) fn iterate<L: FlowLayout>(
+        &self,
+        layout: &mut L,
+        begin: Start,
+        mut stochastic: Option<Stochastic>,
+        options: &Stopping,
+        start: Instant,
+    ) -> Result<Solution> {
+        let grid = layout.local_grid().clone();
+        let vol = layout.ma().grid().cell_volume();
+        let Start { mut u, evaluation: (mut residual, mut lin), source: f, resumed } = begin;
+        let mut history = Vec::new();
+        let (mut kl_history, mut regret_history) = (vec![], vec![]);
+        let mut regret = 0.0;
+        let mut settled_at = false;
+        let mut first = 0;
+        if let Some(state) = &resumed {
             history.clone_from(&state.history);
             kl_history.clone_from(&state.kl);
             regret_history.clone_from(&state.regret_history);
@@ -311,8 +423,8 @@ impl Solver for Parabolic {
         }
         let (mut outcome, mut stop_reason, mut error) =
             (Outcome::Stalled, String::new(), f64::INFINITY);
-        let mut delta = Vec::with_capacity(n);
-        let mut q = ScalarField::zeros(&grid);
+        let mut delta = Vec::with_capacity(u.len());
+        let mut q = Vec::new();
         for k in first..=options.budget() {
             if let (Some(every), Some(save)) = (self.checkpoint_every, &self.checkpoint) {
                 if every > 0 && k > first && k % every == 0 {
@@ -326,16 +438,16 @@ impl Solver for Parabolic {
                     })?;
                 }
             }
-            let (max, _) = residual_norms(&residual);
+            let max = max_deviation(layout, &residual);
             error = max;
-            let c = mean(&residual);
-            let (l1, kl) = pullback_errors(&residual, c, &f, vol);
+            let c = layout.mean(&residual);
+            let (l1, kl) = pullback_errors_with(&|t| layout.sum(t), &residual, c, &f, vol);
             if stochastic.is_none() {
                 regret += kl;
             }
+            let dual;
+            (dual, q) = layout.dual_value(&u)?;
             let p = ScalarField::from_vec(&grid, u.clone())?;
-            let (dual, conjugate) = dual_value(problem, &p)?;
-            q = conjugate;
             history.push(IterationRecord {
                 marginal_error: max,
                 l1_marginal_error: l1,
@@ -373,7 +485,7 @@ impl Solver for Parabolic {
                 );
                 break;
             }
-            let cfl = cfl_bound(&ma, &lin);
+            let cfl = 1.0 / layout.max(cfl_rate(layout.ma(), &lin));
             let mut eta = self.schedule.step(k, cfl);
             // Implicit steps grow at most twofold from the last accepted one: after a
             // halving the schedule resumes from there (the lifted reference pair at 64²:
@@ -395,38 +507,51 @@ impl Solver for Parabolic {
                 regret_history.push(regret);
                 debug_assert!(s.losses.len() == regret_history.len());
             }
-            let (step_ma, step_lin, step_residual, step_c) = match (&batch, &stochastic) {
-                (Some((r, l, cb, _)), Some(s)) => (&s.ma, l, r, *cb),
-                _ => (&ma, &lin, &residual, c),
-            };
             let mut accepted = None;
             for _ in 0..=MAX_HALVINGS {
                 match self.stepping {
                     Stepping::Explicit => {
+                        let (step_residual, step_c) = match &batch {
+                            Some((r, _, cb, _)) => (r, *cb),
+                            None => (&residual, c),
+                        };
                         delta.clear();
                         delta.extend(step_residual.iter().map(|r| eta * (r - step_c)));
                     }
                     Stepping::LinearlyImplicit => {
                         // (1/η − J) δ = F − c.
-                        solver.choice =
-                            NewtonLinearSolver::Krylov { shift: 1.0 / eta, tolerance: 1e-6 };
-                        let at = Linearisation {
-                            ma: step_ma,
-                            cells: step_lin,
-                            residual: step_residual,
-                            c: step_c,
+                        let settings = KrylovStep {
+                            shift: 1.0 / eta,
+                            tolerance: 1e-6,
+                            max_iterations: KRYLOV_ITERATIONS,
+                            retry: true,
+                            forcing: false,
                         };
-                        if let Err(e) = solver.step(&at, &mut delta) {
+                        let solved = match (&batch, &stochastic) {
+                            (Some((r, l, cb, _)), Some(s)) => {
+                                let at = Linearisation { ma: &s.ma, cells: l, residual: r, c: *cb };
+                                krylov_step(layout, &at, &mut delta, settings)
+                            }
+                            _ => {
+                                let ma = layout.ma().clone();
+                                let at =
+                                    Linearisation { ma: &ma, cells: &lin, residual: &residual, c };
+                                krylov_step(layout, &at, &mut delta, settings)
+                            }
+                        };
+                        if let Err(e) = solved {
                             // A smaller η makes the system more diagonally dominant.
                             tracing::debug!("parabolic: η = {eta:.3e}: {e}; halving η");
                             eta *= 0.5;
                             continue;
                         }
+                        let shift = layout.mean(&delta);
+                        delta.iter_mut().for_each(|x| *x -= shift);
                     }
                 }
                 let trial: Vec<f64> =
                     u.par_iter().zip(delta.par_iter()).map(|(a, b)| a + b).collect();
-                if let Some((r, l)) = ma.evaluate(&trial) {
+                if let Some((r, l)) = layout.evaluate(&trial)? {
                     accepted = Some((trial, r, l));
                     break;
                 }
@@ -443,11 +568,12 @@ impl Solver for Parabolic {
             // of the discrete equation (as Newton's rule).
             let settled = match &accepted {
                 Some((_, r, _))
-                    if self.stepping == Stepping::LinearlyImplicit && stochastic.is_none() =>
+                    if self.stepping == Stepping::LinearlyImplicit
+                        && stochastic.is_none()
+                        && eta >= NEWTON_LIKE_STEP =>
                 {
-                    eta >= NEWTON_LIKE_STEP
-                        && residual_norms(r).0 > 0.5 * max
-                        && map_shift_in_cells(&delta, &grid) <= SETTLED_MAP_SHIFT
+                    max_deviation(layout, r) > 0.5 * max
+                        && layout.map_shift(&delta)? <= SETTLED_MAP_SHIFT
                 }
                 _ => false,
             };
@@ -458,7 +584,7 @@ impl Solver for Parabolic {
                     lin = l;
                     settled_at |= settled;
                     if let Some(s) = &mut stochastic {
-                        s.accumulate(&u, &ma, &f, vol);
+                        s.accumulate(&u, layout.ma(), &f, vol);
                     }
                 }
                 None if self.stepping == Stepping::Explicit => {
@@ -486,15 +612,14 @@ impl Solver for Parabolic {
         if let Some(s) = stochastic {
             if let Some(average) = s.average().filter(|_| s.batches.average) {
                 // The answer is the average iterate: its residual and dual value.
-                let (r, _) = ma.evaluate(&average).expect("averages of convex potentials are");
-                error = residual_norms(&r).0;
+                let (r, _) = layout.evaluate(&average)?.expect("averages of convex potentials are");
+                error = max_deviation(layout, &r);
                 u = average;
-                (dual, q) = dual_value(problem, &ScalarField::from_vec(&grid, u.clone())?)?;
+                (dual, q) = layout.dual_value(&u)?;
             }
             diagnostics.push(("batch_kl".to_string(), s.losses));
             diagnostics.push(("average_kl_divergence".to_string(), s.average_kl));
         }
-        let p = ScalarField::from_vec(&grid, u)?;
         Ok(Solution {
             method: "parabolic",
             outcome,
@@ -505,9 +630,9 @@ impl Solver for Parabolic {
             seconds: start.elapsed().as_secs_f64(),
             history,
             diagnostics,
-            scalars: lift.map(|l| vec![("lift_mass".to_string(), l.mass)]).unwrap_or_default(),
-            p,
-            q,
+            scalars: vec![],
+            p: ScalarField::from_vec(&grid, u)?,
+            q: ScalarField::from_vec(&grid, q)?,
         })
     }
 }

@@ -203,6 +203,7 @@ mod jacobian_tests {
     use crate::analytic::gaussian::{Gaussian, GaussianMap};
     use crate::analytic::manufactured::observed_orders;
     use crate::grid::BoundaryKind;
+    use crate::ot::pushforward::interpolate::interpolate_with_gradient;
 
     /// The interpolant reproduces linear functions with their exact gradient (inside the
     /// cell-centre range, and across the wrap on periodic axes); outside the range of a box

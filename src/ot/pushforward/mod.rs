@@ -17,8 +17,7 @@ pub(crate) use deposit::{
 };
 pub use deposit::{push_forward, push_forward_adaptive, push_forward_subsampled, MAX_SUBCELLS};
 pub(crate) use interpolate::{
-    cubic_weights, interpolate, interpolate_cubic, interpolate_from, interpolate_with_gradient,
-    linear_stencil,
+    cubic_weights, interpolate, interpolate_cubic, interpolate_from, linear_stencil,
 };
 pub(crate) use jacobian::{d1, d2, determinant};
 pub use jacobian::{push_forward_by_inverse_potential, JacobianPushForward};
