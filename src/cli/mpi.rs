@@ -3,8 +3,8 @@
 //! levels and push-forward included, to the bit; the default) or Sinkhorn
 //! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
 //! included, to round-off) or the parabolic Monge–Ampère flow
-//! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit; pairs that need the
-//! Gaussian lift are refused) — and every rank writes its planes of the results file
+//! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit, its Gaussian lift
+//! included) — and every rank writes its planes of the results file
 //! collectively ([`otgrid::distributed::slab_output`],
 //! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm`
 //! (`--method sinkhorn`, `--method parabolic`) file. The rank count is MPI's. Rank 0 prints the report and any

@@ -54,7 +54,7 @@ impl<'a, E: Exchange> SlabLevel<'a, E> {
         let rank = exchange.rank();
         let poisson = SlabPoissonSolver::new(grid, 0.0, Symbol::Discrete, exchange)?
             .with_mean_policy(MeanPolicy::Project);
-        let identity = super::solution::centres(grid, slabs.cells(rank));
+        let identity = crate::grid::cell_centres(grid, slabs.cells(rank));
         Ok(SlabLevel {
             exchange,
             grid: grid.clone(),

@@ -17,17 +17,20 @@
 //! Every piece is the serial one to the bit, so every rank takes the serial flow's steps and
 //! the potentials equal the serial ones to the bit.
 //!
-//! Not on slabs (refused): the Gaussian lift of low-contrast pairs (densities below
-//! [`crate::ot::MIN_CONTRAST`] of their peak), a warm start or resumed state, checkpoints and
-//! sample batches.
+//! * Pairs below [`crate::ot::MIN_CONTRAST`] take the serial Gaussian lift
+//!   ([`crate::ot::lift`]: its moments and mass added in the serial order, each cell's
+//!   Gaussian from its centre) or its refusal, with the serial message.
+//!
+//! Not on slabs (refused): a warm start or resumed state, checkpoints and sample batches.
 
 use super::exchange::Exchange;
 use super::poisson::SlabPoissonSolver;
 use super::pushforward::gather_planes;
 use super::sum::slab_sum;
-use super::{all_lists, slab_c_transform, slab_gradient};
+use super::{agree, all_lists, exchange_blocks, slab_c_transform, slab_density, slab_gradient};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, SlabDecomposition};
+use crate::ot::lift::{first_dip, modes_reason, periodic_reason, GaussianLift};
 use crate::ot::monge_ampere::{CellGeometry, Rows, StepOps, Term};
 use crate::ot::parabolic::{Evaluation, FlowLayout, MongeAmpere, Start, METHOD};
 use crate::ot::pushforward::linear_stencil;
@@ -55,7 +58,14 @@ struct SlabFlow<'a, E: Exchange> {
 }
 
 impl<'a, E: Exchange> SlabFlow<'a, E> {
-    fn new(exchange: &'a E, grid: &Grid, mu: &[f64], nu: &[f64]) -> Result<SlabFlow<'a, E>> {
+    /// The flow of the pair `equation` (lifted or as given), its dual value measured on
+    /// `given`.
+    fn new(
+        exchange: &'a E,
+        grid: &Grid,
+        given: [&[f64]; 2],
+        equation: [&[f64]; 2],
+    ) -> Result<SlabFlow<'a, E>> {
         let (rank, ranks) = (exchange.rank(), exchange.size());
         let slabs = SlabDecomposition::new(grid, ranks)?;
         let slab = grid.axis(grid.dim() - 1);
@@ -80,16 +90,17 @@ impl<'a, E: Exchange> SlabFlow<'a, E> {
             position[j] = k;
         }
         let first = slabs.cells(rank).start;
-        let ma = MongeAmpere::on_cells(grid, mu.iter().map(|v| v.ln()).collect(), first);
+        let log = |v: &[f64]| v.iter().map(|v| v.ln()).collect::<Vec<f64>>();
+        let ma = MongeAmpere::on_cells(grid, log(equation[0]), first);
         Ok(SlabFlow {
             exchange,
             grid: grid.clone(),
             local: slabs.local_grid(rank)?,
             slabs,
             ma,
-            log_g: nu.iter().map(|v| v.ln()).collect(),
-            mu: mu.to_vec(),
-            nu: nu.to_vec(),
+            log_g: log(equation[1]),
+            mu: given[0].to_vec(),
+            nu: given[1].to_vec(),
             halo,
             position,
             poisson: None,
@@ -251,29 +262,123 @@ pub fn slab_parabolic(
              are not supported",
         ));
     }
+    let options =
+        Options::default().stopping(&METHOD, grid, solver.tolerance, solver.max_iterations)?;
+    let start = Instant::now();
+    let lifted = slab_lift(exchange, &slabs, [mu, nu], solver.lift)?;
+    let equation = lifted.as_ref().map_or([mu, nu], |(_, [a, b])| [&a[..], &b[..]]);
+    let mut layout = SlabFlow::new(exchange, grid, [mu, nu], equation)?;
+    let u = vec![0.0; cells];
+    let evaluation = layout.evaluate(&u)?.ok_or_else(|| {
+        Error::invalid("parabolic: the initial potential is not discretely convex")
+    })?;
+    let begin = Start { u, evaluation, source: equation[0].to_vec(), resumed: None };
+    let mut solution = solver.iterate(&mut layout, begin, None, &options, start)?;
+    if let Some((lift, _)) = lifted {
+        solution.scalars = vec![("lift_mass".to_string(), lift.mass)];
+    }
+    Ok(solution)
+}
+
+/// The pair the flow works on, as the serial `lifted_for` picks it: `None` (the densities as
+/// given) without a lift or when both densities stay above [`crate::ot::MIN_CONTRAST`] of
+/// their peak, else the lifted pair on this rank's planes (`ρ + ε L_ρ`, normalised: the
+/// serial lifted problem's planes to the bit) — or the serial `unsuited` verdict as an error
+/// on every rank (a periodic axis, a target with separated modes along a grid line).
+#[allow(clippy::type_complexity)]
+fn slab_lift(
+    exchange: &impl Exchange,
+    slabs: &SlabDecomposition,
+    [mu, nu]: [&[f64]; 2],
+    lift: Option<GaussianLift>,
+) -> Result<Option<(GaussianLift, [Vec<f64>; 2])>> {
     let ratio = |v: &[f64]| {
         let low = -exchange.max(-v.iter().copied().fold(f64::INFINITY, f64::min));
         low / exchange.max(v.iter().copied().fold(0.0, f64::max))
     };
     let contrast = ratio(mu).min(ratio(nu));
-    if solver.lift.is_some() && contrast < crate::ot::MIN_CONTRAST {
-        return Err(Error::invalid(format!(
-            "distributed parabolic: the densities fall to {contrast:.1e} of their peak, below \
-             {}: such pairs are solved through the Gaussian lift, which runs on one process \
-             (start without mpirun, or use the method bfm)",
-            crate::ot::MIN_CONTRAST
-        )));
+    let Some(lift) = lift.filter(|_| contrast < crate::ot::MIN_CONTRAST) else {
+        return Ok(None);
+    };
+    lift.validate()?;
+    let grid = slabs.grid();
+    let reason = if grid.axes().iter().any(|a| a.boundary.is_periodic()) {
+        Some(periodic_reason(contrast))
+    } else {
+        slab_separated_modes(exchange, slabs, nu)
+    };
+    if let Some(reason) = reason {
+        return Err(Error::UnsuitedMethod {
+            method: "parabolic",
+            reason,
+            suggestion: "the method bfm (or auto)",
+        });
     }
-    let options =
-        Options::default().stopping(&METHOD, grid, solver.tolerance, solver.max_iterations)?;
-    let start = Instant::now();
-    let mut layout = SlabFlow::new(exchange, grid, mu, nu)?;
-    let u = vec![0.0; cells];
-    let evaluation = layout.evaluate(&u)?.ok_or_else(|| {
-        Error::invalid("parabolic: the initial potential is not discretely convex")
-    })?;
-    let begin = Start { u, evaluation, source: mu.to_vec(), resumed: None };
-    solver.iterate(&mut layout, begin, None, &options, start)
+    let centres = crate::grid::cell_centres(grid, slabs.cells(exchange.rank()));
+    let sum = |t: &Term| slab_sum(exchange, slabs, t);
+    let mut pair = [vec![], vec![]];
+    for (k, (rho, what)) in [(mu, "source"), (nu, "target")].into_iter().enumerate() {
+        let l = agree(exchange, lift.gaussian_values(grid, rho, &centres, &sum), "lifting")?;
+        pair[k] = slab_density(exchange, slabs, lift.plus(rho, &l), what)?.0;
+    }
+    Ok(Some((lift, pair)))
+}
+
+/// The serial `separated_modes` of the density whose planes `rho` this rank holds: the
+/// first dip in the serial scan order (lines along the slab axis first, in column order,
+/// then the in-plane axes plane by plane), found on every rank. Lines along the slab axis
+/// cross ranks: each rank's column maxima go to every rank (one `Alltoallv`), so each scans
+/// its part with the highest values before and after it.
+fn slab_separated_modes(
+    exchange: &impl Exchange,
+    slabs: &SlabDecomposition,
+    rho: &[f64],
+) -> Option<String> {
+    let (rank, ranks) = (exchange.rank(), exchange.size());
+    let grid = slabs.grid();
+    let d = grid.dim();
+    let plane = slabs.plane_cells();
+    let planes = slabs.planes(rank);
+    let local = planes.len();
+    let significant = 1e-6 * exchange.max(rho.iter().copied().fold(0.0, f64::max));
+    // Along the slab axis: every rank's column maxima.
+    let column_max: Vec<f64> = (0..plane)
+        .into_par_iter()
+        .map(|c| (0..local).map(|p| rho[p * plane + c]).fold(0.0, f64::max))
+        .collect();
+    let send: Vec<f64> = (0..ranks).flat_map(|_| column_max.iter().copied()).collect();
+    let all = exchange_blocks(exchange, &send, &vec![plane; ranks], &vec![plane; ranks]);
+    let n = grid.axis(d - 1).cells;
+    let first: Option<(usize, f64)> = (0..plane)
+        .into_par_iter()
+        .filter_map(|c| {
+            let max_of =
+                |rs: std::ops::Range<usize>| rs.map(|r| all[r * plane + c]).fold(0.0, f64::max);
+            let beyond = [max_of(0..rank), max_of(rank + 1..ranks)];
+            first_dip(local, |p| rho[p * plane + c], beyond, significant)
+                .map(|(p, ratio)| (c * n + planes.start + p, ratio))
+        })
+        .min_by_key(|(key, _)| *key);
+    let key = -exchange.max(-first.map_or(f64::INFINITY, |(key, _)| key as f64));
+    if key.is_finite() {
+        let mine = first.filter(|(k, _)| *k as f64 == key).map_or(f64::NEG_INFINITY, |f| f.1);
+        return Some(modes_reason(d - 1, exchange.max(mine)));
+    }
+    // The in-plane axes: lines within a plane, the ranks' planes in order.
+    let mut shape = grid.storage_shape();
+    shape[0] = local;
+    let view = ndarray::ArrayViewD::from_shape(shape, rho).expect("a rank's planes");
+    for k in 1..d {
+        let mine = view.lanes(ndarray::Axis(k)).into_iter().find_map(|lane| {
+            first_dip(lane.len(), |i| lane[i], [0.0; 2], significant).map(|(_, ratio)| ratio)
+        });
+        let first_rank = -exchange.max(-mine.map_or(f64::INFINITY, |_| rank as f64));
+        if first_rank.is_finite() {
+            let ratio = if first_rank == rank as f64 { mine } else { None };
+            return Some(modes_reason(d - 1 - k, exchange.max(ratio.unwrap_or(f64::NEG_INFINITY))));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -366,17 +471,80 @@ mod tests {
             let e = r.as_ref().unwrap_err().to_string();
             assert!(e.contains("positive"), "{e}");
         }
-        // A low-contrast pair needs the lift.
-        let results = LocalWorld::run(2, |ex| {
-            let slabs = SlabDecomposition::new(&g, 2).unwrap();
-            let n = slabs.cells(ex.rank()).len();
-            let mu: Vec<f64> =
-                (0..n).map(|i| if i == 0 && ex.rank() == 0 { 1e-3 } else { 1.0 }).collect();
-            slab_parabolic(ex, &g, &mu, &vec![1.0; n], &solver).map(|s| s.iterations)
-        });
-        for r in &results {
-            let e = r.as_ref().unwrap_err().to_string();
-            assert!(e.contains("Gaussian lift"), "{e}");
+    }
+
+    /// Pairs below 5 % contrast: on a box through the Gaussian lift, the serial lifted flow to
+    /// the bit (1–4 ranks, 3D and 2D); refused as the serial flow refuses them — on a torus,
+    /// and for a target with separated modes along the slab axis or within a plane — with
+    /// the serial message on every rank.
+    #[test]
+    fn low_contrast_pairs_take_the_serial_lift_or_its_refusal() {
+        use BoundaryKind::*;
+        let two_bumps = |g: &Grid, axis: usize| {
+            let mut c = [0.5; 3];
+            c[axis] = 0.25;
+            let a = bump(g, c, 0.08, 0.0);
+            c[axis] = 0.75;
+            let b = bump(g, c, 0.08, 1e-6);
+            ScalarField::from_vec(
+                g,
+                a.data().iter().zip(b.data().iter()).map(|(a, b)| a + b).collect(),
+            )
+            .unwrap()
+        };
+        for (shape, kind, target_modes) in [
+            (vec![12, 11, 10], Neumann, None),
+            (vec![14, 13], Neumann, None),
+            (vec![10, 9, 11], Periodic, None),
+            (vec![12, 11, 10], Neumann, Some(2)),
+            (vec![12, 11, 10], Neumann, Some(0)),
+            (vec![14, 13], Neumann, Some(1)),
+        ] {
+            let g = grid(&shape, kind);
+            let source = bump(&g, [0.45, 0.5, 0.5], 0.12, 1e-9);
+            let target = match target_modes {
+                Some(axis) => two_bumps(&g, axis),
+                None => bump(&g, [0.55, 0.45, 0.52], 0.15, 1e-9),
+            };
+            let problem = Problem::new(&source, &target).unwrap();
+            assert!(problem.contrast() < crate::ot::MIN_CONTRAST);
+            let solver = Parabolic { max_iterations: Some(12), ..Default::default() };
+            let serial = solver.solve(&problem, &Options::default());
+            for ranks in 1..=4 {
+                let slabs = SlabDecomposition::new(&g, ranks).unwrap();
+                let parts = LocalWorld::run(ranks, |ex| {
+                    let block = |f: &ScalarField| {
+                        f.data().as_slice().unwrap()[slabs.cells(ex.rank())].to_vec()
+                    };
+                    let (mu, nu) = (block(problem.source()), block(problem.target()));
+                    slab_parabolic(ex, &g, &mu, &nu, &solver)
+                });
+                let what = format!("{shape:?} {kind:?} modes {target_modes:?}, {ranks} ranks");
+                match &serial {
+                    Ok(serial) => {
+                        assert_eq!(serial.scalars, vec![("lift_mass".to_string(), 1e-4)]);
+                        let p: Vec<f64> = parts
+                            .iter()
+                            .flat_map(|s| s.as_ref().unwrap().p.data().iter().copied())
+                            .collect();
+                        for s in &parts {
+                            let s = s.as_ref().unwrap();
+                            assert_eq!(s.history, serial.history, "{what}");
+                            assert_eq!(s.diagnostics, serial.diagnostics, "{what}");
+                            assert_eq!(s.scalars, serial.scalars, "{what}");
+                        }
+                        assert!(p.iter().eq(serial.p.data().iter()), "{what}: potentials differ");
+                    }
+                    Err(e) => {
+                        for s in &parts {
+                            let mine = s.as_ref().map(|s| s.iterations).unwrap_err();
+                            assert_eq!(mine.to_string(), e.to_string(), "{what}");
+                        }
+                    }
+                }
+            }
+            // Each refusal case refuses, each lift case solves.
+            assert_eq!(serial.is_err(), kind == Periodic || target_modes.is_some(), "{shape:?}");
         }
     }
 }

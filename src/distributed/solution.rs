@@ -22,21 +22,6 @@ fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
 }
 
-/// The cell centres of `cells` (global flat indices of `grid`), d per cell, x first.
-pub(crate) fn centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
-    let d = grid.dim();
-    let shape = grid.storage_shape();
-    let mut out = vec![0.0; cells.len() * d];
-    out.par_chunks_mut(d).zip(cells.into_par_iter()).for_each(|(point, flat)| {
-        let mut index = [0usize; 3];
-        crate::grid::unflatten(flat, &shape, &mut index[..d], 0);
-        let mut centre = [0.0; 3];
-        grid.cell_center(&index[..d], &mut centre);
-        point.copy_from_slice(&centre[..d]);
-    });
-    out
-}
-
 /// The box of the cells where `density` (this rank's planes) is positive, over every rank
 /// (as [`crate::ot::Problem::support_box`]). A collective.
 fn support_box(
@@ -105,7 +90,7 @@ pub fn slab_output(
     }
     let d = grid.dim();
     let local = slabs.local_grid(rank)?;
-    let centre = centres(grid, cells);
+    let centre = crate::grid::cell_centres(grid, cells);
     let half: Vec<f64> = centre.par_chunks(d).map(half_square).collect();
     let plus = |u: &[f64]| -> Vec<f64> { half.iter().zip(u).map(|(a, b)| a + b).collect() };
     let boxes = [mu, nu].map(|rho| support_box(exchange, grid, &slabs, rho));

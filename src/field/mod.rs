@@ -341,6 +341,10 @@ impl DisjointWrites {
     }
 }
 
+/// A term `l ↦ value` over this process's cells, for sums over the whole grid in one fixed
+/// order ([`ordered_sum`] on one process, `distributed::slab_sum` on the ranks of a grid).
+pub(crate) type Term<'a> = dyn Fn(usize) -> f64 + Sync + 'a;
+
 /// `Σ_k part(chunk_k)` over `0..n` cut into fixed chunks of [`SUM_CHUNK`], summed in parallel and
 /// added in chunk order: the same floating-point result whatever the thread scheduling (a
 /// rayon `sum` adds in the order of its work-stealing splits, which varies from run to run).

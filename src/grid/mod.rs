@@ -325,6 +325,22 @@ impl fmt::Display for Grid {
     }
 }
 
+/// The cell centres of `cells` (global flat indices of `grid`), d per cell, x first.
+pub(crate) fn cell_centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
+    let d = grid.dim();
+    let shape = grid.storage_shape();
+    let mut out = vec![0.0; cells.len() * d];
+    use rayon::prelude::*;
+    out.par_chunks_mut(d).zip(cells.into_par_iter()).for_each(|(point, flat)| {
+        let mut index = [0usize; 3];
+        unflatten(flat, &shape, &mut index[..d], 0);
+        let mut centre = [0.0; 3];
+        grid.cell_center(&index[..d], &mut centre);
+        point.copy_from_slice(&centre[..d]);
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,9 @@
 
 use super::problem::Problem;
 use crate::error::{Error, Result};
-use crate::field::ScalarField;
+use crate::field::{ScalarField, Term};
+use crate::grid::Grid;
+use rayon::prelude::*;
 
 /// Why Newton and the parabolic flow do not solve `problem`, or `None` when they do: pairs
 /// whose densities are bounded below by [`super::MIN_CONTRAST`] times their maximum are
@@ -64,12 +66,10 @@ fn unsuited_with(problem: &Problem, modes: bool) -> Option<String> {
         }
     }
     if grid.axes().iter().any(|a| a.boundary.is_periodic()) {
-        return Some(format!(
-            "densities with near-zero regions (min/max {contrast:.1e}) on a periodic domain"
-        ));
+        return Some(periodic_reason(contrast));
     }
-    if let Some(line) = separated_modes(problem.target()).filter(|_| modes) {
-        return Some(format!("the target density has separated modes or holes ({line})"));
+    if modes {
+        return separated_modes(problem.target());
     }
     None
 }
@@ -77,30 +77,54 @@ fn unsuited_with(problem: &Problem, modes: bool) -> Option<String> {
 /// A grid line along which `rho` dips below half the smaller of its highest values on either
 /// side (counting only values above 1e-6 of the maximum), described in words.
 fn separated_modes(rho: &ScalarField) -> Option<String> {
-    let grid = rho.grid();
-    let d = grid.dim();
+    let d = rho.grid().dim();
     let significant = 1e-6 * rho.max();
     for k in 0..d {
         for lane in rho.data().lanes(ndarray::Axis(k)) {
-            let n = lane.len();
-            let mut suffix = vec![0.0f64; n + 1];
-            for i in (0..n).rev() {
-                suffix[i] = suffix[i + 1].max(lane[i]);
-            }
-            let mut prefix = 0.0f64;
-            for i in 0..n {
-                let around = prefix.min(suffix[i + 1]);
-                if around > significant && lane[i] < 0.5 * around {
-                    let ratio = lane[i] / around;
-                    // Storage axis k is grid axis d − 1 − k.
-                    return Some(format!(
-                        "along axis {}, a value {ratio:.1e} times the peaks on either side",
-                        d - 1 - k
-                    ));
-                }
-                prefix = prefix.max(lane[i]);
+            if let Some((_, ratio)) = first_dip(lane.len(), |i| lane[i], [0.0; 2], significant) {
+                // Storage axis k is grid axis d − 1 − k.
+                return Some(modes_reason(d - 1 - k, ratio));
             }
         }
+    }
+    None
+}
+
+/// The reason [`unsuited`] gives for a low-contrast pair on a periodic grid.
+pub(crate) fn periodic_reason(contrast: f64) -> String {
+    format!("densities with near-zero regions (min/max {contrast:.1e}) on a periodic domain")
+}
+
+/// The reason [`unsuited`] gives for a dip along grid axis `axis` to `ratio` of the peaks
+/// on either side.
+pub(crate) fn modes_reason(axis: usize, ratio: f64) -> String {
+    format!(
+        "the target density has separated modes or holes (along axis {axis}, a value \
+         {ratio:.1e} times the peaks on either side)"
+    )
+}
+
+/// The first index `i` of a lane of `n` values `value(i)` where the lane dips below half the
+/// smaller of its highest values on either side, counting only values above `significant`,
+/// with that value's ratio to it; `beyond`: the highest values before and after the lane
+/// (a line's other parts, 0 for a whole line).
+pub(crate) fn first_dip(
+    n: usize,
+    value: impl Fn(usize) -> f64,
+    beyond: [f64; 2],
+    significant: f64,
+) -> Option<(usize, f64)> {
+    let mut suffix = vec![beyond[1]; n + 1];
+    for i in (0..n).rev() {
+        suffix[i] = suffix[i + 1].max(value(i));
+    }
+    let mut prefix = beyond[0];
+    for i in 0..n {
+        let around = prefix.min(suffix[i + 1]);
+        if around > significant && value(i) < 0.5 * around {
+            return Some((i, value(i) / around));
+        }
+        prefix = prefix.max(value(i));
     }
     None
 }
@@ -162,11 +186,13 @@ impl GaussianLift {
     /// The lifted problem `(μ̃, ν̃)`.
     pub fn apply(&self, problem: &Problem) -> Result<Problem> {
         self.validate()?;
+        let grid = problem.grid();
+        let centres = crate::grid::cell_centres(grid, 0..grid.num_cells());
+        let sum = |t: &Term| crate::field::ordered_sum(grid.num_cells(), |r| r.map(t).sum());
         let lift = |rho: &ScalarField| -> Result<ScalarField> {
-            let l = self.gaussian_like(rho)?;
-            let mut out = rho.clone();
-            out.data_mut().zip_mut_with(l.data(), |a, b| *a += self.mass * b);
-            Ok(out)
+            let values = rho.data().as_slice().expect("contiguous");
+            let l = self.gaussian_values(grid, values, &centres, &sum)?;
+            ScalarField::from_vec(grid, self.plus(values, &l))
         };
         Problem::new(&lift(problem.source())?, &lift(problem.target())?)
     }
@@ -174,9 +200,25 @@ impl GaussianLift {
     /// The unit-mass Gaussian with `rho`'s mean and `k²` times its covariance.
     pub(crate) fn gaussian_like(&self, rho: &ScalarField) -> Result<ScalarField> {
         let grid = rho.grid();
+        let values = rho.data().as_slice().expect("contiguous");
+        let centres = crate::grid::cell_centres(grid, 0..grid.num_cells());
+        let sum = |t: &Term| crate::field::ordered_sum(values.len(), |r| r.map(t).sum());
+        ScalarField::from_vec(grid, self.gaussian_values(grid, values, &centres, &sum)?)
+    }
+
+    /// [`GaussianLift::gaussian_like`] on this process's cells of `grid`: `rho` the density
+    /// there, `centres` their centres (`d` per cell), `sum` a term added over every process's
+    /// cells in [`crate::field::ordered_sum`]'s order.
+    pub(crate) fn gaussian_values(
+        &self,
+        grid: &Grid,
+        rho: &[f64],
+        centres: &[f64],
+        sum: &dyn Fn(&Term) -> f64,
+    ) -> Result<Vec<f64>> {
         let d = grid.dim();
         let vol = grid.cell_volume();
-        let (mean, cov, period) = moments(rho);
+        let (mean, cov, period) = moments(grid, rho, centres, sum);
         let precision = (cov * (self.width * self.width)).try_inverse().ok_or_else(|| {
             Error::invalid("the Gaussian lift needs a density with a non-degenerate covariance")
         })?;
@@ -196,58 +238,66 @@ impl GaussianLift {
             })
             .filter(|s| s[..d].iter().all(|v| v.is_finite()))
             .collect();
-        let mut l = ScalarField::from_fn(grid, |x| {
-            images
-                .iter()
-                .map(|shift| {
-                    let mut r = [0.0f64; 3];
-                    for a in 0..d {
-                        r[a] = x[a] - mean[a] + shift[a] * period[a];
-                    }
-                    let q: f64 = (0..d)
-                        .flat_map(|a| (0..d).map(move |b| (a, b)))
-                        .map(|(a, b)| r[a] * precision[(a, b)] * r[b])
-                        .sum();
-                    (-0.5 * q).exp()
-                })
-                .sum()
-        });
-        let mass = l.data().sum() * vol;
+        let mut l: Vec<f64> = centres
+            .par_chunks(d)
+            .map(|x| {
+                images
+                    .iter()
+                    .map(|shift| {
+                        let mut r = [0.0f64; 3];
+                        for a in 0..d {
+                            r[a] = x[a] - mean[a] + shift[a] * period[a];
+                        }
+                        let q: f64 = (0..d)
+                            .flat_map(|a| (0..d).map(move |b| (a, b)))
+                            .map(|(a, b)| r[a] * precision[(a, b)] * r[b])
+                            .sum();
+                        (-0.5 * q).exp()
+                    })
+                    .sum()
+            })
+            .collect();
+        let mass = sum(&|i| l[i]) * vol;
         if !(mass.is_finite() && mass > 0.0) {
             return Err(Error::invalid("the Gaussian lift underflowed on this grid"));
         }
-        l.data_mut().mapv_inplace(|v| v / mass);
+        l.par_iter_mut().for_each(|v| *v /= mass);
         Ok(l)
+    }
+
+    /// `ρ + ε L` (the lifted density before normalisation) from `L` =
+    /// [`GaussianLift::gaussian_values`] of `rho`, on this process's cells.
+    pub(crate) fn plus(&self, rho: &[f64], l: &[f64]) -> Vec<f64> {
+        rho.iter().zip(l).map(|(a, b)| a + self.mass * b).collect()
     }
 }
 
-/// `rho`'s mean (circular on periodic axes), covariance (of the coordinates unwrapped
-/// around the mean on periodic axes) and per-axis period (0 on box axes).
-fn moments(rho: &ScalarField) -> ([f64; 3], nalgebra::DMatrix<f64>, [f64; 3]) {
-    let grid = rho.grid();
+/// The mean (circular on periodic axes), covariance (of the coordinates unwrapped around the
+/// mean on periodic axes) and per-axis period (0 on box axes) of the density `rho` given on
+/// this process's cells with their `centres`; `sum` adds a term over every process's cells.
+fn moments(
+    grid: &Grid,
+    rho: &[f64],
+    centres: &[f64],
+    sum: &dyn Fn(&Term) -> f64,
+) -> ([f64; 3], nalgebra::DMatrix<f64>, [f64; 3]) {
     let d = grid.dim();
-    let weights: Vec<f64> = rho.data().iter().copied().collect();
-    let total: f64 = weights.iter().sum();
-    let coordinates: Vec<Vec<f64>> = (0..d)
-        .map(|a| ScalarField::from_fn(grid, |x| x[a]).data().iter().copied().collect())
-        .collect();
+    let x = |a: usize, i: usize| centres[i * d + a];
+    let total = sum(&|i| rho[i]);
     let mut mean = [0.0f64; 3];
     let mut period = [0.0f64; 3];
     for a in 0..d {
         let axis = grid.axis(a);
         if axis.boundary.is_periodic() {
             let length = axis.upper - axis.lower;
-            let (mut s, mut c) = (0.0, 0.0);
-            for (w, x) in weights.iter().zip(&coordinates[a]) {
-                let angle = std::f64::consts::TAU * (x - axis.lower) / length;
-                s += w * angle.sin();
-                c += w * angle.cos();
-            }
+            let angle = |i: usize| std::f64::consts::TAU * (x(a, i) - axis.lower) / length;
+            let s = sum(&|i| rho[i] * angle(i).sin());
+            let c = sum(&|i| rho[i] * angle(i).cos());
             let angle = s.atan2(c).rem_euclid(std::f64::consts::TAU);
             mean[a] = axis.lower + angle / std::f64::consts::TAU * length;
             period[a] = length;
         } else {
-            mean[a] = weights.iter().zip(&coordinates[a]).map(|(w, x)| w * x).sum::<f64>() / total;
+            mean[a] = sum(&|i| rho[i] * x(a, i)) / total;
         }
     }
     let offset = |a: usize, x: f64| -> f64 {
@@ -259,16 +309,9 @@ fn moments(rho: &ScalarField) -> ([f64; 3], nalgebra::DMatrix<f64>, [f64; 3]) {
         }
     };
     let mut cov = nalgebra::DMatrix::<f64>::zeros(d, d);
-    for (i, w) in weights.iter().enumerate() {
-        for a in 0..d {
-            let ra = offset(a, coordinates[a][i]);
-            for b in 0..=a {
-                cov[(a, b)] += w * ra * offset(b, coordinates[b][i]) / total;
-            }
-        }
-    }
     for a in 0..d {
-        for b in 0..a {
+        for b in 0..=a {
+            cov[(a, b)] = sum(&|i| rho[i] * offset(a, x(a, i)) * offset(b, x(b, i)) / total);
             cov[(b, a)] = cov[(a, b)];
         }
     }

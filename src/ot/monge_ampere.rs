@@ -16,6 +16,7 @@ use super::problem::{IterationRecord, Outcome, Problem, Stopping};
 use super::pushforward::interpolate_from;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
+pub(crate) use crate::field::Term;
 use crate::grid::{BoundaryKind, Grid};
 use crate::operators::neighbour;
 use crate::sparse::{bicgstab, KrylovOps, LinearSolver, Lu};
@@ -155,9 +156,6 @@ impl StepSolver {
         krylov_step(whole, at, v, settings)
     }
 }
-
-/// A term `l ↦ value` over this process's cells, for sums over the whole grid.
-pub(crate) type Term<'a> = dyn Fn(usize) -> f64 + Sync + 'a;
 
 /// A process's operations for the Krylov steps: the product with the step's rows, the
 /// shifted Poisson solve `(−Δ_h + ε)⁻¹` (planned once per shift) and sums over the whole
