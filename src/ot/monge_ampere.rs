@@ -126,7 +126,7 @@ impl StepSolver {
     fn direct(&mut self, at: &Linearisation, v: &mut Vec<f64>) -> Result<()> {
         let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
         let n = ma.len();
-        let jac = ma.jacobian(lin, None)?;
+        let jac = ma.bordered_jacobian(lin)?;
         match self.lu.as_mut() {
             Some(solver) => solver.refactor(&jac)?,
             None => self.lu = Some(Lu::new(&jac)?),
@@ -151,9 +151,8 @@ impl StepSolver {
         retry: bool,
     ) -> Result<()> {
         let whole = self.whole.get_or_insert_with(|| WholeGrid::new(&at.ma.grid));
-        let settings =
-            KrylovStep { shift, tolerance, max_iterations, retry, forcing: self.forcing };
-        krylov_step(whole, at, v, settings)
+        let settings = KrylovStep { tolerance, max_iterations, retry, forcing: self.forcing };
+        krylov_step(whole, &KrylovSystem::new(at, shift), v, settings)
     }
 }
 
@@ -219,8 +218,6 @@ impl StepOps for WholeGrid {
 /// The settings of one Krylov step ([`krylov_step`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KrylovStep {
-    /// The shift ε of `εI − J` and of the preconditioner.
-    pub(crate) shift: f64,
     /// Relative residual tolerance (with `forcing`, the floor of the forcing term).
     pub(crate) tolerance: f64,
     pub(crate) max_iterations: usize,
@@ -230,28 +227,48 @@ pub(crate) struct KrylovStep {
     pub(crate) forcing: bool,
 }
 
-/// `(εI − J) v = F − c` by BiCGSTAB ([`crate::sparse::bicgstab`]) right-preconditioned with
-/// `(−Δ_h + ε)⁻¹ diag(w)` ([`MongeAmpere::laplacian_weights`]), then (`retry`) with the plain
-/// `(−Δ_h + ε)⁻¹`; `v` is this process's part of the step (not made mean-free).
+/// The system `(εI − J) v = F − c` of a Krylov step on this process's cells: the rows, the
+/// preconditioner's scaling ([`MongeAmpere::laplacian_weights`]) and the right-hand side.
+pub(crate) struct KrylovSystem {
+    shift: f64,
+    rows: Rows,
+    weights: Vec<f64>,
+    rhs: Vec<f64>,
+}
+
+impl KrylovSystem {
+    /// The system at `at` with the shift ε = `shift`.
+    pub(crate) fn new(at: &Linearisation, shift: f64) -> KrylovSystem {
+        let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
+        KrylovSystem {
+            shift,
+            rows: ma.rows(lin, shift),
+            weights: ma.laplacian_weights(lin, shift),
+            rhs: residual.iter().map(|r| r - c).collect(),
+        }
+    }
+}
+
+/// `system` solved by BiCGSTAB ([`crate::sparse::bicgstab`]) right-preconditioned with
+/// `(−Δ_h + ε)⁻¹ diag(w)`, then (`retry`) with the plain `(−Δ_h + ε)⁻¹`; `v` is this
+/// process's part of the step (not made mean-free).
 pub(crate) fn krylov_step(
     ops: &mut impl StepOps,
-    at: &Linearisation,
+    system: &KrylovSystem,
     v: &mut Vec<f64>,
     settings: KrylovStep,
 ) -> Result<()> {
-    let KrylovStep { shift, tolerance, max_iterations, retry, forcing } = settings;
-    let (ma, lin, residual, c) = (at.ma, at.cells, at.residual, at.c);
-    let rows = ma.rows(lin, shift);
-    let rhs: Vec<f64> = residual.iter().map(|r| r - c).collect();
+    let KrylovStep { tolerance, max_iterations, retry, forcing } = settings;
+    let KrylovSystem { shift, rows, weights, rhs } = system;
+    let (shift, n) = (*shift, rhs.len());
     let tolerance = if forcing {
-        let rms = (ops.dot(&rhs, &rhs) / ops.cells() as f64).sqrt();
+        let rms = (ops.dot(rhs, rhs) / ops.cells() as f64).sqrt();
         (0.1 * rms).clamp(tolerance, tolerance.max(1e-2))
     } else {
         tolerance
     };
     // The scaled preconditioner first; where BiCGSTAB stagnates with it (measured once:
     // rotated 3D Gaussians at 48³, no progress in 1000 iterations), the plain one.
-    let weights = ma.laplacian_weights(lin, shift);
     let mut result = Ok(());
     for scaled in [true, false] {
         if !scaled && !retry {
@@ -259,14 +276,14 @@ pub(crate) fn krylov_step(
         }
         let mut system = Preconditioned {
             ops: &mut *ops,
-            rows: &rows,
+            rows,
             shift,
             weights: scaled.then_some(&weights[..]),
-            scaled: vec![0.0; ma.len()],
+            scaled: vec![0.0; n],
         };
         v.clear();
-        v.resize(ma.len(), 0.0);
-        result = bicgstab(&mut system, &rhs, v, tolerance, max_iterations).map(|_| ());
+        v.resize(n, 0.0);
+        result = bicgstab(&mut system, rhs, v, tolerance, max_iterations).map(|_| ());
         if result.is_ok() {
             break;
         }
@@ -635,36 +652,26 @@ impl MongeAmpere {
     /// last row pins `v₀ = 0` (J's kernel is the constants; the step is made mean-free
     /// afterwards) and the single dense column carries `δc`. It is nonsingular because the
     /// constants are not in J's range. `s = 1/h²` balances the scales. (A dense mean row
-    /// instead of the pin made faer's LU fill in: 300 s at 128².)
-    /// With `shift = Some(ε)`, instead the unbordered `εI − J` (for the Krylov path).
-    fn jacobian(
-        &self,
-        lin: &[CellLinearisation],
-        shift: Option<f64>,
-    ) -> Result<SparseColMat<usize, f64>> {
+    /// instead of the pin made faer's LU fill in: 300 s at 128².) On the whole grid.
+    fn bordered_jacobian(&self, lin: &[CellLinearisation]) -> Result<SparseColMat<usize, f64>> {
         let n = self.len();
         let d = self.dim;
         let s = 1.0 / self.spacing[..d].iter().fold(f64::INFINITY, |m, &h| m.min(h * h));
         let rows: Vec<Vec<(usize, f64)>> = (0..n)
             .into_par_iter()
             .map(|i| {
-                let mut merged = self.row(&lin[i], i, shift);
-                if shift.is_none() {
-                    merged.push((n, -s));
-                }
+                let mut merged = self.row(&lin[i], i, None);
+                merged.push((n, -s));
                 merged
             })
             .collect();
         let mut triplets: Vec<Triplet<usize, usize, f64>> =
-            Vec::with_capacity(rows.iter().map(Vec::len).sum::<usize>() + n);
+            Vec::with_capacity(rows.iter().map(Vec::len).sum::<usize>() + 1);
         for (i, row) in rows.iter().enumerate() {
             triplets.extend(row.iter().map(|&(col, w)| Triplet::new(i, col, w)));
         }
-        let size = if shift.is_some() { n } else { n + 1 };
-        if shift.is_none() {
-            triplets.push(Triplet::new(n, 0, s));
-        }
-        SparseColMat::try_new_from_triplets(size, size, &triplets)
+        triplets.push(Triplet::new(n, 0, s));
+        SparseColMat::try_new_from_triplets(n + 1, n + 1, &triplets)
             .map_err(|e| Error::Numerical(format!("newton: Jacobian assembly failed: {e:?}")))
     }
 }

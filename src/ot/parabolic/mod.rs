@@ -43,7 +43,7 @@ pub use batches::{with_background, Batches, SampleStream};
 use super::lift::{lifted_for, GaussianLift};
 use super::monge_ampere::{
     dual_value, initial_state, krylov_step, map_shift_in_cells, pullback_errors_with, stopping,
-    KrylovStep, Linearisation, Rows, StepOps, Term, WholeGrid, KRYLOV_ITERATIONS,
+    KrylovStep, KrylovSystem, Linearisation, Rows, StepOps, Term, WholeGrid, KRYLOV_ITERATIONS,
     SETTLED_MAP_SHIFT,
 };
 pub(crate) use super::monge_ampere::{CellLinearisation, MongeAmpere};
@@ -521,24 +521,24 @@ impl Parabolic {
                     Stepping::LinearlyImplicit => {
                         // (1/η − J) δ = F − c.
                         let settings = KrylovStep {
-                            shift: 1.0 / eta,
                             tolerance: 1e-6,
                             max_iterations: KRYLOV_ITERATIONS,
                             retry: true,
                             forcing: false,
                         };
-                        let solved = match (&batch, &stochastic) {
+                        let at = match (&batch, &stochastic) {
                             (Some((r, l, cb, _)), Some(s)) => {
-                                let at = Linearisation { ma: &s.ma, cells: l, residual: r, c: *cb };
-                                krylov_step(layout, &at, &mut delta, settings)
+                                Linearisation { ma: &s.ma, cells: l, residual: r, c: *cb }
                             }
-                            _ => {
-                                let ma = layout.ma().clone();
-                                let at =
-                                    Linearisation { ma: &ma, cells: &lin, residual: &residual, c };
-                                krylov_step(layout, &at, &mut delta, settings)
-                            }
+                            _ => Linearisation {
+                                ma: layout.ma(),
+                                cells: &lin,
+                                residual: &residual,
+                                c,
+                            },
                         };
+                        let system = KrylovSystem::new(&at, 1.0 / eta);
+                        let solved = krylov_step(layout, &system, &mut delta, settings);
                         if let Err(e) = solved {
                             // A smaller η makes the system more diagonally dominant.
                             tracing::debug!("parabolic: η = {eta:.3e}: {e}; halving η");
