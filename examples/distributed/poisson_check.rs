@@ -18,7 +18,9 @@
 //! Gaussian mixtures on 64³ (box) and 96×90×83 (torus): rank 0 solves the whole grid
 //! serially and sends each rank its block; every rank compares its slab solve with it. Then
 //! bfm (one level, the deposit push-forward) between the same mixtures on 64³ and 67×61×59
-//! (boxes) and the 48³ torus: iterations, outcome and potentials to the bit. `--grid NXxNYxNZ` runs that grid
+//! (boxes) and the 48³ torus: iterations, outcome and potentials to the bit. Before those, the
+//! Poisson solve on y–z pencils (every `py × pz` arrangement of the ranks) against the
+//! serial one to the bit, on the 64³ torus and a 96×90×3 box. `--grid NXxNYxNZ` runs that grid
 //! alone; a
 //! decomposition the solvers refuse (more ranks than planes) ends every rank with exit
 //! status 1 and one error line from rank 0.
@@ -33,9 +35,9 @@ use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
     slab_bfm, slab_c_transform, slab_divergence, slab_dot, slab_gradient, slab_push_forward,
     slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform, slab_weighted_laplacian,
-    write_collective, Exchange, Single, SlabPoissonSolver,
+    write_collective, Exchange, PencilPoissonSolver, Single, SlabPoissonSolver,
 };
-use otgrid::grid::{Axis, BoundaryKind, Grid};
+use otgrid::grid::{Axis, BoundaryKind, Grid, PencilDecomposition};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
 use otgrid::operators::{
     apply_shifted_laplacian, apply_weighted_laplacian_plus, divergence, gradient,
@@ -133,13 +135,13 @@ fn main() {
         if ex.rank() == 0 {
             println!("  c-transform: {seconds:.3} s");
         }
-        failed |= !bitwise(&ex, "c-transform", q == expected[cells.clone()]);
+        failed |= !bitwise(&ex, "c-transform on slabs", q == expected[cells.clone()]);
 
         // The halo-exchanged finite-difference operator, against the serial stencil.
         let mut serial_apply = vec![0.0; f.len()];
         apply_shifted_laplacian(&grid, shift, &f, &mut serial_apply);
         let applied = or_exit(&ex, slab_shifted_laplacian(&ex, &grid, shift, &f[cells.clone()]));
-        failed |= !bitwise(&ex, "(−Δ_h + c)", applied == serial_apply[cells.clone()]);
+        failed |= !bitwise(&ex, "(−Δ_h + c) on slabs", applied == serial_apply[cells.clone()]);
 
         // The weighted operator of bfm's metric, −∇·(w∇u) + d u, with halos of u and w.
         let w: Vec<f64> = f.iter().map(|v| 0.05 + v * v).collect();
@@ -156,19 +158,23 @@ fn main() {
                 &f[cells.clone()],
             ),
         );
-        failed |= !bitwise(&ex, "−∇·(w∇) + d", applied == serial_apply[cells.clone()]);
+        failed |= !bitwise(&ex, "−∇·(w∇) + d on slabs", applied == serial_apply[cells.clone()]);
 
         // The gradient (bfm's map x + ∇p), with one halo exchange.
         let field = ScalarField::from_vec(&grid, f.clone()).expect("the grid's size");
         let serial_gradient = gradient(&field);
         let serial_gradient = serial_gradient.data().as_slice().expect("contiguous");
         let applied = or_exit(&ex, slab_gradient(&ex, &grid, &f[cells.clone()]));
-        failed |= !bitwise(&ex, "∇_h", applied == serial_gradient[cells.start * 3..cells.end * 3]);
+        failed |= !bitwise(
+            &ex,
+            "∇_h on slabs",
+            applied == serial_gradient[cells.start * 3..cells.end * 3],
+        );
         // The divergence of that gradient (one-sided differences at the faces).
         let serial_divergence = divergence(&gradient(&field));
         let serial_divergence = serial_divergence.data().as_slice().expect("contiguous");
         let applied = or_exit(&ex, slab_divergence(&ex, &grid, &applied));
-        failed |= !bitwise(&ex, "∇_h·", applied == serial_divergence[cells.clone()]);
+        failed |= !bitwise(&ex, "∇_h· on slabs", applied == serial_divergence[cells.clone()]);
 
         // The deposit push-forward T#μ (bfm's) of a density by x + ∇p, p large enough that
         // mass crosses slabs: shares land on other ranks' planes.
@@ -196,7 +202,7 @@ fn main() {
         if ex.rank() == 0 {
             println!("  T#μ deposit: {seconds:.3} s");
         }
-        failed |= !bitwise(&ex, "T#μ deposit", pushed == serial_pushed[cells.clone()]);
+        failed |= !bitwise(&ex, "T#μ deposit on slabs", pushed == serial_pushed[cells.clone()]);
 
         // A dot product over the ranks, added as the serial one (the metric's CG sums).
         let serial_dot = otgrid::field::ordered_sum(mu.len(), |r| {
@@ -204,7 +210,7 @@ fn main() {
         });
         let slabs = solver.decomposition();
         let sum = slab_dot(&ex, slabs, &mu[cells.clone()], &serial_pushed[cells.clone()]);
-        failed |= !bitwise(&ex, "Σ a·b", sum.to_bits() == serial_dot.to_bits());
+        failed |= !bitwise(&ex, "Σ a·b on slabs", sum.to_bits() == serial_dot.to_bits());
 
         // The soft c-transform (Sinkhorn's kernel) at ε = 0.01.
         let eps = 0.01;
@@ -222,6 +228,7 @@ fn main() {
         failed |= !within;
     }
     if args.iter().all(|a| a != "--grid") {
+        failed |= !pencil_cases(&ex);
         failed |= !sinkhorn_cases(&ex);
         failed |= !bfm_cases(&ex);
     }
@@ -238,9 +245,66 @@ fn main() {
 fn bitwise(ex: &MpiExchange, name: &str, same: bool) -> bool {
     let all_same = ex.max(f64::from(u8::from(!same))) == 0.0;
     if ex.rank() == 0 {
-        println!("  {name} on slabs: {}", if all_same { "bitwise equal" } else { "DIFFERS" });
+        println!("  {name}: {}", if all_same { "bitwise equal" } else { "DIFFERS" });
     }
     all_same
+}
+
+/// The Poisson solve on y–z pencils against the serial one, to the bit: the 64³ torus and a
+/// 96×90×3 box (fewer planes than ranks at P = 4) on every `py × pz` arrangement of the
+/// ranks that fits, then on the arrangement [`PencilDecomposition::new`] picks.
+fn pencil_cases(ex: &MpiExchange) -> bool {
+    use BoundaryKind::*;
+    let p = ex.size();
+    let mut all = true;
+    for (shape, kinds, shift) in [
+        ([64, 64, 64], [Periodic, Periodic, Periodic], 0.0),
+        ([96, 90, 3], [Neumann, Periodic, Dirichlet], 0.5),
+    ] {
+        let axes = (0..3)
+            .map(|a| Axis { cells: shape[a], lower: 0.0, upper: 1.0, boundary: kinds[a] })
+            .collect();
+        let grid = Grid::new(axes).expect("a valid grid");
+        let f = ScalarField::from_fn(&grid, |x| {
+            (3.0 * x[0]).sin() + (x[1] * x[1] - 0.2 * x[2]).cos() * (1.0 + x[0] * x[2])
+        });
+        let f: Vec<f64> = f.data().iter().copied().collect();
+        let mut serial = PoissonSolver::new(&grid, shift, Symbol::Discrete)
+            .expect("planned")
+            .with_mean_policy(MeanPolicy::Project);
+        let mut expected = vec![0.0; f.len()];
+        serial.solve(&f, &mut expected).expect("serial solve");
+        let mut arrangements: Vec<Option<(usize, usize)>> = (1..=p)
+            .filter(|pz| p % pz == 0 && *pz <= shape[2])
+            .map(|pz| Some((p / pz, pz)))
+            .collect();
+        arrangements.push(None);
+        for arrangement in arrangements {
+            let pencils = match arrangement {
+                Some((py, pz)) => PencilDecomposition::with_shape(&grid, py, pz),
+                None => PencilDecomposition::new(&grid, p),
+            };
+            let pencils = or_exit(ex, pencils);
+            let (py, pz) = pencils.shape();
+            let mut solver =
+                or_exit(ex, PencilPoissonSolver::on(pencils, shift, Symbol::Discrete, ex))
+                    .with_mean_policy(MeanPolicy::Project);
+            let block = solver.decomposition().block(ex.rank(), &f);
+            let mut out = vec![0.0; block.len()];
+            let start = Instant::now();
+            or_exit(ex, solver.solve(ex, &block, &mut out));
+            let seconds = ex.max(start.elapsed().as_secs_f64());
+            let same = out == solver.decomposition().block(ex.rank(), &expected);
+            if ex.rank() == 0 {
+                println!(
+                    "{}x{}x{} {kinds:?} c={shift}: {py} × {pz} pencils, solve {seconds:.3} s",
+                    shape[0], shape[1], shape[2]
+                );
+            }
+            all &= bitwise(ex, "Poisson solve on pencils", same);
+        }
+    }
+    all
 }
 
 /// The serial soft c-transform: the slab transform on one rank is the serial kernel's

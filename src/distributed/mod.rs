@@ -6,7 +6,8 @@
 //! - [`exchange`]: the collectives a solver needs ([`Exchange`]): one rank, P threads of one
 //!   process (tests), or an MPI communicator (`distributed` feature, [`mpi`]);
 //! - [`poisson`]: the FFT/DCT/DST Poisson solver on slabs, equal to the serial one to
-//!   round-off;
+//!   round-off; [`pencil_poisson`]: the same on y–z pencils (more ranks than z planes), the
+//!   serial solve to the bit;
 //! - [`legendre`]: the c-transform of the quadratic cost on slabs (bfm's kernel), equal to
 //!   [`crate::ot::c_transform`] to round-off;
 //! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs
@@ -34,7 +35,8 @@
 //! - [`output`] (`distributed` and `hdf5` features): one HDF5 file written collectively
 //!   (parallel HDF5), the serial writer's layout and XDMF.
 //!
-//! The decomposition itself is [`crate::grid::SlabDecomposition`].
+//! The decompositions themselves are [`crate::grid::SlabDecomposition`] and
+//! [`crate::grid::PencilDecomposition`].
 
 pub mod bfm;
 pub mod density;
@@ -50,6 +52,7 @@ pub mod operators;
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub mod output;
 pub mod parabolic;
+pub mod pencil_poisson;
 pub mod poisson;
 pub mod pushforward;
 pub mod sinkhorn;
@@ -72,25 +75,14 @@ pub use operators::{
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use parabolic::slab_parabolic;
+pub use pencil_poisson::PencilPoissonSolver;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
 pub use sinkhorn::slab_sinkhorn;
 pub use solution::slab_output;
 pub use sum::{slab_dot, slab_sum};
 
-/// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
-/// `r < n mod parts`, else `n/parts` (as [`crate::grid::SlabDecomposition`] splits planes).
-pub(crate) fn balanced(n: usize, parts: usize) -> Vec<Range<usize>> {
-    let (base, extra) = (n / parts, n % parts);
-    let mut start = 0;
-    (0..parts)
-        .map(|r| {
-            let len = base + usize::from(r < extra);
-            start += len;
-            start - len..start
-        })
-        .collect()
-}
+pub(crate) use crate::grid::decomposition::balanced;
 
 /// The x-range of every rank's pencil: [`balanced`] over the x cells; refused with more ranks
 /// than cells along x.

@@ -105,6 +105,161 @@ impl SlabDecomposition {
     }
 }
 
+/// A y–z pencil decomposition of a 3D grid over `py × pz` ranks, for rank counts beyond the
+/// z planes a slab decomposition needs: rank `r = iz·py + iy` owns the cells with y in
+/// [`Self::rows`] and z in [`Self::planes`] — whole lines along x, `[z_local][y_local][x]` in
+/// C order. Rows and planes are split as [`SlabDecomposition`] splits planes (the first
+/// `n mod p` parts one longer). `py = 1` is the slab decomposition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PencilDecomposition {
+    grid: Grid,
+    py: usize,
+    pz: usize,
+    rows: Vec<Range<usize>>,
+    planes: Vec<Range<usize>>,
+}
+
+impl PencilDecomposition {
+    /// Splits the 3D `grid` over `ranks` ranks: slabs (`py = 1`) while there are at least as
+    /// many z planes as ranks, else `pz` the largest divisor of `ranks` not above the planes
+    /// and `py = ranks / pz`. Refused: a 2D grid, zero ranks, a rank count with no such
+    /// divisor whose `py` fits the y rows.
+    pub fn new(grid: &Grid, ranks: usize) -> Result<PencilDecomposition> {
+        if grid.dim() != 3 {
+            return Err(Error::invalid("a pencil decomposition needs a 3D grid"));
+        }
+        if ranks == 0 {
+            return Err(Error::invalid("a decomposition needs at least one rank"));
+        }
+        let (ny, nz) = (grid.axis(1).cells, grid.axis(2).cells);
+        let pz = (1..=ranks.min(nz)).rev().find(|p| ranks % p == 0).unwrap_or(1);
+        let py = ranks / pz;
+        if py > ny {
+            return Err(Error::invalid(format!(
+                "{ranks} ranks do not split into y–z pencils of {ny} rows by {nz} planes (no \
+                 divisor pz ≤ {nz} of {ranks} leaves py = {ranks}/pz ≤ {ny}): use at most \
+                 {} ranks, or a count with such a divisor",
+                ny * nz
+            )));
+        }
+        PencilDecomposition::with_shape(grid, py, pz)
+    }
+
+    /// Splits the 3D `grid` over `py` parts along y and `pz` along z. Refused: a 2D grid, a
+    /// zero part count, more parts than rows or planes.
+    pub fn with_shape(grid: &Grid, py: usize, pz: usize) -> Result<PencilDecomposition> {
+        if grid.dim() != 3 {
+            return Err(Error::invalid("a pencil decomposition needs a 3D grid"));
+        }
+        let (ny, nz) = (grid.axis(1).cells, grid.axis(2).cells);
+        if py == 0 || pz == 0 || py > ny || pz > nz {
+            return Err(Error::invalid(format!(
+                "{py} × {pz} pencils for {ny} rows along y by {nz} planes along z: every rank \
+                 needs a row and a plane"
+            )));
+        }
+        Ok(PencilDecomposition {
+            grid: grid.clone(),
+            py,
+            pz,
+            rows: balanced(ny, py),
+            planes: balanced(nz, pz),
+        })
+    }
+
+    /// The decomposed grid.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
+    }
+
+    /// The number of ranks, `py · pz`.
+    pub fn ranks(&self) -> usize {
+        self.py * self.pz
+    }
+
+    /// The process grid `(py, pz)`.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.py, self.pz)
+    }
+
+    /// `rank`'s place `(iy, iz)` in the process grid.
+    pub fn coordinates(&self, rank: usize) -> (usize, usize) {
+        (rank % self.py, rank / self.py)
+    }
+
+    /// The rank at `(iy, iz)` of the process grid.
+    pub fn rank_at(&self, iy: usize, iz: usize) -> usize {
+        iz * self.py + iy
+    }
+
+    /// The y rows `rank` owns.
+    pub fn rows(&self, rank: usize) -> Range<usize> {
+        self.rows[rank % self.py].clone()
+    }
+
+    /// The z planes `rank` owns.
+    pub fn planes(&self, rank: usize) -> Range<usize> {
+        self.planes[rank / self.py].clone()
+    }
+
+    /// The number of cells `rank` owns.
+    pub fn len(&self, rank: usize) -> usize {
+        self.grid.axis(0).cells * self.rows(rank).len() * self.planes(rank).len()
+    }
+
+    /// Whether `rank` owns no cells (never, for a valid decomposition).
+    pub fn is_empty(&self, rank: usize) -> bool {
+        self.len(rank) == 0
+    }
+
+    /// The global flat C-order index of `rank`'s local flat index `local`.
+    pub fn to_global(&self, rank: usize, local: usize) -> usize {
+        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
+        let (rows, planes) = (self.rows(rank), self.planes(rank));
+        let (x, line) = (local % nx, local / nx);
+        let (y, z) = (rows.start + line % rows.len(), planes.start + line / rows.len());
+        (z * ny + y) * nx + x
+    }
+
+    /// `(rank, local flat index)` of the global flat index `global`.
+    pub fn to_local(&self, global: usize) -> (usize, usize) {
+        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
+        let (x, y, z) = (global % nx, (global / nx) % ny, global / (nx * ny));
+        let iy = self.rows[1..].partition_point(|r| r.start <= y);
+        let iz = self.planes[1..].partition_point(|r| r.start <= z);
+        let rank = self.rank_at(iy, iz);
+        let (rows, planes) = (self.rows(rank), self.planes(rank));
+        let local = ((z - planes.start) * rows.len() + (y - rows.start)) * nx + x;
+        (rank, local)
+    }
+
+    /// `rank`'s block of the global C-order array `global`, `[z_local][y_local][x]`.
+    pub fn block(&self, rank: usize, global: &[f64]) -> Vec<f64> {
+        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
+        let rows = self.rows(rank);
+        self.planes(rank)
+            .flat_map(|z| {
+                let start = (z * ny + rows.start) * nx;
+                global[start..start + rows.len() * nx].iter().copied()
+            })
+            .collect()
+    }
+}
+
+/// The balanced split of `n` items over `parts` parts: part r gets `n/parts + 1` items if
+/// `r < n mod parts`, else `n/parts`.
+pub(crate) fn balanced(n: usize, parts: usize) -> Vec<Range<usize>> {
+    let (base, extra) = (n / parts, n % parts);
+    let mut start = 0;
+    (0..parts)
+        .map(|r| {
+            let len = base + usize::from(r < extra);
+            start += len;
+            start - len..start
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,466 @@
+//! The FFT/DCT/DST Poisson solver on a y–z pencil decomposition of a 3D grid, for more ranks
+//! than z planes.
+//!
+//! Solves `(−Δ_h + c) u = f` as [`crate::spectral::PoissonSolver`] does — the same line
+//! transforms in the same order (x, y, z forward; z, y, x back), eigenvalues and division, so
+//! the result equals the serial solve to the bit — on a [`PencilDecomposition`] over
+//! `py × pz` ranks. Each rank's block holds whole x lines, which it transforms; an
+//! `Alltoallv` among the `py` ranks of its z-range (its row of the process grid) then makes
+//! y whole (each rank a range of x), y is transformed; an `Alltoallv` among the `pz` ranks of
+//! its x-range (its column) makes z whole (each rank a range of x and of y), z is transformed
+//! and the spectrum divided; the way back mirrors it. This is the 2decomp&FFT /
+//! PencilArrays pattern with two transposes each way. The group all-to-alls are world
+//! `Alltoallv`s with empty blocks for the ranks outside the group.
+//!
+//! Communication per solve: four all-to-alls, each moving the rank's block (N/P values) less
+//! the part it keeps, 8 bytes a value: `≈ 4 · 8 (N/P)(2 − 1/py − 1/pz)` bytes per rank.
+//! Memory per rank: about 5 N/P values.
+
+use super::exchange::Exchange;
+use super::{balanced, exchange_blocks};
+use crate::error::{Error, Result};
+use crate::grid::{Grid, PencilDecomposition};
+use crate::spectral::poisson::{check_right_hand_side, divide, Spectrum};
+use crate::spectral::transform::{transform_lines, LineTransform, LineWork};
+use crate::spectral::{MeanPolicy, Symbol};
+use std::ops::Range;
+
+/// A planned distributed solver of `(−Δ_h + c) u = f` on one rank of a pencil
+/// decomposition. Every rank constructs it with the same global grid and calls
+/// [`solve`](Self::solve) together.
+pub struct PencilPoissonSolver {
+    grid: Grid,
+    pencils: PencilDecomposition,
+    rank: usize,
+    /// The x-range of each column of the process grid once y is whole (split over py).
+    columns: Vec<Range<usize>>,
+    /// The y-range of each row of the process grid once z is whole (split over pz).
+    spans: Vec<Range<usize>>,
+    shift: f64,
+    singular: bool,
+    mean_policy: MeanPolicy,
+    transforms: Vec<LineTransform>,
+    /// This rank's eigenvalues once z is whole: its x-range, its y-range, every z.
+    lambda: Vec<Vec<f64>>,
+    scale: f64,
+    /// `[z_local][x_mine][y]`, y whole.
+    y_lines: Vec<f64>,
+    /// `[x_mine][y_mine][z]`, z whole.
+    z_lines: Vec<f64>,
+    send: Vec<f64>,
+    work: Vec<LineWork>,
+}
+
+impl std::fmt::Debug for PencilPoissonSolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PencilPoissonSolver")
+            .field("grid", &self.grid.to_string())
+            .field("rank", &self.rank)
+            .field("shape", &self.pencils.shape())
+            .field("shift", &self.shift)
+            .finish()
+    }
+}
+
+impl PencilPoissonSolver {
+    /// Plans this rank's part of the solver for `(−Δ_h + shift) u = f` on the global 3D
+    /// `grid`, split over the ranks of `exchange` as [`PencilDecomposition::new`] splits it.
+    /// Refused (on every rank alike): a decomposition that does not exist, fewer x cells
+    /// than `py` or y rows than `pz` (the transposed pencils need one each), a non-finite
+    /// shift, a singular shifted operator.
+    pub fn new(
+        grid: &Grid,
+        shift: f64,
+        symbol: Symbol,
+        exchange: &impl Exchange,
+    ) -> Result<PencilPoissonSolver> {
+        let pencils = PencilDecomposition::new(grid, exchange.size())?;
+        PencilPoissonSolver::on(pencils, shift, symbol, exchange)
+    }
+
+    /// [`Self::new`] on a given decomposition (its rank count that of `exchange`).
+    pub fn on(
+        pencils: PencilDecomposition,
+        shift: f64,
+        symbol: Symbol,
+        exchange: &impl Exchange,
+    ) -> Result<PencilPoissonSolver> {
+        let grid = pencils.grid().clone();
+        if pencils.ranks() != exchange.size() {
+            return Err(Error::invalid(format!(
+                "a decomposition over {} ranks used by {}",
+                pencils.ranks(),
+                exchange.size()
+            )));
+        }
+        let spectrum = Spectrum::plan(&grid, shift, symbol)?;
+        let (py, pz) = pencils.shape();
+        let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
+        if py > nx || pz > ny {
+            return Err(Error::invalid(format!(
+                "{py} × {pz} pencils need at least {py} cells along x and {pz} along y (the \
+                 grid has {nx} and {ny})"
+            )));
+        }
+        let rank = exchange.rank();
+        if pencils.len(rank) > i32::MAX as usize {
+            return Err(Error::invalid(format!(
+                "{} cells per rank exceed what one MPI message counts ({}): use more ranks",
+                pencils.len(rank),
+                i32::MAX
+            )));
+        }
+        let (columns, spans) = (balanced(nx, py), balanced(ny, pz));
+        let (iy, iz) = pencils.coordinates(rank);
+        let work = spectrum.work(&grid);
+        let Spectrum { transforms, lambda: all, scale, singular } = spectrum;
+        let lambda = vec![
+            all[0][columns[iy].clone()].to_vec(),
+            all[1][spans[iz].clone()].to_vec(),
+            all[2].clone(),
+        ];
+        let y_lines = vec![0.0; pencils.planes(rank).len() * columns[iy].len() * ny];
+        let z_lines = vec![0.0; columns[iy].len() * spans[iz].len() * nz];
+        let largest = pencils.len(rank).max(y_lines.len()).max(z_lines.len());
+        Ok(PencilPoissonSolver {
+            grid,
+            pencils,
+            rank,
+            columns,
+            spans,
+            shift,
+            singular,
+            mean_policy: MeanPolicy::Reject,
+            transforms,
+            lambda,
+            scale,
+            y_lines,
+            z_lines,
+            send: Vec::with_capacity(largest),
+            work,
+        })
+    }
+
+    /// Sets how a non-zero mean is handled when the operator is singular.
+    pub fn with_mean_policy(mut self, policy: MeanPolicy) -> Self {
+        self.mean_policy = policy;
+        self
+    }
+
+    /// The decomposition: which cells this rank's `rhs` and `out` hold.
+    pub fn decomposition(&self) -> &PencilDecomposition {
+        &self.pencils
+    }
+
+    /// Solves for this rank's block: `rhs` and `out` are the rank's cells
+    /// `[z_local][y_local][x]` ([`PencilDecomposition::block`]). A collective: every rank
+    /// calls it. Errors (wrong lengths, NaN, a non-zero mean with [`MeanPolicy::Reject`]) are
+    /// agreed over the ranks, so every rank returns the same one.
+    pub fn solve(&mut self, exchange: &impl Exchange, rhs: &[f64], out: &mut [f64]) -> Result<()> {
+        let local = self.pencils.len(self.rank);
+        let bad_length = rhs.len() != local || out.len() != local;
+        if exchange.max(f64::from(u8::from(bad_length))) > 0.0 {
+            return Err(Error::invalid(format!(
+                "distributed Poisson solve: a rank's block has the wrong length (this rank: {} \
+                 and {} values for its {local} cells)",
+                rhs.len(),
+                out.len()
+            )));
+        }
+        let (sum, abs_sum) = rhs.iter().fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
+        let (sum, abs_sum) = (exchange.sum(sum), exchange.sum(abs_sum));
+        check_right_hand_side(
+            sum,
+            abs_sum,
+            self.grid.num_cells(),
+            self.singular,
+            self.mean_policy,
+        )?;
+        let nx = self.grid.axis(0).cells;
+        out.copy_from_slice(rhs);
+        transform_lines(out, nx, &self.transforms[0], true, &mut self.work);
+        self.rows_to_y_lines(exchange, out);
+        let ny = self.grid.axis(1).cells;
+        transform_lines(&mut self.y_lines, ny, &self.transforms[1], true, &mut self.work);
+        self.y_lines_to_z_lines(exchange);
+        let nz = self.grid.axis(2).cells;
+        transform_lines(&mut self.z_lines, nz, &self.transforms[2], true, &mut self.work);
+        let (iy, iz) = self.pencils.coordinates(self.rank);
+        let zero_mode = self.singular && self.columns[iy].start == 0 && self.spans[iz].start == 0;
+        divide(&mut self.z_lines, &self.lambda, self.shift, self.scale, zero_mode);
+        transform_lines(&mut self.z_lines, nz, &self.transforms[2], false, &mut self.work);
+        self.z_lines_to_y_lines(exchange);
+        transform_lines(&mut self.y_lines, ny, &self.transforms[1], false, &mut self.work);
+        self.y_lines_to_rows(exchange, out);
+        transform_lines(out, nx, &self.transforms[0], false, &mut self.work);
+        Ok(())
+    }
+
+    /// Per-rank counts of an exchange within this rank's group: `count(q)` for the group's
+    /// ranks `group(j)`, zero for every other rank.
+    fn group_counts(&self, members: &[usize], count: impl Fn(usize) -> usize) -> Vec<usize> {
+        let mut counts = vec![0; self.pencils.ranks()];
+        for (j, &q) in members.iter().enumerate() {
+            counts[q] = count(j);
+        }
+        counts
+    }
+
+    /// The ranks of this rank's row of the process grid (same planes), by iy.
+    fn row(&self) -> Vec<usize> {
+        let (py, _) = self.pencils.shape();
+        let (_, iz) = self.pencils.coordinates(self.rank);
+        (0..py).map(|j| self.pencils.rank_at(j, iz)).collect()
+    }
+
+    /// The ranks of this rank's column of the process grid (same x-range), by iz.
+    fn column(&self) -> Vec<usize> {
+        let (_, pz) = self.pencils.shape();
+        let (iy, _) = self.pencils.coordinates(self.rank);
+        (0..pz).map(|k| self.pencils.rank_at(iy, k)).collect()
+    }
+
+    /// `[z_l][y_l][x]` (this rank's block) → `[z_l][x_mine][y]` over the row: rank j of the
+    /// row gets the x-range `columns[j]` of every line.
+    fn rows_to_y_lines(&mut self, exchange: &impl Exchange, data: &[f64]) {
+        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
+        let row = self.row();
+        let (iy, _) = self.pencils.coordinates(self.rank);
+        let lines = data.len() / nx;
+        let planes = self.pencils.planes(self.rank).len();
+        self.send.clear();
+        for c in &self.columns {
+            for line in data.chunks_exact(nx) {
+                self.send.extend_from_slice(&line[c.clone()]);
+            }
+        }
+        let mine = self.columns[iy].clone();
+        let send_counts = self.group_counts(&row, |j| lines * self.columns[j].len());
+        let recv_counts =
+            self.group_counts(&row, |j| planes * self.pencils.rows(row[j]).len() * mine.len());
+        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
+        // From row rank j: `[z_l][rows_j][x_mine]` → `[z_l][x_mine][y]`.
+        let width = mine.len();
+        let mut at = 0;
+        for &q in &row {
+            let rows = self.pencils.rows(q);
+            for z in 0..planes {
+                for y in rows.clone() {
+                    for x in 0..width {
+                        self.y_lines[(z * width + x) * ny + y] = recv[at + x];
+                    }
+                    at += width;
+                }
+            }
+        }
+    }
+
+    /// The inverse of [`Self::rows_to_y_lines`].
+    fn y_lines_to_rows(&mut self, exchange: &impl Exchange, data: &mut [f64]) {
+        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
+        let row = self.row();
+        let (iy, _) = self.pencils.coordinates(self.rank);
+        let planes = self.pencils.planes(self.rank).len();
+        let lines = data.len() / nx;
+        let width = self.columns[iy].len();
+        self.send.clear();
+        for &q in &row {
+            for z in 0..planes {
+                for y in self.pencils.rows(q) {
+                    self.send.extend((0..width).map(|x| self.y_lines[(z * width + x) * ny + y]));
+                }
+            }
+        }
+        let send_counts =
+            self.group_counts(&row, |j| planes * self.pencils.rows(row[j]).len() * width);
+        let recv_counts = self.group_counts(&row, |j| lines * self.columns[j].len());
+        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
+        let mut at = 0;
+        for c in &self.columns {
+            for line in data.chunks_exact_mut(nx) {
+                line[c.clone()].copy_from_slice(&recv[at..at + c.len()]);
+                at += c.len();
+            }
+        }
+    }
+
+    /// `[z_l][x_mine][y]` → `[x_mine][y_mine][z]` over the column: rank k of the column gets
+    /// the y-range `spans[k]` of every line.
+    fn y_lines_to_z_lines(&mut self, exchange: &impl Exchange) {
+        let (ny, nz) = (self.grid.axis(1).cells, self.grid.axis(2).cells);
+        let column = self.column();
+        let (iy, iz) = self.pencils.coordinates(self.rank);
+        let lines = self.y_lines.len() / ny;
+        let width = self.columns[iy].len();
+        self.send.clear();
+        for s in &self.spans {
+            for line in self.y_lines.chunks_exact(ny) {
+                self.send.extend_from_slice(&line[s.clone()]);
+            }
+        }
+        let mine = self.spans[iz].clone();
+        let send_counts = self.group_counts(&column, |k| lines * self.spans[k].len());
+        let recv_counts = self
+            .group_counts(&column, |k| self.pencils.planes(column[k]).len() * width * mine.len());
+        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
+        // From column rank k: `[planes_k][x_mine][y_mine]` → `[x_mine][y_mine][z]`.
+        let depth = mine.len();
+        let mut at = 0;
+        for &q in &column {
+            for z in self.pencils.planes(q) {
+                for x in 0..width {
+                    for y in 0..depth {
+                        self.z_lines[(x * depth + y) * nz + z] = recv[at + y];
+                    }
+                    at += depth;
+                }
+            }
+        }
+    }
+
+    /// The inverse of [`Self::y_lines_to_z_lines`].
+    fn z_lines_to_y_lines(&mut self, exchange: &impl Exchange) {
+        let (ny, nz) = (self.grid.axis(1).cells, self.grid.axis(2).cells);
+        let column = self.column();
+        let (iy, iz) = self.pencils.coordinates(self.rank);
+        let width = self.columns[iy].len();
+        let depth = self.spans[iz].len();
+        let lines = self.y_lines.len() / ny;
+        self.send.clear();
+        for &q in &column {
+            for z in self.pencils.planes(q) {
+                for x in 0..width {
+                    self.send.extend((0..depth).map(|y| self.z_lines[(x * depth + y) * nz + z]));
+                }
+            }
+        }
+        let send_counts =
+            self.group_counts(&column, |k| self.pencils.planes(column[k]).len() * width * depth);
+        let recv_counts = self.group_counts(&column, |k| lines * self.spans[k].len());
+        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
+        let mut at = 0;
+        for s in &self.spans {
+            for line in self.y_lines.chunks_exact_mut(ny) {
+                line[s.clone()].copy_from_slice(&recv[at..at + s.len()]);
+                at += s.len();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::exchange::LocalWorld;
+    use crate::grid::BoundaryKind;
+    use crate::spectral::PoissonSolver;
+
+    /// A right-hand side with structure along every axis (and a non-zero mean).
+    fn rhs(grid: &Grid) -> Vec<f64> {
+        let f = crate::field::ScalarField::from_fn(grid, |x| {
+            (3.0 * x[0]).sin() + (x[1] * x[1] - 0.2 * x[2]).cos() * (1.0 + x[0] * x[2])
+        });
+        f.data().iter().copied().collect()
+    }
+
+    /// The pencils tile the grid, the index maps are inverse, and slabs run out before
+    /// pencils are chosen.
+    #[test]
+    fn pencils_tile_the_grid() {
+        let grid = crate::distributed::test_grid(&[7, 5, 3], &[BoundaryKind::Neumann; 3]);
+        for (ranks, shape) in [(2, (1, 2)), (3, (1, 3)), (4, (2, 2)), (6, (2, 3)), (5, (5, 1))] {
+            let pencils = PencilDecomposition::new(&grid, ranks).unwrap();
+            assert_eq!(pencils.shape(), shape, "{ranks} ranks");
+            let mut owner = vec![usize::MAX; grid.num_cells()];
+            for r in 0..ranks {
+                for local in 0..pencils.len(r) {
+                    let g = pencils.to_global(r, local);
+                    assert_eq!(owner[g], usize::MAX, "cell {g} owned twice");
+                    owner[g] = r;
+                    assert_eq!(pencils.to_local(g), (r, local));
+                }
+                let global: Vec<f64> = (0..grid.num_cells()).map(|g| g as f64).collect();
+                let block = pencils.block(r, &global);
+                assert!(block
+                    .iter()
+                    .enumerate()
+                    .all(|(l, &g)| g as usize == pencils.to_global(r, l)));
+            }
+            assert!(owner.iter().all(|&r| r < ranks));
+        }
+        // 7 ranks: no divisor ≤ 3 planes leaves 7 ≤ 5 rows.
+        let e = PencilDecomposition::new(&grid, 7).unwrap_err().to_string();
+        assert!(e.contains("7 ranks do not split into y–z pencils"), "{e}");
+        assert!(PencilDecomposition::new(&grid, 0).is_err());
+        let flat = crate::distributed::test_grid(&[7, 5], &[BoundaryKind::Neumann; 2]);
+        assert!(PencilDecomposition::new(&flat, 2).is_err());
+    }
+
+    /// Pencil and serial solves agree to the bit on rank counts beyond the z planes (and on
+    /// slabs, py = 1), on shapes that do not divide, periodic, Neumann, Dirichlet and mixed
+    /// axes, singular with the mean projected, and shifted.
+    #[test]
+    fn pencil_solve_equals_the_serial_solve_to_the_bit() {
+        use BoundaryKind::*;
+        let cases: Vec<(Vec<usize>, Vec<BoundaryKind>, f64, Vec<usize>)> = vec![
+            (vec![13, 10, 3], vec![Periodic, Neumann, Dirichlet], 0.0, vec![2, 4, 6, 9]),
+            (vec![12, 9, 2], vec![Neumann, Neumann, Neumann], 0.0, vec![1, 3, 4, 8]),
+            (vec![8, 7, 4], vec![Periodic, Periodic, Periodic], 2.5, vec![6, 8, 12]),
+            (vec![9, 11, 1], vec![Neumann, Periodic, Neumann], 0.0, vec![5, 7]),
+        ];
+        for (shape, kinds, shift, rank_counts) in cases {
+            let grid = crate::distributed::test_grid(&shape, &kinds);
+            let f = rhs(&grid);
+            let mut serial = PoissonSolver::new(&grid, shift, Symbol::Discrete)
+                .unwrap()
+                .with_mean_policy(MeanPolicy::Project);
+            let mut expected = vec![0.0; f.len()];
+            serial.solve(&f, &mut expected).unwrap();
+            for ranks in rank_counts {
+                let blocks = LocalWorld::run(ranks, |ex| {
+                    let mut solver = PencilPoissonSolver::new(&grid, shift, Symbol::Discrete, ex)
+                        .unwrap()
+                        .with_mean_policy(MeanPolicy::Project);
+                    let pencils = solver.decomposition().clone();
+                    let block = pencils.block(ex.rank(), &f);
+                    let mut out = vec![0.0; block.len()];
+                    solver.solve(ex, &block, &mut out).unwrap();
+                    (pencils, out)
+                });
+                for (r, (pencils, out)) in blocks.iter().enumerate() {
+                    for (l, v) in out.iter().enumerate() {
+                        let e = expected[pencils.to_global(r, l)];
+                        assert!(
+                            v.to_bits() == e.to_bits(),
+                            "{shape:?} {kinds:?} on {ranks} ranks {:?}: rank {r} cell {l}: \
+                             {v:e} against {e:e}",
+                            pencils.shape()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bad decompositions and inputs end every rank with the same one-line error.
+    #[test]
+    fn every_rank_gets_the_same_error() {
+        let grid = Grid::uniform(&[3, 5, 2], &[0.0; 3], &[1.0; 3], BoundaryKind::Neumann).unwrap();
+        // 4 ranks: 2 × 2 pencils need 2 cells along x (fine) — 8 ranks: 4 × 2, 4 > 3 x cells.
+        let errors = LocalWorld::run(8, |ex| {
+            PencilPoissonSolver::new(&grid, 0.0, Symbol::Discrete, ex).unwrap_err().to_string()
+        });
+        assert!(errors.iter().all(|e| e == &errors[0] && e.contains("4 × 2 pencils need")));
+        let errors = LocalWorld::run(4, |ex| {
+            let mut solver = PencilPoissonSolver::new(&grid, 0.0, Symbol::Discrete, ex).unwrap();
+            let n = solver.decomposition().len(ex.rank());
+            let mut out = vec![0.0; n];
+            let mean = solver.solve(ex, &vec![1.0; n], &mut out).unwrap_err().to_string();
+            let short = vec![0.0; if ex.rank() == 3 { n - 1 } else { n }];
+            let length = solver.solve(ex, &short, &mut out).unwrap_err().to_string();
+            (mean, length)
+        });
+        assert!(errors.iter().all(|e| e.0.contains("mean") && e.0 == errors[0].0));
+        assert!(errors.iter().all(|e| e.1.contains("wrong length")));
+    }
+}
