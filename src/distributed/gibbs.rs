@@ -8,9 +8,10 @@
 //! serial one to round-off (its GEMM blocks the lines differently).
 
 use super::exchange::Exchange;
+use super::layout::axis_by_axis;
 use super::XPencils;
 use crate::error::{Error, Result};
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::ot::gibbs::{GibbsKernel, SoftTransform};
 
 /// This rank's planes of `LSE_ε(h)` for `h` given on this rank's planes of `grid` (C order).
@@ -54,10 +55,7 @@ impl<'a, E: Exchange> SlabGibbs<'a, E> {
     /// Plans the transform on this rank's planes of `grid` at ε; refused (on every rank
     /// alike) for ε not positive, more ranks than planes or than cells along x.
     pub fn new(exchange: &'a E, grid: &Grid, eps: f64) -> Result<SlabGibbs<'a, E>> {
-        let positive = eps.is_finite() && eps > 0.0;
-        if !positive {
-            return Err(Error::invalid(format!("ε must be positive and finite, got {eps}")));
-        }
+        check_eps(eps)?;
         let slabs = SlabDecomposition::new(grid, exchange.size())?;
         let d = grid.dim();
         let (nx, rows) = (grid.axis(0).cells, if d == 3 { grid.axis(1).cells } else { 1 });
@@ -89,6 +87,57 @@ impl<E: Exchange> SoftTransform for SlabGibbs<'_, E> {
 
     fn total(&self, local: f64) -> f64 {
         self.exchange.sum(local)
+    }
+}
+
+/// The soft c-transform on one rank's y–z pencil block of a 3D grid (more ranks than z
+/// planes): the x pass on the block, the y and z passes on whole y and z lines
+/// ([`axis_by_axis`]), each the serial pass on whole lines — the serial transform to
+/// round-off.
+pub struct PencilGibbs<'a, E: Exchange> {
+    exchange: &'a E,
+    kernel: GibbsKernel,
+    pencils: PencilDecomposition,
+}
+
+impl<'a, E: Exchange> PencilGibbs<'a, E> {
+    /// Plans the transform on this rank's pencil of `grid` at ε; refused (on every rank
+    /// alike) for ε not positive, a decomposition [`PencilDecomposition::new`] refuses,
+    /// fewer cells along x than py or along y than pz.
+    pub fn new(exchange: &'a E, grid: &Grid, eps: f64) -> Result<PencilGibbs<'a, E>> {
+        check_eps(eps)?;
+        let pencils = PencilDecomposition::new(grid, exchange.size())?;
+        super::layout::PencilSpreads::new(&pencils)?;
+        Ok(PencilGibbs { exchange, kernel: GibbsKernel::new(grid, eps), pencils })
+    }
+}
+
+impl<E: Exchange> SoftTransform for PencilGibbs<'_, E> {
+    fn eps(&self) -> f64 {
+        self.kernel.eps()
+    }
+
+    fn apply(&self, h: &mut Vec<f64>) -> Result<()> {
+        let pass = |values: &[f64], shape: [usize; 3], axis: usize| {
+            let mut out = values.to_vec();
+            self.kernel.soft_transform_axis(&mut out, &shape, 2, axis);
+            out
+        };
+        *h = axis_by_axis(self.exchange, &self.pencils, &self.pencils, h, pass)?;
+        Ok(())
+    }
+
+    fn total(&self, local: f64) -> f64 {
+        self.exchange.sum(local)
+    }
+}
+
+/// Refuses an ε that is not positive and finite.
+fn check_eps(eps: f64) -> Result<()> {
+    if eps.is_finite() && eps > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("ε must be positive and finite, got {eps}")))
     }
 }
 
@@ -130,6 +179,38 @@ mod tests {
                     }
                 }
                 assert!(worst <= 1e-12, "{shape:?} {kinds:?} ε {eps} on {ranks} ranks: {worst:e}");
+            }
+        }
+    }
+
+    /// On y–z pencils (more ranks than z planes, 4–9 ranks) the soft transform equals the
+    /// serial one, box and periodic axes.
+    #[test]
+    fn pencil_soft_transform_equals_the_serial_one() {
+        use BoundaryKind::*;
+        for (shape, kinds, eps, ranks) in [
+            (vec![13, 10, 3], vec![Neumann, Neumann, Neumann], 0.05, vec![4, 6, 9]),
+            (vec![12, 9, 2], vec![Periodic, Neumann, Periodic], 0.01, vec![3, 8]),
+        ] {
+            let grid = crate::distributed::test_grid(&shape, &kinds);
+            let h = ScalarField::from_fn(&grid, |x| {
+                0.2 * (5.0 * x[0]).sin() + 0.1 * (3.0 * x[1] - x[2]).cos()
+            });
+            let values = h.data().as_slice().unwrap().to_vec();
+            let mut expected = values.clone();
+            GibbsKernel::new(&grid, eps).soft_transform(&mut expected, &grid.storage_shape());
+            for ranks in ranks {
+                let blocks = LocalWorld::run(ranks, |ex| {
+                    let pencils = PencilDecomposition::new(&grid, ranks).unwrap();
+                    let mut h = pencils.block(ex.rank(), &values);
+                    PencilGibbs::new(ex, &grid, eps).unwrap().apply(&mut h).unwrap();
+                    (pencils.block(ex.rank(), &expected), h)
+                });
+                for (want, got) in blocks {
+                    let worst =
+                        want.iter().zip(&got).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+                    assert!(worst <= 1e-12, "{shape:?} ε {eps} on {ranks} ranks: {worst:e}");
+                }
             }
         }
     }

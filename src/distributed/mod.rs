@@ -43,6 +43,7 @@ pub mod density;
 pub mod exchange;
 pub mod gibbs;
 pub mod jacobian;
+pub(crate) mod layout;
 pub mod legendre;
 pub mod metric;
 #[cfg(feature = "distributed")]
@@ -64,11 +65,11 @@ use std::ops::Range;
 pub use bfm::{slab_bfm, SlabLevel};
 pub use density::slab_density;
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
-pub use gibbs::{slab_soft_transform, SlabGibbs};
+pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
 pub use jacobian::slab_change_of_variables;
 pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
-pub use multilevel::{slab_prolong, slab_restrict, slab_sample};
+pub use multilevel::{pencil_prolong, pencil_sample, slab_prolong, slab_restrict, slab_sample};
 pub use operators::{
     slab_divergence, slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian,
 };
@@ -78,7 +79,7 @@ pub use parabolic::slab_parabolic;
 pub use pencil_poisson::PencilPoissonSolver;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::slab_push_forward;
-pub use sinkhorn::slab_sinkhorn;
+pub use sinkhorn::{pencil_sinkhorn, slab_sinkhorn};
 pub use solution::slab_output;
 pub use sum::{slab_dot, slab_sum};
 

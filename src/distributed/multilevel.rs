@@ -5,11 +5,12 @@
 //! bit. Every level has its own balanced slab decomposition.
 
 use super::exchange::Exchange;
+use super::layout::axis_by_axis;
 use super::pushforward::gather_planes;
 use super::sum::slab_sum;
 use super::with_slab_cells;
 use crate::error::Result;
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::ot::multilevel::{cell_average, resample_axis, stencil, PROLONG_POINTS, SAMPLE_POINTS};
 use rayon::prelude::*;
 
@@ -124,6 +125,70 @@ pub fn slab_sample(
     Ok(data)
 }
 
+/// This rank's pencil block of [`crate::ot::multilevel::prolong`]`(coarse, fine)` on y–z
+/// pencils ([`PencilDecomposition::new`] of each grid): each doubled axis' cubic stencils on
+/// whole lines ([`axis_by_axis`]) — the serial prolongation to round-off. A collective.
+pub fn pencil_prolong(
+    exchange: &impl Exchange,
+    coarse: &Grid,
+    fine: &Grid,
+    block: &[f64],
+) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let (from, to) =
+        (PencilDecomposition::new(coarse, ranks)?, PencilDecomposition::new(fine, ranks)?);
+    axis_by_axis(exchange, &from, &to, block, |values, shape, a| {
+        if fine.axis(a).cells == shape[2] {
+            return values.to_vec();
+        }
+        let periodic = coarse.axis(a).boundary.is_periodic();
+        resample_axis(values, &shape, 2, periodic, PROLONG_POINTS, 2 * shape[2], |i| {
+            (i as f64 - 0.5) / 2.0
+        })
+    })
+}
+
+/// This rank's pencil block of [`crate::ot::multilevel::sample`]`(fine, coarse)` on y–z
+/// pencils: each axis halved by the serial quintic interpolation on whole lines
+/// ([`axis_by_axis`]), clamped at 0 and normalised to unit mass; where that leaves no mass,
+/// the cell averages (pairs averaged axis by axis). The serial sampling to round-off. A
+/// collective.
+pub fn pencil_sample(
+    exchange: &impl Exchange,
+    fine: &Grid,
+    coarse: &Grid,
+    block: &[f64],
+) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let (from, to) =
+        (PencilDecomposition::new(fine, ranks)?, PencilDecomposition::new(coarse, ranks)?);
+    let mut data = axis_by_axis(exchange, &from, &to, block, |values, shape, a| {
+        let periodic = fine.axis(a).boundary.is_periodic();
+        let (mut values, mut shape) = (values.to_vec(), shape);
+        while shape[2] > coarse.axis(a).cells {
+            let m = shape[2] / 2;
+            values = resample_axis(&values, &shape, 2, periodic, SAMPLE_POINTS, m, |i| {
+                2.0 * i as f64 + 0.5
+            });
+            shape[2] = m;
+        }
+        values
+    })?;
+    data.par_iter_mut().for_each(|v| *v = v.max(0.0));
+    let mass = exchange.sum(data.iter().sum::<f64>()) * coarse.cell_volume();
+    if !(mass > 0.0 && mass.is_finite()) {
+        return axis_by_axis(exchange, &from, &to, block, |values, shape, a| {
+            let ratio = shape[2] / coarse.axis(a).cells;
+            values
+                .chunks_exact(ratio)
+                .map(|cells| cells.iter().sum::<f64>() / ratio as f64)
+                .collect()
+        });
+    }
+    data.par_iter_mut().for_each(|v| *v /= mass);
+    Ok(data)
+}
+
 /// This rank's planes of [`resample_axis`] along the slab axis, from the planes `data` this
 /// rank holds under `slabs.0` to its planes under `slabs.1` (the two grids differ only in the
 /// slab axis' cells): output plane i at source coordinate `at(i)`, by Lagrange
@@ -179,6 +244,50 @@ mod tests {
     use crate::field::ScalarField;
     use crate::grid::BoundaryKind::{Neumann, Periodic};
     use crate::ot::multilevel::{coarsen, prolong, restrict, sample};
+
+    /// On y–z pencils (2–12 ranks, more than the z planes for most) the sampling (a
+    /// zero region: the clamp acts) and prolongation equal the serial ones to round-off,
+    /// every axis halved (z too), box and periodic axes.
+    #[test]
+    fn pencil_sampling_and_prolongation_equal_the_serial_ones() {
+        for (shape, kinds, rank_counts) in [
+            (&[12usize, 16, 8][..], &[Neumann, Neumann, Neumann][..], &[2usize, 6, 8, 12][..]),
+            (&[16, 12, 6][..], &[Periodic, Neumann, Periodic][..], &[4, 9][..]),
+        ] {
+            let fine = test_grid(shape, kinds);
+            let coarse = coarsen(&fine, 2).expect("coarsens");
+            let rho = ScalarField::from_fn(&fine, |x| {
+                (-30.0 * x.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>()).exp()
+                    * f64::from(u8::from(x[0] < 0.7))
+            });
+            let c = ScalarField::from_fn(&coarse, |x| (2.0 * x[0]).cos() * x[1] + x[2] * 0.3);
+            let sampled = sample(&rho, &coarse).unwrap();
+            let prolonged = prolong(&c, &fine);
+            let flat = |v: &ScalarField| v.data().iter().copied().collect::<Vec<f64>>();
+            let (rv, cv, sv, pv) = (flat(&rho), flat(&c), flat(&sampled), flat(&prolonged));
+            let peak = |v: &[f64]| v.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for &ranks in rank_counts {
+                let parts = LocalWorld::run(ranks, |ex| {
+                    let fp = PencilDecomposition::new(&fine, ranks).unwrap();
+                    let cp = PencilDecomposition::new(&coarse, ranks).unwrap();
+                    let r = ex.rank();
+                    let s = pencil_sample(ex, &fine, &coarse, &fp.block(r, &rv)).unwrap();
+                    let p = pencil_prolong(ex, &coarse, &fine, &cp.block(r, &cv)).unwrap();
+                    let worst = |a: &[f64], b: &[f64]| {
+                        a.iter().zip(b).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+                    };
+                    (worst(&s, &cp.block(r, &sv)), worst(&p, &fp.block(r, &pv)))
+                });
+                for (s, p) in parts {
+                    assert!(s <= 1e-13 * peak(&sv), "{shape:?} {ranks} ranks: sample off by {s:e}");
+                    assert!(
+                        p <= 1e-13 * peak(&pv),
+                        "{shape:?} {ranks} ranks: prolong off by {p:e}"
+                    );
+                }
+            }
+        }
+    }
 
     /// On 1–4 ranks the slab restriction, sampling and prolongation equal the serial ones to
     /// the bit: 2D and 3D, box and periodic slab axes, a level that halves only some axes,

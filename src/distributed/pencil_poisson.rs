@@ -9,21 +9,20 @@
 //! y whole (each rank a range of x), y is transformed; an `Alltoallv` among the `pz` ranks of
 //! its x-range (its column) makes z whole (each rank a range of x and of y), z is transformed
 //! and the spectrum divided; the way back mirrors it. This is the 2decomp&FFT /
-//! PencilArrays pattern with two transposes each way. The group all-to-alls are world
-//! `Alltoallv`s with empty blocks for the ranks outside the group.
+//! PencilArrays pattern with two transposes each way ([`PencilSpreads`]: world
+//! `Alltoallv`s in which a rank's blocks for the ranks outside its row or column are empty).
 //!
 //! Communication per solve: four all-to-alls, each moving the rank's block (N/P values) less
 //! the part it keeps, 8 bytes a value: `≈ 4 · 8 (N/P)(2 − 1/py − 1/pz)` bytes per rank.
 //! Memory per rank: about 5 N/P values.
 
 use super::exchange::Exchange;
-use super::{balanced, exchange_blocks};
+use super::layout::PencilSpreads;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, PencilDecomposition};
 use crate::spectral::poisson::{check_right_hand_side, divide, Spectrum};
 use crate::spectral::transform::{transform_lines, LineTransform, LineWork};
 use crate::spectral::{MeanPolicy, Symbol};
-use std::ops::Range;
 
 /// A planned distributed solver of `(−Δ_h + c) u = f` on one rank of a pencil
 /// decomposition. Every rank constructs it with the same global grid and calls
@@ -32,10 +31,7 @@ pub struct PencilPoissonSolver {
     grid: Grid,
     pencils: PencilDecomposition,
     rank: usize,
-    /// The x-range of each column of the process grid once y is whole (split over py).
-    columns: Vec<Range<usize>>,
-    /// The y-range of each row of the process grid once z is whole (split over pz).
-    spans: Vec<Range<usize>>,
+    spreads: PencilSpreads,
     shift: f64,
     singular: bool,
     mean_policy: MeanPolicy,
@@ -43,11 +39,6 @@ pub struct PencilPoissonSolver {
     /// This rank's eigenvalues once z is whole: its x-range, its y-range, every z.
     lambda: Vec<Vec<f64>>,
     scale: f64,
-    /// `[z_local][x_mine][y]`, y whole.
-    y_lines: Vec<f64>,
-    /// `[x_mine][y_mine][z]`, z whole.
-    z_lines: Vec<f64>,
-    send: Vec<f64>,
     work: Vec<LineWork>,
 }
 
@@ -94,14 +85,7 @@ impl PencilPoissonSolver {
             )));
         }
         let spectrum = Spectrum::plan(&grid, shift, symbol)?;
-        let (py, pz) = pencils.shape();
-        let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
-        if py > nx || pz > ny {
-            return Err(Error::invalid(format!(
-                "{py} × {pz} pencils need at least {py} cells along x and {pz} along y (the \
-                 grid has {nx} and {ny})"
-            )));
-        }
+        let spreads = PencilSpreads::new(&pencils)?;
         let rank = exchange.rank();
         if pencils.len(rank) > i32::MAX as usize {
             return Err(Error::invalid(format!(
@@ -110,33 +94,21 @@ impl PencilPoissonSolver {
                 i32::MAX
             )));
         }
-        let (columns, spans) = (balanced(nx, py), balanced(ny, pz));
-        let (iy, iz) = pencils.coordinates(rank);
         let work = spectrum.work(&grid);
         let Spectrum { transforms, lambda: all, scale, singular } = spectrum;
-        let lambda = vec![
-            all[0][columns[iy].clone()].to_vec(),
-            all[1][spans[iz].clone()].to_vec(),
-            all[2].clone(),
-        ];
-        let y_lines = vec![0.0; pencils.planes(rank).len() * columns[iy].len() * ny];
-        let z_lines = vec![0.0; columns[iy].len() * spans[iz].len() * nz];
-        let largest = pencils.len(rank).max(y_lines.len()).max(z_lines.len());
+        let lines = &spreads.z_lines.0[rank].ranges;
+        let lambda = (0..3).map(|a| all[a][lines[a].clone()].to_vec()).collect();
         Ok(PencilPoissonSolver {
             grid,
             pencils,
             rank,
-            columns,
-            spans,
+            spreads,
             shift,
             singular,
             mean_policy: MeanPolicy::Reject,
             transforms,
             lambda,
             scale,
-            y_lines,
-            z_lines,
-            send: Vec::with_capacity(largest),
             work,
         })
     }
@@ -176,175 +148,24 @@ impl PencilPoissonSolver {
             self.singular,
             self.mean_policy,
         )?;
-        let nx = self.grid.axis(0).cells;
+        let shape = self.grid.shape();
+        let PencilSpreads { blocks, y_lines, z_lines, .. } = &self.spreads;
+        let (t, work) = (&self.transforms, &mut self.work);
         out.copy_from_slice(rhs);
-        transform_lines(out, nx, &self.transforms[0], true, &mut self.work);
-        self.rows_to_y_lines(exchange, out);
-        let ny = self.grid.axis(1).cells;
-        transform_lines(&mut self.y_lines, ny, &self.transforms[1], true, &mut self.work);
-        self.y_lines_to_z_lines(exchange);
-        let nz = self.grid.axis(2).cells;
-        transform_lines(&mut self.z_lines, nz, &self.transforms[2], true, &mut self.work);
-        let (iy, iz) = self.pencils.coordinates(self.rank);
-        let zero_mode = self.singular && self.columns[iy].start == 0 && self.spans[iz].start == 0;
-        divide(&mut self.z_lines, &self.lambda, self.shift, self.scale, zero_mode);
-        transform_lines(&mut self.z_lines, nz, &self.transforms[2], false, &mut self.work);
-        self.z_lines_to_y_lines(exchange);
-        transform_lines(&mut self.y_lines, ny, &self.transforms[1], false, &mut self.work);
-        self.y_lines_to_rows(exchange, out);
-        transform_lines(out, nx, &self.transforms[0], false, &mut self.work);
+        transform_lines(out, shape[0], &t[0], true, work);
+        let mut y = blocks.redistribute(exchange, y_lines, out);
+        transform_lines(&mut y, shape[1], &t[1], true, work);
+        let mut z = y_lines.redistribute(exchange, z_lines, &y);
+        transform_lines(&mut z, shape[2], &t[2], true, work);
+        let zero_mode =
+            self.singular && z_lines.0[self.rank].ranges[..2].iter().all(|r| r.start == 0);
+        divide(&mut z, &self.lambda, self.shift, self.scale, zero_mode);
+        transform_lines(&mut z, shape[2], &t[2], false, work);
+        let mut y = z_lines.redistribute(exchange, y_lines, &z);
+        transform_lines(&mut y, shape[1], &t[1], false, work);
+        out.copy_from_slice(&y_lines.redistribute(exchange, blocks, &y));
+        transform_lines(out, shape[0], &t[0], false, work);
         Ok(())
-    }
-
-    /// Per-rank counts of an exchange within this rank's group: `count(q)` for the group's
-    /// ranks `group(j)`, zero for every other rank.
-    fn group_counts(&self, members: &[usize], count: impl Fn(usize) -> usize) -> Vec<usize> {
-        let mut counts = vec![0; self.pencils.ranks()];
-        for (j, &q) in members.iter().enumerate() {
-            counts[q] = count(j);
-        }
-        counts
-    }
-
-    /// The ranks of this rank's row of the process grid (same planes), by iy.
-    fn row(&self) -> Vec<usize> {
-        let (py, _) = self.pencils.shape();
-        let (_, iz) = self.pencils.coordinates(self.rank);
-        (0..py).map(|j| self.pencils.rank_at(j, iz)).collect()
-    }
-
-    /// The ranks of this rank's column of the process grid (same x-range), by iz.
-    fn column(&self) -> Vec<usize> {
-        let (_, pz) = self.pencils.shape();
-        let (iy, _) = self.pencils.coordinates(self.rank);
-        (0..pz).map(|k| self.pencils.rank_at(iy, k)).collect()
-    }
-
-    /// `[z_l][y_l][x]` (this rank's block) → `[z_l][x_mine][y]` over the row: rank j of the
-    /// row gets the x-range `columns[j]` of every line.
-    fn rows_to_y_lines(&mut self, exchange: &impl Exchange, data: &[f64]) {
-        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
-        let row = self.row();
-        let (iy, _) = self.pencils.coordinates(self.rank);
-        let lines = data.len() / nx;
-        let planes = self.pencils.planes(self.rank).len();
-        self.send.clear();
-        for c in &self.columns {
-            for line in data.chunks_exact(nx) {
-                self.send.extend_from_slice(&line[c.clone()]);
-            }
-        }
-        let mine = self.columns[iy].clone();
-        let send_counts = self.group_counts(&row, |j| lines * self.columns[j].len());
-        let recv_counts =
-            self.group_counts(&row, |j| planes * self.pencils.rows(row[j]).len() * mine.len());
-        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
-        // From row rank j: `[z_l][rows_j][x_mine]` → `[z_l][x_mine][y]`.
-        let width = mine.len();
-        let mut at = 0;
-        for &q in &row {
-            let rows = self.pencils.rows(q);
-            for z in 0..planes {
-                for y in rows.clone() {
-                    for x in 0..width {
-                        self.y_lines[(z * width + x) * ny + y] = recv[at + x];
-                    }
-                    at += width;
-                }
-            }
-        }
-    }
-
-    /// The inverse of [`Self::rows_to_y_lines`].
-    fn y_lines_to_rows(&mut self, exchange: &impl Exchange, data: &mut [f64]) {
-        let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);
-        let row = self.row();
-        let (iy, _) = self.pencils.coordinates(self.rank);
-        let planes = self.pencils.planes(self.rank).len();
-        let lines = data.len() / nx;
-        let width = self.columns[iy].len();
-        self.send.clear();
-        for &q in &row {
-            for z in 0..planes {
-                for y in self.pencils.rows(q) {
-                    self.send.extend((0..width).map(|x| self.y_lines[(z * width + x) * ny + y]));
-                }
-            }
-        }
-        let send_counts =
-            self.group_counts(&row, |j| planes * self.pencils.rows(row[j]).len() * width);
-        let recv_counts = self.group_counts(&row, |j| lines * self.columns[j].len());
-        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
-        let mut at = 0;
-        for c in &self.columns {
-            for line in data.chunks_exact_mut(nx) {
-                line[c.clone()].copy_from_slice(&recv[at..at + c.len()]);
-                at += c.len();
-            }
-        }
-    }
-
-    /// `[z_l][x_mine][y]` → `[x_mine][y_mine][z]` over the column: rank k of the column gets
-    /// the y-range `spans[k]` of every line.
-    fn y_lines_to_z_lines(&mut self, exchange: &impl Exchange) {
-        let (ny, nz) = (self.grid.axis(1).cells, self.grid.axis(2).cells);
-        let column = self.column();
-        let (iy, iz) = self.pencils.coordinates(self.rank);
-        let lines = self.y_lines.len() / ny;
-        let width = self.columns[iy].len();
-        self.send.clear();
-        for s in &self.spans {
-            for line in self.y_lines.chunks_exact(ny) {
-                self.send.extend_from_slice(&line[s.clone()]);
-            }
-        }
-        let mine = self.spans[iz].clone();
-        let send_counts = self.group_counts(&column, |k| lines * self.spans[k].len());
-        let recv_counts = self
-            .group_counts(&column, |k| self.pencils.planes(column[k]).len() * width * mine.len());
-        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
-        // From column rank k: `[planes_k][x_mine][y_mine]` → `[x_mine][y_mine][z]`.
-        let depth = mine.len();
-        let mut at = 0;
-        for &q in &column {
-            for z in self.pencils.planes(q) {
-                for x in 0..width {
-                    for y in 0..depth {
-                        self.z_lines[(x * depth + y) * nz + z] = recv[at + y];
-                    }
-                    at += depth;
-                }
-            }
-        }
-    }
-
-    /// The inverse of [`Self::y_lines_to_z_lines`].
-    fn z_lines_to_y_lines(&mut self, exchange: &impl Exchange) {
-        let (ny, nz) = (self.grid.axis(1).cells, self.grid.axis(2).cells);
-        let column = self.column();
-        let (iy, iz) = self.pencils.coordinates(self.rank);
-        let width = self.columns[iy].len();
-        let depth = self.spans[iz].len();
-        let lines = self.y_lines.len() / ny;
-        self.send.clear();
-        for &q in &column {
-            for z in self.pencils.planes(q) {
-                for x in 0..width {
-                    self.send.extend((0..depth).map(|y| self.z_lines[(x * depth + y) * nz + z]));
-                }
-            }
-        }
-        let send_counts =
-            self.group_counts(&column, |k| self.pencils.planes(column[k]).len() * width * depth);
-        let recv_counts = self.group_counts(&column, |k| lines * self.spans[k].len());
-        let recv = exchange_blocks(exchange, &self.send, &send_counts, &recv_counts);
-        let mut at = 0;
-        for s in &self.spans {
-            for line in self.y_lines.chunks_exact_mut(ny) {
-                line[s.clone()].copy_from_slice(&recv[at..at + s.len()]);
-                at += s.len();
-            }
-        }
     }
 }
 
@@ -402,21 +223,21 @@ mod tests {
     #[test]
     fn pencil_solve_equals_the_serial_solve_to_the_bit() {
         use BoundaryKind::*;
-        let cases: Vec<(Vec<usize>, Vec<BoundaryKind>, f64, Vec<usize>)> = vec![
-            (vec![13, 10, 3], vec![Periodic, Neumann, Dirichlet], 0.0, vec![2, 4, 6, 9]),
-            (vec![12, 9, 2], vec![Neumann, Neumann, Neumann], 0.0, vec![1, 3, 4, 8]),
-            (vec![8, 7, 4], vec![Periodic, Periodic, Periodic], 2.5, vec![6, 8, 12]),
-            (vec![9, 11, 1], vec![Neumann, Periodic, Neumann], 0.0, vec![5, 7]),
+        let cases = [
+            (&[13usize, 10, 3][..], [Periodic, Neumann, Dirichlet], 0.0, &[2usize, 4, 6, 9][..]),
+            (&[12, 9, 2][..], [Neumann, Neumann, Neumann], 0.0, &[1, 3, 4, 8][..]),
+            (&[8, 7, 4][..], [Periodic, Periodic, Periodic], 2.5, &[6, 8, 12][..]),
+            (&[9, 11, 1][..], [Neumann, Periodic, Neumann], 0.0, &[5, 7][..]),
         ];
         for (shape, kinds, shift, rank_counts) in cases {
-            let grid = crate::distributed::test_grid(&shape, &kinds);
+            let grid = crate::distributed::test_grid(shape, &kinds);
             let f = rhs(&grid);
             let mut serial = PoissonSolver::new(&grid, shift, Symbol::Discrete)
                 .unwrap()
                 .with_mean_policy(MeanPolicy::Project);
             let mut expected = vec![0.0; f.len()];
             serial.solve(&f, &mut expected).unwrap();
-            for ranks in rank_counts {
+            for &ranks in rank_counts {
                 let blocks = LocalWorld::run(ranks, |ex| {
                     let mut solver = PencilPoissonSolver::new(&grid, shift, Symbol::Discrete, ex)
                         .unwrap()

@@ -233,6 +233,20 @@ impl PencilDecomposition {
         (rank, local)
     }
 
+    /// `rank`'s block as a grid: the global grid's axes, y and z cut to the owned rows' and
+    /// planes' faces (their boundary kinds the global ones).
+    pub fn local_grid(&self, rank: usize) -> Result<Grid> {
+        let mut axes: Vec<Axis> = self.grid.axes().to_vec();
+        for (a, cells) in [(1, self.rows(rank)), (2, self.planes(rank))] {
+            let axis = &mut axes[a];
+            let (h, lower) = (axis.spacing(), axis.lower);
+            axis.cells = cells.len();
+            axis.lower = lower + cells.start as f64 * h;
+            axis.upper = lower + cells.end as f64 * h;
+        }
+        Grid::new(axes)
+    }
+
     /// `rank`'s block of the global C-order array `global`, `[z_local][y_local][x]`.
     pub fn block(&self, rank: usize, global: &[f64]) -> Vec<f64> {
         let (nx, ny) = (self.grid.axis(0).cells, self.grid.axis(1).cells);

@@ -1,0 +1,204 @@
+//! Boxes of a 3D array spread over the ranks, and the one all-to-all that moves data from
+//! one spread to another (the PencilArrays / 2decomp&FFT transpose, in general form).
+//!
+//! A [`Spread`] gives every rank one box — a range of cells per axis — stored in an order of
+//! its own (e.g. `[z][y][x]` for a pencil block, `[z][x][y]` for whole y lines). Moving data
+//! between two spreads of the same array ([`Spread::redistribute`]) sends each rank the
+//! intersection of its new box with every old one, walked in the new box's storage order on
+//! both sides, so packing and unpacking agree without indices on the wire. Any operation
+//! along one axis (a line transform, a resampling, a 1D stencil) runs as the serial one on a
+//! spread whose boxes hold that axis whole.
+
+use super::exchange::Exchange;
+use super::{balanced, exchange_blocks};
+use crate::error::{Error, Result};
+use crate::grid::PencilDecomposition;
+use std::ops::Range;
+
+/// One rank's box: `ranges[a]` the cells along grid axis a (x = 0); `order` the grid axes
+/// from the slowest- to the fastest-varying in its storage.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Block {
+    pub ranges: [Range<usize>; 3],
+    pub order: [usize; 3],
+}
+
+impl Block {
+    /// The number of cells in the box.
+    pub fn len(&self) -> usize {
+        self.ranges.iter().map(Range::len).product()
+    }
+
+    /// The box's storage shape, slowest first.
+    pub fn shape(&self) -> [usize; 3] {
+        self.order.map(|a| self.ranges[a].len())
+    }
+
+    /// The storage axis (0 slowest) of grid axis `axis`.
+    pub fn storage_axis(&self, axis: usize) -> usize {
+        self.order.iter().position(|&a| a == axis).expect("an axis of the box")
+    }
+
+    /// The intersection with `other`'s ranges (in `self`'s order), or `None` if empty.
+    fn meet(&self, other: &Block) -> Option<[Range<usize>; 3]> {
+        let r: [Range<usize>; 3] = std::array::from_fn(|a| {
+            self.ranges[a].start.max(other.ranges[a].start)
+                ..self.ranges[a].end.min(other.ranges[a].end)
+        });
+        r.iter().all(|r| r.start < r.end).then_some(r)
+    }
+
+    /// Calls `f(offset in self's storage)` for every cell of `cells` (a sub-box), walking
+    /// them in `walk`'s storage order.
+    fn walk(&self, cells: &[Range<usize>; 3], walk: [usize; 3], mut f: impl FnMut(usize)) {
+        let stride = |a: usize| -> usize {
+            let k = self.storage_axis(a);
+            self.order[k + 1..].iter().map(|&b| self.ranges[b].len()).product()
+        };
+        let [s0, s1, s2] = walk.map(stride);
+        let [a0, a1, a2] = walk;
+        let local = |a: usize, i: usize| i - self.ranges[a].start;
+        for i in cells[a0].clone() {
+            for j in cells[a1].clone() {
+                let base = local(a0, i) * s0 + local(a1, j) * s1;
+                for k in cells[a2].clone() {
+                    f(base + local(a2, k) * s2);
+                }
+            }
+        }
+    }
+}
+
+/// Every rank's box of one array, in rank order.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Spread(pub Vec<Block>);
+
+impl Spread {
+    /// `data` (this rank's box of `self`) moved to this rank's box of `to`: one `Alltoallv`.
+    /// Both spreads cover the same array.
+    pub fn redistribute(&self, exchange: &impl Exchange, to: &Spread, data: &[f64]) -> Vec<f64> {
+        let rank = exchange.rank();
+        let (mine, target) = (&self.0[rank], &to.0[rank]);
+        let mut send = Vec::with_capacity(data.len());
+        let mut send_counts = Vec::with_capacity(to.0.len());
+        for theirs in &to.0 {
+            let before = send.len();
+            if let Some(cells) = mine.meet(theirs) {
+                mine.walk(&cells, theirs.order, |i| send.push(data[i]));
+            }
+            send_counts.push(send.len() - before);
+        }
+        let recv_counts: Vec<usize> = self
+            .0
+            .iter()
+            .map(|theirs| target.meet(theirs).map_or(0, |c| c.iter().map(Range::len).product()))
+            .collect();
+        let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
+        let mut out = vec![0.0; target.len()];
+        let mut at = 0;
+        for theirs in &self.0 {
+            if let Some(cells) = target.meet(theirs) {
+                target.walk(&cells, target.order, |i| {
+                    out[i] = recv[at];
+                    at += 1;
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The three spreads of a [`PencilDecomposition`]'s array that make each axis whole in turn:
+/// the pencil blocks (`[z][y][x]`, x whole); whole y lines (`[z][x][y]`: each rank its
+/// planes and the x-range `columns[iy]`, x split over the py ranks of its row); whole z lines
+/// (`[x][y][z]`: the x-range `columns[iy]` and the y-range `spans[iz]`, y split over the pz
+/// ranks of its column). [`axis_by_axis`] walks the same spreads.
+pub(crate) struct PencilSpreads {
+    pub blocks: Spread,
+    pub y_lines: Spread,
+    pub z_lines: Spread,
+}
+
+impl PencilSpreads {
+    /// The spreads of `pencils`; refused with fewer cells along x than py or along y than
+    /// pz (the transposed boxes need one each).
+    pub fn new(pencils: &PencilDecomposition) -> Result<PencilSpreads> {
+        let grid = pencils.grid();
+        let (py, pz) = pencils.shape();
+        let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
+        if py > nx || pz > ny {
+            return Err(Error::invalid(format!(
+                "{py} × {pz} pencils need at least {py} cells along x and {pz} along y (the \
+                 grid has {nx} and {ny})"
+            )));
+        }
+        let (columns, spans) = (balanced(nx, py), balanced(ny, pz));
+        let ranks = 0..pencils.ranks();
+        let spread = |f: &dyn Fn(usize) -> Block| Spread(ranks.clone().map(f).collect());
+        let blocks = spread(&|r| Block {
+            ranges: [0..nx, pencils.rows(r), pencils.planes(r)],
+            order: [2, 1, 0],
+        });
+        let y_lines = spread(&|r| Block {
+            ranges: [columns[pencils.coordinates(r).0].clone(), 0..ny, pencils.planes(r)],
+            order: [2, 0, 1],
+        });
+        let z_lines = spread(&|r| {
+            let (iy, iz) = pencils.coordinates(r);
+            Block { ranges: [columns[iy].clone(), spans[iz].clone(), 0..nz], order: [0, 1, 2] }
+        });
+        Ok(PencilSpreads { blocks, y_lines, z_lines })
+    }
+}
+
+/// `data` (this rank's block of `from`) taken through one operation per axis — x, then y,
+/// then z, each on a spread whose boxes hold that axis whole — onto this rank's block of
+/// `to` (the same ranks; each axis of `to`'s grid the length `op` makes it).
+/// `op(values, shape, axis)` gets a box in C order whose last (fastest) storage axis is grid
+/// axis `axis`, whole, of `shape[2]` cells, and returns the box with that axis' cells
+/// replaced by `to`'s (e.g. a resampling, a line transform: the serial line operation).
+/// Refused (on every rank alike, from the shapes): fewer cells along x in `to` than py, or
+/// along y than pz.
+pub(crate) fn axis_by_axis(
+    exchange: &impl Exchange,
+    from: &PencilDecomposition,
+    to: &PencilDecomposition,
+    data: &[f64],
+    op: impl Fn(&[f64], [usize; 3], usize) -> Vec<f64>,
+) -> Result<Vec<f64>> {
+    let (py, pz) = from.shape();
+    let n = from.grid().shape();
+    let m = to.grid().shape();
+    if py > m[0] || pz > m[1] || to.ranks() != from.ranks() {
+        return Err(Error::invalid(format!(
+            "{py} × {pz} pencils need at least {py} cells along x and {pz} along y (the grid \
+             has {} and {})",
+            m[0], m[1]
+        )));
+    }
+    let (columns, spans) = (balanced(m[0], py), balanced(m[1], pz));
+    let spread = |f: &dyn Fn(usize) -> Block| Spread((0..from.ranks()).map(f).collect());
+    let column = |r: usize| columns[from.coordinates(r).0].clone();
+    let span = |r: usize| spans[from.coordinates(r).1].clone();
+    let rank = exchange.rank();
+    // x, on the blocks.
+    let x_done =
+        spread(&|r| Block { ranges: [0..m[0], from.rows(r), from.planes(r)], order: [2, 1, 0] });
+    let shape = [from.planes(rank).len(), from.rows(rank).len(), n[0]];
+    let values = op(data, shape, 0);
+    // y, on whole y lines.
+    let y_lines =
+        spread(&|r| Block { ranges: [column(r), 0..n[1], from.planes(r)], order: [2, 0, 1] });
+    let values = x_done.redistribute(exchange, &y_lines, &values);
+    let values = op(&values, y_lines.0[rank].shape(), 1);
+    let y_done =
+        spread(&|r| Block { ranges: [column(r), 0..m[1], from.planes(r)], order: [2, 0, 1] });
+    // z, on whole z lines.
+    let z_lines = spread(&|r| Block { ranges: [column(r), span(r), 0..n[2]], order: [0, 1, 2] });
+    let values = y_done.redistribute(exchange, &z_lines, &values);
+    let values = op(&values, z_lines.0[rank].shape(), 2);
+    let z_done = spread(&|r| Block { ranges: [column(r), span(r), 0..m[2]], order: [0, 1, 2] });
+    let blocks =
+        spread(&|r| Block { ranges: [0..m[0], to.rows(r), to.planes(r)], order: [2, 1, 0] });
+    Ok(z_done.redistribute(exchange, &blocks, &values))
+}
