@@ -88,7 +88,8 @@ test: deps lint
 # c-transform, soft c-transform and halo operators (−Δ_h + c, −∇·(w∇) + d, ∇_h, ∇_h·) against the serial ones under mpirun with
 # 1, 2 and 4 ranks (64³, 96³ and non-divisible grids), each case also written collectively
 # (parallel HDF5) and compared with the serial writer's file by h5diff; Sinkhorn on slabs
-# against the serial solve (64³ box, 96×90×83 torus); a refused
+# against the serial solve (64³ box, 96×90×83 torus); on y–z pencils (6 ranks, more than
+# the grids' planes) the Poisson solve and Sinkhorn against the serial ones; a refused
 # decomposition; a refused output path (one error, no file left); then `mpirun -np P otgrid ot`
 # against the serial CLI (tests/mpi/ot_cli.sh: files identical, refusals).
 test-distributed: deps-mpi
@@ -96,6 +97,7 @@ test-distributed: deps-mpi
 	$(DIST_CARGO) build --release --features distributed --bin otgrid --example distributed_poisson_check
 	rm -rf target/mpi-check && mkdir -p target/mpi-check
 	for p in 1 2 4; do $(MPIRUN) -np $$p $(DIST_CHECK) --out target/mpi-check || exit 1; done
+	$(MPIRUN) -np 6 $(DIST_CHECK) --pencils
 	@for f in target/mpi-check/case*-np*.h5; do \
 	  h5diff $${f%-np*}-serial.h5 $$f || { echo "error: $$f differs from the serial writer's file" >&2; exit 1; }; \
 	done; echo "h5diff: every collective file equals the serial writer's ($$(ls target/mpi-check/case*-np*.h5 | wc -l) files)"

@@ -20,7 +20,9 @@
 //! bfm (one level, the deposit push-forward) between the same mixtures on 64³ and 67×61×59
 //! (boxes) and the 48³ torus: iterations, outcome and potentials to the bit. Before those, the
 //! Poisson solve on y–z pencils (every `py × pz` arrangement of the ranks) against the
-//! serial one to the bit, on the 64³ torus and a 96×90×3 box. `--grid NXxNYxNZ` runs that grid
+//! serial one to the bit, on the 64³ torus and a 96×90×3 box. `--pencils` runs only those
+//! and Sinkhorn on pencils (a 48×44×5 box, multiscale, and a 40×36×4 torus) against the
+//! serial solve — meant for more ranks than those grids' planes (e.g. `-np 6`). `--grid NXxNYxNZ` runs that grid
 //! alone; a
 //! decomposition the solvers refuse (more ranks than planes) ends every rank with exit
 //! status 1 and one error line from rank 0.
@@ -33,9 +35,10 @@
 
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    slab_bfm, slab_c_transform, slab_divergence, slab_dot, slab_gradient, slab_push_forward,
-    slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform, slab_weighted_laplacian,
-    write_collective, Exchange, PencilPoissonSolver, Single, SlabPoissonSolver,
+    pencil_sinkhorn, slab_bfm, slab_c_transform, slab_divergence, slab_dot, slab_gradient,
+    slab_push_forward, slab_shifted_laplacian, slab_sinkhorn, slab_soft_transform,
+    slab_weighted_laplacian, write_collective, Exchange, PencilPoissonSolver, Single,
+    SlabPoissonSolver,
 };
 use otgrid::grid::{Axis, BoundaryKind, Grid, PencilDecomposition};
 use otgrid::io::{AttrValue, Field, Output, Provenance, FORMAT_VERSION};
@@ -83,6 +86,17 @@ fn main() {
             std::process::exit(2)
         }))
     });
+    // `--pencils`: the pencil checks alone (run with more ranks than a grid's planes).
+    if args.iter().any(|a| a == "--pencils") {
+        let ok = pencil_cases(&ex) & pencil_sinkhorn_cases(&ex);
+        if !ok {
+            if ex.rank() == 0 {
+                eprintln!("error: a solve on pencils differs from the serial one");
+            }
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut failed = false;
     for (case, (shape, kinds, shift)) in cases.into_iter().enumerate() {
         let axes = (0..3)
@@ -303,6 +317,59 @@ fn pencil_cases(ex: &MpiExchange) -> bool {
             }
             all &= bitwise(ex, "Poisson solve on pencils", same);
         }
+    }
+    all
+}
+
+/// Sinkhorn on y–z pencils against the serial solve (every rank solves the small grid
+/// serially too): a 48×44×5 box with its multiscale level (24×22×5) and a 40×36×4 torus,
+/// ε = 0.01 — the same iterations, the divergence and p, q to 1e-12.
+fn pencil_sinkhorn_cases(ex: &MpiExchange) -> bool {
+    use BoundaryKind::*;
+    let mut all = true;
+    for (shape, kind, multiscale) in [([48, 44, 5], Neumann, true), ([40, 36, 4], Periodic, false)]
+    {
+        let axes = (0..3)
+            .map(|a| Axis { cells: shape[a], lower: 0.0, upper: 1.0, boundary: kind })
+            .collect();
+        let grid = Grid::new(axes).expect("a valid grid");
+        let problem = or_exit(ex, mixtures(&grid));
+        let solver = Sinkhorn { epsilon: Some(0.01), multiscale, ..Sinkhorn::default() };
+        let options = Options::default();
+        let pencils = or_exit(ex, PencilDecomposition::new(&grid, ex.size()));
+        let flat = |f: &ScalarField| f.data().as_slice().expect("contiguous").to_vec();
+        let block = |f: &ScalarField| pencils.block(ex.rank(), &flat(f));
+        let (mu, nu) = (block(problem.source()), block(problem.target()));
+        let start = Instant::now();
+        let part = or_exit(ex, pencil_sinkhorn(ex, &grid, &mu, &nu, &solver, &options));
+        let seconds = ex.max(start.elapsed().as_secs_f64());
+        let serial = or_exit(ex, solver.solve(&problem, &options));
+        let diff = |a: &ScalarField, b: &ScalarField| {
+            a.data().iter().zip(&block(b)).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+        };
+        let peak =
+            serial.p.data().iter().chain(serial.q.data()).fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = ex.max(diff(&part.p, &serial.p).max(diff(&part.q, &serial.q))) / peak;
+        let scalar = |s: &otgrid::ot::Solution, name: &str| {
+            s.scalars.iter().find(|(k, _)| k == name).map_or(f64::NAN, |(_, v)| *v)
+        };
+        let (dv, ds) =
+            (scalar(&part, "sinkhorn_divergence"), scalar(&serial, "sinkhorn_divergence"));
+        let same = part.iterations == serial.iterations
+            && (dv - ds).abs() <= 1e-12 * ds.abs()
+            && worst <= 1e-12;
+        let same = ex.max(f64::from(u8::from(!same))) == 0.0;
+        if ex.rank() == 0 {
+            let (py, pz) = pencils.shape();
+            println!(
+                "sinkhorn on {py} × {pz} pencils {}x{}x{} {kind:?} ε = 0.01{}: {} iterations (serial {}), max |p, q − serial|/peak = {worst:.2e}, divergence {dv:.12e} (serial {ds:.12e}); {seconds:.2} s{}",
+                shape[0], shape[1], shape[2],
+                if multiscale { " multiscale" } else { "" },
+                part.iterations, serial.iterations,
+                if same { "" } else { " DIFFERS" }
+            );
+        }
+        all &= same;
     }
     all
 }

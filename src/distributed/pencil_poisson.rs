@@ -13,7 +13,8 @@
 //! `Alltoallv`s in which a rank's blocks for the ranks outside its row or column are empty).
 //!
 //! Communication per solve: four all-to-alls, each moving the rank's block (N/P values) less
-//! the part it keeps, 8 bytes a value: `≈ 4 · 8 (N/P)(2 − 1/py − 1/pz)` bytes per rank.
+//! the part it keeps (1/py of it within a row, 1/pz within a column), 8 bytes a value:
+//! `2 · 8 (N/P)(2 − 1/py − 1/pz)` bytes per rank.
 //! Memory per rank: about 5 N/P values.
 
 use super::exchange::Exchange;
