@@ -71,14 +71,15 @@ pub use legendre::slab_c_transform;
 pub use metric::SlabMetric;
 pub use multilevel::{pencil_prolong, pencil_sample, slab_prolong, slab_restrict, slab_sample};
 pub use operators::{
-    slab_divergence, slab_gradient, slab_shifted_laplacian, slab_weighted_laplacian,
+    pencil_gradient, slab_divergence, slab_gradient, slab_shifted_laplacian,
+    slab_weighted_laplacian,
 };
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
 pub use parabolic::slab_parabolic;
 pub use pencil_poisson::PencilPoissonSolver;
 pub use poisson::SlabPoissonSolver;
-pub use pushforward::slab_push_forward;
+pub use pushforward::{pencil_push_forward, slab_push_forward};
 pub use sinkhorn::{pencil_sinkhorn, slab_sinkhorn};
 pub use solution::slab_output;
 pub use sum::{slab_dot, slab_sum};

@@ -8,10 +8,11 @@
 //! [`crate::operators`] apply.
 
 use super::exchange::Exchange;
+use super::layout::PencilSpreads;
 use super::pushforward::gather_planes;
 use super::{displacements, exchange_blocks};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::operators::{
     centred_difference, divergence_term, ghost, neighbour, scalar_neighbour, stencil_axes,
     weighted_row,
@@ -192,6 +193,47 @@ pub fn slab_gradient(exchange: &impl Exchange, grid: &Grid, u: &[f64]) -> Result
     Ok(out)
 }
 
+/// This rank's pencil block of `∇_h u` ([`crate::operators::gradient`]'s centred
+/// differences, one-sided ones at a non-periodic face) for `u` given on this rank's block of
+/// the 3D `grid`'s [`PencilDecomposition`], `3` components per cell as a
+/// [`crate::field::VectorField`] stores them: each component on whole lines of its axis (y
+/// and z lines through [`PencilSpreads`]: two all-to-alls each way), the serial arithmetic,
+/// so the result is the serial gradient to the bit. A collective; a block of the wrong
+/// length on any rank is an error on every rank.
+pub fn pencil_gradient(exchange: &impl Exchange, grid: &Grid, u: &[f64]) -> Result<Vec<f64>> {
+    let pencils = PencilDecomposition::new(grid, exchange.size())?;
+    let spreads = PencilSpreads::new(&pencils)?;
+    let rank = exchange.rank();
+    agree_lengths(exchange, "gradient", &[u.len()], pencils.len(rank))?;
+    // The derivative along grid axis a of lines of its n cells, laid end to end.
+    let along = |a: usize, values: &[f64]| -> Vec<f64> {
+        let axis = grid.axis(a);
+        let (n, kind, h) = (axis.cells, axis.boundary, axis.spacing());
+        let mut out = vec![0.0; values.len()];
+        out.par_chunks_mut(n).zip(values.par_chunks(n)).for_each(|(o, line)| {
+            for (i, o) in o.iter_mut().enumerate() {
+                let left = neighbour(i, i, n, 1, false, kind).map(|l| line[l]);
+                let right = neighbour(i, i, n, 1, true, kind).map(|r| line[r]);
+                *o = centred_difference(kind, h, left, line[i], right);
+            }
+        });
+        out
+    };
+    let PencilSpreads { blocks, y_lines, z_lines } = &spreads;
+    let dx = along(0, u);
+    let dy = y_lines.redistribute(
+        exchange,
+        blocks,
+        &along(1, &blocks.redistribute(exchange, y_lines, u)),
+    );
+    let dz = z_lines.redistribute(
+        exchange,
+        blocks,
+        &along(2, &blocks.redistribute(exchange, z_lines, u)),
+    );
+    Ok((0..u.len()).flat_map(|i| [dx[i], dy[i], dz[i]]).collect())
+}
+
 /// This rank's block of `∇_h · v` ([`crate::operators::divergence`]'s centred differences,
 /// one-sided second-order ones next to a non-periodic face) for `v` given on this rank's
 /// planes of `grid`, `dim` components per cell as a [`crate::field::VectorField`] stores
@@ -344,6 +386,37 @@ mod tests {
 
     /// The slab gradient equals the serial one to the bit on 1–4 ranks, on [`grids`] (every
     /// boundary kind on the slab axis, Dirichlet's one-sided faces included).
+    /// On y–z pencils (2–12 ranks, more than the z planes) the gradient equals the serial
+    /// one to the bit, periodic, Neumann and Dirichlet axes.
+    #[test]
+    fn pencil_gradient_equals_the_serial_one() {
+        use BoundaryKind::*;
+        for (shape, kinds, rank_counts) in [
+            ([7, 6, 3], [Neumann, Periodic, Dirichlet], &[2usize, 4, 6][..]),
+            ([6, 9, 2], [Periodic, Neumann, Periodic], &[4, 8, 12][..]),
+        ] {
+            let grid = crate::distributed::test_grid(&shape, &kinds);
+            let u = ScalarField::from_fn(&grid, |x| (3.0 * x[0]).sin() * (x[1] - 0.3 * x[2]).cos());
+            let values: Vec<f64> = u.data().iter().copied().collect();
+            let serial = crate::operators::gradient(&u);
+            let serial = serial.data().as_slice().unwrap();
+            for &ranks in rank_counts {
+                let parts = LocalWorld::run(ranks, |ex| {
+                    let pencils = PencilDecomposition::new(&grid, ranks).unwrap();
+                    let g = pencil_gradient(ex, &grid, &pencils.block(ex.rank(), &values)).unwrap();
+                    let want: Vec<f64> = (0..pencils.len(ex.rank()))
+                        .flat_map(|l| {
+                            let i = pencils.to_global(ex.rank(), l);
+                            serial[3 * i..3 * i + 3].to_vec()
+                        })
+                        .collect();
+                    g == want
+                });
+                assert!(parts.iter().all(|&same| same), "{shape:?} on {ranks} ranks");
+            }
+        }
+    }
+
     #[test]
     fn slab_gradient_equals_the_serial_one() {
         for (shape, kinds) in grids() {

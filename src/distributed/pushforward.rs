@@ -19,7 +19,7 @@
 use super::exchange::Exchange;
 use super::{displacements, exchange_blocks};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::ot::pushforward::{
     fixed_exponent, mass_bound, CellDeposit, FixedCells, FixedPlanes, SubCells, MAX_SUBCELLS,
 };
@@ -86,7 +86,124 @@ pub fn slab_push_forward(
         block[(k * plane + flat % plane) * d + a]
     };
 
-    // The quantum: from the global peak (as the serial deposit's, from the whole grid's).
+    let start = cells.start;
+    let (exponent, landed) = deposit(exchange, grid, &sub, mu, plane, |k| start + k, at);
+    let mine = scatter_to_owners(exchange, &slabs, plane, landed);
+    Ok(mine.into_par_iter().map(|v| FixedCells::value(v, exponent) / grid.cell_volume()).collect())
+}
+
+/// This rank's pencil block of `T#μ` on the 3D `grid`'s [`PencilDecomposition`] (more
+/// ranks than z planes): [`slab_push_forward`] on pencils, to the bit. The map's rows the
+/// sub-cells' slopes read — the rank's rows and planes and [`MAP_HALO`] beyond each side —
+/// come in one `Alltoallv`; the shares' fixed-point planes go, row block by row block, to
+/// their owners, which add them (exact integer sums). A collective; bad blocks fail every
+/// rank.
+pub fn pencil_push_forward(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    mu: &[f64],
+    map: &[f64],
+    min_subcells: usize,
+) -> Result<Vec<f64>> {
+    let pencils = PencilDecomposition::new(grid, exchange.size())?;
+    let rank = exchange.rank();
+    let n = pencils.len(rank);
+    let bad = mu.len() != n || map.len() != n * 3 || mu.iter().chain(map).any(|v| !v.is_finite());
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed push-forward: a rank's density or map has the wrong length or NaN / \
+             infinite values (this rank: {} and {} values for its {n} cells, 3 components)",
+            mu.len(),
+            map.len(),
+        )));
+    }
+    let sub = SubCells::new(grid, grid, min_subcells.clamp(1, MAX_SUBCELLS), MAX_SUBCELLS)?;
+    let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
+    let periodic = |a: usize| grid.axis(a).boundary.is_periodic();
+    // Rows (id z·ny + y) of the map: those each rank reads, and where a row lives.
+    let wanted: Vec<Vec<usize>> = (0..pencils.ranks())
+        .map(|q| {
+            let ys = map_planes(&pencils.rows(q), ny, periodic(1));
+            let zs = map_planes(&pencils.planes(q), nz, periodic(2));
+            zs.iter().flat_map(|z| ys.iter().map(move |y| z * ny + y)).collect()
+        })
+        .collect();
+    let locate = |id: usize| {
+        let (owner, local) = pencils.to_local(id * nx);
+        (owner, local / nx)
+    };
+    let block = gather_units(exchange, map, nx * 3, &wanted, locate)?;
+    let mut position = vec![usize::MAX; ny * nz];
+    for (k, &id) in wanted[rank].iter().enumerate() {
+        position[id] = k;
+    }
+    let at = |flat: usize, a: usize| {
+        let k = position[flat / nx];
+        debug_assert!(k != usize::MAX, "a slope read a row outside the halo");
+        block[(k * nx + flat % nx) * 3 + a]
+    };
+    let global = |k: usize| pencils.to_global(rank, k);
+    let (exponent, (landed, shares)) = deposit(exchange, grid, &sub, mu, nx * ny, global, at);
+
+    // Each landed plane's row blocks to their owners: records of the plane's index and its
+    // cells' `i128`s as pairs of doubles' bits.
+    let rows = |q: usize| pencils.rows(q);
+    let mut mine = vec![0i128; n];
+    let mut send = Vec::new();
+    let mut counts = vec![0.0; pencils.ranks()];
+    let mut send_counts = vec![0; pencils.ranks()];
+    for (q, count) in counts.iter_mut().enumerate() {
+        let planes = pencils.planes(q);
+        for j in planes.start.max(landed.start)..planes.end.min(landed.end) {
+            let cells =
+                &shares[((j - landed.start) * ny + rows(q).start) * nx..][..rows(q).len() * nx];
+            if q == rank {
+                let at = &mut mine[(j - planes.start) * rows(q).len() * nx..][..cells.len()];
+                at.iter_mut().zip(cells).for_each(|(a, b)| *a += b);
+                continue;
+            }
+            send.push(j as f64);
+            for &v in cells {
+                let bits = v as u128;
+                send.push(f64::from_bits(bits as u64));
+                send.push(f64::from_bits((bits >> 64) as u64));
+            }
+            *count += 1.0;
+            send_counts[q] += 1 + 2 * cells.len();
+        }
+    }
+    let ones = vec![1; pencils.ranks()];
+    let record = 1 + 2 * rows(rank).len() * nx;
+    let incoming = exchange_blocks(exchange, &counts, &ones, &ones);
+    let recv_counts: Vec<usize> = incoming.iter().map(|&c| c as usize * record).collect();
+    let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
+    let first = pencils.planes(rank).start;
+    for r in recv.chunks_exact(record) {
+        let j = r[0] as usize;
+        let at = &mut mine[(j - first) * rows(rank).len() * nx..][..record / 2];
+        for (a, pair) in at.iter_mut().zip(r[1..].chunks_exact(2)) {
+            let bits = u128::from(pair[0].to_bits()) | (u128::from(pair[1].to_bits()) << 64);
+            *a += bits as i128;
+        }
+    }
+    let vol = grid.cell_volume();
+    Ok(mine.into_par_iter().map(|v| FixedCells::value(v, exponent) / vol).collect())
+}
+
+/// This rank's shares of the deposit of its cells of `mu` (`global(k)` the global index of
+/// its k-th cell) by the sub-cells `sub`, the map read through `at(global, component)`: the
+/// fixed-point exponent (from the global peak of |μ|, as the serial deposit's from the
+/// whole grid's) and the window of global planes (of `plane` cells) the shares landed on,
+/// with their fixed-point cells.
+fn deposit(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    sub: &SubCells,
+    mu: &[f64],
+    plane: usize,
+    global: impl Fn(usize) -> usize + Sync,
+    at: impl Fn(usize, usize) -> f64 + Sync,
+) -> (i32, (std::ops::Range<usize>, Vec<i128>)) {
     let local_peak = mu.par_iter().map(|v| v.abs()).reduce(|| 0.0, f64::max);
     let exponent = fixed_exponent(mass_bound(exchange.max(local_peak), grid));
     let vol = grid.cell_volume();
@@ -100,8 +217,8 @@ pub fn slab_push_forward(
             let mut acc = FixedPlanes::new(plane, exponent);
             for (k, &m) in chunk.iter().enumerate() {
                 if m != 0.0 {
-                    let i = cells.start + part * len + k;
-                    sub.each(i, m * vol, at, |y, share| target.add(&mut acc, y, share));
+                    let i = global(part * len + k);
+                    sub.each(i, m * vol, &at, |y, share| target.add(&mut acc, y, share));
                 }
             }
             acc
@@ -112,9 +229,7 @@ pub fn slab_push_forward(
         })
         .map(FixedPlanes::into_planes)
         .unwrap_or_default();
-
-    let mine = scatter_to_owners(exchange, &slabs, plane, landed);
-    Ok(mine.into_par_iter().map(|v| FixedCells::value(v, exponent) / vol).collect())
+    (exponent, landed)
 }
 
 /// The planes of the slab axis (n planes) whose map a block of `planes` reads: the block and
@@ -148,28 +263,49 @@ pub(crate) fn gather_planes(
     plane: usize,
     wanted: &[Vec<usize>],
 ) -> Result<Vec<f64>> {
+    let locate = |j: usize| {
+        let owner = slabs.owner(j);
+        (owner, j - slabs.planes(owner).start)
+    };
+    gather_units(exchange, data, plane, wanted, locate)
+}
+
+/// Rank q's copy of the units `wanted[q]` (in that order) of a field stored per rank in
+/// units of `unit` values (planes, rows), `locate(j)` giving unit j's owner and its index
+/// among the owner's units: every rank sends each the wanted units it owns, one
+/// `Alltoallv`.
+pub(crate) fn gather_units(
+    exchange: &impl Exchange,
+    data: &[f64],
+    unit: usize,
+    wanted: &[Vec<usize>],
+    locate: impl Fn(usize) -> (usize, usize),
+) -> Result<Vec<f64>> {
     let rank = exchange.rank();
-    let ranks = slabs.ranks();
-    let own = slabs.planes(rank);
+    let ranks = exchange.size();
     let mut send = Vec::new();
     let mut send_counts = vec![0; ranks];
     for (q, list) in wanted.iter().enumerate() {
-        for &j in list.iter().filter(|j| own.contains(j)) {
-            send.extend_from_slice(&data[(j - own.start) * plane..][..plane]);
-            send_counts[q] += plane;
+        for &j in list {
+            let (owner, local) = locate(j);
+            if owner == rank {
+                send.extend_from_slice(&data[local * unit..][..unit]);
+                send_counts[q] += unit;
+            }
         }
     }
-    let recv_counts: Vec<usize> = (0..ranks)
-        .map(|s| wanted[rank].iter().filter(|&&j| slabs.owner(j) == s).count() * plane)
-        .collect();
-    let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
-    // Each owner's planes arrive in `wanted` order: take them in that order.
-    let mut next = displacements(&recv_counts);
-    let mut out = Vec::with_capacity(wanted[rank].len() * plane);
+    let mut recv_counts = vec![0; ranks];
     for &j in &wanted[rank] {
-        let s = slabs.owner(j);
-        out.extend_from_slice(&recv[next[s]..][..plane]);
-        next[s] += plane;
+        recv_counts[locate(j).0] += unit;
+    }
+    let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
+    // Each owner's units arrive in `wanted` order: take them in that order.
+    let mut next = displacements(&recv_counts);
+    let mut out = Vec::with_capacity(wanted[rank].len() * unit);
+    for &j in &wanted[rank] {
+        let s = locate(j).0;
+        out.extend_from_slice(&recv[next[s]..][..unit]);
+        next[s] += unit;
     }
     Ok(out)
 }
@@ -283,6 +419,44 @@ mod tests {
                              {cells:?} differ"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// On y–z pencils (more ranks than z planes for most) the deposit equals the serial one
+    /// to the bit: shares land on other ranks' rows and planes, every boundary kind.
+    #[test]
+    fn the_pencil_deposit_equals_the_serial_one_to_the_bit() {
+        for (shape, kinds, rank_counts) in [
+            ([9, 8, 3], [Neumann, Periodic, Dirichlet], &[2usize, 4, 6][..]),
+            ([8, 10, 4], [Periodic, Neumann, Periodic], &[6, 8, 12][..]),
+        ] {
+            let grid = test_grid(&shape, &kinds);
+            let (mu, map) = data(&grid);
+            let m: Vec<f64> = mu.data().iter().copied().collect();
+            let t = map.data().as_slice().unwrap();
+            for subcells in [1, 2] {
+                let serial = push_forward_adaptive(&mu, &map, &grid, subcells).unwrap();
+                let serial: Vec<f64> = serial.data().iter().copied().collect();
+                for &ranks in rank_counts {
+                    let same = LocalWorld::run(ranks, |ex| {
+                        let pencils = PencilDecomposition::new(&grid, ranks).unwrap();
+                        let r = ex.rank();
+                        let local: Vec<f64> = (0..pencils.len(r))
+                            .flat_map(|l| {
+                                let i = pencils.to_global(r, l);
+                                t[3 * i..3 * i + 3].to_vec()
+                            })
+                            .collect();
+                        let block = pencils.block(r, &m);
+                        let pushed = pencil_push_forward(ex, &grid, &block, &local, subcells);
+                        pushed.unwrap() == pencils.block(r, &serial)
+                    });
+                    assert!(
+                        same.iter().all(|&s| s),
+                        "{shape:?} {kinds:?}, {ranks} ranks, {subcells} sub-cells"
+                    );
                 }
             }
         }
