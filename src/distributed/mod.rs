@@ -81,7 +81,7 @@ pub use pencil_poisson::PencilPoissonSolver;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::{pencil_push_forward, slab_push_forward};
 pub use sinkhorn::{pencil_sinkhorn, slab_sinkhorn};
-pub use solution::slab_output;
+pub use solution::{pencil_output, slab_output};
 pub use sum::{slab_dot, slab_sum};
 
 pub(crate) use crate::grid::decomposition::balanced;

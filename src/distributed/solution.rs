@@ -7,12 +7,12 @@
 //! ([`super::write_collective`]) is the serial solve's file.
 
 use super::exchange::Exchange;
-use super::operators::slab_gradient;
-use super::pushforward::slab_push_forward;
+use super::operators::{pencil_gradient, slab_gradient};
+use super::pushforward::{pencil_push_forward, slab_push_forward};
 use super::sum::slab_sum;
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::io::Output;
 use crate::ot::problem::{box_of, clamp_points, half_square, transport_term};
 use crate::ot::Solution;
@@ -22,21 +22,80 @@ fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
 }
 
+/// Where each rank's cells lie: its planes, or its y–z pencil block.
+enum Blocks {
+    Slabs(SlabDecomposition),
+    Pencils(PencilDecomposition),
+}
+
+impl Blocks {
+    /// The global flat indices of `rank`'s cells, in its storage order.
+    fn cells(&self, rank: usize) -> Vec<usize> {
+        match self {
+            Blocks::Slabs(s) => s.cells(rank).collect(),
+            Blocks::Pencils(p) => (0..p.len(rank)).map(|k| p.to_global(rank, k)).collect(),
+        }
+    }
+
+    fn gradient(&self, exchange: &impl Exchange, grid: &Grid, u: &[f64]) -> Result<Vec<f64>> {
+        match self {
+            Blocks::Slabs(_) => slab_gradient(exchange, grid, u),
+            Blocks::Pencils(_) => pencil_gradient(exchange, grid, u),
+        }
+    }
+
+    fn push_forward(
+        &self,
+        exchange: &impl Exchange,
+        grid: &Grid,
+        mu: &[f64],
+        map: &[f64],
+        subsamples: usize,
+    ) -> Result<Vec<f64>> {
+        match self {
+            Blocks::Slabs(_) => slab_push_forward(exchange, grid, mu, map, subsamples),
+            Blocks::Pencils(_) => pencil_push_forward(exchange, grid, mu, map, subsamples),
+        }
+    }
+
+    /// `Σ term(i)` over every rank's cells: in the serial order on slabs (to the bit);
+    /// each rank's part then the ranks' on pencils (to round-off).
+    fn sum(&self, exchange: &impl Exchange, term: impl Fn(usize) -> f64 + Sync, n: usize) -> f64 {
+        match self {
+            Blocks::Slabs(s) => slab_sum(exchange, s, term),
+            Blocks::Pencils(_) => exchange.sum((0..n).map(term).sum::<f64>()),
+        }
+    }
+
+    fn output(&self, grid: &Grid, rank: usize) -> Result<Output> {
+        match self {
+            Blocks::Slabs(s) => Output::slab(grid, s, rank),
+            Blocks::Pencils(p) => Output::pencil(grid, p, rank),
+        }
+    }
+
+    fn local_grid(&self, rank: usize) -> Result<Grid> {
+        match self {
+            Blocks::Slabs(s) => s.local_grid(rank),
+            Blocks::Pencils(p) => p.local_grid(rank),
+        }
+    }
+}
+
 /// The box of the cells where `density` (this rank's planes) is positive, over every rank
 /// (as [`crate::ot::Problem::support_box`]). A collective.
 fn support_box(
     exchange: &impl Exchange,
     grid: &Grid,
-    slabs: &SlabDecomposition,
+    cells: &[usize],
     density: &[f64],
 ) -> Vec<Option<(f64, f64)>> {
     let d = grid.dim();
     let shape = grid.storage_shape();
-    let start = slabs.cells(exchange.rank()).start;
     let mut first = vec![usize::MAX; d];
     let mut last = vec![0usize; d];
     for (local, _) in density.iter().enumerate().filter(|(_, v)| **v > 0.0) {
-        let mut rest = start + local;
+        let mut rest = cells[local];
         for k in (0..d).rev() {
             let a = d - 1 - k;
             let i = rest % shape[k];
@@ -55,11 +114,12 @@ fn support_box(
 fn map_of(
     exchange: &impl Exchange,
     grid: &Grid,
+    blocks: &Blocks,
     u: &[f64],
     centre: &[f64],
     bounds: &[Option<(f64, f64)>],
 ) -> Result<Vec<f64>> {
-    let mut t = slab_gradient(exchange, grid, u)?;
+    let mut t = blocks.gradient(exchange, grid, u)?;
     t.par_iter_mut().zip(centre.par_iter()).for_each(|(a, b)| *a += b);
     clamp_points(&mut t, bounds);
     Ok(t)
@@ -75,33 +135,59 @@ fn map_of(
 pub fn slab_output(
     exchange: &impl Exchange,
     grid: &Grid,
+    densities: (&[f64], &[f64]),
+    masses: (f64, f64),
+    solution: &Solution,
+) -> Result<Output> {
+    let blocks = Blocks::Slabs(SlabDecomposition::new(grid, exchange.size())?);
+    output_on(exchange, grid, &blocks, densities, masses, solution)
+}
+
+/// [`slab_output`] on the 3D `grid`'s y–z pencils ([`super::pencil_sinkhorn`]: p, q, μ and
+/// ν this rank's blocks): the serial file's fields to the bit where the potentials are the
+/// serial ones to the bit ([`super::pencil_gradient`], [`super::pencil_push_forward`]), the
+/// transport cost to round-off (summed per rank, then over the ranks). A collective.
+pub fn pencil_output(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    densities: (&[f64], &[f64]),
+    masses: (f64, f64),
+    solution: &Solution,
+) -> Result<Output> {
+    let blocks = Blocks::Pencils(PencilDecomposition::new(grid, exchange.size())?);
+    output_on(exchange, grid, &blocks, densities, masses, solution)
+}
+
+fn output_on(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    blocks: &Blocks,
     (mu, nu): (&[f64], &[f64]),
     masses: (f64, f64),
     solution: &Solution,
 ) -> Result<Output> {
-    let slabs = SlabDecomposition::new(grid, exchange.size())?;
     let rank = exchange.rank();
-    let cells = slabs.cells(rank);
+    let cells = blocks.cells(rank);
     let n = cells.len();
     let (p, q) = (values(&solution.p), values(&solution.q));
     let bad = [mu.len(), nu.len(), p.len(), q.len()].iter().any(|&l| l != n);
     if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid("distributed output: a rank's blocks do not match its planes"));
+        return Err(Error::invalid("distributed output: a rank's blocks do not match its cells"));
     }
     let d = grid.dim();
-    let local = slabs.local_grid(rank)?;
-    let centre = crate::grid::cell_centres(grid, cells);
+    let local = blocks.local_grid(rank)?;
+    let centre = crate::grid::cell_centres(grid, cells.clone());
     let half: Vec<f64> = centre.par_chunks(d).map(half_square).collect();
     let plus = |u: &[f64]| -> Vec<f64> { half.iter().zip(u).map(|(a, b)| a + b).collect() };
-    let boxes = [mu, nu].map(|rho| support_box(exchange, grid, &slabs, rho));
-    let map = map_of(exchange, grid, p, &centre, &boxes[1])?;
-    let inverse = map_of(exchange, grid, q, &centre, &boxes[0])?;
+    let boxes = [mu, nu].map(|rho| support_box(exchange, grid, &cells, rho));
+    let map = map_of(exchange, grid, blocks, p, &centre, &boxes[1])?;
+    let inverse = map_of(exchange, grid, blocks, q, &centre, &boxes[0])?;
     let mut displacement = map.clone();
     displacement.par_iter_mut().zip(centre.par_iter()).for_each(|(a, b)| *a -= b);
     let subsamples = if d == 2 { 2 } else { 1 };
-    let pushed = slab_push_forward(exchange, grid, mu, &map, subsamples)?;
-    let cost = slab_sum(exchange, &slabs, |i| transport_term(mu, &displacement, d, i))
-        * grid.cell_volume();
+    let pushed = blocks.push_forward(exchange, grid, mu, &map, subsamples)?;
+    let cost =
+        blocks.sum(exchange, |i| transport_term(mu, &displacement, d, i), n) * grid.cell_volume();
     let scalar = |v: Vec<f64>| ScalarField::from_vec(&local, v);
     let vector = |v: Vec<f64>| -> Result<VectorField> {
         let mut shape = local.storage_shape();
@@ -110,7 +196,7 @@ pub fn slab_output(
             .map_err(|e| Error::invalid(format!("distributed output: {e}")))?;
         VectorField::new(local.clone(), data)
     };
-    let mut out = Output::slab(grid, &slabs, rank)?;
+    let mut out = blocks.output(grid, rank)?;
     out.add_field("source", scalar(mu.to_vec())?)?;
     out.add_field("target", scalar(nu.to_vec())?)?;
     out.add_field("phi", scalar(plus(p))?)?;
@@ -204,6 +290,71 @@ mod tests {
                     for a in [&mut attributes, &mut expected] {
                         assert!(matches!(a.remove("seconds"), Some(AttrValue::Number(_))));
                     }
+                    assert_eq!(attributes, expected, "{shape:?}, {ranks} ranks");
+                }
+            }
+        }
+    }
+
+    /// On y–z pencils (more ranks than z planes) the part of the serial solve's potentials
+    /// gives the serial file: every field to the bit, the diagnostics, and the attributes
+    /// (the transport cost to 1e-13, summed per rank).
+    #[test]
+    fn pencil_output_is_the_serial_file() {
+        let cases = [
+            ([14usize, 13, 4], [Periodic, Neumann, Neumann], &[6usize, 8][..]),
+            ([12, 10, 5], [Neumann, Neumann, Neumann], &[10][..]),
+        ];
+        for (shape, kinds, rank_counts) in cases {
+            let grid = test_grid(&shape, &kinds);
+            let mut mu = bump(&grid, [0.4, 0.5, 0.5], 0.05, 0.0);
+            mu.data_mut().mapv_inplace(|v| 3.0 * (v + 0.02));
+            let nu = bump(&grid, [0.6, 0.55, 0.45], 0.03, 0.05);
+            let problem = Problem::new(&mu, &nu).unwrap();
+            let solver = crate::ot::Sinkhorn { epsilon: Some(0.02), ..Default::default() };
+            let serial = solver.solve(&problem, &Options::default()).unwrap();
+            let file = serial.to_output(&problem).unwrap();
+            let flat = |f: &ScalarField| f.data().iter().copied().collect::<Vec<f64>>();
+            let (m, n) = (flat(problem.source()), flat(problem.target()));
+            for &ranks in rank_counts {
+                let parts = LocalWorld::run(ranks, |ex| {
+                    let pencils = PencilDecomposition::new(&grid, ranks).unwrap();
+                    let r = ex.rank();
+                    let local = pencils.local_grid(r).unwrap();
+                    let mut part = serial.clone();
+                    let block = |f: &ScalarField| {
+                        ScalarField::from_vec(&local, pencils.block(r, &flat(f))).unwrap()
+                    };
+                    (part.p, part.q) = (block(&serial.p), block(&serial.q));
+                    let blocks = (&pencils.block(r, &m)[..], &pencils.block(r, &n)[..]);
+                    let out = pencil_output(ex, &grid, blocks, problem.masses(), &part);
+                    (pencils, out.unwrap())
+                });
+                for (r, (pencils, part)) in parts.into_iter().enumerate() {
+                    assert_eq!(part.fields().len(), file.fields().len());
+                    for (name, field) in file.fields() {
+                        let whole = values(field);
+                        let width = if matches!(field, Field::Vector(_)) { 3 } else { 1 };
+                        let mine: Vec<f64> = (0..pencils.len(r))
+                            .flat_map(|l| {
+                                let i = pencils.to_global(r, l);
+                                whole[i * width..(i + 1) * width].to_vec()
+                            })
+                            .collect();
+                        let got = values(&part.fields()[name]);
+                        assert!(got == mine, "{shape:?}, {ranks} ranks: field {name}");
+                    }
+                    assert_eq!(part.diagnostics(), file.diagnostics());
+                    let mut attributes = part.attributes().clone();
+                    let mut expected = file.attributes().clone();
+                    let cost = |a: &mut std::collections::BTreeMap<String, AttrValue>| match a
+                        .remove("transport_cost")
+                    {
+                        Some(AttrValue::Number(v)) => v,
+                        other => panic!("transport_cost: {other:?}"),
+                    };
+                    let (a, b) = (cost(&mut attributes), cost(&mut expected));
+                    assert!((a - b).abs() <= 1e-13 * b.abs(), "transport cost {a} vs {b}");
                     assert_eq!(attributes, expected, "{shape:?}, {ranks} ranks");
                 }
             }

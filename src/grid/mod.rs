@@ -326,11 +326,16 @@ impl fmt::Display for Grid {
 }
 
 /// The cell centres of `cells` (global flat indices of `grid`), d per cell, x first.
-pub(crate) fn cell_centres(grid: &Grid, cells: std::ops::Range<usize>) -> Vec<f64> {
+pub(crate) fn cell_centres<I>(grid: &Grid, cells: I) -> Vec<f64>
+where
+    I: rayon::iter::IntoParallelIterator<Item = usize>,
+    I::Iter: rayon::iter::IndexedParallelIterator,
+{
+    use rayon::prelude::*;
+    let cells = cells.into_par_iter();
     let d = grid.dim();
     let shape = grid.storage_shape();
     let mut out = vec![0.0; cells.len() * d];
-    use rayon::prelude::*;
     out.par_chunks_mut(d).zip(cells.into_par_iter()).for_each(|(point, flat)| {
         let mut index = [0usize; 3];
         unflatten(flat, &shape, &mut index[..d], 0);

@@ -48,8 +48,11 @@ enum Sink {
     Whole,
     #[cfg(feature = "distributed")]
     Planes {
-        first: usize,
-        planes: usize,
+        /// The part's first index along the two slowest storage axes (plane; row — 0 but
+        /// on pencils).
+        first: [usize; 2],
+        /// The file's counts along those axes.
+        whole: [usize; 2],
         lead: bool,
         comm: mpi::ffi::MPI_Comm,
     },
@@ -92,13 +95,14 @@ fn write_field(group: &Group, name: &str, field: &Field, sink: Sink) -> hdf5::Re
     let ds = match sink {
         Sink::Whole => group.new_dataset_builder().with_data(data).create(name)?,
         #[cfg(feature = "distributed")]
-        Sink::Planes { first, planes, .. } => {
+        Sink::Planes { first, whole, .. } => {
             let mut shape = data.shape().to_vec();
-            let local = shape[0];
-            shape[0] = planes;
+            let local = [shape[0], shape[1]];
+            shape[..2].copy_from_slice(&whole);
             let ds = group.new_dataset::<f64>().shape(shape.as_slice()).create(name)?;
-            let mut slab = vec![hdf5::SliceOrIndex::from(first..first + local)];
-            slab.extend((1..shape.len()).map(|_| hdf5::SliceOrIndex::from(..)));
+            let mut slab: Vec<hdf5::SliceOrIndex> =
+                (0..2).map(|k| (first[k]..first[k] + local[k]).into()).collect();
+            slab.extend((2..shape.len()).map(|_| hdf5::SliceOrIndex::from(..)));
             agreed(sink, ds.write_slice(data.view(), hdf5::Hyperslab::from(slab)))?;
             ds
         }
@@ -135,9 +139,10 @@ pub(crate) fn write_collective(
     let part = output.part().ok_or_else(|| {
         Error::invalid("a collective write needs one rank's part of a distributed output")
     })?;
+    let whole = part.global.storage_shape();
     let sink = Sink::Planes {
-        first: part.first_plane,
-        planes: part.global.storage_shape()[0],
+        first: [part.first_plane, part.first_row],
+        whole: [whole[0], whole[1]],
         lead,
         comm,
     };

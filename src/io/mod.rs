@@ -123,14 +123,17 @@ pub struct Output {
 
 /// Paths of the two files written by [`Output::write`].
 /// One rank's part of a distributed output: its fields hold the planes
-/// `first_plane..first_plane + n` of the slowest storage axis of `global` (z in 3D, y in 2D),
-/// where `n` is the part's own grid's count along that axis.
+/// `first_plane..first_plane + n` of the slowest storage axis of `global` (z in 3D, y in 2D)
+/// and the rows `first_row..first_row + m` of the next (y in 3D; all of them but on
+/// pencils), where `n`, `m` are the part's own grid's counts along those axes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Part {
     /// The whole grid: the file's grid.
     pub global: Grid,
     /// The first plane this rank holds.
     pub first_plane: usize,
+    /// The first row (y in 3D) this rank holds: 0 on slabs.
+    pub first_row: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -186,8 +189,25 @@ impl Output {
         rank: usize,
     ) -> Result<Output> {
         let mut output = Output::new(decomposition.local_grid(rank)?);
-        output.part =
-            Some(Part { global: global.clone(), first_plane: decomposition.planes(rank).start });
+        let first_plane = decomposition.planes(rank).start;
+        output.part = Some(Part { global: global.clone(), first_plane, first_row: 0 });
+        Ok(output)
+    }
+
+    /// One rank's part of a distributed output on `global`'s y–z pencils: the rank's block
+    /// of `decomposition` (fields on [`PencilDecomposition::local_grid`]); written
+    /// collectively as [`Output::slab`]'s parts are.
+    ///
+    /// [`PencilDecomposition::local_grid`]: crate::grid::PencilDecomposition::local_grid
+    pub fn pencil(
+        global: &Grid,
+        decomposition: &crate::grid::PencilDecomposition,
+        rank: usize,
+    ) -> Result<Output> {
+        let mut output = Output::new(decomposition.local_grid(rank)?);
+        let (first_plane, first_row) =
+            (decomposition.planes(rank).start, decomposition.rows(rank).start);
+        output.part = Some(Part { global: global.clone(), first_plane, first_row });
         Ok(output)
     }
 
