@@ -4,21 +4,23 @@
 //! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
 //! included, to round-off) or the parabolic Monge–Ampère flow
 //! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit, its Gaussian lift
-//! included) — and every rank writes its planes of the results file
-//! collectively ([`otgrid::distributed::slab_output`],
+//! included). With more ranks than z planes Sinkhorn runs on y–z pencils instead
+//! ([`otgrid::distributed::pencil_sinkhorn`]); bfm and the flow are refused there. Every
+//! rank writes its cells of the results file collectively
+//! ([`otgrid::distributed::slab_output`] / [`otgrid::distributed::pencil_output`],
 //! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm`
-//! (`--method sinkhorn`, `--method parabolic`) file. The rank count is MPI's. Rank 0 prints the report and any
-//! error (the ranks agree on every error, so all exit with its status).
+//! (`--method sinkhorn`, `--method parabolic`) file. The rank count is MPI's. Rank 0 prints
+//! the report and any error (the ranks agree on every error, so all exit with its status).
 
 use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    agree, slab_bfm, slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective,
-    Exchange,
+    agree, pencil_density, pencil_output, pencil_sinkhorn, slab_bfm, slab_density, slab_output,
+    slab_parabolic, slab_sinkhorn, write_collective, Exchange,
 };
 use otgrid::error::{Error, Result};
-use otgrid::grid::SlabDecomposition;
+use otgrid::grid::{PencilDecomposition, SlabDecomposition};
 use otgrid::io::{check_output_path, AttrValue, Inputs};
 use otgrid::ot::{
     BackAndForth, DensitySpec, Method, Options, Parabolic, Problem, Sinkhorn, Solution,
@@ -87,18 +89,87 @@ impl Decomposed {
         .unwrap_or_default()
     }
 
-    /// The solve on this rank's planes of μ and ν. A collective.
+    /// The solve on this rank's cells of μ and ν (its planes, or its pencil block). A
+    /// collective.
     fn solve(
         &self,
         ex: &MpiExchange,
         grid: &otgrid::Grid,
+        cut: &Cut,
         mu: &[f64],
         nu: &[f64],
     ) -> Result<Solution> {
+        let options = Options::default();
+        match (self, cut) {
+            (Decomposed::Bfm(s), Cut::Slabs(_)) => slab_bfm(ex, grid, mu, nu, s),
+            (Decomposed::Sinkhorn(s), Cut::Slabs(_)) => {
+                slab_sinkhorn(ex, grid, mu, nu, s, &options)
+            }
+            (Decomposed::Sinkhorn(s), Cut::Pencils(_)) => {
+                pencil_sinkhorn(ex, grid, mu, nu, s, &options)
+            }
+            (Decomposed::Parabolic(s), Cut::Slabs(_)) => slab_parabolic(ex, grid, mu, nu, s),
+            (_, Cut::Pencils(_)) => Err(Error::invalid(format!(
+                "--method {} does not run on y–z pencils",
+                self.method().name()
+            ))),
+        }
+    }
+}
+
+/// How a distributed run splits the grid: slabs (z planes; y in 2D), or y–z pencils for
+/// Sinkhorn on a 3D grid with more ranks than planes.
+enum Cut {
+    Slabs(SlabDecomposition),
+    Pencils(PencilDecomposition),
+}
+
+impl Cut {
+    /// Slabs while every rank gets a plane; beyond that, pencils for `--method sinkhorn` on
+    /// a 3D grid, else the slab decomposition's refusal (naming the way out).
+    fn new(grid: &otgrid::Grid, ranks: usize, method: Method) -> Result<Cut> {
+        match SlabDecomposition::new(grid, ranks) {
+            Ok(slabs) => Ok(Cut::Slabs(slabs)),
+            Err(e) if grid.dim() == 3 && method == Method::SINKHORN => {
+                tracing::info!("{e}: Sinkhorn runs on y–z pencils");
+                Ok(Cut::Pencils(PencilDecomposition::new(grid, ranks)?))
+            }
+            Err(e) if grid.dim() == 3 => Err(Error::invalid(format!(
+                "{e}; on a 3D grid --method sinkhorn runs on y–z pencils beyond that"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// This rank's cells of a density sampled on its planes (`values`, whole planes): all
+    /// of them on slabs, its rows of each on pencils.
+    fn block(&self, rank: usize, grid: &otgrid::Grid, values: Vec<f64>) -> Vec<f64> {
         match self {
-            Decomposed::Bfm(s) => slab_bfm(ex, grid, mu, nu, s),
-            Decomposed::Sinkhorn(s) => slab_sinkhorn(ex, grid, mu, nu, s, &Options::default()),
-            Decomposed::Parabolic(s) => slab_parabolic(ex, grid, mu, nu, s),
+            Cut::Slabs(_) => values,
+            Cut::Pencils(p) => {
+                let (nx, ny) = (grid.axis(0).cells, grid.axis(1).cells);
+                let rows = p.rows(rank);
+                values
+                    .chunks_exact(nx * ny)
+                    .flat_map(|plane| plane[rows.start * nx..rows.end * nx].iter().copied())
+                    .collect()
+            }
+        }
+    }
+
+    /// The z planes (y in 2D) whose cells this rank holds, some of them.
+    fn planes(&self, rank: usize) -> std::ops::Range<usize> {
+        match self {
+            Cut::Slabs(s) => s.planes(rank),
+            Cut::Pencils(p) => p.planes(rank),
+        }
+    }
+
+    /// The density checks and normalisation on this rank's cells. A collective.
+    fn density(&self, ex: &MpiExchange, values: Vec<f64>, what: &str) -> Result<(Vec<f64>, f64)> {
+        match self {
+            Cut::Slabs(s) => slab_density(ex, s, values, what),
+            Cut::Pencils(p) => pencil_density(ex, p, values, what),
         }
     }
 }
@@ -157,17 +228,28 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
     let ranks = ex.size();
     let prepared = prepare(args, report, ranks);
     let (specs, reading, solver, grid) = agree(ex, prepared, "reading the problem")?;
-    let slabs = SlabDecomposition::new(&grid, ranks)?;
-    let planes = slabs.planes(ex.rank());
-    let sample =
-        |k: usize, what: &str| specs[k].sample_planes(&grid, planes.clone(), what, &reading);
+    let cut = Cut::new(&grid, ranks, solver.method())?;
+    let planes = cut.planes(ex.rank());
+    let sample = |k: usize, what: &str| {
+        let values = specs[k].sample_planes(&grid, planes.clone(), what, &reading)?;
+        Ok(cut.block(ex.rank(), &grid, values))
+    };
     let sampled = sample(0, "source").and_then(|mu| Ok((mu, sample(1, "target")?)));
     let (mu, nu) = agree(ex, sampled, "sampling the densities")?;
-    let (mu, source_mass) = slab_density(ex, &slabs, mu, "source")?;
-    let (nu, target_mass) = slab_density(ex, &slabs, nu, "target")?;
+    let (mu, source_mass) = cut.density(ex, mu, "source")?;
+    let (nu, target_mass) = cut.density(ex, nu, "target")?;
     let masses = (source_mass, target_mass);
-    tracing::info!("rank {} of {ranks}: planes {:?}", ex.rank(), slabs.planes(ex.rank()));
-    let result = solver.solve(ex, &grid, &mu, &nu)?;
+    match &cut {
+        Cut::Slabs(_) => tracing::info!("rank {} of {ranks}: planes {planes:?}", ex.rank()),
+        Cut::Pencils(p) => tracing::info!(
+            "rank {} of {ranks}: planes {planes:?}, rows {:?} ({} × {} pencils)",
+            ex.rank(),
+            p.rows(ex.rank()),
+            p.shape().0,
+            p.shape().1
+        ),
+    }
+    let result = solver.solve(ex, &grid, &cut, &mu, &nu)?;
     report.put("outcome", result.outcome.name());
     report.put("converged", result.outcome == otgrid::ot::Outcome::Converged);
     if let Some(floor) = result.outcome.floor() {
@@ -197,7 +279,10 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
             ),
         });
     }
-    let mut output = slab_output(ex, &grid, (&mu, &nu), masses, &result)?;
+    let mut output = match &cut {
+        Cut::Slabs(_) => slab_output(ex, &grid, (&mu, &nu), masses, &result)?,
+        Cut::Pencils(_) => pencil_output(ex, &grid, (&mu, &nu), masses, &result)?,
+    };
     output.set_attribute("source_spec", AttrValue::Text(args.source.clone()))?;
     output.set_attribute("target_spec", AttrValue::Text(args.target.clone()))?;
     let parameters = report.get("parameters").cloned().unwrap_or_default();
@@ -224,7 +309,8 @@ fn prepare(
         return Err(Error::invalid(format!("{flag} does not apply to a distributed run")));
     }
     let grid = args.grid.resolve("unit_square_256")?;
-    SlabDecomposition::new(&grid, ranks)?;
+    // (The slab refusal first, as for any method; Sinkhorn alone goes on to pencils.)
+    Cut::new(&grid, ranks, Method::from_name(&args.method).unwrap_or(Method::BFM))?;
     Problem::check_grid(&grid)?;
     report.put("grid", &grid);
     report.put("ranks", ranks);

@@ -63,7 +63,7 @@ pub mod sum;
 use std::ops::Range;
 
 pub use bfm::{slab_bfm, SlabLevel};
-pub use density::slab_density;
+pub use density::{pencil_density, slab_density};
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
 pub use jacobian::slab_change_of_variables;

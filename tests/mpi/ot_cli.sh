@@ -5,7 +5,8 @@
 # included — the change of variables on the smooth torus pair, the deposit elsewhere;
 # Sinkhorn: `--method sinkhorn`, its multiscale levels included; the parabolic Monge–Ampère
 # flow: `--method parabolic`, linearly implicit and explicit), then the same command line
-# (bfm: without --method) under mpirun with 1, 2 and 4 ranks. bfm and parabolic:
+# (bfm: without --method) under mpirun with 1, 2 and 4 ranks (the pencil cases: 6 and 8
+# ranks, more than the grid's z planes, so Sinkhorn runs on y–z pencils). bfm and parabolic:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
@@ -38,9 +39,11 @@ cases=(
   "parabolic-torus48|parabolic|--grid 48x48x48 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x)"
   "parabolic-lift|parabolic|--grid 26x24x22 --source exp(-((x-0.45)^2+(y-0.5)^2+(z-0.5)^2)/0.02) --target exp(-((x-0.55)^2+(y-0.45)^2+(z-0.52)^2)/0.03)"
   "parabolic-explicit|parabolic|--grid 34x31x29 --bc neumann,periodic,neumann --explicit --max-iterations 80 --keep-unconverged"
+  "sinkhorn-pencils|sinkhorn|--grid 48x44x5 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6 8"
+  "sinkhorn-pencils-torus|sinkhorn|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
 )
 for case in "${cases[@]}"; do
-  IFS='|' read -r name method args <<< "$case"
+  IFS='|' read -r name method args ranks <<< "$case"
   read -r -a problem <<< "$args"
   if [ "$method" = bfm ]; then
     serial=(--method bfm)
@@ -62,7 +65,7 @@ for case in "${cases[@]}"; do
   start=$(date +%s%N)
   "$bin" -q ot "${problem[@]}" "${serial[@]}" -o "$dir/$name-serial.h5" > /dev/null
   serial_ms=$((($(date +%s%N) - start) / 1000000))
-  for p in 1 2 4; do
+  for p in ${ranks:-1 2 4}; do
     start=$(date +%s%N)
     "${mpirun[@]}" -np "$p" "$bin" -q ot "${problem[@]}" "${distributed[@]}" -o "$dir/$name-np$p.h5" > /dev/null
     ms=$((($(date +%s%N) - start) / 1000000))
