@@ -123,31 +123,68 @@ impl PencilSpreads {
     /// The spreads of `pencils`; refused with fewer cells along x than py or along y than
     /// pz (the transposed boxes need one each).
     pub fn new(pencils: &PencilDecomposition) -> Result<PencilSpreads> {
-        let grid = pencils.grid();
+        let n = pencils.grid().shape();
+        let lines = Lines::new(pencils, [n[0], n[1]])?;
+        Ok(PencilSpreads {
+            blocks: lines.blocks(pencils, n[0]),
+            y_lines: lines.y_lines(n[1]),
+            z_lines: lines.z_lines(n[2]),
+        })
+    }
+}
+
+/// The split of x over each row of a pencil process grid and of y over each column — the
+/// boxes of whole y and z lines — for arrays of `cells[0]` x and `cells[1]` y cells.
+struct Lines<'a> {
+    pencils: &'a PencilDecomposition,
+    columns: Vec<Range<usize>>,
+    spans: Vec<Range<usize>>,
+}
+
+impl<'a> Lines<'a> {
+    /// Refused with fewer x cells than py or y cells than pz.
+    fn new(pencils: &'a PencilDecomposition, cells: [usize; 2]) -> Result<Lines<'a>> {
         let (py, pz) = pencils.shape();
-        let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
-        if py > nx || pz > ny {
+        if py > cells[0] || pz > cells[1] {
             return Err(Error::invalid(format!(
                 "{py} × {pz} pencils need at least {py} cells along x and {pz} along y (the \
-                 grid has {nx} and {ny})"
+                 grid has {} and {})",
+                cells[0], cells[1]
             )));
         }
-        let (columns, spans) = (balanced(nx, py), balanced(ny, pz));
-        let ranks = 0..pencils.ranks();
-        let spread = |f: &dyn Fn(usize) -> Block| Spread(ranks.clone().map(f).collect());
-        let blocks = spread(&|r| Block {
-            ranges: [0..nx, pencils.rows(r), pencils.planes(r)],
+        Ok(Lines { pencils, columns: balanced(cells[0], py), spans: balanced(cells[1], pz) })
+    }
+
+    fn spread(&self, f: impl Fn(usize) -> Block) -> Spread {
+        Spread((0..self.pencils.ranks()).map(f).collect())
+    }
+
+    /// `decomposition`'s blocks (`[z][y][x]`) of an array `nx` cells wide.
+    fn blocks(&self, decomposition: &PencilDecomposition, nx: usize) -> Spread {
+        self.spread(|r| Block {
+            ranges: [0..nx, decomposition.rows(r), decomposition.planes(r)],
             order: [2, 1, 0],
-        });
-        let y_lines = spread(&|r| Block {
-            ranges: [columns[pencils.coordinates(r).0].clone(), 0..ny, pencils.planes(r)],
+        })
+    }
+
+    /// Whole y lines of `ny` cells (`[z][x][y]`): the rank's planes, its row's x-range.
+    fn y_lines(&self, ny: usize) -> Spread {
+        let p = self.pencils;
+        self.spread(|r| Block {
+            ranges: [self.columns[p.coordinates(r).0].clone(), 0..ny, p.planes(r)],
             order: [2, 0, 1],
-        });
-        let z_lines = spread(&|r| {
-            let (iy, iz) = pencils.coordinates(r);
-            Block { ranges: [columns[iy].clone(), spans[iz].clone(), 0..nz], order: [0, 1, 2] }
-        });
-        Ok(PencilSpreads { blocks, y_lines, z_lines })
+        })
+    }
+
+    /// Whole z lines of `nz` cells (`[x][y][z]`): its row's x-range, its column's y-range.
+    fn z_lines(&self, nz: usize) -> Spread {
+        self.spread(|r| {
+            let (iy, iz) = self.pencils.coordinates(r);
+            Block {
+                ranges: [self.columns[iy].clone(), self.spans[iz].clone(), 0..nz],
+                order: [0, 1, 2],
+            }
+        })
     }
 }
 
@@ -166,39 +203,23 @@ pub(crate) fn axis_by_axis(
     data: &[f64],
     op: impl Fn(&[f64], [usize; 3], usize) -> Vec<f64>,
 ) -> Result<Vec<f64>> {
-    let (py, pz) = from.shape();
-    let n = from.grid().shape();
-    let m = to.grid().shape();
-    if py > m[0] || pz > m[1] || to.ranks() != from.ranks() {
-        return Err(Error::invalid(format!(
-            "{py} × {pz} pencils need at least {py} cells along x and {pz} along y (the grid \
-             has {} and {})",
-            m[0], m[1]
-        )));
+    let (n, m) = (from.grid().shape(), to.grid().shape());
+    if to.ranks() != from.ranks() {
+        return Err(Error::invalid("axis_by_axis: decompositions over different rank counts"));
     }
-    let (columns, spans) = (balanced(m[0], py), balanced(m[1], pz));
-    let spread = |f: &dyn Fn(usize) -> Block| Spread((0..from.ranks()).map(f).collect());
-    let column = |r: usize| columns[from.coordinates(r).0].clone();
-    let span = |r: usize| spans[from.coordinates(r).1].clone();
+    let lines = Lines::new(from, [m[0], m[1]])?;
     let rank = exchange.rank();
     // x, on the blocks.
-    let x_done =
-        spread(&|r| Block { ranges: [0..m[0], from.rows(r), from.planes(r)], order: [2, 1, 0] });
     let shape = [from.planes(rank).len(), from.rows(rank).len(), n[0]];
     let values = op(data, shape, 0);
     // y, on whole y lines.
-    let y_lines =
-        spread(&|r| Block { ranges: [column(r), 0..n[1], from.planes(r)], order: [2, 0, 1] });
-    let values = x_done.redistribute(exchange, &y_lines, &values);
+    let y_lines = lines.y_lines(n[1]);
+    let values = lines.blocks(from, m[0]).redistribute(exchange, &y_lines, &values);
     let values = op(&values, y_lines.0[rank].shape(), 1);
-    let y_done =
-        spread(&|r| Block { ranges: [column(r), 0..m[1], from.planes(r)], order: [2, 0, 1] });
     // z, on whole z lines.
-    let z_lines = spread(&|r| Block { ranges: [column(r), span(r), 0..n[2]], order: [0, 1, 2] });
-    let values = y_done.redistribute(exchange, &z_lines, &values);
+    let z_lines = lines.z_lines(n[2]);
+    let values = lines.y_lines(m[1]).redistribute(exchange, &z_lines, &values);
     let values = op(&values, z_lines.0[rank].shape(), 2);
-    let z_done = spread(&|r| Block { ranges: [column(r), span(r), 0..m[2]], order: [0, 1, 2] });
-    let blocks =
-        spread(&|r| Block { ranges: [0..m[0], to.rows(r), to.planes(r)], order: [2, 1, 0] });
-    Ok(z_done.redistribute(exchange, &blocks, &values))
+    let z_done = lines.z_lines(m[2]);
+    Ok(z_done.redistribute(exchange, &lines.blocks(to, m[0]), &values))
 }
