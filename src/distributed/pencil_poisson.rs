@@ -19,9 +19,10 @@
 
 use super::exchange::Exchange;
 use super::layout::PencilSpreads;
+use super::poisson::agree_right_hand_side;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, PencilDecomposition};
-use crate::spectral::poisson::{check_right_hand_side, divide, Spectrum};
+use crate::spectral::poisson::{divide, Spectrum};
 use crate::spectral::transform::{transform_lines, LineTransform, LineWork};
 use crate::spectral::{MeanPolicy, Symbol};
 
@@ -131,24 +132,8 @@ impl PencilPoissonSolver {
     /// agreed over the ranks, so every rank returns the same one.
     pub fn solve(&mut self, exchange: &impl Exchange, rhs: &[f64], out: &mut [f64]) -> Result<()> {
         let local = self.pencils.len(self.rank);
-        let bad_length = rhs.len() != local || out.len() != local;
-        if exchange.max(f64::from(u8::from(bad_length))) > 0.0 {
-            return Err(Error::invalid(format!(
-                "distributed Poisson solve: a rank's block has the wrong length (this rank: {} \
-                 and {} values for its {local} cells)",
-                rhs.len(),
-                out.len()
-            )));
-        }
-        let (sum, abs_sum) = rhs.iter().fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
-        let (sum, abs_sum) = (exchange.sum(sum), exchange.sum(abs_sum));
-        check_right_hand_side(
-            sum,
-            abs_sum,
-            self.grid.num_cells(),
-            self.singular,
-            self.mean_policy,
-        )?;
+        let grid = &self.grid;
+        agree_right_hand_side(exchange, (rhs, out), local, grid, self.singular, self.mean_policy)?;
         let shape = self.grid.shape();
         let PencilSpreads { blocks, y_lines, z_lines, .. } = &self.spreads;
         let (t, work) = (&self.transforms, &mut self.work);

@@ -130,23 +130,8 @@ impl SlabPoissonSolver {
     /// over the ranks, so every rank returns the same one.
     pub fn solve(&mut self, exchange: &impl Exchange, rhs: &[f64], out: &mut [f64]) -> Result<()> {
         let local = self.slabs.cells(self.rank).len();
-        let bad_length = rhs.len() != local || out.len() != local;
-        let (sum, abs_sum) = if bad_length {
-            (f64::NAN, f64::NAN)
-        } else {
-            rhs.iter().fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()))
-        };
-        if exchange.max(f64::from(u8::from(bad_length))) > 0.0 {
-            return Err(Error::invalid(format!(
-                "distributed Poisson solve: a rank's block has the wrong length (this rank: {} \
-                 and {} values for its {local} cells)",
-                rhs.len(),
-                out.len()
-            )));
-        }
-        let (sum, abs_sum) = (exchange.sum(sum), exchange.sum(abs_sum));
-        let cells = self.grid.num_cells();
-        check_right_hand_side(sum, abs_sum, cells, self.singular, self.mean_policy)?;
+        let grid = &self.grid;
+        agree_right_hand_side(exchange, (rhs, out), local, grid, self.singular, self.mean_policy)?;
         out.copy_from_slice(rhs);
         self.forward_local(out);
         self.exchange_to_pencils(exchange, out);
@@ -275,6 +260,31 @@ impl SlabPoissonSolver {
             self.singular && self.columns[self.rank].start == 0,
         );
     }
+}
+
+/// The checks of a distributed solve's block, agreed over the ranks: `rhs` and `out` of the
+/// rank's `local` cells, and the whole right-hand side finite and (where `singular` and the
+/// policy rejects a mean) of zero mean. Every rank returns the same error.
+pub(crate) fn agree_right_hand_side(
+    exchange: &impl Exchange,
+    (rhs, out): (&[f64], &[f64]),
+    local: usize,
+    grid: &Grid,
+    singular: bool,
+    policy: MeanPolicy,
+) -> Result<()> {
+    let bad_length = rhs.len() != local || out.len() != local;
+    if exchange.max(f64::from(u8::from(bad_length))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed Poisson solve: a rank's block has the wrong length (this rank: {} \
+             and {} values for its {local} cells)",
+            rhs.len(),
+            out.len()
+        )));
+    }
+    let (sum, abs_sum) = rhs.iter().fold((0.0, 0.0), |(s, a), v| (s + v, a + v.abs()));
+    let (sum, abs_sum) = (exchange.sum(sum), exchange.sum(abs_sum));
+    check_right_hand_side(sum, abs_sum, grid.num_cells(), singular, policy)
 }
 
 #[cfg(test)]

@@ -45,18 +45,7 @@ pub fn slab_push_forward(
     let rank = exchange.rank();
     let cells = slabs.cells(rank);
     let d = grid.dim();
-    let bad = mu.len() != cells.len()
-        || map.len() != cells.len() * d
-        || mu.iter().chain(map).any(|v| !v.is_finite());
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed push-forward: a rank's density or map has the wrong length or NaN / \
-             infinite values (this rank: {} and {} values for its {} cells, {d} components)",
-            mu.len(),
-            map.len(),
-            cells.len()
-        )));
-    }
+    check_inputs(exchange, mu, map, cells.len(), d)?;
     let min_s = min_subcells.clamp(1, MAX_SUBCELLS);
     let sub = SubCells::new(grid, grid, min_s, MAX_SUBCELLS)?;
     let plane = slabs.plane_cells();
@@ -108,15 +97,7 @@ pub fn pencil_push_forward(
     let pencils = PencilDecomposition::new(grid, exchange.size())?;
     let rank = exchange.rank();
     let n = pencils.len(rank);
-    let bad = mu.len() != n || map.len() != n * 3 || mu.iter().chain(map).any(|v| !v.is_finite());
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed push-forward: a rank's density or map has the wrong length or NaN / \
-             infinite values (this rank: {} and {} values for its {n} cells, 3 components)",
-            mu.len(),
-            map.len(),
-        )));
-    }
+    check_inputs(exchange, mu, map, n, 3)?;
     let sub = SubCells::new(grid, grid, min_subcells.clamp(1, MAX_SUBCELLS), MAX_SUBCELLS)?;
     let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
     let periodic = |a: usize| grid.axis(a).boundary.is_periodic();
@@ -188,6 +169,27 @@ pub fn pencil_push_forward(
     }
     let vol = grid.cell_volume();
     Ok(mine.into_par_iter().map(|v| FixedCells::value(v, exponent) / vol).collect())
+}
+
+/// A density of `n` values and a map of `n · d` on this rank, all finite — or an error on
+/// every rank.
+fn check_inputs(
+    exchange: &impl Exchange,
+    mu: &[f64],
+    map: &[f64],
+    n: usize,
+    d: usize,
+) -> Result<()> {
+    let bad = mu.len() != n || map.len() != n * d || mu.iter().chain(map).any(|v| !v.is_finite());
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed push-forward: a rank's density or map has the wrong length or NaN / \
+             infinite values (this rank: {} and {} values for its {n} cells, {d} components)",
+            mu.len(),
+            map.len(),
+        )));
+    }
+    Ok(())
 }
 
 /// This rank's shares of the deposit of its cells of `mu` (`global(k)` the global index of
