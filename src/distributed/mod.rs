@@ -67,7 +67,7 @@ pub use density::{pencil_density, slab_density};
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
 pub use jacobian::slab_change_of_variables;
-pub use legendre::slab_c_transform;
+pub use legendre::{pencil_c_transform, slab_c_transform};
 pub use metric::SlabMetric;
 pub use multilevel::{pencil_prolong, pencil_sample, slab_prolong, slab_restrict, slab_sample};
 pub use operators::{
