@@ -71,8 +71,8 @@ pub use legendre::{pencil_c_transform, slab_c_transform};
 pub use metric::SlabMetric;
 pub use multilevel::{pencil_prolong, pencil_sample, slab_prolong, slab_restrict, slab_sample};
 pub use operators::{
-    pencil_gradient, slab_divergence, slab_gradient, slab_shifted_laplacian,
-    slab_weighted_laplacian,
+    pencil_gradient, pencil_weighted_laplacian, slab_divergence, slab_gradient,
+    slab_shifted_laplacian, slab_weighted_laplacian,
 };
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
