@@ -82,7 +82,7 @@ pub use poisson::SlabPoissonSolver;
 pub use pushforward::{pencil_push_forward, slab_push_forward};
 pub use sinkhorn::{pencil_sinkhorn, slab_sinkhorn};
 pub use solution::{pencil_output, slab_output};
-pub use sum::{slab_dot, slab_sum};
+pub use sum::{pencil_dot, pencil_sum, slab_dot, slab_sum};
 
 pub(crate) use crate::grid::decomposition::balanced;
 
