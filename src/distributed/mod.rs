@@ -69,7 +69,9 @@ pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
 pub use jacobian::slab_change_of_variables;
 pub use legendre::{pencil_c_transform, slab_c_transform};
 pub use metric::SlabMetric;
-pub use multilevel::{pencil_prolong, pencil_sample, slab_prolong, slab_restrict, slab_sample};
+pub use multilevel::{
+    pencil_prolong, pencil_restrict, pencil_sample, slab_prolong, slab_restrict, slab_sample,
+};
 pub use operators::{
     pencil_gradient, pencil_weighted_laplacian, slab_divergence, slab_gradient,
     slab_shifted_laplacian, slab_weighted_laplacian,

@@ -6,7 +6,7 @@
 
 use super::exchange::Exchange;
 use super::layout::axis_by_axis;
-use super::pushforward::gather_planes;
+use super::pushforward::{gather_planes, gather_units};
 use super::sum::slab_sum;
 use super::with_slab_cells;
 use crate::error::Result;
@@ -125,9 +125,58 @@ pub fn slab_sample(
     Ok(data)
 }
 
+/// This rank's pencil block of [`crate::ot::multilevel::restrict`]`(fine, coarse)` on y–z
+/// pencils ([`PencilDecomposition::new`] of each grid): each coarse cell the mean of the
+/// fine cells it covers, summed as the serial restriction sums, from the fine x lines under
+/// the rank's coarse rows and planes (gathered in one `Alltoallv`) — to the bit. `block`:
+/// this rank's block of the fine field. A collective.
+pub fn pencil_restrict(
+    exchange: &impl Exchange,
+    fine: &Grid,
+    coarse: &Grid,
+    block: &[f64],
+) -> Result<Vec<f64>> {
+    let ranks = exchange.size();
+    let rank = exchange.rank();
+    let (fp, cp) =
+        (PencilDecomposition::new(fine, ranks)?, PencilDecomposition::new(coarse, ranks)?);
+    let ratio: Vec<usize> = (0..3).map(|a| fine.axis(a).cells / coarse.axis(a).cells).collect();
+    let (fshape, cshape) = (fine.shape(), coarse.shape());
+    let (nx, ny) = (fshape[0], fshape[1]);
+    // The fine x lines (id z·ny + y) under each rank's coarse rows and planes.
+    let wanted: Vec<Vec<usize>> = (0..ranks)
+        .map(|q| {
+            let (rows, planes) = (cp.rows(q), cp.planes(q));
+            let ys = rows.start * ratio[1]..rows.end * ratio[1];
+            (planes.start * ratio[2]..planes.end * ratio[2])
+                .flat_map(|z| ys.clone().map(move |y| z * ny + y))
+                .collect()
+        })
+        .collect();
+    let locate = |id: usize| {
+        let (owner, at) = fp.to_local(id * nx);
+        (owner, at / nx)
+    };
+    let under = gather_units(exchange, block, nx, &wanted, locate)?;
+    let mut position = vec![usize::MAX; ny * fshape[2]];
+    for (k, &id) in wanted[rank].iter().enumerate() {
+        position[id] = k;
+    }
+    Ok((0..cp.len(rank))
+        .into_par_iter()
+        .map(|k| {
+            let flat = cp.to_global(rank, k);
+            cell_average(flat, (&cshape, &fshape), &ratio, |i| {
+                under[position[i / nx] * nx + i % nx]
+            })
+        })
+        .collect())
+}
+
 /// This rank's pencil block of [`crate::ot::multilevel::prolong`]`(coarse, fine)` on y–z
 /// pencils ([`PencilDecomposition::new`] of each grid): each doubled axis' cubic stencils on
-/// whole lines ([`axis_by_axis`]) — the serial prolongation to round-off. A collective.
+/// whole lines ([`axis_by_axis`]) — the serial prolongation's values (the test asserts them
+/// equal). A collective.
 pub fn pencil_prolong(
     exchange: &impl Exchange,
     coarse: &Grid,
@@ -284,6 +333,59 @@ mod tests {
                         p <= 1e-13 * peak(&pv),
                         "{shape:?} {ranks} ranks: prolong off by {p:e}"
                     );
+                }
+            }
+        }
+    }
+
+    /// On y–z pencils (1–12 ranks) the restriction and the prolongation equal the serial
+    /// ones to the bit: every axis halved, some axes only, two levels at once, box and
+    /// periodic axes.
+    #[test]
+    fn pencil_restriction_and_prolongation_equal_the_serial_ones_to_the_bit() {
+        // (shape, kinds, levels down, the coarsening's minimum cells per axis)
+        for (shape, kinds, levels, min) in [
+            (&[12usize, 16, 8][..], &[Neumann, Neumann, Neumann][..], 1, 2),
+            (&[16, 12, 6][..], &[Periodic, Neumann, Periodic][..], 1, 2),
+            (&[16, 10, 4][..], &[Neumann, Periodic, Neumann][..], 1, 4),
+            (&[16, 16, 8][..], &[Neumann, Periodic, Neumann][..], 2, 2),
+        ] {
+            let fine = test_grid(shape, kinds);
+            let mut coarse = fine.clone();
+            for _ in 0..levels {
+                coarse = coarsen(&coarse, min).expect("coarsens");
+            }
+            let rho = ScalarField::from_fn(&fine, |x| {
+                (-30.0 * x.iter().map(|v| (v - 0.4).powi(2)).sum::<f64>()).exp() + x[1]
+            });
+            let c = ScalarField::from_fn(&coarse, |x| (2.0 * x[0]).cos() * x[1] + x[2] * 0.3);
+            let flat = |v: &ScalarField| v.data().iter().copied().collect::<Vec<f64>>();
+            let restricted = flat(&restrict(&rho, &coarse).unwrap());
+            let (rv, cv) = (flat(&rho), flat(&c));
+            for ranks in [1, 2, 3, 4, 6, 8, 12] {
+                let (Ok(fp), Ok(cp)) = (
+                    PencilDecomposition::new(&fine, ranks),
+                    PencilDecomposition::new(&coarse, ranks),
+                ) else {
+                    continue;
+                };
+                let parts = LocalWorld::run(ranks, |ex| {
+                    let r = ex.rank();
+                    let s = pencil_restrict(ex, &fine, &coarse, &fp.block(r, &rv)).unwrap();
+                    (r, s)
+                });
+                for (r, s) in parts {
+                    assert!(s == cp.block(r, &restricted), "{shape:?} {ranks} ranks: restrict");
+                }
+                if levels == 1 {
+                    let prolonged = flat(&prolong(&c, &fine));
+                    let parts = LocalWorld::run(ranks, |ex| {
+                        let r = ex.rank();
+                        (r, pencil_prolong(ex, &coarse, &fine, &cp.block(r, &cv)).unwrap())
+                    });
+                    for (r, p) in parts {
+                        assert!(p == fp.block(r, &prolonged), "{shape:?} {ranks} ranks: prolong");
+                    }
                 }
             }
         }
