@@ -4,8 +4,9 @@
 //! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
 //! included, to round-off) or the parabolic Monge–Ampère flow
 //! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit, its Gaussian lift
-//! included). With more ranks than z planes Sinkhorn runs on y–z pencils instead
-//! ([`otgrid::distributed::pencil_sinkhorn`]); bfm and the flow are refused there. Every
+//! included). With more ranks than z planes bfm and Sinkhorn run on y–z pencils instead
+//! ([`otgrid::distributed::pencil_bfm`], [`otgrid::distributed::pencil_sinkhorn`]); the flow
+//! is refused there. Every
 //! rank writes its cells of the results file collectively
 //! ([`otgrid::distributed::slab_output`] / [`otgrid::distributed::pencil_output`],
 //! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm`
@@ -16,8 +17,8 @@ use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    agree, pencil_density, pencil_output, pencil_sinkhorn, slab_bfm, slab_density, slab_output,
-    slab_parabolic, slab_sinkhorn, write_collective, Exchange,
+    agree, blocks, pencil_bfm, pencil_density, pencil_output, pencil_sinkhorn, slab_bfm,
+    slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective, Exchange,
 };
 use otgrid::error::{Error, Result};
 use otgrid::grid::{PencilDecomposition, SlabDecomposition};
@@ -102,6 +103,7 @@ impl Decomposed {
         let options = Options::default();
         match (self, cut) {
             (Decomposed::Bfm(s), Cut::Slabs(_)) => slab_bfm(ex, grid, mu, nu, s),
+            (Decomposed::Bfm(s), Cut::Pencils(_)) => pencil_bfm(ex, grid, mu, nu, s),
             (Decomposed::Sinkhorn(s), Cut::Slabs(_)) => {
                 slab_sinkhorn(ex, grid, mu, nu, s, &options)
             }
@@ -118,26 +120,39 @@ impl Decomposed {
 }
 
 /// How a distributed run splits the grid: slabs (z planes; y in 2D), or y–z pencils for
-/// Sinkhorn on a 3D grid with more ranks than planes.
+/// bfm and Sinkhorn on a 3D grid with more ranks than planes.
 enum Cut {
     Slabs(SlabDecomposition),
     Pencils(PencilDecomposition),
 }
 
 impl Cut {
-    /// Slabs while every rank gets a plane; beyond that, pencils for `--method sinkhorn` on
-    /// a 3D grid, else the slab decomposition's refusal (naming the way out).
+    /// Slabs while every rank gets a plane; beyond that, pencils for bfm and Sinkhorn on a
+    /// 3D grid, else the slab decomposition's refusal (naming the way out).
     fn new(grid: &otgrid::Grid, ranks: usize, method: Method) -> Result<Cut> {
         match SlabDecomposition::new(grid, ranks) {
             Ok(slabs) => Ok(Cut::Slabs(slabs)),
-            Err(e) if grid.dim() == 3 && method == Method::SINKHORN => {
-                tracing::info!("{e}: Sinkhorn runs on y–z pencils");
+            Err(e) if grid.dim() == 3 && Cut::on_pencils(method) => {
+                tracing::info!("{e}: {} runs on y–z pencils", method.name());
                 Ok(Cut::Pencils(PencilDecomposition::new(grid, ranks)?))
             }
             Err(e) if grid.dim() == 3 => Err(Error::invalid(format!(
-                "{e}; on a 3D grid --method sinkhorn runs on y–z pencils beyond that"
+                "{e}; on a 3D grid --method bfm and sinkhorn run on y–z pencils beyond that"
             ))),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `method` runs on y–z pencils.
+    fn on_pencils(method: Method) -> bool {
+        method == Method::SINKHORN || method == Method::BFM
+    }
+
+    /// The library's name of this cut.
+    fn kind(&self) -> blocks::Cut {
+        match self {
+            Cut::Slabs(_) => blocks::Cut::Slabs,
+            Cut::Pencils(_) => blocks::Cut::Pencils,
         }
     }
 
@@ -175,9 +190,10 @@ impl Cut {
 }
 
 /// The solver a distributed run takes: `--method bfm` (and `auto`), its levels as the
-/// serial solve's (the finest alone where the coarsest level would have fewer planes than
-/// ranks and `multilevel` was not set), `--method sinkhorn` (its levels with at least a
-/// plane per rank); the flags' settings and the serial CLI's default tolerance and budget.
+/// serial solve's (the finest alone where the coarsest level would not split as the finest
+/// does — slabs with a plane per rank, or pencils — and `multilevel` was not set),
+/// `--method sinkhorn` (its levels with at least a plane per rank, or pencils); the flags'
+/// settings and the serial CLI's default tolerance and budget.
 fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed> {
     let method = match args.method.as_str() {
         "auto" | "bfm" => Method::BFM,
@@ -207,17 +223,19 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
         return Ok(Decomposed::Parabolic(Box::new(flow.clone())));
     }
     let mut solver = BackAndForth::from_settings(&settings)?;
-    // Every level needs a plane per rank: unless multilevel=true was asked for (which
-    // slab_bfm then refuses), a hierarchy whose coarsest level is too thin runs the finest
-    // grid only.
+    // Every level is cut as the finest is: unless multilevel=true was asked for (which the
+    // solve then refuses), a hierarchy whose coarsest level does not split so runs the
+    // finest grid only.
     let coarsest = solver.levels(grid).remove(0);
-    let planes = coarsest.axis(grid.dim() - 1).cells;
-    if planes < ranks && settings.get("multilevel").is_none() {
-        tracing::warn!(
-            "bfm's coarsest level {coarsest} has {planes} planes for {ranks} ranks: solving the \
-             finest grid only (multilevel=false)"
-        );
-        solver.multilevel = false;
+    let cut = Cut::new(grid, ranks, method)?.kind();
+    if let Err(e) = blocks::fits(&coarsest, ranks, cut) {
+        if settings.get("multilevel").is_none() {
+            tracing::warn!(
+                "bfm's coarsest level {coarsest} does not split over {ranks} ranks ({e}): \
+                 solving the finest grid only (multilevel=false)"
+            );
+            solver.multilevel = false;
+        }
     }
     Ok(Decomposed::Bfm(solver))
 }

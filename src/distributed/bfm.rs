@@ -1,66 +1,61 @@
-//! The back-and-forth method on a slab-decomposed grid: the serial solve
-//! ([`crate::ot::BackAndForth`] with the deposit push-forward), each rank iterating on its
-//! planes of every level.
+//! The back-and-forth method on a decomposed grid — slabs, or y–z pencils in 3D: the serial
+//! solve ([`crate::ot::BackAndForth`]), each rank iterating on its block of every level.
 //!
 //! The levels, each level and its loop — half steps, step-size rule, stopping rules, the
 //! fall back to the H¹ metric, the coarse levels' budgets — are the serial ones
-//! ([`crate::ot::bfm`]), run against [`SlabLevel`]'s grid operations instead of the whole
-//! grid's: the c-transform ([`super::slab_c_transform`]), the map `x + ∇p`
-//! ([`super::slab_gradient`]) and its deposit ([`super::slab_push_forward`]) or the change of
-//! variables ([`super::slab_change_of_variables`]), the metric's CG
-//! and the Poisson solve ([`super::SlabMetric`]), sums over the grid ([`super::slab_sum`]),
-//! and between levels the restriction and prolongation ([`super::slab_restrict`],
-//! [`super::slab_prolong`]). Each is the serial operation's result to the bit, so every rank takes the serial solve's steps and decisions and the potentials are
-//! the serial ones to the bit, on box and periodic slab axes. Every rank gets the same
-//! outcome, iterations and marginal error.
+//! ([`crate::ot::bfm`]), run against [`DecomposedLevel`]'s grid operations instead of the
+//! whole grid's: the c-transform ([`super::slab_c_transform`], [`super::pencil_c_transform`]),
+//! the map `x + ∇p` ([`super::slab_gradient`], [`super::pencil_gradient`]) and its deposit
+//! ([`super::slab_push_forward`], [`super::pencil_push_forward`]) or, on slabs, the change of
+//! variables ([`super::slab_change_of_variables`]), the metric's CG and the Poisson solve
+//! ([`super::DecomposedMetric`]), sums over the grid ([`super::slab_sum`],
+//! [`super::pencil_sum`]), and between levels the restriction and prolongation. Each is the
+//! serial operation's result to the bit, so every rank takes the serial solve's steps and
+//! decisions and the potentials are the serial ones to the bit, on box and periodic axes.
+//! Every rank gets the same outcome, iterations and marginal error.
 //!
 //! A warm start, a time limit or an observer is refused (each rank would stop at its own
 //! iteration and leave the others waiting in a collective).
 
+use super::blocks::{prolong, restrict, Blocks, Cut};
 use super::exchange::Exchange;
-use super::metric::SlabMetric;
-use super::multilevel::{slab_prolong, slab_restrict};
-use super::poisson::SlabPoissonSolver;
-use super::pushforward::slab_push_forward;
-use super::sum::slab_sum;
-use super::{slab_c_transform, slab_change_of_variables, slab_gradient};
+use super::metric::DecomposedMetric;
+use super::slab_change_of_variables;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::Grid;
 use crate::ot::bfm::{Layout, Level, LevelOps, Levels, METHOD};
 use crate::ot::metric::{Metric, MetricOps};
 use crate::ot::multilevel::{self, Hierarchy};
 use crate::ot::{BackAndForth, Options, Solution};
-use crate::spectral::{MeanPolicy, Symbol};
 use rayon::prelude::*;
 use std::time::Instant;
 
 /// One rank's grid operations for a bfm level ([`LevelOps`]); every call is a collective.
-pub struct SlabLevel<'a, E: Exchange> {
+pub struct DecomposedLevel<'a, E: Exchange> {
     exchange: &'a E,
     grid: Grid,
     local: Grid,
-    slabs: SlabDecomposition,
-    metric: SlabMetric<'a, E>,
+    blocks: Blocks,
+    metric: DecomposedMetric<'a, E>,
     /// The cell centres of this rank's cells (the whole grid's coordinates), interleaved.
     identity: Vec<f64>,
 }
 
-impl<'a, E: Exchange> SlabLevel<'a, E> {
-    /// The operations of this rank's planes of `grid` (a collective: plans the slab Poisson
-    /// solver).
-    pub fn new(exchange: &'a E, grid: &Grid) -> Result<SlabLevel<'a, E>> {
-        let slabs = SlabDecomposition::new(grid, exchange.size())?;
+impl<'a, E: Exchange> DecomposedLevel<'a, E> {
+    /// The operations of this rank's block of `grid` cut as `cut` says (a collective: plans
+    /// the decomposed Poisson solver).
+    pub fn new(exchange: &'a E, grid: &Grid, cut: Cut) -> Result<DecomposedLevel<'a, E>> {
+        let blocks = Blocks::new(grid, exchange.size(), cut)?;
         let rank = exchange.rank();
-        let poisson = SlabPoissonSolver::new(grid, 0.0, Symbol::Discrete, exchange)?
-            .with_mean_policy(MeanPolicy::Project);
-        let identity = crate::grid::cell_centres(grid, slabs.cells(rank));
-        Ok(SlabLevel {
+        let poisson = blocks.poisson(exchange, grid)?;
+        let identity = crate::grid::cell_centres(grid, blocks.cells(rank));
+        Ok(DecomposedLevel {
             exchange,
             grid: grid.clone(),
-            local: slabs.local_grid(rank)?,
-            slabs,
-            metric: SlabMetric::new(exchange, poisson),
+            local: blocks.local_grid(rank)?,
+            metric: DecomposedMetric::new(exchange, grid, cut, poisson)?,
+            blocks,
             identity,
         })
     }
@@ -71,10 +66,10 @@ impl<'a, E: Exchange> SlabLevel<'a, E> {
     }
 }
 
-impl<'a, E: Exchange> LevelOps for SlabLevel<'a, E> {
-    type Metric = SlabMetric<'a, E>;
+impl<'a, E: Exchange> LevelOps for DecomposedLevel<'a, E> {
+    type Metric = DecomposedMetric<'a, E>;
 
-    fn metric(&mut self) -> &mut SlabMetric<'a, E> {
+    fn metric(&mut self) -> &mut DecomposedMetric<'a, E> {
         &mut self.metric
     }
 
@@ -87,7 +82,7 @@ impl<'a, E: Exchange> LevelOps for SlabLevel<'a, E> {
     }
 
     fn c_transform(&self, p: &ScalarField) -> Result<ScalarField> {
-        self.field(slab_c_transform(self.exchange, &self.grid, values(p))?)
+        self.field(self.blocks.c_transform(self.exchange, &self.grid, values(p))?)
     }
 
     fn push_forward(
@@ -96,10 +91,10 @@ impl<'a, E: Exchange> LevelOps for SlabLevel<'a, E> {
         potential: &ScalarField,
         subsamples: usize,
     ) -> Result<ScalarField> {
-        let mut map = slab_gradient(self.exchange, &self.grid, values(potential))?;
+        let (ex, grid) = (self.exchange, &self.grid);
+        let mut map = self.blocks.gradient(ex, grid, values(potential))?;
         map.par_iter_mut().zip(self.identity.par_iter()).for_each(|(a, b)| *a += b);
-        let pushed = slab_push_forward(self.exchange, &self.grid, values(mass), &map, subsamples)?;
-        self.field(pushed)
+        self.field(self.blocks.push_forward(ex, grid, values(mass), &map, subsamples)?)
     }
 
     fn change_of_variables(
@@ -107,13 +102,16 @@ impl<'a, E: Exchange> LevelOps for SlabLevel<'a, E> {
         mass: &ScalarField,
         inverse: &ScalarField,
     ) -> Result<ScalarField> {
+        if self.blocks.cut() == Cut::Pencils {
+            return Err(Error::invalid(PENCIL_JACOBIAN));
+        }
         let pushed =
             slab_change_of_variables(self.exchange, &self.grid, values(mass), values(inverse))?;
         self.field(pushed)
     }
 
     fn sum_abs(&self, a: &[f64]) -> f64 {
-        slab_sum(self.exchange, &self.slabs, |i| a[i].abs())
+        self.blocks.sum(self.exchange, |i| a[i].abs())
     }
 
     fn max(&self, local: f64) -> f64 {
@@ -121,24 +119,30 @@ impl<'a, E: Exchange> LevelOps for SlabLevel<'a, E> {
     }
 }
 
+/// Why a pencil solve refuses the change-of-variables push-forward.
+const PENCIL_JACOBIAN: &str = "distributed bfm: the change-of-variables push-forward (picked by \
+                               --push-forward auto for smooth densities on a torus) does not \
+                               run on y–z pencils; use --push-forward deposit";
+
 fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
 }
 
-/// Where a slab bfm solve's levels live ([`Layout`]): each level of the hierarchy on its own
-/// slab decomposition, the coarse densities this rank's planes of the serial cell averages
-/// ([`super::slab_restrict`]), potentials lifted by [`super::slab_prolong`].
-struct SlabLayout<'a, E: Exchange> {
+/// Where a decomposed bfm solve's levels live ([`Layout`]): each level of the hierarchy cut
+/// as `cut` says, the coarse densities this rank's block of the serial cell averages,
+/// potentials lifted by the decomposed prolongation.
+struct DecomposedLayout<'a, E: Exchange> {
     exchange: &'a E,
+    cut: Cut,
     grids: &'a [Grid],
     /// The push-forward by change of variables (else the deposit).
     jacobian: bool,
-    /// Per level: this rank's planes of μ and ν.
+    /// Per level: this rank's blocks of μ and ν.
     densities: Vec<[Vec<f64>; 2]>,
 }
 
-impl<'a, E: Exchange> Layout for SlabLayout<'a, E> {
-    type Ops = SlabLevel<'a, E>;
+impl<'a, E: Exchange> Layout for DecomposedLayout<'a, E> {
+    type Ops = DecomposedLevel<'a, E>;
 
     fn level(
         &self,
@@ -147,19 +151,17 @@ impl<'a, E: Exchange> Layout for SlabLayout<'a, E> {
         sigma: f64,
         subsamples: usize,
         metric: Metric,
-    ) -> Result<Level<SlabLevel<'a, E>>> {
-        let g = &self.grids[i];
-        let local =
-            SlabDecomposition::new(g, self.exchange.size())?.local_grid(self.exchange.rank())?;
-        let field = |v: Vec<f64>| ScalarField::from_vec(&local, v);
+    ) -> Result<Level<DecomposedLevel<'a, E>>> {
+        let ops = DecomposedLevel::new(self.exchange, &self.grids[i], self.cut)?;
+        let field = |v: Vec<f64>| ScalarField::from_vec(&ops.local, v);
         let [mu, nu] = self.densities[i].clone().map(field);
-        let ops = SlabLevel::new(self.exchange, g)?;
-        Level::with_ops(ops, [mu?, nu?], field(p)?, sigma, subsamples, self.jacobian, metric)
+        let p = field(p)?;
+        Level::with_ops(ops, [mu?, nu?], p, sigma, subsamples, self.jacobian, metric)
     }
 
     fn lift(&self, _: &Hierarchy, mut v: Vec<f64>, from: usize, to: usize) -> Result<Vec<f64>> {
         for l in from..to {
-            v = slab_prolong(self.exchange, &self.grids[l], &self.grids[l + 1], &v)?;
+            v = prolong(self.cut, self.exchange, &self.grids[l], &self.grids[l + 1], &v)?;
         }
         Ok(v)
     }
@@ -168,13 +170,13 @@ impl<'a, E: Exchange> Layout for SlabLayout<'a, E> {
 /// bfm between μ and ν (this rank's planes of two densities on `grid`, normalised over every
 /// rank to equal mass by the caller) with `solver`'s settings: the serial solve — its
 /// levels coarse to fine (with `multilevel`, the default) and each level's iterations — on
-/// slabs, to the bit on a box slab axis. The solution's `p` and `q` are this rank's planes
-/// (on [`SlabDecomposition::local_grid`]); the rest is the whole solve's, the same on every
-/// rank. The push-forward is the serial solve's: the deposit, or the change of variables
-/// (`--push-forward jacobian`, and `auto` for smooth densities on the torus). A collective.
-/// Refused, on every rank: a level with fewer planes than ranks (with `multilevel`, the
-/// coarsest), a warm start, a block of the wrong length or with negative, NaN or infinite
-/// values on any rank, masses that differ.
+/// slabs, to the bit on box and periodic axes. The solution's `p` and `q` are this rank's
+/// planes (on [`crate::grid::SlabDecomposition::local_grid`]); the rest is the whole solve's,
+/// the same on every rank. The push-forward is the serial solve's: the deposit, or the
+/// change of variables (`--push-forward jacobian`, and `auto` for smooth densities on the
+/// torus). A collective. Refused, on every rank: a level with fewer planes than ranks (with
+/// `multilevel`, the coarsest), a warm start, a block of the wrong length or with negative,
+/// NaN or infinite values on any rank, masses that differ.
 pub fn slab_bfm(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -182,25 +184,50 @@ pub fn slab_bfm(
     nu: &[f64],
     solver: &BackAndForth,
 ) -> Result<Solution> {
+    decomposed_bfm(exchange, grid, mu, nu, solver, Cut::Slabs)
+}
+
+/// [`slab_bfm`] on the 3D `grid`'s y–z pencils ([`crate::grid::PencilDecomposition::new`] of
+/// every level: μ, ν, p and q this rank's blocks): the serial solve to the bit. Refused as
+/// [`slab_bfm`] is, for a level without pencils (with `multilevel`, the coarsest), and where
+/// the solve would push forward by change of variables (`--push-forward jacobian`, or `auto`
+/// on smooth densities on the torus: use the deposit).
+pub fn pencil_bfm(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    mu: &[f64],
+    nu: &[f64],
+    solver: &BackAndForth,
+) -> Result<Solution> {
+    decomposed_bfm(exchange, grid, mu, nu, solver, Cut::Pencils)
+}
+
+fn decomposed_bfm(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    mu: &[f64],
+    nu: &[f64],
+    solver: &BackAndForth,
+    cut: Cut,
+) -> Result<Solution> {
     let ranks = exchange.size();
-    let slabs = SlabDecomposition::new(grid, ranks)?;
-    let cells = slabs.cells(exchange.rank());
-    let bad = mu.len() != cells.len()
-        || nu.len() != cells.len()
+    let blocks = Blocks::new(grid, ranks, cut)?;
+    let cells = blocks.len(exchange.rank());
+    let bad = mu.len() != cells
+        || nu.len() != cells
         || mu.iter().chain(nu).any(|v| !(v.is_finite() && *v >= 0.0));
     if exchange.max(f64::from(u8::from(bad))) > 0.0 {
         return Err(Error::invalid(format!(
             "distributed bfm: a rank's density block has the wrong length or negative, NaN or \
-             infinite values (this rank: {} and {} values for its {} cells)",
+             infinite values (this rank: {} and {} values for its {cells} cells)",
             mu.len(),
             nu.len(),
-            cells.len()
         )));
     }
     if solver.initial.is_some() {
         return Err(Error::invalid("distributed bfm: a warm start is not supported"));
     }
-    let masses = [mu, nu].map(|m| slab_sum(exchange, &slabs, |i| m[i]));
+    let masses = [mu, nu].map(|m| blocks.sum(exchange, |i| m[i]));
     if (masses[0] - masses[1]).abs() > 1e-9 * masses[0].max(masses[1]) || masses[0] <= 0.0 {
         return Err(Error::invalid(format!(
             "distributed bfm: the densities' masses differ or vanish ({:e} and {:e} cell sums)",
@@ -211,26 +238,29 @@ pub fn slab_bfm(
         Options::default().stopping(&METHOD, grid, solver.tolerance, solver.max_iterations)?;
     let hierarchy = Hierarchy::new(grid, solver.coarsest(grid), solver.multilevel);
     let grids = hierarchy.grids();
-    if let Err(e) = SlabDecomposition::new(&grids[0], ranks) {
+    if let Err(e) = Blocks::new(&grids[0], ranks, cut) {
         return Err(Error::invalid(format!(
             "distributed bfm: the coarsest level {}: {e} (multilevel=false solves the finest \
              grid only)",
             grids[0]
         )));
     }
-    let mut densities: Vec<[Vec<f64>; 2]> = Vec::with_capacity(grids.len());
-    for g in &grids[..grids.len() - 1] {
-        densities
-            .push([slab_restrict(exchange, grid, g, mu)?, slab_restrict(exchange, grid, g, nu)?]);
-    }
-    densities.push([mu.to_vec(), nu.to_vec()]);
     let peak = exchange.max(mu.iter().chain(nu).copied().fold(0.0, f64::max));
     let floor = -exchange.max(-mu.iter().chain(nu).copied().fold(f64::INFINITY, f64::min));
     let jacobian = solver.picks_jacobian(grid, floor, peak);
+    if jacobian && cut == Cut::Pencils {
+        return Err(Error::invalid(PENCIL_JACOBIAN));
+    }
+    let mut densities: Vec<[Vec<f64>; 2]> = Vec::with_capacity(grids.len());
+    for g in &grids[..grids.len() - 1] {
+        densities
+            .push([restrict(cut, exchange, grid, g, mu)?, restrict(cut, exchange, grid, g, nu)?]);
+    }
+    densities.push([mu.to_vec(), nu.to_vec()]);
     let start = Instant::now();
-    let layout = SlabLayout { exchange, grids, jacobian, densities };
+    let coarsest = Blocks::new(&grids[0], ranks, cut)?.len(exchange.rank());
+    let layout = DecomposedLayout { exchange, cut, grids, jacobian, densities };
     let mut levels = Levels::new(solver, layout, (&stopping, start), grids, peak, jacobian);
-    let coarsest = SlabDecomposition::new(&grids[0], ranks)?.cells(exchange.rank()).len();
     multilevel::drive(
         &hierarchy,
         &multilevel::per_level(&hierarchy),
@@ -245,6 +275,7 @@ mod tests {
     use super::*;
     use crate::distributed::{test_grid, LocalWorld};
     use crate::grid::BoundaryKind::{Neumann, Periodic};
+    use crate::grid::SlabDecomposition;
     use crate::ot::bfm::PushForward;
     use crate::ot::{Options, Problem, Solver};
 
@@ -265,16 +296,31 @@ mod tests {
         solver: &BackAndForth,
         ranks: impl IntoIterator<Item = usize>,
     ) -> crate::ot::Solution {
+        assert_decomposed_solves_are_serial(problem, solver, ranks, Cut::Slabs)
+    }
+
+    /// [`assert_slab_solves_are_serial`] with the grid cut as `cut` says.
+    fn assert_decomposed_solves_are_serial(
+        problem: &Problem,
+        solver: &BackAndForth,
+        ranks: impl IntoIterator<Item = usize>,
+        cut: Cut,
+    ) -> crate::ot::Solution {
         let grid = problem.grid();
         let serial = solver.solve(problem, &Options::default()).unwrap();
         let (m, n) = (values(problem.source()), values(problem.target()));
+        let (p, q) = (values(&serial.p), values(&serial.q));
         for ranks in ranks {
+            let blocks = Blocks::new(grid, ranks, cut).unwrap();
+            let block = |rank: usize, v: &[f64]| -> Vec<f64> {
+                blocks.cells(rank).into_iter().map(|i| v[i]).collect()
+            };
             let results = LocalWorld::run(ranks, |ex| {
-                let c = SlabDecomposition::new(grid, ranks).unwrap().cells(ex.rank());
-                (c.clone(), slab_bfm(ex, grid, &m[c.clone()], &n[c], solver).unwrap())
+                let r = ex.rank();
+                (r, decomposed_bfm(ex, grid, &block(r, m), &block(r, n), solver, cut).unwrap())
             });
-            let case = format!("{grid}, {ranks} ranks");
-            for (c, r) in results {
+            let case = format!("{grid}, {ranks} ranks, {cut:?}");
+            for (rank, r) in results {
                 assert_eq!(
                     (r.iterations, r.outcome),
                     (serial.iterations, serial.outcome),
@@ -282,11 +328,57 @@ mod tests {
                 );
                 assert_eq!(r.history, serial.history, "{case}");
                 assert_eq!(r.marginal_error.to_bits(), serial.marginal_error.to_bits(), "{case}");
-                assert!(*values(&r.p) == values(&serial.p)[c.clone()], "{case}: p");
-                assert!(*values(&r.q) == values(&serial.q)[c], "{case}: q");
+                assert!(*values(&r.p) == block(rank, p), "{case}: p");
+                assert!(*values(&r.q) == block(rank, q), "{case}: q");
             }
         }
         serial
+    }
+
+    /// On y–z pencils (more ranks than z planes: 3 × 2 up to 3 × 4) bfm takes the serial
+    /// solve's levels and iterations and ends with its outcome, history and potentials to the
+    /// bit: single level and multilevel (every level on its own pencils) on a box, and on a
+    /// torus with the deposit; the change of variables is refused there on every rank.
+    #[test]
+    fn pencil_bfm_equals_the_serial_solve_to_the_bit() {
+        let cases = [
+            (&[14usize, 13, 4][..], Neumann, false, &[6usize, 8][..]),
+            (&[16, 18, 8][..], Neumann, true, &[12][..]),
+            (&[16, 15, 4][..], Periodic, false, &[6, 8][..]),
+        ];
+        for (shape, kind, multilevel, ranks) in cases {
+            let grid = test_grid(shape, &[kind; 3]);
+            let mu = density(&grid, [0.4, 0.5, 0.5], 0.03);
+            let nu = density(&grid, [0.6, 0.55, 0.45], 0.05);
+            let solver = BackAndForth {
+                multilevel,
+                push_forward: PushForward::Deposit,
+                coarsest_cells: Some(4),
+                tolerance: Some(1e-6),
+                max_iterations: Some(if multilevel { 40 } else { 25 }),
+                ..BackAndForth::default()
+            };
+            let problem = Problem::new(&mu, &nu).unwrap();
+            let serial = assert_decomposed_solves_are_serial(
+                &problem,
+                &solver,
+                ranks.iter().copied(),
+                Cut::Pencils,
+            );
+            assert!(serial.history.len() > 5, "{shape:?}: {} iterations", serial.history.len());
+        }
+        let grid = test_grid(&[12, 10, 4], &[Periodic; 3]);
+        let mu = density(&grid, [0.4, 0.5, 0.5], 0.03);
+        let solver =
+            BackAndForth { push_forward: PushForward::Jacobian, ..BackAndForth::default() };
+        let refused = LocalWorld::run(6, |ex| {
+            let b = Blocks::new(&grid, 6, Cut::Pencils).unwrap();
+            let m: Vec<f64> = b.cells(ex.rank()).into_iter().map(|i| values(&mu)[i]).collect();
+            pencil_bfm(ex, &grid, &m, &m, &solver).map(|_| ())
+        });
+        assert!(refused
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.to_string().contains("deposit"))));
     }
 
     /// On 1–4 ranks the slab bfm takes the serial single-level solve's iterations and ends

@@ -1,33 +1,39 @@
-//! The weighted metric of bfm and of the JKO steps on a slab-decomposed grid: the serial
+//! The weighted metric of bfm and of the JKO steps on a decomposed grid: the serial
 //! [`crate::ot::metric::WeightedSolver`]'s preconditioned CG, run on each rank's block with
-//! the slab operator ([`super::slab_weighted_laplacian`]), the slab Poisson solver as its
+//! the decomposed operator ([`super::slab_weighted_laplacian`],
+//! [`super::pencil_weighted_laplacian`]), the decomposed Poisson solver as its
 //! preconditioner and dot products over the ranks that add as the serial ones
-//! ([`super::slab_dot`]): the serial CG's steps and solution to the bit ([`SlabMetric`]).
+//! ([`super::slab_dot`], [`super::pencil_dot`]): the serial CG's steps and solution to the
+//! bit ([`DecomposedMetric`]).
 
+use super::blocks::{Blocks, Cut, DecomposedPoisson};
 use super::exchange::Exchange;
-use super::operators::slab_weighted_laplacian;
-use super::poisson::SlabPoissonSolver;
-use super::sum::slab_dot;
 use crate::error::Result;
 use crate::grid::Grid;
 use crate::ot::metric::MetricOps;
 
 /// One rank's part of the metric's operations: a collective in each call (every rank calls
 /// the CG together, which takes the same steps on every rank: its scalars are reduced).
-pub struct SlabMetric<'a, E: Exchange> {
+pub struct DecomposedMetric<'a, E: Exchange> {
     exchange: &'a E,
-    poisson: SlabPoissonSolver,
+    blocks: Blocks,
+    poisson: DecomposedPoisson,
 }
 
-impl<'a, E: Exchange> SlabMetric<'a, E> {
-    /// The operations with `poisson` (planned on the same grid and ranks) as the
-    /// preconditioner's solve.
-    pub fn new(exchange: &'a E, poisson: SlabPoissonSolver) -> SlabMetric<'a, E> {
-        SlabMetric { exchange, poisson }
+impl<'a, E: Exchange> DecomposedMetric<'a, E> {
+    /// The operations on `grid` cut as `cut` says, with `poisson` (planned on the same grid,
+    /// cut and ranks) as the preconditioner's solve.
+    pub fn new(
+        exchange: &'a E,
+        grid: &Grid,
+        cut: Cut,
+        poisson: DecomposedPoisson,
+    ) -> Result<DecomposedMetric<'a, E>> {
+        Ok(DecomposedMetric { exchange, blocks: Blocks::new(grid, exchange.size(), cut)?, poisson })
     }
 }
 
-impl<E: Exchange> MetricOps for SlabMetric<'_, E> {
+impl<E: Exchange> MetricOps for DecomposedMetric<'_, E> {
     fn apply(
         &mut self,
         grid: &Grid,
@@ -36,7 +42,13 @@ impl<E: Exchange> MetricOps for SlabMetric<'_, E> {
         u: &[f64],
         out: &mut [f64],
     ) -> Result<()> {
-        out.copy_from_slice(&slab_weighted_laplacian(self.exchange, grid, w, diagonal, u)?);
+        out.copy_from_slice(&self.blocks.weighted_laplacian(
+            self.exchange,
+            grid,
+            w,
+            diagonal,
+            u,
+        )?);
         Ok(())
     }
 
@@ -45,7 +57,7 @@ impl<E: Exchange> MetricOps for SlabMetric<'_, E> {
     }
 
     fn dot(&self, a: &[f64], b: &[f64]) -> f64 {
-        slab_dot(self.exchange, self.poisson.decomposition(), a, b)
+        self.blocks.sum(self.exchange, |i| a[i] * b[i])
     }
 }
 
@@ -53,6 +65,7 @@ impl<E: Exchange> MetricOps for SlabMetric<'_, E> {
 mod tests {
     use super::*;
     use crate::distributed::exchange::LocalWorld;
+    use crate::distributed::SlabPoissonSolver;
     use crate::field::ScalarField;
     use crate::grid::{BoundaryKind, SlabDecomposition};
     use crate::ot::metric::{floored, WeightedSolver};
@@ -107,7 +120,9 @@ mod tests {
                         let poisson = SlabPoissonSolver::new(&grid, lambda, Symbol::Discrete, ex)
                             .unwrap()
                             .with_mean_policy(MeanPolicy::Project);
-                        let mut ops = SlabMetric::new(ex, poisson);
+                        let poisson = DecomposedPoisson::Slabs(poisson);
+                        let mut ops =
+                            DecomposedMetric::new(ex, &grid, Cut::Slabs, poisson).unwrap();
                         let mut x = vec![0.0; cells.len()];
                         let its = solver.solve(&grid, &mut ops, 0, &block(&r), &mut x).unwrap();
                         (cells, its, x)

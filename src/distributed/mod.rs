@@ -39,6 +39,7 @@
 //! [`crate::grid::PencilDecomposition`].
 
 pub mod bfm;
+pub mod blocks;
 pub mod density;
 pub mod exchange;
 pub mod gibbs;
@@ -62,13 +63,14 @@ pub mod sum;
 
 use std::ops::Range;
 
-pub use bfm::{slab_bfm, SlabLevel};
+pub use bfm::{pencil_bfm, slab_bfm, DecomposedLevel};
+pub use blocks::{Cut, DecomposedPoisson};
 pub use density::{pencil_density, slab_density};
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
 pub use jacobian::slab_change_of_variables;
 pub use legendre::{pencil_c_transform, slab_c_transform};
-pub use metric::SlabMetric;
+pub use metric::DecomposedMetric;
 pub use multilevel::{
     pencil_prolong, pencil_restrict, pencil_sample, slab_prolong, slab_restrict, slab_sample,
 };

@@ -6,6 +6,7 @@
 //! [`slab_sample`] and potentials lifted by [`slab_prolong`] (both the serial ones to the
 //! bit). The result equals the serial solve's to round-off.
 
+use super::blocks::Cut;
 use super::exchange::Exchange;
 use super::gibbs::{PencilGibbs, SlabGibbs};
 use super::layout::PencilSpreads;
@@ -18,17 +19,6 @@ use crate::ot::gibbs::SoftTransform;
 use crate::ot::multilevel::Hierarchy;
 use crate::ot::sinkhorn::Layout;
 use crate::ot::{Options, Sinkhorn, Solution};
-
-/// How a decomposed Sinkhorn solve cuts each level of its hierarchy over the ranks.
-#[derive(Clone, Copy)]
-enum Cut {
-    /// Its own balanced slab decomposition (refused where the level has fewer planes, or
-    /// cells along x, than ranks).
-    Slabs,
-    /// Its own [`PencilDecomposition`] (refused where one does not exist or its transposed
-    /// boxes find too few cells along x or y).
-    Pencils,
-}
 
 /// A Sinkhorn solve's levels on a decomposed grid, each cut as `cut` says (a level the cut
 /// refuses is left out of the hierarchy).

@@ -6,10 +6,8 @@
 //! summed in the serial order — so that a collective write of it
 //! ([`super::write_collective`]) is the serial solve's file.
 
+use super::blocks::Blocks;
 use super::exchange::Exchange;
-use super::operators::{pencil_gradient, slab_gradient};
-use super::pushforward::{pencil_push_forward, slab_push_forward};
-use super::sum::slab_sum;
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
 use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
@@ -20,66 +18,6 @@ use rayon::prelude::*;
 
 fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
-}
-
-/// Where each rank's cells lie: its planes, or its y–z pencil block.
-enum Blocks {
-    Slabs(SlabDecomposition),
-    Pencils(PencilDecomposition),
-}
-
-impl Blocks {
-    /// The global flat indices of `rank`'s cells, in its storage order.
-    fn cells(&self, rank: usize) -> Vec<usize> {
-        match self {
-            Blocks::Slabs(s) => s.cells(rank).collect(),
-            Blocks::Pencils(p) => (0..p.len(rank)).map(|k| p.to_global(rank, k)).collect(),
-        }
-    }
-
-    fn gradient(&self, exchange: &impl Exchange, grid: &Grid, u: &[f64]) -> Result<Vec<f64>> {
-        match self {
-            Blocks::Slabs(_) => slab_gradient(exchange, grid, u),
-            Blocks::Pencils(_) => pencil_gradient(exchange, grid, u),
-        }
-    }
-
-    fn push_forward(
-        &self,
-        exchange: &impl Exchange,
-        grid: &Grid,
-        mu: &[f64],
-        map: &[f64],
-        subsamples: usize,
-    ) -> Result<Vec<f64>> {
-        match self {
-            Blocks::Slabs(_) => slab_push_forward(exchange, grid, mu, map, subsamples),
-            Blocks::Pencils(_) => pencil_push_forward(exchange, grid, mu, map, subsamples),
-        }
-    }
-
-    /// `Σ term(i)` over every rank's cells: in the serial order on slabs (to the bit);
-    /// each rank's part then the ranks' on pencils (to round-off).
-    fn sum(&self, exchange: &impl Exchange, term: impl Fn(usize) -> f64 + Sync, n: usize) -> f64 {
-        match self {
-            Blocks::Slabs(s) => slab_sum(exchange, s, term),
-            Blocks::Pencils(_) => exchange.sum((0..n).map(term).sum::<f64>()),
-        }
-    }
-
-    fn output(&self, grid: &Grid, rank: usize) -> Result<Output> {
-        match self {
-            Blocks::Slabs(s) => Output::slab(grid, s, rank),
-            Blocks::Pencils(p) => Output::pencil(grid, p, rank),
-        }
-    }
-
-    fn local_grid(&self, rank: usize) -> Result<Grid> {
-        match self {
-            Blocks::Slabs(s) => s.local_grid(rank),
-            Blocks::Pencils(p) => p.local_grid(rank),
-        }
-    }
 }
 
 /// The box of the cells where `density` (this rank's planes) is positive, over every rank
@@ -143,10 +81,11 @@ pub fn slab_output(
     output_on(exchange, grid, &blocks, densities, masses, solution)
 }
 
-/// [`slab_output`] on the 3D `grid`'s y–z pencils ([`super::pencil_sinkhorn`]: p, q, μ and
-/// ν this rank's blocks): the serial file's fields to the bit where the potentials are the
-/// serial ones to the bit ([`super::pencil_gradient`], [`super::pencil_push_forward`]), the
-/// transport cost to round-off (summed per rank, then over the ranks). A collective.
+/// [`slab_output`] on the 3D `grid`'s y–z pencils ([`super::pencil_sinkhorn`],
+/// [`super::pencil_bfm`]: p, q, μ and ν this rank's blocks): the serial file's fields and
+/// transport cost to the bit where the potentials are the serial ones to the bit
+/// ([`super::pencil_gradient`], [`super::pencil_push_forward`], [`super::pencil_sum`]). A
+/// collective.
 pub fn pencil_output(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -187,7 +126,7 @@ fn output_on(
     let subsamples = if d == 2 { 2 } else { 1 };
     let pushed = blocks.push_forward(exchange, grid, mu, &map, subsamples)?;
     let cost =
-        blocks.sum(exchange, |i| transport_term(mu, &displacement, d, i), n) * grid.cell_volume();
+        blocks.sum(exchange, |i| transport_term(mu, &displacement, d, i)) * grid.cell_volume();
     let scalar = |v: Vec<f64>| ScalarField::from_vec(&local, v);
     let vector = |v: Vec<f64>| -> Result<VectorField> {
         let mut shape = local.storage_shape();
@@ -196,7 +135,10 @@ fn output_on(
             .map_err(|e| Error::invalid(format!("distributed output: {e}")))?;
         VectorField::new(local.clone(), data)
     };
-    let mut out = blocks.output(grid, rank)?;
+    let mut out = match blocks {
+        Blocks::Slabs(s) => Output::slab(grid, s, rank)?,
+        Blocks::Pencils(p) => Output::pencil(grid, p, rank)?,
+    };
     out.add_field("source", scalar(mu.to_vec())?)?;
     out.add_field("target", scalar(nu.to_vec())?)?;
     out.add_field("phi", scalar(plus(p))?)?;

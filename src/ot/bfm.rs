@@ -243,7 +243,7 @@ impl Default for BackAndForth {
 }
 
 /// The grid operations of a level: on the whole grid ([`WholeGrid`]), or on one rank's
-/// slab (`distributed::SlabLevel`: every call a collective, every result the whole grid's
+/// block (`distributed::DecomposedLevel`: every call a collective, every result the whole grid's
 /// to the bit).
 pub(crate) trait LevelOps {
     /// The weighted metric's operations: its operator, `(−Δ)⁻¹` with the mean projected

@@ -93,7 +93,7 @@ impl Metric {
 
 /// What the weighted metric's CG needs from the grid it runs on: the operator, the
 /// preconditioner's Poisson solve and sums over every cell. [`PoissonSolver`] is the whole
-/// grid in one process; `distributed::SlabMetric` is one rank's slab of it.
+/// grid in one process; `distributed::DecomposedMetric` is one rank's block of it.
 pub trait MetricOps {
     /// `out = −∇_h·(w ∇_h u) + d u` on this process's cells of `grid`.
     fn apply(

@@ -6,7 +6,7 @@
 # Sinkhorn: `--method sinkhorn`, its multiscale levels included; the parabolic Monge–Ampère
 # flow: `--method parabolic`, linearly implicit and explicit), then the same command line
 # (bfm: without --method) under mpirun with 1, 2 and 4 ranks (the pencil cases: 6 and 8
-# ranks, more than the grid's z planes, so Sinkhorn runs on y–z pencils). bfm and parabolic:
+# ranks, more than the grid's z planes, so bfm and Sinkhorn run on y–z pencils). bfm and parabolic:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
@@ -41,6 +41,8 @@ cases=(
   "parabolic-explicit|parabolic|--grid 34x31x29 --bc neumann,periodic,neumann --explicit --max-iterations 80 --keep-unconverged"
   "sinkhorn-pencils|sinkhorn|--grid 48x44x5 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6 8"
   "sinkhorn-pencils-torus|sinkhorn|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
+  "bfm-pencils|bfm|--grid 48x44x5 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6 8"
+  "bfm-pencils-torus|bfm|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
 )
 for case in "${cases[@]}"; do
   IFS='|' read -r name method args ranks <<< "$case"
@@ -99,7 +101,7 @@ refused() {
   fi
   echo "refused as expected: $(grep '^error: ' "$dir/refusal.txt")"
 }
-refused "4 ranks for 3 planes" 4 ot --grid 16x16x3 --source uniform --target uniform -o "$dir/planes.h5"
+refused "4 ranks for 3 planes.*bfm and sinkhorn run on y–z pencils" 4 ot --grid 16x16x3 --source uniform --target uniform --method parabolic -o "$dir/planes.h5"
 refused "solves by bfm, sinkhorn or parabolic" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
 refused "parabolic does not solve this pair: .*on a periodic domain" 2 ot --grid 16x16x16 --bc periodic,periodic,periodic --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target uniform --method parabolic -o "$dir/low-contrast.h5"
 refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
