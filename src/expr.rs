@@ -93,18 +93,18 @@ impl Expression {
         Ok(field)
     }
 
-    /// The expression at time `t` on planes `planes` of the grid's outermost storage axis
-    /// ([`crate::field::sample_planes`]), unchecked for finiteness: a slab's part of
-    /// [`Expression::sample`], whose check needs every rank's planes.
-    pub fn sample_planes(
+    /// The expression at time `t` on `window` (one rank's slab or pencil block,
+    /// [`crate::field::sample_window`]), unchecked for finiteness: that part of
+    /// [`Expression::sample`], whose check needs every rank's part.
+    pub fn sample_window(
         &self,
         grid: &Grid,
-        planes: std::ops::Range<usize>,
+        window: &crate::grid::Window,
         t: f64,
         what: &str,
     ) -> Result<Vec<f64>> {
         self.check_dimension(grid, what)?;
-        Ok(crate::field::sample_planes(grid, planes, |p| self.eval(p, t)))
+        Ok(crate::field::sample_window(grid, window, |p| self.eval(p, t)))
     }
 
     fn check_dimension(&self, grid: &Grid, what: &str) -> Result<()> {

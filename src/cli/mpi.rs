@@ -21,7 +21,7 @@ use otgrid::distributed::{
     slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective, Exchange,
 };
 use otgrid::error::{Error, Result};
-use otgrid::grid::{PencilDecomposition, SlabDecomposition};
+use otgrid::grid::{PencilDecomposition, SlabDecomposition, Window};
 use otgrid::io::{check_output_path, AttrValue, Inputs};
 use otgrid::ot::{
     BackAndForth, DensitySpec, Method, Options, Parabolic, Problem, Sinkhorn, Solution,
@@ -156,19 +156,11 @@ impl Cut {
         }
     }
 
-    /// This rank's cells of a density sampled on its planes (`values`, whole planes): all
-    /// of them on slabs, its rows of each on pencils.
-    fn block(&self, rank: usize, grid: &otgrid::Grid, values: Vec<f64>) -> Vec<f64> {
+    /// This rank's box: its planes, and on pencils its rows.
+    fn window(&self, rank: usize) -> Window {
         match self {
-            Cut::Slabs(_) => values,
-            Cut::Pencils(p) => {
-                let (nx, ny) = (grid.axis(0).cells, grid.axis(1).cells);
-                let rows = p.rows(rank);
-                values
-                    .chunks_exact(nx * ny)
-                    .flat_map(|plane| plane[rows.start * nx..rows.end * nx].iter().copied())
-                    .collect()
-            }
+            Cut::Slabs(s) => s.window(rank),
+            Cut::Pencils(p) => p.window(rank),
         }
     }
 
@@ -248,10 +240,8 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
     let (specs, reading, solver, grid) = agree(ex, prepared, "reading the problem")?;
     let cut = Cut::new(&grid, ranks, solver.method())?;
     let planes = cut.planes(ex.rank());
-    let sample = |k: usize, what: &str| {
-        let values = specs[k].sample_planes(&grid, planes.clone(), what, &reading)?;
-        Ok(cut.block(ex.rank(), &grid, values))
-    };
+    let window = cut.window(ex.rank());
+    let sample = |k: usize, what: &str| specs[k].sample_window(&grid, &window, what, &reading);
     let sampled = sample(0, "source").and_then(|mu| Ok((mu, sample(1, "target")?)));
     let (mu, nu) = agree(ex, sampled, "sampling the densities")?;
     let (mu, source_mass) = cut.density(ex, mu, "source")?;

@@ -44,23 +44,21 @@ where
     });
 }
 
-/// `f` at the cell centres of planes `planes` of the outermost storage axis (z in 3D, y in
-/// 2D), C order: that part of [`ScalarField::from_fn`]`(grid, f)`, to the bit — how a rank
-/// samples its slab without the whole grid.
-pub fn sample_planes<F>(grid: &Grid, planes: std::ops::Range<usize>, f: F) -> Vec<f64>
+/// The values of `f` at the cell centres of `window` (one rank's box of `grid`), C order —
+/// the window's part of [`ScalarField::from_fn`], to the bit.
+pub fn sample_window<F>(grid: &Grid, window: &crate::grid::Window, f: F) -> Vec<f64>
 where
     F: Fn(&[f64]) -> f64 + Sync,
 {
     let shape = grid.storage_shape();
-    let inner: usize = shape[1..].iter().product();
     let d = grid.dim();
-    let mut values = vec![0.0; planes.len() * inner];
-    values.par_chunks_mut(inner.max(1)).enumerate().for_each(|(k, chunk)| {
+    let (starts, width) = window.lines(grid);
+    let mut values = vec![0.0; starts.len() * width];
+    values.par_chunks_mut(width.max(1)).zip(starts.par_iter()).for_each(|(line, &start)| {
         let mut index = vec![0usize; shape.len()];
-        index[0] = planes.start + k;
         let mut p = [0.0; 3];
-        for (flat, out) in chunk.iter_mut().enumerate() {
-            crate::grid::unflatten(flat, &shape, &mut index, 1);
+        for (x, out) in line.iter_mut().enumerate() {
+            crate::grid::unflatten(start + x, &shape, &mut index, 0);
             grid.cell_center(&index, &mut p);
             *out = f(&p[..d]);
         }

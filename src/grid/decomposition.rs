@@ -10,6 +10,48 @@ use super::{Axis, Grid};
 use crate::error::{Error, Result};
 use std::ops::Range;
 
+/// The box of a grid that one rank holds, in the grid's outermost storage axes: planes of the
+/// outermost (z in 3D, y in 2D) and, on y–z pencils, rows of the next (y in 3D; `None`: every
+/// row). Its values are in C order, x fastest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Planes of the outermost storage axis.
+    pub planes: Range<usize>,
+    /// Rows of the next storage axis (3D only); `None`: all of them.
+    pub rows: Option<Range<usize>>,
+}
+
+impl Window {
+    /// Whole planes: a slab.
+    pub fn planes(planes: Range<usize>) -> Window {
+        Window { planes, rows: None }
+    }
+
+    /// The lines (runs of the innermost axis) of the window on `grid`, in storage order, as
+    /// their first global flat index; and the line length.
+    pub fn lines(&self, grid: &Grid) -> (Vec<usize>, usize) {
+        let shape = grid.storage_shape();
+        let width = shape[shape.len() - 1];
+        let starts = if shape.len() == 3 {
+            let ny = shape[1];
+            let rows = self.rows.clone().unwrap_or(0..ny);
+            self.planes
+                .clone()
+                .flat_map(|z| rows.clone().map(move |y| (z * ny + y) * width))
+                .collect()
+        } else {
+            self.planes.clone().map(|y| y * width).collect()
+        };
+        (starts, width)
+    }
+
+    /// The window's values of `whole`, a C-order array of the whole `grid`.
+    pub fn cut(&self, grid: &Grid, whole: &[f64]) -> Vec<f64> {
+        let (starts, width) = self.lines(grid);
+        starts.iter().flat_map(|&s| whole[s..s + width].iter().copied()).collect()
+    }
+}
+
 /// Which planes of the slab axis each rank owns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SlabDecomposition {
@@ -57,6 +99,11 @@ impl SlabDecomposition {
     /// The planes of the slab axis that `rank` owns.
     pub fn planes(&self, rank: usize) -> Range<usize> {
         self.starts[rank]..self.starts[rank + 1]
+    }
+
+    /// `rank`'s planes as a [`Window`].
+    pub fn window(&self, rank: usize) -> Window {
+        Window::planes(self.planes(rank))
     }
 
     /// The rank that owns `plane`.
@@ -210,6 +257,11 @@ impl PencilDecomposition {
     /// Whether `rank` owns no cells (never, for a valid decomposition).
     pub fn is_empty(&self, rank: usize) -> bool {
         self.len(rank) == 0
+    }
+
+    /// `rank`'s block as a [`Window`]: its planes and rows.
+    pub fn window(&self, rank: usize) -> Window {
+        Window { planes: self.planes(rank), rows: Some(self.rows(rank)) }
     }
 
     /// The global flat C-order index of `rank`'s local flat index `local`.

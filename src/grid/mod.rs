@@ -12,7 +12,7 @@
 pub mod decomposition;
 mod spec;
 
-pub use decomposition::{PencilDecomposition, SlabDecomposition};
+pub use decomposition::{PencilDecomposition, SlabDecomposition, Window};
 pub use spec::{builtin_mesh_names, GridSpec};
 
 use crate::error::{Error, Result};

@@ -62,40 +62,41 @@ impl Inputs {
         Ok(field)
     }
 
-    /// Planes `planes` of the outermost storage axis (z in 3D, y in 2D) of what
-    /// [`Inputs::read`] reads, C order, unchecked for finiteness (on slabs that check needs
-    /// every rank's planes). A dataset of an HDF5 file already on `grid` (an otgrid file on
-    /// it, or any other file of its shape) is read as that hyperslab alone; anything else (a
-    /// `.npy` array, a resampled dataset) is read whole, checked, and cut.
-    pub fn read_planes(
+    /// The part `window` (one rank's slab or pencil block) of what [`Inputs::read`] reads, C
+    /// order, unchecked for finiteness (on decomposed grids that check needs every rank's
+    /// part). A dataset of an HDF5 file already on `grid` (an otgrid file on it, or any
+    /// other file of its shape) is read as that hyperslab alone; anything else (a `.npy`
+    /// array, a resampled dataset) is read whole, checked, and cut.
+    pub fn read_window(
         &self,
         file: &str,
         dataset: Option<&str>,
         grid: &Grid,
-        planes: std::ops::Range<usize>,
+        window: &crate::grid::Window,
         what: &str,
     ) -> Result<Vec<f64>> {
         #[cfg(feature = "hdf5")]
         if let Some(name) = dataset {
             let path = self.base.join(file);
             if path.is_file() {
-                if let Some(values) = self.read_hdf5_planes(&path, name, grid, &planes, what)? {
+                if let Some(values) = self.read_hdf5_window(&path, name, grid, window, what)? {
                     return Ok(values);
                 }
             }
         }
-        Ok(self.read(file, dataset, grid, what, Quantity::Density)?.planes(planes).to_vec())
+        let whole = self.read(file, dataset, grid, what, Quantity::Density)?;
+        Ok(window.cut(grid, whole.data().as_slice().expect("contiguous")))
     }
 
-    /// The hyperslab of `planes` when dataset `name` of `path` lies on `grid` as it is (no
+    /// The hyperslab of `window` when dataset `name` of `path` lies on `grid` as it is (no
     /// resampling); `None` when it does not (then [`Inputs::read`] reads it, or says why not).
     #[cfg(feature = "hdf5")]
-    fn read_hdf5_planes(
+    fn read_hdf5_window(
         &self,
         path: &Path,
         name: &str,
         grid: &Grid,
-        planes: &std::ops::Range<usize>,
+        window: &crate::grid::Window,
         what: &str,
     ) -> Result<Option<Vec<f64>>> {
         use hdf5::{Hyperslab, Selection, SliceOrIndex};
@@ -118,8 +119,11 @@ impl Inputs {
                 path.display()
             );
         }
-        let mut slices = vec![SliceOrIndex::from(planes.clone())];
-        slices.extend(shape[1..].iter().map(|&n| SliceOrIndex::from(0..n)));
+        let mut slices = vec![SliceOrIndex::from(window.planes.clone())];
+        slices.extend(shape[1..].iter().enumerate().map(|(k, &n)| match (k, &window.rows) {
+            (0, Some(rows)) if shape.len() == 3 => SliceOrIndex::from(rows.clone()),
+            _ => SliceOrIndex::from(0..n),
+        }));
         let selection = Selection::from(Hyperslab::from(slices));
         let data: ndarray::ArrayD<f64> =
             ds.read_slice(selection).map_err(|e| Error::hdf5(path, e))?;

@@ -195,36 +195,39 @@ impl DensitySpec {
         }
     }
 
-    /// Planes `planes` of the grid's outermost storage axis (z in 3D, y in 2D) of what
-    /// [`DensitySpec::sample`] gives, C order and to the bit, unchecked for finiteness — one
-    /// rank's slab of the density. Formulas (Gaussians, uniform, expressions, cases given by
-    /// closed forms) are evaluated on those planes only and a dataset already on the grid is
-    /// read as their hyperslab; the cases whose densities a PDE solve makes (2D), images,
+    /// The part `window` (one rank's slab or pencil block: planes of the outermost storage
+    /// axis, and rows of the next) of what [`DensitySpec::sample`] gives, C order and to the
+    /// bit, unchecked for finiteness. Formulas (Gaussians, uniform, expressions, cases given
+    /// by closed forms) are evaluated on the window only and a dataset already on the grid is
+    /// read as its hyperslab; the cases whose densities a PDE solve makes (2D), images,
     /// sample files and resampled datasets are sampled whole and cut.
-    pub fn sample_planes(
+    pub fn sample_window(
         &self,
         grid: &Grid,
-        planes: std::ops::Range<usize>,
+        window: &crate::grid::Window,
         what: &str,
         inputs: &Inputs,
     ) -> Result<Vec<f64>> {
         match self {
-            DensitySpec::Uniform => Ok(crate::field::sample_planes(grid, planes, |_| 1.0)),
+            DensitySpec::Uniform => Ok(crate::field::sample_window(grid, window, |_| 1.0)),
             DensitySpec::Gaussian(g) if g.mean.len() == grid.dim() => {
-                Ok(crate::field::sample_planes(grid, planes, |p| g.density(p)))
+                Ok(crate::field::sample_window(grid, window, |p| g.density(p)))
             }
             DensitySpec::Expression(text) => {
-                Expression::parse(text, what)?.sample_planes(grid, planes, 0.0, what)
+                Expression::parse(text, what)?.sample_window(grid, window, 0.0, what)
             }
             DensitySpec::Dataset { file, dataset } => {
-                inputs.read_planes(file, dataset.as_deref(), grid, planes, what)
+                inputs.read_window(file, dataset.as_deref(), grid, window, what)
             }
             DensitySpec::Case(case) => {
                 let role = if what == "target" { Role::Target } else { Role::Source };
-                case.sample_planes(grid, role, planes)
+                case.sample_window(grid, role, window)
                     .map_err(|e| Error::invalid(format!("{what}: {e}")))
             }
-            _ => Ok(self.sample(grid, what, inputs)?.planes(planes).to_vec()),
+            _ => {
+                let whole = self.sample(grid, what, inputs)?;
+                Ok(window.cut(grid, whole.data().as_slice().expect("contiguous")))
+            }
         }
     }
 
@@ -339,12 +342,12 @@ mod tests {
 #[cfg(all(test, feature = "hdf5"))]
 mod plane_tests {
     use super::*;
-    use crate::grid::BoundaryKind;
+    use crate::grid::{BoundaryKind, Window};
 
-    /// Every kind of specification sampled plane range by plane range (uneven ranges, 2D and
-    /// 3D) equals those planes of the whole-grid sample to the bit: formulas, a case, an
-    /// otgrid file on the grid and a plain HDF5 file (hyperslabs), a `.npy` array and a
-    /// resampled file (read whole and cut).
+    /// Every kind of specification sampled window by window (uneven plane ranges, 2D and 3D;
+    /// in 3D also pencil blocks of planes and rows) equals that part of the whole-grid sample
+    /// to the bit: formulas, a case, an otgrid file on the grid and a plain HDF5 file
+    /// (hyperslabs), a `.npy` array and a resampled file (read whole and cut).
     #[test]
     fn densities_sampled_by_planes_equal_the_whole_grid_sample() {
         let dir = tempfile::tempdir().unwrap();
@@ -391,14 +394,20 @@ mod plane_tests {
             for (text, reading) in with_inputs {
                 let spec = DensitySpec::parse(&text, "source").unwrap();
                 let whole = spec.sample(&grid, "source", reading).unwrap();
-                for planes in [0..n, 0..1, 2..5, n - 3..n] {
-                    let part =
-                        spec.sample_planes(&grid, planes.clone(), "source", reading).unwrap();
-                    let expected = whole.planes(planes.clone());
-                    assert_eq!(part.len(), expected.len(), "{text} {planes:?}");
+                let mut windows: Vec<Window> =
+                    [0..n, 0..1, 2..5, n - 3..n].into_iter().map(Window::planes).collect();
+                if d == 3 {
+                    // Pencil blocks: some planes and some rows.
+                    windows.push(Window { planes: 2..5, rows: Some(1..4) });
+                    windows.push(Window { planes: n - 1..n, rows: Some(0..1) });
+                }
+                for window in windows {
+                    let part = spec.sample_window(&grid, &window, "source", reading).unwrap();
+                    let expected = window.cut(&grid, whole.data().as_slice().unwrap());
+                    assert_eq!(part.len(), expected.len(), "{text} {window:?}");
                     assert!(
-                        part.iter().zip(expected).all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{text} {planes:?}"
+                        part.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{text} {window:?}"
                     );
                 }
             }

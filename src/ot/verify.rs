@@ -476,19 +476,19 @@ impl Case {
         }
     }
 
-    /// Planes `planes` of the grid's outermost storage axis of [`Case::sample`], to the bit:
-    /// a density given by a formula is evaluated on those planes only; one made by a PDE
-    /// solve is solved on the whole grid and cut.
-    pub fn sample_planes(
+    /// The part `window` (one rank's box) of [`Case::sample`], to the bit: a density given by
+    /// a formula is evaluated on the window only; one made by a PDE solve is solved on the
+    /// whole grid and cut.
+    pub fn sample_window(
         self,
         grid: &Grid,
         role: Role,
-        planes: std::ops::Range<usize>,
+        window: &crate::grid::Window,
     ) -> Result<Vec<f64>> {
         self.check_grid(grid)?;
         match self.pointwise(role)? {
-            Some(density) => Ok(crate::field::sample_planes(grid, planes, density)),
-            None => Ok(self.solved(grid)?.planes(planes).to_vec()),
+            Some(density) => Ok(crate::field::sample_window(grid, window, density)),
+            None => Ok(window.cut(grid, self.solved(grid)?.data().as_slice().expect("contiguous"))),
         }
     }
 
@@ -793,7 +793,8 @@ mod tests {
     }
 
     /// Every case's densities sampled plane by plane equal the whole-grid sample to the bit
-    /// (both roles; the first, middle and last planes, and all of them).
+    /// (both roles; the first, middle and last planes, and all of them; in 3D also a pencil's
+    /// window of planes and rows).
     #[test]
     fn case_densities_by_planes_equal_the_whole_grid_sample() {
         for case in Case::all() {
@@ -802,12 +803,22 @@ mod tests {
             for role in [Role::Source, Role::Target] {
                 let whole = case.sample(&grid, role).unwrap();
                 for planes in [0..n, 0..1, 5..7, n - 2..n] {
-                    let part = case.sample_planes(&grid, role, planes.clone()).unwrap();
+                    let part = case
+                        .sample_window(&grid, role, &crate::grid::Window::planes(planes.clone()))
+                        .unwrap();
                     let same = part
                         .iter()
                         .zip(whole.planes(planes.clone()))
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same && part.len() == planes.len() * n_plane(&grid), "{case:?}");
+                }
+                if grid.dim() == 3 {
+                    // A y–z pencil's window: some planes, some rows.
+                    let window = crate::grid::Window { planes: 3..8, rows: Some(2..5) };
+                    let part = case.sample_window(&grid, role, &window).unwrap();
+                    let expected = window.cut(&grid, whole.data().as_slice().unwrap());
+                    assert!(part.len() == 15 * grid.axis(0).cells, "{case:?}");
+                    assert!(part.iter().zip(&expected).all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
             }
         }

@@ -10,8 +10,8 @@
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
-# iterations and outcome. One problem reads its source from another's results file (each
-# rank reads its planes' hyperslab). Then the refusals: more ranks than planes, a method
+# iterations and outcome. Two problems read their source from another's results file (each
+# rank reads its planes' hyperslab; on pencils, its planes' and rows'). Then the refusals: more ranks than planes, a method
 # without a distributed solver, another subcommand, a density with a NaN, negative values or
 # a missing file, a disk that fills up mid-write — each ends every rank with status 2 and
 # one error line, and leaves no file.
@@ -42,6 +42,7 @@ cases=(
   "sinkhorn-pencils|sinkhorn|--grid 48x44x5 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6 8"
   "sinkhorn-pencils-torus|sinkhorn|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
   "bfm-pencils|bfm|--grid 48x44x5 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6 8"
+  "bfm-pencils-file|bfm|--grid 48x44x5 --source $dir/bfm-pencils-serial.h5:/fields/target --target $mixture|6"
   "bfm-pencils-torus|bfm|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
 )
 for case in "${cases[@]}"; do
