@@ -6,8 +6,9 @@
 //! ([`crate::ot::bfm`]), run against [`DecomposedLevel`]'s grid operations instead of the
 //! whole grid's: the c-transform ([`super::slab_c_transform`], [`super::pencil_c_transform`]),
 //! the map `x + ∇p` ([`super::slab_gradient`], [`super::pencil_gradient`]) and its deposit
-//! ([`super::slab_push_forward`], [`super::pencil_push_forward`]) or, on slabs, the change of
-//! variables ([`super::slab_change_of_variables`]), the metric's CG and the Poisson solve
+//! ([`super::slab_push_forward`], [`super::pencil_push_forward`]) or the change of variables
+//! ([`super::slab_change_of_variables`], [`super::pencil_change_of_variables`]), the metric's
+//! CG and the Poisson solve
 //! ([`super::DecomposedMetric`]), sums over the grid ([`super::slab_sum`],
 //! [`super::pencil_sum`]), and between levels the restriction and prolongation. Each is the
 //! serial operation's result to the bit, so every rank takes the serial solve's steps and
@@ -20,7 +21,6 @@
 use super::blocks::{prolong, restrict, Blocks, Cut};
 use super::exchange::Exchange;
 use super::metric::DecomposedMetric;
-use super::slab_change_of_variables;
 use crate::error::{Error, Result};
 use crate::field::ScalarField;
 use crate::grid::Grid;
@@ -102,12 +102,8 @@ impl<'a, E: Exchange> LevelOps for DecomposedLevel<'a, E> {
         mass: &ScalarField,
         inverse: &ScalarField,
     ) -> Result<ScalarField> {
-        if self.blocks.cut() == Cut::Pencils {
-            return Err(Error::invalid(PENCIL_JACOBIAN));
-        }
-        let pushed =
-            slab_change_of_variables(self.exchange, &self.grid, values(mass), values(inverse))?;
-        self.field(pushed)
+        let (ex, grid) = (self.exchange, &self.grid);
+        self.field(self.blocks.change_of_variables(ex, grid, values(mass), values(inverse))?)
     }
 
     fn sum_abs(&self, a: &[f64]) -> f64 {
@@ -118,11 +114,6 @@ impl<'a, E: Exchange> LevelOps for DecomposedLevel<'a, E> {
         self.exchange.max(local)
     }
 }
-
-/// Why a pencil solve refuses the change-of-variables push-forward.
-const PENCIL_JACOBIAN: &str = "distributed bfm: the change-of-variables push-forward (picked by \
-                               --push-forward auto for smooth densities on a torus) does not \
-                               run on y–z pencils; use --push-forward deposit";
 
 fn values(f: &ScalarField) -> &[f64] {
     f.data().as_slice().expect("contiguous")
@@ -188,10 +179,9 @@ pub fn slab_bfm(
 }
 
 /// [`slab_bfm`] on the 3D `grid`'s y–z pencils ([`crate::grid::PencilDecomposition::new`] of
-/// every level: μ, ν, p and q this rank's blocks): the serial solve to the bit. Refused as
-/// [`slab_bfm`] is, for a level without pencils (with `multilevel`, the coarsest), and where
-/// the solve would push forward by change of variables (`--push-forward jacobian`, or `auto`
-/// on smooth densities on the torus: use the deposit).
+/// every level: μ, ν, p and q this rank's blocks): the serial solve to the bit, its
+/// push-forward included. Refused as [`slab_bfm`] is, and for a level without pencils (with
+/// `multilevel`, the coarsest).
 pub fn pencil_bfm(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -248,9 +238,6 @@ fn decomposed_bfm(
     let peak = exchange.max(mu.iter().chain(nu).copied().fold(0.0, f64::max));
     let floor = -exchange.max(-mu.iter().chain(nu).copied().fold(f64::INFINITY, f64::min));
     let jacobian = solver.picks_jacobian(grid, floor, peak);
-    if jacobian && cut == Cut::Pencils {
-        return Err(Error::invalid(PENCIL_JACOBIAN));
-    }
     let mut densities: Vec<[Vec<f64>; 2]> = Vec::with_capacity(grids.len());
     for g in &grids[..grids.len() - 1] {
         densities
@@ -337,8 +324,9 @@ mod tests {
 
     /// On y–z pencils (more ranks than z planes: 3 × 2 up to 3 × 4) bfm takes the serial
     /// solve's levels and iterations and ends with its outcome, history and potentials to the
-    /// bit: single level and multilevel (every level on its own pencils) on a box, and on a
-    /// torus with the deposit; the change of variables is refused there on every rank.
+    /// bit: single level and multilevel (every level on its own pencils) on a box, on a torus
+    /// with the deposit, and by change of variables (`auto` on a smooth torus pair,
+    /// `jacobian` on a box).
     #[test]
     fn pencil_bfm_equals_the_serial_solve_to_the_bit() {
         let cases = [
@@ -367,18 +355,25 @@ mod tests {
             );
             assert!(serial.history.len() > 5, "{shape:?}: {} iterations", serial.history.len());
         }
-        let grid = test_grid(&[12, 10, 4], &[Periodic; 3]);
-        let mu = density(&grid, [0.4, 0.5, 0.5], 0.03);
-        let solver =
-            BackAndForth { push_forward: PushForward::Jacobian, ..BackAndForth::default() };
-        let refused = LocalWorld::run(6, |ex| {
-            let b = Blocks::new(&grid, 6, Cut::Pencils).unwrap();
-            let m: Vec<f64> = b.cells(ex.rank()).into_iter().map(|i| values(&mu)[i]).collect();
-            pencil_bfm(ex, &grid, &m, &m, &solver).map(|_| ())
-        });
-        assert!(refused
-            .iter()
-            .all(|r| r.as_ref().is_err_and(|e| e.to_string().contains("deposit"))));
+        // Smooth densities on the torus: `auto` pushes forward by change of variables, on
+        // pencils as serially (and `jacobian` on a box).
+        for (shape, kind, push_forward) in [
+            (&[20usize, 18, 5][..], Periodic, PushForward::Auto),
+            (&[16, 15, 4][..], Neumann, PushForward::Jacobian),
+        ] {
+            let grid = test_grid(shape, &[kind; 3]);
+            let smooth = |c: f64| {
+                ScalarField::from_fn(&grid, |x| {
+                    1.0 + 0.4 * (6.0 * (x[0] - c)).sin() * (4.0 * x[2] + c).cos()
+                        + 0.2 * (5.0 * x[1]).cos()
+                })
+            };
+            let problem = Problem::new(&smooth(0.1), &smooth(0.7)).unwrap();
+            let solver =
+                BackAndForth { max_iterations: Some(6), push_forward, ..BackAndForth::default() };
+            assert!(solver.uses_jacobian(&problem), "{shape:?}");
+            assert_decomposed_solves_are_serial(&problem, &solver, [6, 8], Cut::Pencils);
+        }
     }
 
     /// On 1–4 ranks the slab bfm takes the serial single-level solve's iterations and ends

@@ -3,6 +3,7 @@
 //! [`Blocks`] runs on either.
 
 use super::exchange::Exchange;
+use super::jacobian::{pencil_change_of_variables, slab_change_of_variables};
 use super::legendre::{pencil_c_transform, slab_c_transform};
 use super::multilevel::{pencil_prolong, pencil_restrict, slab_prolong, slab_restrict};
 use super::operators::{
@@ -50,14 +51,6 @@ impl Blocks {
             Cut::Slabs => Blocks::Slabs(SlabDecomposition::new(grid, ranks)?),
             Cut::Pencils => Blocks::Pencils(PencilDecomposition::new(grid, ranks)?),
         })
-    }
-
-    /// The cut.
-    pub fn cut(&self) -> Cut {
-        match self {
-            Blocks::Slabs(_) => Cut::Slabs,
-            Blocks::Pencils(_) => Cut::Pencils,
-        }
     }
 
     /// The number of cells `rank` holds.
@@ -125,6 +118,21 @@ impl Blocks {
         match self {
             Blocks::Slabs(_) => slab_push_forward(exchange, grid, mu, map, subsamples),
             Blocks::Pencils(_) => pencil_push_forward(exchange, grid, mu, map, subsamples),
+        }
+    }
+
+    /// `T#μ` by the change of variables through the inverse map `y + ∇q`
+    /// ([`crate::ot::JacobianPushForward::apply`]).
+    pub fn change_of_variables(
+        &self,
+        exchange: &impl Exchange,
+        grid: &Grid,
+        mu: &[f64],
+        q: &[f64],
+    ) -> Result<Vec<f64>> {
+        match self {
+            Blocks::Slabs(_) => slab_change_of_variables(exchange, grid, mu, q),
+            Blocks::Pencils(_) => pencil_change_of_variables(exchange, grid, mu, q),
         }
     }
 

@@ -15,9 +15,9 @@
 //! planes and one beyond each side).
 
 use super::exchange::Exchange;
-use super::pushforward::gather_planes;
+use super::pushforward::{gather_planes, gather_units};
 use crate::error::{Error, Result};
-use crate::grid::{Grid, SlabDecomposition};
+use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::ot::pushforward::{d1, d2, determinant, interpolate_from, linear_stencil};
 use rayon::prelude::*;
 
@@ -196,6 +196,117 @@ pub fn slab_change_of_variables(
         .collect())
 }
 
+/// This rank's pencil block of [`crate::ot::JacobianPushForward::apply`]`(μ, q)` on the 3D
+/// `grid`'s [`PencilDecomposition`]: `mu` and `q` this rank's blocks. The x lines of q the
+/// stencils read — the block's rows and planes and their reach along y and z (one beyond,
+/// up to three at a face, wrapped on a periodic axis), corners included for the mixed
+/// derivatives — come in one `Alltoallv`, the x lines of μ the mapped points read in
+/// another; every value is computed with the serial arithmetic, so the result is the serial
+/// one to the bit. A collective; refused on every rank as [`slab_change_of_variables`] is.
+pub fn pencil_change_of_variables(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    mu: &[f64],
+    q: &[f64],
+) -> Result<Vec<f64>> {
+    let pencils = PencilDecomposition::new(grid, exchange.size())?;
+    let rank = exchange.rank();
+    let local = pencils.len(rank);
+    let bad = mu.len() != local
+        || q.len() != local
+        || mu.iter().chain(q).any(|v| !v.is_finite())
+        || grid.axes().iter().any(|a| a.cells < 4);
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed push-forward: a rank's block has the wrong length or NaN/infinite \
+             values, or an axis has fewer than 4 cells (this rank: {} and {} values for its \
+             {local} cells)",
+            mu.len(),
+            q.len()
+        )));
+    }
+    let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
+    let periodic = |a: usize| grid.axis(a).boundary.is_periodic();
+    let reach = |cells: std::ops::Range<usize>, a: usize| -> Vec<usize> {
+        let n = grid.axis(a).cells;
+        sorted(cells.flat_map(|i| stencil_planes(i, n, periodic(a))).collect())
+    };
+    // q's x lines (id z·ny + y) each rank's stencils read.
+    let wanted: Vec<Vec<usize>> = (0..pencils.ranks())
+        .map(|r| {
+            let ys = reach(pencils.rows(r), 1);
+            reach(pencils.planes(r), 2)
+                .iter()
+                .flat_map(|z| ys.iter().map(move |y| z * ny + y))
+                .collect()
+        })
+        .collect();
+    let locate = |id: usize| {
+        let (owner, at) = pencils.to_local(id * nx);
+        (owner, at / nx)
+    };
+    let qs = gather_units(exchange, q, nx, &wanted, locate)?;
+    let mut position = vec![usize::MAX; ny * nz];
+    for (k, &id) in wanted[rank].iter().enumerate() {
+        position[id] = k;
+    }
+    let q_at = |flat: usize| qs[position[flat / nx] * nx + flat % nx];
+    let strides = [1, nx, nx * ny];
+    let index = |flat: usize| [flat % nx, (flat / nx) % ny, flat / (nx * ny)];
+    // The serial stencils along axis a at global cell `flat` of the values `vals`.
+    let along = |flat: usize, a: usize, vals: &dyn Fn(usize) -> f64, second: bool| -> f64 {
+        let ax = grid.axis(a);
+        let (i, s) = (index(flat)[a], strides[a]);
+        let line0 = flat - i * s;
+        let f = |k: usize| vals(line0 + k * s);
+        if second {
+            d2(f, i, ax.cells, ax.spacing(), periodic(a))
+        } else {
+            d1(f, i, ax.cells, ax.spacing(), periodic(a))
+        }
+    };
+    // Per own cell: the mapped point y + ∇q and det(I + D²q), as the serial kernel.
+    let mapped: Vec<([f64; 3], f64)> = (0..local)
+        .into_par_iter()
+        .map(|k| {
+            let flat = pencils.to_global(rank, k);
+            let mut raw = [[0.0f64; 3]; 3];
+            for (a, row) in raw.iter_mut().enumerate() {
+                let gradient_a = |f: usize| along(f, a, &q_at, false);
+                for (b, v) in row.iter_mut().enumerate() {
+                    *v = if a == b {
+                        along(flat, a, &q_at, true)
+                    } else {
+                        along(flat, b, &gradient_a, false)
+                    };
+                }
+            }
+            let idx = index(flat);
+            let x: [f64; 3] =
+                std::array::from_fn(|a| grid.axis(a).center(idx[a]) + along(flat, a, &q_at, false));
+            (x, determinant(&raw, 3))
+        })
+        .collect();
+    // μ's x lines the mapped points read.
+    let reads = |x: &[f64; 3]| {
+        let (y0, y1, _, _) = linear_stencil(grid.axis(1), x[1]);
+        let (z0, z1, _, _) = linear_stencil(grid.axis(2), x[2]);
+        [z0 * ny + y0, z0 * ny + y1, z1 * ny + y0, z1 * ny + y1]
+    };
+    let mine: Vec<usize> = sorted(mapped.iter().flat_map(|(x, _)| reads(x)).collect());
+    let wanted = super::all_lists(exchange, &mine);
+    let mus = gather_units(exchange, mu, nx, &wanted, locate)?;
+    let mut at = vec![usize::MAX; ny * nz];
+    for (k, &id) in mine.iter().enumerate() {
+        at[id] = k;
+    }
+    let value = |flat: usize| mus[at[flat / nx] * nx + flat % nx];
+    Ok(mapped
+        .par_iter()
+        .map(|(x, det)| interpolate_from(grid, value, x, None) * det.max(0.0))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +347,48 @@ mod tests {
                 });
                 for (c, out) in got {
                     assert!(out == serial[c], "{shape:?} {kinds:?} on {ranks} ranks");
+                }
+            }
+        }
+    }
+
+    /// On y–z pencils (1–12 ranks: slabs and every py × pz the count allows) the change of
+    /// variables equals the serial one to the bit: box and periodic axes (faces' one-sided
+    /// stencils, the wrap), a map that moves points across several pencils.
+    #[test]
+    fn pencil_change_of_variables_equals_the_serial_one_to_the_bit() {
+        for (shape, kinds) in [
+            ([12usize, 11, 5], [Periodic, Periodic, Periodic]),
+            ([10, 9, 4], [Neumann, Periodic, Neumann]),
+            ([9, 8, 6], [Neumann, Neumann, Neumann]),
+        ] {
+            let grid = test_grid(&shape, &kinds);
+            let mu = ScalarField::from_fn(&grid, |x| {
+                1.2 + (6.0 * x[0]).sin() * (5.0 * x[2]).cos() + 0.3 * x[1]
+            });
+            let q = ScalarField::from_fn(&grid, |x| {
+                0.02 * (6.3 * x[0]).sin()
+                    + 0.05 * (6.3 * x[2]).cos()
+                    + 0.04 * (5.0 * x[1]).sin()
+                    + 0.01 * x[1] * x[2]
+            });
+            let flat = |f: &ScalarField| f.data().as_slice().unwrap().to_vec();
+            let (m, qv) = (flat(&mu), flat(&q));
+            let mut serial = vec![0.0; grid.num_cells()];
+            JacobianPushForward::new(&grid).unwrap().apply(&mu, &qv, &mut serial);
+            for ranks in [1, 2, 4, 6, 8, 12] {
+                let Ok(pencils) = PencilDecomposition::new(&grid, ranks) else { continue };
+                let got = LocalWorld::run(ranks, |ex| {
+                    let r = ex.rank();
+                    let (mb, qb) = (pencils.block(r, &m), pencils.block(r, &qv));
+                    (r, pencil_change_of_variables(ex, &grid, &mb, &qb).unwrap())
+                });
+                for (r, out) in got {
+                    assert!(
+                        out == pencils.block(r, &serial),
+                        "{shape:?} {kinds:?} on {ranks} ranks ({:?})",
+                        pencils.shape()
+                    );
                 }
             }
         }

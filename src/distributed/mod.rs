@@ -68,7 +68,7 @@ pub use blocks::{Cut, DecomposedPoisson};
 pub use density::{pencil_density, slab_density};
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
-pub use jacobian::slab_change_of_variables;
+pub use jacobian::{pencil_change_of_variables, slab_change_of_variables};
 pub use legendre::{pencil_c_transform, slab_c_transform};
 pub use metric::DecomposedMetric;
 pub use multilevel::{

@@ -43,6 +43,7 @@ cases=(
   "sinkhorn-pencils-torus|sinkhorn|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
   "bfm-pencils|bfm|--grid 48x44x5 --source $mixture --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6 8"
   "bfm-pencils-file|bfm|--grid 48x44x5 --source $dir/bfm-pencils-serial.h5:/fields/target --target $mixture|6"
+  "smooth-torus-pencils|bfm|--grid 40x36x5 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x) --push-forward auto --tol 1e-3|6"
   "bfm-pencils-torus|bfm|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
 )
 for case in "${cases[@]}"; do
