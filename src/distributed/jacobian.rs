@@ -15,7 +15,7 @@
 //! planes and one beyond each side).
 
 use super::exchange::Exchange;
-use super::pushforward::{gather_planes, gather_units};
+use super::pushforward::{gather_planes, GatheredLines};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::ot::pushforward::{d1, d2, determinant, interpolate_from, linear_stencil};
@@ -52,6 +52,31 @@ fn sorted(mut planes: Vec<usize>) -> Vec<usize> {
     planes
 }
 
+/// Refuses, on every rank alike, blocks of μ or q of the wrong length or with NaN on any rank,
+/// and an axis of fewer than 4 cells (the one-sided stencils' reach).
+fn check_blocks(
+    exchange: &impl Exchange,
+    grid: &Grid,
+    mu: &[f64],
+    q: &[f64],
+    local: usize,
+) -> Result<()> {
+    let bad = mu.len() != local
+        || q.len() != local
+        || mu.iter().chain(q).any(|v| !v.is_finite())
+        || grid.axes().iter().any(|a| a.cells < 4);
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed push-forward: a rank's block has the wrong length or NaN/infinite \
+             values, or an axis has fewer than 4 cells (this rank: {} and {} values for its \
+             {local} cells)",
+            mu.len(),
+            q.len()
+        )));
+    }
+    Ok(())
+}
+
 /// This rank's planes of [`crate::ot::JacobianPushForward::apply`]`(μ, q)` on `grid`: `mu`
 /// and `q` this rank's planes of the density and of the inverse map's displacement
 /// potential (C order). To the bit. A collective: every rank calls it with the same grid.
@@ -66,19 +91,7 @@ pub fn slab_change_of_variables(
     let (ranks, rank) = (exchange.size(), exchange.rank());
     let slabs = SlabDecomposition::new(grid, ranks)?;
     let local = slabs.cells(rank).len();
-    let bad = mu.len() != local
-        || q.len() != local
-        || mu.iter().chain(q).any(|v| !v.is_finite())
-        || grid.axes().iter().any(|a| a.cells < 4);
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed push-forward: a rank's block has the wrong length or NaN/infinite \
-             values, or an axis has fewer than 4 cells (this rank: {} and {} values for its \
-             {local} cells)",
-            mu.len(),
-            q.len()
-        )));
-    }
+    check_blocks(exchange, grid, mu, q, local)?;
     let d = grid.dim();
     let plane = slabs.plane_cells();
     let slab = grid.axis(d - 1);
@@ -212,20 +225,8 @@ pub fn pencil_change_of_variables(
     let pencils = PencilDecomposition::new(grid, exchange.size())?;
     let rank = exchange.rank();
     let local = pencils.len(rank);
-    let bad = mu.len() != local
-        || q.len() != local
-        || mu.iter().chain(q).any(|v| !v.is_finite())
-        || grid.axes().iter().any(|a| a.cells < 4);
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed push-forward: a rank's block has the wrong length or NaN/infinite \
-             values, or an axis has fewer than 4 cells (this rank: {} and {} values for its \
-             {local} cells)",
-            mu.len(),
-            q.len()
-        )));
-    }
-    let (nx, ny, nz) = (grid.axis(0).cells, grid.axis(1).cells, grid.axis(2).cells);
+    check_blocks(exchange, grid, mu, q, local)?;
+    let (nx, ny) = (grid.axis(0).cells, grid.axis(1).cells);
     let periodic = |a: usize| grid.axis(a).boundary.is_periodic();
     let reach = |cells: std::ops::Range<usize>, a: usize| -> Vec<usize> {
         let n = grid.axis(a).cells;
@@ -241,16 +242,8 @@ pub fn pencil_change_of_variables(
                 .collect()
         })
         .collect();
-    let locate = |id: usize| {
-        let (owner, at) = pencils.to_local(id * nx);
-        (owner, at / nx)
-    };
-    let qs = gather_units(exchange, q, nx, &wanted, locate)?;
-    let mut position = vec![usize::MAX; ny * nz];
-    for (k, &id) in wanted[rank].iter().enumerate() {
-        position[id] = k;
-    }
-    let q_at = |flat: usize| qs[position[flat / nx] * nx + flat % nx];
+    let qs = GatheredLines::gather(exchange, &pencils, q, nx, &wanted)?;
+    let q_at = |flat: usize| qs.line(flat / nx)[flat % nx];
     let strides = [1, nx, nx * ny];
     let index = |flat: usize| [flat % nx, (flat / nx) % ny, flat / (nx * ny)];
     // The serial stencils along axis a at global cell `flat` of the values `vals`.
@@ -295,12 +288,8 @@ pub fn pencil_change_of_variables(
     };
     let mine: Vec<usize> = sorted(mapped.iter().flat_map(|(x, _)| reads(x)).collect());
     let wanted = super::all_lists(exchange, &mine);
-    let mus = gather_units(exchange, mu, nx, &wanted, locate)?;
-    let mut at = vec![usize::MAX; ny * nz];
-    for (k, &id) in mine.iter().enumerate() {
-        at[id] = k;
-    }
-    let value = |flat: usize| mus[at[flat / nx] * nx + flat % nx];
+    let mus = GatheredLines::gather(exchange, &pencils, mu, nx, &wanted)?;
+    let value = |flat: usize| mus.line(flat / nx)[flat % nx];
     Ok(mapped
         .par_iter()
         .map(|(x, det)| interpolate_from(grid, value, x, None) * det.max(0.0))

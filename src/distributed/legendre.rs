@@ -13,7 +13,7 @@
 
 use super::exchange::Exchange;
 use super::layout::axis_by_axis;
-use super::pushforward::{gather_planes, gather_units};
+use super::pushforward::{gather_planes, GatheredLines};
 use super::{with_slab_cells, XPencils};
 use crate::error::{Error, Result};
 use crate::grid::{Axis, Grid, PencilDecomposition, SlabDecomposition};
@@ -38,6 +38,19 @@ fn wrap(i: usize, n: usize, k: usize) -> usize {
     (i + n * (k / n + 1) - k) % n
 }
 
+/// Refuses, on every rank alike, a block of p of the wrong length or with NaN on any rank.
+fn check_block(exchange: &impl Exchange, p: &[f64], local: usize) -> Result<()> {
+    let bad = p.len() != local || p.iter().any(|v| !v.is_finite());
+    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
+        return Err(Error::invalid(format!(
+            "distributed c-transform: a rank's block has the wrong length or NaN/infinite values \
+             (this rank: {} values for its {local} cells)",
+            p.len()
+        )));
+    }
+    Ok(())
+}
+
 /// This rank's planes of the c-transform of `p` (this rank's planes of a function on
 /// `grid`, C order), onto the same grid. A collective: every rank of `exchange` calls it
 /// with the same grid. Errors (more ranks than planes or than cells along x, a block of the
@@ -52,14 +65,7 @@ pub fn slab_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> Res
     let rows = if d == 3 { grid.axis(1).cells } else { 1 };
     let pencils = XPencils::new(&slabs, rank, nx, rows)?;
     let local = slabs.cells(rank).len();
-    let bad = p.len() != local || p.iter().any(|v| !v.is_finite());
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed c-transform: a rank's block has the wrong length or NaN/infinite values \
-             (this rank: {} values for its {local} cells)",
-            p.len()
-        )));
-    }
+    check_block(exchange, p, local)?;
     let axes: Vec<(Axis, usize)> = grid.axes().iter().map(padded).collect();
     let half = |x: f64| 0.5 * x * x;
 
@@ -169,14 +175,7 @@ pub fn pencil_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> R
     let pencils = PencilDecomposition::new(grid, exchange.size())?;
     let rank = exchange.rank();
     let local = pencils.len(rank);
-    let bad = p.len() != local || p.iter().any(|v| !v.is_finite());
-    if exchange.max(f64::from(u8::from(bad))) > 0.0 {
-        return Err(Error::invalid(format!(
-            "distributed c-transform: a rank's block has the wrong length or NaN/infinite values \
-             (this rank: {} values for its {local} cells)",
-            p.len()
-        )));
-    }
+    check_block(exchange, p, local)?;
     let axes: Vec<(Axis, usize)> = grid.axes().iter().map(padded).collect();
     let padded_grid = Grid::new(axes.iter().map(|(a, _)| a.clone()).collect())?;
     let (py, pz) = pencils.shape();
@@ -196,24 +195,18 @@ pub fn pencil_c_transform(exchange: &impl Exchange, grid: &Grid, p: &[f64]) -> R
                 .collect()
         })
         .collect();
-    let locate = |id: usize| {
-        let (owner, at) = pencils.to_local(id * n[0]);
-        (owner, at / n[0])
-    };
-    let source = gather_units(exchange, p, n[0], &wanted, locate)?;
+    let source = GatheredLines::gather(exchange, &pencils, p, n[0], &wanted)?;
     // φ = |x|²/2 + p on this rank's padded block, the half squares summed in the serial
     // order (axes 1.., then x).
     let (xp, kx) = (&axes[0].0, axes[0].1);
     let (yp, zp) = (&axes[1].0, &axes[2].0);
     let (rows, planes) = (padded_pencils.rows(rank), padded_pencils.planes(rank));
     let mut phi = Vec::with_capacity(planes.len() * rows.len() * xp.cells);
-    let mut line = 0;
     for z in planes.clone() {
         for y in rows.clone() {
             let sq = 0.0 + half(yp.center(y)) + half(zp.center(z));
-            let src = &source[line * n[0]..][..n[0]];
+            let src = source.line(wrap(z, n[2], kz) * n[1] + wrap(y, n[1], ky));
             phi.extend((0..xp.cells).map(|i| sq + half(xp.center(i)) + src[wrap(i, n[0], kx)]));
-            line += 1;
         }
     }
     // One pass per axis on whole lines of it, negating between passes.

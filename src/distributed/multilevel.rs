@@ -6,7 +6,7 @@
 
 use super::exchange::Exchange;
 use super::layout::axis_by_axis;
-use super::pushforward::{gather_planes, gather_units};
+use super::pushforward::{gather_planes, GatheredLines};
 use super::sum::slab_sum;
 use super::with_slab_cells;
 use crate::error::Result;
@@ -153,22 +153,12 @@ pub fn pencil_restrict(
                 .collect()
         })
         .collect();
-    let locate = |id: usize| {
-        let (owner, at) = fp.to_local(id * nx);
-        (owner, at / nx)
-    };
-    let under = gather_units(exchange, block, nx, &wanted, locate)?;
-    let mut position = vec![usize::MAX; ny * fshape[2]];
-    for (k, &id) in wanted[rank].iter().enumerate() {
-        position[id] = k;
-    }
+    let under = GatheredLines::gather(exchange, &fp, block, nx, &wanted)?;
     Ok((0..cp.len(rank))
         .into_par_iter()
         .map(|k| {
             let flat = cp.to_global(rank, k);
-            cell_average(flat, (&cshape, &fshape), &ratio, |i| {
-                under[position[i / nx] * nx + i % nx]
-            })
+            cell_average(flat, (&cshape, &fshape), &ratio, |i| under.line(i / nx)[i % nx])
         })
         .collect())
 }

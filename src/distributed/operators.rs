@@ -9,7 +9,7 @@
 
 use super::exchange::Exchange;
 use super::layout::PencilSpreads;
-use super::pushforward::{gather_planes, gather_units};
+use super::pushforward::{gather_planes, GatheredLines};
 use super::{displacements, exchange_blocks};
 use crate::error::{Error, Result};
 use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
@@ -172,7 +172,7 @@ pub fn pencil_weighted_laplacian(
     lengths.extend(diagonal.map(<[f64]>::len));
     agree_lengths(exchange, "weighted Laplacian", &lengths, pencils.len(rank))?;
     let axes = stencil_axes(grid);
-    let (nx, ny, nz) = (axes[0].0, axes[1].0, axes[2].0);
+    let (nx, ny) = (axes[0].0, axes[1].0);
     // The neighbouring index along axis a (`None` beyond a non-periodic face).
     let step = |a: usize, i: usize, up: bool| neighbour(i, i, axes[a].0, 1, up, axes[a].3);
     // Each rank's halo lines (id z·ny + y): beyond its rows within its planes, beyond its
@@ -202,18 +202,10 @@ pub fn pencil_weighted_laplacian(
         ids
     };
     let wanted: Vec<Vec<usize>> = (0..pencils.ranks()).map(halo).collect();
-    let locate = |id: usize| {
-        let (owner, at) = pencils.to_local(id * nx);
-        (owner, at / nx)
-    };
     let (hu, hw) = (
-        gather_units(exchange, u, nx, &wanted, locate)?,
-        gather_units(exchange, w, nx, &wanted, locate)?,
+        GatheredLines::gather(exchange, &pencils, u, nx, &wanted)?,
+        GatheredLines::gather(exchange, &pencils, w, nx, &wanted)?,
     );
-    let mut position = vec![usize::MAX; ny * nz];
-    for (k, &id) in wanted[rank].iter().enumerate() {
-        position[id] = k;
-    }
     let (rows, planes) = (pencils.rows(rank), pencils.planes(rank));
     let mut out = vec![0.0; u.len()];
     out.par_chunks_mut(nx).enumerate().for_each(|(line, o)| {
@@ -226,8 +218,7 @@ pub fn pencil_weighted_laplacian(
             if rows.contains(&y) && planes.contains(&z) {
                 local_row(y, z)
             } else {
-                let k = position[z * ny + y] * nx;
-                (&hw[k..k + nx], &hu[k..k + nx])
+                (hw.line(z * ny + y), hu.line(z * ny + y))
             }
         };
         let next = |a: usize, up: bool| match a {

@@ -109,20 +109,8 @@ pub fn pencil_push_forward(
             zs.iter().flat_map(|z| ys.iter().map(move |y| z * ny + y)).collect()
         })
         .collect();
-    let locate = |id: usize| {
-        let (owner, local) = pencils.to_local(id * nx);
-        (owner, local / nx)
-    };
-    let block = gather_units(exchange, map, nx * 3, &wanted, locate)?;
-    let mut position = vec![usize::MAX; ny * nz];
-    for (k, &id) in wanted[rank].iter().enumerate() {
-        position[id] = k;
-    }
-    let at = |flat: usize, a: usize| {
-        let k = position[flat / nx];
-        debug_assert!(k != usize::MAX, "a slope read a row outside the halo");
-        block[(k * nx + flat % nx) * 3 + a]
-    };
+    let block = GatheredLines::gather(exchange, &pencils, map, nx * 3, &wanted)?;
+    let at = |flat: usize, a: usize| block.line(flat / nx)[(flat % nx) * 3 + a];
     let global = |k: usize| pencils.to_global(rank, k);
     let (exponent, (landed, shares)) = deposit(exchange, grid, &sub, mu, nx * ny, global, at);
 
@@ -310,6 +298,47 @@ pub(crate) fn gather_units(
         next[s] += unit;
     }
     Ok(out)
+}
+
+/// The x lines (ids `z·ny + y`) of a field on y–z pencils that each rank reads, gathered:
+/// this rank's copies, `width` values per line (`nx`, or `nx · 3` for a map).
+pub(crate) struct GatheredLines {
+    values: Vec<f64>,
+    /// Where line id's copy lies among `values`' lines (`usize::MAX`: not gathered).
+    position: Vec<usize>,
+    width: usize,
+}
+
+impl GatheredLines {
+    /// `data` (this rank's pencil block, `width` values per x line) read at the lines
+    /// `wanted[q]` by each rank q: one `Alltoallv`. A collective.
+    pub fn gather(
+        exchange: &impl Exchange,
+        pencils: &PencilDecomposition,
+        data: &[f64],
+        width: usize,
+        wanted: &[Vec<usize>],
+    ) -> Result<GatheredLines> {
+        let nx = pencils.grid().axis(0).cells;
+        let locate = |id: usize| {
+            let (owner, at) = pencils.to_local(id * nx);
+            (owner, at / nx)
+        };
+        let values = gather_units(exchange, data, width, wanted, locate)?;
+        let (ny, nz) = (pencils.grid().axis(1).cells, pencils.grid().axis(2).cells);
+        let mut position = vec![usize::MAX; ny * nz];
+        for (k, &id) in wanted[exchange.rank()].iter().enumerate() {
+            position[id] = k;
+        }
+        Ok(GatheredLines { values, position, width })
+    }
+
+    /// This rank's copy of line `id` (one of its wanted lines).
+    pub fn line(&self, id: usize) -> &[f64] {
+        let k = self.position[id];
+        debug_assert!(k != usize::MAX, "line {id} was not gathered");
+        &self.values[k * self.width..][..self.width]
+    }
 }
 
 /// The sum over ranks of the fixed-point planes `landed` (this rank's shares on that window
