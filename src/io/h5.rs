@@ -61,31 +61,66 @@ enum Sink {
 /// `result` of one step of a write, agreed over the ranks of a collective write: an error on
 /// any rank fails that step on every rank, so that no rank goes on to a collective the
 /// others never reach (a full disk may fail some ranks' part of a collective write only).
+/// Every rank then returns the error of the lowest failing rank — its own message, not a
+/// bare "another rank failed" — so that the lead rank, which reports, names the cause.
 fn agreed<T>(sink: Sink, result: hdf5::Result<T>) -> hdf5::Result<T> {
     match sink {
         Sink::Whole => result,
         #[cfg(feature = "distributed")]
         Sink::Planes { comm, .. } => {
-            let failed = i32::from(result.is_err());
-            let mut any = 0i32;
-            // SAFETY: one i32 each way; `comm` is the valid communicator of the write, which
-            // every rank reaches at the same step.
+            let mut rank = 0i32;
+            let mut size = 0i32;
+            // SAFETY: `comm` is the valid communicator of the write, which every rank reaches
+            // at the same step; each call passes buffers of the count and type it names.
+            unsafe {
+                mpi::ffi::MPI_Comm_rank(comm, &mut rank);
+                mpi::ffi::MPI_Comm_size(comm, &mut size);
+            }
+            let mine = if result.is_err() { rank } else { size };
+            let mut first = size;
+            // SAFETY: as above; one i32 each way.
             unsafe {
                 mpi::ffi::MPI_Allreduce(
-                    (&failed as *const i32).cast(),
-                    (&mut any as *mut i32).cast(),
+                    (&mine as *const i32).cast(),
+                    (&mut first as *mut i32).cast(),
                     1,
                     mpi::ffi::RSMPI_INT32_T,
-                    mpi::ffi::RSMPI_MAX,
+                    mpi::ffi::RSMPI_MIN,
                     comm,
                 );
             }
-            match result {
-                Ok(_) if any != 0 => {
-                    Err(hdf5::Error::from("another rank failed to write its part"))
-                }
-                result => result,
+            if first == size {
+                return result;
             }
+            let mut message = match &result {
+                Err(e) if rank == first => e.to_string().into_bytes(),
+                _ => Vec::new(),
+            };
+            let mut len = message.len() as u64;
+            // SAFETY: as above; the length, then that many bytes, from the failing rank.
+            unsafe {
+                mpi::ffi::MPI_Bcast(
+                    (&mut len as *mut u64).cast(),
+                    1,
+                    mpi::ffi::RSMPI_UINT64_T,
+                    first,
+                    comm,
+                );
+                message.resize(len as usize, 0);
+                mpi::ffi::MPI_Bcast(
+                    message.as_mut_ptr().cast(),
+                    len as i32,
+                    mpi::ffi::RSMPI_UINT8_T,
+                    first,
+                    comm,
+                );
+            }
+            let message = String::from_utf8_lossy(&message).into_owned();
+            Err(hdf5::Error::from(if first == 0 {
+                message
+            } else {
+                format!("{message} (on rank {first})")
+            }))
         }
     }
 }

@@ -110,7 +110,7 @@ refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/d
 refused "source density: NaN or infinite value at storage index \[0, 0, 0\]" 2 ot --grid 16x16x16 --source "log(z-0.7)" --target uniform -o "$dir/nan.h5"
 refused "target density: cannot be a density: it has negative values" 4 ot --grid 16x16x16 --source uniform --target "0.7-z" -o "$dir/negative.h5"
 refused "source: no such file" 2 ot --grid 16x16x16 --source "$dir/none.h5:/fields/rho" --target uniform -o "$dir/missing.h5"
-# A disk that fills up mid-write (a 1 MiB tmpfs; mounting needs root): every rank stops with
+# A disk that fills up mid-write (a 1 MiB tmpfs, then others; mounting needs root): every rank stops with
 # the one error, status 2, and neither the file nor a temporary is left; the serial writer alike.
 tiny=$(mktemp -d)
 if mount -t tmpfs -o size=1m tmpfs "$tiny" 2> /dev/null; then
@@ -118,6 +118,15 @@ if mount -t tmpfs -o size=1m tmpfs "$tiny" 2> /dev/null; then
   full=(ot --grid 32x32x32 --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target uniform -o "$tiny/out.h5")
   refused "file write failed" 2 "${full[@]}"
   refused "file write failed" 4 "${full[@]}"
+  # Other sizes fill the disk during another rank's part than the lead's: the lead still
+  # reports that rank's cause ("… file write failed (on rank k)"), not a bare "another rank
+  # failed". Which rank fails first depends on timing; every outcome must be the one error.
+  for size in 300k 700k 1500k 2200k; do
+    umount "$tiny" && mount -t tmpfs -o size=$size tmpfs "$tiny"
+    refused "file write failed" 4 "${full[@]}"
+    [ -z "$(ls -A "$tiny")" ] || { echo "error: a failed write left $(ls -A "$tiny")" >&2; exit 1; }
+  done
+  umount "$tiny" && mount -t tmpfs -o size=1m tmpfs "$tiny"
   status=0
   "$bin" -q "${full[@]}" 2> "$dir/full-serial.txt" || status=$?
   grep -q "^error: .*No space left on device" "$dir/full-serial.txt" && [ "$status" -eq 2 ] || {
