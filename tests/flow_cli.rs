@@ -78,6 +78,41 @@ fn flows_write_time_series_with_diagnostics() {
     assert!(v["min_density"].as_f64().unwrap() >= 0.0);
 }
 
+/// A step that stalls against a target negligible over most of the density (the flow zoo's
+/// known issue) says so — and not that a smaller τ helps; one that stalls otherwise (JS to a
+/// two-bump target at 32²) keeps that hint. Both runs still write their file and exit 0.
+#[test]
+fn stalls_against_a_far_target_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |initial: &str, energy: &str, steps: &str, out: &str| {
+        let args = ["flow", "--grid", "32x32", "--initial", initial, "--energy", energy];
+        let args =
+            [&args[..], &["--tau", "0.01", "--steps", steps, "--out", out, "--json"]].concat();
+        let o = otgrid(&args, d);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (json(&o), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (v, log) = run(
+        "gaussian:0.35,0.4:0.01,0,0,0.01",
+        "hellinger:gaussian:0.8,0.2:0.005,0,0,0.005",
+        "2",
+        "far.h5",
+    );
+    assert_eq!(v["step_outcomes"]["stalled"], 2, "{v}");
+    assert_eq!(v["step_outcomes"]["stalled_far_target"], 2, "{v}");
+    assert!(
+        log.contains("a smaller τ does not help") && !log.contains("a smaller τ helps"),
+        "{log}"
+    );
+    let bumps = "js:exp(-((x-0.3)^2+(y-0.3)^2)/0.0098)+exp(-((x-0.7)^2+(y-0.7)^2)/0.0098)";
+    let (v, log) = run("gaussian:0.4,0.45:0.02,0,0,0.02", bumps, "1", "js.h5");
+    assert_eq!(v["step_outcomes"]["stalled"], 1, "{v}");
+    assert_eq!(v["step_outcomes"]["stalled_far_target"], 0, "{v}");
+    assert!(log.contains("a smaller τ helps"), "{log}");
+    assert!(d.join("far.h5").exists() && d.join("js.h5").exists());
+}
+
 /// Non-local terms from the command line: an MMD flow with no internal term (Lagrangian
 /// steps) and an aggregation flow (entropy + quadratic interaction) descend, keep their mass
 /// and record their fixed points.

@@ -269,6 +269,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
             "discretisation_floor": at_floor,
             "iteration_limit": limited,
             "stalled": stalled,
+            "stalled_far_target": run.far_stalls,
         }),
     );
     if !report.json {
@@ -282,7 +283,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         );
         println!(
             "steps        {converged} converged, {at_floor} at the grid's floor, {limited} at the iteration limit{}",
-            if stalled > 0 { format!(", {stalled} stalled (their ascent stopped above the grid's floor: a smaller τ helps)") } else { String::new() }
+            stall_summary(stalled, run.far_stalls)
         );
         if !flow.energy.nonlocal.is_empty() {
             let solves: usize = records.iter().map(|r| r.fixed_point_iterations).sum();
@@ -439,4 +440,20 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The summary's clause on stalled steps (empty without any): their count and what helps —
+/// a smaller τ, but not for steps stalled against a far target ([`otgrid::ot::flow::FAR_MASS`]).
+fn stall_summary(stalled: usize, far: usize) -> String {
+    match (stalled, far) {
+        (0, _) => String::new(),
+        (s, 0) => format!(", {s} stalled (their ascent stopped above the grid's floor: a smaller τ helps)"),
+        (s, f) if f == s => format!(
+            ", {s} stalled (their ascent stopped above the grid's floor against a target negligible over most of the density's mass: a smaller τ does not help, see the warnings)"
+        ),
+        (s, f) => format!(
+            ", {s} stalled (their ascent stopped above the grid's floor; {} of them: a smaller τ helps; {f} against a target negligible over most of the density's mass: see the warnings)",
+            s - f
+        ),
+    }
 }

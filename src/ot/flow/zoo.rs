@@ -248,6 +248,8 @@ pub struct FlowZooRow {
     pub failed_steps: Vec<String>,
     /// The largest relative mass change of a step.
     pub mass_drift: f64,
+    /// Stalled steps put down to a far target ([`super::FAR_MASS`]).
+    pub far_stalls: usize,
     /// Whether every check held.
     pub solved: bool,
     /// The first check that failed.
@@ -320,6 +322,7 @@ impl FlowCase {
             energy: (f0, records.last().map_or(f0, |r| r.energy)),
             failed_steps,
             mass_drift: records.iter().map(|r| (r.mass - mass).abs() / mass).fold(0.0, f64::max),
+            far_stalls: run.far_stalls,
             solved: reason.is_none(),
             reason,
         })
@@ -381,6 +384,8 @@ mod tests {
                     assert!(!row.solved, "{}: solved now, remove its known issue", case.name);
                     assert_eq!(row.steps, case.steps, "{}", case.name);
                     assert!(row.mass_drift < 1e-12, "{}: mass drift {}", case.name, row.mass_drift);
+                    // Its every step stalls against the far target, and says so.
+                    assert_eq!(row.far_stalls, row.steps, "{}", case.name);
                 }
             }
         }
