@@ -7,7 +7,7 @@
 //! - [`grid`]: cell-centred regular grids with a boundary kind per axis;
 //! - [`field`]: scalar and vector fields on a grid (C-order `[z][y][x]` storage);
 //! - [`io`]: the HDF5 results format (`docs/file-format.md`) and its XDMF sidecar;
-//! - [`progress`]: progress bars for long loops (hidden when stderr is not a terminal).
+//! - progress bars for long loops live in the CLI (`src/cli/progress.rs`; hidden when stderr is not a terminal).
 
 // Numerical kernels index several arrays with one index; index loops say that best.
 #![allow(clippy::needless_range_loop)]

@@ -4,9 +4,9 @@
 //! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
 //! included, to round-off) or the parabolic Monge–Ampère flow
 //! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit, its Gaussian lift
-//! included). With more ranks than z planes bfm and Sinkhorn run on y–z pencils instead
-//! ([`otgrid::distributed::pencil_bfm`], [`otgrid::distributed::pencil_sinkhorn`]); the flow
-//! is refused there. Every
+//! included). With more ranks than z planes (3D) each runs on y–z pencils instead
+//! ([`otgrid::distributed::pencil_bfm`], [`otgrid::distributed::pencil_sinkhorn`],
+//! [`otgrid::distributed::pencil_parabolic`]). Every
 //! rank writes its cells of the results file collectively
 //! ([`otgrid::distributed::slab_output`] / [`otgrid::distributed::pencil_output`],
 //! [`otgrid::distributed::write_collective`]): the serial `otgrid ot --method bfm`
@@ -17,8 +17,8 @@ use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    agree, blocks, pencil_bfm, pencil_density, pencil_output, pencil_sinkhorn, slab_bfm,
-    slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective, Exchange,
+    agree, blocks, pencil_bfm, pencil_density, pencil_output, pencil_parabolic, pencil_sinkhorn,
+    slab_bfm, slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective, Exchange,
 };
 use otgrid::error::{Error, Result};
 use otgrid::grid::{PencilDecomposition, SlabDecomposition, Window};
@@ -111,41 +111,30 @@ impl Decomposed {
                 pencil_sinkhorn(ex, grid, mu, nu, s, &options)
             }
             (Decomposed::Parabolic(s), Cut::Slabs(_)) => slab_parabolic(ex, grid, mu, nu, s),
-            (_, Cut::Pencils(_)) => Err(Error::invalid(format!(
-                "--method {} does not run on y–z pencils",
-                self.method().name()
-            ))),
+            (Decomposed::Parabolic(s), Cut::Pencils(_)) => pencil_parabolic(ex, grid, mu, nu, s),
         }
     }
 }
 
 /// How a distributed run splits the grid: slabs (z planes; y in 2D), or y–z pencils for
-/// bfm and Sinkhorn on a 3D grid with more ranks than planes.
+/// any method on a 3D grid with more ranks than planes.
 enum Cut {
     Slabs(SlabDecomposition),
     Pencils(PencilDecomposition),
 }
 
 impl Cut {
-    /// Slabs while every rank gets a plane; beyond that, pencils for bfm and Sinkhorn on a
-    /// 3D grid, else the slab decomposition's refusal (naming the way out).
+    /// Slabs while every rank gets a plane; beyond that, y–z pencils on a 3D grid, else (2D)
+    /// the slab decomposition's refusal.
     fn new(grid: &otgrid::Grid, ranks: usize, method: Method) -> Result<Cut> {
         match SlabDecomposition::new(grid, ranks) {
             Ok(slabs) => Ok(Cut::Slabs(slabs)),
-            Err(e) if grid.dim() == 3 && Cut::on_pencils(method) => {
+            Err(e) if grid.dim() == 3 => {
                 tracing::info!("{e}: {} runs on y–z pencils", method.name());
                 Ok(Cut::Pencils(PencilDecomposition::new(grid, ranks)?))
             }
-            Err(e) if grid.dim() == 3 => Err(Error::invalid(format!(
-                "{e}; on a 3D grid --method bfm and sinkhorn run on y–z pencils beyond that"
-            ))),
             Err(e) => Err(e),
         }
-    }
-
-    /// Whether `method` runs on y–z pencils.
-    fn on_pencils(method: Method) -> bool {
-        method == Method::SINKHORN || method == Method::BFM
     }
 
     /// The library's name of this cut.

@@ -2,6 +2,7 @@
 //! the grid operations each cut runs: one enum arm per cut, so a solve written against
 //! [`Blocks`] runs on either.
 
+use super::density::{pencil_density, slab_density};
 use super::exchange::Exchange;
 use super::jacobian::{pencil_change_of_variables, slab_change_of_variables};
 use super::legendre::{pencil_c_transform, slab_c_transform};
@@ -14,6 +15,7 @@ use super::poisson::SlabPoissonSolver;
 use super::pushforward::{pencil_push_forward, slab_push_forward};
 use super::sum::{pencil_sum, slab_sum};
 use crate::error::Result;
+use crate::field::ScalarField;
 use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::spectral::{MeanPolicy, Symbol};
 
@@ -59,6 +61,43 @@ impl Blocks {
             Blocks::Slabs(s) => s.cells(rank).len(),
             Blocks::Pencils(p) => p.len(rank),
         }
+    }
+
+    /// The decomposed grid.
+    pub fn grid(&self) -> &Grid {
+        match self {
+            Blocks::Slabs(s) => s.grid(),
+            Blocks::Pencils(p) => p.grid(),
+        }
+    }
+
+    /// `values` (this rank's block) checked and normalised to unit mass over every rank
+    /// ([`slab_density`], [`pencil_density`]): `(density, mass)`.
+    pub fn density(
+        &self,
+        exchange: &impl Exchange,
+        values: Vec<f64>,
+        what: &str,
+    ) -> Result<(Vec<f64>, f64)> {
+        match self {
+            Blocks::Slabs(s) => slab_density(exchange, s, values, what),
+            Blocks::Pencils(p) => pencil_density(exchange, p, values, what),
+        }
+    }
+
+    /// The whole field whose blocks the ranks hold, on every rank (one `Alltoallv` of N
+    /// values per rank: for a one-off whole-grid check only).
+    pub fn whole(&self, exchange: &impl Exchange, block: &[f64]) -> Result<ScalarField> {
+        let ranks = exchange.size();
+        let lens: Vec<usize> = (0..ranks).map(|r| self.len(r)).collect();
+        let send: Vec<f64> = (0..ranks).flat_map(|_| block.iter().copied()).collect();
+        let all = super::exchange_blocks(exchange, &send, &vec![block.len(); ranks], &lens);
+        let mut whole = vec![0.0; self.grid().num_cells()];
+        let cells = (0..ranks).flat_map(|r| self.cells(r));
+        for (c, v) in cells.zip(all) {
+            whole[c] = v;
+        }
+        ScalarField::from_vec(self.grid(), whole)
     }
 
     /// The global flat indices of `rank`'s cells, in its storage order.
@@ -149,6 +188,29 @@ impl Blocks {
             Blocks::Slabs(_) => slab_weighted_laplacian(exchange, grid, w, diagonal, u),
             Blocks::Pencils(_) => pencil_weighted_laplacian(exchange, grid, w, diagonal, u),
         }
+    }
+
+    /// The planned `(−Δ_h + shift)⁻¹` (discrete symbol; shift > 0) on these blocks.
+    pub fn shifted_poisson(
+        &self,
+        exchange: &impl Exchange,
+        grid: &Grid,
+        shift: f64,
+    ) -> Result<DecomposedPoisson> {
+        Ok(match self {
+            Blocks::Slabs(_) => DecomposedPoisson::Slabs(SlabPoissonSolver::new(
+                grid,
+                shift,
+                Symbol::Discrete,
+                exchange,
+            )?),
+            Blocks::Pencils(p) => DecomposedPoisson::Pencils(PencilPoissonSolver::on(
+                p.clone(),
+                shift,
+                Symbol::Discrete,
+                exchange,
+            )?),
+        })
     }
 
     /// The planned `(−Δ_h)⁻¹` with the mean projected out, on these blocks.

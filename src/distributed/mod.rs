@@ -80,7 +80,7 @@ pub use operators::{
 };
 #[cfg(all(feature = "distributed", feature = "hdf5"))]
 pub use output::write_collective;
-pub use parabolic::slab_parabolic;
+pub use parabolic::{pencil_parabolic, slab_parabolic};
 pub use pencil_poisson::PencilPoissonSolver;
 pub use poisson::SlabPoissonSolver;
 pub use pushforward::{pencil_push_forward, slab_push_forward};

@@ -76,7 +76,7 @@ fn unsuited_with(problem: &Problem, modes: bool) -> Option<String> {
 
 /// A grid line along which `rho` dips below half the smaller of its highest values on either
 /// side (counting only values above 1e-6 of the maximum), described in words.
-fn separated_modes(rho: &ScalarField) -> Option<String> {
+pub(crate) fn separated_modes(rho: &ScalarField) -> Option<String> {
     let d = rho.grid().dim();
     let significant = 1e-6 * rho.max();
     for k in 0..d {

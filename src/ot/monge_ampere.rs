@@ -330,8 +330,28 @@ pub(crate) struct CellLinearisation {
     pub(super) drift: [f64; 3],
 }
 
+/// Which global cells a process holds, in its storage order.
+#[derive(Clone, Debug)]
+pub(crate) enum OwnedCells {
+    /// The contiguous run from this global index: the whole grid (0), or a rank's planes.
+    From(usize),
+    /// Listed: a rank's y–z pencil block.
+    Listed(Vec<usize>),
+}
+
+impl OwnedCells {
+    /// The global index of local cell `local`.
+    #[inline]
+    pub(crate) fn global(&self, local: usize) -> usize {
+        match self {
+            OwnedCells::From(first) => first + local,
+            OwnedCells::Listed(cells) => cells[local],
+        }
+    }
+}
+
 /// The discrete operator `F` on one grid, on this process's cells: the whole grid, or a
-/// rank's planes (global cell indices from `first`; `log g` then comes from the caller, see
+/// rank's block ([`OwnedCells`]; `log g` then comes from the caller, see
 /// [`MongeAmpere::finish`]).
 #[derive(Clone)]
 pub(crate) struct MongeAmpere {
@@ -345,8 +365,8 @@ pub(crate) struct MongeAmpere {
     log_f: Vec<f64>,
     /// `log g` on the whole grid (empty on a rank's planes).
     log_g: Vec<f64>,
-    /// The global index of this process's first cell.
-    first: usize,
+    /// The global cells this process holds.
+    owned: OwnedCells,
 }
 
 /// What `F` needs at a cell before `log g` is read: `log det(I + D²_h u)`,
@@ -427,14 +447,14 @@ impl MongeAmpere {
             }
         }
         let log = |f: &ScalarField| f.data().iter().map(|v| v.ln()).collect::<Vec<f64>>();
-        let mut ma = MongeAmpere::on_cells(&grid, log(problem.source()), 0);
+        let mut ma = MongeAmpere::on_cells(&grid, log(problem.source()), OwnedCells::From(0));
         ma.log_g = log(problem.target());
         Ok(ma)
     }
 
-    /// The operator on `grid`'s cells from global index `first` with `log f` there (`log g`
-    /// is the caller's, see [`MongeAmpere::finish`]).
-    pub(crate) fn on_cells(grid: &Grid, log_f: Vec<f64>, first: usize) -> MongeAmpere {
+    /// The operator on `grid`'s cells `owned` with `log f` there (`log g` is the caller's,
+    /// see [`MongeAmpere::finish`]).
+    pub(crate) fn on_cells(grid: &Grid, log_f: Vec<f64>, owned: OwnedCells) -> MongeAmpere {
         let dim = grid.dim();
         let (mut spacing, mut cells, mut strides, mut periodic) =
             ([1.0; 3], [1; 3], [0; 3], [false; 3]);
@@ -448,12 +468,17 @@ impl MongeAmpere {
             periodic[a] = axis.boundary.is_periodic();
         }
         let grid = grid.clone();
-        MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g: vec![], first }
+        MongeAmpere { grid, dim, spacing, cells, strides, periodic, log_f, log_g: vec![], owned }
     }
 
     /// The whole grid.
     pub(crate) fn grid(&self) -> &Grid {
         &self.grid
+    }
+
+    /// The global cells this process holds.
+    pub(crate) fn owned(&self) -> &OwnedCells {
+        &self.owned
     }
 
     /// This process's cells.
@@ -524,11 +549,11 @@ impl MongeAmpere {
         }
     }
 
-    /// `F` at one cell and its linearisation; `None` where `I + D²_h u` is not positive
-    /// definite.
-    fn cell(&self, u: &[f64], flat: usize) -> Option<(f64, CellLinearisation)> {
-        let geometry = self.geometry(|c| u[c], flat)?;
-        self.finish(&geometry, |c| self.log_g[c], flat - self.first)
+    /// `F` at this process's cell `local` and its linearisation (u on the whole grid);
+    /// `None` where `I + D²_h u` is not positive definite.
+    fn cell(&self, u: &[f64], local: usize) -> Option<(f64, CellLinearisation)> {
+        let geometry = self.geometry(|c| u[c], self.owned.global(local))?;
+        self.finish(&geometry, |c| self.log_g[c], local)
     }
 
     /// The cell at global index `flat` before `log g` is read, with `u(c)` the potential at
@@ -595,7 +620,7 @@ impl MongeAmpere {
     /// `F(u)` and the cells' linearisations; `None` when `u` is not discretely convex.
     pub(super) fn evaluate(&self, u: &[f64]) -> Option<(Vec<f64>, Vec<CellLinearisation>)> {
         let cells: Option<Vec<(f64, CellLinearisation)>> =
-            (0..self.len()).into_par_iter().map(|i| self.cell(u, self.first + i)).collect();
+            (0..self.len()).into_par_iter().map(|i| self.cell(u, i)).collect();
         Some(cells?.into_iter().unzip())
     }
 
@@ -637,7 +662,7 @@ impl MongeAmpere {
     pub(crate) fn rows(&self, lin: &[CellLinearisation], shift: f64) -> Rows {
         let rows: Vec<Vec<(usize, f64)>> = (0..self.len())
             .into_par_iter()
-            .map(|l| self.row(&lin[l], self.first + l, Some(shift)))
+            .map(|l| self.row(&lin[l], self.owned.global(l), Some(shift)))
             .collect();
         let mut start = Vec::with_capacity(rows.len() + 1);
         start.push(0);

@@ -6,12 +6,12 @@
 # Sinkhorn: `--method sinkhorn`, its multiscale levels included; the parabolic Monge–Ampère
 # flow: `--method parabolic`, linearly implicit and explicit), then the same command line
 # (bfm: without --method) under mpirun with 1, 2 and 4 ranks (the pencil cases: 6 and 8
-# ranks, more than the grid's z planes, so bfm and Sinkhorn run on y–z pencils). bfm and parabolic:
+# ranks, more than the grid's z planes, so each method runs on y–z pencils). bfm and parabolic:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
 # marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
 # iterations and outcome. Two problems read their source from another's results file (each
-# rank reads its planes' hyperslab; on pencils, its planes' and rows'). Then the refusals: more ranks than planes, a method
+# rank reads its planes' hyperslab; on pencils, its planes' and rows'). Then the refusals: more ranks than rows of a 2D grid, a method
 # without a distributed solver, another subcommand, a density with a NaN, negative values or
 # a missing file, a disk that fills up mid-write — each ends every rank with status 2 and
 # one error line, and leaves no file.
@@ -45,6 +45,10 @@ cases=(
   "bfm-pencils-file|bfm|--grid 48x44x5 --source $dir/bfm-pencils-serial.h5:/fields/target --target $mixture|6"
   "smooth-torus-pencils|bfm|--grid 40x36x5 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x) --push-forward auto --tol 1e-3|6"
   "bfm-pencils-torus|bfm|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
+  "parabolic-pencils|parabolic|--grid 40x36x5|6 8"
+  "parabolic-pencils-torus|parabolic|--grid 36x32x4 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x)|8"
+  "parabolic-pencils-lift|parabolic|--grid 26x24x5 --source exp(-((x-0.45)^2+(y-0.5)^2+(z-0.5)^2)/0.02) --target exp(-((x-0.55)^2+(y-0.45)^2+(z-0.52)^2)/0.03)|6"
+  "parabolic-pencils-explicit|parabolic|--grid 34x31x4 --bc neumann,periodic,neumann --explicit --max-iterations 80 --keep-unconverged|6"
 )
 for case in "${cases[@]}"; do
   IFS='|' read -r name method args ranks <<< "$case"
@@ -103,7 +107,7 @@ refused() {
   fi
   echo "refused as expected: $(grep '^error: ' "$dir/refusal.txt")"
 }
-refused "4 ranks for 3 planes.*bfm and sinkhorn run on y–z pencils" 4 ot --grid 16x16x3 --source uniform --target uniform --method parabolic -o "$dir/planes.h5"
+refused "5 ranks for 4 planes along axis y: every rank needs a plane" 5 ot --grid 16x4 --source uniform --target uniform -o "$dir/planes.h5"
 refused "solves by bfm, sinkhorn or parabolic" 2 ot --grid 16x16x16 --source uniform --target uniform --method newton -o "$dir/method.h5"
 refused "parabolic does not solve this pair: .*on a periodic domain" 2 ot --grid 16x16x16 --bc periodic,periodic,periodic --source gaussian:0.45,0.5,0.5:0.01,0,0,0,0.01,0,0,0,0.01 --target uniform --method parabolic -o "$dir/low-contrast.h5"
 refused "only .otgrid ot. runs distributed" 2 demo --grid 16x16x16 --out "$dir/demo.h5"
