@@ -24,7 +24,8 @@ use otgrid::error::{Error, Result};
 use otgrid::grid::{PencilDecomposition, SlabDecomposition, Window};
 use otgrid::io::{check_output_path, AttrValue, Inputs};
 use otgrid::ot::{
-    BackAndForth, DensitySpec, Method, Options, Parabolic, Problem, Sinkhorn, Solution,
+    BackAndForth, DensitySpec, MapErrorSums, Method, Options, Parabolic, Problem, Sinkhorn,
+    Solution,
 };
 use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
@@ -150,6 +151,14 @@ impl Cut {
         match self {
             Cut::Slabs(s) => s.window(rank),
             Cut::Pencils(p) => p.window(rank),
+        }
+    }
+
+    /// The global flat indices of this rank's cells, in its storage order.
+    fn cells(&self, rank: usize) -> Vec<usize> {
+        match self {
+            Cut::Slabs(s) => s.cells(rank).collect(),
+            Cut::Pencils(p) => (0..p.len(rank)).map(|k| p.to_global(rank, k)).collect(),
         }
     }
 
@@ -280,6 +289,32 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
         Cut::Slabs(_) => slab_output(ex, &grid, (&mu, &nu), masses, &result)?,
         Cut::Pencils(_) => pencil_output(ex, &grid, (&mu, &nu), masses, &result)?,
     };
+    if let Some(exact) = super::ot::exact_solution(&specs[0], &specs[1])? {
+        // The closed-form map error, as the serial CLI measures it: each rank's cells' sums,
+        // added over the ranks.
+        let map = output
+            .fields()
+            .get("map")
+            .ok_or_else(|| Error::invalid("distributed output: no map field"))?
+            .data();
+        let t = map.as_slice().expect("contiguous");
+        let peak = ex.max(mu.iter().copied().fold(0.0, f64::max));
+        let mine =
+            MapErrorSums::over(&grid, cut.cells(ex.rank()), &mu, t, peak, |x, y| exact.map(x, y));
+        let e = MapErrorSums {
+            bulk: ex.sum(mine.bulk),
+            bulk_mass: ex.sum(mine.bulk_mass),
+            max: ex.max(mine.max),
+            all: ex.sum(mine.all),
+            total: ex.sum(mine.total),
+        }
+        .finish();
+        report.put("exact_w2_squared", exact.w2_squared());
+        report.put("map_error_l2_bulk", e.l2);
+        report.put("map_error_max_bulk", e.max);
+        output.set_attribute("map_error_l2_bulk", AttrValue::Number(e.l2))?;
+        output.set_attribute("map_error_max_bulk", AttrValue::Number(e.max))?;
+    }
     output.set_attribute("source_spec", AttrValue::Text(args.source.clone()))?;
     output.set_attribute("target_spec", AttrValue::Text(args.target.clone()))?;
     let parameters = report.get("parameters").cloned().unwrap_or_default();

@@ -565,7 +565,7 @@ fn read_flow_state(path: &Path, parameters: &serde_json::Value) -> Result<(FlowS
 }
 
 /// The closed-form solution when both densities are Gaussians or both are the same `case:`.
-fn exact_solution(source: &DensitySpec, target: &DensitySpec) -> Result<Option<Exact>> {
+pub(super) fn exact_solution(source: &DensitySpec, target: &DensitySpec) -> Result<Option<Exact>> {
     Ok(match (source, target) {
         (DensitySpec::Gaussian(s), DensitySpec::Gaussian(t)) => {
             Some(Exact::Gaussian(GaussianMap::new(s.clone(), t.clone())?))

@@ -49,5 +49,6 @@ pub use pushforward::{
 };
 pub use sinkhorn::Sinkhorn;
 pub use verify::{
-    map_error, potential_map_error, verify_case, Case, Exact, MapError, Role, VerifyRow,
+    map_error, potential_map_error, verify_case, Case, Exact, MapError, MapErrorSums, Role,
+    VerifyRow,
 };

@@ -8,7 +8,8 @@
 # (bfm: without --method) under mpirun with 1, 2 and 4 ranks (the pencil cases: 6 and 8
 # ranks, more than the grid's z planes, so each method runs on y–z pencils). bfm and parabolic:
 # every field and diagnostic identical (h5diff) and the attributes iterations, outcome,
-# marginal_error, w2_squared and transport_cost equal (h5dump). Sinkhorn (whose slab sums
+# marginal_error, w2_squared and transport_cost equal (h5dump; for a pair of Gaussian specs
+# also map_error_l2_bulk and map_error_max_bulk, at h5dump's printed precision). Sinkhorn (whose slab sums
 # add in another order): fields and diagnostics within 1e-10 (h5diff -d), the same
 # iterations and outcome. Two problems read their source from another's results file (each
 # rank reads its planes' hyperslab; on pencils, its planes' and rows'). Then the refusals: more ranks than rows of a 2D grid, a method
@@ -46,6 +47,8 @@ cases=(
   "smooth-torus-pencils|bfm|--grid 40x36x5 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x) --push-forward auto --tol 1e-3|6"
   "bfm-pencils-torus|bfm|--grid 40x36x4 --bc periodic,periodic,periodic --source gaussian:0.3,0.45,0.2:0.01,0,0,0,0.012,0,0,0,0.01 --target $mixture|6"
   "parabolic-pencils|parabolic|--grid 40x36x5|6 8"
+  "gaussians|bfm|--grid 48x44x40 --source gaussian:0.45,0.5,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|2 4"
+  "gaussians-pencils|bfm|--grid 48x44x5 --source gaussian:0.45,0.5,0.5:0.012,0,0,0,0.01,0,0,0,0.011 --target gaussian:0.55,0.5,0.5:0.012,0,0,0,0.01,0.002,0,0.002,0.009|6"
   "parabolic-pencils-torus|parabolic|--grid 36x32x4 --bc periodic,periodic,periodic --source 1+0.4*sin(2*PI*x)*cos(2*PI*z) --target 1+0.3*cos(2*PI*(y-z))+0.2*sin(2*PI*x)|8"
   "parabolic-pencils-lift|parabolic|--grid 26x24x5 --source exp(-((x-0.45)^2+(y-0.5)^2+(z-0.5)^2)/0.02) --target exp(-((x-0.55)^2+(y-0.45)^2+(z-0.52)^2)/0.03)|6"
   "parabolic-pencils-explicit|parabolic|--grid 34x31x4 --bc neumann,periodic,neumann --explicit --max-iterations 80 --keep-unconverged|6"
@@ -81,7 +84,12 @@ for case in "${cases[@]}"; do
       h5diff "${delta[@]}" "$dir/$name-serial.h5" "$dir/$name-np$p.h5" "$group" "$group" || {
         echo "error: $name, $p ranks: $group differs from the serial run's" >&2; exit 1; }
     done
-    for a in "${attributes[@]}"; do
+    # A pair with a closed-form map (two Gaussian specs): its map error too.
+    extra=()
+    if h5dump -a map_error_l2_bulk "$dir/$name-serial.h5" > /dev/null 2>&1; then
+      extra=(map_error_l2_bulk map_error_max_bulk)
+    fi
+    for a in "${attributes[@]}" "${extra[@]}"; do
       value() { h5dump -a "$a" "$1" | sed -n '/DATA {/,/}/p'; }
       [ "$(value "$dir/$name-serial.h5")" = "$(value "$dir/$name-np$p.h5")" ] || {
         echo "error: $name, $p ranks: attribute $a differs from the serial run's" >&2; exit 1; }
@@ -89,7 +97,7 @@ for case in "${cases[@]}"; do
     its=$(h5dump -a iterations "$dir/$name-np$p.h5" | sed -n 's/^ *(0): //p')
     same=$([ ${#delta[@]} = 0 ] && echo identical || echo "within ${delta[1]}")
     printf 'otgrid ot %s (%s) under mpirun -np %d: fields and diagnostics %s, %s equal to the serial run (%s iterations; %d ms, serial %d ms, wall)\n' \
-      "$name" "$method" "$p" "$same" "${attributes[*]}" "$its" "$ms" "$serial_ms"
+      "$name" "$method" "$p" "$same" "${attributes[*]}${extra:+ ${extra[*]}}" "$its" "$ms" "$serial_ms"
   done
 done
 
