@@ -341,7 +341,8 @@ fn prepare(
         return Err(Error::invalid(format!("{flag} does not apply to a distributed run")));
     }
     let grid = args.grid.resolve("unit_square_256")?;
-    // (The slab refusal first, as for any method; Sinkhorn alone goes on to pencils.)
+    // (The cut first, as for any method: slabs, pencils on a 3D grid beyond its planes, or a 2D
+    // grid's refusal.)
     Cut::new(&grid, ranks, Method::from_name(&args.method).unwrap_or(Method::BFM))?;
     Problem::check_grid(&grid)?;
     report.put("grid", &grid);

@@ -318,8 +318,9 @@ pub fn slab_parabolic(
 
 /// [`slab_parabolic`] on y–z pencils ([`crate::grid::PencilDecomposition::new`]; a 3D grid,
 /// `mu` and `nu` this rank's pencil block in its storage order): the serial flow to the bit.
-/// Refused besides: a pair below [`crate::ot::MIN_CONTRAST`] on a box (the Gaussian lift
-/// runs on slabs only), a grid whose transposed pencils do not fit (as bfm's).
+/// Pairs below [`crate::ot::MIN_CONTRAST`] take the serial lift here too (its separated-modes
+/// check on the whole target, gathered on every rank once). Refused besides: a grid whose
+/// transposed pencils do not fit (as bfm's).
 pub fn pencil_parabolic(
     exchange: &impl Exchange,
     grid: &Grid,
