@@ -2,7 +2,7 @@
 //! solves on slabs of the grid — bfm ([`otgrid::distributed::slab_bfm`], the serial solve,
 //! levels and push-forward included, to the bit; the default) or Sinkhorn
 //! ([`otgrid::distributed::slab_sinkhorn`], the serial solve, its multiscale levels
-//! included, to round-off) or the parabolic Monge–Ampère flow
+//! included, to the bit) or the parabolic Monge–Ampère flow
 //! ([`otgrid::distributed::slab_parabolic`], the serial flow to the bit, its Gaussian lift
 //! included). With more ranks than z planes (3D) each runs on y–z pencils instead
 //! ([`otgrid::distributed::pencil_bfm`], [`otgrid::distributed::pencil_sinkhorn`],

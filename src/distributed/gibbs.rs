@@ -9,6 +9,7 @@
 
 use super::exchange::Exchange;
 use super::layout::axis_by_axis;
+use super::sum::{pencil_sum, slab_sum};
 use super::XPencils;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
@@ -44,6 +45,7 @@ pub fn slab_soft_transform(
 pub struct SlabGibbs<'a, E: Exchange> {
     exchange: &'a E,
     kernel: GibbsKernel,
+    slabs: SlabDecomposition,
     pencils: XPencils,
     /// The slab's storage shape `[planes][rows][x]` (2D: `[planes][x]`).
     slab: Vec<usize>,
@@ -63,7 +65,8 @@ impl<'a, E: Exchange> SlabGibbs<'a, E> {
         let sl = slabs.planes(exchange.rank()).len();
         let slab = if d == 3 { vec![sl, rows, nx] } else { vec![sl, nx] };
         let pencil = [grid.axis(d - 1).cells, rows * pencils.mine().len()];
-        Ok(SlabGibbs { exchange, kernel: GibbsKernel::new(grid, eps), pencils, slab, pencil })
+        let kernel = GibbsKernel::new(grid, eps);
+        Ok(SlabGibbs { exchange, kernel, slabs, pencils, slab, pencil })
     }
 }
 
@@ -85,8 +88,8 @@ impl<E: Exchange> SoftTransform for SlabGibbs<'_, E> {
         Ok(())
     }
 
-    fn total(&self, local: f64) -> f64 {
-        self.exchange.sum(local)
+    fn sum(&self, terms: &[f64]) -> f64 {
+        slab_sum(self.exchange, &self.slabs, |l| terms[l])
     }
 }
 
@@ -127,8 +130,8 @@ impl<E: Exchange> SoftTransform for PencilGibbs<'_, E> {
         Ok(())
     }
 
-    fn total(&self, local: f64) -> f64 {
-        self.exchange.sum(local)
+    fn sum(&self, terms: &[f64]) -> f64 {
+        pencil_sum(self.exchange, &self.pencils, |l| terms[l])
     }
 }
 

@@ -10,10 +10,10 @@
 //!   serial solve to the bit;
 //! - [`legendre`]: the c-transform of the quadratic cost on slabs (bfm's kernel), equal to
 //!   [`crate::ot::c_transform`] to round-off;
-//! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs
-//!   (Sinkhorn's kernel), equal to the serial one to round-off;
-//! - [`sinkhorn`]: the Sinkhorn solver on slabs (its multiscale levels each on their own
-//!   slabs), equal to the serial one to round-off;
+//! - [`gibbs`]: the soft c-transform `LSE_ε` of the separable Gibbs kernel on slabs and
+//!   pencils (Sinkhorn's kernel), the serial one on whole lines — to the bit;
+//! - [`sinkhorn`]: the Sinkhorn solver on slabs and pencils (its multiscale levels each on
+//!   their own blocks, its sums in the serial order), the serial solve to the bit;
 //! - [`operators`]: matrix-free finite differences on slabs with one-plane halos (`−Δ_h + c`
 //!   and the weighted `−∇·(w∇) + d`, the gradient, the divergence), equal to
 //!   [`crate::operators`]' to the bit;

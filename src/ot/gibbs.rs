@@ -7,7 +7,7 @@
 
 use super::fastmath::{exp_scaled, exp_shifted, ln_shifted, shift_ln};
 use crate::error::Result;
-use crate::field::DisjointWrites;
+use crate::field::{ordered_sum, DisjointWrites};
 use crate::grid::Grid;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -264,15 +264,19 @@ fn exact_lse(h: &[f64], cost: &[f64], eps: f64, terms: &mut Vec<f64>) -> f64 {
 
 /// Sinkhorn's operations on one grid at one ε: the soft c-transform `LSE_ε` of a potential
 /// given on this process's cells and sums over the whole grid — every cell here
-/// ([`WholeGrid`]), or one rank's slab of a decomposed grid
-/// (`crate::distributed::SlabGibbs`). The Sinkhorn iteration is written once against it.
+/// ([`WholeGrid`]), or one rank's block of a decomposed grid
+/// (`crate::distributed::SlabGibbs`, `crate::distributed::PencilGibbs`). The Sinkhorn
+/// iteration is written once against it.
 pub(crate) trait SoftTransform {
     /// ε.
     fn eps(&self) -> f64;
     /// `h ← LSE_ε(h)` on this process's cells (a collective where the grid is decomposed).
     fn apply(&self, h: &mut Vec<f64>) -> Result<()>;
-    /// The sum over the whole grid of every process's `local` part.
-    fn total(&self, local: f64) -> f64;
+    /// `Σ terms` over this process's cells (`terms`: one per cell) and every other
+    /// process's, added as [`crate::field::ordered_sum`] adds the whole grid's terms: the
+    /// same result to the bit whatever the decomposition (a collective where the grid is
+    /// decomposed).
+    fn sum(&self, terms: &[f64]) -> f64;
 }
 
 /// The whole grid in this process: [`GibbsKernel`] over the grid's storage shape.
@@ -297,8 +301,8 @@ impl SoftTransform for WholeGrid {
         Ok(())
     }
 
-    fn total(&self, local: f64) -> f64 {
-        local
+    fn sum(&self, terms: &[f64]) -> f64 {
+        ordered_sum(terms.len(), |cells| terms[cells].iter().sum())
     }
 }
 

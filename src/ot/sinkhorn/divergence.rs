@@ -4,7 +4,7 @@
 
 use super::super::gibbs::{update, SoftTransform, TASK_CELLS};
 use super::levels::Levels;
-use super::{marginal_error, weighted_sum};
+use super::{dual_value, marginal_error};
 use crate::error::Result;
 use rayon::prelude::*;
 
@@ -21,10 +21,10 @@ pub(super) fn symmetric_ot(
     tolerance: f64,
     f: &mut [f64],
 ) -> Result<f64> {
-    let mut t = Vec::with_capacity(f.len());
+    let (mut t, mut terms) = (Vec::with_capacity(f.len()), Vec::with_capacity(f.len()));
     for _ in 0..SYMMETRIC_ITERATIONS {
         update(kernel, f, log_a, &mut t)?;
-        let error = kernel.total(marginal_error(f, &t, a, kernel.eps()));
+        let error = marginal_error(kernel, (f, &t, a), &mut terms);
         tracing::trace!("symmetric problem: marginal error {error:.3e}");
         f.par_chunks_mut(TASK_CELLS)
             .zip(t.par_chunks(TASK_CELLS))
@@ -33,7 +33,7 @@ pub(super) fn symmetric_ot(
             break;
         }
     }
-    Ok(2.0 * kernel.total(weighted_sum(f, a)))
+    Ok(2.0 * dual_value(kernel, (f, a), (&[], &[]), &mut terms))
 }
 
 /// `(OT_ε(μ, μ), OT_ε(ν, ν))` at `epsilon`, solved on `final_levels` coarse to fine (each

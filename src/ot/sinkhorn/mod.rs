@@ -107,40 +107,52 @@ const OMEGA: f64 = 1.9;
 /// Iterations over which the contraction rate of the marginal error is measured.
 const RATE_WINDOW: usize = 2;
 
-/// `Σ_j w_j |exp((old_j − new_j)/ε) − 1|` over `w_j > 0`: the L1 error of the plan's marginal
-/// on the side of the potential `old`, when `new` is that potential's fresh soft c-transform.
-/// (Vectorised exponentials; `exp − 1` loses relative but not absolute accuracy near 0, and
-/// the sum is compared with tolerances far above 1e-16.)
-fn marginal_error(old: &[f64], new: &[f64], weights: &[f64], eps: f64) -> f64 {
-    const PIECE: usize = 512;
-    let task = |((o, n), w): ((&[f64], &[f64]), &[f64])| -> f64 {
-        let mut ratio = [0.0; PIECE];
-        let mut sum = 0.0;
-        for ((o, n), w) in o.chunks(PIECE).zip(n.chunks(PIECE)).zip(w.chunks(PIECE)) {
-            let r = &mut ratio[..o.len()];
-            exp_shifted(o, n, 1.0 / eps, r);
-            sum += r
-                .iter()
-                .zip(w)
-                .map(|(r, w)| if *w > 0.0 { w * (r - 1.0).abs() } else { 0.0 })
-                .sum::<f64>();
-        }
-        sum
-    };
-    // (Partial sums added in chunk order: the same result whatever the scheduling.)
-    let parts: Vec<f64> = old
-        .par_chunks(TASK_CELLS)
+/// `Σ_j w_j |exp((old_j − new_j)/ε) − 1|` over `w_j > 0` and the whole grid: the L1 error of
+/// the plan's marginal on the side of the potential `old`, when `new` is that potential's
+/// fresh soft c-transform. The terms are written to `terms` (vectorised exponentials;
+/// `exp − 1` loses relative but not absolute accuracy near 0, and the sum is compared with
+/// tolerances far above 1e-16), then added by `kernel`'s sum — the same to the bit on any
+/// decomposition.
+fn marginal_error(
+    kernel: &dyn SoftTransform,
+    (old, new, weights): (&[f64], &[f64], &[f64]),
+    terms: &mut Vec<f64>,
+) -> f64 {
+    let inv_eps = 1.0 / kernel.eps();
+    terms.resize(old.len(), 0.0);
+    terms
+        .par_chunks_mut(TASK_CELLS)
+        .zip(old.par_chunks(TASK_CELLS))
         .zip(new.par_chunks(TASK_CELLS))
         .zip(weights.par_chunks(TASK_CELLS))
-        .map(task)
-        .collect();
-    parts.iter().sum()
+        .for_each(|(((t, o), n), w)| {
+            exp_shifted(o, n, inv_eps, t);
+            t.iter_mut().zip(w).for_each(|(t, w)| {
+                *t = if *w > 0.0 { w * (*t - 1.0).abs() } else { 0.0 };
+            });
+        });
+    kernel.sum(terms)
 }
 
-/// `Σ v w` over `w > 0` (a potential integrated against a measure; potentials where the
-/// measure vanishes do not count).
-fn weighted_sum(values: &[f64], weights: &[f64]) -> f64 {
-    values.iter().zip(weights).filter(|(_, w)| **w > 0.0).map(|(v, w)| v * w).sum()
+/// `Σ_l (f_l a_l + g_l b_l)` over the whole grid, each product only where its weight is
+/// positive (the dual value: potentials where the measure vanishes do not count; `g` and `b`
+/// may be empty, for `Σ f a` alone), the terms written to `terms`, then added by `kernel`'s
+/// sum.
+fn dual_value(
+    kernel: &dyn SoftTransform,
+    (f, a): (&[f64], &[f64]),
+    (g, b): (&[f64], &[f64]),
+    terms: &mut Vec<f64>,
+) -> f64 {
+    let weighted = |v: &f64, w: &f64| if *w > 0.0 { v * w } else { 0.0 };
+    terms.clear();
+    if g.is_empty() {
+        terms.par_extend(f.par_iter().zip(a).map(|(v, w)| weighted(v, w)));
+    } else {
+        let pairs = f.par_iter().zip(a).zip(g.par_iter().zip(b));
+        terms.par_extend(pairs.map(|((f, a), (g, b))| weighted(f, a) + weighted(g, b)));
+    }
+    kernel.sum(terms)
 }
 
 /// `x ← x + ω (new − x)`.
@@ -189,6 +201,7 @@ impl Sinkhorn {
     ) -> Result<StageEnd> {
         let eps = kernel.eps();
         let (mut f_new, mut g_new) = (Vec::with_capacity(f.len()), Vec::with_capacity(g.len()));
+        let mut terms = Vec::with_capacity(g.len());
         // Plain iterations first; then ω from the observed contraction rate r of the
         // marginal error (SOR's optimum for a Gauss–Seidel rate r: 2/(1 + √(1 − r))), at
         // most `self.overrelaxation`; the cap is halved towards 1 whenever the error rises.
@@ -204,7 +217,7 @@ impl Sinkhorn {
                 relax(f, &f_new, omega);
             }
             update(kernel, f, &level.log_a, &mut g_new)?;
-            let error = kernel.total(marginal_error(g, &g_new, &level.b, eps));
+            let error = marginal_error(kernel, (g, &g_new, &level.b), &mut terms);
             tracing::trace!("ε {eps:.1e} n {} ω {omega:.3} error {error:.3e}", g.len());
             if omega == 1.0 {
                 std::mem::swap(g, &mut g_new);
@@ -212,7 +225,7 @@ impl Sinkhorn {
                 relax(g, &g_new, omega);
             }
             *iterations += 1;
-            let value = kernel.total(weighted_sum(f, &level.a) + weighted_sum(g, &level.b));
+            let value = dual_value(kernel, (f, &level.a), (g, &level.b), &mut terms);
             history.push(IterationRecord {
                 marginal_error: error,
                 l1_marginal_error: error,
@@ -371,7 +384,7 @@ impl multilevel::LevelSolver for Stages<'_> {
         update(kernel.as_ref(), g, &level.log_b, &mut self.f)?;
         let mut g_new = Vec::new();
         update(kernel.as_ref(), &self.f, &level.log_a, &mut g_new)?;
-        self.error = kernel.total(marginal_error(g, &g_new, &level.b, self.epsilon));
+        self.error = marginal_error(kernel.as_ref(), (g, &g_new, &level.b), &mut Vec::new());
         *g = g_new;
         Ok(())
     }
