@@ -17,11 +17,10 @@ use super::ot::{check_flags, settings, OtArgs};
 use super::Report;
 use otgrid::distributed::mpi::MpiExchange;
 use otgrid::distributed::{
-    agree, blocks, pencil_bfm, pencil_density, pencil_output, pencil_parabolic, pencil_sinkhorn,
-    slab_bfm, slab_density, slab_output, slab_parabolic, slab_sinkhorn, write_collective, Exchange,
+    agree, blocks, pencil_bfm, pencil_output, pencil_parabolic, pencil_sinkhorn, slab_bfm,
+    slab_output, slab_parabolic, slab_sinkhorn, write_collective, Blocks, Exchange,
 };
 use otgrid::error::{Error, Result};
-use otgrid::grid::{PencilDecomposition, SlabDecomposition, Window};
 use otgrid::io::{check_output_path, AttrValue, Inputs};
 use otgrid::ot::{
     BackAndForth, DensitySpec, MapErrorSums, Method, Options, Parabolic, Problem, Sinkhorn,
@@ -97,84 +96,22 @@ impl Decomposed {
         &self,
         ex: &MpiExchange,
         grid: &otgrid::Grid,
-        cut: &Cut,
+        cut: &Blocks,
         mu: &[f64],
         nu: &[f64],
     ) -> Result<Solution> {
         let options = Options::default();
         match (self, cut) {
-            (Decomposed::Bfm(s), Cut::Slabs(_)) => slab_bfm(ex, grid, mu, nu, s),
-            (Decomposed::Bfm(s), Cut::Pencils(_)) => pencil_bfm(ex, grid, mu, nu, s),
-            (Decomposed::Sinkhorn(s), Cut::Slabs(_)) => {
+            (Decomposed::Bfm(s), Blocks::Slabs(_)) => slab_bfm(ex, grid, mu, nu, s),
+            (Decomposed::Bfm(s), Blocks::Pencils(_)) => pencil_bfm(ex, grid, mu, nu, s),
+            (Decomposed::Sinkhorn(s), Blocks::Slabs(_)) => {
                 slab_sinkhorn(ex, grid, mu, nu, s, &options)
             }
-            (Decomposed::Sinkhorn(s), Cut::Pencils(_)) => {
+            (Decomposed::Sinkhorn(s), Blocks::Pencils(_)) => {
                 pencil_sinkhorn(ex, grid, mu, nu, s, &options)
             }
-            (Decomposed::Parabolic(s), Cut::Slabs(_)) => slab_parabolic(ex, grid, mu, nu, s),
-            (Decomposed::Parabolic(s), Cut::Pencils(_)) => pencil_parabolic(ex, grid, mu, nu, s),
-        }
-    }
-}
-
-/// How a distributed run splits the grid: slabs (z planes; y in 2D), or y–z pencils for
-/// any method on a 3D grid with more ranks than planes.
-enum Cut {
-    Slabs(SlabDecomposition),
-    Pencils(PencilDecomposition),
-}
-
-impl Cut {
-    /// Slabs while every rank gets a plane; beyond that, y–z pencils on a 3D grid, else (2D)
-    /// the slab decomposition's refusal.
-    fn new(grid: &otgrid::Grid, ranks: usize, method: Method) -> Result<Cut> {
-        match SlabDecomposition::new(grid, ranks) {
-            Ok(slabs) => Ok(Cut::Slabs(slabs)),
-            Err(e) if grid.dim() == 3 => {
-                tracing::info!("{e}: {} runs on y–z pencils", method.name());
-                Ok(Cut::Pencils(PencilDecomposition::new(grid, ranks)?))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The library's name of this cut.
-    fn kind(&self) -> blocks::Cut {
-        match self {
-            Cut::Slabs(_) => blocks::Cut::Slabs,
-            Cut::Pencils(_) => blocks::Cut::Pencils,
-        }
-    }
-
-    /// This rank's box: its planes, and on pencils its rows.
-    fn window(&self, rank: usize) -> Window {
-        match self {
-            Cut::Slabs(s) => s.window(rank),
-            Cut::Pencils(p) => p.window(rank),
-        }
-    }
-
-    /// The global flat indices of this rank's cells, in its storage order.
-    fn cells(&self, rank: usize) -> Vec<usize> {
-        match self {
-            Cut::Slabs(s) => s.cells(rank).collect(),
-            Cut::Pencils(p) => (0..p.len(rank)).map(|k| p.to_global(rank, k)).collect(),
-        }
-    }
-
-    /// The z planes (y in 2D) whose cells this rank holds, some of them.
-    fn planes(&self, rank: usize) -> std::ops::Range<usize> {
-        match self {
-            Cut::Slabs(s) => s.planes(rank),
-            Cut::Pencils(p) => p.planes(rank),
-        }
-    }
-
-    /// The density checks and normalisation on this rank's cells. A collective.
-    fn density(&self, ex: &MpiExchange, values: Vec<f64>, what: &str) -> Result<(Vec<f64>, f64)> {
-        match self {
-            Cut::Slabs(s) => slab_density(ex, s, values, what),
-            Cut::Pencils(p) => pencil_density(ex, p, values, what),
+            (Decomposed::Parabolic(s), Blocks::Slabs(_)) => slab_parabolic(ex, grid, mu, nu, s),
+            (Decomposed::Parabolic(s), Blocks::Pencils(_)) => pencil_parabolic(ex, grid, mu, nu, s),
         }
     }
 }
@@ -217,7 +154,7 @@ fn solver(args: &OtArgs, grid: &otgrid::Grid, ranks: usize) -> Result<Decomposed
     // solve then refuses), a hierarchy whose coarsest level does not split so runs the
     // finest grid only.
     let coarsest = solver.levels(grid).remove(0);
-    let cut = Cut::new(grid, ranks, method)?.kind();
+    let cut = Blocks::spread(grid, ranks)?.cut();
     if let Err(e) = blocks::fits(&coarsest, ranks, cut) {
         if settings.get("multilevel").is_none() {
             tracing::warn!(
@@ -236,7 +173,7 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
     let ranks = ex.size();
     let prepared = prepare(args, report, ranks);
     let (specs, reading, solver, grid) = agree(ex, prepared, "reading the problem")?;
-    let cut = Cut::new(&grid, ranks, solver.method())?;
+    let cut = Blocks::spread(&grid, ranks)?;
     let planes = cut.planes(ex.rank());
     let window = cut.window(ex.rank());
     let sample = |k: usize, what: &str| specs[k].sample_window(&grid, &window, what, &reading);
@@ -246,8 +183,8 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
     let (nu, target_mass) = cut.density(ex, nu, "target")?;
     let masses = (source_mass, target_mass);
     match &cut {
-        Cut::Slabs(_) => tracing::info!("rank {} of {ranks}: planes {planes:?}", ex.rank()),
-        Cut::Pencils(p) => tracing::info!(
+        Blocks::Slabs(_) => tracing::info!("rank {} of {ranks}: planes {planes:?}", ex.rank()),
+        Blocks::Pencils(p) => tracing::info!(
             "rank {} of {ranks}: planes {planes:?}, rows {:?} ({} × {} pencils)",
             ex.rank(),
             p.rows(ex.rank()),
@@ -286,8 +223,8 @@ pub fn ot(args: &OtArgs, report: &mut Report, ex: &MpiExchange) -> Result<()> {
         });
     }
     let mut output = match &cut {
-        Cut::Slabs(_) => slab_output(ex, &grid, (&mu, &nu), masses, &result)?,
-        Cut::Pencils(_) => pencil_output(ex, &grid, (&mu, &nu), masses, &result)?,
+        Blocks::Slabs(_) => slab_output(ex, &grid, (&mu, &nu), masses, &result)?,
+        Blocks::Pencils(_) => pencil_output(ex, &grid, (&mu, &nu), masses, &result)?,
     };
     if let Some(exact) = super::ot::exact_solution(&specs[0], &specs[1])? {
         // The closed-form map error, as the serial CLI measures it: each rank's cells' sums,
@@ -343,7 +280,7 @@ fn prepare(
     let grid = args.grid.resolve("unit_square_256")?;
     // (The cut first, as for any method: slabs, pencils on a 3D grid beyond its planes, or a 2D
     // grid's refusal.)
-    Cut::new(&grid, ranks, Method::from_name(&args.method).unwrap_or(Method::BFM))?;
+    Blocks::spread(&grid, ranks)?;
     Problem::check_grid(&grid)?;
     report.put("grid", &grid);
     report.put("ranks", ranks);

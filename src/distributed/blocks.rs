@@ -41,8 +41,10 @@ pub fn fits(grid: &Grid, ranks: usize, cut: Cut) -> Result<()> {
 /// A grid cut over the ranks: which cells each rank holds, and the grid operations on those
 /// blocks — each the serial operation's result to the bit.
 #[derive(Clone, Debug)]
-pub(crate) enum Blocks {
+pub enum Blocks {
+    /// Slabs along the last axis.
     Slabs(SlabDecomposition),
+    /// Y–z pencils of a 3D grid.
     Pencils(PencilDecomposition),
 }
 
@@ -53,6 +55,42 @@ impl Blocks {
             Cut::Slabs => Blocks::Slabs(SlabDecomposition::new(grid, ranks)?),
             Cut::Pencils => Blocks::Pencils(PencilDecomposition::new(grid, ranks)?),
         })
+    }
+
+    /// Slabs while every rank gets a plane; beyond that y–z pencils on a 3D grid, else (2D)
+    /// the slab decomposition's refusal.
+    pub fn spread(grid: &Grid, ranks: usize) -> Result<Blocks> {
+        match Blocks::new(grid, ranks, Cut::Slabs) {
+            Err(e) if grid.dim() == 3 => {
+                tracing::info!("{e}: running on y–z pencils");
+                Blocks::new(grid, ranks, Cut::Pencils)
+            }
+            slabs => slabs,
+        }
+    }
+
+    /// Which cut this is.
+    pub fn cut(&self) -> Cut {
+        match self {
+            Blocks::Slabs(_) => Cut::Slabs,
+            Blocks::Pencils(_) => Cut::Pencils,
+        }
+    }
+
+    /// `rank`'s box: its planes, and on pencils its rows.
+    pub fn window(&self, rank: usize) -> crate::grid::Window {
+        match self {
+            Blocks::Slabs(s) => s.window(rank),
+            Blocks::Pencils(p) => p.window(rank),
+        }
+    }
+
+    /// The planes along the last axis whose cells `rank` holds (some of them, on pencils).
+    pub fn planes(&self, rank: usize) -> std::ops::Range<usize> {
+        match self {
+            Blocks::Slabs(s) => s.planes(rank),
+            Blocks::Pencils(p) => p.planes(rank),
+        }
     }
 
     /// The number of cells `rank` holds.

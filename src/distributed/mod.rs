@@ -64,7 +64,7 @@ pub mod sum;
 use std::ops::Range;
 
 pub use bfm::{pencil_bfm, slab_bfm, DecomposedLevel};
-pub use blocks::{Cut, DecomposedPoisson};
+pub use blocks::{Blocks, Cut, DecomposedPoisson};
 pub use density::{pencil_density, slab_density};
 pub use exchange::{agree, Exchange, LocalExchange, LocalWorld, Single};
 pub use gibbs::{slab_soft_transform, PencilGibbs, SlabGibbs};
