@@ -9,8 +9,8 @@
 //! along one axis (a line transform, a resampling, a 1D stencil) runs as the serial one on a
 //! spread whose boxes hold that axis whole.
 
+use super::balanced;
 use super::exchange::Exchange;
-use super::{balanced, exchange_blocks};
 use crate::error::{Error, Result};
 use crate::grid::PencilDecomposition;
 use std::ops::Range;
@@ -77,26 +77,81 @@ impl Spread {
     /// `data` (this rank's box of `self`) moved to this rank's box of `to`: one `Alltoallv`.
     /// Both spreads cover the same array.
     pub fn redistribute(&self, exchange: &impl Exchange, to: &Spread, data: &[f64]) -> Vec<f64> {
+        let plan = Transpose::plan(self, to, exchange.rank());
+        let mut buffers = (vec![0.0; plan.send_len()], vec![0.0; plan.recv_len()]);
+        let mut out = vec![0.0; to.0[exchange.rank()].len()];
+        plan.apply(exchange, (self, to), data, &mut buffers, &mut out);
+        out
+    }
+}
+
+/// One rank's [`Spread::redistribute`] between two spreads, planned: the counts and
+/// displacements of its `Alltoallv`, so that a move with buffers of its own allocates nothing
+/// (a solver that moves data every solve plans once).
+#[derive(Clone, Debug)]
+pub(crate) struct Transpose {
+    send_counts: Vec<usize>,
+    send_displs: Vec<usize>,
+    recv_counts: Vec<usize>,
+    recv_displs: Vec<usize>,
+}
+
+impl Transpose {
+    /// The move of `rank`'s box of `from` to its box of `to`.
+    pub fn plan(from: &Spread, to: &Spread, rank: usize) -> Transpose {
+        let size =
+            |a: &Block, b: &Block| a.meet(b).map_or(0, |c| c.iter().map(Range::len).product());
+        let (mine, target) = (&from.0[rank], &to.0[rank]);
+        let send_counts: Vec<usize> = to.0.iter().map(|theirs| size(mine, theirs)).collect();
+        let recv_counts: Vec<usize> = from.0.iter().map(|theirs| size(target, theirs)).collect();
+        let (send_displs, recv_displs) =
+            (super::displacements(&send_counts), super::displacements(&recv_counts));
+        Transpose { send_counts, send_displs, recv_counts, recv_displs }
+    }
+
+    /// Values this rank sends.
+    pub fn send_len(&self) -> usize {
+        self.send_counts.iter().sum()
+    }
+
+    /// Values this rank receives.
+    pub fn recv_len(&self) -> usize {
+        self.recv_counts.iter().sum()
+    }
+
+    /// `data` (this rank's box of `from`) into `out` (its box of `to`), the spreads planned;
+    /// `buffers`: send and receive buffers of at least [`Self::send_len`] and
+    /// [`Self::recv_len`] values.
+    pub fn apply(
+        &self,
+        exchange: &impl Exchange,
+        (from, to): (&Spread, &Spread),
+        data: &[f64],
+        (send, recv): &mut (Vec<f64>, Vec<f64>),
+        out: &mut [f64],
+    ) {
         let rank = exchange.rank();
-        let (mine, target) = (&self.0[rank], &to.0[rank]);
-        let mut send = Vec::with_capacity(data.len());
-        let mut send_counts = Vec::with_capacity(to.0.len());
-        for theirs in &to.0 {
-            let before = send.len();
-            if let Some(cells) = mine.meet(theirs) {
-                mine.walk(&cells, theirs.order, |i| send.push(data[i]));
-            }
-            send_counts.push(send.len() - before);
-        }
-        let recv_counts: Vec<usize> = self
-            .0
-            .iter()
-            .map(|theirs| target.meet(theirs).map_or(0, |c| c.iter().map(Range::len).product()))
-            .collect();
-        let recv = exchange_blocks(exchange, &send, &send_counts, &recv_counts);
-        let mut out = vec![0.0; target.len()];
+        let (mine, target) = (&from.0[rank], &to.0[rank]);
         let mut at = 0;
-        for theirs in &self.0 {
+        for theirs in &to.0 {
+            if let Some(cells) = mine.meet(theirs) {
+                mine.walk(&cells, theirs.order, |i| {
+                    send[at] = data[i];
+                    at += 1;
+                });
+            }
+        }
+        let (send, recv) = (&send[..self.send_len()], &mut recv[..self.recv_len()]);
+        exchange.all_to_all_v(
+            send,
+            &self.send_counts,
+            &self.send_displs,
+            recv,
+            &self.recv_counts,
+            &self.recv_displs,
+        );
+        let mut at = 0;
+        for theirs in &from.0 {
             if let Some(cells) = target.meet(theirs) {
                 target.walk(&cells, target.order, |i| {
                     out[i] = recv[at];
@@ -104,7 +159,6 @@ impl Spread {
                 });
             }
         }
-        out
     }
 }
 

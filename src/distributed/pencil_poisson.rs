@@ -15,10 +15,12 @@
 //! Communication per solve: four all-to-alls, each moving the rank's block (N/P values) less
 //! the part it keeps (1/py of it within a row, 1/pz within a column), 8 bytes a value:
 //! `2 · 8 (N/P)(2 − 1/py − 1/pz)` bytes per rank.
-//! Memory per rank: about 5 N/P values.
+//! Memory per rank: about 5 N/P values, held from planning on (the data with y whole and
+//! with z whole, the send and receive buffers, the line work): a solve allocates nothing
+//! where the exchange does not.
 
 use super::exchange::Exchange;
-use super::layout::PencilSpreads;
+use super::layout::{PencilSpreads, Transpose};
 use super::poisson::agree_right_hand_side;
 use crate::error::{Error, Result};
 use crate::grid::{Grid, PencilDecomposition};
@@ -42,6 +44,13 @@ pub struct PencilPoissonSolver {
     lambda: Vec<Vec<f64>>,
     scale: f64,
     work: Vec<LineWork>,
+    /// The four moves of a solve, planned: blocks → y lines → z lines, and back.
+    moves: Box<[Transpose; 4]>,
+    /// The data with y whole, and with z whole.
+    y: Vec<f64>,
+    z: Vec<f64>,
+    /// The moves' send and receive buffers.
+    buffers: (Vec<f64>, Vec<f64>),
 }
 
 impl std::fmt::Debug for PencilPoissonSolver {
@@ -100,6 +109,13 @@ impl PencilPoissonSolver {
         let Spectrum { transforms, lambda: all, scale, singular } = spectrum;
         let lines = &spreads.z_lines.0[rank].ranges;
         let lambda = (0..3).map(|a| all[a][lines[a].clone()].to_vec()).collect();
+        let PencilSpreads { blocks, y_lines, z_lines, .. } = &spreads;
+        let moves = [(blocks, y_lines), (y_lines, z_lines), (z_lines, y_lines), (y_lines, blocks)]
+            .map(|(from, to)| Transpose::plan(from, to, rank));
+        let moves = Box::new(moves);
+        let most = |len: fn(&Transpose) -> usize| moves.iter().map(len).max().unwrap_or(0);
+        let buffers = (vec![0.0; most(Transpose::send_len)], vec![0.0; most(Transpose::recv_len)]);
+        let (y, z) = (vec![0.0; y_lines.0[rank].len()], vec![0.0; z_lines.0[rank].len()]);
         Ok(PencilPoissonSolver {
             grid,
             pencils,
@@ -112,6 +128,10 @@ impl PencilPoissonSolver {
             lambda,
             scale,
             work,
+            moves,
+            y,
+            z,
+            buffers,
         })
     }
 
@@ -134,22 +154,23 @@ impl PencilPoissonSolver {
         let local = self.pencils.len(self.rank);
         let grid = &self.grid;
         agree_right_hand_side(exchange, (rhs, out), local, grid, self.singular, self.mean_policy)?;
-        let shape = self.grid.shape();
+        let shape: [usize; 3] = std::array::from_fn(|a| self.grid.axis(a).cells);
         let PencilSpreads { blocks, y_lines, z_lines, .. } = &self.spreads;
         let (t, work) = (&self.transforms, &mut self.work);
+        let (y, z, buffers, moves) = (&mut self.y, &mut self.z, &mut self.buffers, &self.moves);
         out.copy_from_slice(rhs);
         transform_lines(out, shape[0], &t[0], true, work);
-        let mut y = blocks.redistribute(exchange, y_lines, out);
-        transform_lines(&mut y, shape[1], &t[1], true, work);
-        let mut z = y_lines.redistribute(exchange, z_lines, &y);
-        transform_lines(&mut z, shape[2], &t[2], true, work);
+        moves[0].apply(exchange, (blocks, y_lines), out, buffers, y);
+        transform_lines(y, shape[1], &t[1], true, work);
+        moves[1].apply(exchange, (y_lines, z_lines), y, buffers, z);
+        transform_lines(z, shape[2], &t[2], true, work);
         let zero_mode =
             self.singular && z_lines.0[self.rank].ranges[..2].iter().all(|r| r.start == 0);
-        divide(&mut z, &self.lambda, self.shift, self.scale, zero_mode);
-        transform_lines(&mut z, shape[2], &t[2], false, work);
-        let mut y = z_lines.redistribute(exchange, y_lines, &z);
-        transform_lines(&mut y, shape[1], &t[1], false, work);
-        out.copy_from_slice(&y_lines.redistribute(exchange, blocks, &y));
+        divide(z, &self.lambda, self.shift, self.scale, zero_mode);
+        transform_lines(z, shape[2], &t[2], false, work);
+        moves[2].apply(exchange, (z_lines, y_lines), z, buffers, y);
+        transform_lines(y, shape[1], &t[1], false, work);
+        moves[3].apply(exchange, (y_lines, blocks), y, buffers, out);
         transform_lines(out, shape[0], &t[0], false, work);
         Ok(())
     }
