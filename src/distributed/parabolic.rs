@@ -302,10 +302,10 @@ impl<E: Exchange> FlowLayout for DecomposedFlow<'_, E> {
 /// [`crate::ot::Problem`] normalises them, strictly positive). A collective: every rank calls
 /// it with the same grid and solver. The solution's potentials `p`, `q` are this rank's
 /// blocks (on [`SlabDecomposition::local_grid`]); its iterations, history and diagnostics are
-/// the whole flow's, the same on every rank. Refused on every rank alike: a bad
-/// decomposition, Dirichlet axes, a block of the wrong length or with values that are not
-/// positive and finite, a pair that needs the Gaussian lift, a warm start, resumed state,
-/// checkpoints or sample batches.
+/// the whole flow's, the same on every rank. Pairs below [`crate::ot::MIN_CONTRAST`] take
+/// the serial Gaussian lift. Refused on every rank alike: a bad decomposition, Dirichlet
+/// axes, a block of the wrong length or with values that are not positive and finite, a pair
+/// the serial flow refuses, a warm start, resumed state, checkpoints or sample batches.
 pub fn slab_parabolic(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -318,9 +318,8 @@ pub fn slab_parabolic(
 
 /// [`slab_parabolic`] on y–z pencils ([`crate::grid::PencilDecomposition::new`]; a 3D grid,
 /// `mu` and `nu` this rank's pencil block in its storage order): the serial flow to the bit.
-/// Pairs below [`crate::ot::MIN_CONTRAST`] take the serial lift here too (its separated-modes
-/// check on the whole target, gathered on every rank once). Refused besides: a grid whose
-/// transposed pencils do not fit (as bfm's).
+/// The lift's separated-modes check runs on the whole target, gathered on every rank once.
+/// Refused besides: a grid whose transposed pencils do not fit (as bfm's).
 pub fn pencil_parabolic(
     exchange: &impl Exchange,
     grid: &Grid,
