@@ -292,8 +292,9 @@ fn verify_lists_the_zoo() {
     }
 }
 
-/// `otgrid verify --suite flows` lists its cases, runs one as JSON with its checks, and
-/// refuses an unknown case or a method.
+/// `otgrid verify --suite flows` lists its cases, runs two as JSON with their checks (one
+/// of them a far target, whose steps are the entropic ones), and refuses an unknown case or
+/// a method.
 #[test]
 fn verify_runs_the_flow_zoo() {
     let dir = tempfile::tempdir().unwrap();
@@ -308,6 +309,13 @@ fn verify_runs_the_flow_zoo() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["solved"], 1, "{v}");
     assert!(v["rows"][0]["first_error"].as_f64().unwrap() < 0.5 / 64.0, "{v}");
+    assert_eq!(v["rows"][0]["entropic_steps"], 0, "{v}");
+    // A far target: every step is the entropic one, and the case is solved.
+    let o = otgrid(&["verify", "--suite", "flows", "--case", "js-far", "--json"], dir.path());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["solved"], 1, "{v}");
+    assert_eq!(v["rows"][0]["entropic_steps"], 3, "{v}");
     let o = otgrid(&["verify", "--suite", "flows", "--case", "nope"], dir.path());
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown flow case"));

@@ -246,6 +246,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let count = |name: &str| records.iter().filter(|r| r.outcome == name).count();
     let (converged, at_floor) = (count("converged"), count("discretisation_floor"));
     let (limited, stalled) = (count("iteration_limit"), count("stalled"));
+    let entropic = count("entropic");
     let energy0 = flow.energy.value(&rho0)?;
     let energy1 = records.last().map_or(energy0, |r| r.energy);
     let iterations: usize = records.iter().map(|r| r.iterations).sum();
@@ -269,7 +270,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
             "discretisation_floor": at_floor,
             "iteration_limit": limited,
             "stalled": stalled,
-            "stalled_far_target": run.far_stalls,
+            "entropic": entropic,
         }),
     );
     if !report.json {
@@ -283,7 +284,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         );
         println!(
             "steps        {converged} converged, {at_floor} at the grid's floor, {limited} at the iteration limit{}",
-            stall_summary(stalled, run.far_stalls)
+            stall_summary(stalled, entropic)
         );
         if !flow.energy.nonlocal.is_empty() {
             let solves: usize = records.iter().map(|r| r.fixed_point_iterations).sum();
@@ -442,18 +443,17 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// The summary's clause on stalled steps (empty without any): their count and what helps —
-/// a smaller τ, but not for steps stalled against a far target ([`otgrid::ot::flow::FAR_MASS`]).
-fn stall_summary(stalled: usize, far: usize) -> String {
-    match (stalled, far) {
-        (0, _) => String::new(),
-        (s, 0) => format!(", {s} stalled (their ascent stopped above the grid's floor: a smaller τ helps)"),
-        (s, f) if f == s => format!(
-            ", {s} stalled (their ascent stopped above the grid's floor against a target negligible over most of the density's mass: a smaller τ does not help, see the warnings)"
-        ),
-        (s, f) => format!(
-            ", {s} stalled (their ascent stopped above the grid's floor; {} of them: a smaller τ helps; {f} against a target negligible over most of the density's mass: see the warnings)",
-            s - f
-        ),
+/// The summary's clauses on stalled steps and entropic ones (empty without any): their
+/// counts and what helps.
+fn stall_summary(stalled: usize, entropic: usize) -> String {
+    let mut out = String::new();
+    if entropic > 0 {
+        out += &format!(
+            ", {entropic} entropic (the dual ascent stalled against a target negligible over most of the density's mass; the step is the entropic one, see docs/flows.md)"
+        );
     }
+    if stalled > 0 {
+        out += &format!(", {stalled} stalled (their ascent stopped above the grid's floor: a smaller τ helps; see the warnings)");
+    }
+    out
 }

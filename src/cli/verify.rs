@@ -119,6 +119,11 @@ fn run_flows(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
                     row.first_error,
                     row.worst_error,
                     match (&row.reason, case.known_issue) {
+                        (None, None) if row.entropic_steps > 0 => format!(
+                            "solved ({} of them entropic steps: the dual ascent stalled against a \
+                             far target)",
+                            row.entropic_steps
+                        ),
                         (None, None) => "solved".to_string(),
                         (None, Some(_)) => "solved (a known issue no longer seen)".to_string(),
                         (Some(r), None) => r.clone(),

@@ -3,6 +3,7 @@
 //! [`energy`].
 
 pub mod energy;
+pub mod entropic;
 pub mod jko;
 pub mod nonlocal;
 pub mod zoo;
@@ -57,11 +58,14 @@ pub struct FlowRecord {
     pub energy: f64,
     /// `W₂(ρ_k, ρ_{k−1})`, the step's transport distance.
     pub w2_step: f64,
-    /// The step's larger H⁻¹ marginal error.
+    /// The step's larger H⁻¹ marginal error (an entropic step: its Sinkhorn L1 marginal gap,
+    /// [`entropic::EntropicStep::marginal_error`]).
     pub marginal_error: f64,
-    /// The step's primal–dual gap ([`JkoStep::dual_gap`], of the unit-mass step).
+    /// The step's primal–dual gap ([`JkoStep::dual_gap`], of the unit-mass step; NaN for an
+    /// entropic step, whose extrapolated density has no dual).
     pub dual_gap: f64,
-    /// How the step's ascent ended ([`Outcome::name`]).
+    /// How the step's ascent ended ([`Outcome::name`]), or `entropic`: the dual ascent
+    /// stalled against a far target and the step is [`entropic::entropic_step`]'s.
     pub outcome: &'static str,
     /// Back-and-forth iterations of the step.
     pub iterations: usize,
@@ -89,15 +93,15 @@ pub struct FlowRun {
     pub records: Vec<FlowRecord>,
     /// The observer stopped the run early.
     pub stopped: bool,
-    /// Stalled steps that started from a density over most of whose mass a divergence's
-    /// target is negligible ([`FAR_MASS`]): a smaller τ does not help them.
-    pub far_stalls: usize,
+    /// Steps taken by the entropic step ([`entropic`]): the dual ascent stalled from a
+    /// density over most of whose mass a divergence's target is negligible ([`FAR_MASS`]).
+    pub entropic_steps: usize,
 }
 
-/// A stalled step is put down to a far target (its warning says so, and that a smaller τ
-/// does not help) when at least this fraction of the density it started from lies where ν is
-/// negligible ([`Energy::far_mass`]). Measured: 1.00 on the flow zoo's `hellinger-far`
-/// first step, whose τ = 1e-3 and 1e-4 stall alike.
+/// A stalled step is put down to a far target, and taken by the entropic step instead
+/// ([`entropic`]), when at least this fraction of the density it started from lies where ν
+/// is negligible ([`Energy::far_mass`]). Measured: 0.97, 0.93, 0.91 on the flow zoo's
+/// `hellinger-far` steps, whose dual ascent stalls alike at τ = 1e-3 and 1e-4.
 pub const FAR_MASS: f64 = 0.5;
 
 impl GradientFlow {
@@ -172,7 +176,7 @@ impl GradientFlow {
             snapshots: vec![(0.0, initial.clone())],
             records: Vec::with_capacity(self.steps),
             stopped: false,
-            far_stalls: 0,
+            entropic_steps: 0,
         };
         for k in 1..=self.steps {
             let start = Instant::now();
@@ -186,6 +190,61 @@ impl GradientFlow {
                 });
             }
             let t = k as f64 * self.jko.tau;
+            // A stalled step against a far target: the entropic step instead, which
+            // represents the exact step's jump of mass onto the target, where its JKO
+            // objective `F + W₂²/(2τ)` (W₂ by otgrid's own OT) is the lower.
+            let far = if step.outcome == Outcome::Stalled { unit.far_mass(&rho) } else { 0.0 };
+            let mut step = step;
+            let mut outcome = step.outcome.name();
+            if far >= FAR_MASS {
+                let energy = self.with_nonlocal(&unit, &rho, mass)?;
+                let tau = self.jko.tau;
+                let objective = |density: &ScalarField| -> Result<(f64, f64)> {
+                    let w2 = w2_distance(density, &rho)?.powi(2);
+                    Ok((energy.value(density)? + w2 / (2.0 * tau), w2))
+                };
+                let entropic = entropic::entropic_step(&energy, &rho, tau).and_then(|e| {
+                    let (value, w2) = objective(&e.density)?;
+                    Ok((e, value, w2))
+                });
+                match (entropic, objective(&step.density)) {
+                    (Ok((e, value, w2)), Ok((stalled, _))) if value < stalled => {
+                        run.entropic_steps += 1;
+                        tracing::warn!(
+                            "JKO step {k}: the dual ascent stalled at an H⁻¹ marginal error of \
+                             {:.2e} against a target below {FAR_RATIO:.0e} of the density over \
+                             {:.0} % of its mass; the step is the entropic one ({} Sinkhorn \
+                             iterations; JKO objective {value:.6e}, the stalled ascent's \
+                             {stalled:.6e}; docs/flows.md)",
+                            step.marginal_error,
+                            100.0 * far,
+                            e.iterations,
+                        );
+                        outcome = "entropic";
+                        step.iterations += e.iterations;
+                        step.marginal_error = e.marginal_error;
+                        step.w2_squared = w2;
+                        step.dual_gap = f64::NAN;
+                        step.density = e.density;
+                        // The next dual ascent starts from zero (an entropic potential's
+                        // dual variable sits against the edge beyond double precision).
+                        step.p = ScalarField::zeros(&grid);
+                    }
+                    (entropic, _) => tracing::warn!(
+                        "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e} \
+                         against a far target, and the entropic step did not lower the JKO \
+                         objective ({})",
+                        step.marginal_error,
+                        entropic.err().map_or("solved, higher".to_string(), |e| e.to_string())
+                    ),
+                }
+            } else if step.outcome == Outcome::Stalled {
+                tracing::warn!(
+                    "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e}, above \
+                     the grid's floor (a smaller τ helps)",
+                    step.marginal_error
+                );
+            }
             let given = scaled(&step.density);
             let record = FlowRecord {
                 step: k,
@@ -194,7 +253,7 @@ impl GradientFlow {
                 w2_step: (step.w2_squared.max(0.0) * mass).sqrt(),
                 marginal_error: step.marginal_error,
                 dual_gap: step.dual_gap,
-                outcome: step.outcome.name(),
+                outcome,
                 iterations: step.iterations,
                 cg_iterations: step.cg_iterations,
                 seconds: start.elapsed().as_secs_f64(),
@@ -204,34 +263,14 @@ impl GradientFlow {
                 fixed_point_change: fixed_point.1,
             };
             tracing::debug!(
-                "JKO step {k} (t = {t:.4e}): {} iterations, {}, H⁻¹ error {:.3e}, W₂ {:.3e}, F {:.6e}",
+                "JKO step {k} (t = {t:.4e}): {} iterations, {}, marginal error {:.3e}, W₂ {:.3e}, \
+                 F {:.6e}",
                 record.iterations,
                 record.outcome,
                 record.marginal_error,
                 record.w2_step,
                 record.energy
             );
-            if step.outcome == Outcome::Stalled {
-                let far = unit.far_mass(&rho);
-                if far >= FAR_MASS {
-                    run.far_stalls += 1;
-                    tracing::warn!(
-                        "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e}, \
-                         above the grid's floor: the target is below {FAR_RATIO:.0e} of the \
-                         density over {:.0} % of its mass, and the exact step jumps mass onto \
-                         it, which this dual ascent does not represent (a smaller τ does not \
-                         help; see docs/flows.md, limits)",
-                        step.marginal_error,
-                        100.0 * far
-                    );
-                } else {
-                    tracing::warn!(
-                        "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e}, \
-                         above the grid's floor (a smaller τ helps)",
-                        step.marginal_error
-                    );
-                }
-            }
             let stop = observe(&record).is_break();
             run.records.push(record);
             rho = step.density;
