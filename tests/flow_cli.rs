@@ -108,11 +108,16 @@ fn stalls_against_a_far_target_are_told_apart() {
     let (first, last) =
         (v["energy"]["first"].as_f64().unwrap(), v["energy"]["last"].as_f64().unwrap());
     assert!(last < 0.85 * first, "{v}");
+    let out = Output::read(&d.join("far.h5")).unwrap();
+    assert_eq!(out.diagnostics()["entropic"], vec![1.0, 1.0]);
+    let energy = &out.diagnostics()["energy"];
+    assert!(energy[1] < energy[0] && energy[0] < first, "{energy:?}");
     let bumps = "js:exp(-((x-0.3)^2+(y-0.3)^2)/0.0098)+exp(-((x-0.7)^2+(y-0.7)^2)/0.0098)";
     let (v, log) = run("gaussian:0.4,0.45:0.02,0,0,0.02", bumps, "1", "js.h5");
     assert_eq!(v["step_outcomes"]["stalled"], 1, "{v}");
     assert_eq!(v["step_outcomes"]["entropic"], 0, "{v}");
     assert!(log.contains("a smaller τ helps"), "{log}");
+    assert!(!Output::read(&d.join("js.h5")).unwrap().diagnostics().contains_key("entropic"));
     assert!(d.join("far.h5").exists() && d.join("js.h5").exists());
 }
 

@@ -325,6 +325,11 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         )?;
         output.add_diagnostic("fixed_point_change", column(|r| r.fixed_point_change))?;
     }
+    if run.entropic_steps > 0 {
+        // 1 for a step taken by the entropic step (a stalled ascent against a far target).
+        output
+            .add_diagnostic("entropic", column(|r| f64::from(u8::from(r.outcome == "entropic"))))?;
+    }
     if let Some(w) = w2_target {
         output.add_diagnostic("snapshot_time", run.snapshots.iter().map(|(t, _)| *t).collect())?;
         output.add_diagnostic("w2_target", w)?;
