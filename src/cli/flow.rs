@@ -454,11 +454,13 @@ fn stall_summary(stalled: usize, entropic: usize) -> String {
     let mut out = String::new();
     if entropic > 0 {
         out += &format!(
-            ", {entropic} entropic (the dual ascent stalled against a target negligible over most of the density's mass; the step is the entropic one, see docs/flows.md)"
+            ", {entropic} entropic (the dual ascent stalled; the step is the entropic one, whose JKO objective is lower; see the warnings and docs/flows.md)"
         );
     }
     if stalled > 0 {
-        out += &format!(", {stalled} stalled (their ascent stopped above the grid's floor: a smaller τ helps; see the warnings)");
+        out += &format!(
+            ", {stalled} stalled (their ascent stopped above the grid's floor; see the warnings)"
+        );
     }
     out
 }
