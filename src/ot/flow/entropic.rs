@@ -98,7 +98,7 @@ fn proximal_log_mass(
 /// entropic bias is first order in ε; smaller ε lock onto the grid: the kernel between
 /// neighbours falls as `exp(−h²/(2ε))`; in log ρ the extrapolation stays positive, which a
 /// divergence infinite at ρ = 0 < ν needs — reverse KL). Measured against the dual step on
-/// Hellinger between Gaussians (32², τ = 0.01, [`tests`]): L1 9.4e-2 / 2.4e-2 / 6.8e-3 /
+/// Hellinger between Gaussians (32², τ = 0.01, the tests below): L1 9.4e-2 / 2.4e-2 / 6.8e-3 /
 /// 4.6e-2 at ε = 4h², h², h²/4, h²/16, extrapolated 2.6e-3 (linear extrapolation, clipped at
 /// 0: 2.7e-3; the step moved 0.16); the JKO objective `F + W₂²/(2τ)` 0.232057 extrapolated,
 /// 0.232049 the dual step's.
