@@ -191,62 +191,9 @@ impl GradientFlow {
                 });
             }
             let t = k as f64 * self.jko.tau;
-            // A stalled dual step: the entropic step instead where its JKO objective
-            // `F + W₂²/(2τ)` (W₂ by otgrid's own OT) is the lower — against a far target it
-            // represents the exact step's jump of mass onto the target, which the ascent
-            // does not find.
-            let mut step = step;
-            let mut outcome = step.outcome.name();
-            if step.outcome == Outcome::Stalled && unit.internal.is_some() {
-                let far = unit.far_mass(&rho);
-                let why = if far >= FAR_MASS {
-                    format!(
-                        "against a target below {FAR_RATIO:.0e} of the density over {:.0} % of \
-                         its mass",
-                        100.0 * far
-                    )
-                } else {
-                    "above the grid's floor".to_string()
-                };
-                let energy = self.with_nonlocal(&unit, &rho, mass)?;
-                let tau = self.jko.tau;
-                let objective = |density: &ScalarField| -> Result<(f64, f64)> {
-                    let w2 = w2_distance(density, &rho)?.powi(2);
-                    Ok((energy.value(density)? + w2 / (2.0 * tau), w2))
-                };
-                let entropic = entropic::entropic_step(&energy, &rho, tau).and_then(|e| {
-                    let (value, w2) = objective(&e.density)?;
-                    Ok((e, value, w2))
-                });
-                match (entropic, objective(&step.density)) {
-                    (Ok((e, value, w2)), Ok((stalled, _))) if value < stalled => {
-                        run.entropic_steps += 1;
-                        tracing::warn!(
-                            "JKO step {k}: the dual ascent stalled at an H⁻¹ marginal error of \
-                             {:.2e} {why}; the step is the entropic one ({} Sinkhorn \
-                             iterations; JKO objective {value:.6e}, the stalled ascent's \
-                             {stalled:.6e}; docs/flows.md)",
-                            step.marginal_error,
-                            e.iterations,
-                        );
-                        outcome = "entropic";
-                        step.iterations += e.iterations;
-                        step.marginal_error = e.marginal_error;
-                        step.w2_squared = w2;
-                        step.dual_gap = f64::NAN;
-                        step.density = e.density;
-                        // The next dual ascent starts from zero (an entropic potential's
-                        // dual variable may sit against the edge beyond double precision).
-                        step.p = ScalarField::zeros(&grid);
-                    }
-                    (entropic, _) => tracing::warn!(
-                        "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e} \
-                         {why}, and the entropic step did not lower the JKO objective ({}){}",
-                        step.marginal_error,
-                        entropic.err().map_or("solved, higher".to_string(), |e| e.to_string()),
-                        if far >= FAR_MASS { "" } else { "; a smaller τ helps" }
-                    ),
-                }
+            let (step, outcome) = self.unstall(k, &unit, &rho, mass, step)?;
+            if outcome == "entropic" {
+                run.entropic_steps += 1;
             }
             let given = scaled(&step.density);
             let record = FlowRecord {
@@ -287,6 +234,79 @@ impl GradientFlow {
             }
         }
         Ok(run)
+    }
+
+    /// Step k's result, or — where its dual ascent stalled (an energy with an internal
+    /// part) — the entropic step ([`entropic::entropic_step`]) from the unit-mass density
+    /// `rho` where that one's JKO objective is lower; with the record's outcome (`entropic`
+    /// then).
+    fn unstall(
+        &self,
+        k: usize,
+        unit: &Energy,
+        rho: &ScalarField,
+        mass: f64,
+        mut step: JkoStep,
+    ) -> Result<(JkoStep, &'static str)> {
+        if step.outcome != Outcome::Stalled || unit.internal.is_none() {
+            let outcome = step.outcome.name();
+            return Ok((step, outcome));
+        }
+        // A stalled dual step: the entropic step instead where its JKO objective
+        // `F + W₂²/(2τ)` (W₂ by otgrid's own OT) is the lower — against a far target it
+        // represents the exact step's jump of mass onto the target, which the ascent
+        // does not find.
+        let far = unit.far_mass(rho);
+        let why = if far >= FAR_MASS {
+            format!(
+                "against a target below {FAR_RATIO:.0e} of the density over {:.0} % of its \
+                 mass",
+                100.0 * far
+            )
+        } else {
+            "above the grid's floor".to_string()
+        };
+        let energy = self.with_nonlocal(unit, rho, mass)?;
+        let tau = self.jko.tau;
+        let objective = |density: &ScalarField| -> Result<(f64, f64)> {
+            let w2 = w2_distance(density, rho)?.powi(2);
+            Ok((energy.value(density)? + w2 / (2.0 * tau), w2))
+        };
+        let entropic = entropic::entropic_step(&energy, rho, tau).and_then(|e| {
+            let (value, w2) = objective(&e.density)?;
+            Ok((e, value, w2))
+        });
+        match (entropic, objective(&step.density)) {
+            (Ok((e, value, w2)), Ok((stalled, _))) if value < stalled => {
+                tracing::warn!(
+                    "JKO step {k}: the dual ascent stalled at an H⁻¹ marginal error of {:.2e} \
+                     {why}; the step is the entropic one ({} Sinkhorn iterations; JKO objective \
+                     {value:.6e}, the stalled ascent's {stalled:.6e}; docs/flows.md)",
+                    step.marginal_error,
+                    e.iterations,
+                );
+                step.iterations += e.iterations;
+                step.marginal_error = e.marginal_error;
+                step.w2_squared = w2;
+                step.dual_gap = f64::NAN;
+                step.density = e.density;
+                // The next dual ascent starts from zero (an entropic potential's
+                // dual variable may sit against the edge beyond double precision).
+                step.p = ScalarField::zeros(rho.grid());
+                Ok((step, "entropic"))
+            }
+            (entropic, _) => {
+                tracing::warn!(
+                    "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e} \
+                     {why}, and the entropic step did not lower the JKO objective ({}){}",
+                    step.marginal_error,
+                    entropic.err().map_or("solved, higher".to_string(), |e| e.to_string()),
+                    if far >= FAR_MASS { "" } else { "; a smaller τ helps" }
+                );
+                let outcome = step.outcome.name();
+                Ok((step, outcome))
+            }
+        }
     }
 
     /// `unit` with the non-local terms' potentials at the unit-mass density `guess` added
