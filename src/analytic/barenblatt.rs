@@ -37,10 +37,14 @@ pub struct Barenblatt {
 impl Barenblatt {
     /// The profile; m > 1, γ > 0, C > 0, a centre in 1 to 3 dimensions.
     pub fn new(exponent: f64, coefficient: f64, constant: f64, center: Vec<f64>) -> Result<Self> {
-        if !(exponent > 1.0 && coefficient > 0.0 && constant > 0.0)
-            || !(1..=3).contains(&center.len())
-            || !(exponent.is_finite() && coefficient.is_finite() && constant.is_finite())
-        {
+        let valid = exponent > 1.0
+            && coefficient > 0.0
+            && constant > 0.0
+            && (1..=3).contains(&center.len())
+            && exponent.is_finite()
+            && coefficient.is_finite()
+            && constant.is_finite();
+        if !valid {
             return Err(Error::invalid(
                 "Barenblatt profile: needs m > 1, γ > 0, C > 0 and a centre in 1 to 3 dimensions",
             ));
