@@ -119,9 +119,10 @@ impl Barenblatt {
 mod tests {
     use super::*;
 
-    /// The 2D m = 2 profile is `(C − r²/(16√t))₊/√t`, its mass 8πC² at every time; the
-    /// scales solve the recursion; and the JKO scale converges to `s(t)` at first order in
-    /// τ (the scheme's own error), from below (each implicit step spreads less than the flow).
+    /// The 2D m = 2 profile is `(C − r²/(16√t))₊/√t`, its mass 8πC² at every time, its
+    /// radius `(16C√t)^{1/2}`; the scales solve the recursion; and the JKO scale converges to
+    /// `s(t)` at first order in τ (the scheme's own error), from below (each implicit step
+    /// spreads less than the flow) — in 2D, and in 1D and 3D with m = 3, γ = 2.
     #[test]
     fn the_jko_recursion_is_first_order_in_tau() {
         let b = Barenblatt::new(2.0, 1.0, 0.1, vec![0.5, 0.5]).unwrap();
@@ -164,7 +165,23 @@ mod tests {
             let order = (w[0] / w[1]).log2();
             assert!((0.95..1.05).contains(&order), "{errors:?}");
         }
+        // The support radius: R² = 16C√t for m = 2 in 2D.
+        let r = b.radius_at_scale(b.scale_at(t));
+        assert!((r * r - 16.0 * 0.1 * t.sqrt()).abs() < 1e-14, "{r}");
+        // In 1D and 3D, with γ ≠ 1 and m = 3, the recursion is first order in τ too.
+        for center in [vec![0.5], vec![0.5, 0.5, 0.5]] {
+            let b = Barenblatt::new(3.0, 2.0, 0.05, center).unwrap();
+            let exact = b.scale_at(t1);
+            let e: Vec<f64> = [20usize, 40, 80]
+                .iter()
+                .map(|&k| exact - b.jko_scale(t0, (t1 - t0) / k as f64, k))
+                .collect();
+            for w in e.windows(2) {
+                assert!((0.95..1.05).contains(&(w[0] / w[1]).log2()), "{e:?}");
+            }
+        }
         assert!(Barenblatt::new(1.0, 1.0, 0.1, vec![0.5]).is_err());
         assert!(Barenblatt::new(2.0, 1.0, 0.1, vec![]).is_err());
+        assert!(Barenblatt::new(2.0, f64::NAN, 0.1, vec![0.5]).is_err());
     }
 }
