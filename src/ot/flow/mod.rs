@@ -742,12 +742,12 @@ mod tests {
     /// The porous medium with m = 3 from the Barenblatt profile (c = 0.04: support radius
     /// 0.268 → 0.338, inside the box; with c = 0.1 it reaches 0.534 and meets the walls, where
     /// the Barenblatt profile is no longer the box's solution). τ ∝ h: L1/M measured 2.17e-2 /
-    /// 1.15e-2 at 32² / 64² (10 / 20 steps, order 0.92), 1.05e-2 at 128² (40 steps): the
-    /// per-step floor of the dual ascent (∝ h², 2.9e-4 in H⁻¹ at 128² against a step's W₂
-    /// of 5.6e-4 at τ = 3.75e-5) accumulates once a step moves the front by less than about
-    /// a quarter cell (docs/flows.md); the reference back-and-forth code behaves the same way.
-    /// Asserted where the scheme is in its first-order range: the error halves from 32² to
-    /// 64², the support within two cells, mass to round-off.
+    /// 1.15e-2 at 32² / 64² (10 / 20 steps, order 0.92), 1.11e-2 at 128² (40 steps): at a
+    /// fixed grid the flow drifts from the JKO scheme as τ falls — the deposit push-forward's
+    /// O(h²) smoothing in every step (about 2e-4 in H⁻¹ at 128² whatever τ) against steps that
+    /// shrink with τ (docs/flows.md, Limits); the reference back-and-forth code behaves the
+    /// same way. Asserted where the scheme is in its first-order range: the error halves from
+    /// 32² to 64², the support within two cells, mass to round-off.
     #[test]
     fn porous_medium_m3_follows_barenblatt_while_steps_move_the_front() {
         let mut errors = vec![];
