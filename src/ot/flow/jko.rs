@@ -15,6 +15,9 @@
 //! maximises J exactly over constants: the shift of p that gives `ρ_p` unit mass
 //! ([`super::energy::Energy::unit_mass_shift`]). The returned density is `ρ_p`: positive
 //! where e* is differentiable, unit mass to round-off, whatever the ascent's accuracy.
+//! Steps of compact-support energies that move mass by less than a cell push by a deposit
+//! exact for the identity and hold the cells the deposit does not reach empty
+//! ([`JkoParams::holds_empty_cells`]).
 //!
 //! Stopping: both H⁻¹ marginal errors `‖ρ_p − S#μ‖` and `‖μ − T#ρ_p‖` at most the tolerance;
 //! or the discretisation floor (the push-forward's and the c-transform's error): no fall by
