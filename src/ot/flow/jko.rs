@@ -203,7 +203,7 @@ impl JkoParams {
     }
 
     /// Whether a step holds cells empty and pushes by the identity-exact deposit
-    /// ([`Dual::held`], `identity_exact_deposit`): for an energy with a finite `e'(0)`
+    /// (`Dual::held`, `identity_exact_deposit`): for an energy with a finite `e'(0)`
     /// (porous medium, χ²: compact supports) from a μ with empty cells, pushed by the
     /// deposit. The plain deposit smooths ρ by `D = I + h²Δ_h/8` at every push, an O(h²)
     /// change per step that does not shrink with τ, so at a fixed grid small steps drift
@@ -218,7 +218,7 @@ impl JkoParams {
     /// 0.10 and 0.55 from the JKO solution at 64² with 320 steps). With both, see
     /// docs/flows.md for the figures.
     ///
-    /// Only for steps that move mass by less than [`HOLD_REACH_CELLS`] cells (the explicit
+    /// Only for steps that move mass by less than `HOLD_REACH_CELLS` (1) cells (the explicit
     /// start's largest displacement): a held cell lights only once the plain deposit reaches
     /// it, so a front that moves several cells in one step lags. Measured, one step of 3e-3
     /// (L1/M to the exact JKO step): m = 2 at 64² (the front moves 6 cells) 2.1e-3 with the
