@@ -11,6 +11,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use otgrid::ot::flow::{
     Divergence, Energy, GradientFlow, Internal, JkoParams, JkoWorkspace, Kernel, Nonlocal,
+    TimeScheme,
 };
 use otgrid::spectral::Convolution;
 use otgrid::{BoundaryKind, Grid, ScalarField};
@@ -91,13 +92,18 @@ fn bench(c: &mut Criterion) {
             },
             jko: JkoParams { tau: 0.02, ..Default::default() },
             steps: 1,
+            scheme: TimeScheme::Jko,
         };
         let interaction =
             Nonlocal::interaction("0.5*(x^2+y^2)".parse::<Kernel>().unwrap(), &grid).unwrap();
         let mut energy = Energy::new(Internal::Entropy { diffusion: 0.002 }, None);
         energy.nonlocal.push(interaction);
-        let aggregation =
-            GradientFlow { energy, jko: JkoParams { tau: 0.05, ..Default::default() }, steps: 1 };
+        let aggregation = GradientFlow {
+            energy,
+            jko: JkoParams { tau: 0.05, ..Default::default() },
+            steps: 1,
+            scheme: TimeScheme::Jko,
+        };
         for (name, flow) in [("mmd distance", mmd_flow), ("entropy + interaction", aggregation)] {
             g.bench_function(format!("{name} (one-step flow) {n}^2"), |b| {
                 b.iter(|| flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap())

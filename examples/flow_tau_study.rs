@@ -6,7 +6,7 @@
 //! `cargo run --release --example flow_tau_study -- [N] [T] [OUT_DIR]` (defaults 64, 0.5,
 //! `target/flow_tau_study`). Writes `tau_study.csv` into OUT_DIR and prints a Markdown table.
 
-use otgrid::ot::flow::{Energy, GradientFlow, Internal, JkoParams};
+use otgrid::ot::flow::{Energy, GradientFlow, Internal, JkoParams, TimeScheme};
 use otgrid::ot::{Method, Options, Problem};
 use otgrid::{BoundaryKind, Grid, ScalarField};
 use std::fmt::Write as _;
@@ -48,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             energy: energy.clone(),
             jko: JkoParams { tau, ..Default::default() },
             steps: k,
+            scheme: TimeScheme::Jko,
         };
         let start = std::time::Instant::now();
         let run = flow.run(&initial, 1, |_| ControlFlow::Continue(()))?;

@@ -93,25 +93,45 @@ impl Barenblatt {
     /// root of `s − τγβ s^{1−1/β} = s_j` per step, by bisection on
     /// `[s_j, s_j + τγβ s_j^{1−1/β}]` to round-off.
     pub fn jko_scale(&self, t0: f64, tau: f64, steps: usize) -> f64 {
+        (0..steps).fold(self.scale_at(t0), |s, _| self.jko_step_scale(s, tau))
+    }
+
+    /// The scale after `steps` exact BDF2 steps of τ from the profile at time `t0`
+    /// ([`crate::ot::flow::TimeScheme::Bdf2`]): the first a JKO step of τ, then each the
+    /// JKO step of 2τ/3 from the scale `s̃ = (4s_k − s_{k−1})/3` — the dilation from
+    /// `s_{k−1}` to `s_k` extended by a third. Dilations extend to dilations, so BDF2 keeps
+    /// the Barenblatt family as the JKO step does.
+    pub fn bdf2_scale(&self, t0: f64, tau: f64, steps: usize) -> f64 {
+        let s0 = self.scale_at(t0);
+        if steps == 0 {
+            return s0;
+        }
+        let mut pair = (s0, self.jko_step_scale(s0, tau));
+        for _ in 1..steps {
+            let ahead = (4.0 * pair.1 - pair.0) / 3.0;
+            pair = (pair.1, self.jko_step_scale(ahead, 2.0 * tau / 3.0));
+        }
+        pair.1
+    }
+
+    /// The scale after one exact JKO step of τ from scale `s`: the root of
+    /// `s' − τγβ s'^{1−1/β} = s`, by bisection on `[s, s + τγβ s^{1−1/β}]` to round-off.
+    pub fn jko_step_scale(&self, s: f64, tau: f64) -> f64 {
         let (beta, gamma) = (self.beta(), self.coefficient);
         let lift = |s: f64| tau * gamma * beta * s.powf(1.0 - 1.0 / beta);
-        let mut s = self.scale_at(t0);
-        for _ in 0..steps {
-            let (mut lo, mut hi) = (s, s + lift(s));
-            for _ in 0..200 {
-                let mid = 0.5 * (lo + hi);
-                if mid - lift(mid) < s {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
-                if hi - lo <= f64::EPSILON * hi {
-                    break;
-                }
+        let (mut lo, mut hi) = (s, s + lift(s));
+        for _ in 0..200 {
+            let mid = 0.5 * (lo + hi);
+            if mid - lift(mid) < s {
+                lo = mid;
+            } else {
+                hi = mid;
             }
-            s = 0.5 * (lo + hi);
+            if hi - lo <= f64::EPSILON * hi {
+                break;
+            }
         }
-        s
+        0.5 * (lo + hi)
     }
 }
 
@@ -123,6 +143,31 @@ mod tests {
     /// radius `(16C√t)^{1/2}`; the scales solve the recursion; and the JKO scale converges to
     /// `s(t)` at first order in τ (the scheme's own error), from below (each implicit step
     /// spreads less than the flow) — in 2D, and in 1D and 3D with m = 3, γ = 2.
+    /// The BDF2 recursion converges to `s(t)` at second order in τ (2D m = 2 and 3D m = 3,
+    /// from t = 1e-3 to 4e-3): observed orders ≥ 1.9 over 10, 20, 40, 80 steps, and at 10
+    /// steps at least 5× closer than the JKO recursion.
+    #[test]
+    fn the_bdf2_recursion_is_second_order_in_tau() {
+        for b in [
+            Barenblatt::new(2.0, 1.0, 0.1, vec![0.5, 0.5]).unwrap(),
+            Barenblatt::new(3.0, 2.0, 0.05, vec![0.5, 0.5, 0.5]).unwrap(),
+        ] {
+            let (t0, t1) = (1e-3, 4e-3);
+            let exact = b.scale_at(t1);
+            let steps = [10usize, 20, 40, 80];
+            let errors: Vec<f64> = steps
+                .iter()
+                .map(|&k| (b.bdf2_scale(t0, (t1 - t0) / k as f64, k) - exact).abs())
+                .collect();
+            for w in errors.windows(2) {
+                let order = (w[0] / w[1]).log2();
+                assert!(order >= 1.9, "errors {errors:?}");
+            }
+            let jko = (b.jko_scale(t0, (t1 - t0) / 10.0, 10) - exact).abs();
+            assert!(errors[0] < jko / 5.0, "BDF2 {} against JKO {jko}", errors[0]);
+        }
+    }
+
     #[test]
     fn the_jko_recursion_is_first_order_in_tau() {
         let b = Barenblatt::new(2.0, 1.0, 0.1, vec![0.5, 0.5]).unwrap();

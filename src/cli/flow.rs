@@ -5,7 +5,9 @@ use super::{GridArgs, Report};
 use otgrid::error::{Error, Result};
 use otgrid::io::config::{read_problem, FlowProblemFile};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
-use otgrid::ot::flow::{target_of, w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Term};
+use otgrid::ot::flow::{
+    target_of, w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Term, TimeScheme,
+};
 use otgrid::ot::DensitySpec;
 use otgrid::resources::MemoryEstimate;
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub struct FlowArgs {
     /// A flow problem file (TOML: grid, initial, energy, [time] tau and steps or t_end,
     /// [solver], [output]; docs/problem-files.md) instead of the problem flags.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["initial", "energy", "tau", "steps", "t_end", "tol", "max_iterations", "mesh", "grid"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["initial", "energy", "tau", "steps", "t_end", "scheme", "tol", "max_iterations", "mesh", "grid"])]
     pub problem: Option<PathBuf>,
     /// Initial density ρ₀: gaussian:MEAN:COV, uniform, case:NAME, FILE.h5:/DATASET,
     /// FILE.npy, FILE.png or an expression in x,y,z (its mass is kept).
@@ -46,6 +48,11 @@ pub struct FlowArgs {
     /// End time (rounded to a whole number of steps).
     #[arg(long)]
     pub t_end: Option<f64>,
+    /// Time scheme: jko (one JKO step of τ per step, first order; default) or midpoint (a
+    /// JKO step of τ/2 extended along its geodesic to τ: second order for flows that spread
+    /// or contract gently; docs/flows.md).
+    #[arg(long, value_name = "SCHEME")]
+    pub scheme: Option<TimeScheme>,
     /// Densities kept in the time series (evenly spaced; the last step always; default 10,
     /// or the problem file's [output] snapshots).
     #[arg(long)]
@@ -178,6 +185,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
             ..defaults
         },
         steps,
+        scheme: args.scheme.unwrap_or_default(),
     };
     Ok(Setup {
         grid,
@@ -210,6 +218,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         "internal": &flow.energy.internal,
         "nonlocal": flow.energy.nonlocal.iter().map(|n| n.describe()).collect::<Vec<_>>(),
         "jko": &flow.jko,
+        "scheme": flow.scheme,
         "steps": steps,
         "snapshots": snapshots,
         "grid": &grid,
@@ -251,7 +260,10 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let energy1 = records.last().map_or(energy0, |r| r.energy);
     let iterations: usize = records.iter().map(|r| r.iterations).sum();
     let cg_iterations: usize = records.iter().map(|r| r.cg_iterations).sum();
+    let bdf2_steps = records.iter().filter(|r| r.scheme == TimeScheme::Bdf2.name()).count();
     report.put("steps", records.len());
+    report.put("scheme", flow.scheme);
+    report.put("bdf2_steps", bdf2_steps);
     report.put("t_end", t_end);
     report.put("seconds", seconds);
     report.put("seconds_per_step", seconds / records.len().max(1) as f64);
@@ -275,6 +287,13 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     );
     if !report.json {
         println!("flow         {} on {grid}, τ = {tau}", energy_terms.join(" + "));
+        if flow.scheme == TimeScheme::Bdf2 {
+            println!(
+                "scheme       bdf2: {bdf2_steps} of {} steps BDF2 (JKO steps of 2τ/3 from the \
+                 extrapolated density), the others JKO steps of τ",
+                records.len()
+            );
+        }
         println!(
             "integrated   t = {t_end} in {} JKO steps, {seconds:.3} s ({:.3} s per step, {:.1} iterations and {:.1} CG iterations per step)",
             records.len(),
@@ -318,6 +337,14 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     output.add_diagnostic("seconds", column(|r| r.seconds))?;
     output.add_diagnostic("mass", column(|r| r.mass))?;
     output.add_diagnostic("min_density", column(|r| r.min_density))?;
+    if flow.scheme == TimeScheme::Bdf2 {
+        // 1 for a BDF2 step, 0 for a JKO step of τ (the first, and any from a density with
+        // empty cells or after an entropic step).
+        output.add_diagnostic(
+            "bdf2",
+            column(|r| f64::from(u8::from(r.scheme == TimeScheme::Bdf2.name()))),
+        )?;
+    }
     if !flow.energy.nonlocal.is_empty() {
         output.add_diagnostic(
             "fixed_point_iterations",
@@ -336,6 +363,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     }
     output.set_attribute("problem", AttrValue::Text("flow".into()))?;
     output.set_attribute("tau", AttrValue::Number(tau))?;
+    output.set_attribute("scheme", AttrValue::Text(flow.scheme.name().into()))?;
     output.set_attribute("seconds", AttrValue::Number(seconds))?;
     output.set_attribute("parameters", AttrValue::Text(parameters.to_string()))?;
     if let Some(path) = &args.problem {

@@ -29,6 +29,10 @@ pub struct VerifyArgs {
     /// Cells per axis, comma-separated (e.g. 32,64,128). Default: each case's own.
     #[arg(long, value_name = "N,N,…")]
     pub sizes: Option<String>,
+    /// The flows suite's time scheme: jko (default) or bdf2 (its energy is not checked to
+    /// fall at every step: BDF2 does not guarantee it).
+    #[arg(long, value_name = "SCHEME")]
+    pub scheme: Option<otgrid::ot::flow::TimeScheme>,
     /// Print one JSON object on stdout: status, solved and not_solved counts, rows.
     #[arg(long)]
     pub json: bool,
@@ -106,7 +110,7 @@ fn run_flows(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
     let mut rows = Vec::new();
     for case in cases {
         for cells in sizes.clone().unwrap_or_else(|| vec![case.cells]) {
-            let row = case.run(cells)?;
+            let row = case.run(cells, args.scheme.unwrap_or_default())?;
             if !args.json {
                 println!(
                     "{:<20} {:>4} {:>5} {:>6} {:>6} {:>8.3} {:>10.3e} {:>10.3e}  {}",
@@ -158,6 +162,9 @@ pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
         "classic" => Suite::Classic,
         "zoo" => Suite::Zoo,
         "flows" => return run_flows(args, report),
+        _ if args.scheme.is_some() => {
+            return Err(Error::invalid("--scheme is for the flows suite (--suite flows)"))
+        }
         other => {
             return Err(Error::invalid(format!(
                 "unknown suite '{other}' (expected classic, zoo or flows)"

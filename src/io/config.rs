@@ -156,14 +156,16 @@ pub struct FokkerPlanckFile {
     pub output: Option<OutputSection>,
 }
 
-/// `[time]` of a gradient-flow problem: the JKO step τ and the number of steps (or the end
-/// time, rounded to a whole number of steps).
+/// `[time]` of a gradient-flow problem: the step τ, the number of steps (or the end time,
+/// rounded to a whole number of steps) and the time scheme (`"jko"`, the default, or
+/// `"midpoint"`: [`crate::ot::flow::TimeScheme`]).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowTime {
     pub tau: f64,
     pub steps: Option<usize>,
     pub t_end: Option<f64>,
+    pub scheme: Option<String>,
 }
 
 /// `[solver]` of a gradient-flow problem: each step's dual ascent.
@@ -204,7 +206,7 @@ impl FlowProblemFile {
         grid: &Grid,
         inputs: &Inputs,
     ) -> Result<(crate::ot::flow::GradientFlow, ScalarField)> {
-        use crate::ot::flow::{Energy, GradientFlow, JkoParams, Term};
+        use crate::ot::flow::{Energy, GradientFlow, JkoParams, Term, TimeScheme};
         if self.energy.is_empty() {
             return Err(Error::invalid("flow problem: energy = [] has no term"));
         }
@@ -221,7 +223,11 @@ impl FlowProblemFile {
             ..defaults
         };
         jko.validate()?;
-        Ok((GradientFlow { energy, jko, steps: self.time.step_count()? }, initial))
+        let scheme = match &self.time.scheme {
+            Some(name) => name.parse::<TimeScheme>()?,
+            None => TimeScheme::default(),
+        };
+        Ok((GradientFlow { energy, jko, steps: self.time.step_count()?, scheme }, initial))
     }
 }
 

@@ -33,7 +33,9 @@ use crate::ot::bfm::{dot, PushForward};
 use crate::ot::legendre::c_transform;
 use crate::ot::metric::{floored, WeightedSolver};
 use crate::ot::problem::Outcome;
-use crate::ot::pushforward::{identity_deposit, push_forward_adaptive, JacobianPushForward};
+use crate::ot::pushforward::{
+    identity_deposit, push_forward_adaptive, push_forward_by_displacement, JacobianPushForward,
+};
 use crate::spectral::{MeanPolicy, PoissonSolver, Symbol};
 use rayon::prelude::*;
 
@@ -131,7 +133,7 @@ fn identity_exact_deposit(rho: &ScalarField, map: &VectorField, s: usize) -> Res
 }
 
 /// `∫ |g|² ρ` (cell sums): the squared transport distance of the displacement g from ρ.
-fn weighted_square(g: &VectorField, rho: &ScalarField) -> f64 {
+pub(super) fn weighted_square(g: &VectorField, rho: &ScalarField) -> f64 {
     let d = rho.grid().dim();
     let g = g.data();
     let sum: f64 = g
@@ -522,6 +524,47 @@ impl JkoParams {
             });
         let reach = if entropy { (moved / mass).sqrt() } else { largest };
         (p, reach)
+    }
+
+    /// `T#μ` for a map T that moves mass by a fraction of a cell (BDF2's extrapolation,
+    /// [`super::TimeScheme::Bdf2`]; T need not be a gradient). A positive μ is pushed by
+    /// change of variables ([`push_forward_by_displacement`]: smooth and positive, so the
+    /// step from it keeps the change-of-variables push-forward); where that fails (T not
+    /// invertible on the grid), or μ has empty cells, by the deposit — identity-exact where a
+    /// step from μ holds empty cells ([`Self::holds_empty_cells`]; the plain deposit smooths
+    /// by `D = I + h²Δ_h/8` once per step), raised to 0 (or to half of a positive μ) where
+    /// it is signed, and the mass restored by a scale. Measured on the flow zoo's
+    /// `narrow` and `two-bumps` BDF2 flows: with the deposit for positive μ, the steps from
+    /// its aliased ρ̃ ended at H⁻¹ errors of 4.1e-3 and 1.1e-2 (above the zoo's half cell);
+    /// with the change of variables 3.0e-3 and 6.7e-3.
+    pub fn push_near_identity(
+        &self,
+        energy: &Energy,
+        mu: &ScalarField,
+        map: &VectorField,
+    ) -> Result<ScalarField> {
+        let grid = mu.grid();
+        if mu.min() > 0.0 {
+            let mut v = map.clone();
+            v.data_mut().zip_mut_with(
+                VectorField::from_fn(grid, |x, o| o.copy_from_slice(x)).data(),
+                |m, x| *m -= x,
+            );
+            if let Some(out) = push_forward_by_displacement(mu, &v) {
+                return Ok(out);
+            }
+        }
+        if !(mu.min() > 0.0 || self.holds_empty_cells(energy, mu)) {
+            return push_forward_adaptive(mu, map, grid, self.subsamples);
+        }
+        let mut out = identity_exact_deposit(mu, map, self.subsamples)?;
+        let floor = if mu.min() > 0.0 { 0.5 } else { 0.0 };
+        out.data_mut().zip_mut_with(mu.data(), |o, m| *o = o.max(floor * m));
+        let (before, after) = (mu.integral(), out.integral());
+        if after > 0.0 {
+            out.data_mut().mapv_inplace(|v| v * before / after);
+        }
+        Ok(out)
     }
 
     /// The step of an energy without internal part, `F(ρ) = ∫ V ρ` (the non-local terms

@@ -197,6 +197,68 @@ pub(crate) fn determinant(raw: &[[f64; 3]; 3], d: usize) -> f64 {
     }
 }
 
+/// `(id + v)#μ` by change of variables for a positive μ and a displacement v of a fraction
+/// of a cell, not necessarily a gradient: `μ(w) / det(I + Dv(w))` at each target centre y,
+/// w its preimage (`w + v(w) = y`, three fixed-point sweeps from y; v, and det from central
+/// differences of v, interpolated multilinearly; μ by cubics, raised to half its
+/// multilinear value where the cubic undershoots, so the result stays positive), the mass
+/// restored by a scale (its change is the quadrature's, O(h²)). `None` where `id + v` is not
+/// invertible on the grid (`det(I + Dv) ≤ 0` somewhere) or the result is not finite.
+pub fn push_forward_by_displacement(mu: &ScalarField, v: &VectorField) -> Option<ScalarField> {
+    let grid = mu.grid().clone();
+    let d = grid.dim();
+    let parts: Vec<VectorField> = (0..d)
+        .map(|a| {
+            let component = v.component(a).to_owned();
+            crate::operators::gradient(&ScalarField::new(grid.clone(), component).expect("grid"))
+        })
+        .collect();
+    let mut det = ScalarField::zeros(&grid);
+    let slices: Vec<&[f64]> =
+        parts.iter().map(|g| g.data().as_slice().expect("contiguous")).collect();
+    det.as_mut_slice().par_iter_mut().enumerate().for_each(|(i, out)| {
+        let mut raw = [[0.0; 3]; 3];
+        for (a, row) in raw.iter_mut().enumerate().take(d) {
+            for (b, value) in row.iter_mut().enumerate().take(d) {
+                *value = slices[a][i * d + b];
+            }
+        }
+        // `determinant` symmetrises and adds I: the antisymmetric part of Dv is second
+        // order in the step for BDF2's displacements.
+        *out = determinant(&raw, d);
+    });
+    if det.min() <= 0.0 || det.first_non_finite().is_some() {
+        return None;
+    }
+    let v_data = v.data().as_slice().expect("contiguous");
+    let det_data = det.data().as_slice().expect("contiguous");
+    let positions = VectorField::from_fn(&grid, |x, o| o.copy_from_slice(x));
+    let mut out = ScalarField::zeros(&grid);
+    out.as_mut_slice()
+        .par_iter_mut()
+        .zip(positions.data().as_slice().expect("contiguous").par_chunks(d))
+        .for_each(|(o, y)| {
+            let mut w = [0.0; 3];
+            w[..d].copy_from_slice(y);
+            for _ in 0..3 {
+                for a in 0..d {
+                    let va = interpolate_from(&grid, |flat| v_data[flat * d + a], &w[..d], None);
+                    w[a] = y[a] - va;
+                }
+            }
+            let cubic = interpolate_cubic(mu, &w[..d]);
+            let linear = interpolate(mu, &w[..d]);
+            let jacobian = interpolate_from(&grid, |flat| det_data[flat], &w[..d], None);
+            *o = cubic.max(0.5 * linear) / jacobian;
+        });
+    let (before, after) = (mu.integral(), out.integral());
+    if !(after > 0.0 && after.is_finite()) {
+        return None;
+    }
+    out.data_mut().mapv_inplace(|x| x * before / after);
+    Some(out)
+}
+
 #[cfg(test)]
 mod jacobian_tests {
     use super::*;
@@ -314,5 +376,46 @@ mod jacobian_tests {
             }
         }
         assert!(in_gap < 1e-14, "mass {in_gap} deposited inside the gap");
+    }
+
+    /// [`push_forward_by_displacement`] against the exact push-forward of a Gaussian by a
+    /// dilation about its mean, `v(x) = α(x − c)` (α = 0.05: the Gaussian of width σ(1 + α)):
+    /// L1 at least second order in h (measured 8.0e-4 / 6.5e-5 / 1.0e-5 at 32² / 64² / 128²,
+    /// orders 3.6, 2.7), and `None` for a folding map.
+    #[test]
+    fn displacement_push_forward_converges_at_second_order() {
+        let (c, s, alpha) = ([0.45, 0.52], 0.09, 0.05);
+        let gaussian = |grid: &Grid, s: f64| {
+            ScalarField::from_fn(grid, |x| {
+                (-((x[0] - c[0]).powi(2) + (x[1] - c[1]).powi(2)) / (2.0 * s * s)).exp()
+                    / (2.0 * std::f64::consts::PI * s * s)
+            })
+        };
+        let sizes = [32usize, 64, 128];
+        let errors: Vec<f64> = sizes
+            .iter()
+            .map(|&n| {
+                let grid = Grid::unit(2, n, BoundaryKind::Neumann).unwrap();
+                let mu = gaussian(&grid, s);
+                let v = VectorField::from_fn(&grid, |x, o| {
+                    o[0] = alpha * (x[0] - c[0]);
+                    o[1] = alpha * (x[1] - c[1]);
+                });
+                let pushed = push_forward_by_displacement(&mu, &v).unwrap();
+                let exact = gaussian(&grid, s * (1.0 + alpha));
+                let diff: f64 =
+                    pushed.data().iter().zip(exact.data().iter()).map(|(a, b)| (a - b).abs()).sum();
+                diff * grid.cell_volume()
+            })
+            .collect();
+        let orders: Vec<f64> = errors.windows(2).map(|w| (w[0] / w[1]).log2()).collect();
+        eprintln!("displacement push-forward: L1 {errors:?}, orders {orders:?}");
+        assert!(orders.iter().all(|&o| o >= 1.8), "L1 {errors:?}, orders {orders:?}");
+        let grid = Grid::unit(2, 32, BoundaryKind::Neumann).unwrap();
+        let fold = VectorField::from_fn(&grid, |x, o| {
+            o[0] = -1.5 * (x[0] - 0.5);
+            o[1] = 0.0;
+        });
+        assert!(push_forward_by_displacement(&gaussian(&grid, s), &fold).is_none());
     }
 }

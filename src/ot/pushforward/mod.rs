@@ -22,7 +22,9 @@ pub(crate) use interpolate::{
     cubic_weights, interpolate, interpolate_cubic, interpolate_from, linear_stencil,
 };
 pub(crate) use jacobian::{d1, d2, determinant};
-pub use jacobian::{push_forward_by_inverse_potential, JacobianPushForward};
+pub use jacobian::{
+    push_forward_by_displacement, push_forward_by_inverse_potential, JacobianPushForward,
+};
 
 use crate::error::{Error, Result};
 use crate::field::{ScalarField, VectorField};
