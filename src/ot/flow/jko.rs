@@ -329,7 +329,35 @@ struct Dual<'a> {
     /// the maps are untouched): `Some` for a compact-support energy with the identity-exact
     /// deposit ([`JkoParams::holds_empty_cells`]), whose forward half steps set it to the
     /// cells outside the plain deposit's support `supp P_S μ`.
-    held: Option<Vec<bool>>,
+    held: Option<Held>,
+}
+
+/// The cells a step holds empty ([`Dual::held`]) and, per cell, the ceiling their dual
+/// variable is held under (`e'(0) −` [`HELD_DEPTH`]; +∞ for the other cells), computed once
+/// per held set.
+#[derive(Clone)]
+struct Held {
+    cells: Vec<bool>,
+    ceiling: Vec<f64>,
+}
+
+impl Held {
+    fn new(energy: &Energy, cells: Vec<bool>) -> Held {
+        let ceiling = cells
+            .par_iter()
+            .enumerate()
+            .map(
+                |(i, &held)| {
+                    if held {
+                        energy.derivative_at(i, 0.0) - HELD_DEPTH
+                    } else {
+                        f64::INFINITY
+                    }
+                },
+            )
+            .collect();
+        Held { cells, ceiling }
+    }
 }
 
 impl Dual<'_> {
@@ -349,10 +377,10 @@ impl Dual<'_> {
             None => p.par_iter().map(|p| p / tau).collect(),
         };
         if let Some(held) = &self.held {
-            let e = self.energy;
-            s.par_iter_mut().zip(held.par_iter()).enumerate().for_each(|(i, (s, held))| {
+            let cells = held.cells.par_iter().zip(held.ceiling.par_iter());
+            s.par_iter_mut().zip(cells).for_each(|(s, (held, ceiling))| {
                 if *held {
-                    *s = s.min(e.derivative_at(i, 0.0) - HELD_DEPTH);
+                    *s = s.min(*ceiling);
                 }
             });
         }
@@ -638,7 +666,9 @@ impl JkoParams {
         if mu.grid() != &grid || start.grid() != &grid {
             return Err(Error::invalid("JKO step: density or potential on another grid"));
         }
-        let held = self.holds_empty_cells(energy, mu).then(|| vec![false; grid.num_cells()]);
+        let held = self
+            .holds_empty_cells(energy, mu)
+            .then(|| Held::new(energy, vec![false; grid.num_cells()]));
         let mut dual = Dual { energy, mu, tau: self.tau, vol: grid.cell_volume(), held };
         let tol = self.tol(&grid);
         // A start whose density no shift gives unit mass in double precision (a divergence's
@@ -653,7 +683,7 @@ impl JkoParams {
         self.build_metric(&dual, &it, ws)?;
         let mut sigma = [1.0; 2];
         // (error, p, held cells) of the best iterate.
-        let mut best: Option<(f64, ScalarField, Option<Vec<bool>>)> = None;
+        let mut best: Option<(f64, ScalarField, Option<Held>)> = None;
         let (mut mark, mut mark_at) = (f64::INFINITY, 0usize);
         let mut outcome = Outcome::IterationLimit;
         let mut iterations = 0;
@@ -862,9 +892,9 @@ impl JkoParams {
                 if dual.held.is_some() {
                     let plain = push_forward_adaptive(dual.mu, &map, grid, self.subsamples)?;
                     let held: Vec<bool> = plain.data().iter().map(|v| *v <= 0.0).collect();
-                    if dual.held.as_ref() != Some(&held) {
+                    if dual.held.as_ref().map(|h| &h.cells) != Some(&held) {
                         // J changes with the held cells: the iterate is renormalised.
-                        let before = dual.held.replace(held);
+                        let before = dual.held.replace(Held::new(dual.energy, held));
                         match dual.iterate(it.p.clone()) {
                             Ok(next) => *it = next,
                             Err(_) => dual.held = before,
