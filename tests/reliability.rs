@@ -374,6 +374,7 @@ fn errors_speak_the_users_language() {
     refused(&["info", "missing.h5"], d, &["missing.h5", "no such file"]);
     write(d, "para.toml", &format!("{grid}boundary = \"dirichlet\"\n[equation]\nreaction = -500\ninitial = \"1\"\n[time]\nt_end = 1\ndt = 0.5\nscheme = \"backward-euler\"\n"));
     refused(&["parabolic", "para.toml"], d, &["reaction", "negative"]);
+    refused(&args("verify --suite zoo --scheme bdf2"), d, &["--scheme", "flows suite"]);
 }
 
 /// Item 6: `--json` prints one valid JSON object on success and on failure (status, error,

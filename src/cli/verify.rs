@@ -158,13 +158,13 @@ fn run_flows(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
 }
 
 pub fn run(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
+    if args.scheme.is_some() && args.suite != "flows" {
+        return Err(Error::invalid("--scheme is for the flows suite (--suite flows)"));
+    }
     let suite = match args.suite.as_str() {
         "classic" => Suite::Classic,
         "zoo" => Suite::Zoo,
         "flows" => return run_flows(args, report),
-        _ if args.scheme.is_some() => {
-            return Err(Error::invalid("--scheme is for the flows suite (--suite flows)"))
-        }
         other => {
             return Err(Error::invalid(format!(
                 "unknown suite '{other}' (expected classic, zoo or flows)"
