@@ -5,7 +5,8 @@
 //! each from the explicit start as a flow's first step; the squared Hellinger distance to a
 //! Gaussian on a floor (τ = 0.004); and whole one-step flows (set-up, explicit start and the
 //! semi-implicit fixed point) with non-local terms: the energy-distance MMD to a Gaussian
-//! (Lagrangian steps, τ = 0.02) and entropy + quadratic interaction (τ = 0.05). The group
+//! (Lagrangian steps, τ = 0.02) and entropy + quadratic interaction (τ = 0.05); the OU flow's
+//! first two steps by the JKO and the BDF2 time scheme. The group
 //! `convolution` times one FFT kernel convolution (zero-padded, 2n per axis).
 
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -107,6 +108,22 @@ fn bench(c: &mut Criterion) {
         for (name, flow) in [("mmd distance", mmd_flow), ("entropy + interaction", aggregation)] {
             g.bench_function(format!("{name} (one-step flow) {n}^2"), |b| {
                 b.iter(|| flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap())
+            });
+        }
+        // The OU flow's first two steps by each time scheme (BDF2's second step extrapolates
+        // and takes a JKO step of 2τ/3).
+        let ou = gaussian(&grid, [0.35, 0.4], 0.01);
+        let v =
+            ScalarField::from_fn(&grid, |x| 2.0 * ((x[0] - 0.5).powi(2) + (x[1] - 0.5).powi(2)));
+        for scheme in [TimeScheme::Jko, TimeScheme::Bdf2] {
+            let flow = GradientFlow {
+                energy: Energy::new(Internal::Entropy { diffusion: 0.05 }, Some(v.clone())),
+                jko: JkoParams { tau: 0.01, ..Default::default() },
+                steps: 2,
+                scheme,
+            };
+            g.bench_function(format!("OU two-step flow, {scheme} {n}^2"), |b| {
+                b.iter(|| flow.run(&ou, 1, |_| ControlFlow::Continue(())).unwrap())
             });
         }
     }

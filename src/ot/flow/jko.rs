@@ -561,10 +561,11 @@ impl JkoParams {
     /// invertible on the grid), or μ has empty cells, by the deposit — identity-exact where a
     /// step from μ holds empty cells ([`Self::holds_empty_cells`]; the plain deposit smooths
     /// by `D = I + h²Δ_h/8` once per step), raised to 0 (or to half of a positive μ) where
-    /// it is signed, and the mass restored by a scale. Measured on the flow zoo's
-    /// `narrow` and `two-bumps` BDF2 flows: with the deposit for positive μ, the steps from
-    /// its aliased ρ̃ ended at H⁻¹ errors of 4.1e-3 and 1.1e-2 (above the zoo's half cell);
-    /// with the change of variables 3.0e-3 and 6.7e-3.
+    /// it is signed, and the mass restored by a scale. Measured on the flow zoo's `narrow`
+    /// and `two-bumps` BDF2 flows before the warm start was scaled to the step's τ: with the
+    /// deposit for positive μ the steps from its aliased ρ̃ ended at H⁻¹ errors of 4.1e-3
+    /// and 1.1e-2 (above the zoo's half cell), with the change of variables at 3.0e-3 and
+    /// 6.7e-3; with the scaled warm start as well at 8.9e-5 and 9.9e-5, the JKO steps' own.
     pub fn push_near_identity(
         &self,
         energy: &Energy,

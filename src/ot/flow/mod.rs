@@ -76,8 +76,8 @@ pub struct FlowRecord {
     /// lower.
     pub outcome: &'static str,
     /// The step's scheme ([`TimeScheme::name`]): `bdf2` for a BDF2 step, `jko` for a JKO
-    /// step of τ (every step of a JKO flow; a BDF2 flow's first step, and its steps from a
-    /// density with empty cells or after an entropic step).
+    /// step of τ (every step of a JKO flow; a BDF2 flow's first step, and its step after an
+    /// entropic one).
     pub scheme: &'static str,
     /// Back-and-forth iterations of the step.
     pub iterations: usize,
@@ -188,6 +188,7 @@ impl GradientFlow {
         // BDF2's JKO step is of 2τ/3 (its first one, from no displacement, of τ).
         let bdf2 = JkoParams { tau: 2.0 * self.jko.tau / 3.0, ..self.jko.clone() };
         let mut p = self.jko.explicit_start(&self.with_nonlocal(&unit, &rho, mass)?, &rho);
+        let mut p_tau = self.jko.tau;
         let identity = VectorField::from_fn(&grid, |x, out| out.copy_from_slice(x));
         let every = (self.steps / snapshots.max(1)).max(1);
         let mut run = FlowRun {
@@ -196,18 +197,21 @@ impl GradientFlow {
             stopped: false,
             entropic_steps: 0,
         };
-        // BDF2: the last step's displacement `x_k − x_{k−1}` at ρ_k's cells, kept while the
-        // densities are positive (see [`TimeScheme::Bdf2`]).
+        // BDF2: the last step's displacement `x_k − x_{k−1}` at ρ_k's cells.
         let mut displacement: Option<VectorField> = None;
-        if scheme == TimeScheme::Bdf2 && rho.min() <= 0.0 {
-            tracing::warn!(
-                "bdf2: the density has empty cells; steps from such densities are JKO steps \
-                 (first order) until it is positive everywhere (docs/flows.md, Time schemes)"
-            );
-        }
         for k in 1..=self.steps {
             let start = Instant::now();
-            let last = displacement.take().filter(|_| rho.min() > 0.0);
+            let last = displacement.take();
+            // The warm start scales with the step's τ (p ≈ τ(e'(ρ) + V)). Measured on the
+            // OU flow at 256² (τ = 0.01, 6 steps): BDF2's first step of 2τ/3 from the
+            // unscaled p took 5.7 iterations per step over the flow, with the scaled one 3.0
+            // (the JKO scheme's 3.0).
+            let params = if last.is_some() { &bdf2 } else { &self.jko };
+            if params.tau != p_tau {
+                let ratio = params.tau / p_tau;
+                p.data_mut().mapv_inplace(|v| v * ratio);
+                p_tau = params.tau;
+            }
             let (mut step, fixed_point, outcome) = match &last {
                 Some(d) => {
                     let mut map = identity.clone();
@@ -218,7 +222,7 @@ impl GradientFlow {
                 None => self.solve(k, &self.jko, &unit, mass, &rho, &p, &mut ws)?,
             };
             let step_scheme = if last.is_some() { TimeScheme::Bdf2 } else { TimeScheme::Jko };
-            if scheme == TimeScheme::Bdf2 && outcome != "entropic" && step.density.min() > 0.0 {
+            if scheme == TimeScheme::Bdf2 && outcome != "entropic" {
                 let d = match &last {
                     Some(last) => bdf2_displacement(&step.p, last),
                     None => {
@@ -1489,16 +1493,16 @@ mod tests {
     }
 
     /// BDF2 is second order in τ: an Ornstein–Uhlenbeck flow (D = 0.02, V = 2|x − c|², a
-    /// Gaussian of width 0.08 off centre, T = 0.2, 64²) against the exact Gaussian at T
-    /// (sampled and normalised on the grid). Measured L1: 6.7e-3 / 1.75e-3 / 4.85e-4 at 5 /
-    /// 10 / 20 steps (orders 1.94, 1.85; the JKO scheme's 2.75e-2 / 1.44e-2 / 7.6e-3), then
-    /// the grid's floor (4.5e-4 at 40 steps). Every step after the first is a BDF2 step,
-    /// mass kept to round-off, densities positive.
+    /// Gaussian of width 0.08 off centre, T = 0.2, 128²) against the exact Gaussian at T
+    /// (sampled and normalised on the grid). Measured L1: 6.33e-3 / 1.52e-3 / 3.60e-4 at 5 /
+    /// 10 / 20 steps (orders 2.06, 2.08; the JKO scheme's 7.27e-3 at 20; at 64² the grid's
+    /// floor, about 4.5e-4, meets the 20-step error). Every step after the first is a BDF2
+    /// step, mass kept to round-off, densities positive.
     #[test]
     fn bdf2_ornstein_uhlenbeck_flow_is_second_order_in_tau() {
         let (a, d, t_end) = (4.0f64, 0.02f64, 0.2f64);
         let (c, m0, s0) = ([0.5f64, 0.5], [0.42f64, 0.46], 0.08f64);
-        let grid = Grid::unit(2, 64, BoundaryKind::Neumann).unwrap();
+        let grid = Grid::unit(2, 128, BoundaryKind::Neumann).unwrap();
         let gaussian = |m: [f64; 2], s: f64| {
             unit_mass(ScalarField::from_fn(&grid, |x| {
                 (-((x[0] - m[0]).powi(2) + (x[1] - m[1]).powi(2)) / (2.0 * s * s)).exp()
@@ -1535,35 +1539,47 @@ mod tests {
         let orders = observed_orders(&taus, &errors);
         let jko = error(20, TimeScheme::Jko);
         eprintln!("BDF2 OU: L1 {errors:?}, orders {orders:?}; JKO at 20 steps {jko:.3e}");
-        assert!(orders.iter().all(|&o| o >= 1.7), "L1 {errors:?}, orders {orders:?}");
+        assert!(orders.iter().all(|&o| o >= 1.9), "L1 {errors:?}, orders {orders:?}");
         assert!(errors[2] < jko / 5.0, "BDF2 {errors:?} against JKO {jko}");
     }
 
-    /// A BDF2 flow from a density with empty cells takes JKO steps (docs/flows.md, Time
-    /// schemes): a Barenblatt flow (64², 5 steps) gives the JKO flow's densities bit for bit,
-    /// every record marked `jko`.
+    /// BDF2 on the porous medium (compact supports: the extrapolation by the identity-exact
+    /// deposit): the Barenblatt flow m = 2 at 128², t = 1e-3 → 4e-3 in 10 steps, L1/M to the
+    /// true profile 3.67e-3 against the JKO scheme's 1.80e-2 (whose τ error is 1.85e-2), and
+    /// 1.9e-3 from the exact BDF2 recursion of the scale ([`Barenblatt::bdf2_scale`]).
+    ///
+    /// [`Barenblatt::bdf2_scale`]: crate::analytic::barenblatt::Barenblatt::bdf2_scale
     #[test]
-    fn bdf2_takes_jko_steps_from_densities_with_empty_cells() {
+    fn bdf2_porous_medium_follows_barenblatt_closer_than_jko() {
+        use crate::analytic::barenblatt::Barenblatt;
+        let (t0, t1, steps) = (1e-3, 4e-3, 10);
+        let b = Barenblatt::new(2.0, 1.0, 0.1, vec![0.5, 0.5]).unwrap();
+        let grid = Grid::unit(2, 128, BoundaryKind::Neumann).unwrap();
+        let initial = ScalarField::from_fn(&grid, |x| b.density(x, t0));
+        let exact = ScalarField::from_fn(&grid, |x| b.density(x, t1));
+        let tau = (t1 - t0) / steps as f64;
+        let recursion =
+            ScalarField::from_fn(&grid, |x| b.density_at_scale(x, b.bdf2_scale(t0, tau, steps)));
         let run = |scheme: TimeScheme| {
-            let b = crate::analytic::barenblatt::Barenblatt::new(2.0, 1.0, 0.1, vec![0.5, 0.5])
-                .unwrap();
-            let grid = Grid::unit(2, 64, BoundaryKind::Neumann).unwrap();
-            let initial = ScalarField::from_fn(&grid, |x| b.density(x, 1e-3));
             let flow = GradientFlow {
                 energy: Energy::new(
                     Internal::PorousMedium { coefficient: 1.0, exponent: 2.0 },
                     None,
                 ),
-                jko: JkoParams { tau: 3e-4, ..Default::default() },
-                steps: 5,
+                jko: JkoParams { tau, ..Default::default() },
+                steps,
                 scheme,
             };
-            flow.run(&initial, 5, |_| ControlFlow::Continue(())).unwrap()
+            let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
+            check_mass_and_sign(&run, initial.integral());
+            run.snapshots.last().unwrap().1.clone()
         };
+        let mass = exact.integral();
         let (jko, bdf2) = (run(TimeScheme::Jko), run(TimeScheme::Bdf2));
-        assert!(bdf2.records.iter().all(|r| r.scheme == "jko"));
-        for ((_, a), (_, b)) in jko.snapshots.iter().zip(&bdf2.snapshots) {
-            assert_eq!(a.data(), b.data());
-        }
+        let (e_jko, e_bdf2) = (l1(&jko, &exact) / mass, l1(&bdf2, &exact) / mass);
+        let to_recursion = l1(&bdf2, &recursion) / mass;
+        eprintln!("Barenblatt BDF2 {e_bdf2:.3e} (recursion {to_recursion:.3e}), JKO {e_jko:.3e}");
+        assert!(e_bdf2 < e_jko / 3.0 && e_bdf2 < 5e-3, "BDF2 {e_bdf2}, JKO {e_jko}");
+        assert!(to_recursion < 3e-3, "{to_recursion}");
     }
 }

@@ -6,10 +6,10 @@
 //!   extrapolation (Gallouët, Natale & Todeschi 2022). In R^d BDF2 is `x_{k+1} = x̃ −
 //!   (2τ/3)∇F(x_{k+1})` with `x̃ = x_k + (x_k − x_{k−1})/3`; here each particle's last
 //!   displacement `d_k = x_k − x_{k−1}` is carried as a field on ρ_k's cells, `ρ̃ = (id +
-//!   d_k/3)#ρ_k`, and `ρ_{k+1}` is the JKO step of 2τ/3 from ρ̃. The first step (and the
-//!   step after an entropic one, which has no map) is a JKO step of τ. Second order in τ
-//!   (L-stable, as BDF2 is: grid-scale errors are damped); the energy need not fall at
-//!   every step.
+//!   d_k/3)#ρ_k`, and `ρ_{k+1}` is the JKO step of 2τ/3 from ρ̃, warm-started from the
+//!   last potential scaled to 2τ/3. The first step (and the step after an entropic one,
+//!   which has no map) is a JKO step of τ. Second order in τ (L-stable, as BDF2 is:
+//!   grid-scale errors are damped); the energy need not fall at every step.
 
 use crate::error::{Error, Result};
 
