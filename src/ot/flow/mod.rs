@@ -224,7 +224,7 @@ impl GradientFlow {
             let step_scheme = if last.is_some() { TimeScheme::Bdf2 } else { TimeScheme::Jko };
             if scheme == TimeScheme::Bdf2 && outcome != "entropic" {
                 let d = match &last {
-                    Some(last) => bdf2_displacement(&step.p, last),
+                    Some(last) => bdf2_displacement(&step.p, last, &identity),
                     None => {
                         let mut d = gradient(&step.p);
                         d.data_mut().mapv_inplace(|v| -v);
@@ -458,48 +458,42 @@ impl GradientFlow {
 
 /// BDF2's displacement after a step whose potential p carries ρ_{k+1} back onto the
 /// extrapolated `ρ̃ = (id + d_k/3)#ρ_k` (d_k the last displacement, at ρ_k's cells):
-/// `d_{k+1}(x) = −∇p(x) + d_k(w)/3`, where `z = x + ∇p(x)` and `w + d_k(w)/3 = z`.
-fn bdf2_displacement(p: &ScalarField, last: &VectorField) -> VectorField {
-    let mut out = gradient(p);
-    out.data_mut().mapv_inplace(|v| -v);
-    pulled_back(&mut out, last, 1.0 / 3.0, -1.0);
-    out
-}
-
-/// For each cell x: with `z = x + back · out(x)` on entry, finds w with `w + factor · v(w) =
-/// z` (two fixed-point sweeps from z, v interpolated multilinearly) and adds `factor · v(w)`
-/// to `out(x)`.
-fn pulled_back(out: &mut VectorField, v: &VectorField, factor: f64, back: f64) {
+/// `d_{k+1}(x) = −∇p(x) + d_k(w)/3`, where `z = x + ∇p(x)` and `w + d_k(w)/3 = z` (two
+/// fixed-point sweeps from z, d_k interpolated multilinearly); `positions` holds the cell
+/// centres.
+fn bdf2_displacement(p: &ScalarField, last: &VectorField, positions: &VectorField) -> VectorField {
     use crate::ot::pushforward::interpolate_from;
     use rayon::prelude::*;
-    let grid = v.grid().clone();
+    let grid = p.grid();
     let d = grid.dim();
-    let positions = VectorField::from_fn(&grid, |x, o| o.copy_from_slice(x));
-    let v_data = v.data().as_slice().expect("contiguous");
+    let last = last.data().as_slice().expect("contiguous");
     let at = |point: &[f64], out: &mut [f64]| {
         for (a, o) in out.iter_mut().enumerate() {
-            *o = interpolate_from(&grid, |flat| v_data[flat * d + a], point, None);
+            *o = interpolate_from(grid, |flat| last[flat * d + a], point, None);
         }
     };
+    let mut out = gradient(p);
     let mut data = out.data_mut();
     let cells = data.as_slice_mut().expect("contiguous").par_chunks_mut(d);
     cells.zip(positions.data().as_slice().expect("contiguous").par_chunks(d)).for_each(|(o, x)| {
-        let (mut z, mut w, mut vw) = ([0.0; 3], [0.0; 3], [0.0; 3]);
+        let (mut z, mut w, mut dw) = ([0.0; 3], [0.0; 3], [0.0; 3]);
         for a in 0..d {
-            z[a] = x[a] + back * o[a];
+            z[a] = x[a] + o[a];
             w[a] = z[a];
         }
         for _ in 0..2 {
-            at(&w[..d], &mut vw[..d]);
+            at(&w[..d], &mut dw[..d]);
             for a in 0..d {
-                w[a] = z[a] - factor * vw[a];
+                w[a] = z[a] - dw[a] / 3.0;
             }
         }
-        at(&w[..d], &mut vw[..d]);
+        at(&w[..d], &mut dw[..d]);
         for a in 0..d {
-            o[a] += factor * vw[a];
+            o[a] = -o[a] + dw[a] / 3.0;
         }
     });
+    drop(data);
+    out
 }
 
 /// The semi-implicit fixed point of a step with non-local terms stops once a solve moves
