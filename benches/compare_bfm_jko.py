@@ -12,20 +12,24 @@ example's stopping rule (relative change of the step errors below 1e-3 · mass, 
 iterations) and its warm start (φ and ψ carried from step to step).
 
 The problem: ∂ₜρ = Δρ² (the porous medium, m = 2, energy ∫ρ²) on the unit square, Neumann,
-no potential, from the Barenblatt profile at t = 1e-3 to t = 4e-3 in K JKO steps (support
-radius 0.225 → 0.318, mass 8πc² with c = 0.1). Both codes get the same cell-centred initial
-density, τ and K; the error is the L1 distance to the exact Barenblatt profile at the end,
-relative to the mass — and, since the JKO scheme keeps the Barenblatt family (its scale
-solves s − τβ s^{1−1/β} = s_j per step), the L1 distance to the scheme's own solution after K
-steps: each code's error as a JKO solver, without the scheme's error in τ, which both share.
+no potential, from the Barenblatt profile at t = 1e-3 to t = 4e-3 in K steps (support
+radius 0.225 → 0.318, mass 8πc² with c = 0.1). Every run gets the same cell-centred initial
+density, τ and K. otgrid runs each of its time schemes (`--schemes`: `jko`, the scheme the
+reference solves, and `bdf2`, the second-order scheme of `otgrid flow --scheme bdf2`); the
+reference runs its JKO scheme at each of its ascent steps σ. The error is the L1 distance to
+the exact Barenblatt profile at the end, relative to the mass — and, since both schemes keep
+the Barenblatt family (the JKO scale solves s − τβ s^{1−1/β} = s_j per step; BDF2 extrapolates
+the scale and takes a JKO step of 2τ/3), the L1 distance to the scheme's own exact solution
+after K steps: each run's error as a solver of its scheme, without the scheme's error in τ.
 
-Timings: the reference's seconds per JKO step (its inner loop only); otgrid's per step as
-it reports it and — the figure the ratio uses — its whole process (start-up, writing the
-HDF5 time series) divided by K.
+Timings: the reference's seconds per step (median over its steps, its inner loop only);
+otgrid's whole process (start-up, writing the HDF5 time series) divided by K — the figure
+the speed-ups use — beside the per-step time it reports. One run of the script is one
+machine window: otgrid and the reference alternate size by size.
 
     python3 benches/compare_bfm_jko.py                       # 256² and 512², K = 10
     python3 benches/compare_bfm_jko.py --sizes 128 --steps 5 # a quick look
-    python3 benches/compare_bfm_jko.py --reference-src ~/src/wgfBFMcodes
+    python3 benches/compare_bfm_jko.py --reference-src ~/src/wgfBFMcodes --schemes bdf2
 
 Needs: numpy, scipy, h5py, a C++ compiler, pybind11 (pip-installed when missing) and
 fftw3.h (Debian: libfftw3-dev; the module includes it); `cargo build --release` first.
@@ -62,20 +66,44 @@ def barenblatt(n, t):
 def jko_scale(steps, tau):
     """The Barenblatt scale after `steps` exact JKO steps from t = T0 (the scheme keeps the
     self-similar family: s − τβ s^{1−1/β} = s_j per step, β = 1/(d(m−1)+2); otgrid's
-    `analytic::barenblatt`). Bisection to round-off."""
-    beta = 1.0 / (2.0 * (M - 1.0) + 2.0)
-    lift = lambda s: tau * beta * s ** (1.0 - 1.0 / beta)  # noqa: E731
-    s = T0 ** beta
+    `analytic::barenblatt`)."""
+    s = T0 ** (1.0 / (2.0 * (M - 1.0) + 2.0))
     for _ in range(steps):
-        lo, hi = s, s + lift(s)
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if mid - lift(mid) < s:
-                lo = mid
-            else:
-                hi = mid
-        s = 0.5 * (lo + hi)
+        s = jko_step_scale(s, tau)
     return s
+
+
+def jko_step_scale(s, tau):
+    """The scale after one exact JKO step of τ from scale s: the root of s' − τβ s'^{1−1/β} = s
+    (bisection to round-off)."""
+    beta = 1.0 / (2.0 * (M - 1.0) + 2.0)
+    lift = lambda x: tau * beta * x ** (1.0 - 1.0 / beta)  # noqa: E731
+    lo, hi = s, s + lift(s)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid - lift(mid) < s:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def bdf2_scale(steps, tau):
+    """The Barenblatt scale after `steps` exact BDF2 steps from t = T0 (otgrid's
+    `Barenblatt::bdf2_scale`): a JKO step of τ first, then from the extrapolated scale
+    (4s_k − s_{k−1})/3 a JKO step of 2τ/3 — dilations extend to dilations."""
+    beta = 1.0 / (2.0 * (M - 1.0) + 2.0)
+    previous = T0 ** beta
+    if steps == 0:
+        return previous
+    current = jko_step_scale(previous, tau)
+    for _ in range(1, steps):
+        previous, current = current, jko_step_scale((4.0 * current - previous) / 3.0, 2.0 * tau / 3.0)
+    return current
+
+
+def scheme_scale(scheme, steps, tau):
+    return bdf2_scale(steps, tau) if scheme == "bdf2" else jko_scale(steps, tau)
 
 
 def barenblatt_at_scale(n, s):
@@ -180,13 +208,14 @@ def run_reference(bfmgf, driver, n, steps, tau, sigma, theta1, theta2):
     return mu.copy(), seconds, iterations
 
 
-def run_otgrid(binary, n, steps, tau, workdir):
+def run_otgrid(binary, n, steps, tau, scheme, workdir):
     import h5py
 
-    out = os.path.join(workdir, f"otgrid_{n}.h5")
+    out = os.path.join(workdir, f"otgrid_{n}_{scheme}.h5")
     command = [
         binary, "flow", "-q", "--grid", f"{n}x{n}", "--initial", barenblatt_expression(),
-        "--energy", "porous:2", "--tau", repr(tau), "--steps", str(steps), "--out", out, "--json",
+        "--energy", "porous:2", "--tau", repr(tau), "--steps", str(steps), "--scheme", scheme,
+        "--out", out, "--json",
     ]
     start = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -218,14 +247,22 @@ def support_radius(rho, n, level=0.0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--steps", type=int, default=10, help="JKO steps from t = 1e-3 to 4e-3")
+    parser.add_argument("--steps", type=int, default=10, help="time steps from t = 1e-3 to 4e-3")
+    parser.add_argument(
+        "--schemes",
+        nargs="+",
+        choices=["jko", "bdf2"],
+        default=["jko", "bdf2"],
+        help="otgrid's time schemes to run (`otgrid flow --scheme`); the reference runs the JKO scheme",
+    )
     parser.add_argument("--reference-src", help="a checkout of wonjunee/wgfBFMcodes (default: clone it)")
     parser.add_argument(
         "--sigma",
         type=float,
-        nargs="+",
+        nargs="*",
         default=[0.05, 0.4],
-        help="the reference's ascent steps to run (0.05 is its example's; 0.4 was its fastest at 128²)",
+        help="the reference's ascent steps to run (0.05 is its example's; 0.4 was its fastest at 128²; "
+        "none: otgrid only, the reference not built)",
     )
     parser.add_argument("--theta1", type=float, default=1.0, help="the reference's metric weight (its example's)")
     parser.add_argument("--theta2", type=float, default=0.001, help="the reference's metric weight (its example's)")
@@ -235,67 +272,82 @@ def main():
     if not os.access(args.otgrid, os.X_OK):
         sys.exit(f"error: {args.otgrid} not found; run cargo build --release first")
     tau = (T1 - T0) / args.steps
-    src = reference_checkout(args.reference_src)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        bfmgf, build = build_reference(src, workdir)
-        driver = reference_driver(build)
+        if args.sigma:
+            bfmgf, build = build_reference(reference_checkout(args.reference_src), workdir)
+            driver = reference_driver(build)
         for n in args.sizes:
             exact = barenblatt(n, T1)
-            # The JKO scheme's own solution after K steps: the solvers' error without the τ error.
-            scheme = barenblatt_at_scale(n, jko_scale(args.steps, tau))
             mass = barenblatt(n, T0).mean()
-            ot_rho, ot_whole, summary = run_otgrid(args.otgrid, n, args.steps, tau, workdir)
+            # Each scheme's own solution after K steps (the exact recursion of the Barenblatt
+            # scale): a solver's error without the scheme's error in τ.
+            own = {scheme: barenblatt_at_scale(n, scheme_scale(scheme, args.steps, tau)) for scheme in ("jko", "bdf2")}
+            runs = []
+            for scheme in args.schemes:
+                rho, whole, summary = run_otgrid(args.otgrid, n, args.steps, tau, scheme, workdir)
+                runs.append({
+                    "code": f"otgrid --scheme {scheme}",
+                    "scheme": scheme,
+                    "seconds_per_step": whole / args.steps,
+                    "seconds_per_step_reported": summary_seconds_per_step(summary),
+                    "rho": rho,
+                })
             for sigma in args.sigma:
-                ref_rho, ref_seconds, ref_iterations = run_reference(
-                    bfmgf, driver, n, args.steps, tau, sigma, args.theta1, args.theta2
-                )
-                row = {
+                rho, seconds, iterations = run_reference(bfmgf, driver, n, args.steps, tau, sigma, args.theta1, args.theta2)
+                runs.append({
+                    "code": f"reference σ = {sigma}",
+                    "scheme": "jko",
+                    "sigma": sigma,
+                    "seconds_per_step": float(np.median(seconds)),
+                    "seconds_per_step_all": seconds,
+                    "iterations": iterations,
+                    "rho": rho,
+                })
+            for run in runs:
+                rho = run.pop("rho")
+                run.update({
                     "n": n,
                     "steps": args.steps,
                     "tau": tau,
-                    "sigma": sigma,
-                    "reference_seconds_per_step_median": float(np.median(ref_seconds)),
-                    "reference_seconds_per_step": ref_seconds,
-                    "reference_iterations": ref_iterations,
-                    "reference_l1_over_mass": float(np.abs(ref_rho - exact).mean() / exact.mean()),
-                    "reference_l1_to_jko_over_mass": float(np.abs(ref_rho - scheme).mean() / exact.mean()),
-                    "scheme_l1_over_mass": float(np.abs(scheme - exact).mean() / exact.mean()),
-                    "reference_mass_drift": float(abs(ref_rho.mean() - mass) / mass),
-                    "reference_support_radius": support_radius(ref_rho, n),
-                    "otgrid_seconds_per_step_whole_process": ot_whole / args.steps,
-                    "otgrid_seconds_per_step_reported": summary_seconds_per_step(summary),
-                    "otgrid_l1_over_mass": float(np.abs(ot_rho - exact).mean() / exact.mean()),
-                    "otgrid_l1_to_jko_over_mass": float(np.abs(ot_rho - scheme).mean() / exact.mean()),
-                    "otgrid_mass_drift": float(abs(ot_rho.mean() - mass) / mass),
-                    "otgrid_support_radius": support_radius(ot_rho, n),
+                    "l1_over_mass": float(np.abs(rho - exact).mean() / exact.mean()),
+                    "l1_to_own_scheme_over_mass": float(np.abs(rho - own[run["scheme"]]).mean() / exact.mean()),
+                    "scheme_l1_over_mass": float(np.abs(own[run["scheme"]] - exact).mean() / exact.mean()),
+                    "mass_drift": float(abs(rho.mean() - mass) / mass),
+                    "support_radius": support_radius(rho, n),
+                    "radius_1e-3": support_radius(rho, n, 1e-3),
                     "exact_support_radius": support_radius(exact, n),
-                    "reference_radius_1e-3": support_radius(ref_rho, n, 1e-3),
-                    "otgrid_radius_1e-3": support_radius(ot_rho, n, 1e-3),
                     "exact_radius_1e-3": support_radius(exact, n, 1e-3),
-                }
-                row["speedup_whole_process"] = (
-                    row["reference_seconds_per_step_median"] / row["otgrid_seconds_per_step_whole_process"]
-                )
-                rows.append(row)
-                print(json.dumps({k: v for k, v in row.items() if not isinstance(v, list)}), flush=True)
+                })
+                rows.append(run)
+                print(json.dumps({k: v for k, v in run.items() if not isinstance(v, list)}), flush=True)
     print()
     print(
-        "| grid | reference σ | reference s/step (median) | otgrid s/step (whole process; reported) | speed-up "
-        "| L1/M reference | L1/M otgrid | L1/M to the JKO solution ref / otgrid (JKO's own L1/M) "
-        "| support radius ref / otgrid / exact | radius of ρ > 1e-3 max ref / otgrid / exact |"
+        "| grid | code | s/step (reference: median of its steps; otgrid: whole process / K; reported) "
+        "| L1/M to exact | L1/M to its scheme's exact solution (the scheme's own L1/M) | mass drift "
+        "| support radius (exact) | radius of ρ > 1e-3 max (exact) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        reported = f"; {r['seconds_per_step_reported']:.3g}" if "seconds_per_step_reported" in r else ""
         print(
-            f"| {r['n']}² | {r['sigma']} | {r['reference_seconds_per_step_median']:.3g} | "
-            f"{r['otgrid_seconds_per_step_whole_process']:.3g}; {r['otgrid_seconds_per_step_reported']:.3g} | "
-            f"{r['speedup_whole_process']:.1f}× | {r['reference_l1_over_mass']:.3e} | {r['otgrid_l1_over_mass']:.3e} | "
-            f"{r['reference_l1_to_jko_over_mass']:.2e} / {r['otgrid_l1_to_jko_over_mass']:.2e} "
-            f"({r['scheme_l1_over_mass']:.3e}) | "
-            f"{r['reference_support_radius']:.4f} / {r['otgrid_support_radius']:.4f} / {r['exact_support_radius']:.4f} | "
-            f"{r['reference_radius_1e-3']:.4f} / {r['otgrid_radius_1e-3']:.4f} / {r['exact_radius_1e-3']:.4f} |"
+            f"| {r['n']}² | {r['code']} | {r['seconds_per_step']:.3g}{reported} | {r['l1_over_mass']:.3e} | "
+            f"{r['l1_to_own_scheme_over_mass']:.2e} ({r['scheme_l1_over_mass']:.3e}) | {r['mass_drift']:.1e} | "
+            f"{r['support_radius']:.4f} ({r['exact_support_radius']:.4f}) | "
+            f"{r['radius_1e-3']:.4f} ({r['exact_radius_1e-3']:.4f}) |"
         )
+    print()
+    print("| grid | otgrid scheme | against reference σ | speed-up per step (whole process) | L1/M otgrid / reference |")
+    print("|---|---|---|---|---|")
+    for n in args.sizes:
+        ours = [r for r in rows if r["n"] == n and "sigma" not in r]
+        theirs = [r for r in rows if r["n"] == n and "sigma" in r]
+        for o in ours:
+            for t in theirs:
+                print(
+                    f"| {n}² | {o['scheme']} | {t['sigma']} | {t['seconds_per_step'] / o['seconds_per_step']:.1f}× | "
+                    f"{o['l1_over_mass']:.3e} / {t['l1_over_mass']:.3e} |"
+                )
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)

@@ -245,7 +245,10 @@ fn tau_sweep_and_w2_to_the_target() {
     assert!(rows.iter().all(|r| r["w2_target"].as_f64().unwrap() < 0.3), "{v}");
     let csv = std::fs::read_to_string(d.join("study/kl_tau_sweep.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "{csv}");
-    assert!(csv.starts_with("tau,steps,energy,normalised_energy,w2_target,"));
+    assert!(csv.starts_with("scheme,tau,steps,energy,normalised_energy,w2_target,"));
+    assert!(csv.lines().skip(1).all(|l| l.starts_with("jko,")), "{csv}");
+    assert_eq!(v["scheme"], "jko", "{v}");
+    assert!(rows.iter().all(|r| r["scheme"] == "jko"), "{v}");
     let font = Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists();
     assert_eq!(d.join("study/kl_tau_sweep.png").exists(), font, "{v}");
     if font {
@@ -253,6 +256,16 @@ fn tau_sweep_and_w2_to_the_target() {
         assert_eq!(&png[1..4], b"PNG");
     }
     assert!(!d.join("study/kl.h5").exists(), "a sweep writes no HDF5");
+    // A BDF2 sweep names its scheme in the JSON and in every CSV row.
+    let mut args = base.to_vec();
+    args.extend(["--tau-sweep", "0.1,0.05", "--scheme", "bdf2", "--out", "study/bdf2.h5"]);
+    let o = otgrid(&args, d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    assert_eq!(v["scheme"], "bdf2", "{v}");
+    let csv = std::fs::read_to_string(d.join("study/bdf2_tau_sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.lines().skip(1).all(|l| l.starts_with("bdf2,")), "{csv}");
     let mut args = base.to_vec();
     args.extend(["--tau", "0.02", "--snapshots", "5", "--w2-target", "--out", "kl.h5"]);
     let v = json(&otgrid(&args, d));

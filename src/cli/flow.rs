@@ -48,9 +48,9 @@ pub struct FlowArgs {
     /// End time (rounded to a whole number of steps).
     #[arg(long)]
     pub t_end: Option<f64>,
-    /// Time scheme: jko (one JKO step of τ per step, first order; default) or midpoint (a
-    /// JKO step of τ/2 extended along its geodesic to τ: second order for flows that spread
-    /// or contract gently; docs/flows.md).
+    /// Time scheme: jko (one JKO step of τ per step, first order; default) or bdf2 (the
+    /// second-order BDF2 scheme: each step extrapolates along the last displacement and
+    /// takes a JKO step of 2τ/3; docs/flows.md).
     #[arg(long, value_name = "SCHEME")]
     pub scheme: Option<TimeScheme>,
     /// Densities kept in the time series (evenly spaced; the last step always; default 10,
@@ -395,10 +395,16 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     let name = |suffix: &str| PathBuf::from(format!("{}_tau_sweep.{suffix}", stem.display()));
     let (csv_path, png_path) = (name("csv"), name("png"));
     let mut rows = Vec::new();
-    let mut csv =
-        String::from("tau,steps,energy,normalised_energy,w2_target,seconds,iterations_per_step\n");
+    let scheme = setup.flow.scheme.name();
+    let mut csv = String::from(
+        "scheme,tau,steps,energy,normalised_energy,w2_target,seconds,iterations_per_step\n",
+    );
     if !report.json {
-        println!("τ study: {} to t = {t_end} on {}", setup.energy.join(" + "), setup.grid);
+        println!(
+            "τ study ({scheme} scheme): {} to t = {t_end} on {}",
+            setup.energy.join(" + "),
+            setup.grid
+        );
         println!(
             "| τ | steps | F(ρ_K) | F(ρ_K/M) | W₂(ρ_K/M, ν) | seconds | iterations per step |"
         );
@@ -433,11 +439,11 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
             );
         }
         csv.push_str(&format!(
-            "{tau},{steps},{energy},{normalised},{},{seconds},{iterations}\n",
+            "{scheme},{tau},{steps},{energy},{normalised},{},{seconds},{iterations}\n",
             w2.map_or(String::new(), |w| w.to_string())
         ));
         rows.push(serde_json::json!({
-            "tau": tau, "steps": steps, "t_end": steps as f64 * tau,
+            "scheme": scheme, "tau": tau, "steps": steps, "t_end": steps as f64 * tau,
             "energy": energy, "normalised_energy": normalised,
             "w2_target": w2,
             "seconds": seconds, "iterations_per_step": iterations,
@@ -449,17 +455,16 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     let column = |key: &str| -> Vec<(f64, f64)> {
         rows.iter().filter_map(|r| Some((r["tau"].as_f64()?, r[key].as_f64()?))).collect()
     };
-    let mut panels = vec![super::plot::Panel::single(
-        "final energy of rho/M",
-        "tau",
-        column("normalised_energy"),
-    )];
+    let energy_title = format!("final energy of rho/M ({scheme} scheme)");
+    let mut panels =
+        vec![super::plot::Panel::single(&energy_title, "tau", column("normalised_energy"))];
     if setup.target.is_some() {
         panels.push(super::plot::Panel::single("W2(rho/M, target)", "tau", column("w2_target")));
     }
     panels.push(super::plot::Panel::single("seconds", "tau", column("seconds")));
     let plotted = super::plot::log_log_panels(&png_path, &panels)?;
     report.put("t_end", t_end);
+    report.put("scheme", scheme);
     report.put("tau_sweep", &rows);
     report.put("csv", csv_written.display().to_string());
     match &plotted {

@@ -554,10 +554,10 @@ impl JkoParams {
         (p, reach)
     }
 
-    /// `T#μ` for a map T that moves mass by a fraction of a cell (BDF2's extrapolation,
-    /// [`super::TimeScheme::Bdf2`]; T need not be a gradient). A positive μ is pushed by
-    /// change of variables ([`push_forward_by_displacement`]: smooth and positive, so the
-    /// step from it keeps the change-of-variables push-forward); where that fails (T not
+    /// `T#μ` for `T = id + v`, a displacement v of a fraction of a cell (BDF2's
+    /// extrapolation, [`super::TimeScheme::Bdf2`]; v need not be a gradient). A positive μ is
+    /// pushed by change of variables ([`push_forward_by_displacement`]: smooth and positive,
+    /// so the step from it keeps the change-of-variables push-forward); where that fails (T not
     /// invertible on the grid), or μ has empty cells, by the deposit — identity-exact where a
     /// step from μ holds empty cells ([`Self::holds_empty_cells`]; the plain deposit smooths
     /// by `D = I + h²Δ_h/8` once per step), raised to 0 (or to half of a positive μ) where
@@ -570,23 +570,20 @@ impl JkoParams {
         &self,
         energy: &Energy,
         mu: &ScalarField,
-        map: &VectorField,
+        displacement: &VectorField,
     ) -> Result<ScalarField> {
         let grid = mu.grid();
         if mu.min() > 0.0 {
-            let mut v = map.clone();
-            v.data_mut().zip_mut_with(
-                VectorField::from_fn(grid, |x, o| o.copy_from_slice(x)).data(),
-                |m, x| *m -= x,
-            );
-            if let Some(out) = push_forward_by_displacement(mu, &v) {
+            if let Some(out) = push_forward_by_displacement(mu, displacement) {
                 return Ok(out);
             }
         }
+        let mut map = VectorField::from_fn(grid, |x, o| o.copy_from_slice(x));
+        map.data_mut().zip_mut_with(displacement.data(), |m, v| *m += v);
         if !(mu.min() > 0.0 || self.holds_empty_cells(energy, mu)) {
-            return push_forward_adaptive(mu, map, grid, self.subsamples);
+            return push_forward_adaptive(mu, &map, grid, self.subsamples);
         }
-        let mut out = identity_exact_deposit(mu, map, self.subsamples)?;
+        let mut out = identity_exact_deposit(mu, &map, self.subsamples)?;
         let floor = if mu.min() > 0.0 { 0.5 } else { 0.0 };
         out.data_mut().zip_mut_with(mu.data(), |o, m| *o = o.max(floor * m));
         let (before, after) = (mu.integral(), out.integral());

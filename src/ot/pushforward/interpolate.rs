@@ -95,6 +95,32 @@ pub(crate) fn interpolate_from(
     v
 }
 
+/// A displacement field `v` (cell values, the `d` components of a cell interleaved, C
+/// order) interpolated multilinearly at `p`, written into `out[..d]`.
+pub(crate) fn interpolate_displacement(g: &Grid, v: &[f64], p: &[f64], out: &mut [f64]) {
+    let d = g.dim();
+    for (a, o) in out.iter_mut().enumerate().take(d) {
+        *o = interpolate_from(g, |flat| v[flat * d + a], p, None);
+    }
+}
+
+/// The preimage w of `y` under `id + v` (`w + v(w) = y`, v a displacement field as in
+/// [`interpolate_displacement`]) by `sweeps` fixed-point sweeps `w ← y − v(w)` from `w = y`:
+/// each sweep contracts the error by `|Dv|`, a fraction of one for displacements of a
+/// fraction of a cell per cell.
+pub(crate) fn displacement_preimage(g: &Grid, v: &[f64], y: &[f64], sweeps: usize) -> [f64; 3] {
+    let d = g.dim();
+    let (mut w, mut vw) = ([0.0; 3], [0.0; 3]);
+    w[..d].copy_from_slice(&y[..d]);
+    for _ in 0..sweeps {
+        interpolate_displacement(g, v, &w[..d], &mut vw[..d]);
+        for a in 0..d {
+            w[a] = y[a] - vw[a];
+        }
+    }
+    w
+}
+
 /// Tensor-product cubic (4-point Lagrange) interpolation of the cell values `field` at point
 /// `p`: fourth order for smooth data (multilinear interpolation is second order, and at a
 /// sub-cell shift δ its error `δ(h − δ)f''/2` acts like a numerical diffusion). Stencils are

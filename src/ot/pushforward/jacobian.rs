@@ -199,7 +199,7 @@ pub(crate) fn determinant(raw: &[[f64; 3]; 3], d: usize) -> f64 {
 
 /// `(id + v)#μ` by change of variables for a positive μ and a displacement v of a fraction
 /// of a cell, not necessarily a gradient: `μ(w) / det(I + Dv(w))` at each target centre y,
-/// w its preimage (`w + v(w) = y`, three fixed-point sweeps from y; v, and det from central
+/// w its preimage (`w + v(w) = y`, three fixed-point sweeps from y, [`displacement_preimage`]; v, and det from central
 /// differences of v, interpolated multilinearly; μ by cubics, raised to half its
 /// multilinear value where the cubic undershoots, so the result stays positive), the mass
 /// restored by a scale (its change is the quadrature's, O(h²)). `None` where `id + v` is not
@@ -238,14 +238,7 @@ pub fn push_forward_by_displacement(mu: &ScalarField, v: &VectorField) -> Option
         .par_iter_mut()
         .zip(positions.data().as_slice().expect("contiguous").par_chunks(d))
         .for_each(|(o, y)| {
-            let mut w = [0.0; 3];
-            w[..d].copy_from_slice(y);
-            for _ in 0..3 {
-                for a in 0..d {
-                    let va = interpolate_from(&grid, |flat| v_data[flat * d + a], &w[..d], None);
-                    w[a] = y[a] - va;
-                }
-            }
+            let w = displacement_preimage(&grid, v_data, y, 3);
             let cubic = interpolate_cubic(mu, &w[..d]);
             let linear = interpolate(mu, &w[..d]);
             let jacobian = interpolate_from(&grid, |flat| det_data[flat], &w[..d], None);

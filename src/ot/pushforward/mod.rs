@@ -19,7 +19,8 @@ pub use deposit::{
     identity_deposit, push_forward, push_forward_adaptive, push_forward_subsampled, MAX_SUBCELLS,
 };
 pub(crate) use interpolate::{
-    cubic_weights, interpolate, interpolate_cubic, interpolate_from, linear_stencil,
+    cubic_weights, displacement_preimage, interpolate, interpolate_cubic, interpolate_displacement,
+    interpolate_from, linear_stencil,
 };
 pub(crate) use jacobian::{d1, d2, determinant};
 pub use jacobian::{
