@@ -4,13 +4,13 @@
 //! `(T#μ)(y) = μ(y + ∇q(y)) det(I + D²q(y))`
 //!
 //! for the inverse map `y + ∇q`. Each rank differentiates q on its planes with the serial
-//! stencils — centred, one-sided at box faces — whose slab-axis reach (one plane inside, up
-//! to three at a face, wrapped on a periodic axis) comes in one `Alltoallv`; then it
+//! stencils — centred, mirrored at box faces — whose slab-axis reach (one plane each side,
+//! wrapped on a periodic axis) comes in one `Alltoallv`; then it
 //! interpolates μ at its cells' mapped points, which may lie anywhere along the slab axis:
 //! the planes of μ they read come in a second `Alltoallv`. Every value is computed with the
 //! serial arithmetic, so the result is the serial one to the bit.
 //!
-//! Communication per call: q's halo (2 planes per rank, 4 beside a box face) and the planes
+//! Communication per call: q's halo (2 planes per rank, 1 beside a box face) and the planes
 //! of μ the mapped points read (for a map that moves mass by less than a plane, the rank's
 //! planes and one beyond each side).
 
@@ -21,16 +21,13 @@ use crate::grid::{Grid, PencilDecomposition, SlabDecomposition};
 use crate::ot::pushforward::{d1, d2, determinant, interpolate_from, linear_stencil};
 use rayon::prelude::*;
 
-/// The planes of an axis of `n` cells that [`d1`] and [`d2`] read at plane i.
+/// The planes of an axis of `n` cells that [`d1`] and [`d2`] read at plane i (the mirror
+/// at a box face reads the face plane and its neighbour).
 fn stencil_planes(i: usize, n: usize, periodic: bool) -> Vec<usize> {
     if periodic {
         vec![(i + n - 1) % n, i, (i + 1) % n]
-    } else if i == 0 {
-        (0..4).collect()
-    } else if i + 1 == n {
-        (n - 4..n).collect()
     } else {
-        vec![i - 1, i, i + 1]
+        (i.saturating_sub(1)..(i + 2).min(n)).collect()
     }
 }
 
@@ -53,7 +50,7 @@ fn sorted(mut planes: Vec<usize>) -> Vec<usize> {
 }
 
 /// Refuses, on every rank alike, blocks of μ or q of the wrong length or with NaN on any rank,
-/// and an axis of fewer than 4 cells (the one-sided stencils' reach).
+/// and an axis of fewer than 4 cells (as the serial plan).
 fn check_blocks(
     exchange: &impl Exchange,
     grid: &Grid,
@@ -305,7 +302,7 @@ mod tests {
     use crate::ot::JacobianPushForward;
 
     /// On 1–4 ranks the slab change of variables equals the serial one to the bit: 2D and
-    /// 3D, box and periodic slab axes (faces' one-sided stencils and the wrap), uneven slabs,
+    /// 3D, box and periodic slab axes (the faces' mirror and the wrap), uneven slabs,
     /// and a map that moves points across several slabs.
     #[test]
     fn slab_change_of_variables_equals_the_serial_one_to_the_bit() {
@@ -342,8 +339,8 @@ mod tests {
     }
 
     /// On y–z pencils (1–12 ranks: slabs and every py × pz the count allows) the change of
-    /// variables equals the serial one to the bit: box and periodic axes (faces' one-sided
-    /// stencils, the wrap), a map that moves points across several pencils.
+    /// variables equals the serial one to the bit: box and periodic axes (the faces'
+    /// mirror, the wrap), a map that moves points across several pencils.
     #[test]
     fn pencil_change_of_variables_equals_the_serial_one_to_the_bit() {
         for (shape, kinds) in [
