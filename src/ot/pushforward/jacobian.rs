@@ -209,9 +209,9 @@ pub(crate) fn determinant(raw: &[[f64; 3]; 3], d: usize) -> f64 {
 /// v, and det from central differences of v — each component along its own axis through its
 /// zero on a box face, as for a displacement of a no-flux flow —, interpolated multilinearly;
 /// μ by cubics, raised to half its multilinear value where the cubic undershoots, so the
-/// result stays positive), the mass
-/// restored by a scale (its change is the quadrature's, O(h²)). `None` where `id + v` is not
-/// invertible on the grid (`det(I + Dv) ≤ 0` somewhere) or the result is not finite.
+/// result stays positive), the mass restored by a scale (its change is the quadrature's,
+/// O(h²)). `None` where `id + v` is not invertible on the grid (`det(I + Dv) ≤ 0` somewhere)
+/// or the result is not finite.
 pub fn push_forward_by_displacement(mu: &ScalarField, v: &VectorField) -> Option<ScalarField> {
     let grid = mu.grid().clone();
     let d = grid.dim();
