@@ -40,8 +40,9 @@ fn mirrored(f: &impl Fn(usize) -> f64, k: isize, n: usize, periodic: bool) -> f6
 /// `(T#μ)(y) = μ(∇u(y)) det D²u(y)`, where `u` (on the target grid) is the convex potential
 /// of the *inverse* map `T⁻¹ = ∇u` (e.g. the Legendre transform of the Brenier potential).
 /// ∇u and D²u are finite differences (those of [`JacobianPushForward`]: on a box, for a
-/// map of the box onto itself), μ is interpolated multilinearly, and negative determinants (a non-convex u) count as zero.
-/// Unlike [`push_forward`] this converges pointwise (second order for smooth data).
+/// map of the box onto itself), μ is interpolated multilinearly, and negative determinants
+/// (a non-convex u) count as zero. Unlike [`push_forward`] this converges pointwise (second
+/// order for smooth data).
 /// On periodic axes pass the displacement form instead ([`JacobianPushForward`]).
 pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> Result<ScalarField> {
     let yg = u.grid();
@@ -67,14 +68,14 @@ pub fn push_forward_by_inverse_potential(mu: &ScalarField, u: &ScalarField) -> R
 ///
 /// `(T#μ)(y) = μ(y + ∇q(y)) det(I + D²q(y))`.
 ///
-/// Derivatives are centred finite differences ([`d1`], [`d2`]; the mixed ones of the
+/// Derivatives are centred finite differences (`d1`, `d2`; the mixed ones of the
 /// gradient, symmetrised). At a box face q is mirrored evenly: a map of the box onto itself
 /// has no normal displacement there (Brenier maps and JKO steps between densities on the
 /// box). One-sided stencils, which leave that displacement free, lagged JKO steps whose
 /// density reaches the walls: L1 to the Fokker–Planck solve growing as τ fell, see
-/// `docs/flows.md`. μ is interpolated
-/// multilinearly (periodically on periodic axes, clamped otherwise), and a negative
-/// determinant counts as zero. The gradient buffers are kept between calls.
+/// `docs/flows.md`. μ is interpolated multilinearly (periodically on periodic axes, clamped
+/// otherwise), and a negative determinant counts as zero. The gradient buffers are kept
+/// between calls.
 #[derive(Debug)]
 pub struct JacobianPushForward {
     grid: Grid,
