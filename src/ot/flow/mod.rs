@@ -1511,8 +1511,8 @@ mod tests {
 
     /// BDF2 is second order in τ: an Ornstein–Uhlenbeck flow (D = 0.02, V = 2|x − c|², a
     /// Gaussian of width 0.08 off centre, T = 0.2, 128²) against the exact Gaussian at T
-    /// (sampled and normalised on the grid). Measured L1: 6.33e-3 / 1.50e-3 / 3.60e-4 at 5 /
-    /// 10 / 20 steps (orders 2.08, 2.06; the JKO scheme's 7.27e-3 at 20; at 64² the grid's
+    /// (sampled and normalised on the grid). Measured L1: 6.33e-3 / 1.48e-3 / 3.60e-4 at 5 /
+    /// 10 / 20 steps (orders 2.10, 2.04; the JKO scheme's 7.27e-3 at 20; at 64² the grid's
     /// floor, about 4.5e-4, meets the 20-step error). Every step after the first is a BDF2
     /// step, mass kept to round-off, densities positive.
     #[test]
@@ -1564,10 +1564,10 @@ mod tests {
     /// a floor of 0.1 (entropy + V = −log ν, D = 1; 32², T = 0.25, τ = 0.005: 50 steps, the
     /// flow close to its equilibrium at the end) against `FokkerPlanckProblem`'s solve with
     /// 2000 steps. The extrapolation's Jacobian differentiates the displacement's normal
-    /// component through its zero on the wall; with the even mirror there the BDF2 flow
-    /// parked away from the equilibrium (measured L1 9.07e-2), now 1.00e-3. The JKO scheme
-    /// ends 1.84e-2 away (1.02e-2 with the deposit push-forward; on the torus the same flows
-    /// agree with the Fokker–Planck solve to 1e-5: docs/flows.md, Limits).
+    /// component through its zero on the wall (with the even mirror there the BDF2 flow
+    /// parked away from the equilibrium: L1 9.07e-2), and the steps' change of variables
+    /// mirrors the map's potential at the faces (with one-sided differences there BDF2 ended
+    /// 1.00e-3 away, JKO 1.84e-2). Measured: BDF2 3.98e-5, JKO 2.98e-4.
     #[test]
     fn bdf2_flow_with_mass_at_the_walls_follows_fokker_planck() {
         let grid = Grid::unit(2, 32, BoundaryKind::Neumann).unwrap();
