@@ -1,8 +1,8 @@
 //! The gradient-flow zoo (`otgrid verify --suite flows`): `otgrid flow`'s default settings
 //! over the densities and energies users bring — off-centre and narrow Gaussians, mixtures,
 //! compact supports, a density cut at a torus' seam, a non-convex (double-well) potential,
-//! large τ, KL and f-divergences to a
-//! target, the porous medium, 2D and 3D, box and torus. Each case is an `otgrid flow`
+//! large τ, KL and f-divergences to a target, the porous medium, 2D and 3D, box and torus.
+//! Each case is an `otgrid flow`
 //! command ([`FlowCase::command`]); a run is solved when every step keeps the mass to
 //! round-off and the density non-negative, lowers the energy (the first step against the
 //! initial density's), ends converged or at its grid's floor, with an H⁻¹ marginal error of
