@@ -487,7 +487,7 @@ fn stall_summary(stalled: usize, entropic: usize) -> String {
     let mut out = String::new();
     if entropic > 0 {
         out += &format!(
-            ", {entropic} entropic (the dual ascent stalled; the step is the entropic one, whose JKO objective is lower; see the warnings and docs/flows.md)"
+            ", {entropic} entropic (the dual ascent stalled or raised the energy; the step is the entropic one, whose JKO objective is lower; see the warnings and docs/flows.md)"
         );
     }
     if stalled > 0 {

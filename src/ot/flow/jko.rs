@@ -492,8 +492,8 @@ impl Dual<'_> {
 
 impl JkoParams {
     /// The explicit start `p₀ = τ(e'(μ) + V)`: `ρ_{p₀} = μ`, and `x + ∇p₀` moves μ by one
-    /// explicit Euler step of the flow backwards (the first step's start; later steps start
-    /// from the previous step's p).
+    /// explicit Euler step of the flow backwards (the first step's start, and the start
+    /// after an entropic step; other steps start from the previous step's p).
     /// When that step would move mass by more than a quarter of the domain (large τ: it is
     /// no longer a small step), the start is zero instead: `ρ₀` is then the energy's own
     /// minimiser over densities and the transport part starts from the identity.

@@ -105,8 +105,8 @@ pub struct FlowRun {
     pub records: Vec<FlowRecord>,
     /// The observer stopped the run early.
     pub stopped: bool,
-    /// Steps taken by the entropic step ([`entropic`]): the dual ascent stalled, and the
-    /// entropic step's JKO objective was the lower.
+    /// Steps taken by the entropic step ([`entropic`]): the dual ascent stalled or raised the
+    /// energy, and the entropic step's JKO objective was the lower.
     pub entropic_steps: usize,
 }
 
@@ -311,10 +311,15 @@ impl GradientFlow {
         Ok((step, fixed_point, outcome))
     }
 
-    /// Step k's result, or — where its dual ascent stalled (an energy with an internal
-    /// part) — the entropic step ([`entropic::entropic_step`]) from the unit-mass density
-    /// `rho` where that one's JKO objective is lower; with the record's outcome (`entropic`
-    /// then).
+    /// Step k's result, or — where its dual ascent stalled, or ended with the energy above
+    /// ρ_k's (an energy with an internal part) — the entropic step
+    /// ([`entropic::entropic_step`]) from the unit-mass density `rho` where that one's JKO
+    /// objective is lower; with the record's outcome (`entropic` then).
+    ///
+    /// An exact JKO step cannot raise the energy (ρ_k itself is a candidate, at no transport
+    /// cost), so a dual step that does — at a floor of about a cell, on a step into wells
+    /// one or two cells wide — is taken as a failed one. (Checked without non-local terms
+    /// only: their step minimises a frozen, linearised energy.)
     fn unstall(
         &self,
         k: usize,
@@ -324,23 +329,39 @@ impl GradientFlow {
         mass: f64,
         mut step: JkoStep,
     ) -> Result<(JkoStep, &'static str)> {
-        if step.outcome != Outcome::Stalled || unit.internal.is_none() {
+        if unit.internal.is_none() {
             let outcome = step.outcome.name();
             return Ok((step, outcome));
         }
-        // A stalled dual step: the entropic step instead where its JKO objective
+        let rose = if step.outcome != Outcome::Stalled && self.energy.nonlocal.is_empty() {
+            let (before, after) = (unit.value(rho)?, unit.value(&step.density)?);
+            (after > before + 1e-12 * before.abs()).then_some((before, after))
+        } else {
+            None
+        };
+        if step.outcome != Outcome::Stalled && rose.is_none() {
+            let outcome = step.outcome.name();
+            return Ok((step, outcome));
+        }
+        // A failed dual step: the entropic step instead where its JKO objective
         // `F + W₂²/(2τ)` (W₂ by otgrid's own OT) is the lower — against a far target it
         // represents the exact step's jump of mass onto the target, which the ascent
         // does not find.
         let far = unit.far_mass(rho);
-        let why = if far >= FAR_MASS {
+        let error = step.marginal_error;
+        let why = if let Some((before, after)) = rose {
             format!(
-                "against a target below {FAR_RATIO:.0e} of the density over {:.0} % of its \
-                 mass",
+                "ended at an H⁻¹ marginal error of {error:.2e} but raised the energy \
+                 ({before:.6e} → {after:.6e})"
+            )
+        } else if far >= FAR_MASS {
+            format!(
+                "stalled at an H⁻¹ marginal error of {error:.2e} against a target below \
+                 {FAR_RATIO:.0e} of the density over {:.0} % of its mass",
                 100.0 * far
             )
         } else {
-            "above the grid's floor".to_string()
+            format!("stalled at an H⁻¹ marginal error of {error:.2e} above the grid's floor")
         };
         let energy = self.with_nonlocal(unit, rho, mass)?;
         let tau = jko.tau;
@@ -355,10 +376,9 @@ impl GradientFlow {
         match (entropic, objective(&step.density)) {
             (Ok((e, value, w2)), Ok((stalled, _))) if value < stalled => {
                 tracing::warn!(
-                    "JKO step {k}: the dual ascent stalled at an H⁻¹ marginal error of {:.2e} \
-                     {why}; the step is the entropic one ({} Sinkhorn iterations; JKO objective \
-                     {value:.6e}, the stalled ascent's {stalled:.6e}; docs/flows.md)",
-                    step.marginal_error,
+                    "JKO step {k}: the dual ascent {why}; the step is the entropic one ({} \
+                     Sinkhorn iterations; JKO objective {value:.6e}, the dual ascent's \
+                     {stalled:.6e}; docs/flows.md)",
                     e.iterations,
                 );
                 step.iterations += e.iterations;
@@ -366,16 +386,18 @@ impl GradientFlow {
                 step.w2_squared = w2;
                 step.dual_gap = f64::NAN;
                 step.density = e.density;
-                // The next dual ascent starts from zero (an entropic potential's
-                // dual variable may sit against the edge beyond double precision).
-                step.p = ScalarField::zeros(rho.grid());
+                // The next dual ascent starts as a flow's first step does, from the
+                // explicit start at this density (not from the entropic potential, whose
+                // dual variable may sit against the edge beyond double precision). From
+                // zero, whose density is the energy's minimiser, the following steps
+                // stalled as well (docs/flows.md, "Large steps into steep wells").
+                step.p = jko.explicit_start(&energy, &step.density);
                 Ok((step, "entropic"))
             }
             (entropic, _) => {
                 tracing::warn!(
-                    "JKO step {k}: the ascent stalled at an H⁻¹ marginal error of {:.2e} \
-                     {why}, and the entropic step did not lower the JKO objective ({}){}",
-                    step.marginal_error,
+                    "JKO step {k}: the dual ascent {why}, and the entropic step did not lower \
+                     the JKO objective ({}){}",
                     entropic.err().map_or("solved, higher".to_string(), |e| e.to_string()),
                     if far >= FAR_MASS { "" } else { "; a smaller τ helps" }
                 );
@@ -651,6 +673,41 @@ mod tests {
         };
         assert!(left(&initial) < 0.2, "{}", left(&initial));
         assert!((0.3..0.45).contains(&left(&reference)), "{}", left(&reference));
+    }
+
+    /// Steps into steep wells: the zoo's tilted double well with D = 0.05 (wells 1.3 cells
+    /// wide at 64²) and τ = 0.05, from a Gaussian on the barrier, 8 steps. The first step's
+    /// ascent stalls (8.2e-2) and the fourth's raises the energy (1.679820e-1 → 1.680048e-1,
+    /// at an H⁻¹ error of 8.4e-4): both are entropic steps, and the others dual steps at
+    /// floors ≤ 4.4e-3. Before a dual step that raised the energy counted as a failed one,
+    /// and before the ascent after an entropic step started from the explicit start at its
+    /// density (from zero: the energy's minimiser, all in the deeper well), steps 2–4 were
+    /// entropic too and one was kept stalled at 1.8e-2.
+    #[test]
+    fn steps_into_steep_wells_fall_back_to_entropic_steps_only_where_the_ascent_fails() {
+        let grid = Grid::unit(2, 64, BoundaryKind::Neumann).unwrap();
+        let v = ScalarField::from_fn(&grid, |x| {
+            let (u, w) = (4.0 * x[0] - 2.0, 3.0 * x[1] - 1.5);
+            (u * u - 1.0).powi(2) + 0.3 * u + w * w
+        });
+        // (As `otgrid flow --initial gaussian:0.55,0.5:0.005,0,0,0.005` samples it.)
+        let reading = crate::io::Inputs { base: ".".into(), resample: false };
+        let initial = crate::ot::DensitySpec::parse("gaussian:0.55,0.5:0.005,0,0,0.005", "initial")
+            .and_then(|spec| spec.sample(&grid, "initial", &reading))
+            .unwrap();
+        let flow = GradientFlow {
+            energy: Energy::new(Internal::Entropy { diffusion: 0.05 }, Some(v)),
+            jko: JkoParams { tau: 0.05, ..Default::default() },
+            steps: 8,
+            scheme: TimeScheme::Jko,
+        };
+        let run = flow.run(&initial, 1, |_| ControlFlow::Continue(())).unwrap();
+        let outcomes: Vec<&str> = run.records.iter().map(|r| r.outcome).collect();
+        eprintln!("steep wells: {outcomes:?}, entropic {}", run.entropic_steps);
+        check_steps(&run, initial.integral());
+        assert!(!outcomes.contains(&"stalled"), "{outcomes:?}");
+        assert!((1..=3).contains(&run.entropic_steps), "{outcomes:?}");
+        assert!(outcomes[5..].iter().all(|o| *o != "entropic"), "{outcomes:?}");
     }
 
     /// For a quadratic potential V = a|x − c|²/2 the JKO recursion keeps isotropic Gaussians
