@@ -321,3 +321,60 @@ fn bad_flows_fail_with_one_line_and_no_file() {
         assert!(!d.join("bad.h5").exists(), "{text} left a file");
     }
 }
+
+/// A potential given as a dataset (`potential:FILE.h5:/DATASET`) is the same energy as the
+/// expression it was sampled from: the flow reading the first run's `/fields/potential`
+/// gives its density bit for bit. An output that would overwrite the energy's input, and a
+/// missing file, are one-line errors.
+#[test]
+fn a_dataset_potential_is_the_expression_it_was_sampled_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |potential: &str, out: &str| {
+        otgrid(
+            &[
+                "flow",
+                "--grid",
+                "32x32",
+                "--initial",
+                "gaussian:0.35,0.4:0.01,0,0,0.01",
+                "--energy",
+                "entropy:0.05",
+                "--energy",
+                potential,
+                "--tau",
+                "0.01",
+                "--steps",
+                "3",
+                "--out",
+                out,
+                "--json",
+            ],
+            d,
+        )
+    };
+    let rho = |file: &str| {
+        let out = Output::read(&d.join(file)).unwrap();
+        let Some(otgrid::io::Field::Scalar(rho)) = out.fields().get("rho").cloned() else {
+            panic!("{file}: no /fields/rho")
+        };
+        rho
+    };
+    let o = run("potential:2*((x-0.5)^2+(y-0.5)^2)", "expr.h5");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run("potential:expr.h5:/fields/potential", "data.h5");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, b) = (rho("expr.h5"), rho("data.h5"));
+    assert!(a.data().iter().zip(b.data().iter()).all(|(x, y)| x == y), "densities differ");
+    let before = std::fs::read(d.join("expr.h5")).unwrap();
+    let o = run("potential:expr.h5:/fields/potential", "expr.h5");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expr.h5"), "{err}");
+    assert_eq!(std::fs::read(d.join("expr.h5")).unwrap(), before, "the input was rewritten");
+    let o = run("potential:missing.h5:/fields/potential", "m.h5");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no such file") && err.trim().lines().count() == 1, "{err}");
+    assert!(!d.join("m.h5").exists());
+}

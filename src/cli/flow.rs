@@ -31,7 +31,7 @@ pub struct FlowArgs {
     /// An energy term (repeatable; the energy is their sum): entropy:D (D∫ρ log ρ, the
     /// heat flow; with a potential, Fokker–Planck), porous:M[,GAMMA] (γ∫ρᵐ/(m−1), the
     /// porous-medium equation ∂ₜρ = γΔρᵐ; γ default 1), potential:EXPR (∫Vρ, V an
-    /// expression in x,y,z), kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
+    /// expression in x,y,z, or a dataset FILE.h5:/DATASET or FILE.npy), kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
     /// everywhere), an f-divergence to ν: chi2:SPEC, hellinger:SPEC, reverse-kl:SPEC,
     /// js:SPEC, or a non-local term: interaction:KERNEL (½∫∫W(x−y)ρρ) or mmd:KERNEL:SPEC
     /// (the squared MMD to ν), KERNEL one of gaussian(σ), laplace(σ), distance (−|d|),
@@ -130,10 +130,12 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
     let steps = file.time.step_count()?;
     let fields = memory_fields(snapshots.min(steps), &file.energy, grid.dim());
     MemoryEstimate::fields(&grid, fields, 0, "flow").check(report.memory_limit)?;
-    otgrid::io::check_output_path(&out, &otgrid::io::config::input_files(path))?;
+    let terms: Vec<Term> = file.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
+    let mut inputs = otgrid::io::config::input_files(path);
+    inputs.extend(energy_inputs(&terms, &base));
+    otgrid::io::check_output_path(&out, &inputs)?;
     let reading = Inputs { base, resample: args.resample };
     let (flow, rho0) = file.flow(&grid, &reading)?;
-    let terms: Vec<Term> = file.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
     let target = target_of(&terms, &grid, &reading)?;
     Ok(Setup {
         grid,
@@ -146,6 +148,16 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
         target,
         t_end: file.time.t_end.unwrap_or(steps as f64 * file.time.tau),
     })
+}
+
+/// The files the energy's terms read (dataset potentials and target densities), named for
+/// the output-path check.
+fn energy_inputs(terms: &[Term], base: &Path) -> Vec<(String, PathBuf)> {
+    terms
+        .iter()
+        .filter_map(|t| t.input_file(base))
+        .map(|p| ("energy term".to_string(), p))
+        .collect()
 }
 
 /// The run from the problem flags.
@@ -166,12 +178,13 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     MemoryEstimate::fields(&grid, fields, 0, "flow").check(report.memory_limit)?;
     let base = Path::new(".");
     let initial_spec = DensitySpec::parse(initial, "initial")?;
-    let inputs: Vec<(String, PathBuf)> =
+    let terms: Vec<Term> = args.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
+    let mut inputs: Vec<(String, PathBuf)> =
         initial_spec.input_file(base).map(|p| vec![("initial".to_string(), p)]).unwrap_or_default();
+    inputs.extend(energy_inputs(&terms, base));
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("flow.h5"));
     check_output_path(&out, &inputs)?;
     let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
-    let terms: Vec<Term> = args.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
     let energy = Energy::from_terms(&terms, &grid, &reading)?;
     let target = target_of(&terms, &grid, &reading)?;
     let rho0 = initial_spec.sample(&grid, "initial", &reading)?;

@@ -486,7 +486,8 @@ pub const FAR_RATIO: f64 = 1e-3;
 const MASS_REACH: f64 = 1e-8;
 
 /// One term of an energy as the CLI's `--energy` gives it: `entropy:D`, `porous:M[,GAMMA]`,
-/// `potential:EXPR` (V an expression in x, y, z) or `kl:SPEC` (the relative entropy
+/// `potential:EXPR` (V an expression in x, y, z, or a dataset `FILE.h5:/DATASET` or
+/// `FILE.npy` on the run's grid) or `kl:SPEC` (the relative entropy
 /// `KL(ρ‖ν) = ∫ ρ log(ρ/ν)` to a density ν given as for `otgrid ot --target`: the entropy
 /// with D = 1 plus the potential `−log ν`), a divergence `chi2:SPEC` (`hellinger`,
 /// `reverse-kl`, `js`), `interaction:KERNEL` (`½∫∫W(x − y)ρρ`) or `mmd:KERNEL:SPEC` (the
@@ -498,8 +499,8 @@ pub enum Term {
     Entropy(f64),
     /// `γ ∫ ρᵐ/(m − 1)`: (m, γ).
     PorousMedium(f64, f64),
-    /// `∫ V ρ`.
-    Potential(Box<crate::expr::Expression>),
+    /// `∫ V ρ`, V an expression in x, y, z or a dataset (`FILE.h5:/DATASET`, `FILE.npy`).
+    Potential(Box<crate::io::config::Value>),
     /// `KL(ρ‖ν)`.
     RelativeEntropy(Box<crate::ot::DensitySpec>),
     /// An f-divergence `∫ ν f(ρ/ν)` to ν.
@@ -510,12 +511,32 @@ pub enum Term {
     Mmd(Kernel, Box<crate::ot::DensitySpec>),
 }
 
+impl Term {
+    /// The file this term reads (a dataset potential, or the target density's dataset,
+    /// image or samples), relative to `base`.
+    pub fn input_file(&self, base: &std::path::Path) -> Option<std::path::PathBuf> {
+        match self {
+            Term::Potential(v) => match v.as_ref() {
+                crate::io::config::Value::Text(text) => {
+                    crate::io::config::dataset_parts(text).map(|(file, _)| base.join(file))
+                }
+                crate::io::config::Value::Number(_) => None,
+            },
+            Term::RelativeEntropy(spec) | Term::Divergence(_, spec) | Term::Mmd(_, spec) => {
+                spec.input_file(base)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl std::str::FromStr for Term {
     type Err = Error;
     fn from_str(text: &str) -> Result<Term> {
         let (kind, rest) = text.split_once(':').ok_or_else(|| {
             Error::invalid(format!(
-                "energy term '{text}': expected entropy:D, porous:M[,GAMMA], potential:EXPR, \
+                "energy term '{text}': expected entropy:D, porous:M[,GAMMA], potential:EXPR \
+                 (or FILE.h5:/DATASET, FILE.npy), \
                  kl:SPEC, a divergence (chi2, hellinger, reverse-kl, js):SPEC, \
                  interaction:KERNEL or mmd:KERNEL:SPEC"
             ))
@@ -535,7 +556,10 @@ impl std::str::FromStr for Term {
                 Ok(Term::PorousMedium(m, gamma))
             }
             "potential" => {
-                Ok(Term::Potential(Box::new(crate::expr::Expression::parse(rest, "potential")?)))
+                if crate::io::config::dataset_parts(rest).is_none() {
+                    crate::expr::Expression::parse(rest, "potential")?;
+                }
+                Ok(Term::Potential(Box::new(crate::io::config::Value::Text(rest.trim().into()))))
             }
             "kl" => Ok(Term::RelativeEntropy(Box::new(crate::ot::DensitySpec::parse(
                 rest,
@@ -612,8 +636,8 @@ impl Energy {
                     reference = Some(positive(spec, &format!("{} target", f.name()))?);
                     Some(Internal::Divergence(*f))
                 }
-                Term::Potential(e) => {
-                    add(e.sample(grid, 0.0, "potential")?);
+                Term::Potential(v) => {
+                    add(v.field(grid, 0.0, "potential", inputs)?);
                     None
                 }
                 Term::Interaction(w) => {
