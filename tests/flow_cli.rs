@@ -378,3 +378,57 @@ fn a_dataset_potential_is_the_expression_it_was_sampled_from() {
     assert!(err.contains("no such file") && err.trim().lines().count() == 1, "{err}");
     assert!(!d.join("m.h5").exists());
 }
+
+/// `--displacements` writes each snapshot's step displacement beside its density: a vector
+/// field `displacement` in every /steps entry (zero at t = 0), listed in the XDMF time
+/// series; without the flag there is none.
+#[test]
+fn displacements_are_written_with_the_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = |out: &'static str, extra: &'static [&'static str]| {
+        let mut a = vec![
+            "flow",
+            "--grid",
+            "32x24",
+            "--initial",
+            "gaussian:0.35,0.4:0.01,0,0,0.01",
+            "--energy",
+            "entropy:0.05",
+            "--energy",
+            "potential:2*((x-0.5)^2+(y-0.5)^2)",
+            "--tau",
+            "0.01",
+            "--steps",
+            "4",
+            "--snapshots",
+            "2",
+            "--out",
+            out,
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let o = otgrid(&args("d.h5", &["--displacements"]), d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = Output::read(&d.join("d.h5")).unwrap();
+    assert_eq!(out.steps().len(), 3);
+    for (k, step) in out.steps().iter().enumerate() {
+        let Some(otgrid::io::Field::Vector(v)) = step.fields.get("displacement") else {
+            panic!("step {k}: no displacement")
+        };
+        let largest = v.data().iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if k == 0 {
+            assert_eq!(largest, 0.0);
+        } else {
+            // The OU flow moves mass by a fraction of a cell (h = 1/32) per step.
+            assert!(largest > 1e-4 && largest < 0.05, "step {k}: {largest}");
+        }
+    }
+    let xmf = std::fs::read_to_string(d.join("d.xmf")).unwrap();
+    assert_eq!(xmf.matches("Attribute Name=\"displacement\" AttributeType=\"Vector\"").count(), 3);
+    let o = otgrid(&args("plain.h5", &[]), d);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = Output::read(&d.join("plain.h5")).unwrap();
+    assert!(out.steps().iter().all(|s| !s.fields.contains_key("displacement")));
+}

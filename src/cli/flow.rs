@@ -72,6 +72,11 @@ pub struct FlowArgs {
     /// of the energy's kl, divergence or mmd term: diagnostics `snapshot_time`, `w2_target`.
     #[arg(long)]
     pub w2_target: bool,
+    /// Also write with each snapshot its step's displacement, the vector field
+    /// `displacement` in /steps: mass at x moved by it in the step (x − T(x), T the step's
+    /// map back onto the previous density; zero at t = 0, NaN for an entropic step).
+    #[arg(long, conflicts_with = "tau_sweep")]
+    pub displacements: bool,
     /// The τ study: comma-separated τ values, each running the flow to the same end time T
     /// (--t-end, or the problem file's [time]) in T/τ steps; reports per τ the final energy,
     /// W₂ to the energy's target density (if it has one), seconds and iterations per step, and
@@ -85,8 +90,8 @@ pub struct FlowArgs {
 
 /// Peak memory of a flow in fields of its grid: the step's potentials, densities, residuals,
 /// metric and CG vectors, the deposit and the Poisson solvers' scratch (about 40), plus the
-/// snapshots kept.
-fn memory_fields(snapshots: usize, terms: &[String], dim: usize) -> f64 {
+/// snapshots kept (and their displacements).
+fn memory_fields(snapshots: usize, displacements: bool, terms: &[String], dim: usize) -> f64 {
     // A non-local term keeps its kernel's transform (2^d fields: the padded array) and each
     // convolution uses two padded complex buffers (2 · 2 · 2^d fields).
     let nonlocal = terms
@@ -96,7 +101,8 @@ fn memory_fields(snapshots: usize, terms: &[String], dim: usize) -> f64 {
         })
         .count();
     let padded = (1usize << dim) as f64;
-    40.0 + snapshots as f64 + nonlocal as f64 * 5.0 * padded
+    let per_snapshot = if displacements { 1.0 + dim as f64 } else { 1.0 };
+    40.0 + snapshots as f64 * per_snapshot + nonlocal as f64 * 5.0 * padded
 }
 
 /// What a run is made of, from the flags or from a problem file.
@@ -128,7 +134,7 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
     });
     let snapshots = args.snapshots.or(output.snapshots).unwrap_or(10);
     let steps = file.time.step_count()?;
-    let fields = memory_fields(snapshots.min(steps), &file.energy, grid.dim());
+    let fields = memory_fields(snapshots.min(steps), args.displacements, &file.energy, grid.dim());
     MemoryEstimate::fields(&grid, fields, 0, "flow").check(report.memory_limit)?;
     let terms: Vec<Term> = file.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
     let mut inputs = otgrid::io::config::input_files(path);
@@ -174,7 +180,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let steps = otgrid::ot::flow::step_count(tau, args.steps, args.t_end)
         .map_err(|e| Error::invalid(format!("{e} (--steps or --t-end)")))?;
     let snapshots = args.snapshots.unwrap_or(10);
-    let fields = memory_fields(snapshots.min(steps), &args.energy, grid.dim());
+    let fields = memory_fields(snapshots.min(steps), args.displacements, &args.energy, grid.dim());
     MemoryEstimate::fields(&grid, fields, 0, "flow").check(report.memory_limit)?;
     let base = Path::new(".");
     let initial_spec = DensitySpec::parse(initial, "initial")?;
@@ -240,10 +246,15 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let t_end = steps as f64 * tau;
     let mut progress = TimeProgress::new(0.0, t_end, "flow");
     let started = std::time::Instant::now();
-    let run = flow.run(&rho0, snapshots, |r: &FlowRecord| {
+    let observe = |r: &FlowRecord| {
         progress.at(r.time);
         std::ops::ControlFlow::Continue(())
-    })?;
+    };
+    let run = if args.displacements {
+        flow.run_with_displacements(&rho0, snapshots, observe)?
+    } else {
+        flow.run(&rho0, snapshots, observe)?
+    };
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let w2_target: Option<Vec<f64>> = match (&target, args.w2_target) {
@@ -332,8 +343,12 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         println!("positivity   min density {min_density:.3e}");
     }
     let mut output = Output::new(grid.clone());
-    for (t, rho) in &run.snapshots {
-        output.add_step(*t, vec![("rho", Field::Scalar(rho.clone()))])?;
+    for (k, (t, rho)) in run.snapshots.iter().enumerate() {
+        let mut fields = vec![("rho", Field::Scalar(rho.clone()))];
+        if let Some(d) = run.displacements.get(k) {
+            fields.push(("displacement", Field::Vector(d.clone())));
+        }
+        output.add_step(*t, fields)?;
     }
     let last = run.snapshots.last().expect("the initial density").1.clone();
     output.add_field("rho", last)?;
