@@ -6,7 +6,8 @@ use otgrid::error::{Error, Result};
 use otgrid::io::config::{read_problem, FlowProblemFile};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
 use otgrid::ot::flow::{
-    target_of, w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Term, TimeScheme,
+    divergence_energy, target_of, w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Term,
+    TimeScheme,
 };
 use otgrid::ot::DensitySpec;
 use otgrid::resources::MemoryEstimate;
@@ -116,6 +117,8 @@ struct Setup {
     out: PathBuf,
     /// The density ν the energy compares with (kl, divergences, mmd).
     target: Option<otgrid::field::ScalarField>,
+    /// The energy's divergence to ν alone ([`divergence_energy`]).
+    divergence: Option<Energy>,
     /// The end time asked for (the τ study's horizon).
     t_end: f64,
 }
@@ -143,6 +146,7 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
     let reading = Inputs { base, resample: args.resample };
     let (flow, rho0) = file.flow(&grid, &reading)?;
     let target = target_of(&terms, &grid, &reading)?;
+    let divergence = divergence_energy(&terms, &grid, &reading)?;
     Ok(Setup {
         grid,
         flow,
@@ -152,6 +156,7 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
         snapshots,
         out,
         target,
+        divergence,
         t_end: file.time.t_end.unwrap_or(steps as f64 * file.time.tau),
     })
 }
@@ -193,6 +198,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
     let energy = Energy::from_terms(&terms, &grid, &reading)?;
     let target = target_of(&terms, &grid, &reading)?;
+    let divergence = divergence_energy(&terms, &grid, &reading)?;
     let rho0 = initial_spec.sample(&grid, "initial", &reading)?;
     let defaults = JkoParams::default();
     let flow = GradientFlow {
@@ -215,6 +221,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
         snapshots,
         out,
         target,
+        divergence,
         t_end: args.t_end.unwrap_or(steps as f64 * tau),
     })
 }
@@ -227,8 +234,18 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     if !args.tau_sweep.is_empty() {
         return tau_sweep(&setup, &args.tau_sweep, report);
     }
-    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out, target, .. } =
-        setup;
+    let Setup {
+        grid,
+        flow,
+        rho0,
+        initial,
+        energy: energy_terms,
+        snapshots,
+        out,
+        target,
+        divergence,
+        ..
+    } = setup;
     let steps = flow.steps;
     let tau = flow.jko.tau;
     let parameters = serde_json::json!({
@@ -270,6 +287,14 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     };
     if let Some(w) = &w2_target {
         report.put("w2_target", serde_json::json!({"first": w[0], "last": w[w.len() - 1]}));
+    }
+    // The divergence to ν of each snapshot's unit-mass density.
+    let snapshot_divergence: Option<Vec<f64>> = divergence
+        .as_ref()
+        .map(|e| run.snapshots.iter().map(|(_, rho)| e.value(&rho.to_density()?.0)).collect())
+        .transpose()?;
+    if let Some(d) = &snapshot_divergence {
+        report.put("divergence", serde_json::json!({"first": d[0], "last": d[d.len() - 1]}));
     }
     let records = &run.records;
     let column = |f: fn(&FlowRecord) -> f64| records.iter().map(f).collect::<Vec<f64>>();
@@ -385,8 +410,13 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         output
             .add_diagnostic("entropic", column(|r| f64::from(u8::from(r.outcome == "entropic"))))?;
     }
-    if let Some(w) = w2_target {
+    if w2_target.is_some() || snapshot_divergence.is_some() {
         output.add_diagnostic("snapshot_time", run.snapshots.iter().map(|(t, _)| *t).collect())?;
+    }
+    if let Some(d) = snapshot_divergence {
+        output.add_diagnostic("snapshot_divergence", d)?;
+    }
+    if let Some(w) = w2_target {
         output.add_diagnostic("w2_target", w)?;
     }
     output.set_attribute("problem", AttrValue::Text("flow".into()))?;

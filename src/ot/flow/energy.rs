@@ -688,6 +688,24 @@ pub fn target_of(
     Ok(Some(spec.sample(grid, "target", inputs)?.to_density()?.0))
 }
 
+/// The energy's divergence to its target density alone, as an [`Energy`] of that one term:
+/// `KL(ρ‖ν)` for `kl`, `∫ ν f(ρ/ν)` for an f-divergence, `MMD²(ρ, ν)` for `mmd` (the first
+/// such term; `None` without one). Its value at a unit-mass ρ is the divergence between
+/// probability densities.
+pub fn divergence_energy(
+    terms: &[Term],
+    grid: &crate::grid::Grid,
+    inputs: &crate::io::Inputs,
+) -> Result<Option<Energy>> {
+    let Some(term) = terms
+        .iter()
+        .find(|t| matches!(t, Term::RelativeEntropy(_) | Term::Divergence(..) | Term::Mmd(..)))
+    else {
+        return Ok(None);
+    };
+    Energy::from_terms(std::slice::from_ref(term), grid, inputs).map(Some)
+}
+
 /// `W₂(ρ/M, ν)` by otgrid's back-and-forth solver with its default settings (ρ of mass M,
 /// ν of unit mass, on one grid).
 pub fn w2_distance(rho: &ScalarField, nu: &ScalarField) -> Result<f64> {
