@@ -472,6 +472,25 @@ impl Energy {
         }
         Ok((internal + potential) * vol + nonlocal)
     }
+
+    /// `Σ |contribution|` of the internal and potential parts' cell terms in
+    /// [`Self::value`]: the scale of its round-off (a difference of two values below about
+    /// 1e-12 of it is noise).
+    pub fn magnitude(&self, rho: &ScalarField) -> f64 {
+        let r = rho.data();
+        let internal: f64 = match (&self.internal, &self.reference) {
+            (None, _) => 0.0,
+            (Some(e), Some(nu)) => {
+                r.iter().zip(nu.data().iter()).map(|(&v, &w)| (w * e.value(v / w)).abs()).sum()
+            }
+            (Some(e), None) => r.iter().map(|&v| e.value(v).abs()).sum(),
+        };
+        let potential: f64 = match &self.potential {
+            Some(v) => v.data().iter().zip(r.iter()).map(|(v, r)| (v * r).abs()).sum(),
+            None => 0.0,
+        };
+        (internal + potential) * rho.grid().cell_volume()
+    }
 }
 
 /// See [`Energy::far_mass`]: where ν is below this fraction of the density, a divergence
