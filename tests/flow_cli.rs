@@ -9,6 +9,17 @@ fn otgrid(args: &[&str], cwd: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_otgrid")).args(args).current_dir(cwd).output().unwrap()
 }
 
+/// `otgrid flow` from the off-centre Gaussian the tests share, on `grid`, with `energy`'s
+/// terms and then `rest`.
+fn gaussian_flow<'a>(grid: &'a str, energy: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["flow", "--grid", grid, "--initial", "gaussian:0.35,0.4:0.01,0,0,0.01"];
+    for term in energy {
+        args.extend(["--energy", term]);
+    }
+    args.extend_from_slice(rest);
+    args
+}
+
 fn json(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
@@ -331,27 +342,8 @@ fn a_dataset_potential_is_the_expression_it_was_sampled_from() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let run = |potential: &str, out: &str| {
-        otgrid(
-            &[
-                "flow",
-                "--grid",
-                "32x32",
-                "--initial",
-                "gaussian:0.35,0.4:0.01,0,0,0.01",
-                "--energy",
-                "entropy:0.05",
-                "--energy",
-                potential,
-                "--tau",
-                "0.01",
-                "--steps",
-                "3",
-                "--out",
-                out,
-                "--json",
-            ],
-            d,
-        )
+        let rest = ["--tau", "0.01", "--steps", "3", "--out", out, "--json"];
+        otgrid(&gaussian_flow("32x32", &["entropy:0.05", potential], &rest), d)
     };
     let rho = |file: &str| {
         let out = Output::read(&d.join(file)).unwrap();
@@ -387,27 +379,10 @@ fn displacements_are_written_with_the_snapshots() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let args = |out: &'static str, extra: &'static [&'static str]| {
-        let mut a = vec![
-            "flow",
-            "--grid",
-            "32x24",
-            "--initial",
-            "gaussian:0.35,0.4:0.01,0,0,0.01",
-            "--energy",
-            "entropy:0.05",
-            "--energy",
-            "potential:2*((x-0.5)^2+(y-0.5)^2)",
-            "--tau",
-            "0.01",
-            "--steps",
-            "4",
-            "--snapshots",
-            "2",
-            "--out",
-            out,
-        ];
-        a.extend_from_slice(extra);
-        a
+        let energy = ["entropy:0.05", "potential:2*((x-0.5)^2+(y-0.5)^2)"];
+        let mut rest = vec!["--tau", "0.01", "--steps", "4", "--snapshots", "2", "--out", out];
+        rest.extend_from_slice(extra);
+        gaussian_flow("32x24", &energy, &rest)
     };
     let o = otgrid(&args("d.h5", &["--displacements"]), d);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -441,27 +416,8 @@ fn displacements_are_written_with_the_snapshots() {
 fn snapshot_divergences_follow_the_flow() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = otgrid(
-        &[
-            "flow",
-            "--grid",
-            "32x32",
-            "--initial",
-            "gaussian:0.35,0.4:0.01,0,0,0.01",
-            "--energy",
-            "kl:gaussian:0.6,0.55:0.01,0,0,0.01",
-            "--tau",
-            "0.02",
-            "--steps",
-            "6",
-            "--snapshots",
-            "3",
-            "--out",
-            "kl.h5",
-            "--json",
-        ],
-        d,
-    );
+    let rest = ["--tau", "0.02", "--steps", "6", "--snapshots", "3", "--out", "kl.h5", "--json"];
+    let o = otgrid(&gaussian_flow("32x32", &["kl:gaussian:0.6,0.55:0.01,0,0,0.01"], &rest), d);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = Output::read(&d.join("kl.h5")).unwrap();
     let kl = &out.diagnostics()["snapshot_divergence"];
