@@ -32,8 +32,8 @@ pub struct FlowArgs {
     /// An energy term (repeatable; the energy is their sum): entropy:D (D∫ρ log ρ, the
     /// heat flow; with a potential, Fokker–Planck), porous:M[,GAMMA] (γ∫ρᵐ/(m−1), the
     /// porous-medium equation ∂ₜρ = γΔρᵐ; γ default 1), potential:EXPR (∫Vρ, V an
-    /// expression in x,y,z, or a dataset FILE.h5:/DATASET or FILE.npy), kl:SPEC (KL(ρ‖ν), ν a density as for --initial, positive
-    /// everywhere), an f-divergence to ν: chi2:SPEC, hellinger:SPEC, reverse-kl:SPEC,
+    /// expression in x,y,z, or a dataset FILE.h5:/DATASET or FILE.npy), kl:SPEC (KL(ρ‖ν),
+    /// ν a density as for --initial, positive everywhere), an f-divergence to ν: chi2:SPEC, hellinger:SPEC, reverse-kl:SPEC,
     /// js:SPEC, or a non-local term: interaction:KERNEL (½∫∫W(x−y)ρρ) or mmd:KERNEL:SPEC
     /// (the squared MMD to ν), KERNEL one of gaussian(σ), laplace(σ), distance (−|d|),
     /// imq(c) or an expression in the displacement x,y,z. At most one internal term
