@@ -406,7 +406,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         output.add_diagnostic("fixed_point_change", column(|r| r.fixed_point_change))?;
     }
     if run.entropic_steps > 0 {
-        // 1 for a step taken by the entropic step (where the dual ascent failed).
+        // 1 for a step taken by the entropic step (a stalled ascent against a far target).
         output
             .add_diagnostic("entropic", column(|r| f64::from(u8::from(r.outcome == "entropic"))))?;
     }
@@ -545,7 +545,7 @@ fn stall_summary(stalled: usize, entropic: usize) -> String {
     let mut out = String::new();
     if entropic > 0 {
         out += &format!(
-            ", {entropic} entropic (the dual ascent stalled, raised the energy or ended at a floor above half a cell; the step is the entropic one, whose JKO objective is lower; see the warnings and docs/flows.md)"
+            ", {entropic} entropic (the dual ascent stalled or raised the energy; the step is the entropic one, whose JKO objective is lower; see the warnings and docs/flows.md)"
         );
     }
     if stalled > 0 {

@@ -124,8 +124,8 @@ fn run_flows(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
                     row.worst_error,
                     match (&row.reason, case.known_issue) {
                         (None, None) if row.entropic_steps > 0 => format!(
-                            "solved ({} of them entropic steps, where the dual ascent failed: see \
-                             the warnings)",
+                            "solved ({} of them entropic steps: the dual ascent stalled against a \
+                             far target)",
                             row.entropic_steps
                         ),
                         (None, None) => "solved".to_string(),

@@ -116,8 +116,7 @@ pub const FLOW_ZOO: [FlowCase; 18] = [
     },
     FlowCase {
         name: "double-well-large-tau",
-        description: "the same with τ = 0.05 (a first step of W₂ 0.16 splitting the mass: the \
-                      entropic one at 64², where the dual step's floor is 0.55 cells)",
+        description: "the same with τ = 0.05 (a first step of W₂ 0.16 splitting the mass)",
         dim: 2,
         cells: 64,
         boundary: BoundaryKind::Neumann,
@@ -125,7 +124,12 @@ pub const FLOW_ZOO: [FlowCase; 18] = [
         energy: &["entropy:0.3", DOUBLE_WELL],
         tau: 0.05,
         steps: 5,
-        known_issue: None,
+        known_issue: Some(
+            "at 64² the first step ends at its floor at an H⁻¹ error of 8.5e-3, 0.55 cells (the \
+             change of variables stalls at 3.9e-2 and the deposit takes over); the floor falls \
+             with h, 2.9e-2 / 8.5e-3 / 2.3e-3 / 7.5e-4 at 32² / 64² / 128² / 256², solved from \
+             128²",
+        ),
     },
     FlowCase {
         name: "compact-heat",
@@ -293,7 +297,7 @@ pub struct FlowZooRow {
     pub seconds: f64,
     /// The largest step's H⁻¹ marginal error.
     pub worst_error: f64,
-    /// The first dual step's H⁻¹ marginal error (NaN where every step is an entropic one).
+    /// The first step's H⁻¹ marginal error.
     pub first_error: f64,
     /// `F(ρ₀)` and `F(ρ_K)`.
     pub energy: (f64, f64),
@@ -301,8 +305,8 @@ pub struct FlowZooRow {
     pub failed_steps: Vec<String>,
     /// The largest relative mass change of a step.
     pub mass_drift: f64,
-    /// Steps taken by the entropic step ([`super::entropic`], where the dual ascent failed: it
-    /// stalled, raised the energy or ended at a floor above [`super::COARSE_FLOOR_CELLS`]).
+    /// Steps taken by the entropic step ([`super::entropic`]: a stalled dual ascent against a
+    /// far target).
     pub entropic_steps: usize,
     /// Whether every check held.
     pub solved: bool,
@@ -319,11 +323,10 @@ impl FlowCase {
         })
     }
 
-    /// The largest H⁻¹ marginal error a step may end with: [`super::COARSE_FLOOR_CELLS`]
-    /// (half a cell; measured: at most 3.9e-3 at 64², a compact support's first step;
-    /// failed ascents ended at 0.13–0.7).
+    /// The largest H⁻¹ marginal error a step may end with: half a cell (measured: at most
+    /// 3.9e-3 at 64², a compact support's first step; failed ascents ended at 0.13–0.7).
     pub fn max_error(&self, cells: usize) -> f64 {
-        super::COARSE_FLOOR_CELLS / cells as f64
+        0.5 / cells as f64
     }
 
     /// The `otgrid flow` command that runs this case.
@@ -441,15 +444,9 @@ mod tests {
         assert_eq!(names.len(), FLOW_ZOO.len());
         for case in FLOW_ZOO {
             let row = case.run(case.cells, TimeScheme::Jko).unwrap();
-            // Entropic steps only where the dual ascent fails: against the far targets (it
-            // stalls) and on the large first step into the double well (its floor is 0.55
-            // cells).
-            let entropic = match case.name {
-                name if name.ends_with("-far") => row.steps,
-                "double-well-large-tau" => 1,
-                _ => 0,
-            };
-            assert_eq!(row.entropic_steps, entropic, "{}", case.name);
+            // Only the far target's steps are the entropic ones (their dual ascent stalls).
+            let far = case.name.ends_with("-far");
+            assert_eq!(row.entropic_steps, if far { row.steps } else { 0 }, "{}", case.name);
             match case.known_issue {
                 None => assert!(
                     row.solved,
