@@ -6,8 +6,7 @@ use otgrid::error::{Error, Result};
 use otgrid::io::config::{read_problem, FlowProblemFile};
 use otgrid::io::{check_output_path, AttrValue, Field, Inputs, Output};
 use otgrid::ot::flow::{
-    divergence_energy, target_of, w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Term,
-    TimeScheme,
+    w2_distance, Energy, FlowRecord, GradientFlow, JkoParams, Target, Term, TimeScheme,
 };
 use otgrid::ot::DensitySpec;
 use otgrid::resources::MemoryEstimate;
@@ -115,10 +114,8 @@ struct Setup {
     energy: Vec<String>,
     snapshots: usize,
     out: PathBuf,
-    /// The density ν the energy compares with (kl, divergences, mmd).
-    target: Option<otgrid::field::ScalarField>,
-    /// The energy's divergence to ν alone ([`divergence_energy`]).
-    divergence: Option<Energy>,
+    /// The density ν the energy compares with (kl, divergences, mmd) and that term alone.
+    target: Option<Target>,
     /// The end time asked for (the τ study's horizon).
     t_end: f64,
 }
@@ -144,9 +141,7 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
     inputs.extend(energy_inputs(&terms, &base));
     otgrid::io::check_output_path(&out, &inputs)?;
     let reading = Inputs { base, resample: args.resample };
-    let (flow, rho0) = file.flow(&grid, &reading)?;
-    let target = target_of(&terms, &grid, &reading)?;
-    let divergence = divergence_energy(&terms, &grid, &reading)?;
+    let (flow, rho0, target) = file.flow(&grid, &reading)?;
     Ok(Setup {
         grid,
         flow,
@@ -156,7 +151,6 @@ fn from_problem(path: &Path, args: &FlowArgs, report: &mut Report) -> Result<Set
         snapshots,
         out,
         target,
-        divergence,
         t_end: file.time.t_end.unwrap_or(steps as f64 * file.time.tau),
     })
 }
@@ -196,9 +190,7 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("flow.h5"));
     check_output_path(&out, &inputs)?;
     let reading = Inputs { base: base.to_path_buf(), resample: args.resample };
-    let energy = Energy::from_terms(&terms, &grid, &reading)?;
-    let target = target_of(&terms, &grid, &reading)?;
-    let divergence = divergence_energy(&terms, &grid, &reading)?;
+    let (energy, target) = Energy::with_target(&terms, &grid, &reading)?;
     let rho0 = initial_spec.sample(&grid, "initial", &reading)?;
     let defaults = JkoParams::default();
     let flow = GradientFlow {
@@ -221,7 +213,6 @@ fn from_flags(args: &FlowArgs, report: &mut Report) -> Result<Setup> {
         snapshots,
         out,
         target,
-        divergence,
         t_end: args.t_end.unwrap_or(steps as f64 * tau),
     })
 }
@@ -234,18 +225,8 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     if !args.tau_sweep.is_empty() {
         return tau_sweep(&setup, &args.tau_sweep, report);
     }
-    let Setup {
-        grid,
-        flow,
-        rho0,
-        initial,
-        energy: energy_terms,
-        snapshots,
-        out,
-        target,
-        divergence,
-        ..
-    } = setup;
+    let Setup { grid, flow, rho0, initial, energy: energy_terms, snapshots, out, target, .. } =
+        setup;
     let steps = flow.steps;
     let tau = flow.jko.tau;
     let parameters = serde_json::json!({
@@ -276,6 +257,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let w2_target: Option<Vec<f64>> = match (&target, args.w2_target) {
         (Some(nu), true) => {
+            let nu = &nu.density;
             Some(run.snapshots.iter().map(|(_, rho)| w2_distance(rho, nu)).collect::<Result<_>>()?)
         }
         (None, true) => {
@@ -289,8 +271,9 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         report.put("w2_target", serde_json::json!({"first": w[0], "last": w[w.len() - 1]}));
     }
     // The divergence to ν of each snapshot's unit-mass density.
-    let snapshot_divergence: Option<Vec<f64>> = divergence
+    let snapshot_divergence: Option<Vec<f64>> = target
         .as_ref()
+        .map(|t| &t.divergence)
         .map(|e| run.snapshots.iter().map(|(_, rho)| e.value(&rho.to_density()?.0)).collect())
         .transpose()?;
     if let Some(d) = &snapshot_divergence {
@@ -487,7 +470,7 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
         // The energy of the unit-mass density: with a kl or divergence term, the divergence
         // of ρ/M from ν (F(ρ) itself includes M log M and the like).
         let normalised = flow.energy.value(&last.to_density()?.0)?;
-        let w2 = setup.target.as_ref().map(|nu| w2_distance(last, nu)).transpose()?;
+        let w2 = setup.target.as_ref().map(|nu| w2_distance(last, &nu.density)).transpose()?;
         let iterations =
             run.records.iter().map(|r| r.iterations).sum::<usize>() as f64 / steps as f64;
         let w2_text = w2.map_or("-".to_string(), |w| format!("{w:.4e}"));

@@ -200,18 +200,19 @@ impl FlowTime {
 }
 
 impl FlowProblemFile {
-    /// The flow the file describes on `grid` and its initial density.
+    /// The flow the file describes on `grid`, its initial density and the energy's target
+    /// ([`crate::ot::flow::Energy::with_target`]).
     pub fn flow(
         &self,
         grid: &Grid,
         inputs: &Inputs,
-    ) -> Result<(crate::ot::flow::GradientFlow, ScalarField)> {
+    ) -> Result<(crate::ot::flow::GradientFlow, ScalarField, Option<crate::ot::flow::Target>)> {
         use crate::ot::flow::{Energy, GradientFlow, JkoParams, Term, TimeScheme};
         if self.energy.is_empty() {
             return Err(Error::invalid("flow problem: energy = [] has no term"));
         }
         let terms: Vec<Term> = self.energy.iter().map(|t| t.parse()).collect::<Result<_>>()?;
-        let energy = Energy::from_terms(&terms, grid, inputs)?;
+        let (energy, target) = Energy::with_target(&terms, grid, inputs)?;
         let initial = crate::ot::DensitySpec::parse(&self.initial, "initial")?
             .sample(grid, "initial", inputs)?;
         let solver = self.solver.clone().unwrap_or_default();
@@ -227,7 +228,8 @@ impl FlowProblemFile {
             Some(name) => name.parse::<TimeScheme>()?,
             None => TimeScheme::default(),
         };
-        Ok((GradientFlow { energy, jko, steps: self.time.step_count()?, scheme }, initial))
+        let flow = GradientFlow { energy, jko, steps: self.time.step_count()?, scheme };
+        Ok((flow, initial, target))
     }
 }
 

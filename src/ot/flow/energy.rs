@@ -605,6 +605,18 @@ impl std::str::FromStr for Term {
     }
 }
 
+/// The density ν that an energy's first term with one compares ρ with (`kl`, a divergence,
+/// `mmd`), and that term alone.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// ν on the energy's grid, unit mass.
+    pub density: ScalarField,
+    /// The term alone as an energy: `KL(ρ‖ν)` for `kl`, `∫ ν f(ρ/ν)` for an f-divergence,
+    /// `MMD²(ρ, ν)` for `mmd`. Its value at a unit-mass ρ is the divergence between
+    /// probability densities.
+    pub divergence: Energy,
+}
+
 impl Energy {
     /// The energy `Σ terms` on `grid`: at most one internal term (entropy, porous, kl or a
     /// divergence), any number of potentials (summed) and non-local terms. A kl target must
@@ -614,6 +626,17 @@ impl Energy {
         grid: &crate::grid::Grid,
         inputs: &crate::io::Inputs,
     ) -> Result<Energy> {
+        Ok(Energy::with_target(terms, grid, inputs)?.0)
+    }
+
+    /// [`Energy::from_terms`] and its [`Target`] (`None` without a kl, divergence or mmd
+    /// term), each target density sampled once.
+    pub fn with_target(
+        terms: &[Term],
+        grid: &crate::grid::Grid,
+        inputs: &crate::io::Inputs,
+    ) -> Result<(Energy, Option<Target>)> {
+        let mut target: Option<Target> = None;
         let mut internal = None;
         let mut reference = None;
         let mut potential: Option<ScalarField> = None;
@@ -646,13 +669,29 @@ impl Energy {
                     Some(Internal::PorousMedium { coefficient: *g, exponent: *m })
                 }
                 Term::RelativeEntropy(spec) => {
-                    let mut v = positive(spec, "kl target")?;
+                    let nu = positive(spec, "kl target")?;
+                    let mut v = nu.clone();
                     v.data_mut().mapv_inplace(|x| -x.ln());
+                    let entropy = Internal::Entropy { diffusion: 1.0 };
+                    target.get_or_insert_with(|| Target {
+                        density: nu,
+                        divergence: Energy::new(entropy, Some(v.clone())),
+                    });
                     add(v);
-                    Some(Internal::Entropy { diffusion: 1.0 })
+                    Some(entropy)
                 }
                 Term::Divergence(f, spec) => {
-                    reference = Some(positive(spec, &format!("{} target", f.name()))?);
+                    let nu = positive(spec, &format!("{} target", f.name()))?;
+                    target.get_or_insert_with(|| Target {
+                        density: nu.clone(),
+                        divergence: Energy {
+                            internal: Some(Internal::Divergence(*f)),
+                            potential: None,
+                            reference: Some(nu.clone()),
+                            nonlocal: Vec::new(),
+                        },
+                    });
+                    reference = Some(nu);
                     Some(Internal::Divergence(*f))
                 }
                 Term::Potential(v) => {
@@ -665,7 +704,19 @@ impl Energy {
                 }
                 Term::Mmd(k, spec) => {
                     let nu = spec.sample(grid, "mmd target", inputs)?;
-                    nonlocal.push(Nonlocal::mmd(k.clone(), &nu)?);
+                    let term = Nonlocal::mmd(k.clone(), &nu)?;
+                    if target.is_none() {
+                        target = Some(Target {
+                            density: nu.to_density()?.0,
+                            divergence: Energy {
+                                internal: None,
+                                potential: None,
+                                reference: None,
+                                nonlocal: vec![term.clone()],
+                            },
+                        });
+                    }
+                    nonlocal.push(term);
                     None
                 }
             };
@@ -687,42 +738,8 @@ impl Energy {
                 return Err(Error::invalid("energy: the potential has NaN or infinite values"));
             }
         }
-        Ok(Energy { internal, potential, reference, nonlocal })
+        Ok((Energy { internal, potential, reference, nonlocal }, target))
     }
-}
-
-/// The density ν that the first term with one compares ρ with (`kl`, a divergence, `mmd`),
-/// sampled on `grid` and normalised to unit mass; `None` without such a term.
-pub fn target_of(
-    terms: &[Term],
-    grid: &crate::grid::Grid,
-    inputs: &crate::io::Inputs,
-) -> Result<Option<ScalarField>> {
-    let Some(spec) = terms.iter().find_map(|t| match t {
-        Term::RelativeEntropy(spec) | Term::Divergence(_, spec) | Term::Mmd(_, spec) => Some(spec),
-        _ => None,
-    }) else {
-        return Ok(None);
-    };
-    Ok(Some(spec.sample(grid, "target", inputs)?.to_density()?.0))
-}
-
-/// The energy's divergence to its target density alone, as an [`Energy`] of that one term:
-/// `KL(ρ‖ν)` for `kl`, `∫ ν f(ρ/ν)` for an f-divergence, `MMD²(ρ, ν)` for `mmd` (the first
-/// such term; `None` without one). Its value at a unit-mass ρ is the divergence between
-/// probability densities.
-pub fn divergence_energy(
-    terms: &[Term],
-    grid: &crate::grid::Grid,
-    inputs: &crate::io::Inputs,
-) -> Result<Option<Energy>> {
-    let Some(term) = terms
-        .iter()
-        .find(|t| matches!(t, Term::RelativeEntropy(_) | Term::Divergence(..) | Term::Mmd(..)))
-    else {
-        return Ok(None);
-    };
-    Energy::from_terms(std::slice::from_ref(term), grid, inputs).map(Some)
 }
 
 /// `W₂(ρ/M, ν)` by otgrid's back-and-forth solver with its default settings (ρ of mass M,
@@ -844,5 +861,43 @@ mod tests {
             assert_eq!(with(Internal::Divergence(f), &rho).far_mass(&rho), 0.0, "{f:?}");
         }
         assert_eq!(Energy::new(Internal::Entropy { diffusion: 1.0 }, None).far_mass(&rho), 0.0);
+    }
+
+    /// The target of an energy is its first kl, divergence or mmd term's ν, unit mass, and
+    /// that term alone is a divergence: zero at ν, positive at another density; without such
+    /// a term there is none.
+    #[test]
+    fn an_energys_target_is_its_first_divergence_terms_density() {
+        let grid = Grid::unit(2, 24, BoundaryKind::Neumann).unwrap();
+        let reading = crate::io::Inputs { base: ".".into(), resample: false };
+        let nu_spec = "0.1 + exp(-((x-0.3)^2+(y-0.6)^2)/0.02)";
+        let nu = crate::ot::DensitySpec::parse(nu_spec, "nu")
+            .and_then(|s| s.sample(&grid, "nu", &reading))
+            .unwrap()
+            .to_density()
+            .unwrap()
+            .0;
+        let other = ScalarField::from_fn(&grid, |x| 1.0 + x[0]).to_density().unwrap().0;
+        for (first, second) in [
+            ("kl", "mmd:gaussian(0.1):uniform"),
+            ("hellinger", "potential:x"),
+            ("mmd:distance", "entropy:0.1"),
+        ] {
+            let terms: Vec<Term> = [format!("{first}:{nu_spec}"), second.to_string()]
+                .iter()
+                .map(|t| t.parse().unwrap())
+                .collect();
+            let (energy, target) = Energy::with_target(&terms, &grid, &reading).unwrap();
+            let target = target.unwrap();
+            let gap = (target.density.data() - nu.data()).mapv(f64::abs).sum();
+            assert!(gap < 1e-12, "{first}: {gap:e}");
+            let at_nu = target.divergence.value(&nu).unwrap();
+            assert!(at_nu.abs() < 1e-12, "{first}: {at_nu:e}");
+            assert!(target.divergence.value(&other).unwrap() > 1e-3, "{first}");
+            let mmd = terms.iter().filter(|t| matches!(t, Term::Mmd(..))).count();
+            assert_eq!(energy.nonlocal.len(), mmd, "{first}");
+        }
+        let terms: Vec<Term> = ["entropy:0.1", "potential:x"].map(|t| t.parse().unwrap()).to_vec();
+        assert!(Energy::with_target(&terms, &grid, &reading).unwrap().1.is_none());
     }
 }

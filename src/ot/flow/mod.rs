@@ -9,9 +9,7 @@ pub mod nonlocal;
 pub mod scheme;
 pub mod zoo;
 
-pub use energy::{
-    divergence_energy, target_of, w2_distance, Divergence, Energy, Internal, Term, FAR_RATIO,
-};
+pub use energy::{w2_distance, Divergence, Energy, Internal, Target, Term, FAR_RATIO};
 pub use jko::{JkoParams, JkoStep, JkoWorkspace};
 pub use nonlocal::{Kernel, Nonlocal, NonlocalKind};
 pub use scheme::TimeScheme;
