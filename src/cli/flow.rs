@@ -287,7 +287,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
     let count = |name: &str| records.iter().filter(|r| r.outcome == name).count();
     let (converged, at_floor) = (count("converged"), count("discretisation_floor"));
     let (limited, stalled) = (count("iteration_limit"), count("stalled"));
-    let entropic = count("entropic");
+    let (entropic, refined) = (count("entropic"), count("refined"));
     let energy0 = flow.energy.value(&rho0)?;
     let energy1 = records.last().map_or(energy0, |r| r.energy);
     let iterations: usize = records.iter().map(|r| r.iterations).sum();
@@ -315,6 +315,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
             "iteration_limit": limited,
             "stalled": stalled,
             "entropic": entropic,
+            "refined": refined,
         }),
     );
     if !report.json {
@@ -335,7 +336,7 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         );
         println!(
             "steps        {converged} converged, {at_floor} at the grid's floor, {limited} at the iteration limit{}",
-            stall_summary(stalled, entropic)
+            stall_summary(stalled, entropic, refined)
         );
         if !flow.energy.nonlocal.is_empty() {
             let solves: usize = records.iter().map(|r| r.fixed_point_iterations).sum();
@@ -392,6 +393,11 @@ pub fn run(args: &FlowArgs, report: &mut Report) -> Result<()> {
         // 1 for a step taken by the entropic step (a stalled ascent against a far target).
         output
             .add_diagnostic("entropic", column(|r| f64::from(u8::from(r.outcome == "entropic"))))?;
+    }
+    if run.refined_steps > 0 {
+        // 1 for a step solved again on the refined grid.
+        output
+            .add_diagnostic("refined", column(|r| f64::from(u8::from(r.outcome == "refined"))))?;
     }
     if w2_target.is_some() || snapshot_divergence.is_some() {
         output.add_diagnostic("snapshot_time", run.snapshots.iter().map(|(t, _)| *t).collect())?;
@@ -522,10 +528,15 @@ fn tau_sweep(setup: &Setup, taus: &[f64], report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// The summary's clauses on stalled steps and entropic ones (empty without any): their
+/// The summary's clauses on refined, entropic and stalled steps (empty without any): their
 /// counts and what helps.
-fn stall_summary(stalled: usize, entropic: usize) -> String {
+fn stall_summary(stalled: usize, entropic: usize, refined: usize) -> String {
     let mut out = String::new();
+    if refined > 0 {
+        out += &format!(
+            ", {refined} refined (the dual ascent ended at a floor above half a cell; the step was solved again on the grid refined twice per axis; docs/flows.md)"
+        );
+    }
     if entropic > 0 {
         out += &format!(
             ", {entropic} entropic (the dual ascent stalled or raised the energy; the step is the entropic one, whose JKO objective is lower; see the warnings and docs/flows.md)"

@@ -128,6 +128,11 @@ fn run_flows(args: &VerifyArgs, report: &mut super::Report) -> Result<()> {
                              far target)",
                             row.entropic_steps
                         ),
+                        (None, None) if row.refined_steps > 0 => format!(
+                            "solved ({} of them solved again on the grid refined twice per axis: \
+                             their floor was above half a cell)",
+                            row.refined_steps
+                        ),
                         (None, None) => "solved".to_string(),
                         (None, Some(_)) => "solved (a known issue no longer seen)".to_string(),
                         (Some(r), None) => r.clone(),
